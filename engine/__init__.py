@@ -1,0 +1,1 @@
+"""Loupe's engine: image -> JSON that matches a JSON Schema, computed locally (Qt-free)."""

@@ -1,0 +1,88 @@
+"""The engine's one entry point for clients (CLI, desktop): Engine.analyze / Engine.submit."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from engine.backends.base import Backend
+from engine.constrain.base import Constraint
+from engine.errors import LoupeError
+from engine.images.load import LoadedImage, load_image
+from engine.pipeline import Event, error_result, run
+from engine.tasks import Task
+from engine.types import Result, Timings
+
+ImageInput = str | Path | LoadedImage
+
+
+@dataclass(frozen=True)
+class AnalyzeRequest:
+    """Images analysed together in one request (ids img_01, img_02, ... in order) with one task."""
+
+    images: tuple[ImageInput, ...]
+    task: Task
+
+
+class Engine:
+    """Owns one loaded backend; analyses requests one at a time on a worker thread when submitted."""
+
+    def __init__(self, backend: Backend, *, model: str | None = None) -> None:
+        self.backend = backend
+        self.model = model or backend.model_id
+        self._constraints: dict[str, Constraint] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loupe-engine")
+        self._load_reported = False
+
+    def constraint_for(self, task: Task) -> Constraint:
+        """The compiled constraint for a task's schema (cached per schema)."""
+        key = json.dumps([task.schema, task.options.allow_refusal], sort_keys=True)
+        if key not in self._constraints:
+            self._constraints[key] = self.backend.compile(task.schema, allow_refusal=task.options.allow_refusal)
+        return self._constraints[key]
+
+    def analyze(
+        self, request: AnalyzeRequest, *, cancel: threading.Event | None = None, on_event: Event | None = None
+    ) -> Result:
+        """Run one request; bad input and backend failures come back as `status == error`, never raise."""
+        paths = [i.path if isinstance(i, LoadedImage) else str(i) for i in request.images]
+        try:
+            images = [i if isinstance(i, LoadedImage) else load_image(i) for i in request.images]
+            constraint = self.constraint_for(request.task)
+            result = run(
+                request.task, images, self.backend, constraint, model=self.model, cancel=cancel, on_event=on_event
+            )
+        except LoupeError as err:
+            return error_result(request.task, self.backend.name, self.model, err, paths)
+        if not self._load_reported:
+            self._load_reported = True
+            result = replace(result, timings=replace(result.timings, load_ms=round(self.backend.load_ms, 2)))
+        return result
+
+    def submit(self, request: AnalyzeRequest, *, cancel: threading.Event | None = None,
+               on_event: Event | None = None) -> Future[Result]:
+        """Queue a request on the engine's worker thread; the Future never raises for bad input."""
+        return self._pool.submit(self.analyze, request, cancel=cancel, on_event=on_event)
+
+    def analyze_each(self, paths: Sequence[ImageInput], task: Task) -> list[Result]:
+        """One request per image (the batch shape the CLI uses)."""
+        return [self.analyze(AnalyzeRequest((p,), task)) for p in paths]
+
+    def close(self) -> None:
+        """Stop the worker and free the model."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.backend.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+__all__ = ["AnalyzeRequest", "Engine", "Result", "Timings"]

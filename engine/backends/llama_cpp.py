@@ -1,0 +1,336 @@
+"""llama.cpp backend: a GGUF text model + mmproj through llama-cpp-python, decoded under our own mask.
+
+We drive llama.cpp's low-level API ourselves instead of `MTMDChatHandler` + `create_completion`:
+that path applies a GBNF grammar to the whole vocabulary per token, silently falls back to generic
+JSON when a schema fails to convert, and needs `logits_all=True` (~75 ms/token) for probabilities.
+Here each step reads only the last logits, masks them with the compiled constraint, and keeps the
+renormalised probability of the chosen token for per-field confidence.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import jinja2
+import jinja2.sandbox
+import llama_cpp
+import llama_cpp.mtmd_cpp as mtmd
+import numpy as np
+from llama_cpp._internals import LlamaBatch
+from llama_cpp._utils import suppress_stdout_stderr
+
+from engine.backends.base import Capabilities, Generation, GenerationRequest
+from engine.confidence import TokenStep
+from engine.constrain.base import Constraint, allowed_ids, mask_words
+from engine.constrain.llguidance import LLGuidanceCompiler
+from engine.errors import BackendError, ModelLoadError
+from engine.prompt import MEDIA
+
+GGUF_MAGIC = b"GGUF"
+
+
+def check_gguf(path: Path, what: str) -> None:
+    """Refuse a missing, empty, truncated-header or non-GGUF file with a message naming the fix."""
+    if not path.exists():
+        raise ModelLoadError(f"{what} not found: {path} (check the path, or run `loupe models list`)")
+    if not path.is_file():
+        raise ModelLoadError(f"{what} is not a file: {path}")
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head != GGUF_MAGIC:
+        raise ModelLoadError(
+            f"{what} is not a GGUF file (corrupt or wrong download): {path} "
+            "(re-download it with `loupe models pull NAME`, or import the right file)"
+        )
+
+
+class LlamaCppBackend:
+    """A loaded llama.cpp model with its multimodal projector."""
+
+    name: ClassVar[str] = "llama_cpp"
+    steerable: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        text_path: str | Path,
+        mmproj_path: str | Path,
+        *,
+        model_id: str | None = None,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        verbose: bool = False,
+    ) -> None:
+        t0 = time.perf_counter()
+        self.text_path, self.mmproj_path = Path(text_path), Path(mmproj_path)
+        check_gguf(self.text_path, "text model")
+        check_gguf(self.mmproj_path, "mmproj (vision projector)")
+        self.model_id = model_id or self.text_path.stem
+        self.verbose = verbose
+        threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
+        try:
+            with suppress_stdout_stderr(disable=verbose):
+                self._llm = llama_cpp.Llama(
+                    model_path=str(self.text_path),
+                    n_ctx=n_ctx,
+                    n_batch=n_batch,
+                    n_ubatch=n_batch,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    logits_all=False,
+                    verbose=verbose,
+                )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelLoadError(
+                f"llama.cpp could not load the text model {self.text_path} ({exc}); the file may be "
+                "truncated or corrupt: run `loupe models verify`"
+            ) from None
+        self._ctx = self._llm._ctx.ctx
+        self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
+        self._mtmd = self._init_mtmd(threads)
+        self._template = self._chat_template()
+        self._batch = LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
+        self._n_batch = n_batch
+        self._pieces: dict[int, bytes] = {}
+        self._compiler: LLGuidanceCompiler | None = None
+        self._lock = threading.Lock()
+        self.capabilities = Capabilities(max_context=n_ctx)
+        self.load_ms = (time.perf_counter() - t0) * 1000
+
+    # -- loading --------------------------------------------------------------------------------
+    @classmethod
+    def is_available(cls) -> bool:
+        """Whether llama-cpp-python is installed."""
+        return importlib.util.find_spec("llama_cpp") is not None
+
+    def _init_mtmd(self, threads: int) -> Any:
+        params = mtmd.mtmd_context_params_default()
+        params.use_gpu = False
+        params.print_timings = False
+        params.n_threads = threads
+        params.warmup = False
+        with suppress_stdout_stderr(disable=self.verbose):
+            ctx = mtmd.mtmd_init_from_file(str(self.mmproj_path).encode(), self._llm.model, params)
+        if ctx is None:
+            self._llm.close()
+            raise ModelLoadError(
+                f"llama.cpp could not load the mmproj {self.mmproj_path}: it is corrupt, truncated, or not "
+                "the projector for this text model (run `loupe models verify`, or pass the matching --mmproj)"
+            )
+        if not mtmd.mtmd_support_vision(ctx):
+            mtmd.mtmd_free(ctx)
+            self._llm.close()
+            raise ModelLoadError(f"{self.mmproj_path} is not a vision projector (no image support)")
+        return ctx
+
+    def _chat_template(self) -> jinja2.Template:
+        source = self._llm.metadata.get("tokenizer.chat_template")
+        if not source:
+            raise ModelLoadError(f"{self.text_path} has no embedded chat template (tokenizer.chat_template)")
+        env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+        )
+
+        def raise_exception(message: str) -> None:
+            raise BackendError(f"chat template error: {message}")
+
+        env.globals["raise_exception"] = raise_exception
+        return env.from_string(source)
+
+    def compile(self, schema: dict[str, Any] | bool, *, allow_refusal: bool = True) -> Constraint:
+        """Compile for this model's vocabulary (the tokenizer bridge is built once, on first use)."""
+        if self._compiler is None:
+            from llguidance.llamacpp import lltokenizer_from_vocab
+
+            eos = self._eos_tokens()
+            tok = lltokenizer_from_vocab(self._vocab, n_vocab=self.n_vocab, eos_token=eos)
+            self._compiler = LLGuidanceCompiler(tok)
+        return self._compiler.compile(schema, allow_refusal=allow_refusal)
+
+    def _eos_tokens(self) -> list[int]:
+        eog = [t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self._vocab, t)]
+        first = int(llama_cpp.llama_vocab_eos(self._vocab))
+        return ([first] if first >= 0 else []) + [t for t in eog if t != first]
+
+    # -- one generation -------------------------------------------------------------------------
+    def render(self, text: str) -> str:
+        """The full prompt text: the model's own chat template around one user message."""
+        marker = mtmd.mtmd_default_marker().decode()
+        messages = [{"role": "user", "content": [{"type": "text", "text": text.replace(MEDIA, marker)}]}]
+        return self._template.render(
+            messages=messages, add_generation_prompt=True, bos_token="", eos_token=""
+        )
+
+    def generate(self, request: GenerationRequest, *, cancel: threading.Event | None = None) -> Generation:
+        """Prefill prompt + images, then decode under the constraint (one request at a time)."""
+        with self._lock:
+            return self._generate(request, cancel)
+
+    def _generate(self, request: GenerationRequest, cancel: threading.Event | None) -> Generation:
+        if request.constraint is None:
+            raise BackendError("the llama.cpp backend needs a compiled constraint")
+        timings: dict[str, float] = {}
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
+        t0 = time.perf_counter()
+        bitmaps = [self._bitmap(img.image, img.id) for img in request.images]
+        timings["preprocess_ms"] = (time.perf_counter() - t0) * 1000
+        try:
+            n_past, n_prompt, n_image = self._prefill(self.render(request.text), bitmaps, timings)
+        finally:
+            for bm in bitmaps:
+                mtmd.mtmd_bitmap_free(bm)
+        t1 = time.perf_counter()
+        gen = self._decode(request, n_past, timings, cancel)
+        timings["decode_ms"] = (time.perf_counter() - t1) * 1000
+        gen.prompt_tokens, gen.image_tokens, gen.timings = n_prompt, n_image, timings
+        return gen
+
+    def _bitmap(self, image: Any, image_id: str) -> Any:
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        data = rgb.tobytes()
+        buf = (ctypes.c_ubyte * len(data)).from_buffer_copy(data)
+        bm = mtmd.mtmd_bitmap_init(rgb.width, rgb.height, buf)
+        if bm is None:
+            raise BackendError(f"llama.cpp could not take image {image_id} ({rgb.width}x{rgb.height})")
+        mtmd.mtmd_bitmap_set_id(bm, image_id.encode())
+        return bm
+
+    def _prefill(self, prompt: str, bitmaps: list[Any], timings: dict[str, float]) -> tuple[int, int, int]:
+        chunks = mtmd.mtmd_input_chunks_init()
+        text = mtmd.mtmd_input_text()
+        raw = prompt.encode()
+        text.text, text.text_len, text.add_special, text.parse_special = raw, len(raw), True, True
+        arr = (mtmd.mtmd_bitmap_p_ctypes * max(1, len(bitmaps)))(*bitmaps)
+        encode_ms = prefill_ms = 0.0
+        n_past = n_prompt = n_image = 0
+        try:
+            rc = mtmd.mtmd_tokenize(self._mtmd, chunks, ctypes.byref(text), arr, len(bitmaps))
+            if rc != 0:
+                raise BackendError(f"llama.cpp could not tokenize the prompt with {len(bitmaps)} image(s) (code {rc})")
+            n_ctx = self._llm.n_ctx()
+            for i in range(mtmd.mtmd_input_chunks_size(chunks)):
+                chunk = mtmd.mtmd_input_chunks_get(chunks, i)
+                kind = mtmd.mtmd_input_chunk_get_type(chunk)
+                n = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
+                if n_past + n >= n_ctx:
+                    raise BackendError(f"prompt needs more than the context of {n_ctx} tokens; lower the image detail")
+                t = time.perf_counter()
+                if kind == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
+                    size = ctypes.c_size_t()
+                    ptr = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(size))
+                    n_past = self._eval_tokens([ptr[j] for j in range(size.value)], n_past)
+                    prefill_ms += (time.perf_counter() - t) * 1000
+                    n_prompt += n
+                    continue
+                if mtmd.mtmd_encode_chunk(self._mtmd, chunk) != 0:
+                    raise BackendError("llama.cpp failed to encode an image")
+                t_enc = time.perf_counter()
+                encode_ms += (t_enc - t) * 1000
+                embd = mtmd.mtmd_get_output_embd(self._mtmd)
+                new_past = llama_cpp.llama_pos(0)
+                rc = mtmd.mtmd_helper_decode_image_chunk(
+                    self._mtmd, self._ctx, chunk, embd, n_past, 0, self._n_batch, ctypes.byref(new_past), None, None
+                )
+                if rc != 0:
+                    raise BackendError(f"llama.cpp failed to decode image embeddings (code {rc})")
+                n_past = new_past.value
+                prefill_ms += (time.perf_counter() - t_enc) * 1000
+                n_image += n
+        finally:
+            mtmd.mtmd_input_chunks_free(chunks)
+        timings["encode_ms"], timings["prefill_ms"] = encode_ms, prefill_ms
+        return n_past, n_prompt + n_image, n_image
+
+    def _eval_tokens(self, tokens: list[int], n_past: int) -> int:
+        for i in range(0, len(tokens), self._n_batch):
+            part = tokens[i : i + self._n_batch]
+            self._batch.set_batch(part, n_past, logits_all=False)
+            rc = llama_cpp.llama_decode(self._ctx, self._batch.batch)
+            if rc != 0:
+                raise BackendError(f"llama.cpp decode failed (code {rc})")
+            n_past += len(part)
+        return n_past
+
+    def _piece(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            buf = ctypes.create_string_buffer(256)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, 256, 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
+            piece = self._pieces[token] = buf.raw[:n]
+        return piece
+
+    def _decode(
+        self, request: GenerationRequest, n_past: int, timings: dict[str, float], cancel: threading.Event | None
+    ) -> Generation:
+        assert request.constraint is not None
+        matcher = request.constraint.matcher()
+        mask = np.zeros(mask_words(self.n_vocab), dtype=np.int32)
+        rng = np.random.default_rng(request.seed)
+        out = bytearray()
+        steps: list[TokenStep] = []
+        constraint_s = 0.0
+        n_ctx = self._llm.n_ctx()
+        stop = "max_tokens"
+        for _ in range(request.max_tokens):
+            if cancel is not None and cancel.is_set():
+                stop = "cancelled"
+                break
+            tc = time.perf_counter()
+            matcher.fill_mask(mask)
+            allowed = allowed_ids(mask, self.n_vocab)
+            constraint_s += time.perf_counter() - tc
+            if matcher.is_stopped() or allowed.size == 0:
+                stop = "eos"
+                break
+            token, prob = self._choose(allowed, request.temperature, rng)
+            if not matcher.consume(token):
+                raise BackendError(f"constraint rejected its own token {token}: {matcher.error()}")
+            if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                stop = "eos"
+                break
+            piece = self._piece(token)
+            steps.append(TokenStep(len(out), len(out) + len(piece), prob, allowed.size == 1))
+            out += piece
+            if matcher.is_stopped():
+                stop = "eos"
+                break
+            if n_past + 1 >= n_ctx:
+                break
+            n_past = self._eval_tokens([token], n_past)
+        timings["constraint_ms"] = constraint_s * 1000
+        return Generation(text=out.decode("utf-8", errors="replace"), steps=steps, stop=stop)  # type: ignore[arg-type]
+
+    def _choose(self, allowed: np.ndarray, temperature: float, rng: np.random.Generator) -> tuple[int, float]:
+        if allowed.size == 1:
+            return int(allowed[0]), 1.0
+        ptr = llama_cpp.llama_get_logits_ith(self._ctx, -1)
+        logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))[allowed].astype(np.float64)
+        logits -= logits.max()
+        p = np.exp(logits)
+        p /= p.sum()
+        if temperature <= 0:
+            j = int(np.argmax(p))
+        else:
+            q = np.exp(logits / temperature)
+            j = int(rng.choice(len(q), p=q / q.sum()))
+        return int(allowed[j]), float(p[j])
+
+    def close(self) -> None:
+        """Free the projector and the model."""
+        if getattr(self, "_mtmd", None) is not None:
+            mtmd.mtmd_free(self._mtmd)
+            self._mtmd = None
+        if getattr(self, "_llm", None) is not None:
+            self._batch.close()
+            self._llm.close()
+            self._llm = None  # type: ignore[assignment]

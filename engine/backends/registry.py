@@ -1,0 +1,39 @@
+"""Backend name -> (module, class), resolved lazily so optional dependencies stay optional."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+
+from engine.errors import LoupeError
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """Where a backend lives and which package it needs."""
+
+    module: str
+    cls: str
+    requires: str  # import name of the optional dependency
+
+
+BACKENDS: dict[str, BackendEntry] = {
+    "llama_cpp": BackendEntry("engine.backends.llama_cpp", "LlamaCppBackend", "llama_cpp"),
+    "fake": BackendEntry("engine.backends.fake", "FakeBackend", "engine"),
+}
+
+
+def available() -> dict[str, bool]:
+    """Each known backend and whether its dependency is installed."""
+    return {name: importlib.util.find_spec(e.requires) is not None for name, e in BACKENDS.items()}
+
+
+def backend_class(name: str) -> type:
+    """The class for backend `name`, importing its module only now."""
+    entry = BACKENDS.get(name)
+    if entry is None:
+        raise LoupeError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")
+    if importlib.util.find_spec(entry.requires) is None:
+        raise LoupeError(f"backend {name!r} needs the package {entry.requires!r}, which is not installed")
+    return getattr(importlib.import_module(entry.module), entry.cls)

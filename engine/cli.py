@@ -1,0 +1,263 @@
+"""The `loupe` command: analyze images, run the demo, manage models and tasks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from engine.errors import LoupeError
+from engine.tasks import Task, builtin_names, builtin_task, load_task_file
+from engine.types import Result, Status
+
+IMAGE_EXTENSIONS = {
+    ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jp2",
+    ".pbm", ".pgm", ".ppm", ".pnm", ".tga", ".ico",
+}
+SAMPLE = Path(__file__).parent / "samples" / "scratched-panel.jpg"
+
+
+class CliError(LoupeError):
+    """A usage problem reported as one line."""
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def expand(inputs: Sequence[str]) -> Iterator[str]:
+    """Files as given; folders walked recursively for image files, skipping hidden entries."""
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                        yield str(Path(root) / name)
+        else:
+            yield raw  # missing or odd files are reported by the engine, per image
+
+
+def pick_task(args: argparse.Namespace) -> Task:
+    """The task from --task-file or --task (default: defects), with CLI option overrides."""
+    task = load_task_file(args.task_file) if getattr(args, "task_file", None) else builtin_task(args.task)
+    changes: dict[str, Any] = {}
+    if getattr(args, "max_tokens", None):
+        changes["max_tokens"] = args.max_tokens
+    if getattr(args, "detail", None):
+        changes["detail"] = int(args.detail) if args.detail.isdigit() else args.detail
+    return task.with_options(**changes) if changes else task
+
+
+def open_backend(args: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
+    """Load the model named by --model, or the files given by --model-path/--mmproj."""
+    from engine.backends.llama_cpp import LlamaCppBackend
+
+    threads = getattr(args, "threads", None)
+    if args.model_path or args.mmproj:
+        if not (args.model_path and args.mmproj):
+            raise CliError("--model-path and --mmproj go together")
+        name = Path(args.model_path).stem
+        return LlamaCppBackend(args.model_path, args.mmproj, model_id=name, n_threads=threads), name
+    from models.catalog import load_catalog
+    from models.store import ModelStore, default_model_root
+
+    name = args.model or load_catalog().default
+    resolved = ModelStore(default_model_root()).resolve(name)
+    if resolved.synthetic:
+        print(f"note: {name} is a synthetic model with random weights: its output is meaningless", file=err)
+    backend = LlamaCppBackend(resolved.text_path, resolved.mmproj_path, model_id=name, n_threads=threads)
+    return backend, name
+
+
+def short(result: Result) -> str:
+    """One human line for a result."""
+    path = ", ".join(i.path for i in result.images)
+    if result.status is Status.OK:
+        conf = result.min_confidence
+        lowest = f", lowest confidence {conf:.2f}" if conf is not None else ""
+        return f"{path}: ok ({result.timings.total_ms / 1000:.1f} s{lowest})"
+    return f"{path}: {result.status.value}: {result.error}"
+
+
+# -- commands -------------------------------------------------------------------------------------
+def cmd_analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Analyse images; one JSON line per image (or per request with --together)."""
+    from engine.api import AnalyzeRequest, Engine
+
+    task = pick_task(args)
+    paths = list(expand(args.inputs))
+    if not paths:
+        raise CliError("no images found in " + " ".join(args.inputs))
+    backend, name = open_backend(args, err)
+    sink = open(args.out, "a", encoding="utf-8") if args.out else out  # noqa: SIM115
+    groups = [paths] if args.together else [[p] for p in paths]
+    failures = 0
+    try:
+        with Engine(backend, model=name) as engine:
+            for result in _progress(groups, lambda g: engine.analyze(AnalyzeRequest(tuple(g), task)), args, err):
+                sink.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+                sink.flush()
+                if result.status is Status.ERROR:
+                    failures += 1
+                    if not args.json:
+                        print(f"error: {result.error}", file=err)
+                elif args.out and not args.json:
+                    print(short(result), file=out)
+    finally:
+        if args.out:
+            sink.close()
+    return 1 if failures else 0
+
+
+def _progress(
+    groups: list[list[str]], work: Callable[[list[str]], Result], args: argparse.Namespace, err: TextIO
+) -> Iterator[Result]:
+    if args.json or len(groups) < 2 or not err.isatty():
+        yield from (work(g) for g in groups)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from rich.console import Console
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(file=err)) as bar:
+        job = bar.add_task("analysing", total=len(groups))
+        for g in groups:
+            yield work(g)
+            bar.advance(job)
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """The main job on the bundled sample image with the default model (or the synthetic one)."""
+    from models.catalog import load_catalog
+    from models.store import ModelStore, default_model_root
+
+    catalog = load_catalog()
+    store = ModelStore(default_model_root())
+    model = args.model or catalog.default
+    try:
+        store.resolve(model)
+    except LoupeError as exc:
+        model = "synthetic-smolvlm"
+        print(f"note: {exc}", file=err)
+        print(
+            f"note: using {model}, a synthetic model with random weights: the output below is valid against the "
+            "schema but its content is meaningless. Run `loupe models pull smolvlm-256m` for real answers.",
+            file=err,
+        )
+    ns = argparse.Namespace(
+        inputs=[str(SAMPLE)], task=args.task, task_file=None, model=model, model_path=None, mmproj=None,
+        out=None, json=args.json, together=False, max_tokens=None, detail=None, threads=args.threads,
+    )
+    return cmd_analyze(ns, out, err)
+
+
+def cmd_tasks(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """List built-in tasks or show one (schema, instructions, options)."""
+    if args.action == "show":
+        task = load_task_file(args.name) if Path(args.name).suffix else builtin_task(args.name)
+        doc = {"name": task.name, "instructions": task.instructions, "options": vars(task.options),
+               "schema": task.schema}
+        out.write(json.dumps(doc, indent=2) + "\n")
+        return 0
+    tasks = [builtin_task(n) for n in builtin_names()]
+    if args.json:
+        out.write(json.dumps([{"name": t.name, "description": t.description} for t in tasks]) + "\n")
+    else:
+        for t in tasks:
+            out.write(f"{t.name:10} {t.description}\n")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Delegate to the models command set."""
+    from engine.cli_models import run_models
+
+    return run_models(args, out, err)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
+    "analyze": cmd_analyze,
+    "demo": cmd_demo,
+    "tasks": cmd_tasks,
+    "models": cmd_models,
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser for every command."""
+    p = argparse.ArgumentParser(prog="loupe", description="Images in, schema-valid JSON out, on your machine.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def model_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--model", default=None, help="catalog or imported model name (see `loupe models list`)")
+        sp.add_argument("--model-path", help="a text-model GGUF file (with --mmproj)")
+        sp.add_argument("--mmproj", help="the matching mmproj GGUF file")
+        sp.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores, up to 8)")
+
+    a = sub.add_parser("analyze", help="analyse images or folders")
+    a.add_argument("inputs", nargs="+", metavar="IMAGE|DIR")
+    g = a.add_mutually_exclusive_group()
+    g.add_argument("--task", default="defects", help=f"built-in task ({', '.join(builtin_names())})")
+    g.add_argument("--task-file", help="a task file (.json, .yaml, .toml) with schema and instructions")
+    model_args(a)
+    a.add_argument("--out", help="append JSON lines to this file instead of stdout")
+    a.add_argument("--together", action="store_true", help="send all images in one request (ids img_01, ...)")
+    a.add_argument("--max-tokens", type=int, help="override the task's max tokens")
+    a.add_argument("--detail", help="image detail: low, high or a longest edge in pixels")
+    a.add_argument("--json", action="store_true", help="machine-readable output only")
+
+    d = sub.add_parser("demo", help="run the main job on a bundled sample image")
+    d.add_argument("--task", default="defects")
+    d.add_argument("--model", default=None)
+    d.add_argument("--threads", type=int, default=None)
+    d.add_argument("--json", action="store_true")
+
+    t = sub.add_parser("tasks", help="list or show tasks")
+    t.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    t.add_argument("name", nargs="?", default="defects")
+    t.add_argument("--json", action="store_true")
+
+    m = sub.add_parser("models", help="list, pull, import or verify models")
+    msub = m.add_subparsers(dest="action", required=True)
+    ml = msub.add_parser("list")
+    ml.add_argument("--json", action="store_true")
+    mp = msub.add_parser("pull")
+    mp.add_argument("name")
+    mp.add_argument("--json", action="store_true")
+    mi = msub.add_parser("import")
+    mi.add_argument("text", metavar="TEXT.gguf")
+    mi.add_argument("--mmproj", required=True, metavar="MMPROJ.gguf")
+    mi.add_argument("--name")
+    mi.add_argument("--copy", action="store_true", help="copy the files into Loupe's model folder")
+    mi.add_argument("--json", action="store_true")
+    mv = msub.add_parser("verify")
+    mv.add_argument("name", nargs="?")
+    mv.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Entry point of the `loupe` console script; returns the exit code."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    args = parser().parse_args(argv)
+    from models.store import ModelError
+
+    try:
+        return COMMANDS[args.command](args, out, err)
+    except (LoupeError, ModelError) as exc:
+        if getattr(args, "json", False):
+            out.write(json.dumps({"error": str(exc), "kind": type(exc).__name__}) + "\n")
+        print(f"error: {exc}", file=err)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=err)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""Per-field confidence from the probabilities of the tokens that produced each value.
+
+Formula (also in the README): at every decoding step the model's softmax is renormalised over the
+tokens the constraint allowed, p'(t) = p(t) / sum_{a in allowed} p(a); a token the constraint forced
+(only one allowed) has p' = 1. A leaf value's confidence is the smallest p' among the tokens whose
+bytes overlap the value's bytes in the output (for strings, quotes included, so the decision to end
+the string counts): a value is as certain as its least certain token.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TokenStep:
+    """One generated token: its byte span in the output and its renormalised probability."""
+
+    start: int
+    end: int
+    prob: float
+    forced: bool = False
+
+
+def field_confidence(
+    steps: Sequence[TokenStep], spans: Mapping[str, tuple[int, int]]
+) -> dict[str, float]:
+    """JSON Pointer -> confidence in [0, 1] for each leaf span (see module docstring)."""
+    starts = [s.start for s in steps]
+    out: dict[str, float] = {}
+    for pointer, (a, b) in spans.items():
+        i = max(0, bisect.bisect_right(starts, a) - 1)
+        lowest = 1.0
+        while i < len(steps) and steps[i].start < b:
+            step = steps[i]
+            if step.end > a and step.end > step.start:
+                lowest = min(lowest, step.prob)
+            i += 1
+        out[pointer] = round(max(0.0, min(1.0, lowest)), 6)
+    return out

@@ -1,0 +1,1 @@
+"""Schema -> token-level decoding constraints, shared by every local backend."""

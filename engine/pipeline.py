@@ -1,0 +1,153 @@
+"""One analysis: prepare images, generate under the constraint, parse, validate (bounded retry), score."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from engine.backends.base import Backend, Generation, GenerationRequest, PreparedImage
+from engine.confidence import field_confidence
+from engine.constrain.base import REFUSAL_PREFIX, Constraint
+from engine.errors import LoupeError
+from engine.images.boxes import find_boxes
+from engine.images.load import LoadedImage
+from engine.images.resize import fit, max_side_for
+from engine.prompt import image_id, user_text
+from engine.schema.spans import leaf_spans
+from engine.schema.validate import validation_errors
+from engine.tasks import Task
+from engine.types import ImageInfo, Result, Status, Timings, Tokens
+
+RETRY_TEMPERATURE = 0.7
+Event = Callable[[str, dict], None]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one attempt amounted to, before deciding whether to retry."""
+
+    status: Status
+    generation: Generation
+    data: object = None
+    error: str | None = None
+
+
+def prepare(images: Sequence[LoadedImage], detail: str | int) -> tuple[list[PreparedImage], list[ImageInfo]]:
+    """Downscale each upright image for the model and describe it for the result."""
+    limit = max_side_for(detail)
+    prepared, infos = [], []
+    for i, img in enumerate(images):
+        small, note = fit(img.image, limit)
+        iid = image_id(i)
+        prepared.append(PreparedImage(iid, small))
+        transforms = img.transforms + ((note,) if note else ())
+        w, h = img.size
+        infos.append(ImageInfo(iid, img.path, img.sha256, w, h, small.width, small.height, transforms))
+    return prepared, infos
+
+
+def judge(gen: Generation, task: Task, max_tokens: int) -> Attempt:
+    """Turn raw output into an outcome: ok, refused, truncated, invalid, or error (cancelled)."""
+    if gen.stop == "cancelled":
+        return Attempt(Status.ERROR, gen, error="cancelled")
+    text = gen.text.strip()
+    if text.startswith(REFUSAL_PREFIX):
+        return Attempt(Status.REFUSED, gen, error=text[len(REFUSAL_PREFIX) :].strip() or "refused")
+    if gen.stop == "max_tokens":
+        return Attempt(Status.TRUNCATED, gen, error=f"output reached max_tokens={max_tokens} before the JSON ended")
+    try:
+        data = json.loads(gen.text)
+    except ValueError as exc:
+        return Attempt(Status.INVALID, gen, error=f"output is not JSON: {exc}")
+    problems = validation_errors(task.schema, data)
+    if problems:
+        return Attempt(Status.INVALID, gen, data, "does not match the schema: " + "; ".join(problems))
+    return Attempt(Status.OK, gen, data)
+
+
+def run(
+    task: Task,
+    images: Sequence[LoadedImage],
+    backend: Backend,
+    constraint: Constraint,
+    *,
+    model: str,
+    cancel: threading.Event | None = None,
+    on_event: Event | None = None,
+) -> Result:
+    """Analyse `images` (one request, ids img_01...) with `task`; retries only invalid output."""
+    t0 = time.perf_counter()
+    opts = task.options
+    prepared, infos = prepare(images, opts.detail)
+    text = user_text(task.instructions, task.schema, len(prepared), allow_refusal=opts.allow_refusal)
+    attempt: Attempt | None = None
+    n = 0
+    for n in range(1, opts.retries + 2):
+        request = GenerationRequest(
+            text=text,
+            images=tuple(prepared),
+            constraint=constraint,
+            schema=task.schema,
+            max_tokens=opts.max_tokens,
+            temperature=opts.temperature if n == 1 else max(opts.temperature, RETRY_TEMPERATURE),
+            seed=opts.seed + n - 1,
+        )
+        attempt = judge(backend.generate(request, cancel=cancel), task, opts.max_tokens)
+        if on_event:
+            on_event("attempt", {"n": n, "status": attempt.status.value, "error": attempt.error})
+        if attempt.status is not Status.INVALID:
+            break
+    assert attempt is not None
+    return _result(task, backend, model, infos, attempt, n, (time.perf_counter() - t0) * 1000)
+
+
+def _result(
+    task: Task,
+    backend: Backend,
+    model: str,
+    infos: list[ImageInfo],
+    attempt: Attempt,
+    attempts: int,
+    total_ms: float,
+) -> Result:
+    gen = attempt.generation
+    confidence: dict[str, float] = {}
+    boxes = ()
+    if attempt.status in (Status.OK, Status.INVALID) and attempt.data is not None:
+        raw = gen.text.encode()
+        lead = len(raw) - len(raw.lstrip())
+        confidence = field_confidence(gen.steps, leaf_spans(raw[lead:].rstrip(), offset=lead))
+        sizes = {info.id: (info.width, info.height) for info in infos}
+        boxes = find_boxes(attempt.data, sizes, confidence)
+    t = gen.timings
+    return Result(
+        status=attempt.status,
+        task=task.name,
+        model=model,
+        backend=backend.name,
+        images=tuple(infos),
+        data=attempt.data if attempt.status in (Status.OK, Status.INVALID) else None,
+        raw=gen.text,
+        confidence=confidence,
+        boxes=boxes,
+        timings=Timings(
+            preprocess_ms=round(t.get("preprocess_ms", 0.0), 2),
+            encode_ms=round(t.get("encode_ms", 0.0), 2),
+            prefill_ms=round(t.get("prefill_ms", 0.0), 2),
+            decode_ms=round(t.get("decode_ms", 0.0), 2),
+            constraint_ms=round(t.get("constraint_ms", 0.0), 2),
+            total_ms=round(total_ms, 2),
+        ),
+        tokens=Tokens(prompt=gen.prompt_tokens, image=gen.image_tokens, completion=len(gen.steps)),
+        attempts=attempts,
+        error=attempt.error,
+    )
+
+
+def error_result(task: Task, backend_name: str, model: str, err: LoupeError | str, paths: Sequence[str]) -> Result:
+    """A Result with status `error` for input that never reached the model (e.g. a bad image)."""
+    infos = tuple(ImageInfo(image_id(i), p, "", 0, 0, 0, 0) for i, p in enumerate(paths))
+    return Result(Status.ERROR, task.name, model, backend_name, images=infos, error=str(err))

@@ -1,0 +1,32 @@
+"""The text the model reads: image ids, the task's instructions and the compact schema."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from engine.constrain.base import REFUSAL_PREFIX
+
+MEDIA = "<__media__>"  # placeholder a backend replaces with its own image marker
+
+
+def image_id(index: int) -> str:
+    """`img_01`, `img_02`, ... for the image at 0-based `index`."""
+    return f"img_{index + 1:02d}"
+
+
+def user_text(
+    instructions: str, schema: dict[str, Any] | bool, n_images: int, *, allow_refusal: bool = True
+) -> str:
+    """One user message: each image tagged with its id, then the instructions and the contract."""
+    lines = [f"{image_id(i)}: {MEDIA}" for i in range(n_images)]
+    if n_images > 1:
+        lines.append("Refer to images by their ids (img_01, img_02, ...).")
+    lines.append(instructions)
+    compact = json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
+    lines.append(f"Answer with one JSON object that matches this JSON Schema: {compact}")
+    if "box_2d" in compact:
+        lines.append("Boxes are [ymin, xmin, ymax, xmax] normalised to 0-1000.")
+    if allow_refusal:
+        lines.append(f"If you cannot or must not answer, reply {REFUSAL_PREFIX} followed by the reason.")
+    return "\n".join(lines)

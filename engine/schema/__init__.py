@@ -1,0 +1,1 @@
+"""JSON Schema handling: checking schemas, validating results, locating values in output text."""

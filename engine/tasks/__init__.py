@@ -1,0 +1,160 @@
+"""Tasks (schema + instructions + options): built-ins are JSON files beside this module, users bring files."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.errors import TaskError
+from engine.schema.validate import schema_problem
+
+DETAILS = ("low", "high")
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Per-task knobs; every one can be set in a task file's `options` table."""
+
+    max_tokens: int = 1024
+    detail: str | int = "low"  # "low" | "high" | longest edge in pixels
+    review_threshold: float = 0.5  # lowest leaf confidence below this -> review
+    temperature: float = 0.0
+    seed: int = 0
+    retries: int = 1  # extra attempts when the result fails validation
+    allow_refusal: bool = True  # the model may answer "REFUSE: <reason>" instead of JSON
+
+
+@dataclass(frozen=True)
+class Task:
+    """What to extract: a JSON Schema (the contract), instructions for the model, and options."""
+
+    name: str
+    schema: dict[str, Any] | bool
+    instructions: str
+    options: TaskOptions = field(default_factory=TaskOptions)
+    description: str = ""
+    source: str = "<built-in>"
+
+    def with_options(self, **changes: Any) -> Task:
+        """A copy with some options changed (validated like a task file's)."""
+        return replace(self, options=_options(self.source, {**_as_dict(self.options), **changes}))
+
+
+def _as_dict(opts: TaskOptions) -> dict[str, Any]:
+    return {f.name: getattr(opts, f.name) for f in fields(opts)}
+
+
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "max_tokens": (int,),
+    "detail": (str, int),
+    "review_threshold": (int, float),
+    "temperature": (int, float),
+    "seed": (int,),
+    "retries": (int,),
+    "allow_refusal": (bool,),
+}
+
+
+def _options(source: str, raw: Any) -> TaskOptions:
+    if raw is None:
+        return TaskOptions()
+    if not isinstance(raw, dict):
+        raise TaskError(source, "`options` must be a table/object", "/options")
+    for key, value in raw.items():
+        ptr = f"/options/{key}"
+        if key not in _OPTION_TYPES:
+            raise TaskError(source, f"unknown option {key!r} (known: {', '.join(_OPTION_TYPES)})", ptr)
+        types = _OPTION_TYPES[key]
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            raise TaskError(source, f"option {key!r} has the wrong type ({type(value).__name__})", ptr)
+    opts = TaskOptions(**raw)
+    if opts.max_tokens < 1:
+        raise TaskError(source, "max_tokens must be at least 1", "/options/max_tokens")
+    if isinstance(opts.detail, str) and opts.detail not in DETAILS:
+        raise TaskError(source, f"detail must be one of {DETAILS} or a pixel count", "/options/detail")
+    if isinstance(opts.detail, int) and not 64 <= opts.detail <= 8192:
+        raise TaskError(source, "detail in pixels must be within 64..8192", "/options/detail")
+    if not 0.0 <= opts.review_threshold <= 1.0:
+        raise TaskError(source, "review_threshold must be within 0..1", "/options/review_threshold")
+    if opts.temperature < 0 or opts.retries < 0:
+        raise TaskError(source, "temperature and retries must not be negative", "/options")
+    return opts
+
+
+def task_from_dict(raw: Any, source: str, default_name: str = "task") -> Task:
+    """Build a Task from parsed file content, refusing bad parts with their JSON Pointer."""
+    if not isinstance(raw, dict):
+        raise TaskError(source, "a task file must hold an object/table with `schema` and `instructions`")
+    unknown = set(raw) - {"name", "description", "schema", "instructions", "options"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise TaskError(source, f"unknown key {key!r}", f"/{key}")
+    if "schema" not in raw:
+        raise TaskError(source, "missing `schema`", "/schema")
+    instructions = raw.get("instructions")
+    if not isinstance(instructions, str) or not instructions.strip():
+        raise TaskError(source, "`instructions` must be a non-empty string", "/instructions")
+    schema = raw["schema"]
+    problem = schema_problem(schema)
+    if problem:
+        message, pointer = problem
+        raise TaskError(source, f"invalid JSON Schema: {message}", "/schema" + pointer)
+    name = raw.get("name", default_name)
+    if not isinstance(name, str) or not name:
+        raise TaskError(source, "`name` must be a non-empty string", "/name")
+    return Task(
+        name=name,
+        schema=schema,
+        instructions=instructions.strip(),
+        options=_options(source, raw.get("options")),
+        description=str(raw.get("description", "")),
+        source=source,
+    )
+
+
+_PARSERS = {
+    ".json": lambda text: json.loads(text),
+    ".yaml": lambda text: yaml.safe_load(text),
+    ".yml": lambda text: yaml.safe_load(text),
+    ".toml": lambda text: tomllib.loads(text),
+}
+
+
+def load_task_file(path: str | Path) -> Task:
+    """Read a user task file (JSON, YAML or TOML)."""
+    p = Path(path)
+    parser = _PARSERS.get(p.suffix.lower())
+    if parser is None:
+        raise TaskError(str(p), f"unknown task file type {p.suffix!r}; use .json, .yaml/.yml or .toml")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TaskError(str(p), "no such task file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TaskError(str(p), f"cannot read task file ({exc})") from None
+    try:
+        raw = parser(text)
+    except (ValueError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TaskError(str(p), f"not valid {p.suffix.lstrip('.').upper()}: {first}") from None
+    return task_from_dict(raw, str(p), default_name=p.stem)
+
+
+def builtin_names() -> list[str]:
+    """Names of the tasks shipped with Loupe."""
+    files = resources.files(__package__).iterdir()
+    return sorted(f.name.removesuffix(".json") for f in files if f.name.endswith(".json"))
+
+
+def builtin_task(name: str) -> Task:
+    """A built-in task by name."""
+    if name not in builtin_names():
+        raise TaskError(name, f"no built-in task {name!r} (built-in: {', '.join(builtin_names())})")
+    text = resources.files(__package__).joinpath(f"{name}.json").read_text(encoding="utf-8")
+    return task_from_dict(json.loads(text), f"<built-in task {name}>", default_name=name)

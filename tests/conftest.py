@@ -1,0 +1,46 @@
+"""Shared fixtures: sample images of every awkward kind, written fresh into tmp dirs."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def _orientation_test_image() -> Image.Image:
+    """A 200x100 image whose left half is red and right half blue (so rotation is visible)."""
+    img = Image.new("RGB", (200, 100), (255, 0, 0))
+    img.paste((0, 0, 255), (100, 0, 200, 100))
+    return img
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> dict[str, Path]:
+    """Good and bad image files, by name."""
+    out: dict[str, Path] = {}
+    rng = np.random.default_rng(0)
+    good = Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    out["jpeg"] = tmp_path / "good.jpg"
+    good.save(out["jpeg"], quality=90)
+    out["png"] = tmp_path / "good.png"
+    good.save(out["png"])
+    # EXIF orientation 6: stored landscape, to be shown rotated 90° clockwise (portrait)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out["exif6"] = tmp_path / "exif6.jpg"
+    _orientation_test_image().save(out["exif6"], exif=exif.tobytes(), quality=95)
+    out["text_as_jpg"] = tmp_path / "notes.jpg"
+    out["text_as_jpg"].write_text("this is not an image\n")
+    buf = io.BytesIO()
+    good.save(buf, format="PNG")
+    out["truncated_png"] = tmp_path / "truncated.png"
+    out["truncated_png"].write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    out["empty"] = tmp_path / "empty.png"
+    out["empty"].write_bytes(b"")
+    out["bomb"] = tmp_path / "bomb.png"
+    Image.new("1", (20000, 20000)).save(out["bomb"], optimize=True)  # 400 Mpx, a few KB on disk
+    out["missing"] = tmp_path / "does-not-exist.jpg"
+    return out
