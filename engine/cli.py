@@ -21,6 +21,11 @@ IMAGE_EXTENSIONS = {
 SAMPLE = Path(__file__).parent / "samples" / "scratched-panel.jpg"
 
 
+def offline() -> bool:
+    """True when the user (or a test run) asked Loupe never to touch the network."""
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("LOUPE_OFFLINE", "HF_HUB_OFFLINE"))
+
+
 class CliError(LoupeError):
     """A usage problem reported as one line."""
 
@@ -118,9 +123,8 @@ def _progress(
     if args.json or len(groups) < 2 or not err.isatty():
         yield from (work(g) for g in groups)
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(file=err)) as bar:
@@ -132,22 +136,33 @@ def _progress(
 
 def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """The main job on the bundled sample image with the default model (or the synthetic one)."""
-    from models.catalog import load_catalog
-    from models.store import ModelStore, default_model_root
+    from models.catalog import ModelError, load_catalog
+    from models.store import ModelNotInstalled, ModelStore, default_model_root
 
-    catalog = load_catalog()
     store = ModelStore(default_model_root())
-    model = args.model or catalog.default
+    model = args.model or load_catalog().default
     try:
         store.resolve(model)
-    except LoupeError as exc:
-        model = "synthetic-smolvlm"
-        print(f"note: {exc}", file=err)
-        print(
-            f"note: using {model}, a synthetic model with random weights: the output below is valid against the "
-            "schema but its content is meaningless. Run `loupe models pull smolvlm-256m` for real answers.",
-            file=err,
-        )
+    except ModelError as exc:
+        problem = str(exc)
+        if isinstance(exc, ModelNotInstalled) and not offline():
+            print(f"{model} is not installed; downloading it (Ctrl-C to skip)...", file=err)
+            try:
+                from engine.cli_models import progress_bar
+
+                store.pull(model, progress=progress_bar(err, not args.json))
+                problem = ""
+            except (ModelError, KeyboardInterrupt) as pull_exc:
+                problem = f"cannot download {model}: {pull_exc or 'interrupted'}"
+        if problem:
+            print(f"note: {problem}", file=err)
+            model = "synthetic-smolvlm"
+            print(
+                f"note: using {model}, a synthetic model with random weights: the output below is valid against "
+                "the schema but its content is meaningless. For real answers run `loupe models pull "
+                "smolvlm-256m`, or `loupe models import TEXT.gguf --mmproj MMPROJ.gguf`.",
+                file=err,
+            )
     ns = argparse.Namespace(
         inputs=[str(SAMPLE)], task=args.task, task_file=None, model=model, model_path=None, mmproj=None,
         out=None, json=args.json, together=False, max_tokens=None, detail=None, threads=args.threads,

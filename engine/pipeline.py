@@ -94,6 +94,7 @@ def run(
             max_tokens=opts.max_tokens,
             temperature=opts.temperature if n == 1 else max(opts.temperature, RETRY_TEMPERATURE),
             seed=opts.seed + n - 1,
+            allow_refusal=opts.allow_refusal,
         )
         attempt = judge(backend.generate(request, cancel=cancel), task, opts.max_tokens)
         if on_event:

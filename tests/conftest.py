@@ -10,6 +10,13 @@ import pytest
 from PIL import Image
 
 
+@pytest.fixture(autouse=True)
+def _never_online(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach the network: Loupe and huggingface_hub are told they are offline."""
+    monkeypatch.setenv("LOUPE_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
 def _orientation_test_image() -> Image.Image:
     """A 200x100 image whose left half is red and right half blue (so rotation is visible)."""
     img = Image.new("RGB", (200, 100), (255, 0, 0))
@@ -17,9 +24,10 @@ def _orientation_test_image() -> Image.Image:
     return img
 
 
-@pytest.fixture
-def images(tmp_path: Path) -> dict[str, Path]:
-    """Good and bad image files, by name."""
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Good and bad image files, by name (written once per session; tests must not modify them)."""
+    tmp_path = tmp_path_factory.mktemp("images")
     out: dict[str, Path] = {}
     rng = np.random.default_rng(0)
     good = Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))

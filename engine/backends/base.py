@@ -33,6 +33,7 @@ class GenerationRequest:
     max_tokens: int = 1024
     temperature: float = 0.0
     seed: int = 0
+    allow_refusal: bool = False  # the constraint admits "REFUSE: ..."; backends gate it (constrain.base)
 
 
 @dataclass

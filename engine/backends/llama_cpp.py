@@ -27,12 +27,21 @@ from llama_cpp._utils import suppress_stdout_stderr
 
 from engine.backends.base import Capabilities, Generation, GenerationRequest
 from engine.confidence import TokenStep
-from engine.constrain.base import Constraint, allowed_ids, mask_words
+from engine.constrain.base import REFUSAL_PREFIX, Constraint, allowed_ids, gate_refusal, mask_words
 from engine.constrain.llguidance import LLGuidanceCompiler
 from engine.errors import BackendError, ModelLoadError
 from engine.prompt import MEDIA
 
 GGUF_MAGIC = b"GGUF"
+_NO_CALLBACK = mtmd.mtmd_helper_post_decode_callback()  # a NULL function pointer
+
+
+def _route_mtmd_logs() -> None:
+    """Send mtmd/clip logs through llama-cpp-python's logger (quiet unless verbose), not raw stderr."""
+    from llama_cpp._logger import llama_log_callback
+
+    mtmd.mtmd_log_set(llama_log_callback, ctypes.c_void_p(0))
+    mtmd.mtmd_helper_log_set(llama_log_callback, ctypes.c_void_p(0))
 
 
 def check_gguf(path: Path, what: str) -> None:
@@ -62,7 +71,7 @@ class LlamaCppBackend:
         mmproj_path: str | Path,
         *,
         model_id: str | None = None,
-        n_ctx: int = 4096,
+        n_ctx: int = 8192,
         n_threads: int | None = None,
         n_batch: int = 512,
         verbose: bool = False,
@@ -111,6 +120,7 @@ class LlamaCppBackend:
         return importlib.util.find_spec("llama_cpp") is not None
 
     def _init_mtmd(self, threads: int) -> Any:
+        _route_mtmd_logs()
         params = mtmd.mtmd_context_params_default()
         params.use_gpu = False
         params.print_timings = False
@@ -236,7 +246,8 @@ class LlamaCppBackend:
                 embd = mtmd.mtmd_get_output_embd(self._mtmd)
                 new_past = llama_cpp.llama_pos(0)
                 rc = mtmd.mtmd_helper_decode_image_chunk(
-                    self._mtmd, self._ctx, chunk, embd, n_past, 0, self._n_batch, ctypes.byref(new_past), None, None
+                    self._mtmd, self._ctx, chunk, embd, n_past, 0, self._n_batch, ctypes.byref(new_past),
+                    _NO_CALLBACK, None,
                 )
                 if rc != 0:
                     raise BackendError(f"llama.cpp failed to decode image embeddings (code {rc})")
@@ -292,7 +303,8 @@ class LlamaCppBackend:
             if matcher.is_stopped() or allowed.size == 0:
                 stop = "eos"
                 break
-            token, prob = self._choose(allowed, request.temperature, rng)
+            gate = request.allow_refusal and not steps
+            token, prob = self._choose(allowed, request.temperature, rng, gate_refusal_now=gate)
             if not matcher.consume(token):
                 raise BackendError(f"constraint rejected its own token {token}: {matcher.error()}")
             if llama_cpp.llama_vocab_is_eog(self._vocab, token):
@@ -310,7 +322,10 @@ class LlamaCppBackend:
         timings["constraint_ms"] = constraint_s * 1000
         return Generation(text=out.decode("utf-8", errors="replace"), steps=steps, stop=stop)  # type: ignore[arg-type]
 
-    def _choose(self, allowed: np.ndarray, temperature: float, rng: np.random.Generator) -> tuple[int, float]:
+    def _choose(
+        self, allowed: np.ndarray, temperature: float, rng: np.random.Generator, *, gate_refusal_now: bool
+    ) -> tuple[int, float]:
+        """Pick among the allowed tokens; return it with its probability renormalised over them."""
         if allowed.size == 1:
             return int(allowed[0]), 1.0
         ptr = llama_cpp.llama_get_logits_ith(self._ctx, -1)
@@ -318,6 +333,14 @@ class LlamaCppBackend:
         logits -= logits.max()
         p = np.exp(logits)
         p /= p.sum()
+        if gate_refusal_now:
+            first = REFUSAL_PREFIX[:1].encode()
+            keep = gate_refusal(p, np.array([self._piece(int(t)).startswith(first) for t in allowed]))
+            if not keep.all():
+                allowed, logits = allowed[keep], logits[keep]
+                p = p[keep] / p[keep].sum()
+                if allowed.size == 1:
+                    return int(allowed[0]), 1.0
         if temperature <= 0:
             j = int(np.argmax(p))
         else:

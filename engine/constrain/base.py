@@ -7,6 +7,10 @@ from typing import Any, Protocol
 import numpy as np
 
 REFUSAL_PREFIX = "REFUSE:"
+# A refusal must be the model's clear choice: at the first step, the tokens that start "REFUSE:"
+# must hold at least this share of the allowed probability, else they are masked out. Without it,
+# a weak or random model drifts into refusing about as often as it opens a JSON object.
+REFUSAL_MIN_PROB = 0.8
 
 
 class Matcher(Protocol):
@@ -55,3 +59,15 @@ def allowed_ids(mask: np.ndarray, n_vocab: int) -> np.ndarray:
     """Token ids whose bit is set in an int32 bitmask."""
     bits = np.unpackbits(mask.view(np.uint8), bitorder="little")[:n_vocab]
     return np.flatnonzero(bits)
+
+
+def gate_refusal(probs: np.ndarray, starts_refusal: np.ndarray, min_prob: float = REFUSAL_MIN_PROB) -> np.ndarray:
+    """At the first step: keep only refusal tokens if they hold >= `min_prob` of the mass, else drop them.
+
+    `probs` are the renormalised probabilities of the allowed tokens, `starts_refusal` flags which
+    of them begin the refusal branch. Returns a boolean keep-mask over the allowed tokens.
+    """
+    if not starts_refusal.any() or starts_refusal.all():
+        return np.ones_like(starts_refusal, dtype=bool)
+    refusing = float(probs[starts_refusal].sum()) >= min_prob
+    return starts_refusal.copy() if refusing else ~starts_refusal

@@ -32,7 +32,7 @@ def grammar_for(schema: dict[str, Any] | bool, *, allow_refusal: bool = True) ->
         spec = dict(schema)
         spec["x-guidance"] = {**JSON_OPTIONS, **(spec.get("x-guidance") or {})}
         body = f"data: %json {json.dumps(spec, separators=(',', ':'))}\n"
-    refusal = f'refusal: "{REFUSAL_PREFIX} " REASON\nREASON: /[^\\n\\r]{{1,{REFUSAL_MAX_CHARS}}}/\n'
+    refusal = f'refusal: "{REFUSAL_PREFIX} " REASON\nREASON: /[^\\x00-\\x1f]{{1,{REFUSAL_MAX_CHARS}}}/\n'
     if not body:
         return "start: refusal\n" + refusal
     if not allow_refusal:
@@ -95,7 +95,8 @@ class LLGuidanceCompiler:
         source = grammar_for(schema, allow_refusal=allow_refusal)
         is_error, messages = llg.LLMatcher.validate_grammar_with_warnings(source, self.tokenizer)
         if is_error:
-            raise ConstraintError(f"cannot compile the schema for decoding: {_first_lines(messages[0] if messages else '')}")
+            detail = _first_lines(messages[0] if messages else "")
+            raise ConstraintError(f"cannot compile the schema for decoding: {detail}")
         return LLGuidanceConstraint(self.tokenizer, source)
 
 

@@ -71,7 +71,7 @@ def _options(source: str, raw: Any) -> TaskOptions:
         if key not in _OPTION_TYPES:
             raise TaskError(source, f"unknown option {key!r} (known: {', '.join(_OPTION_TYPES)})", ptr)
         types = _OPTION_TYPES[key]
-        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise TaskError(source, f"option {key!r} has the wrong type ({type(value).__name__})", ptr)
     opts = TaskOptions(**raw)
     if opts.max_tokens < 1:

@@ -151,3 +151,12 @@ def test_prompt_carries_ids_instructions_and_schema():
 def test_bad_image_is_an_error_result_not_an_exception(images):
     res = Engine(FakeBackend(["{}"])).analyze(AnalyzeRequest((images["text_as_jpg"],), builtin_task("describe")))
     assert res.status is Status.ERROR and "not an image" in res.error
+
+
+def test_refusal_needs_a_clear_majority():
+    from engine.constrain.base import gate_refusal
+
+    starts = np.array([True, False, False])
+    assert gate_refusal(np.array([0.5, 0.3, 0.2]), starts).tolist() == [False, True, True]
+    assert gate_refusal(np.array([0.85, 0.1, 0.05]), starts).tolist() == [True, False, False]
+    assert gate_refusal(np.array([0.5, 0.5]), np.array([False, False])).tolist() == [True, True]

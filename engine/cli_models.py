@@ -1,0 +1,92 @@
+"""`loupe models list | pull | import | verify`: the command side of the local model store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TextIO
+
+from models.store import ModelStore, default_model_root
+
+
+def _jsonable(obj: Any) -> Any:
+    data = asdict(obj)
+    return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
+
+
+def progress_bar(err: TextIO, enabled: bool) -> Callable[[str, int, int | None], None] | None:
+    """A rich progress bar per file, on stderr, when it is a terminal."""
+    if not enabled or not err.isatty():
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    bar = Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   console=Console(file=err), transient=True)
+    jobs: dict[str, Any] = {}
+
+    def update(label: str, done: int, total: int | None) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        if label not in jobs:
+            jobs[label] = bar.add_task(label, total=total)
+        bar.update(jobs[label], completed=done, total=total)
+        if total is not None and done >= total:
+            bar.refresh()
+
+    return update
+
+
+def models_list(store: ModelStore, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Every known model and its state."""
+    rows = store.installed()
+    if args.json:
+        out.write(json.dumps([_jsonable(r) for r in rows]) + "\n")
+        return 0
+    for r in rows:
+        mark = "*" if r.is_default else " "
+        size = f"{r.size_bytes / 1e6:8.1f} MB" if r.size_bytes else "        -  "
+        note = f"  {r.detail}" if r.detail else ""
+        out.write(f"{mark} {r.name:20} {r.kind:10} {r.state:10} {size}{note}\n")
+    return 0
+
+
+def models_pull(store: ModelStore, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Download and verify a catalog model."""
+    resolved = store.pull(args.name, progress=progress_bar(err, not args.json))
+    doc = {"name": resolved.name, "text": str(resolved.text_path), "mmproj": str(resolved.mmproj_path)}
+    out.write((json.dumps(doc) if args.json else f"{resolved.name}: installed and verified") + "\n")
+    return 0
+
+
+def models_import(store: ModelStore, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Register local GGUF files (for machines with no network)."""
+    resolved = store.import_local(Path(args.text), Path(args.mmproj), name=args.name, copy=args.copy)
+    doc = {"name": resolved.name, "family": resolved.family, "text": str(resolved.text_path),
+           "mmproj": str(resolved.mmproj_path)}
+    out.write((json.dumps(doc) if args.json else f"imported {resolved.name} ({resolved.family})") + "\n")
+    return 0
+
+
+def models_verify(store: ModelStore, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Full sha256 check; non-zero exit when any file fails."""
+    reports = store.verify(args.name, progress=progress_bar(err, not args.json))
+    if args.json:
+        out.write(json.dumps([_jsonable(r) for r in reports]) + "\n")
+    else:
+        for r in reports:
+            out.write(f"{r.name} {r.role}: {'ok' if r.ok else r.problem}\n")
+        if not reports:
+            out.write("no model files on disk to verify\n")
+    return 0 if all(r.ok for r in reports) else 1
+
+
+ACTIONS = {"list": models_list, "pull": models_pull, "import": models_import, "verify": models_verify}
+
+
+def run_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Dispatch a `loupe models` action."""
+    return ACTIONS[args.action](ModelStore(default_model_root()), args, out, err)

@@ -1,0 +1,156 @@
+"""The real path: image -> llama.cpp (mtmd image encode) -> constrained decode -> validated Result.
+
+Random weights give gibberish, so these tests assert structure (status, schema validity, a confidence
+per leaf, boxes inside the image), never values.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from decimal import Decimal
+from typing import Any
+
+import jsonschema
+import numpy as np
+import pytest
+
+from engine.api import AnalyzeRequest, Engine
+from engine.backends.base import Generation, GenerationRequest
+from engine.backends.llama_cpp import LlamaCppBackend
+from engine.errors import ModelLoadError
+from engine.tasks import Task, builtin_names, builtin_task
+from engine.types import Status
+
+
+def leaves(value: Any, pointer: str = "") -> set[str]:
+    """JSON Pointers of every scalar and empty container in `value`."""
+    if isinstance(value, dict) and value:
+        return set().union(*(leaves(v, f"{pointer}/{k.replace('~', '~0').replace('/', '~1')}")
+                             for k, v in value.items()))
+    if isinstance(value, list) and value:
+        return set().union(*(leaves(v, f"{pointer}/{i}") for i, v in enumerate(value)))
+    return {pointer}
+
+
+def assert_valid(schema: Any, raw: str) -> None:
+    """Independent check with plain jsonschema, numbers as Decimal so multipleOf 0.01 is exact."""
+    exact_schema = json.loads(json.dumps(schema), parse_float=Decimal)
+    jsonschema.Draft202012Validator(exact_schema).validate(json.loads(raw, parse_float=Decimal))
+
+
+class Spy:
+    """Wraps the real backend and records what it was asked (the model still runs for real)."""
+
+    def __init__(self, inner: LlamaCppBackend) -> None:
+        self.inner = inner
+        self.name, self.steerable = inner.name, inner.steerable
+        self.model_id, self.capabilities, self.load_ms = inner.model_id, inner.capabilities, inner.load_ms
+        self.requests: list[GenerationRequest] = []
+
+    def compile(self, schema: Any, *, allow_refusal: bool = True) -> Any:
+        return self.inner.compile(schema, allow_refusal=allow_refusal)
+
+    def generate(self, request: GenerationRequest, *, cancel: threading.Event | None = None) -> Generation:
+        self.requests.append(request)
+        return self.inner.generate(request, cancel=cancel)
+
+    def close(self) -> None:
+        """The fixture owns the real backend."""
+
+
+@pytest.mark.parametrize("task_name", builtin_names())
+def test_each_builtin_task_gives_ok_valid_data_with_full_confidence(backend, images, task_name):
+    task = builtin_task(task_name)
+    result = Engine(Spy(backend)).analyze(AnalyzeRequest((images["jpeg"],), task))
+    assert result.status is Status.OK, (result.error, result.raw[-200:])
+    assert_valid(task.schema, result.raw)
+    assert set(result.confidence) == leaves(result.data)
+    assert all(0.0 <= c <= 1.0 for c in result.confidence.values())
+    assert result.tokens.image > 0 and result.tokens.completion > 0
+    assert result.timings.encode_ms > 0 and result.timings.decode_ms > 0
+    assert result.images[0].sha256 and (result.images[0].width, result.images[0].height) == (160, 120)
+    for box in result.boxes:
+        x0, y0, x1, y1 = box.pixels
+        assert 0 <= x0 <= x1 <= 160 and 0 <= y0 <= y1 <= 120
+
+
+def test_defects_boxes_are_converted_to_pixels(backend, images):
+    task = builtin_task("defects")
+    result = Engine(backend).analyze(AnalyzeRequest((images["jpeg"],), task))
+    assert result.status is Status.OK
+    found = [d for d in result.data["defects"]]
+    assert len(result.boxes) == len(found)
+    for box, d in zip(result.boxes, found, strict=True):
+        assert list(box.box_2d) == d["box_2d"] and box.label == d["label"]
+        _ymin, xmin, _ymax, xmax = d["box_2d"]
+        assert box.pixels[0] == round(min(xmin, xmax) / 1000 * 160)
+
+
+def test_exif_orientation_reaches_the_model_upright(backend, images):
+    spy = Spy(backend)
+    result = Engine(spy).analyze(AnalyzeRequest((images["exif6"],), builtin_task("describe")))
+    assert result.status is Status.OK
+    sent = spy.requests[0].images[0].image
+    assert sent.size == (100, 200)  # stored 200x100 landscape; orientation 6 -> portrait
+    pixels = np.asarray(sent)
+    assert pixels[5, 50, 0] > 200 and pixels[195, 50, 2] > 200  # red on top, blue at the bottom
+    assert (result.images[0].width, result.images[0].height) == (100, 200)
+
+
+def test_two_images_in_one_request_carry_ids(backend, images):
+    spy = Spy(backend)
+    engine = Engine(spy)
+    one = engine.analyze(AnalyzeRequest((images["jpeg"],), builtin_task("describe")))
+    two = engine.analyze(AnalyzeRequest((images["jpeg"], images["exif6"]), builtin_task("describe")))
+    assert two.status is Status.OK
+    assert [i.id for i in two.images] == ["img_01", "img_02"]
+    assert "img_01: " in spy.requests[1].text and "img_02: " in spy.requests[1].text
+    assert two.tokens.image > one.tokens.image  # both images were encoded
+
+
+def test_too_few_max_tokens_is_truncated_with_raw_kept(backend, images):
+    task = builtin_task("describe").with_options(max_tokens=5)
+    result = Engine(backend).analyze(AnalyzeRequest((images["jpeg"],), task))
+    assert result.status is Status.TRUNCATED
+    assert result.raw and result.data is None and "max_tokens=5" in result.error
+
+
+def test_schema_false_can_only_refuse(backend, images):
+    task = Task(name="nothing", schema=False, instructions="Nothing is acceptable.")
+    result = Engine(backend).analyze(AnalyzeRequest((images["jpeg"],), task))
+    assert result.status is Status.REFUSED and result.error and result.data is None
+    assert result.raw.startswith("REFUSE: ")
+
+
+def test_deterministic_by_default(backend, images):
+    engine = Engine(backend)
+    req = AnalyzeRequest((images["png"],), builtin_task("product"))
+    assert engine.analyze(req).raw == engine.analyze(req).raw
+
+
+def test_cancel_stops_cleanly(backend, images):
+    cancel = threading.Event()
+    cancel.set()
+    result = Engine(backend).analyze(AnalyzeRequest((images["jpeg"],), builtin_task("describe")), cancel=cancel)
+    assert result.status is Status.ERROR and result.error == "cancelled"
+
+
+def test_missing_or_corrupt_model_files_are_clear_errors(tiny_models, tmp_path):
+    model = tiny_models["smolvlm"]
+    with pytest.raises(ModelLoadError, match=r"mmproj.*not found"):
+        LlamaCppBackend(model.text_path, tmp_path / "nope.gguf")
+    garbage = tmp_path / "garbage-mmproj.gguf"
+    garbage.write_bytes(b"not a gguf at all" * 100)
+    with pytest.raises(ModelLoadError, match="not a GGUF file"):
+        LlamaCppBackend(model.text_path, garbage)
+    truncated = tmp_path / "truncated-mmproj.gguf"
+    truncated.write_bytes(model.mmproj_path.read_bytes()[:4096])
+    with pytest.raises(ModelLoadError, match="could not load the mmproj"):
+        LlamaCppBackend(model.text_path, truncated)
+    text_cut = tmp_path / "truncated-text.gguf"
+    text_cut.write_bytes(model.text_path.read_bytes()[:20000])
+    with pytest.raises(ModelLoadError, match="could not load the text model"):
+        LlamaCppBackend(text_cut, model.mmproj_path)
+    with pytest.raises(ModelLoadError, match="could not load the mmproj"):
+        LlamaCppBackend(model.text_path, model.text_path)  # a text model passed as the projector
