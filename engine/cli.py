@@ -58,14 +58,15 @@ def pick_task(args: argparse.Namespace) -> Task:
 
 def open_backend(args: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
     """Load the model named by --model, or the files given by --model-path/--mmproj."""
-    from engine.backends.llama_cpp import LlamaCppBackend
+    from engine.backends.registry import backend_class
 
+    backend_cls = backend_class("llama_cpp")
     threads = getattr(args, "threads", None)
     if args.model_path or args.mmproj:
         if not (args.model_path and args.mmproj):
             raise CliError("--model-path and --mmproj go together")
         name = Path(args.model_path).stem
-        return LlamaCppBackend(args.model_path, args.mmproj, model_id=name, n_threads=threads), name
+        return backend_cls(args.model_path, args.mmproj, model_id=name, n_threads=threads), name
     from models.catalog import load_catalog
     from models.store import ModelStore, default_model_root
 
@@ -73,7 +74,7 @@ def open_backend(args: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
     resolved = ModelStore(default_model_root()).resolve(name)
     if resolved.synthetic:
         print(f"note: {name} is a synthetic model with random weights: its output is meaningless", file=err)
-    backend = LlamaCppBackend(resolved.text_path, resolved.mmproj_path, model_id=name, n_threads=threads)
+    backend = backend_cls(resolved.text_path, resolved.mmproj_path, model_id=name, n_threads=threads)
     return backend, name
 
 
@@ -85,6 +86,27 @@ def short(result: Result) -> str:
         lowest = f", lowest confidence {conf:.2f}" if conf is not None else ""
         return f"{path}: ok ({result.timings.total_ms / 1000:.1f} s{lowest})"
     return f"{path}: {result.status.value}: {result.error}"
+
+
+def pretty(result: Result) -> str:
+    """A readable report of one result (what `loupe demo` shows)."""
+    lines = [f"image   {', '.join(f'{i.path} ({i.width}x{i.height})' for i in result.images)}",
+             f"model   {result.model} ({result.backend})", f"status  {result.status.value}"]
+    if result.error:
+        lines.append(f"reason  {result.error}")
+    if result.data is not None:
+        lines.append("data    " + json.dumps(result.data, indent=2, ensure_ascii=False).replace("\n", "\n        "))
+    if result.confidence:
+        low = sorted(result.confidence.items(), key=lambda kv: kv[1])[:5]
+        lines.append("lowest confidence  " + ", ".join(f"{p} {c:.2f}" for p, c in low))
+    for b in result.boxes:
+        lines.append(f"box     {b.label or '?'} {list(b.box_2d)} -> pixels {list(b.pixels)}")
+    t = result.timings
+    lines.append(
+        f"time    {t.total_ms / 1000:.2f} s (load {t.load_ms:.0f} ms, image encode {t.encode_ms:.0f} ms, "
+        f"prefill {t.prefill_ms:.0f} ms, decode {t.decode_ms:.0f} ms for {result.tokens.completion} tokens)"
+    )
+    return "\n".join(lines) + "\n"
 
 
 # -- commands -------------------------------------------------------------------------------------
@@ -103,7 +125,10 @@ def cmd_analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         with Engine(backend, model=name) as engine:
             for result in _progress(groups, lambda g: engine.analyze(AnalyzeRequest(tuple(g), task)), args, err):
-                sink.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+                if getattr(args, "pretty", False) and not args.json:
+                    sink.write(pretty(result))
+                else:
+                    sink.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
                 sink.flush()
                 if result.status is Status.ERROR:
                     failures += 1
@@ -165,7 +190,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             )
     ns = argparse.Namespace(
         inputs=[str(SAMPLE)], task=args.task, task_file=None, model=model, model_path=None, mmproj=None,
-        out=None, json=args.json, together=False, max_tokens=None, detail=None, threads=args.threads,
+        out=None, json=args.json, together=False, max_tokens=None, detail=None, threads=args.threads, pretty=True,
     )
     return cmd_analyze(ns, out, err)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from engine.constrain.llguidance import check_schema_compiles
 from engine.errors import TaskError
 from engine.schema.validate import schema_problem
 
@@ -105,6 +106,9 @@ def task_from_dict(raw: Any, source: str, default_name: str = "task") -> Task:
     if problem:
         message, pointer = problem
         raise TaskError(source, f"invalid JSON Schema: {message}", "/schema" + pointer)
+    unsupported = check_schema_compiles(schema)
+    if unsupported:
+        raise TaskError(source, f"the decoding constraint cannot enforce this schema: {unsupported}", "/schema")
     name = raw.get("name", default_name)
     if not isinstance(name, str) or not name:
         raise TaskError(source, "`name` must be a non-empty string", "/name")

@@ -97,3 +97,13 @@ def test_find_boxes_uses_label_image_id_and_confidence():
     assert [b.label for b in boxes] == ["scratch", "dent"]
     assert boxes[0].pixels == (0, 0, 100, 50) and boxes[0].confidence == 0.4
     assert boxes[1].image_id == "img_02" and boxes[1].pixels == (0, 0, 50, 50)
+
+
+def test_heic_is_read_upright_when_pillow_heif_is_installed(tmp_path):
+    pillow_heif = pytest.importorskip("pillow_heif")
+    path = tmp_path / "phone.heic"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    pillow_heif.from_pillow(Image.new("RGB", (64, 32), (255, 0, 0))).save(path, exif=exif.tobytes())
+    img = load_image(path)
+    assert img.format == "HEIF" and img.size == (32, 64) and img.image.mode == "RGB"

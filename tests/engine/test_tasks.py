@@ -89,3 +89,11 @@ def test_unreadable_task_files(tmp_path):
         load_task_file(broken)
     with pytest.raises(TaskError, match="unknown task file type"):
         load_task_file(tmp_path / "t.txt")
+
+
+def test_schema_the_decoder_cannot_enforce_is_refused_at_load(tmp_path):
+    path = tmp_path / "lookbehind.json"
+    path.write_text(json.dumps({"schema": {"type": "string", "pattern": "(?<=a)b"}, "instructions": "x"}))
+    with pytest.raises(TaskError, match="look-around") as info:
+        load_task_file(path)
+    assert info.value.pointer == "/schema"
