@@ -15,6 +15,9 @@ def _never_online(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may reach the network: Loupe and huggingface_hub are told they are offline."""
     monkeypatch.setenv("LOUPE_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read once at import, so patch the constant too
 
 
 def _orientation_test_image() -> Image.Image:

@@ -1,0 +1,1 @@
+"""Model catalog, download/store, and synthetic test models."""
