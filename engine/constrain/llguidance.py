@@ -10,6 +10,7 @@ import llguidance as llg
 import numpy as np
 
 from engine.constrain.base import REFUSAL_PREFIX
+from engine.constrain.relax import relax
 from engine.errors import ConstraintError
 
 if TYPE_CHECKING:
@@ -68,11 +69,12 @@ class LLGuidanceMatcher:
 
 
 class LLGuidanceConstraint:
-    """A grammar checked against one tokenizer."""
+    """A grammar checked against one tokenizer; `relaxed` lists what only post-validation enforces."""
 
-    def __init__(self, tokenizer: LLTokenizer, source: str) -> None:
+    def __init__(self, tokenizer: LLTokenizer, source: str, relaxed: tuple[str, ...] = ()) -> None:
         self._tokenizer = tokenizer
         self.source = source
+        self.relaxed = relaxed
 
     def matcher(self) -> LLGuidanceMatcher:
         """A fresh matcher (grammar construction is ~1 ms)."""
@@ -80,6 +82,41 @@ class LLGuidanceConstraint:
         if m.is_error():
             raise ConstraintError(f"cannot compile the schema for decoding: {_first_lines(m.get_error())}")
         return LLGuidanceMatcher(m)
+
+
+def _problem(source: str, tokenizer: LLTokenizer | None) -> str | None:
+    is_error, messages = llg.LLMatcher.validate_grammar_with_warnings(source, tokenizer)
+    return _first_lines(messages[0] if messages else "") if is_error else None
+
+
+def plan(schema: dict[str, Any] | bool, tokenizer: LLTokenizer | None = None, *, allow_refusal: bool = True
+         ) -> tuple[str, tuple[str, ...]]:
+    """The grammar to decode with, and what it leaves to post-validation.
+
+    Strict first. If LLGuidance refuses, retry with its `lenient` option (unimplemented keywords such as
+    `not` are ignored) and `coerce_one_of` (oneOf decoded as anyOf); if it still refuses, loosen the
+    offending subschemas to `{}` (engine.constrain.relax). Raises ConstraintError only when even that fails.
+    """
+    source = grammar_for(schema, allow_refusal=allow_refusal)
+    strict_problem = _problem(source, tokenizer)
+    if strict_problem is None:
+        return source, ()
+    if isinstance(schema, bool):
+        raise ConstraintError(f"cannot compile the schema for decoding: {strict_problem}")
+    loose = dict(schema)
+    loose["x-guidance"] = {"lenient": True, "coerce_one_of": True, **(schema.get("x-guidance") or {})}
+    source = grammar_for(loose, allow_refusal=allow_refusal)
+    if _problem(source, tokenizer) is None:
+        return source, (f"enforced after decoding only: {strict_problem}",)
+
+    def compiles(candidate: Any) -> bool:
+        return _problem(grammar_for(candidate, allow_refusal=allow_refusal), tokenizer) is None
+
+    relaxed_schema, pointers = relax(loose, compiles)
+    if not compiles(relaxed_schema):
+        raise ConstraintError(f"cannot compile the schema for decoding: {strict_problem}")
+    notes = tuple(f"not enforced while decoding (checked after): {p}" for p in pointers)
+    return grammar_for(relaxed_schema, allow_refusal=allow_refusal), (f"{strict_problem}", *notes)
 
 
 class LLGuidanceCompiler:
@@ -92,12 +129,8 @@ class LLGuidanceCompiler:
 
     def compile(self, schema: dict[str, Any] | bool, *, allow_refusal: bool = True) -> LLGuidanceConstraint:
         """See `ConstraintCompiler.compile`."""
-        source = grammar_for(schema, allow_refusal=allow_refusal)
-        is_error, messages = llg.LLMatcher.validate_grammar_with_warnings(source, self.tokenizer)
-        if is_error:
-            detail = _first_lines(messages[0] if messages else "")
-            raise ConstraintError(f"cannot compile the schema for decoding: {detail}")
-        return LLGuidanceConstraint(self.tokenizer, source)
+        source, relaxed = plan(schema, self.tokenizer, allow_refusal=allow_refusal)
+        return LLGuidanceConstraint(self.tokenizer, source, relaxed)
 
 
 def _first_lines(message: str) -> str:
@@ -109,10 +142,9 @@ def _first_lines(message: str) -> str:
 
 
 def check_schema_compiles(schema: dict[str, Any] | bool) -> str | None:
-    """None if LLGuidance can compile `schema` (no tokenizer needed), else its message."""
+    """None if the schema can be decoded under some grammar (strict or relaxed), else why not."""
     try:
-        source = grammar_for(schema, allow_refusal=True)
+        plan(schema, None)
     except ConstraintError as exc:
-        return str(exc)
-    is_error, messages = llg.LLMatcher.validate_grammar_with_warnings(source, None)
-    return _first_lines(messages[0] if messages else "") if is_error else None
+        return str(exc).removeprefix("cannot compile the schema for decoding: ")
+    return None

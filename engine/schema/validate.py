@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from typing import Any
@@ -28,6 +29,9 @@ def schema_problem(schema: Any) -> tuple[str, str] | None:
     except js_exc.SchemaError as err:
         best = js_exc.best_match([err]) if err.context else err
         return (best.message, pointer_of(best.path))
+    bad_ref = _unresolvable_ref(schema, cls)
+    if bad_ref:
+        return bad_ref
     try:  # unresolvable $ref shows up only when used; exercise them now
         validator = cls(schema)
         validator.is_valid(None)
@@ -54,10 +58,64 @@ def _exact_multiple_of(validator: Any, d_b: Any, instance: Any, schema: Any) -> 
         yield js_exc.ValidationError(f"{instance!r} is not a multiple of {d_b}")
 
 
+def _format_checker() -> jsonschema.FormatChecker:
+    """Every format this jsonschema checks, whatever the schema's draft, plus IRIs without a GPL parser."""
+    checker = jsonschema.FormatChecker()
+    checker.checkers = dict(jsonschema.Draft202012Validator.FORMAT_CHECKER.checkers)
+    for name, pattern in (("iri", _IRI), ("iri-reference", _IRI_REFERENCE)):
+        if name not in checker.checkers:
+            checker.checks(name)(lambda value, p=pattern: not isinstance(value, str) or bool(p.fullmatch(value)))
+    return checker
+
+
+# RFC 3987 in outline: a scheme, then no spaces, controls or characters RFC 3986 excludes
+_IRI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`\x00-\x1f\x7f]*")
+_IRI_REFERENCE = re.compile(r"[^\s<>\"{}|\\^`\x00-\x1f\x7f]*")
+FORMAT_CHECKER = _format_checker()
+
+
 def _validator(schema: Any) -> Any:
     cls = validator_for(schema, default=jsonschema.Draft202012Validator)
     exact = jsonschema.validators.extend(cls, {"multipleOf": _exact_multiple_of})
-    return exact(schema, format_checker=cls.FORMAT_CHECKER)
+    # every format this jsonschema knows, whatever the draft: a draft-04 schema saying "iri" means an IRI
+    return exact(schema, format_checker=FORMAT_CHECKER)
+
+
+def _refs(node: Any, pointer: str = "") -> Iterator[tuple[str, str]]:
+    """(JSON Pointer of the `$ref`, its value) everywhere in a schema."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            p = f"{pointer}/{str(k).replace('~', '~0').replace('/', '~1')}"
+            if k == "$ref" and isinstance(v, str):
+                yield p, v
+            else:
+                yield from _refs(v, p)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _refs(v, f"{pointer}/{i}")
+
+
+def _has_ids(node: Any) -> bool:
+    if isinstance(node, dict):
+        return any(k in ("$id", "id") and isinstance(v, str) for k, v in node.items()) or any(
+            _has_ids(v) for v in node.values())
+    return isinstance(node, list) and any(_has_ids(v) for v in node)
+
+
+def _unresolvable_ref(schema: dict[str, Any], cls: Any) -> tuple[str, str] | None:
+    """Local `$ref`s must resolve; remote ones are never fetched, so they are refused."""
+    resolver = cls(schema)._resolver
+    nested_ids = _has_ids({k: v for k, v in schema.items() if k not in ("$id", "id")})
+    for pointer, ref in _refs(schema):
+        if ref.startswith("#"):
+            try:
+                resolver.lookup(ref)
+            except Exception as err:
+                return (f"unresolvable $ref {ref!r}: {type(err).__name__}", pointer)
+        elif not nested_ids and not ref.startswith(str(schema.get("$id", "\0"))):
+            return (f"$ref {ref!r} points outside the schema; Loupe never fetches remote schemas "
+                    "(inline it under $defs)", pointer)
+    return None
 
 
 def validation_errors(schema: Any, instance: Any, limit: int = 5) -> list[str]:

@@ -78,11 +78,29 @@ def test_mask_allows_exactly_the_grammar(compiler):
     assert allowed_ids(mask, 257).tolist() == [ord("n"), ord("y")]
 
 
-def test_uncompilable_schema_is_a_clear_error(compiler):
-    bad = {"type": "string", "pattern": "(?<=a)b"}
-    assert "look-around" in (check_schema_compiles(bad) or "")
-    with pytest.raises(ConstraintError, match="look-around"):
-        compiler.compile(bad)
+def test_unsupported_parts_are_loosened_and_reported(compiler):
+    # a look-behind pattern cannot be decoded: only that keyword is dropped, `type` and `maxLength` stay
+    c = compiler.compile({"type": "string", "pattern": "(?<=a)b", "maxLength": 3}, allow_refusal=False)
+    assert any("/pattern" in note for note in c.relaxed) and any("look-around" in note for note in c.relaxed)
+    m = c.matcher()
+    assert all(m.consume(b) for b in b'"ab"') and m.is_accepting()
+    assert not all(compiler.compile({"type": "string", "maxLength": 3}).matcher().consume(b) for b in b'"abcd"')
+    m = c.matcher()
+    assert not all(m.consume(b) for b in b"12")  # still a string
+    # `not` is unimplemented in LLGuidance: lenient mode ignores it, post-validation enforces it
+    c = compiler.compile({"type": "integer", "not": {"const": 3}}, allow_refusal=False)
+    assert c.relaxed and "not" in c.relaxed[0]
+    assert check_schema_compiles({"type": "integer", "not": {"const": 3}}) is None
+
+
+def test_relax_finds_the_deepest_culprit():
+    from engine.constrain.relax import relax
+
+    schema = {"type": "object", "properties": {"ok": {"type": "integer"},
+                                               "bad": {"type": "array", "items": {"x-unsupported": 1}}}}
+    fixed, pointers = relax(schema, lambda s: "x-unsupported" not in json.dumps(s))
+    assert pointers == ["/properties/bad/items/x-unsupported"]
+    assert fixed["properties"]["ok"] == {"type": "integer"} and fixed["properties"]["bad"]["type"] == "array"
 
 
 def test_leaf_spans_cover_every_leaf():

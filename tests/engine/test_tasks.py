@@ -64,7 +64,7 @@ def test_invalid_schema_is_refused_with_json_pointer(tmp_path):
     ("raw", "pointer"),
     [
         ({"schema": {"minimum": "zero"}, "instructions": "x"}, "/schema/minimum"),
-        ({"schema": {"$ref": "#/$defs/missing"}, "instructions": "x"}, "/schema"),
+        ({"schema": {"$ref": "#/$defs/missing"}, "instructions": "x"}, "/schema/$ref"),
         ({"schema": {}, "instructions": ""}, "/instructions"),
         ({"instructions": "x"}, "/schema"),
         ({"schema": {}, "instructions": "x", "options": {"max_tokens": "many"}}, "/options/max_tokens"),
@@ -91,9 +91,10 @@ def test_unreadable_task_files(tmp_path):
         load_task_file(tmp_path / "t.txt")
 
 
-def test_schema_the_decoder_cannot_enforce_is_refused_at_load(tmp_path):
-    path = tmp_path / "lookbehind.json"
-    path.write_text(json.dumps({"schema": {"type": "string", "pattern": "(?<=a)b"}, "instructions": "x"}))
-    with pytest.raises(TaskError, match="look-around") as info:
+def test_external_ref_is_refused_at_load_with_pointer(tmp_path):
+    path = tmp_path / "remote.json"
+    path.write_text(json.dumps({"schema": {"type": "object", "properties": {
+        "a": {"$ref": "https://example.com/schemas/a.json"}}}, "instructions": "x"}))
+    with pytest.raises(TaskError) as info:
         load_task_file(path)
-    assert info.value.pointer == "/schema"
+    assert info.value.pointer == "/schema/properties/a/$ref" and "never fetches" in str(info.value)
