@@ -219,11 +219,21 @@ def cmd_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return run_models(args, out, err)
 
 
+def cmd_store(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Delegate to the results-store command set (batch, review, export)."""
+    from engine.cli_store import run_store
+
+    return run_store(args, out, err)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "analyze": cmd_analyze,
     "demo": cmd_demo,
     "tasks": cmd_tasks,
     "models": cmd_models,
+    "batch": cmd_store,
+    "review": cmd_store,
+    "export": cmd_store,
 }
 
 
@@ -277,6 +287,10 @@ def parser() -> argparse.ArgumentParser:
     mv = msub.add_parser("verify")
     mv.add_argument("name", nargs="?")
     mv.add_argument("--json", action="store_true")
+
+    from engine.cli_store import add_parsers
+
+    add_parsers(sub, model_args)
     return p
 
 

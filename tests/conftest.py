@@ -9,6 +9,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models.synthetic import SyntheticModel, build
+
+
+FAMILIES = ("smolvlm", "gemma3")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SyntheticModel]:
+    """Both tiny synthetic VLM families (text GGUF + mmproj), built once per session in milliseconds."""
+    out = tmp_path_factory.mktemp("tiny-models")
+    return {fam: build(f"tiny-{fam}", out) for fam in FAMILIES}
+
 
 @pytest.fixture(autouse=True)
 def _never_online(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -292,7 +292,7 @@ class LlamaCppBackend:
         constraint_s = 0.0
         n_ctx = self._llm.n_ctx()
         stop = "max_tokens"
-        for _ in range(request.max_tokens):
+        while len(steps) < request.max_tokens:
             if cancel is not None and cancel.is_set():
                 stop = "cancelled"
                 break
@@ -310,17 +310,29 @@ class LlamaCppBackend:
             if llama_cpp.llama_vocab_is_eog(self._vocab, token):
                 stop = "eos"
                 break
-            piece = self._piece(token)
-            steps.append(TokenStep(len(out), len(out) + len(piece), prob, allowed.size == 1))
-            out += piece
+            batch = [token]
+            self._append(out, steps, token, prob, forced=allowed.size == 1)
+            tc = time.perf_counter()
+            forced = matcher.forced_tokens()  # fast-forward: no sampling, certain
+            constraint_s += time.perf_counter() - tc
+            for t in forced[: request.max_tokens - len(steps)]:
+                if llama_cpp.llama_vocab_is_eog(self._vocab, t) or not matcher.consume(t):
+                    break
+                self._append(out, steps, t, 1.0, forced=True)
+                batch.append(t)
             if matcher.is_stopped():
                 stop = "eos"
                 break
-            if n_past + 1 >= n_ctx:
+            if n_past + len(batch) >= n_ctx:
                 break
-            n_past = self._eval_tokens([token], n_past)
+            n_past = self._eval_tokens(batch, n_past)
         timings["constraint_ms"] = constraint_s * 1000
         return Generation(text=out.decode("utf-8", errors="replace"), steps=steps, stop=stop)  # type: ignore[arg-type]
+
+    def _append(self, out: bytearray, steps: list[TokenStep], token: int, prob: float, *, forced: bool) -> None:
+        piece = self._piece(token)
+        steps.append(TokenStep(len(out), len(out) + len(piece), prob, forced))
+        out += piece
 
     def _choose(
         self, allowed: np.ndarray, temperature: float, rng: np.random.Generator, *, gate_refusal_now: bool

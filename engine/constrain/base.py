@@ -22,6 +22,9 @@ class Matcher(Protocol):
     def consume(self, token: int) -> bool:
         """Advance by one sampled token; False if the token was not allowed."""
 
+    def forced_tokens(self) -> list[int]:
+        """Tokens the constraint forces next (fast-forward): appended without sampling, counted certain."""
+
     def is_accepting(self) -> bool:
         """True when the text so far is a complete match."""
 

@@ -60,6 +60,10 @@ class GbnfMatcher:
         llama_cpp.llama_sampler_accept(self._smpl, token)
         return True
 
+    def forced_tokens(self) -> list[int]:
+        """llama.cpp's grammar sampler cannot tell; the decoding loop samples every token."""
+        return []
+
     def is_accepting(self) -> bool:
         """Complete when an end-of-generation token is allowed."""
         return self._ok and any(self.allows(t) for t in self._eos)

@@ -55,6 +55,10 @@ class LLGuidanceMatcher:
         """See `Matcher.consume`."""
         return bool(self._m.consume_token(token))
 
+    def forced_tokens(self) -> list[int]:
+        """See `Matcher.forced_tokens`."""
+        return list(self._m.compute_ff_tokens())
+
     def is_accepting(self) -> bool:
         """See `Matcher.is_accepting`."""
         return bool(self._m.is_accepting())

@@ -19,7 +19,7 @@ def run(*argv: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def model_args(tiny_models) -> list[str]:
     m = tiny_models["smolvlm"]
-    return ["--model-path", str(m.text_path), "--mmproj", str(m.mmproj_path), "--threads", "2"]
+    return ["--model-path", str(m.text_path), "--mmproj", str(m.mmproj_path), "--threads", "1"]
 
 
 def test_batch_with_bad_inputs_reports_each_and_processes_the_rest(images, model_args):
@@ -78,7 +78,7 @@ def test_missing_mmproj_is_one_line(images, tiny_models, tmp_path):
 
 def test_demo_without_weights_falls_back_to_synthetic_and_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("LOUPE_MODEL_DIR", str(tmp_path / "models"))
-    code, out, err = run("demo", "--json", "--threads", "2")
+    code, out, err = run("demo", "--json", "--threads", "1")
     assert code == 0
     (record,) = [json.loads(line) for line in out.splitlines()]
     assert record["status"] == "ok" and record["model"] == "synthetic-smolvlm"

@@ -1,0 +1,110 @@
+"""The store's table layout, one numbered migration per version (PRAGMA user_version), applied on open."""
+
+from __future__ import annotations
+
+import sqlite3
+
+# Each entry brings a database from version i to version i + 1; never edit a released one, add a new one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 1: jobs, their items, one result per item, reviews of results
+        """CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL,            -- identity of the command (inputs + task + model + settings)
+            task_name TEXT NOT NULL,
+            task_key TEXT NOT NULL,       -- sha256 of schema + instructions + options
+            task TEXT NOT NULL,           -- JSON: the whole task, so a job can resume and edits be validated
+            model TEXT NOT NULL,
+            settings TEXT NOT NULL,       -- JSON: backend + model files; part of the cache key
+            launch TEXT NOT NULL,         -- JSON: inputs and model arguments, to resume
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('running', 'interrupted', 'done'))
+        )""",
+        "CREATE INDEX jobs_by_key ON jobs (key, id)",
+        """CREATE TABLE items (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL REFERENCES jobs (id),
+            seq INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            sha256 TEXT,
+            size INTEGER,
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done')),
+            UNIQUE (job_id, path)
+        )""",
+        "CREATE INDEX items_by_state ON items (job_id, state, seq)",
+        """CREATE TABLE results (
+            id INTEGER PRIMARY KEY,
+            item_id INTEGER NOT NULL UNIQUE REFERENCES items (id),
+            cache_key TEXT,
+            cached_from INTEGER REFERENCES results (id),
+            status TEXT NOT NULL,
+            data TEXT,
+            confidence TEXT NOT NULL,
+            min_confidence REAL,
+            boxes TEXT NOT NULL,
+            images TEXT NOT NULL,
+            raw TEXT NOT NULL,
+            timings TEXT NOT NULL,
+            tokens TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            error TEXT,
+            model TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            created TEXT NOT NULL
+        )""",
+        "CREATE INDEX results_by_cache_key ON results (cache_key)",
+        """CREATE TABLE reviews (
+            id INTEGER PRIMARY KEY,
+            result_id INTEGER NOT NULL REFERENCES results (id),
+            decision TEXT NOT NULL CHECK (decision IN ('accept', 'edit', 'reject')),
+            data TEXT,
+            note TEXT NOT NULL DEFAULT '',
+            who TEXT NOT NULL,
+            at TEXT NOT NULL
+        )""",
+    ),
+    (  # 2: escalation steps on results, reviews looked up by result, and the audit of what leaves the machine
+        "ALTER TABLE results ADD COLUMN escalation TEXT NOT NULL DEFAULT '[]'",
+        "CREATE INDEX reviews_by_result ON reviews (result_id, id)",
+        """CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            job_id INTEGER REFERENCES jobs (id),
+            kind TEXT NOT NULL,
+            destination TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT '{}'
+        )""",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class NewerStoreError(Exception):
+    """The file was written by a newer Loupe (its user_version is past our last migration)."""
+
+
+def version(conn: sqlite3.Connection) -> int:
+    """The schema version recorded in the file (0 for a new, empty one)."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Apply every missing migration up to `target`, each in its own transaction; returns the old version.
+
+    `conn` must be in autocommit mode (isolation_level=None) so the BEGIN/COMMIT here are the only ones.
+    """
+    old = version(conn)
+    if old > SCHEMA_VERSION:
+        raise NewerStoreError(f"schema version {old} is newer than this Loupe's {SCHEMA_VERSION}; upgrade Loupe")
+    for v in range(old, target):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if version(conn) == v:  # another process may have migrated while we waited for the lock
+                for statement in MIGRATIONS[v]:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {v + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return old

@@ -1,0 +1,84 @@
+"""The coverage benchmark's own judgement, pinned on small schemas whose answers are known."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.canonical import canonical
+from bench.schema_coverage import Case, Vocab, judge, make_compiler, summarise
+
+
+@pytest.fixture(scope="module")
+def vocab(tiny_models) -> Vocab:
+    return Vocab(tiny_models["smolvlm"].text_path)
+
+
+@pytest.fixture(scope="module")
+def llguidance(vocab):
+    return make_compiler("llguidance", vocab)
+
+
+def case(schema: Any, *tests: tuple[bool, Any]) -> Case:
+    return Case("hand", "h", schema, [{"valid": v, "data": d} for v, d in tests])
+
+
+def test_bounds_enforced_by_the_grammar(vocab, llguidance):
+    out = judge(case({"type": "integer", "minimum": 0, "maximum": 10}, (True, 5), (False, 11), (False, "a")),
+                "llguidance", llguidance, vocab)
+    assert out.compiled and out.passing and not out.relaxed
+    assert out.invalid_accepted_grammar == 0 and out.valid_rejected == 0 and out.mask_us
+
+
+def test_keyword_left_to_post_validation_still_passes(vocab, llguidance):
+    # LLGuidance does not implement `not`: the compile is relaxed, and validation catches the instance
+    out = judge(case({"type": "integer", "not": {"const": 3}}, (True, 4), (False, 3)), "llguidance", llguidance, vocab)
+    assert out.relaxed and out.passing
+    assert out.invalid_accepted_grammar == 1 and out.caught_after_decoding == 1 and out.invalid_reaching_user == 0
+
+
+def test_mislabelled_valid_instance_fails_the_schema(vocab, llguidance):
+    out = judge(case({"type": "string", "maxLength": 2}, (True, "abc")), "llguidance", llguidance, vocab)
+    assert out.valid_rejected == 1 and not out.passing
+
+
+def test_property_order_and_integral_floats_are_canonicalised():
+    schema = {"type": "object", "properties": {"b": {"type": "number"}, "a": {"enum": [{"x": 0.0}]}}}
+    assert list(canonical({"a": {"x": 0.0}, "b": 1.5}, schema)) == ["b", "a"]
+    assert canonical({"a": {"x": 0.0}}, schema) == {"a": {"x": 0}}
+
+
+class AcceptEverything:
+    """An engine that claims a strict compile and lets every token through (a broken engine)."""
+
+    name = "accept-all"
+
+    class _Matcher:
+        def fill_mask(self, mask):
+            mask[:] = -1
+
+        def consume(self, token):
+            return True
+
+        def is_accepting(self):
+            return True
+
+    class _Constraint:
+        source, relaxed = "<anything>", ()
+
+        def matcher(self):
+            return AcceptEverything._Matcher()
+
+    def compile(self, schema, *, allow_refusal=True):
+        return self._Constraint()
+
+
+def test_an_engine_that_accepts_everything_is_caught(vocab):
+    schema = {"type": "integer", "minimum": 0, "maximum": 10}
+    out = judge(case(schema, (True, 5), (False, 11), (False, "a")), "accept-all", AcceptEverything(), vocab)
+    assert out.invalid_accepted_grammar == 2 and not out.passing  # undeclared: post-validation may not excuse it
+    blind = judge(case(schema, (False, 11)), "accept-all", AcceptEverything(), vocab, validate=lambda s, d: [])
+    assert blind.invalid_reaching_user == 1 and not blind.passing
+    numbers = summarise([out, blind])
+    assert numbers["passing"] == 0 and numbers["invalid_reaching_user"] == 1 and numbers["with_tests"] == 2
