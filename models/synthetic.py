@@ -93,29 +93,88 @@ class SyntheticSpec:
         return side * side
 
 
-_SMOL_VISION = dict(v_image_size=512, v_patch_size=16, v_n_embd=768, v_n_layer=12, v_n_head=12, v_n_ff=3072,
-                    scale_factor=4, preproc_image_size=2048)
+_SMOL_VISION = dict(
+    v_image_size=512,
+    v_patch_size=16,
+    v_n_embd=768,
+    v_n_layer=12,
+    v_n_head=12,
+    v_n_ff=3072,
+    scale_factor=4,
+    preproc_image_size=2048,
+)
 SPECS: dict[str, SyntheticSpec] = {
     spec.name: spec
     for spec in (
         # 96 px tiles of 6x6 patches -> 3x3 = 9 tokens each; images resized to 192 px -> at most 2x2 tiles + overview
-        SyntheticSpec("tiny-smolvlm", "smolvlm", rope_theta=100000.0, v_image_size=96, v_patch_size=16,
-                      preproc_image_size=192),
+        SyntheticSpec(
+            "tiny-smolvlm", "smolvlm", rope_theta=100000.0, v_image_size=96, v_patch_size=16, preproc_image_size=192
+        ),
         # 64 px, 8x8 patches avg-pooled 2x2 -> 16 image tokens; layer 0 local (window 512), layer 1 global
-        SyntheticSpec("tiny-gemma3", "gemma3", head_dim=32, rope_theta=1_000_000.0, rms_eps=1e-6,
-                      tie_embeddings=True, sliding_window=512, swa_pattern=2, v_image_size=64, v_patch_size=8),
+        SyntheticSpec(
+            "tiny-gemma3",
+            "gemma3",
+            head_dim=32,
+            rope_theta=1_000_000.0,
+            rms_eps=1e-6,
+            tie_embeddings=True,
+            sliding_window=512,
+            swa_pattern=2,
+            v_image_size=64,
+            v_patch_size=8,
+        ),
         # HuggingFaceTB/SmolVLM-256M-Instruct: SmolLM2-135M-style text + SigLIP base patch16/512, 64 tokens/tile
-        SyntheticSpec("smolvlm-256m", "smolvlm", n_embd=576, n_layer=30, n_head=9, n_head_kv=3, n_ff=1536,
-                      vocab_size=49280, rope_theta=100000.0, **_SMOL_VISION),
+        SyntheticSpec(
+            "smolvlm-256m",
+            "smolvlm",
+            n_embd=576,
+            n_layer=30,
+            n_head=9,
+            n_head_kv=3,
+            n_ff=1536,
+            vocab_size=49280,
+            rope_theta=100000.0,
+            **_SMOL_VISION,
+        ),
         # HuggingFaceTB/SmolVLM-500M-Instruct: SmolLM2-360M-style text, same vision tower
-        SyntheticSpec("smolvlm-500m", "smolvlm", n_embd=960, n_layer=32, n_head=15, n_head_kv=5, n_ff=2560,
-                      vocab_size=49280, rope_theta=100000.0, **_SMOL_VISION),
+        SyntheticSpec(
+            "smolvlm-500m",
+            "smolvlm",
+            n_embd=960,
+            n_layer=32,
+            n_head=15,
+            n_head_kv=5,
+            n_ff=2560,
+            vocab_size=49280,
+            rope_theta=100000.0,
+            **_SMOL_VISION,
+        ),
         # google/gemma-3-4b-it: SigLIP so400m patch14/896, 64x64 patches avg-pooled 4x4 -> 256 tokens
-        SyntheticSpec("gemma3-4b", "gemma3", n_embd=2560, n_layer=34, n_head=8, n_head_kv=4, head_dim=256,
-                      n_ff=10240, n_ctx=131072, vocab_size=262144, rope_theta=1_000_000.0, rms_eps=1e-6,
-                      tie_embeddings=True, sliding_window=1024, swa_pattern=6, rope_scale_linear=8.0,
-                      v_image_size=896, v_patch_size=14, v_n_embd=1152, v_n_layer=27, v_n_head=16, v_n_ff=4304,
-                      scale_factor=4),
+        SyntheticSpec(
+            "gemma3-4b",
+            "gemma3",
+            n_embd=2560,
+            n_layer=34,
+            n_head=8,
+            n_head_kv=4,
+            head_dim=256,
+            n_ff=10240,
+            n_ctx=131072,
+            vocab_size=262144,
+            rope_theta=1_000_000.0,
+            rms_eps=1e-6,
+            tie_embeddings=True,
+            sliding_window=1024,
+            swa_pattern=6,
+            rope_scale_linear=8.0,
+            v_image_size=896,
+            v_patch_size=14,
+            v_n_embd=1152,
+            v_n_layer=27,
+            v_n_head=16,
+            v_n_ff=4304,
+            scale_factor=4,
+        ),
     )
 }
 
@@ -159,14 +218,26 @@ def _text_tensors(spec: SyntheticSpec, n_vocab: int, text_type: str) -> list[_Te
         out.append(mat("output.weight", n_vocab, e))
     for i in range(spec.n_layer):
         p = f"blk.{i}."
-        out += [norm(p + "attn_norm.weight", e), mat(p + "attn_q.weight", spec.n_head * hd, e),
-                mat(p + "attn_k.weight", spec.n_head_kv * hd, e), mat(p + "attn_v.weight", spec.n_head_kv * hd, e),
-                mat(p + "attn_output.weight", e, spec.n_head * hd)]
+        out += [
+            norm(p + "attn_norm.weight", e),
+            mat(p + "attn_q.weight", spec.n_head * hd, e),
+            mat(p + "attn_k.weight", spec.n_head_kv * hd, e),
+            mat(p + "attn_v.weight", spec.n_head_kv * hd, e),
+            mat(p + "attn_output.weight", e, spec.n_head * hd),
+        ]
         if gemma:
-            out += [norm(p + "attn_q_norm.weight", hd), norm(p + "attn_k_norm.weight", hd),
-                    norm(p + "post_attention_norm.weight", e), norm(p + "post_ffw_norm.weight", e)]
-        out += [norm(p + "ffn_norm.weight", e), mat(p + "ffn_gate.weight", spec.n_ff, e),
-                mat(p + "ffn_up.weight", spec.n_ff, e), mat(p + "ffn_down.weight", e, spec.n_ff)]
+            out += [
+                norm(p + "attn_q_norm.weight", hd),
+                norm(p + "attn_k_norm.weight", hd),
+                norm(p + "post_attention_norm.weight", e),
+                norm(p + "post_ffw_norm.weight", e),
+            ]
+        out += [
+            norm(p + "ffn_norm.weight", e),
+            mat(p + "ffn_gate.weight", spec.n_ff, e),
+            mat(p + "ffn_up.weight", spec.n_ff, e),
+            mat(p + "ffn_down.weight", e, spec.n_ff),
+        ]
     return out
 
 
@@ -182,20 +253,32 @@ def _vision_tensors(spec: SyntheticSpec, mmproj_type: str) -> list[_Tensor]:
         return [_Tensor(f"{name}.weight", (e,), Q.F32, "one"), _Tensor(f"{name}.bias", (e,), Q.F32, "zero")]
 
     # the converters force the SigLIP embeddings (conv patch embedding, positions) to F32
-    out = [_Tensor("v.patch_embd.weight", (e, 3, p, p), Q.F32), _Tensor("v.patch_embd.bias", (e,), Q.F32, "zero"),
-           _Tensor("v.position_embd.weight", (n_pos, e), Q.F32)]
+    out = [
+        _Tensor("v.patch_embd.weight", (e, 3, p, p), Q.F32),
+        _Tensor("v.patch_embd.bias", (e,), Q.F32, "zero"),
+        _Tensor("v.position_embd.weight", (n_pos, e), Q.F32),
+    ]
     for i in range(spec.v_n_layer):
         b = f"v.blk.{i}"
-        out += [*lin(f"{b}.attn_q", e, e), *lin(f"{b}.attn_k", e, e), *lin(f"{b}.attn_v", e, e),
-                *lin(f"{b}.attn_out", e, e), *ln(f"{b}.ln1"), *ln(f"{b}.ln2"),
-                *lin(f"{b}.ffn_up", f, e), *lin(f"{b}.ffn_down", e, f)]
+        out += [
+            *lin(f"{b}.attn_q", e, e),
+            *lin(f"{b}.attn_k", e, e),
+            *lin(f"{b}.attn_v", e, e),
+            *lin(f"{b}.attn_out", e, e),
+            *ln(f"{b}.ln1"),
+            *ln(f"{b}.ln2"),
+            *lin(f"{b}.ffn_up", f, e),
+            *lin(f"{b}.ffn_down", e, f),
+        ]
     out += ln("v.post_ln")
     if spec.family == "smolvlm":
         out.append(_Tensor("mm.model.fc.weight", (spec.n_embd, e * spec.scale_factor**2), wtype))
     else:
         # convert_hf_to_gguf always writes the gemma3 input projection as F16 (llama.cpp issue 13025)
-        out += [_Tensor("mm.input_projection.weight", (e, spec.n_embd), Q.F16),
-                _Tensor("mm.soft_emb_norm.weight", (e,), Q.F32, "one")]
+        out += [
+            _Tensor("mm.input_projection.weight", (e, spec.n_embd), Q.F16),
+            _Tensor("mm.soft_emb_norm.weight", (e,), Q.F32, "one"),
+        ]
     return out
 
 
@@ -217,8 +300,7 @@ def _chunks(t: _Tensor, seed: int) -> Iterator[np.ndarray]:
         yield quantize(x, t.qtype)
 
 
-def _write_gguf(path: Path, arch: str, set_kv: Callable[[GGUFWriter], None], tensors: list[_Tensor],
-                seed: int) -> None:
+def _write_gguf(path: Path, arch: str, set_kv: Callable[[GGUFWriter], None], tensors: list[_Tensor], seed: int) -> None:
     """Header + KV + tensor infos through GGUFWriter, then the data streamed slice by slice; atomic rename."""
     part = path.with_name(f"{path.name}.{os.getpid()}.part")
     writer = GGUFWriter(part, arch)
@@ -349,7 +431,9 @@ def _mark(path: Path, fingerprint: str) -> None:
     os.replace(tmp, marker)
 
 
-def build(name: str, out_dir: Path, *, seed: int = 0, text_type: str = "f32", mmproj_type: str = "f32") -> SyntheticModel:
+def build(
+    name: str, out_dir: Path, *, seed: int = 0, text_type: str = "f32", mmproj_type: str = "f32"
+) -> SyntheticModel:
     """Write (or reuse if already complete, checked by a marker/size) <out_dir>/<name>-<text_type>.gguf and
     <name>-mmproj-<mmproj_type>.gguf. Writes to .part files then renames atomically. Deterministic for a given seed."""
     if name not in SPECS:

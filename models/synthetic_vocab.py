@@ -63,15 +63,59 @@ GEMMA3_CHAT_TEMPLATE = """{{ bos_token }}
 
 # Pieces that get a merge chain each: JSON punctuation as the `smollm` pre-tokenizer splits it, whitespace runs,
 # and common English / JSON-key words, bare and with a leading space.
-_PUNCT = ['{"', '":', '",', '"}', '"]', '[{"', '},', '}]', '"},', '"],', '":[', '":{', ' "', ' {', ' [', ' }',
-          ' ]', ' },', ' ],', ' "",', ' ""', ': ', ', ', '. ', '.\n', ',\n', '\n\n', '\n\n\n', '  ', '   ', '    ',
-          '        ', '\n ', '\n  ', '\n    ', '...', ' -', ' (', ').', '),', "'s", ' $', '%,', ' #']
-_WORDS = """the of and to in is for on with as at by from this that it be are was or an not no yes has have
+_PUNCT = [
+    '{"',
+    '":',
+    '",',
+    '"}',
+    '"]',
+    '[{"',
+    "},",
+    "}]",
+    '"},',
+    '"],',
+    '":[',
+    '":{',
+    ' "',
+    " {",
+    " [",
+    " }",
+    " ]",
+    " },",
+    " ],",
+    ' "",',
+    ' ""',
+    ": ",
+    ", ",
+    ". ",
+    ".\n",
+    ",\n",
+    "\n\n",
+    "\n\n\n",
+    "  ",
+    "   ",
+    "    ",
+    "        ",
+    "\n ",
+    "\n  ",
+    "\n    ",
+    "...",
+    " -",
+    " (",
+    ").",
+    "),",
+    "'s",
+    " $",
+    "%,",
+    " #",
+]
+_WORD_TEXT = """the of and to in is for on with as at by from this that it be are was or an not no yes has have
 image photo picture text name date time total price amount number value type title description items item
 address phone email invoice receipt store shop quantity qty tax subtotal currency color label category
 summary caption objects object count person people document page line lines first last city country state
 street code id key list true false null unknown other main left right top bottom small large red green blue
-black white there which what where when how many one two three four five""".split()
+black white there which what where when how many one two three four five"""
+_WORDS = _WORD_TEXT.split()
 
 
 @dataclass(frozen=True)
@@ -122,7 +166,7 @@ def _apply_bpe(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[st
         best = min(range(len(symbols) - 1), key=lambda i: ranks.get((symbols[i], symbols[i + 1]), 1 << 30))
         if (symbols[best], symbols[best + 1]) not in ranks:
             break
-        symbols = [*symbols[:best], symbols[best] + symbols[best + 1], *symbols[best + 2:]]
+        symbols = [*symbols[:best], symbols[best] + symbols[best + 1], *symbols[best + 2 :]]
     return symbols
 
 
@@ -137,29 +181,53 @@ def _filler(index: int) -> str:
     return ("Ġ" if index % 2 else "") + "zz" + letters
 
 
-def _family_specials(family: str) -> tuple[list[tuple[int, str]], int, str]:
-    """(real id, text) of the special tokens, the real id where the byte tokens start, and the family name."""
+def _family_specials(family: str) -> tuple[list[tuple[int, str]], int]:
+    """(real id, text) of the special tokens, and the real id where the byte tokens start."""
     if family == "smolvlm":
-        head = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<repo_name>", "<reponame>", "<file_sep>",
-                "<filename>", "<gh_stars>", "<issue_start>", "<issue_comment>", "<issue_closed>", "<jupyter_start>",
-                "<jupyter_text>", "<jupyter_code>", "<jupyter_output>", "<jupyter_script>", "<empty_output>"]
+        head = [
+            "<|endoftext|>",
+            "<|im_start|>",
+            "<|im_end|>",
+            "<repo_name>",
+            "<reponame>",
+            "<file_sep>",
+            "<filename>",
+            "<gh_stars>",
+            "<issue_start>",
+            "<issue_comment>",
+            "<issue_closed>",
+            "<jupyter_start>",
+            "<jupyter_text>",
+            "<jupyter_code>",
+            "<jupyter_output>",
+            "<jupyter_script>",
+            "<empty_output>",
+        ]
         specials = list(enumerate(head))
         specials.append((49152, "<global-img>"))
         specials += [(49153 + 6 * (r - 1) + (c - 1), f"<row_{r}_col_{c}>") for r in range(1, 7) for c in range(1, 7)]
         specials += [(49189, "<fake_token_around_image>"), (49190, "<image>"), (49279, "<end_of_utterance>")]
-        return specials, len(head), family
+        return specials, len(head)
     if family == "gemma3":
-        specials = [(0, "<pad>"), (1, "<eos>"), (2, "<bos>"), (3, "<unk>"), (4, "<mask>"),
-                    (105, "<start_of_turn>"), (106, "<end_of_turn>"),
-                    (255999, "<start_of_image>"), (256000, "<end_of_image>")]
-        return specials, 107, family
+        specials = [
+            (0, "<pad>"),
+            (1, "<eos>"),
+            (2, "<bos>"),
+            (3, "<unk>"),
+            (4, "<mask>"),
+            (105, "<start_of_turn>"),
+            (106, "<end_of_turn>"),
+            (255999, "<start_of_image>"),
+            (256000, "<end_of_image>"),
+        ]
+        return specials, 107
     raise ValueError(f"unknown family {family!r}")
 
 
 def build_vocab(family: str, vocab_size: int = 0) -> Vocab:
     """The family's special tokens + byte-level BPE core. vocab_size 0 = compact (specials kept in order, ids
     renumbered); otherwise specials sit at their real ids and word-like filler tokens pad to vocab_size."""
-    specials, flow_start, _ = _family_specials(family)
+    specials, flow_start = _family_specials(family)
     core, merges = _bpe_core()
     by_id: dict[int, str] = {}
     if vocab_size == 0:

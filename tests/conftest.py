@@ -11,7 +11,6 @@ from PIL import Image
 
 from models.synthetic import SyntheticModel, build
 
-
 FAMILIES = ("smolvlm", "gemma3")
 
 

@@ -14,7 +14,6 @@ from engine.backends.fake import FakeBackend
 from engine.confidence import TokenStep, field_confidence
 from engine.constrain.base import allowed_ids, mask_words
 from engine.constrain.llguidance import LLGuidanceCompiler, check_schema_compiles
-from engine.errors import ConstraintError
 from engine.images.load import LoadedImage
 from engine.schema.spans import leaf_spans
 from engine.schema.validate import validation_errors

@@ -10,6 +10,7 @@ from engine.backends.llama_cpp import LlamaCppBackend
 from models.synthetic import SyntheticModel
 from tests.conftest import FAMILIES
 
+
 @pytest.fixture(scope="module", params=FAMILIES)
 def backend(request: pytest.FixtureRequest, tiny_models: dict[str, SyntheticModel]) -> Iterator[LlamaCppBackend]:
     """A loaded llama.cpp backend per family (module scope: loading is ~30 ms, but keep it tidy)."""
