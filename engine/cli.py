@@ -115,6 +115,8 @@ def cmd_analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from engine.api import AnalyzeRequest, Engine
 
     task = pick_task(args)
+    for note in task.notes:
+        print(f"note: task {task.name}: {note}", file=err)
     paths = list(expand(args.inputs))
     if not paths:
         raise CliError("no images found in " + " ".join(args.inputs))

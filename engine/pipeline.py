@@ -33,6 +33,7 @@ class Attempt:
     generation: Generation
     data: object = None
     error: str | None = None
+    parsed: bool = False  # `data` holds the parsed output (which may itself be JSON null)
 
 
 def prepare(images: Sequence[LoadedImage], detail: str | int) -> tuple[list[PreparedImage], list[ImageInfo]]:
@@ -64,8 +65,8 @@ def judge(gen: Generation, task: Task, max_tokens: int) -> Attempt:
         return Attempt(Status.INVALID, gen, error=f"output is not JSON: {exc}")
     problems = validation_errors(task.schema, data)
     if problems:
-        return Attempt(Status.INVALID, gen, data, "does not match the schema: " + "; ".join(problems))
-    return Attempt(Status.OK, gen, data)
+        return Attempt(Status.INVALID, gen, data, "does not match the schema: " + "; ".join(problems), parsed=True)
+    return Attempt(Status.OK, gen, data, parsed=True)
 
 
 def run(
@@ -117,7 +118,7 @@ def _result(
     gen = attempt.generation
     confidence: dict[str, float] = {}
     boxes = ()
-    if attempt.status in (Status.OK, Status.INVALID) and attempt.data is not None:
+    if attempt.parsed:
         raw = gen.text.encode()
         lead = len(raw) - len(raw.lstrip())
         confidence = field_confidence(gen.steps, leaf_spans(raw[lead:].rstrip(), offset=lead))
@@ -130,7 +131,7 @@ def _result(
         model=model,
         backend=backend.name,
         images=tuple(infos),
-        data=attempt.data if attempt.status in (Status.OK, Status.INVALID) else None,
+        data=attempt.data if attempt.parsed else None,
         raw=gen.text,
         confidence=confidence,
         boxes=boxes,

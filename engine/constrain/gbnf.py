@@ -18,6 +18,9 @@ from llama_cpp.llama_grammar import json_schema_to_gbnf
 
 from engine.errors import ConstraintError
 
+# llama_token_data {int32 id; float logit; float p} as a numpy record, so whole arrays are filled at C speed
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+
 
 class GbnfMatcher:
     """One generation's state in llama.cpp's grammar sampler."""
@@ -27,30 +30,31 @@ class GbnfMatcher:
         if not self._smpl:
             raise ConstraintError("llama.cpp refused the GBNF grammar")
         self._eos, self._n_vocab = eos, n_vocab
-        self._data = (llama_cpp.llama_token_data * n_vocab)()
-        self._one = (llama_cpp.llama_token_data * 1)()
+        self._all = np.zeros(n_vocab, dtype=_TOKEN_DATA)
+        self._all["id"] = np.arange(n_vocab, dtype=np.int32)
+        self._one = np.zeros(1, dtype=_TOKEN_DATA)
         self._ok = True
 
-    def _apply(self, buf: Any, ids: list[int] | range) -> np.ndarray:
-        for i, t in enumerate(ids):
-            buf[i].id, buf[i].logit, buf[i].p = t, 0.0, 0.0
+    def _apply(self, buf: np.ndarray) -> np.ndarray:
+        """Run the grammar over the candidates in `buf`; True where a token stays allowed."""
+        buf["logit"] = 0.0
         arr = llama_cpp.llama_token_data_array(
-            data=ctypes.cast(buf, llama_cpp.llama_token_data_p), size=len(ids), selected=-1, sorted=False
+            data=buf.ctypes.data_as(llama_cpp.llama_token_data_p), size=len(buf), selected=-1, sorted=False
         )
         llama_cpp.llama_sampler_apply(self._smpl, ctypes.byref(arr))
-        logits = np.ctypeslib.as_array(ctypes.cast(buf, ctypes.POINTER(ctypes.c_float)), shape=(len(ids) * 3,))
-        return np.isfinite(logits[1::3])
-
-    def fill_mask(self, mask: np.ndarray) -> None:
-        """The full-vocabulary mask (what a sampler costs per token with this engine)."""
-        allowed = self._apply(self._data, range(self._n_vocab))
-        bits = np.zeros(mask.size * 32, dtype=np.uint8)
-        bits[: self._n_vocab] = allowed
-        mask[:] = np.packbits(bits, bitorder="little").view(np.int32)
+        return np.isfinite(buf["logit"])
 
     def allows(self, token: int) -> bool:
         """Whether one token is allowed now (cheap: a one-candidate apply)."""
-        return bool(self._apply(self._one, [token])[0])
+        self._one["id"] = token
+        return bool(self._apply(self._one)[0])
+
+    def fill_mask(self, mask: np.ndarray) -> None:
+        """The full-vocabulary mask (what a sampler costs per token with this engine)."""
+        allowed = self._apply(self._all)
+        bits = np.zeros(mask.size * 32, dtype=np.uint8)
+        bits[: self._n_vocab] = allowed
+        mask[:] = np.packbits(bits, bitorder="little").view(np.int32)
 
     def consume(self, token: int) -> bool:
         """Advance by `token` if allowed (llama.cpp aborts on accepting a disallowed token)."""

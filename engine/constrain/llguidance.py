@@ -152,3 +152,8 @@ def check_schema_compiles(schema: dict[str, Any] | bool) -> str | None:
     except ConstraintError as exc:
         return str(exc).removeprefix("cannot compile the schema for decoding: ")
     return None
+
+
+def relaxation_notes(schema: dict[str, Any] | bool) -> tuple[str, ...]:
+    """What of `schema` is enforced only after decoding (empty when the grammar enforces all of it)."""
+    return plan(schema, None)[1]

@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from engine.constrain.llguidance import check_schema_compiles
-from engine.errors import TaskError
+from engine.constrain.llguidance import relaxation_notes
+from engine.errors import ConstraintError, TaskError
 from engine.schema.validate import schema_problem
 
 DETAILS = ("low", "high")
@@ -41,6 +41,7 @@ class Task:
     options: TaskOptions = field(default_factory=TaskOptions)
     description: str = ""
     source: str = "<built-in>"
+    notes: tuple[str, ...] = ()  # parts of the schema enforced only by validation after decoding
 
     def with_options(self, **changes: Any) -> Task:
         """A copy with some options changed (validated like a task file's)."""
@@ -106,9 +107,10 @@ def task_from_dict(raw: Any, source: str, default_name: str = "task") -> Task:
     if problem:
         message, pointer = problem
         raise TaskError(source, f"invalid JSON Schema: {message}", "/schema" + pointer)
-    unsupported = check_schema_compiles(schema)
-    if unsupported:
-        raise TaskError(source, f"the decoding constraint cannot enforce this schema: {unsupported}", "/schema")
+    try:
+        notes = relaxation_notes(schema)
+    except ConstraintError as exc:
+        raise TaskError(source, f"the decoding constraint cannot enforce this schema: {exc}", "/schema") from None
     name = raw.get("name", default_name)
     if not isinstance(name, str) or not name:
         raise TaskError(source, "`name` must be a non-empty string", "/name")
@@ -119,6 +121,7 @@ def task_from_dict(raw: Any, source: str, default_name: str = "task") -> Task:
         options=_options(source, raw.get("options")),
         description=str(raw.get("description", "")),
         source=source,
+        notes=notes,
     )
 
 

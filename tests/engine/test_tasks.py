@@ -98,3 +98,12 @@ def test_external_ref_is_refused_at_load_with_pointer(tmp_path):
     with pytest.raises(TaskError) as info:
         load_task_file(path)
     assert info.value.pointer == "/schema/properties/a/$ref" and "never fetches" in str(info.value)
+
+
+def test_parts_only_checked_after_decoding_are_reported_at_load(tmp_path):
+    path = tmp_path / "serial.yaml"
+    path.write_text("instructions: Read the serial number.\nschema:\n  type: string\n"
+                    "  pattern: '(?<=SN)[0-9]+'\n")
+    task = load_task_file(path)
+    assert any("/pattern" in n for n in task.notes) and any("look-around" in n for n in task.notes)
+    assert builtin_task("defects").notes == ()
