@@ -66,8 +66,9 @@ def load_cases(path: Path) -> Iterator[Case]:
     """MaskBench lines (`.jsonl.gz` / `.jsonl`) or a folder of test-suite files."""
     if path.is_dir():
         for f in sorted(path.rglob("*.json")):
+            kind = "test-suite/optional" if "optional" in f.relative_to(path).parts else "test-suite"
             for i, group in enumerate(json.loads(f.read_text())):
-                yield Case(f"test-suite/{f.stem}", f"{f.stem}#{i}", group["schema"], group.get("tests", []))
+                yield Case(f"{kind}/{f.stem}", f"{f.stem}#{i}", group["schema"], group.get("tests", []))
         return
     opener = gzip.open if path.suffix == ".gz" else open
     split = path.name.split(".")[0]
@@ -140,7 +141,13 @@ def judge(case: Case, engine: str, compiler: Any, vocab: Vocab, validate: Any = 
     from engine.schema.validate import validation_errors
 
     validate = validate or validation_errors
+    from engine.schema.validate import schema_problem
+
     out = Outcome(case.split, case.id, with_tests=bool(case.tests))
+    refused = schema_problem(case.schema)  # what Loupe refuses when a task loads (e.g. remote $ref)
+    if refused:
+        out.error = f"refused at task load: {refused[0]} at {refused[1] or '/'}"[:300]
+        return out
     t0 = time.perf_counter()
     try:
         constraint = compiler.compile(case.schema, allow_refusal=False)
@@ -157,7 +164,10 @@ def judge(case: Case, engine: str, compiler: Any, vocab: Vocab, validate: Any = 
         text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
         accepted, times = feed(constraint.matcher(), vocab.tokenize(text), vocab.n_vocab, time_every)
         out.mask_us.extend(times)
-        post_ok = not validate(case.schema, test["data"])
+        try:
+            post_ok = not validate(case.schema, test["data"])
+        except Exception as exc:  # a validator failure is a failure of this schema, not of the run
+            out.error, post_ok = f"validation raised {type(exc).__name__}: {exc}"[:300], False
         if test["valid"]:
             out.valid_rejected += not (accepted and post_ok)
         elif accepted:

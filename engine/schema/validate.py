@@ -8,6 +8,7 @@ from fractions import Fraction
 from typing import Any
 
 import jsonschema
+from jsonschema import _legacy_keywords
 from jsonschema import exceptions as js_exc
 from jsonschema.validators import validator_for
 
@@ -76,7 +77,10 @@ FORMAT_CHECKER = _format_checker()
 
 def _validator(schema: Any) -> Any:
     cls = validator_for(schema, default=jsonschema.Draft202012Validator)
-    exact = jsonschema.validators.extend(cls, {"multipleOf": _exact_multiple_of})
+    keywords = {"multipleOf": _exact_multiple_of}
+    if "dependencies" not in cls.VALIDATORS:  # 2019-09+ split it in two; honour the old spelling too
+        keywords["dependencies"] = _legacy_keywords.dependencies_draft4_draft6_draft7
+    exact = jsonschema.validators.extend(cls, keywords)
     # every format this jsonschema knows, whatever the draft: a draft-04 schema saying "iri" means an IRI
     return exact(schema, format_checker=FORMAT_CHECKER)
 
