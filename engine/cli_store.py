@@ -104,13 +104,17 @@ def _start(store: Store, args: argparse.Namespace) -> tuple[int, argparse.Namesp
     from engine.batch import open_job
 
     if args.resume is not None:
-        if args.inputs or args.task or args.task_file or args.model or args.model_path or args.mmproj:
+        given = (args.inputs, args.task, args.task_file, args.model, args.model_path, args.mmproj, args.max_tokens,
+                 args.detail)
+        if any(given):
             raise CliError("--resume JOB runs the job's own inputs, task and model; give only --db, --threads, --json")
         job = store.job(args.resume)
-        store.add_items(job.id, [os.path.abspath(p) for p in expand(job.launch["inputs"])])
         launch = job.launch
-        return job.id, argparse.Namespace(model=launch["model"], model_path=launch["model_path"],
-                                          mmproj=launch["mmproj"], threads=args.threads)
+        if "inputs" not in launch:
+            raise CliError(f"job {job.id} was not started by `loupe batch`; resume it where it was started")
+        store.add_items(job.id, [os.path.abspath(p) for p in expand(launch["inputs"])])
+        return job.id, argparse.Namespace(model=launch.get("model"), model_path=launch.get("model_path"),
+                                          mmproj=launch.get("mmproj"), threads=args.threads)
     if not args.inputs:
         raise CliError("give images or folders to analyse, or --resume JOB")
     args.task = args.task or "defects"

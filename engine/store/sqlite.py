@@ -39,6 +39,10 @@ class StoreError(LoupeError):
     """The store cannot be opened or used as asked (not a Loupe store, unknown job or result, bad review)."""
 
 
+class DuplicateResultError(StoreError):
+    """An item that already has its result was given another one; the first is kept."""
+
+
 def default_db_path() -> Path:
     """$LOUPE_DB, else loupe.db in the per-user data directory (e.g. ~/.local/share/loupe/loupe.db)."""
     override = os.environ.get(ENV_DB)
@@ -90,6 +94,8 @@ class Store:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: committed (and fsynced) on success, rolled back on any exception."""
+        if self.conn.in_transaction:  # left open by an interrupt between BEGIN and the try below
+            self.conn.execute("ROLLBACK")
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
@@ -182,13 +188,20 @@ class Store:
         """Commit one finished result and mark its item done, atomically; returns the result id."""
         cols = ", ".join(RESULT_COLUMNS)
         marks = ", ".join("?" for _ in RESULT_COLUMNS)
-        with self._tx() as c:
-            cur = c.execute(
-                f"INSERT INTO results (item_id, cache_key, cached_from, escalation, created, {cols})"
-                f" VALUES (?, ?, ?, ?, ?, {marks})",
-                (item_id, cache_key, cached_from, dumps(list(escalation)), now(), *result_columns(result)),
-            )
-            c.execute("UPDATE items SET state = 'done', sha256 = ?, size = ? WHERE id = ?", (sha256, size, item_id))
+        try:
+            with self._tx() as c:
+                cur = c.execute(
+                    f"INSERT INTO results (item_id, cache_key, cached_from, escalation, created, {cols})"
+                    f" VALUES (?, ?, ?, ?, ?, {marks})",
+                    (item_id, cache_key, cached_from, dumps(list(escalation)), now(), *result_columns(result)),
+                )
+                c.execute("UPDATE items SET state = 'done', sha256 = ?, size = ? WHERE id = ?",
+                          (sha256, size, item_id))
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" not in str(exc):
+                raise
+            raise DuplicateResultError(f"item {item_id} already has a result (is another `loupe batch` running "
+                                       "this job?); the stored one is kept") from None
         return int(cur.lastrowid or 0)
 
     def copy_result(self, item_id: int, source_id: int, *, path: str, sha256: str, size: int,
@@ -278,4 +291,4 @@ def _stored(row: sqlite3.Row, review: ReviewRecord | None) -> StoredResult:
                         created=row["created"], review=review)
 
 
-__all__ = ["SCHEMA_VERSION", "Store", "StoreError", "default_db_path"]
+__all__ = ["SCHEMA_VERSION", "DuplicateResultError", "Store", "StoreError", "default_db_path"]
