@@ -62,11 +62,13 @@ def open_backend(args: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
 
     backend_cls = backend_class("llama_cpp")
     threads = getattr(args, "threads", None)
+    engine = getattr(args, "constraint", None) or "llguidance"
     if args.model_path or args.mmproj:
         if not (args.model_path and args.mmproj):
             raise CliError("--model-path and --mmproj go together")
         name = Path(args.model_path).stem
-        return backend_cls(args.model_path, args.mmproj, model_id=name, n_threads=threads), name
+        return backend_cls(args.model_path, args.mmproj, model_id=name, n_threads=threads,
+                           constraint_engine=engine), name
     from models.catalog import load_catalog
     from models.store import ModelStore, default_model_root
 
@@ -74,7 +76,8 @@ def open_backend(args: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
     resolved = ModelStore(default_model_root()).resolve(name)
     if resolved.synthetic:
         print(f"note: {name} is a synthetic model with random weights: its output is meaningless", file=err)
-    backend = backend_cls(resolved.text_path, resolved.mmproj_path, model_id=name, n_threads=threads)
+    backend = backend_cls(resolved.text_path, resolved.mmproj_path, model_id=name, n_threads=threads,
+                          constraint_engine=engine)
     return backend, name
 
 
@@ -261,6 +264,8 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--max-tokens", type=int, help="override the task's max tokens")
     a.add_argument("--detail", help="image detail: low, high or a longest edge in pixels")
     a.add_argument("--json", action="store_true", help="machine-readable output only")
+    a.add_argument("--constraint", choices=["llguidance", "gbnf"], default="llguidance",
+                   help="decoding constraint engine (gbnf: llama.cpp's own, for comparison; slower, less exact)")
 
     d = sub.add_parser("demo", help="run the main job on a bundled sample image")
     d.add_argument("--task", default="defects")

@@ -59,6 +59,22 @@ def check_gguf(path: Path, what: str) -> None:
         )
 
 
+def _llguidance(vocab: Any, n_vocab: int, eos: list[int]) -> Any:
+    from llguidance.llamacpp import lltokenizer_from_vocab
+
+    return LLGuidanceCompiler(lltokenizer_from_vocab(vocab, n_vocab=n_vocab, eos_token=eos))
+
+
+def _gbnf(vocab: Any, n_vocab: int, eos: list[int]) -> Any:
+    from engine.constrain.gbnf import GbnfCompiler
+
+    return GbnfCompiler(vocab, eos)
+
+
+# the default is LLGuidance; llama.cpp's GBNF stays selectable for comparison (see bench.schema_coverage)
+CONSTRAINT_ENGINES = {"llguidance": _llguidance, "gbnf": _gbnf}
+
+
 class LlamaCppBackend:
     """A loaded llama.cpp model with its multimodal projector."""
 
@@ -74,6 +90,7 @@ class LlamaCppBackend:
         n_ctx: int = 8192,
         n_threads: int | None = None,
         n_batch: int = 512,
+        constraint_engine: str = "llguidance",
         verbose: bool = False,
     ) -> None:
         t0 = time.perf_counter()
@@ -81,6 +98,9 @@ class LlamaCppBackend:
         check_gguf(self.text_path, "text model")
         check_gguf(self.mmproj_path, "mmproj (vision projector)")
         self.model_id = model_id or self.text_path.stem
+        if constraint_engine not in CONSTRAINT_ENGINES:
+            raise BackendError(f"unknown constraint engine {constraint_engine!r} (known: {', '.join(CONSTRAINT_ENGINES)})")
+        self.constraint_engine = constraint_engine
         self.verbose = verbose
         threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
         try:
@@ -108,7 +128,7 @@ class LlamaCppBackend:
         self._batch = LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
         self._n_batch = n_batch
         self._pieces: dict[int, bytes] = {}
-        self._compiler: LLGuidanceCompiler | None = None
+        self._compiler: Any = None
         self._lock = threading.Lock()
         self.capabilities = Capabilities(max_context=n_ctx)
         self.load_ms = (time.perf_counter() - t0) * 1000
@@ -155,13 +175,9 @@ class LlamaCppBackend:
         return env.from_string(source)
 
     def compile(self, schema: dict[str, Any] | bool, *, allow_refusal: bool = True) -> Constraint:
-        """Compile for this model's vocabulary (the tokenizer bridge is built once, on first use)."""
+        """Compile for this model's vocabulary (the compiler is built once, on first use)."""
         if self._compiler is None:
-            from llguidance.llamacpp import lltokenizer_from_vocab
-
-            eos = self._eos_tokens()
-            tok = lltokenizer_from_vocab(self._vocab, n_vocab=self.n_vocab, eos_token=eos)
-            self._compiler = LLGuidanceCompiler(tok)
+            self._compiler = CONSTRAINT_ENGINES[self.constraint_engine](self._vocab, self.n_vocab, self._eos_tokens())
         return self._compiler.compile(schema, allow_refusal=allow_refusal)
 
     def _eos_tokens(self) -> list[int]:

@@ -154,3 +154,17 @@ def test_missing_or_corrupt_model_files_are_clear_errors(tiny_models, tmp_path):
         LlamaCppBackend(text_cut, model.mmproj_path)
     with pytest.raises(ModelLoadError, match="could not load the mmproj"):
         LlamaCppBackend(model.text_path, model.text_path)  # a text model passed as the projector
+
+
+def test_gbnf_engine_stays_selectable(tiny_models, images):
+    model = tiny_models["gemma3"]
+    gbnf = LlamaCppBackend(model.text_path, model.mmproj_path, n_threads=1, constraint_engine="gbnf")
+    try:
+        task = builtin_task("describe").with_options(allow_refusal=False)
+        result = Engine(gbnf).analyze(AnalyzeRequest((images["jpeg"],), task))
+        assert result.status in (Status.OK, Status.TRUNCATED, Status.INVALID), result.error
+        if result.status is Status.OK:
+            assert_valid(task.schema, result.raw)
+        assert result.tokens.completion > 0
+    finally:
+        gbnf.close()
