@@ -99,7 +99,8 @@ class LlamaCppBackend:
         check_gguf(self.mmproj_path, "mmproj (vision projector)")
         self.model_id = model_id or self.text_path.stem
         if constraint_engine not in CONSTRAINT_ENGINES:
-            raise BackendError(f"unknown constraint engine {constraint_engine!r} (known: {', '.join(CONSTRAINT_ENGINES)})")
+            known = ", ".join(CONSTRAINT_ENGINES)
+            raise BackendError(f"unknown constraint engine {constraint_engine!r} (known: {known})")
         self.constraint_engine = constraint_engine
         self.verbose = verbose
         threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
