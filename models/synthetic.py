@@ -123,6 +123,9 @@ SPECS: dict[str, SyntheticSpec] = {
             v_image_size=64,
             v_patch_size=8,
         ),
+        # tiny-smolvlm with SmolVLM's full 49,280-token vocabulary: what the schema-coverage benchmark masks over
+        SyntheticSpec("vocab-smolvlm", "smolvlm", rope_theta=100000.0, v_image_size=96, v_patch_size=16,
+                      preproc_image_size=192, vocab_size=49280),
         # HuggingFaceTB/SmolVLM-256M-Instruct: SmolLM2-135M-style text + SigLIP base patch16/512, 64 tokens/tile
         SyntheticSpec(
             "smolvlm-256m",
