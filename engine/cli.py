@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -74,7 +75,7 @@ def open_backend(args: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
 
     name = args.model or load_catalog().default
     resolved = ModelStore(default_model_root()).resolve(name)
-    if resolved.synthetic:
+    if resolved.synthetic and not getattr(args, "pretty", False):  # the demo has said so already
         print(f"note: {name} is a synthetic model with random weights: its output is meaningless", file=err)
     backend = backend_cls(resolved.text_path, resolved.mmproj_path, model_id=name, n_threads=threads,
                           constraint_engine=engine)
@@ -98,7 +99,9 @@ def pretty(result: Result) -> str:
     if result.error:
         lines.append(f"reason  {result.error}")
     if result.data is not None:
-        lines.append("data    " + json.dumps(result.data, indent=2, ensure_ascii=False).replace("\n", "\n        "))
+        text = json.dumps(result.data, indent=2, ensure_ascii=False)
+        text = re.sub(r"\[\s+([-0-9.,\s]+?)\s+\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text)
+        lines.append("data    " + text.replace("\n", "\n        "))
     if result.confidence:
         low = sorted(result.confidence.items(), key=lambda kv: kv[1])[:5]
         lines.append("lowest confidence  " + ", ".join(f"{p} {c:.2f}" for p, c in low))
