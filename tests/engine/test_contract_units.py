@@ -177,3 +177,18 @@ def test_refusal_needs_a_clear_majority():
     assert gate_refusal(np.array([0.5, 0.3, 0.2]), starts).tolist() == [False, True, True]
     assert gate_refusal(np.array([0.85, 0.1, 0.05]), starts).tolist() == [True, False, False]
     assert gate_refusal(np.array([0.5, 0.5]), np.array([False, False])).tolist() == [True, True]
+
+
+def test_submit_runs_on_the_engine_thread_and_close_stops_it():
+    import threading
+
+    backend = FakeBackend(['{"caption":"x","tags":[]}'])
+    engine = Engine(backend)
+    seen: list[str] = []
+    future = engine.submit(AnalyzeRequest((_image(),), builtin_task("describe")),
+                           on_event=lambda kind, info: seen.append(threading.current_thread().name))
+    assert future.result(timeout=10).status is Status.OK
+    assert seen and seen[0].startswith("loupe-engine")
+    engine.close()
+    assert backend.closed
+    assert not [t for t in threading.enumerate() if t.name.startswith("loupe-engine")]
