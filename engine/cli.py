@@ -234,6 +234,13 @@ def cmd_store(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return run_store(args, out, err)
 
 
+def cmd_hybrid(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Delegate to the hybrid-mode commands (audit, cloud)."""
+    from engine.cli_hybrid import run_hybrid
+
+    return run_hybrid(args, out, err)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "analyze": cmd_analyze,
     "demo": cmd_demo,
@@ -242,6 +249,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "batch": cmd_store,
     "review": cmd_store,
     "export": cmd_store,
+    "audit": cmd_hybrid,
+    "cloud": cmd_hybrid,
 }
 
 
@@ -301,6 +310,9 @@ def parser() -> argparse.ArgumentParser:
     from engine.cli_store import add_parsers
 
     add_parsers(sub, model_args)
+    from engine.cli_hybrid import add_parsers as add_hybrid_parsers
+
+    add_hybrid_parsers(sub)
     return p
 
 

@@ -14,7 +14,7 @@ from engine.constrain.base import REFUSAL_PREFIX, Constraint
 from engine.errors import LoupeError
 from engine.images.boxes import find_boxes
 from engine.images.load import LoadedImage
-from engine.images.resize import fit, max_side_for
+from engine.images.resize import fit, image_tokens_for, max_side_for
 from engine.prompt import image_id, user_text
 from engine.schema.spans import leaf_spans
 from engine.schema.validate import validation_errors
@@ -96,6 +96,7 @@ def run(
             temperature=opts.temperature if n == 1 else max(opts.temperature, RETRY_TEMPERATURE),
             seed=opts.seed + n - 1,
             allow_refusal=opts.allow_refusal,
+            image_max_tokens=image_tokens_for(opts.detail),
         )
         attempt = judge(backend.generate(request, cancel=cancel), task, opts.max_tokens)
         if on_event:

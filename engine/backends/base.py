@@ -34,6 +34,7 @@ class GenerationRequest:
     temperature: float = 0.0
     seed: int = 0
     allow_refusal: bool = False  # the constraint admits "REFUSE: ..."; backends gate it (constrain.base)
+    image_max_tokens: int | None = None  # cap on image tokens per image (None: the model's default)
 
 
 @dataclass

@@ -124,7 +124,9 @@ class LlamaCppBackend:
         self._ctx = self._llm._ctx.ctx
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
-        self._mtmd = self._init_mtmd(threads)
+        self._threads = threads
+        self._mtmd_cap: int | None = None
+        self._mtmd = self._init_mtmd(threads, None)
         self._template = self._chat_template()
         self._batch = LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
         self._n_batch = n_batch
@@ -140,13 +142,15 @@ class LlamaCppBackend:
         """Whether llama-cpp-python is installed."""
         return importlib.util.find_spec("llama_cpp") is not None
 
-    def _init_mtmd(self, threads: int) -> Any:
+    def _init_mtmd(self, threads: int, image_max_tokens: int | None) -> Any:
         _route_mtmd_logs()
         params = mtmd.mtmd_context_params_default()
         params.use_gpu = False
         params.print_timings = False
         params.n_threads = threads
         params.warmup = False
+        if image_max_tokens:
+            params.image_max_tokens = image_max_tokens
         with suppress_stdout_stderr(disable=self.verbose):
             ctx = mtmd.mtmd_init_from_file(str(self.mmproj_path).encode(), self._llm.model, params)
         if ctx is None:
@@ -200,9 +204,19 @@ class LlamaCppBackend:
         with self._lock:
             return self._generate(request, cancel)
 
+    def _use_image_cap(self, cap: int | None) -> None:
+        """mtmd fixes the image-token cap when its context is made: remake it when a request asks another."""
+        if cap == self._mtmd_cap:
+            return
+        mtmd.mtmd_free(self._mtmd)
+        self._mtmd = None
+        self._mtmd = self._init_mtmd(self._threads, cap)
+        self._mtmd_cap = cap
+
     def _generate(self, request: GenerationRequest, cancel: threading.Event | None) -> Generation:
         if request.constraint is None:
             raise BackendError("the llama.cpp backend needs a compiled constraint")
+        self._use_image_cap(request.image_max_tokens)
         timings: dict[str, float] = {}
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
         t0 = time.perf_counter()

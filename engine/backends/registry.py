@@ -20,6 +20,7 @@ class BackendEntry:
 
 BACKENDS: dict[str, BackendEntry] = {
     "llama_cpp": BackendEntry("engine.backends.llama_cpp", "LlamaCppBackend", "llama_cpp"),
+    "cloud": BackendEntry("engine.backends.cloud", "CloudBackend", "openai"),
     "fake": BackendEntry("engine.backends.fake", "FakeBackend", "engine"),
 }
 

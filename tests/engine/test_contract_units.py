@@ -192,3 +192,11 @@ def test_submit_runs_on_the_engine_thread_and_close_stops_it():
     engine.close()
     assert backend.closed
     assert not [t for t in threading.enumerate() if t.name.startswith("loupe-engine")]
+
+
+def test_detail_sets_the_image_token_cap():
+    backend = FakeBackend(['{"caption":"x","tags":[]}'])
+    engine = Engine(backend)
+    for detail, cap in (("low", 128), ("high", None), (900, None)):
+        engine.analyze(AnalyzeRequest((_image(),), builtin_task("describe").with_options(detail=detail)))
+        assert backend.requests[-1].image_max_tokens == cap

@@ -1,0 +1,313 @@
+"""A backend for OpenAI-compatible chat-completions servers (cloud or local network), off unless enabled."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from PIL import Image
+
+from engine.backends.base import Capabilities, Generation, GenerationRequest
+from engine.constrain.base import REFUSAL_PREFIX, Constraint
+from engine.errors import BackendError
+from engine.images.resize import fit
+from engine.prompt import MEDIA
+
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+AuditSink = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Where a provider's OpenAI-compatible endpoint lives and which env var may hold its key."""
+
+    base_url: str
+    key_env: str = ""  # "" for servers that need no key
+    model: str = ""
+    json_schema: bool = True  # accepts response_format {"type": "json_schema", ...}
+
+
+PRESETS: dict[str, Preset] = {
+    "openai": Preset("https://api.openai.com/v1", "OPENAI_API_KEY", "gpt-4o-mini"),
+    "gemini": Preset("https://generativelanguage.googleapis.com/v1beta/openai/", "GEMINI_API_KEY", "gemini-2.0-flash"),
+    "anthropic": Preset("https://api.anthropic.com/v1/", "ANTHROPIC_API_KEY", "claude-3-5-haiku-latest"),
+    "ollama": Preset("http://127.0.0.1:11434/v1"),
+    "lmstudio": Preset("http://127.0.0.1:1234/v1"),
+    "vllm": Preset("http://127.0.0.1:8000/v1"),
+    "llama_cpp_server": Preset("http://127.0.0.1:8080/v1"),
+}
+
+
+@dataclass(frozen=True)
+class CloudConfig:
+    """Everything about one cloud endpoint except its key (which lives in the keyring, see engine.secrets)."""
+
+    preset: str = "openai"
+    base_url: str = ""  # "" = the preset's
+    model: str = ""  # "" = the preset's
+    enabled: bool = False  # nothing leaves the machine unless the user turned this on
+    max_side: int = 1024  # longest image edge sent, in pixels
+    image_format: str = "PNG"  # PNG | JPEG
+    timeout_s: float = 60.0
+    max_retries: int = 3  # extra attempts on 429 / 5xx / timeouts
+    backoff_s: float = 0.5  # first backoff; doubles each retry, plus up to 100% jitter
+    backoff_max_s: float = 30.0
+    price_in_per_mtok: float = 0.0  # USD per million prompt tokens
+    price_out_per_mtok: float = 0.0  # USD per million completion tokens
+
+    def resolved(self) -> tuple[str, str]:
+        """(base_url, model) after applying the preset."""
+        preset = PRESETS.get(self.preset)
+        if preset is None:
+            raise BackendError(f"unknown cloud preset {self.preset!r} (known: {', '.join(PRESETS)})")
+        return (self.base_url or preset.base_url), (self.model or preset.model)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """Estimated USD for one call from the configured prices."""
+        return (prompt_tokens * self.price_in_per_mtok + completion_tokens * self.price_out_per_mtok) / 1e6
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One HTTP request that left the machine (what the audit table stores)."""
+
+    host: str
+    model: str
+    status: int | str  # HTTP status, or "timeout" / "connection"
+    bytes_out: int
+    bytes_in: int
+    image_sha256: tuple[str, ...]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (for the audit table)."""
+        return {"host": self.host, "model": self.model, "status": self.status, "bytes_out": self.bytes_out,
+                "bytes_in": self.bytes_in, "image_sha256": list(self.image_sha256),
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "cost_usd": self.cost_usd, "ms": self.ms}
+
+
+class _SchemaOnly:
+    """The cloud's 'constraint' is the schema sent as response_format; nothing to run locally."""
+
+    source = "<cloud: response_format json_schema>"
+
+    def matcher(self) -> Any:
+        raise NotImplementedError("the cloud backend does not run matchers")
+
+
+def encode_image(img: Image.Image, max_side: int, fmt: str = "PNG") -> bytes:
+    """Pixels only: downscaled, rebuilt from raw bytes (no EXIF, GPS, ICC or text chunks), PNG or JPEG."""
+    small, _ = fit(img, max_side)
+    rgb = small.convert("RGB")
+    clean = Image.frombytes("RGB", rgb.size, rgb.tobytes())  # a fresh image carries no `info` at all
+    buf = io.BytesIO()
+    if fmt.upper() == "JPEG":
+        clean.save(buf, format="JPEG", quality=90)
+    else:
+        clean.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _mime(fmt: str) -> str:
+    return "image/jpeg" if fmt.upper() == "JPEG" else "image/png"
+
+
+def build_messages(request: GenerationRequest, encoded: list[bytes], fmt: str) -> list[dict[str, Any]]:
+    """One user message: text parts split at each `prompt.MEDIA`, with the images as data URLs in between."""
+    pieces = request.text.split(MEDIA)
+    if len(pieces) - 1 != len(encoded):
+        raise BackendError(f"prompt has {len(pieces) - 1} image markers for {len(encoded)} images")
+    content: list[dict[str, Any]] = []
+    for i, piece in enumerate(pieces):
+        if piece:
+            content.append({"type": "text", "text": piece})
+        if i < len(encoded):
+            url = f"data:{_mime(fmt)};base64,{base64.b64encode(encoded[i]).decode()}"
+            content.append({"type": "image_url", "image_url": {"url": url}})
+    return [{"role": "user", "content": content}]
+
+
+def response_format(schema: dict[str, Any] | bool, name: str = "loupe_result") -> dict[str, Any]:
+    """The strict JSON Schema response_format of OpenAI-compatible servers."""
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+
+
+def parse_completion(body: bytes) -> tuple[str, str, dict[str, int]]:
+    """(text, stop, usage) from a chat-completions body; a refusal becomes `REFUSE: reason`.
+
+    Anything that is not a chat completion raises BackendError with a short excerpt of what came back.
+    """
+    try:
+        payload = json.loads(body)
+        choice = payload["choices"][0]
+        message = choice["message"]
+        finish = choice.get("finish_reason") or "stop"
+        usage = payload.get("usage") or {}
+        tokens = {"prompt": int(usage.get("prompt_tokens") or 0),
+                  "completion": int(usage.get("completion_tokens") or 0)}
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        excerpt = body[:120].decode("utf-8", "replace")
+        raise BackendError(f"cloud: the reply is not a chat completion ({type(exc).__name__}): {excerpt!r}") from None
+    refusal = message.get("refusal") if isinstance(message, dict) else None
+    if refusal:
+        return f"{REFUSAL_PREFIX} {refusal}", "eos", tokens
+    if finish == "content_filter":
+        return f"{REFUSAL_PREFIX} blocked by the provider's content filter", "eos", tokens
+    content = message.get("content") if isinstance(message, dict) else None
+    text = content if isinstance(content, str) else ""
+    return text, ("max_tokens" if finish == "length" else "eos"), tokens
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds from a Retry-After (or retry-after-ms) header, when it is a number."""
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                continue
+    return None
+
+
+def _body_len(request: Any, fallback: int) -> int:
+    """Bytes of the request body as sent (the HTTP request the client built), else our own count."""
+    try:
+        return len(request.content)
+    except Exception:  # a request whose body was streamed or never built
+        return fallback
+
+
+@dataclass
+class CloudBackend:
+    """Sends each request to an OpenAI-compatible server; every request is recorded through `audit`.
+
+    `sleep` and `rand` are injected so tests never wait; `audit` is called once per HTTP request.
+    """
+
+    name: ClassVar[str] = "cloud"
+    steerable: ClassVar[bool] = False
+
+    config: CloudConfig
+    api_key: str | None = None
+    audit: AuditSink | None = None
+    sleep: Callable[[float], None] = time.sleep
+    rand: Callable[[], float] = random.random
+    calls: list[CallRecord] = field(default_factory=list)
+    load_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.base_url, self.model_id = self.config.resolved()
+        self.host = urlsplit(self.base_url).netloc
+        self.capabilities = Capabilities(token_confidence=False, max_context=128_000)
+        self._client: Any = None
+
+    @classmethod
+    def is_available(cls) -> bool:
+        """Whether the `openai` package is installed (find_spec only)."""
+        import importlib.util
+
+        return importlib.util.find_spec("openai") is not None
+
+    def compile(self, schema: dict[str, Any] | bool, *, allow_refusal: bool = True) -> Constraint:
+        """Nothing to compile: the schema travels as response_format."""
+        return _SchemaOnly()
+
+    def client(self) -> Any:
+        """The `openai` client, made on first use (no retries of its own: ours honour Retry-After)."""
+        if self._client is None:
+            import openai
+
+            self._client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key or "not-needed",
+                                         timeout=self.config.timeout_s, max_retries=0)
+        return self._client
+
+    def generate(self, request: GenerationRequest, *, cancel: threading.Event | None = None) -> Generation:
+        """One structured answer, retrying 429 / 5xx / timeouts with backoff; failures raise BackendError."""
+        if not self.config.enabled:
+            raise BackendError("cloud: disabled; enable it for this task before anything is sent")
+        t0 = time.perf_counter()
+        fmt = self.config.image_format
+        encoded = [encode_image(p.image, self.config.max_side, fmt) for p in request.images]
+        shas = tuple(hashlib.sha256(b).hexdigest() for b in encoded)
+        body = {"model": self.model_id, "messages": build_messages(request, encoded, fmt),
+                "response_format": response_format(request.schema), "max_tokens": request.max_tokens,
+                "temperature": request.temperature, "seed": request.seed}
+        bytes_out = len(json.dumps(body, separators=(",", ":")).encode())  # replaced by the real count when known
+        last = ""
+        for attempt in range(self.config.max_retries + 1):
+            if cancel is not None and cancel.is_set():
+                return Generation(text="", stop="cancelled")
+            wait, last, reply = self._attempt(body, bytes_out, shas)
+            if reply is not None:
+                text, stop, tokens = parse_completion(reply)
+                ms = (time.perf_counter() - t0) * 1000
+                return Generation(text=text, stop=stop, prompt_tokens=tokens["prompt"],  # type: ignore[arg-type]
+                                  timings={"decode_ms": ms})
+            if attempt < self.config.max_retries:
+                backoff = min(self.config.backoff_max_s, self.config.backoff_s * 2**attempt)
+                self.sleep(wait if wait is not None else backoff * (1.0 + self.rand()))
+        raise BackendError(f"cloud: {self.host} failed after {self.config.max_retries + 1} attempts: {last}")
+
+    def _attempt(self, body: dict[str, Any], bytes_out: int,
+                 shas: tuple[str, ...]) -> tuple[float | None, str, bytes | None]:
+        """One HTTP request: (Retry-After or None, error text, reply body or None when retryable)."""
+        import openai
+
+        t = time.perf_counter()
+        status: int | str
+        try:
+            raw = self.client().chat.completions.with_raw_response.create(**body)
+            reply: bytes = raw.content
+            status = raw.status_code
+            bytes_out = _body_len(raw.http_request, bytes_out)
+        except openai.APITimeoutError as exc:
+            self._record("timeout", _body_len(exc.request, bytes_out), 0, shas, t)
+            return None, f"timed out after {self.config.timeout_s:g} s", None
+        except openai.APIConnectionError as exc:
+            self._record("connection", _body_len(exc.request, bytes_out), 0, shas, t)
+            return None, f"connection failed ({exc})", None
+        except openai.APIStatusError as exc:
+            resp = exc.response
+            self._record(exc.status_code, _body_len(exc.request, bytes_out), len(resp.content or b""), shas, t)
+            problem = f"HTTP {exc.status_code}"
+            if exc.status_code not in RETRY_STATUSES:
+                raise BackendError(f"cloud: {self.host} answered {problem}: {str(exc)[:200]}") from None
+            return retry_after(resp.headers), problem, None
+        try:
+            usage = json.loads(reply).get("usage") or {}
+            tokens = (int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        except (ValueError, AttributeError, TypeError):
+            tokens = (0, 0)
+        self._record(status, bytes_out, len(reply), shas, t, tokens)
+        return None, "", reply
+
+    def _record(self, status: int | str, bytes_out: int, bytes_in: int, shas: tuple[str, ...], t: float,
+                tokens: tuple[int, int] = (0, 0)) -> None:
+        call = CallRecord(self.host, self.model_id, status, bytes_out, bytes_in, shas, tokens[0], tokens[1],
+                          round(self.config.cost(*tokens), 8), round((time.perf_counter() - t) * 1000, 2))
+        self.calls.append(call)
+        if self.audit is not None:
+            self.audit(call.to_dict())
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+

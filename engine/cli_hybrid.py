@@ -1,0 +1,89 @@
+"""`loupe audit` (what left the machine) and `loupe cloud` (presets, API key into the OS keyring)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import getpass
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from engine.backends.cloud import PRESETS
+from engine.escalate.audit import audit_rows, totals
+from engine.secrets import set_api_key
+from engine.store.sqlite import Store, default_db_path
+
+AUDIT_COLUMNS = ("id", "at", "job_id", "destination", "model", "status", "bytes_out", "bytes_in", "prompt_tokens",
+                 "completion_tokens", "cost_usd", "image_sha256", "source_sha256")
+
+
+def add_parsers(sub: Any) -> None:
+    """Register `audit` and `cloud` on the `loupe` parser."""
+    a = sub.add_parser("audit", help="every request that left the machine: when, where, bytes, images, cost")
+    a.add_argument("--job", type=int, help="only this job's requests")
+    a.add_argument("--out", help="write them to a .csv or .jsonl file")
+    a.add_argument("--db", help="the results store (default: $LOUPE_DB, else loupe.db in the user data dir)")
+    a.add_argument("--json", action="store_true", help="machine-readable output only")
+
+    c = sub.add_parser("cloud", help="cloud presets; store a provider's API key in the OS keyring")
+    csub = c.add_subparsers(dest="action", required=True)
+    cp = csub.add_parser("presets", help="the known providers and their endpoints")
+    cp.add_argument("--json", action="store_true")
+    ck = csub.add_parser("key", help="read an API key from stdin (or a prompt) into the OS keyring")
+    ck.add_argument("provider", choices=sorted(PRESETS))
+    ck.add_argument("--json", action="store_true")
+
+
+def run_hybrid(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Run `audit` or `cloud`."""
+    return _COMMANDS[args.command](args, out, err)
+
+
+def _audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    with Store(Path(args.db).expanduser() if args.db else default_db_path()) as store:
+        rows = audit_rows(store, job_id=args.job)
+    if args.out:
+        _write(Path(args.out), rows)
+    if args.json:
+        out.write(json.dumps({"totals": totals(rows), "requests": [] if args.out else rows}) + "\n")
+        return 0
+    for r in [] if args.out else rows:
+        out.write(f"{r['at']}  {r['destination']}  {r.get('model', '')}  {r.get('status')}  "
+                  f"out {r.get('bytes_out', 0)} B  in {r.get('bytes_in', 0)} B  ${r.get('cost_usd', 0):.6f}\n")
+    t = totals(rows)
+    print(f"{t['requests']} request(s), {t['bytes_out']} B out, {t['bytes_in']} B in, ~${t['cost_usd']:.6f}"
+          + (f"; written to {args.out}" if args.out else ""), file=err)
+    return 0
+
+
+def _write(path: Path, rows: list[dict[str, Any]]) -> None:
+    if path.suffix.lower() == ".csv":
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, AUDIT_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: " ".join(v) if isinstance(v, list) else v for k, v in r.items()})
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _cloud(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.action == "presets":
+        table = {name: {"base_url": p.base_url, "model": p.model, "key_env": p.key_env} for name, p in PRESETS.items()}
+        if args.json:
+            out.write(json.dumps(table) + "\n")
+        else:
+            for name, p in table.items():
+                out.write(f"{name:18} {p['base_url']}  {p['model'] or '-'}  {p['key_env'] or '(no key)'}\n")
+        return 0
+    key = getpass.getpass(f"{args.provider} API key: ")
+    set_api_key(args.provider, key.strip())
+    print(f"stored the {args.provider} key in the OS keyring", file=err)
+    if args.json:
+        out.write(json.dumps({"stored": args.provider}) + "\n")
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {"audit": _audit, "cloud": _cloud}
