@@ -21,6 +21,7 @@ from engine.constrain.base import REFUSAL_PREFIX, Constraint
 from engine.errors import BackendError
 from engine.images.resize import fit
 from engine.prompt import MEDIA
+from engine.secrets import redact
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 AuditSink = Callable[[dict[str, Any]], None]
@@ -39,7 +40,9 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "openai": Preset("https://api.openai.com/v1", "OPENAI_API_KEY", "gpt-4o-mini"),
     "gemini": Preset("https://generativelanguage.googleapis.com/v1beta/openai/", "GEMINI_API_KEY", "gemini-2.0-flash"),
-    "anthropic": Preset("https://api.anthropic.com/v1/", "ANTHROPIC_API_KEY", "claude-3-5-haiku-latest"),
+    # Anthropic's compatibility layer ignores response_format: the schema rides in the prompt, replies are validated
+    "anthropic": Preset("https://api.anthropic.com/v1/", "ANTHROPIC_API_KEY", "claude-3-5-haiku-latest",
+                        json_schema=False),
     "ollama": Preset("http://127.0.0.1:11434/v1"),
     "lmstudio": Preset("http://127.0.0.1:1234/v1"),
     "vllm": Preset("http://127.0.0.1:8000/v1"),
@@ -64,11 +67,16 @@ class CloudConfig:
     price_in_per_mtok: float = 0.0  # USD per million prompt tokens
     price_out_per_mtok: float = 0.0  # USD per million completion tokens
 
-    def resolved(self) -> tuple[str, str]:
-        """(base_url, model) after applying the preset."""
+    def preset_entry(self) -> Preset:
+        """The preset this config starts from."""
         preset = PRESETS.get(self.preset)
         if preset is None:
             raise BackendError(f"unknown cloud preset {self.preset!r} (known: {', '.join(PRESETS)})")
+        return preset
+
+    def resolved(self) -> tuple[str, str]:
+        """(base_url, model) after applying the preset."""
+        preset = self.preset_entry()
         return (self.base_url or preset.base_url), (self.model or preset.model)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
@@ -90,13 +98,14 @@ class CallRecord:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     ms: float = 0.0
+    fields: tuple[str, ...] = ()  # top-level keys of the JSON that came back
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (for the audit table)."""
         return {"host": self.host, "model": self.model, "status": self.status, "bytes_out": self.bytes_out,
                 "bytes_in": self.bytes_in, "image_sha256": list(self.image_sha256),
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "cost_usd": self.cost_usd, "ms": self.ms}
+                "cost_usd": self.cost_usd, "ms": self.ms, "fields": list(self.fields)}
 
 
 class _SchemaOnly:
@@ -185,6 +194,21 @@ def retry_after(headers: Any) -> float | None:
     return None
 
 
+def _usage_and_fields(reply: bytes) -> tuple[tuple[int, int], tuple[str, ...]]:
+    """(prompt, completion) tokens and the top-level keys of the answer, for the audit (best effort)."""
+    try:
+        payload = json.loads(reply)
+        usage = payload.get("usage") or {}
+        tokens = (int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    except (ValueError, AttributeError, TypeError):
+        return (0, 0), ()
+    try:
+        answer = json.loads(payload["choices"][0]["message"]["content"])
+        return tokens, tuple(sorted(answer)) if isinstance(answer, dict) else ()
+    except (ValueError, KeyError, IndexError, TypeError):
+        return tokens, ()
+
+
 def _body_len(request: Any, fallback: int) -> int:
     """Bytes of the request body as sent (the HTTP request the client built), else our own count."""
     try:
@@ -204,7 +228,7 @@ class CloudBackend:
     steerable: ClassVar[bool] = False
 
     config: CloudConfig
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never printed; see engine.secrets for where it lives
     audit: AuditSink | None = None
     sleep: Callable[[float], None] = time.sleep
     rand: Callable[[], float] = random.random
@@ -245,9 +269,11 @@ class CloudBackend:
         fmt = self.config.image_format
         encoded = [encode_image(p.image, self.config.max_side, fmt) for p in request.images]
         shas = tuple(hashlib.sha256(b).hexdigest() for b in encoded)
-        body = {"model": self.model_id, "messages": build_messages(request, encoded, fmt),
-                "response_format": response_format(request.schema), "max_tokens": request.max_tokens,
-                "temperature": request.temperature, "seed": request.seed}
+        body: dict[str, Any] = {"model": self.model_id, "messages": build_messages(request, encoded, fmt),
+                                "max_tokens": request.max_tokens, "temperature": request.temperature,
+                                "seed": request.seed}
+        if self.config.preset_entry().json_schema:
+            body["response_format"] = response_format(request.schema)
         bytes_out = len(json.dumps(body, separators=(",", ":")).encode())  # replaced by the real count when known
         last = ""
         for attempt in range(self.config.max_retries + 1):
@@ -259,6 +285,9 @@ class CloudBackend:
                 ms = (time.perf_counter() - t0) * 1000
                 return Generation(text=text, stop=stop, prompt_tokens=tokens["prompt"],  # type: ignore[arg-type]
                                   timings={"decode_ms": ms})
+            if wait is not None and wait > self.config.backoff_max_s:
+                raise BackendError(f"cloud: {self.host} answered {last} and asks to wait {wait:g} s "
+                                   f"(more than backoff_max_s={self.config.backoff_max_s:g}); try again later")
             if attempt < self.config.max_retries:
                 backoff = min(self.config.backoff_max_s, self.config.backoff_s * 2**attempt)
                 self.sleep(wait if wait is not None else backoff * (1.0 + self.rand()))
@@ -281,26 +310,23 @@ class CloudBackend:
             return None, f"timed out after {self.config.timeout_s:g} s", None
         except openai.APIConnectionError as exc:
             self._record("connection", _body_len(exc.request, bytes_out), 0, shas, t)
-            return None, f"connection failed ({exc})", None
+            return None, redact(f"connection failed ({exc})", self.api_key), None
         except openai.APIStatusError as exc:
             resp = exc.response
             self._record(exc.status_code, _body_len(exc.request, bytes_out), len(resp.content or b""), shas, t)
             problem = f"HTTP {exc.status_code}"
             if exc.status_code not in RETRY_STATUSES:
-                raise BackendError(f"cloud: {self.host} answered {problem}: {str(exc)[:200]}") from None
+                said = redact(str(exc)[:200], self.api_key)
+                raise BackendError(f"cloud: {self.host} answered {problem}: {said}") from None
             return retry_after(resp.headers), problem, None
-        try:
-            usage = json.loads(reply).get("usage") or {}
-            tokens = (int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
-        except (ValueError, AttributeError, TypeError):
-            tokens = (0, 0)
-        self._record(status, bytes_out, len(reply), shas, t, tokens)
+        tokens, fields = _usage_and_fields(reply)
+        self._record(status, bytes_out, len(reply), shas, t, tokens, fields)
         return None, "", reply
 
     def _record(self, status: int | str, bytes_out: int, bytes_in: int, shas: tuple[str, ...], t: float,
-                tokens: tuple[int, int] = (0, 0)) -> None:
+                tokens: tuple[int, int] = (0, 0), fields: tuple[str, ...] = ()) -> None:
         call = CallRecord(self.host, self.model_id, status, bytes_out, bytes_in, shas, tokens[0], tokens[1],
-                          round(self.config.cost(*tokens), 8), round((time.perf_counter() - t) * 1000, 2))
+                          round(self.config.cost(*tokens), 8), round((time.perf_counter() - t) * 1000, 2), fields)
         self.calls.append(call)
         if self.audit is not None:
             self.audit(call.to_dict())

@@ -18,6 +18,7 @@ class StoreAudit:
     """An audit sink for CloudBackend: writes each request (never its key or image bytes) to the store.
 
     `sources` holds the sha256s of the original image files of the request in hand (set by the runner).
+    Like the Store, it must be used on the thread that opened the store (call Engine.analyze, not submit).
     """
 
     store: Store

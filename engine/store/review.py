@@ -18,9 +18,11 @@ class ReviewError(StoreError):
 
 
 def needs_review(stored: StoredResult, threshold: float) -> bool:
-    """Not ok, or some field's confidence under the task's review threshold."""
+    """Not ok, some field's confidence under the task's review threshold, or escalated to a person."""
     low = stored.result.min_confidence
-    return stored.result.status is not Status.OK or (low is not None and low < threshold)
+    sent_to_review = bool(stored.escalation) and isinstance(stored.escalation[-1], dict) \
+        and stored.escalation[-1].get("step") == "review"  # the ladder (e.g. budget spent) handed it to a person
+    return stored.result.status is not Status.OK or (low is not None and low < threshold) or sent_to_review
 
 
 def _order(stored: StoredResult) -> tuple[float, int]:

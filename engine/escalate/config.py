@@ -1,0 +1,83 @@
+"""Hybrid settings from a plain table (task file `escalation` section or a config file), checked strictly."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from engine.backends.cloud import PRESETS, CloudConfig
+from engine.errors import TaskError
+from engine.escalate.policy import ALWAYS_ESCALATE, Budget, Policy, Step, Thresholds
+from engine.types import Status
+
+SECRET_NAMES = ("api_key", "key", "token", "password", "secret")
+
+
+def _table(raw: Any, source: str, pointer: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise TaskError(source, "must be a table/object", pointer)
+    return raw
+
+
+def _unknown(raw: dict[str, Any], known: set[str], source: str, pointer: str) -> None:
+    for key in raw:
+        if key not in known:
+            raise TaskError(source, f"unknown setting {key!r} (known: {', '.join(sorted(known))})", f"{pointer}/{key}")
+
+
+def policy_from_dict(raw: Any, source: str = "<escalation>") -> Policy:
+    """A Policy from `{ladder: ["local@low", "cloud@high"], thresholds: {overall, fields, always}, budget: {...},
+    cloud: bool}`; anything unknown or mistyped is refused, naming it by JSON Pointer."""
+    raw = _table(raw, source, "")
+    _unknown(raw, {"ladder", "thresholds", "budget", "cloud"}, source, "")
+    ladder = raw.get("ladder", ["local@low"])
+    if not isinstance(ladder, list) or not ladder or not all(isinstance(s, str) for s in ladder):
+        raise TaskError(source, "ladder must be a non-empty list of 'runner@detail' strings", "/ladder")
+    th = _table(raw.get("thresholds"), source, "/thresholds")
+    _unknown(th, {"overall", "fields", "always"}, source, "/thresholds")
+    overall = th.get("overall", 0.5)
+    if overall is not None and (isinstance(overall, bool) or not isinstance(overall, int | float)):
+        raise TaskError(source, "overall must be a number in [0, 1]", "/thresholds/overall")
+    per_field = _table(th.get("fields"), source, "/thresholds/fields")
+    for ptr, value in per_field.items():
+        if not ptr.startswith("/") or isinstance(value, bool) or not isinstance(value, int | float):
+            raise TaskError(source, "fields maps JSON Pointers ('/label') to numbers", f"/thresholds/fields/{ptr}")
+    always = th.get("always", [s.value for s in ALWAYS_ESCALATE])
+    try:
+        statuses = frozenset(Status(s) for s in always)
+    except (ValueError, TypeError):
+        raise TaskError(source, f"always lists statuses ({', '.join(s.value for s in Status)})",
+                        "/thresholds/always") from None
+    b = _table(raw.get("budget"), source, "/budget")
+    known_budget = {f.name for f in fields(Budget)}
+    _unknown(b, known_budget, source, "/budget")
+    for key, value in b.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+            raise TaskError(source, "budget caps are non-negative numbers", f"/budget/{key}")
+    cloud = raw.get("cloud", False)
+    if not isinstance(cloud, bool):
+        raise TaskError(source, "cloud must be true or false", "/cloud")
+    return Policy(tuple(Step.parse(s) for s in ladder),
+                  Thresholds(None if overall is None else float(overall), {k: float(v) for k, v in per_field.items()},
+                             statuses),
+                  Budget(**b), cloud_enabled=cloud)
+
+
+def cloud_config_from_dict(raw: Any, source: str = "<cloud>") -> CloudConfig:
+    """A CloudConfig from a settings table; a key in it is refused (keys live in the OS keyring only)."""
+    raw = _table(raw, source, "")
+    for key in raw:
+        if key.lower() in SECRET_NAMES:
+            raise TaskError(source, "API keys do not belong in settings files; run `loupe cloud key PROVIDER`",
+                            f"/{key}")
+    _unknown(raw, {f.name for f in fields(CloudConfig)}, source, "")
+    if raw.get("preset", "openai") not in PRESETS:
+        raise TaskError(source, f"unknown preset (known: {', '.join(PRESETS)})", "/preset")
+    config = CloudConfig(**raw)
+    for f in fields(CloudConfig):
+        value, default = getattr(config, f.name), f.default
+        if type(value) is not type(default) and not (isinstance(default, float) and isinstance(value, int)):
+            raise TaskError(source, f"{f.name} should be a {type(default).__name__}", f"/{f.name}")
+    return config
