@@ -1,0 +1,113 @@
+"""`loupe-app`: parse arguments, open the store, build the window, and load the model behind it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from desktop.runner import LoadedModel
+
+if TYPE_CHECKING:
+    from desktop.bridge import EngineBridge
+    from desktop.main_window import MainWindow
+
+SYNTHETIC_FALLBACK = "synthetic-smolvlm"
+
+
+def model_loader(model: str | None, model_path: str | None, mmproj: str | None,
+                 threads: int | None = None) -> Callable[[], LoadedModel]:
+    """A loader for the worker thread, choosing the model like the CLI (the default falls back to synthetic)."""
+    if bool(model_path) != bool(mmproj):
+        raise SystemExit("loupe-app: --model-path and --mmproj go together")
+
+    def load() -> LoadedModel:
+        from engine.api import Engine
+        from engine.backends.registry import backend_class
+        from models.catalog import load_catalog
+        from models.store import ModelNotInstalled, ModelStore, default_model_root
+
+        backend_cls = backend_class("llama_cpp")
+        if model_path and mmproj:
+            name = Path(model_path).stem
+            backend = backend_cls(model_path, mmproj, model_id=name, n_threads=threads)
+            return LoadedModel(Engine(backend, model=name), name, synthetic=False)
+        store = ModelStore(default_model_root())
+        name = model or load_catalog().default
+        try:
+            resolved = store.resolve(name)
+        except ModelNotInstalled:
+            if model:  # asked for by name: say so rather than run something else
+                raise
+            name = SYNTHETIC_FALLBACK
+            resolved = store.resolve(name)
+        backend = backend_cls(resolved.text_path, resolved.mmproj_path, model_id=name, n_threads=threads)
+        return LoadedModel(Engine(backend, model=name), name, resolved.synthetic)
+
+    return load
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line."""
+    p = argparse.ArgumentParser(prog="loupe-app", description="Loupe desktop app: drop images, get checked JSON.")
+    p.add_argument("images", nargs="*", help="images or folders to queue at start")
+    p.add_argument("--model", help="installed model name (default: the catalog default, else synthetic)")
+    p.add_argument("--model-path", help="text model GGUF (with --mmproj)")
+    p.add_argument("--mmproj", help="vision projector GGUF (with --model-path)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
+    p.add_argument("--db", help="results store (default: $LOUPE_DB or the user data directory)")
+    p.add_argument("--task", help="task selected at start (a built-in name; default: the last one used)")
+    p.add_argument("--screenshot", metavar="PNG", help="save the window to PNG once the first result is shown, quit")
+    return p.parse_args(argv)
+
+
+def _screenshot_when_ready(window: MainWindow, bridge: EngineBridge, path: str, *, wait_for_result: bool) -> None:
+    """Save `window.grab()` once the first result's picture is shown (or the model is ready), then close."""
+    from PySide6.QtCore import QTimer
+
+    taken: list[bool] = []
+
+    def grab_and_quit(*_: object) -> None:
+        if not taken:
+            taken.append(True)
+            QTimer.singleShot(400, lambda: (window.grab().save(path), window.close()))
+
+    (window.decoder.decoded if wait_for_result else bridge.modelLoaded).connect(grab_and_quit)
+    bridge.modelFailed.connect(grab_and_quit)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Build the QApplication, the window and the worker; the window shows before the model has loaded."""
+    import os
+
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from desktop.bridge import EngineBridge
+    from desktop.main_window import MainWindow
+    from engine.cli import expand
+    from engine.store import Store, default_db_path
+
+    args = parse_args(argv)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Loupe")
+    db = Path(args.db or os.environ.get("LOUPE_DB") or default_db_path())
+    store = Store(db)
+    bridge = EngineBridge(model_loader(args.model, args.model_path, args.mmproj, args.threads), db)
+    window = MainWindow(bridge, store, default_task=args.task, settings=QSettings("Loupe", "Loupe"))
+    window.show()
+    bridge.start()
+    if args.images:
+        window.enqueue(list(expand(args.images)))
+    if args.screenshot:
+        _screenshot_when_ready(window, bridge, args.screenshot, wait_for_result=bool(args.images))
+    code = app.exec()
+    bridge.stop()  # already stopped when the window closed; this covers any other way out of the event loop
+    store.close()
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""The only place engine work (runner callbacks, image decoding) becomes Qt signals delivered on the GUI thread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtGui import QImage
+
+from desktop.runner import Batch, LoadedModel, Runner
+from engine.errors import LoupeError
+from engine.images.load import load_image
+from engine.tasks import Task
+from engine.types import Result
+
+
+class EngineBridge(QObject):
+    """Owns the Runner; its callbacks arrive from the worker thread and are re-emitted as queued signals."""
+
+    modelLoaded = Signal(str, bool)  # name, synthetic
+    modelFailed = Signal(str)
+    itemStarted = Signal(int, int)  # batch, index
+    itemFinished = Signal(int, int, int, object, bool)  # batch, index, result id, Result, cached
+    batchDone = Signal(int, int)  # batch, job id
+    batchFailed = Signal(int, str)
+
+    def __init__(self, load: Callable[[], LoadedModel], db_path: Path, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.db_path = db_path
+        self.runner = Runner(load=load, db_path=db_path, events=self)
+
+    def start(self) -> None:
+        """Begin loading the model on the worker thread."""
+        self.runner.start()
+
+    def submit(self, paths: Sequence[str], task: Task) -> Batch:
+        """Queue images for analysis; progress comes back through the signals."""
+        return self.runner.submit(paths, task)
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Cancel and wait for the worker thread; True when it has ended."""
+        return self.runner.stop(timeout)
+
+    # -- RunnerEvents: called on the worker thread; emitting to GUI-thread receivers queues the call ---------
+    def model_loaded(self, name: str, synthetic: bool) -> None:
+        self.modelLoaded.emit(name, synthetic)
+
+    def model_failed(self, message: str) -> None:
+        self.modelFailed.emit(message)
+
+    def item_started(self, batch: int, index: int) -> None:
+        self.itemStarted.emit(batch, index)
+
+    def item_finished(self, batch: int, index: int, result_id: int, result: Result, cached: bool) -> None:
+        self.itemFinished.emit(batch, index, result_id, result, cached)
+
+    def batch_done(self, batch: int, job_id: int) -> None:
+        self.batchDone.emit(batch, job_id)
+
+    def batch_failed(self, batch: int, message: str) -> None:
+        self.batchFailed.emit(batch, message)
+
+
+class Background(QObject):
+    """One call run on a thread pool; `finished(value)` or `failed(message)` arrives on the GUI thread."""
+
+    finished = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, fn: Callable[[], object], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.fn = fn
+
+    def start(self, pool: QThreadPool) -> Background:
+        """Queue the call on `pool`; returns self (keep it until a signal arrives)."""
+        pool.start(self._run)
+        return self
+
+    def _run(self) -> None:
+        try:
+            value = self.fn()
+        except Exception as exc:  # shown in the window, plainly
+            self.failed.emit(f"{type(exc).__name__}: {exc}")
+            return
+        self.finished.emit(value)
+
+
+class _Decode(QRunnable):
+    def __init__(self, path: str, token: int, done: Signal) -> None:
+        super().__init__()
+        self.path, self.token, self.done = path, token, done
+
+    def run(self) -> None:
+        try:
+            rgba = load_image(self.path).image.convert("RGBA")  # upright, like the boxes' pixel space
+        except (LoupeError, OSError):
+            self.done.emit(self.token, QImage())
+            return
+        w, h = rgba.size
+        image = QImage(rgba.tobytes(), w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+        self.done.emit(self.token, image)
+
+
+class ImageDecoder(QObject):
+    """Decodes images for display on a thread pool; `decoded(token, image)` arrives on the GUI thread."""
+
+    decoded = Signal(int, QImage)  # a null QImage when the file cannot be shown
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(1)
+        self._token = 0
+
+    def request(self, path: str) -> int:
+        """Start decoding; returns the token the answer will carry (older answers can be ignored)."""
+        self._token += 1
+        self.pool.start(_Decode(path, self._token, self.decoded))
+        return self._token
+
+    def wait(self) -> None:
+        """Let running decodes finish (on shutdown)."""
+        self.pool.clear()
+        self.pool.waitForDone()

@@ -1,0 +1,229 @@
+"""The main window: composes the drop zone, task picker, queue, result view and review tab, and wires signals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, QSettings, Qt, QThreadPool
+from PySide6.QtGui import QCloseEvent, QImage, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.bridge import Background, EngineBridge, ImageDecoder
+from desktop.exporting import export
+from desktop.widgets.drop_zone import DropZone
+from desktop.widgets.queue_view import REVIEW, QueueView
+from desktop.widgets.result_view import ResultView
+from desktop.widgets.review_panel import ReviewPanel
+from desktop.widgets.task_picker import TaskPicker
+from engine.store import Store
+from engine.tasks import Task
+from engine.types import Result
+
+_BANNER = "padding: 6px; border-radius: 4px; color: white; background: {};"
+
+
+def ask_to_stop(parent: QWidget, unfinished: int) -> bool:
+    """Ask whether to stop with images still in the queue."""
+    answer = QMessageBox.question(parent, "Stop analysing?",
+                                  f"{unfinished} image(s) are not analysed yet. Stop and quit? "
+                                  "Finished results are already saved.")
+    return answer == QMessageBox.StandardButton.Yes
+
+
+class MainWindow(QMainWindow):
+    """Owns no engine logic: it forwards drops to the bridge and shows what the bridge reports."""
+
+    def __init__(self, bridge: EngineBridge, store: Store, *, default_task: str | None = None,
+                 confirm_stop: Callable[[QWidget, int], bool] = ask_to_stop, settings: QSettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings  # window geometry and last task persist here between runs (None: nothing kept)
+        if default_task is None:
+            default_task = str(settings.value("task", "defects")) if settings is not None else "defects"
+        self.setWindowTitle("Loupe")
+        self.resize(1200, 760)
+        self.bridge, self.store, self.confirm_stop = bridge, store, confirm_stop
+        self.decoder = ImageDecoder(self)
+        self._tasks: dict[int, Task] = {}
+        self._shown_token = 0
+        self._review_token = 0
+        self.job_ids: list[int] = []  # store jobs of this session, for exports
+        self.exports: list[Background] = []
+        self._export_pool = QThreadPool(self)
+
+        self.banner = QLabel()
+        self.banner.setWordWrap(True)
+        self.banner.setTextFormat(Qt.TextFormat.PlainText)
+        self.banner.hide()
+        self.model_label = QLabel("Loading model…")
+        self.tasks = TaskPicker(default_task)
+        self.drop = DropZone()
+        self.queue = QueueView()
+        self.result_view = ResultView()
+        self.review = ReviewPanel(store)
+
+        top = QHBoxLayout()
+        top.addWidget(self.tasks, 1)
+        top.addWidget(self.model_label)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.drop)
+        left_layout.addWidget(self.queue, 1)
+        split = QSplitter()
+        split.addWidget(left)
+        split.addWidget(self.result_view)
+        split.setSizes([330, 870])
+        self.tabs = QTabWidget()
+        self.tabs.addTab(split, "Analyse")
+        self.tabs.addTab(self.review, "Review")
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.addWidget(self.banner)
+        layout.addLayout(top)
+        layout.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+        self._build_menu()
+        if settings is not None and settings.contains("geometry"):
+            self.restoreGeometry(settings.value("geometry"))
+
+        self.drop.pathsDropped.connect(self.enqueue)
+        QShortcut(QKeySequence.StandardKey.Paste, self, self.paste)
+        self.tasks.problem.connect(lambda text: self.statusBar().showMessage(f"Task refused: {text}"))
+        self.queue.resultSelected.connect(self._show_result)
+        self.decoder.decoded.connect(self._image_decoded)
+        self.review.reviewed.connect(lambda *_: self._update_review_tab())
+        self.review.showing.connect(self._review_showing)
+        if self.review.current is not None:  # results left for review by an earlier run
+            self._review_showing(self.review.current.path)
+        bridge.modelLoaded.connect(self._model_loaded)
+        bridge.modelFailed.connect(self._model_failed)
+        bridge.itemStarted.connect(self.queue.mark_running)
+        bridge.itemFinished.connect(self._item_finished)
+        bridge.batchDone.connect(lambda _batch, job_id: self.job_ids.append(job_id))
+        bridge.batchFailed.connect(lambda _b, text: self._show_banner(f"A batch stopped: {text}", "#c62828"))
+        self._update_review_tab()
+
+    # -- input ------------------------------------------------------------------------------------------
+    def enqueue(self, paths: list[str]) -> None:
+        """Queue images with the selected task (they wait for the model if it is still loading)."""
+        if not paths:
+            return
+        batch = self.bridge.submit(paths, self.tasks.task)
+        self._tasks[batch.id] = batch.task
+        self.queue.add(batch.id, batch.paths)
+        self.statusBar().showMessage(f"{len(batch.paths)} image(s) queued ({batch.task.name})")
+
+    def drop_mime(self, mime: QMimeData) -> bool:
+        """Take a drop or a paste of files (what the drop zone does with a real drop)."""
+        return self.drop.accept_mime(mime)
+
+    def paste(self) -> None:
+        """Ctrl+V: queue the files on the clipboard (copied in a file manager)."""
+        mime = QApplication.clipboard().mimeData()
+        if mime is None or not self.drop.accept_mime(mime):
+            self.statusBar().showMessage("Nothing to paste: copy image files in your file manager first", 5000)
+
+    def _build_menu(self) -> None:
+        menu = self.menuBar().addMenu("&File")
+        menu.addAction("Open images…", self.drop.open_files)
+        menu.addAction("Open folder…", self.drop.open_folder)
+        menu.addAction("Open task file…", self.tasks.open_file)
+        menu.addSeparator()
+        choices = (("jsonl", "Export results as JSONL…", "JSON lines (*.jsonl)"),
+                   ("csv", "Export results as CSV…", "CSV (*.csv)"), ("overlays", "Export overlay images…", ""),
+                   ("labelled", "Export the labelled set…", ""))
+        for kind, title, pattern in choices:
+            menu.addAction(title, lambda k=kind, t=title, f=pattern: self._ask_export(k, t, f))
+        menu.addSeparator()
+        menu.addAction("Quit", QKeySequence.StandardKey.Quit, self.close)
+
+    def _ask_export(self, kind: str, title: str, pattern: str) -> None:
+        if pattern:
+            path, _ = QFileDialog.getSaveFileName(self, title.rstrip("…"), f"loupe-results.{kind}", pattern)
+        else:
+            path = QFileDialog.getExistingDirectory(self, title.rstrip("…"))
+        if path:
+            self.export_to(kind, Path(path))
+
+    def export_to(self, kind: str, out: Path) -> Background:
+        """Export this session's results (or the latest job's) off the GUI thread; the outcome shows in the window."""
+        jobs = tuple(self.job_ids)
+        task = Background(lambda: export(self.bridge.db_path, jobs, out, kind), self)
+        task.finished.connect(lambda summary: self.statusBar().showMessage(f"Exported: {summary}"))
+        task.failed.connect(lambda text: self._show_banner(f"Export failed: {text}", "#c62828"))
+        for signal in (task.finished, task.failed):
+            signal.connect(lambda *_, t=task: self.exports.remove(t))
+        self.exports.append(task)
+        return task.start(self._export_pool)
+
+    # -- from the bridge (GUI thread) --------------------------------------------------------------------
+    def _model_loaded(self, name: str, synthetic: bool) -> None:
+        self.model_label.setText(f"Model: {name}")
+        self.statusBar().showMessage(f"{name} loaded", 5000)
+        if synthetic:
+            self._show_banner(f"{name} is a synthetic model with random weights: its output is meaningless. "
+                              "Install a real one with `loupe models pull smolvlm-256m`.", "#b26a00")
+
+    def _model_failed(self, message: str) -> None:
+        self.model_label.setText("No model")
+        self.drop.setEnabled(False)  # nothing could analyse what is dropped now
+        self._show_banner(f"The model could not be loaded: {message}", "#c62828")
+
+    def _item_finished(self, batch: int, index: int, result_id: int, result: Result, cached: bool) -> None:
+        threshold = self._tasks[batch].options.review_threshold
+        self.queue.mark_finished(batch, index, result, threshold, cached)
+        if self.queue.row(batch, index).text(1) == REVIEW or result.status.value == "error":
+            self.review.refresh()
+            self._update_review_tab()
+
+    def _show_result(self, path: str, result: Result) -> None:
+        task = next((t for t in self._tasks.values() if t.name == result.task), None)
+        threshold = task.options.review_threshold if task else 0.5
+        self.result_view.show_result(path, result, threshold)
+        self._shown_token = self.decoder.request(path)
+
+    def _review_showing(self, path: str) -> None:
+        self._review_token = self.decoder.request(path)
+
+    def _image_decoded(self, token: int, image: QImage) -> None:
+        if token == self._shown_token:
+            self.result_view.set_image(image)
+        elif token == self._review_token:
+            self.review.set_image(image)
+
+    def _show_banner(self, text: str, colour: str) -> None:
+        self.banner.setText(text)
+        self.banner.setStyleSheet(_BANNER.format(colour))
+        self.banner.show()
+
+    def _update_review_tab(self) -> None:
+        n = len(self.review.items)
+        self.tabs.setTabText(1, f"Review ({n})" if n else "Review")
+
+    # -- closing -----------------------------------------------------------------------------------------
+    def closeEvent(self, event: QCloseEvent) -> None:
+        unfinished = self.queue.unfinished()
+        if unfinished and not self.confirm_stop(self, unfinished):
+            event.ignore()
+            return
+        if self.settings is not None:
+            self.settings.setValue("geometry", self.saveGeometry())
+            self.settings.setValue("task", self.tasks.task.name)
+            self.settings.sync()
+        self.statusBar().showMessage("Stopping…")
+        self.bridge.stop()
+        self.decoder.wait()
+        self._export_pool.waitForDone()
+        event.accept()

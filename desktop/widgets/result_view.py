@@ -1,0 +1,207 @@
+"""One result: the image with its boxes drawn in pixel space, the JSON as a tree with per-field confidence."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen, QPixmap, QWheelEvent
+from PySide6.QtWidgets import (
+    QGraphicsRectItem,
+    QGraphicsScene,
+    QGraphicsSimpleTextItem,
+    QGraphicsView,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.types import Box, Result, Status
+
+LOW_MARK = "⚠ "
+
+
+def confidence_colour(confidence: float | None) -> QColor:
+    """Green when sure, amber when unsure, red when doubtful, grey when unknown."""
+    if confidence is None:
+        return QColor("#9e9e9e")
+    if confidence >= 0.8:
+        return QColor("#2e7d32")
+    if confidence >= 0.5:
+        return QColor("#f9a825")
+    return QColor("#d32f2f")
+
+
+class ImageCanvas(QGraphicsView):
+    """The upright image with one rectangle + label per box; wheel zooms, drag pans."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.setRenderHint(QPainter.RenderHint.Antialiasing)
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.box_items: list[QGraphicsRectItem] = []
+        self.label_items: list[QGraphicsSimpleTextItem] = []
+
+    def show_boxes(self, boxes: tuple[Box, ...], image: QImage | None) -> None:
+        """Draw the image (when decoded) and the boxes, in the image's own pixel coordinates."""
+        scene = self.scene()
+        scene.clear()
+        self.box_items, self.label_items = [], []
+        if image is not None and not image.isNull():
+            scene.addPixmap(QPixmap.fromImage(image))
+        for box in boxes:
+            x0, y0, x1, y1 = box.pixels
+            colour = confidence_colour(box.confidence)
+            pen = QPen(colour, 2)
+            pen.setCosmetic(True)  # stays 2 px wide at any zoom
+            rect = scene.addRect(QRectF(x0, y0, x1 - x0, y1 - y0), pen)
+            conf = "" if box.confidence is None else f" {box.confidence:.2f}"
+            label = scene.addSimpleText(f"{box.label or '?'}{conf}", QFont("Sans", 10))
+            label.setBrush(QBrush(colour))
+            label.setPos(x0, max(0, y0 - 16))
+            label.setFlag(label.GraphicsItemFlag.ItemIgnoresTransformations)
+            self.box_items.append(rect)
+            self.label_items.append(label)
+        self.fit()
+
+    def fit(self) -> None:
+        """Show the whole picture."""
+        rect = self.scene().itemsBoundingRect()
+        if not rect.isEmpty():
+            self.setSceneRect(rect)
+            self.fitInView(rect, Qt.AspectRatioMode.KeepAspectRatio)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        factor = 1.25 if event.angleDelta().y() > 0 else 0.8
+        self.scale(factor, factor)
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+class JsonTree(QTreeWidget):
+    """The result's data as a tree: key, value, and the field's confidence (low ones marked; a list of scalars is
+    one row with its lowest confidence)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setHeaderLabels(["Field", "Value", "Confidence"])
+        self.setColumnWidth(0, 130)
+        self.setColumnWidth(1, 150)
+
+    def show_data(self, data: Any, confidence: dict[str, float], threshold: float) -> None:
+        """Fill the tree (cleared first)."""
+        self.clear()
+        self._add(self.invisibleRootItem(), "(root)" if not isinstance(data, dict | list) else "", data, "",
+                  confidence, threshold)
+        self.expandAll()
+
+    def _add(self, parent: QTreeWidgetItem, key: str, value: Any, pointer: str, confidence: dict[str, float],
+             threshold: float) -> None:
+        children: list[tuple[str, Any]]
+        inline = isinstance(value, list) and bool(value) and not any(isinstance(v, dict | list) for v in value)
+        if isinstance(value, dict):
+            children = [(str(k), v) for k, v in value.items()]
+        elif isinstance(value, list) and not inline:
+            children = [(f"[{i}]", v) for i, v in enumerate(value)]
+        else:
+            children = []  # a scalar, or a short list of scalars (a box) shown on one row
+        if pointer == "" and children:
+            target = parent
+        else:
+            target = QTreeWidgetItem(parent, [key, "" if children else json.dumps(value, ensure_ascii=False), ""])
+            target.setData(0, Qt.ItemDataRole.UserRole, pointer)
+            inner = [c for p, c in confidence.items() if p.startswith(pointer + "/")] if inline else []
+            conf = min(inner) if inner else confidence.get(pointer)
+            if conf is not None:
+                low = conf < threshold
+                target.setText(2, f"{LOW_MARK if low else ''}{conf:.2f}")
+                target.setForeground(2, confidence_colour(conf))
+                if low:
+                    target.setToolTip(2, f"below the review threshold {threshold:.2f}")
+        for child_key, child in children:
+            raw_key = child_key[1:-1] if isinstance(value, list) else child_key
+            self._add(target, child_key, child, f"{pointer}/{_escape(raw_key)}", confidence, threshold)
+
+    def items(self) -> dict[str, QTreeWidgetItem]:
+        """Every row by its JSON Pointer (what the tests read)."""
+        out: dict[str, QTreeWidgetItem] = {}
+        stack = [self.topLevelItem(i) for i in range(self.topLevelItemCount())]
+        while stack:
+            item = stack.pop()
+            out[str(item.data(0, Qt.ItemDataRole.UserRole))] = item
+            stack.extend(item.child(i) for i in range(item.childCount()))
+        return out
+
+
+class ResultView(QWidget):
+    """Status line (with the reason when not ok), the image canvas and the JSON tree side by side."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.status = QLabel("Drop images to analyse them.")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.canvas = ImageCanvas()
+        self.tree = JsonTree()
+        self.raw = QPlainTextEdit()
+        self.raw.setReadOnly(True)
+        self.raw.hide()
+        self.raw_button = QPushButton("Raw output")
+        self.raw_button.setCheckable(True)
+        self.raw_button.toggled.connect(self.raw.setVisible)
+        self.fit_button = QPushButton("Fit")
+        self.fit_button.clicked.connect(self.canvas.fit)
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.tree)
+        right.addWidget(self.raw)
+        split = QSplitter()
+        split.addWidget(self.canvas)
+        split.addWidget(right)
+        split.setSizes([520, 380])
+        header = QHBoxLayout()
+        header.addWidget(self.status, 1)
+        header.addWidget(self.fit_button)
+        header.addWidget(self.raw_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(header)
+        layout.addWidget(split, 1)
+        self.result: Result | None = None
+        self.path = ""
+        self.threshold = 0.5
+
+    def show_result(self, path: str, result: Result, threshold: float) -> None:
+        """Show a result at once (boxes on a blank canvas); `set_image` adds the picture once decoded."""
+        self.result, self.path, self.threshold = result, path, threshold
+        self.status.setText(self._status_text(path, result))
+        self.canvas.show_boxes(result.boxes, None)
+        self.tree.show_data(result.data, result.confidence, threshold)
+        self.raw.setPlainText(result.raw)
+
+    def set_image(self, image: QImage) -> None:
+        """The decoded picture of the shown result."""
+        if self.result is not None:
+            self.canvas.show_boxes(self.result.boxes, image)
+
+    @staticmethod
+    def _status_text(path: str, result: Result) -> str:
+        name = path.rsplit("/", 1)[-1]
+        text = f"<b>{html.escape(name)}</b> — status <b>{result.status.value}</b>"
+        if result.status is not Status.OK and result.error:
+            text += f": {html.escape(result.error)}"
+        low = result.min_confidence
+        if low is not None:
+            text += f" · lowest confidence {low:.2f}"
+        return text + f" · {result.timings.total_ms / 1000:.1f} s · {result.model}"
