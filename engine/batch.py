@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.api import AnalyzeRequest, Engine
+from engine.escalate.policy import Escalation
 from engine.store.records import ItemRecord, JobRecord, cache_key, digest, dumps, task_key
 from engine.store.review import ReviewQueue
 from engine.store.sqlite import Store
 from engine.tasks import Task
 from engine.types import Result, Status
 
-Analyze = Callable[[str, Task], Result]
+Analyze = Callable[[str, Task], "Result | Escalation"]  # an Escalation (--escalate) also stores its ladder
 
 
 @dataclass(frozen=True)
@@ -80,11 +81,15 @@ class LazyEngine:
         self._factory = factory
         self.engine: Engine | None = None
 
-    def analyze(self, path: str, task: Task) -> Result:
-        """One image, one request."""
+    def get(self) -> Engine:
+        """The engine, loading the model now if it is not loaded yet."""
         if self.engine is None:
             self.engine = self._factory()
-        return self.engine.analyze(AnalyzeRequest((path,), task))
+        return self.engine
+
+    def analyze(self, path: str, task: Task) -> Result:
+        """One image, one request."""
+        return self.get().analyze(AnalyzeRequest((path,), task))
 
     def close(self) -> None:
         """Free the model if it was loaded."""
@@ -129,14 +134,15 @@ class BatchRunner:
                 rid, result = self.store.copy_result(item.id, source, path=item.path, sha256=sha, size=size,
                                                      cache_key=key)
                 return ItemOutcome(item, rid, result, cached=True)
-        result = self.analyze(item.path, job.task)
+        answer = self.analyze(item.path, job.task)
+        result, steps = (answer.result, answer.records()) if isinstance(answer, Escalation) else (answer, [])
         seen = result.images[0].sha256 if result.images and result.images[0].sha256 else None
         if seen is not None and (ident is None or seen != ident[0]):  # the file changed under us: trust the engine
             ident = (seen, ident[1] if ident else 0)
         key_ = None if ident is None or result.status is Status.ERROR else cache_key(
             ident[0], job.task_key, job.model, job.settings_key)
         rid = self.store.save_result(item.id, result, sha256=ident[0] if ident else None,
-                                     size=ident[1] if ident else None, cache_key=key_)
+                                     size=ident[1] if ident else None, cache_key=key_, escalation=steps)
         return ItemOutcome(item, rid, result, cached=False)
 
 

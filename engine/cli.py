@@ -9,7 +9,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from engine.errors import LoupeError
 from engine.tasks import Task, builtin_names, builtin_task, load_task_file
@@ -20,6 +20,7 @@ IMAGE_EXTENSIONS = {
     ".pbm", ".pgm", ".ppm", ".pnm", ".tga", ".ico",
 }
 SAMPLE = Path(__file__).parent / "samples" / "scratched-panel.jpg"
+T = TypeVar("T")
 
 
 def offline() -> bool:
@@ -130,13 +131,17 @@ def cmd_analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     sink = open(args.out, "a", encoding="utf-8") if args.out else out  # noqa: SIM115
     groups = [paths] if args.together else [[p] for p in paths]
     failures = 0
+    from engine.cli_hybrid import ladder_for, ladder_text
+
     try:
-        with Engine(backend, model=name) as engine:
-            for result in _progress(groups, lambda g: engine.analyze(AnalyzeRequest(tuple(g), task)), args, err):
+        with Engine(backend, model=name) as engine, ladder_for(args, task, engine, err) as ladder:
+            work = ladder or (lambda g: (engine.analyze(AnalyzeRequest(tuple(g), task)), None))
+            for result, steps in _progress(groups, work, args, err):
                 if getattr(args, "pretty", False) and not args.json:
-                    sink.write(pretty(result))
+                    sink.write(pretty(result) + ladder_text(steps))
                 else:
-                    sink.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+                    line = result.to_dict() if steps is None else {**result.to_dict(), "escalation": steps}
+                    sink.write(json.dumps(line, ensure_ascii=False) + "\n")
                 sink.flush()
                 if result.status is Status.ERROR:
                     failures += 1
@@ -151,8 +156,8 @@ def cmd_analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _progress(
-    groups: list[list[str]], work: Callable[[list[str]], Result], args: argparse.Namespace, err: TextIO
-) -> Iterator[Result]:
+    groups: list[list[str]], work: Callable[[list[str]], T], args: argparse.Namespace, err: TextIO
+) -> Iterator[T]:
     if args.json or len(groups) < 2 or not err.isatty():
         yield from (work(g) for g in groups)
         return
@@ -199,6 +204,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     ns = argparse.Namespace(
         inputs=[str(SAMPLE)], task=args.task, task_file=None, model=model, model_path=None, mmproj=None,
         out=None, json=args.json, together=False, max_tokens=None, detail=None, threads=args.threads, pretty=True,
+        escalate=False,
     )
     return cmd_analyze(ns, out, err)
 
@@ -278,6 +284,9 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help="machine-readable output only")
     a.add_argument("--constraint", choices=["llguidance", "gbnf"], default="llguidance",
                    help="decoding constraint engine (gbnf: llama.cpp's own, for comparison; slower, less exact)")
+    from engine.cli_hybrid import add_escalate_args
+
+    add_escalate_args(a, db=True)
 
     d = sub.add_parser("demo", help="run the main job on a bundled sample image")
     d.add_argument("--task", default="defects")

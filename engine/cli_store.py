@@ -43,6 +43,9 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
     b.add_argument("--detail", help="image detail: low, high or a longest edge in pixels")
     b.add_argument("--resume", type=int, metavar="JOB", help="continue a stopped job with its own inputs and model")
     common(b)
+    from engine.cli_hybrid import add_escalate_args
+
+    add_escalate_args(b)
 
     r = sub.add_parser("review", help="results that need a person: list, accept, edit, reject")
     rsub = r.add_subparsers(dest="action", required=True)
@@ -106,7 +109,7 @@ def _start(store: Store, args: argparse.Namespace) -> tuple[int, argparse.Namesp
     if args.resume is not None:
         given = (args.inputs, args.task, args.task_file, args.model, args.model_path, args.mmproj, args.max_tokens,
                  args.detail)
-        if any(given):
+        if any(given) or args.escalate or args.cloud_config:
             raise CliError("--resume JOB runs the job's own inputs, task and model; give only --db, --threads, --json")
         job = store.job(args.resume)
         launch = job.launch
@@ -114,7 +117,9 @@ def _start(store: Store, args: argparse.Namespace) -> tuple[int, argparse.Namesp
             raise CliError(f"job {job.id} was not started by `loupe batch`; resume it where it was started")
         store.add_items(job.id, [os.path.abspath(p) for p in expand(launch["inputs"])])
         return job.id, argparse.Namespace(model=launch.get("model"), model_path=launch.get("model_path"),
-                                          mmproj=launch.get("mmproj"), threads=args.threads)
+                                          mmproj=launch.get("mmproj"), threads=args.threads,
+                                          escalate=launch.get("escalate", False),
+                                          cloud_config=launch.get("cloud_config"))
     if not args.inputs:
         raise CliError("give images or folders to analyse, or --resume JOB")
     args.task = args.task or "defects"
@@ -124,10 +129,15 @@ def _start(store: Store, args: argparse.Namespace) -> tuple[int, argparse.Namesp
     if not paths:
         raise CliError("no images found in " + " ".join(args.inputs))
     name, files = _model_files(args)
-    settings = {"backend": "llama_cpp", "model_files": [[f.name, f.stat().st_size] for f in files]}
+    from engine.cli_hybrid import escalation_settings
+
+    settings = {"backend": "llama_cpp", "model_files": [[f.name, f.stat().st_size] for f in files],
+                **escalation_settings(args, task)}
     launch = {"inputs": inputs, "model": args.model,
               "model_path": str(files[0]) if args.model_path else None,
               "mmproj": str(files[1]) if args.model_path else None}
+    if args.escalate:
+        launch.update(escalate=True, cloud_config=args.cloud_config and os.path.abspath(args.cloud_config))
     job, _ = open_job(store, inputs=inputs, paths=paths, task=task, model=name, settings=settings, launch=launch)
     return job.id, args
 
@@ -177,6 +187,13 @@ def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return Engine(backend, model=name)
 
         lazy = LazyEngine(load)
+        analyze: Any = lazy.analyze
+        ladder = None
+        if model_ns.escalate:
+            from engine.cli_hybrid import escalator
+
+            ladder = escalator(model_ns, store.job(job_id).task, lazy.get, err, store=store, job_id=job_id)
+            analyze = lambda path, task: ladder([path], task)  # noqa: E731
         stop = threading.Event()
 
         def notice() -> None:
@@ -185,8 +202,10 @@ def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         try:
             with stop_on_sigint(stop, notice), \
                     _progress(store, job_id, err, not args.json and err.isatty(), args.json) as on_item:
-                summary = BatchRunner(store, lazy.analyze).run(job_id, stop=stop, on_item=on_item)
+                summary = BatchRunner(store, analyze).run(job_id, stop=stop, on_item=on_item)
         finally:
+            if ladder is not None:
+                ladder.close()
             lazy.close()
         _report(summary, store, args, out, err)
     if summary.stopped:

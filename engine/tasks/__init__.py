@@ -42,6 +42,7 @@ class Task:
     description: str = ""
     source: str = "<built-in>"
     notes: tuple[str, ...] = ()  # parts of the schema enforced only by validation after decoding
+    escalation: dict[str, Any] | None = None  # the task file's `escalation` table, raw (used with --escalate)
 
     def with_options(self, **changes: Any) -> Task:
         """A copy with some options changed (validated like a task file's)."""
@@ -93,7 +94,7 @@ def task_from_dict(raw: Any, source: str, default_name: str = "task") -> Task:
     """Build a Task from parsed file content, refusing bad parts with their JSON Pointer."""
     if not isinstance(raw, dict):
         raise TaskError(source, "a task file must hold an object/table with `schema` and `instructions`")
-    unknown = set(raw) - {"name", "description", "schema", "instructions", "options"}
+    unknown = set(raw) - {"name", "description", "schema", "instructions", "options", "escalation"}
     if unknown:
         key = sorted(unknown)[0]
         raise TaskError(source, f"unknown key {key!r}", f"/{key}")
@@ -122,7 +123,26 @@ def task_from_dict(raw: Any, source: str, default_name: str = "task") -> Task:
         description=str(raw.get("description", "")),
         source=source,
         notes=notes,
+        escalation=_escalation(source, raw.get("escalation")),
     )
+
+
+def _escalation(source: str, raw: Any) -> dict[str, Any] | None:
+    """The `escalation` table as given, once it parses as a policy (errors point into /escalation)."""
+    if raw is None:
+        return None
+    from engine.escalate.config import policy_from_dict  # the ladder imports Task: load it only when needed
+
+    try:
+        policy = policy_from_dict(raw, source)
+    except TaskError as exc:
+        raise TaskError(source, exc.problem, "/escalation" + exc.pointer) from None
+    for i, step in enumerate(policy.ladder):
+        try:
+            _options(source, {"detail": step.detail})
+        except TaskError as exc:
+            raise TaskError(source, f"step {step.label!r}: {exc.problem}", f"/escalation/ladder/{i}") from None
+    return dict(raw)
 
 
 _PARSERS = {

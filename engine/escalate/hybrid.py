@@ -1,0 +1,114 @@
+"""The ladder wired for one run: the local engine, the cloud (only when both the task and the settings allow
+it), the budget seeded from the audit table, and every request audited into the store."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from engine.api import AnalyzeRequest, Engine
+from engine.backends.cloud import CloudConfig
+from engine.errors import BackendError, LoupeError
+from engine.escalate.audit import StoreAudit, spend_history
+from engine.escalate.config import policy_from_dict
+from engine.escalate.policy import DAY, Escalation, Ledger, StepRunner, escalate
+from engine.escalate.runner import EngineRunner
+from engine.images.load import LoadedImage, load_image
+from engine.store.sqlite import Store
+from engine.tasks import Task
+from engine.types import Result
+
+
+@dataclass
+class DisabledCloud:
+    """The cloud rung while the cloud is off: `escalate` skips it before calling anything (nothing is built)."""
+
+    model: str = ""
+    cloud: bool = True
+
+    def run(self, task: Task, images: Sequence[LoadedImage], *,
+            cancel: threading.Event | None = None) -> tuple[Result, float, int]:
+        """Never called: a disabled cloud rung is skipped by the policy."""
+        raise BackendError("cloud: disabled; nothing is sent")
+
+    def estimate(self, task: Task, images: Sequence[LoadedImage]) -> float:
+        """Nothing is ever spent."""
+        return 0.0
+
+
+@dataclass
+class LocalRunner:
+    """The `local` rung on an engine made on first use (a batch answered from the store never loads it)."""
+
+    engine_of: Callable[[], Engine]
+    cloud: bool = False
+
+    @property
+    def model(self) -> str:
+        """The local model's name."""
+        return self.engine_of().model
+
+    def run(self, task: Task, images: Sequence[LoadedImage], *,
+            cancel: threading.Event | None = None) -> tuple[Result, float, int]:
+        """Analyse locally: no spend, no requests."""
+        return EngineRunner(self.engine_of()).run(task, images, cancel=cancel)
+
+    def estimate(self, task: Task, images: Sequence[LoadedImage]) -> float:
+        """Local runs cost nothing."""
+        return 0.0
+
+
+def cloud_allowed(task: Task, cloud: CloudConfig | None) -> bool:
+    """Whether anything may leave the machine: the task's `escalation.cloud` and the settings' `enabled`."""
+    return bool(cloud is not None and cloud.enabled and policy_from_dict(task.escalation or {}, task.source)
+                .cloud_enabled)
+
+
+def settings_key(task: Task, cloud: CloudConfig | None) -> dict[str, Any]:
+    """What escalation adds to a job's settings (so escalated and plain results never share a cache entry)."""
+    on = cloud_allowed(task, cloud)
+    return {"escalation": {"policy": task.escalation or {}, "cloud": asdict(cloud) if on and cloud else None}}
+
+
+class Escalator:
+    """Runs the task's ladder per request. With the cloud off no cloud backend (nor `openai`) is even made."""
+
+    def __init__(self, task: Task, local: Callable[[], Engine], cloud: CloudConfig | None = None, *,
+                 api_key: str | None = None, store: Store | None = None, job_id: int | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        policy = policy_from_dict(task.escalation or {}, task.source)
+        self.cloud_on = cloud_allowed(task, cloud)
+        self.policy = replace(policy, cloud_enabled=self.cloud_on)
+        self.local = local
+        self.cloud_engine: Engine | None = None
+        self.runners: dict[str, StepRunner] = {"local": LocalRunner(local)}
+        history: list[tuple[float, float]] = []
+        if self.cloud_on and cloud is not None:
+            if store is None:
+                raise BackendError("cloud: every request is audited; give a results store")
+            from engine.backends.cloud import CloudBackend
+
+            audit = StoreAudit(store, job_id)
+            backend = CloudBackend(cloud, api_key=api_key, audit=audit, sleep=sleep)
+            self.cloud_engine = Engine(backend)  # type: ignore[arg-type]
+            self.runners["cloud"] = EngineRunner(self.cloud_engine, cloud=True, audit=audit)
+            history = spend_history(store, since=time.time() - DAY)
+        else:
+            self.runners["cloud"] = DisabledCloud(model=cloud.resolved()[1] if cloud is not None else "")
+        self.ledger = Ledger(self.policy.budget, history=history)
+
+    def __call__(self, paths: Sequence[str], task: Task) -> Escalation:
+        """Climb the ladder for one request; an image that cannot be read is answered locally, as an error."""
+        try:
+            images = [load_image(p) for p in paths]
+        except LoupeError:
+            return Escalation(self.local().analyze(AnalyzeRequest(tuple(paths), task)), ())
+        return escalate(task, images, self.policy, self.runners, self.ledger)
+
+    def close(self) -> None:
+        """Close the cloud client (the local engine belongs to the caller)."""
+        if self.cloud_engine is not None:
+            self.cloud_engine.close()
