@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from desktop.bridge import EngineBridge
     from desktop.main_window import MainWindow
-    from engine.cli import expand
+    from engine.images.files import expand
     from engine.store import Store, default_db_path
 
     args = parse_args(argv)

@@ -12,13 +12,10 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from engine.errors import LoupeError
+from engine.images.files import IMAGE_EXTENSIONS, expand  # noqa: F401  (re-exported for CLI modules)
 from engine.tasks import Task, builtin_names, builtin_task, load_task_file
 from engine.types import Result, Status
 
-IMAGE_EXTENSIONS = {
-    ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jp2",
-    ".pbm", ".pgm", ".ppm", ".pnm", ".tga", ".ico",
-}
 SAMPLE = Path(__file__).parent / "samples" / "scratched-panel.jpg"
 T = TypeVar("T")
 
@@ -33,20 +30,6 @@ class CliError(LoupeError):
 
 
 # -- helpers --------------------------------------------------------------------------------------
-def expand(inputs: Sequence[str]) -> Iterator[str]:
-    """Files as given; folders walked recursively for image files, skipping hidden entries."""
-    for raw in inputs:
-        p = Path(raw)
-        if p.is_dir():
-            for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                        yield str(Path(root) / name)
-        else:
-            yield raw  # missing or odd files are reported by the engine, per image
-
-
 def pick_task(args: argparse.Namespace) -> Task:
     """The task from --task-file or --task (default: defects), with CLI option overrides."""
     task = load_task_file(args.task_file) if getattr(args, "task_file", None) else builtin_task(args.task)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
@@ -75,14 +76,19 @@ _IRI_REFERENCE = re.compile(r"[^\s<>\"{}|\\^`\x00-\x1f\x7f]*")
 FORMAT_CHECKER = _format_checker()
 
 
+@functools.cache
+def _exact_class(cls: type) -> Any:
+    """`cls` with exact multipleOf and the legacy `dependencies` keyword (built once per draft)."""
+    keywords = {"multipleOf": _exact_multiple_of}
+    if "dependencies" not in cls.VALIDATORS:  # type: ignore[attr-defined]  # 2019-09+ split it in two
+        keywords["dependencies"] = _legacy_keywords.dependencies_draft4_draft6_draft7
+    return jsonschema.validators.extend(cls, keywords)
+
+
 def _validator(schema: Any) -> Any:
     cls = validator_for(schema, default=jsonschema.Draft202012Validator)
-    keywords = {"multipleOf": _exact_multiple_of}
-    if "dependencies" not in cls.VALIDATORS:  # 2019-09+ split it in two; honour the old spelling too
-        keywords["dependencies"] = _legacy_keywords.dependencies_draft4_draft6_draft7
-    exact = jsonschema.validators.extend(cls, keywords)
     # every format this jsonschema knows, whatever the draft: a draft-04 schema saying "iri" means an IRI
-    return exact(schema, format_checker=FORMAT_CHECKER)
+    return _exact_class(cls)(schema, format_checker=FORMAT_CHECKER)
 
 
 def _refs(node: Any, pointer: str = "") -> Iterator[tuple[str, str]]:

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from engine.batch import BatchRunner, ItemOutcome, LazyEngine, open_job, stop_on_sigint
-from engine.cli import expand
+from engine.images.files import expand
 from engine.store import Store
 from engine.tasks import builtin_task
 from tests.store.conftest import fake_analyze, make_images
