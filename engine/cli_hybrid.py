@@ -98,12 +98,17 @@ def escalation_settings(args: argparse.Namespace, task: Task) -> dict[str, Any]:
 def escalator(args: argparse.Namespace, task: Task, local: Callable[[], Engine], err: TextIO, *,
               store: Store | None = None, job_id: int | None = None) -> Escalator:
     """The ladder for --escalate: the API key from the keyring (env fallback), a note on where data may go."""
-    from engine.escalate.hybrid import Escalator, cloud_allowed
+    from engine.escalate.hybrid import Escalator, cloud_allowed, offline_veto
 
     cloud = load_cloud_config(args.cloud_config)
+    threads = getattr(args, "threads", None)
     if not cloud_allowed(task, cloud):
         print("note: escalating on this machine only (the cloud is off for this task or in the settings)", file=err)
-        return Escalator(task, local, cloud)
+        return Escalator(task, local, cloud, threads=threads)
+    veto = offline_veto(cloud)
+    if veto is not None:
+        print(f"note: escalating on this machine only: {veto}; cases that need the cloud go to review", file=err)
+        return Escalator(task, local, cloud, threads=threads)
     assert cloud is not None
     base_url, model = cloud.resolved()
     env = PRESETS[cloud.preset].key_env
@@ -112,7 +117,7 @@ def escalator(args: argparse.Namespace, task: Task, local: Callable[[], Engine],
         raise BackendError(f"cloud: no API key for {cloud.preset}; run `loupe cloud key {cloud.preset}` or set ${env}")
     print(f"note: doubtful results may be sent to {base_url} ({model}); every request is audited "
           "(`loupe audit`)", file=err)
-    return Escalator(task, local, cloud, api_key=key, store=store, job_id=job_id)
+    return Escalator(task, local, cloud, api_key=key, store=store, job_id=job_id, threads=threads)
 
 
 @contextmanager
@@ -121,10 +126,11 @@ def ladder_for(args: argparse.Namespace, task: Task, engine: Engine, err: TextIO
     if not getattr(args, "escalate", False):
         yield None
         return
-    from engine.escalate.hybrid import cloud_allowed
+    from engine.escalate.hybrid import cloud_allowed, offline_veto
 
     store = None
-    if cloud_allowed(task, load_cloud_config(args.cloud_config)):  # the audit trail needs the store
+    cloud = load_cloud_config(args.cloud_config)
+    if cloud_allowed(task, cloud) and offline_veto(cloud) is None:  # the audit trail needs the store
         store = Store(Path(args.db).expanduser() if args.db else default_db_path())
     try:
         ladder = escalator(args, task, lambda: engine, err, store=store)

@@ -7,10 +7,12 @@ from typing import Any
 
 from engine.backends.cloud import PRESETS, CloudConfig
 from engine.errors import TaskError
+from engine.escalate.local import ModelSpec
 from engine.escalate.policy import ALWAYS_ESCALATE, Budget, Policy, Step, Thresholds
 from engine.types import Status
 
 SECRET_NAMES = ("api_key", "key", "token", "password", "secret")
+BUILTIN_RUNNERS = ("local", "cloud")
 
 
 def _table(raw: Any, source: str, pointer: str) -> dict[str, Any]:
@@ -28,13 +30,20 @@ def _unknown(raw: dict[str, Any], known: set[str], source: str, pointer: str) ->
 
 
 def policy_from_dict(raw: Any, source: str = "<escalation>") -> Policy:
-    """A Policy from `{ladder: ["local@low", "cloud@high"], thresholds: {overall, fields, always}, budget: {...},
-    cloud: bool}`; anything unknown or mistyped is refused, naming it by JSON Pointer."""
+    """A Policy from `{ladder: ["local@low", "local@crop", "local-4b@high", "cloud@high"], models: {local-4b:
+    {model | path + mmproj}}, thresholds: {overall, fields, always}, budget: {...}, cloud: bool}`; anything unknown
+    or mistyped is refused, naming it by JSON Pointer."""
     raw = _table(raw, source, "")
-    _unknown(raw, {"ladder", "thresholds", "budget", "cloud"}, source, "")
+    _unknown(raw, {"ladder", "models", "thresholds", "budget", "cloud"}, source, "")
+    models = _models(raw.get("models"), source)
     ladder = raw.get("ladder", ["local@low"])
     if not isinstance(ladder, list) or not ladder or not all(isinstance(s, str) for s in ladder):
         raise TaskError(source, "ladder must be a non-empty list of 'runner@detail' strings", "/ladder")
+    for i, text in enumerate(ladder):
+        name = Step.parse(text).runner
+        if name not in BUILTIN_RUNNERS and name not in models:
+            raise TaskError(source, f"unknown runner {name!r}: use local, cloud or a name from `models` "
+                            f"({', '.join(models) or 'none given'})", f"/ladder/{i}")
     th = _table(raw.get("thresholds"), source, "/thresholds")
     _unknown(th, {"overall", "fields", "always"}, source, "/thresholds")
     overall = th.get("overall", 0.5)
@@ -62,7 +71,24 @@ def policy_from_dict(raw: Any, source: str = "<escalation>") -> Policy:
     return Policy(tuple(Step.parse(s) for s in ladder),
                   Thresholds(None if overall is None else float(overall), {k: float(v) for k, v in per_field.items()},
                              statuses),
-                  Budget(**b), cloud_enabled=cloud)
+                  Budget(**b), cloud_enabled=cloud, models=models)
+
+
+def _models(raw: Any, source: str) -> dict[str, ModelSpec]:
+    """Extra local rungs by name: `{model: catalog-name}` or `{path: text.gguf, mmproj: mmproj.gguf}`."""
+    out = {}
+    for name, spec in _table(raw, source, "/models").items():
+        where = f"/models/{name}"
+        if name in BUILTIN_RUNNERS or "@" in name or not name:
+            raise TaskError(source, "a model rung needs its own name (not local or cloud, no '@')", where)
+        spec = _table(spec, source, where)
+        _unknown(spec, {"model", "path", "mmproj"}, source, where)
+        if not all(isinstance(v, str) and v for v in spec.values()):
+            raise TaskError(source, "model, path and mmproj are non-empty strings", where)
+        if ("model" in spec) == ("path" in spec) or ("path" in spec) != ("mmproj" in spec):
+            raise TaskError(source, "give either `model` (a catalog or imported name) or `path` with `mmproj`", where)
+        out[name] = ModelSpec(**spec)
+    return out
 
 
 def cloud_config_from_dict(raw: Any, source: str = "<cloud>") -> CloudConfig:

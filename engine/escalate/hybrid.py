@@ -3,17 +3,22 @@ it), the budget seeded from the audit table, and every request audited into the 
 
 from __future__ import annotations
 
+import functools
+import ipaddress
+import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from engine.api import AnalyzeRequest, Engine
 from engine.backends.cloud import CloudConfig
 from engine.errors import BackendError, LoupeError
 from engine.escalate.audit import StoreAudit, spend_history
 from engine.escalate.config import policy_from_dict
+from engine.escalate.local import BackendFactory, ModelRunner, registry_backend
 from engine.escalate.policy import DAY, Escalation, Ledger, StepRunner, escalate
 from engine.escalate.runner import EngineRunner
 from engine.images.load import LoadedImage, load_image
@@ -67,6 +72,28 @@ def cloud_allowed(task: Task, cloud: CloudConfig | None) -> bool:
                 .cloud_enabled)
 
 
+def is_loopback(base_url: str) -> bool:
+    """Whether `base_url` points at this machine (localhost, 127.0.0.0/8, ::1), judged without any DNS lookup."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def offline_veto(cloud: CloudConfig | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """Why LOUPE_OFFLINE=1 forbids this endpoint (None when it is not set, or the endpoint is on this machine)."""
+    env = os.environ if environ is None else environ
+    if cloud is None or env.get("LOUPE_OFFLINE", "").lower() not in ("1", "true", "yes"):
+        return None
+    base_url = cloud.resolved()[0]
+    if is_loopback(base_url):
+        return None
+    return f"LOUPE_OFFLINE=1 forbids sending to {urlsplit(base_url).netloc or base_url} (not this machine)"
+
+
 def settings_key(task: Task, cloud: CloudConfig | None) -> dict[str, Any]:
     """What escalation adds to a job's settings (so escalated and plain results never share a cache entry)."""
     on = cloud_allowed(task, cloud)
@@ -78,13 +105,18 @@ class Escalator:
 
     def __init__(self, task: Task, local: Callable[[], Engine], cloud: CloudConfig | None = None, *,
                  api_key: str | None = None, store: Store | None = None, job_id: int | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, threads: int | None = None,
+                 model_backend: BackendFactory | None = None) -> None:
         policy = policy_from_dict(task.escalation or {}, task.source)
-        self.cloud_on = cloud_allowed(task, cloud)
-        self.policy = replace(policy, cloud_enabled=self.cloud_on)
+        switches = cloud_allowed(task, cloud)
+        self.veto = offline_veto(cloud) if switches else None
+        self.cloud_on = switches and self.veto is None
+        self.policy = replace(policy, cloud_enabled=switches, cloud_veto=self.veto)
         self.local = local
         self.cloud_engine: Engine | None = None
-        self.runners: dict[str, StepRunner] = {"local": LocalRunner(local)}
+        make = model_backend or functools.partial(registry_backend, threads=threads)
+        self.models = {name: ModelRunner(spec, make) for name, spec in self.policy.models.items()}
+        self.runners: dict[str, StepRunner] = {"local": LocalRunner(local), **self.models}
         history: list[tuple[float, float]] = []
         if self.cloud_on and cloud is not None:
             if store is None:
@@ -109,6 +141,8 @@ class Escalator:
         return escalate(task, images, self.policy, self.runners, self.ledger)
 
     def close(self) -> None:
-        """Close the cloud client (the local engine belongs to the caller)."""
+        """Close the cloud client and the extra local models (the main local engine belongs to the caller)."""
+        for runner in self.models.values():
+            runner.close()
         if self.cloud_engine is not None:
             self.cloud_engine.close()

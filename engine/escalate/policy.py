@@ -22,16 +22,19 @@ class Step:
 
     runner: str
     detail: str | int = "low"
+    crop: bool = False  # run on a crop of each box region the previous step found (at `detail`, i.e. high)
 
     @property
     def label(self) -> str:
-        """`runner@detail`, as the ladder is written in settings."""
-        return f"{self.runner}@{self.detail}"
+        """`runner@detail` (or `runner@crop`), as the ladder is written in settings."""
+        return f"{self.runner}@{'crop' if self.crop else self.detail}"
 
     @classmethod
     def parse(cls, text: str) -> Step:
-        """`local@high`, `cloud` (detail low), `local@768` (pixels)."""
+        """`local@high`, `cloud` (detail low), `local@768` (pixels), `local-4b@crop` (box regions, high detail)."""
         runner, _, detail = text.partition("@")
+        if detail == "crop":
+            return cls(runner, "high", crop=True)
         return cls(runner, int(detail) if detail.isdigit() else (detail or "low"))
 
 
@@ -143,10 +146,16 @@ class StepRecord:
     calls: int = 0
     ms: float = 0.0
     note: str | None = None  # why it was skipped, or the error
+    crops: tuple[dict[str, Any], ...] | None = None  # crop rungs: each region's window and scale (crop -> original)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, for the store's `escalation` column."""
-        return asdict(self)
+        """JSON-ready, for the store's `escalation` column (`crops` only on crop rungs)."""
+        out = asdict(self)
+        if self.crops is None:
+            del out["crops"]
+        else:
+            out["crops"] = [dict(c) for c in self.crops]
+        return out
 
 
 @dataclass(frozen=True)
@@ -179,6 +188,8 @@ class Policy:
     thresholds: Thresholds = Thresholds()
     budget: Budget = Budget()
     cloud_enabled: bool = False  # off by default: cloud rungs are skipped and nothing leaves the machine
+    cloud_veto: str | None = None  # why cloud rungs may not run even though both switches are on (LOUPE_OFFLINE)
+    models: Mapping[str, Any] = field(default_factory=dict)  # extra local rungs: name -> escalate.local.ModelSpec
 
 
 def _skip(step: Step, runner: StepRunner | None, why: str, note: str) -> StepRecord:
@@ -193,8 +204,11 @@ def escalate(task: Task, images: Sequence[LoadedImage], policy: Policy, runners:
     The kept result is the newest `ok` one, else the first one (a failed cloud call never loses the local
     answer). Cloud rungs are skipped when the cloud is off for the task or the budget refuses them.
     """
+    from engine.escalate.crop import regions, run_crops  # crop rungs only; it imports this module's types
+
     records: list[StepRecord] = []
     kept: Result | None = None
+    last: Result | None = None  # the latest result, whose boxes a crop rung looks at
     why = "first step"
     blocked: str | None = None
     for step in policy.ladder:
@@ -202,25 +216,35 @@ def escalate(task: Task, images: Sequence[LoadedImage], policy: Policy, runners:
         if runner is None:
             records.append(_skip(step, None, why, f"no runner {step.runner!r} configured"))
             continue
+        found = regions(last, images) if step.crop and last is not None else []
+        if step.crop and not found:
+            records.append(_skip(step, runner, why, "no box regions to crop in the previous result"))
+            continue
         if runner.cloud:
-            if not policy.cloud_enabled:
-                blocked = "the cloud is not enabled for this task"
+            if not policy.cloud_enabled or policy.cloud_veto:
+                blocked = policy.cloud_veto or "the cloud is not enabled for this task"
                 records.append(_skip(step, runner, why, blocked))
                 continue
-            refusal = ledger.refusal(runner.estimate(task, images))
+            refusal = ledger.refusal(runner.estimate(task, [r.image for r in found] if found else images))
             if refusal is not None:
                 blocked = f"budget spent: {refusal}"
                 records.append(_skip(step, runner, why, blocked))
                 continue
         t0 = clock()
-        result, cost, calls = runner.run(task.with_options(detail=step.detail), images, cancel=cancel)
+        step_task = task.with_options(detail=step.detail)
+        if found:
+            assert last is not None
+            result, cost, calls = run_crops(runner, step_task, last, found, cancel=cancel)
+        else:
+            result, cost, calls = runner.run(step_task, images, cancel=cancel)
         if runner.cloud:
             ledger.charge(cost, calls)
         doubt = policy.thresholds.doubt(result)
         records.append(StepRecord(step.label, step.runner, runner.model, why,
                                   "accepted" if doubt is None else "escalated", result.status.value,
                                   result.min_confidence, round(cost, 8), calls, round((clock() - t0) * 1000, 2),
-                                  result.error))
+                                  result.error, tuple(r.window.to_dict() for r in found) if found else None))
+        last = result
         if kept is None or result.status is Status.OK:
             kept = result
         if doubt is None:

@@ -1,0 +1,88 @@
+"""Extra local rungs (`models: {local-4b: {model: gemma-3-4b}}`): loaded once per job through the backend
+registry, on first use, and closed with the job."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.api import Engine
+from engine.escalate.runner import EngineRunner
+from engine.images.load import LoadedImage
+from engine.pipeline import error_result
+from engine.tasks import Task
+from engine.types import Result
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model a local rung runs: a catalog/imported name, or a text GGUF with its mmproj."""
+
+    model: str = ""
+    path: str = ""
+    mmproj: str = ""
+
+    @property
+    def label(self) -> str:
+        """The model's name (the catalog name, else the GGUF file's stem)."""
+        return self.model or Path(self.path).stem
+
+
+BackendFactory = Callable[[ModelSpec], Any]
+
+
+def registry_backend(spec: ModelSpec, *, threads: int | None = None) -> Any:
+    """Load `spec` with the registry's llama.cpp backend (catalog names resolved through the model store)."""
+    from engine.backends.registry import backend_class
+
+    backend_cls = backend_class("llama_cpp")
+    if spec.path:
+        return backend_cls(spec.path, spec.mmproj, model_id=spec.label, n_threads=threads)
+    from models.store import ModelStore, default_model_root
+
+    resolved = ModelStore(default_model_root()).resolve(spec.model)
+    return backend_cls(resolved.text_path, resolved.mmproj_path, model_id=spec.label, n_threads=threads)
+
+
+@dataclass
+class ModelRunner:
+    """A local rung on its own model: loaded on first use (a job that never climbs this far never loads it)."""
+
+    spec: ModelSpec
+    make: BackendFactory = registry_backend
+    cloud: bool = False
+    loads: int = 0
+    _engine: Engine | None = field(default=None, repr=False)
+    _failed: str | None = field(default=None, repr=False)
+
+    @property
+    def model(self) -> str:
+        """The model's name (known without loading it)."""
+        return self.spec.label
+
+    def run(self, task: Task, images: Sequence[LoadedImage], *,
+            cancel: threading.Event | None = None) -> tuple[Result, float, int]:
+        """Analyse on this model; a model that cannot be loaded gives an `error` result (the ladder goes on)."""
+        if self._engine is None and self._failed is None:
+            try:
+                self._engine = Engine(self.make(self.spec), model=self.spec.label)
+                self.loads += 1
+            except Exception as exc:  # missing file, not installed, bad GGUF: said once, never retried per image
+                self._failed = f"cannot load local model {self.spec.label!r}: {exc}"
+        if self._engine is None:
+            return error_result(task, "llama_cpp", self.spec.label, self._failed or "", [i.path for i in images]), \
+                0.0, 0
+        return EngineRunner(self._engine).run(task, images, cancel=cancel)
+
+    def estimate(self, task: Task, images: Sequence[LoadedImage]) -> float:
+        """Local runs cost nothing."""
+        return 0.0
+
+    def close(self) -> None:
+        """Free the model (the job is over)."""
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
