@@ -34,7 +34,7 @@ class Preset:
     base_url: str
     key_env: str = ""  # "" for servers that need no key
     model: str = ""
-    json_schema: bool = True  # accepts response_format {"type": "json_schema", ...}
+    response_format: str = "json_schema"  # a key of RESPONSE_FORMATS: how this server takes the schema
 
 
 PRESETS: dict[str, Preset] = {
@@ -42,11 +42,13 @@ PRESETS: dict[str, Preset] = {
     "gemini": Preset("https://generativelanguage.googleapis.com/v1beta/openai/", "GEMINI_API_KEY", "gemini-2.0-flash"),
     # Anthropic's compatibility layer ignores response_format: the schema rides in the prompt, replies are validated
     "anthropic": Preset("https://api.anthropic.com/v1/", "ANTHROPIC_API_KEY", "claude-3-5-haiku-latest",
-                        json_schema=False),
+                        response_format="none"),
     "ollama": Preset("http://127.0.0.1:11434/v1"),
     "lmstudio": Preset("http://127.0.0.1:1234/v1"),
     "vllm": Preset("http://127.0.0.1:8000/v1"),
-    "llama_cpp_server": Preset("http://127.0.0.1:8080/v1"),
+    "llama_cpp_server": Preset("http://127.0.0.1:8080/v1"),  # llama.cpp's own `llama-server`
+    # `python -m llama_cpp.server` (llama-cpp-python) refuses type json_schema (HTTP 500); it takes json_object + schema
+    "llama_cpp_python": Preset("http://127.0.0.1:8000/v1", response_format="json_object"),
 }
 
 
@@ -57,6 +59,7 @@ class CloudConfig:
     preset: str = "openai"
     base_url: str = ""  # "" = the preset's
     model: str = ""  # "" = the preset's
+    response_format: str = ""  # "" = the preset's; json_schema | json_object | none (see RESPONSE_FORMATS)
     enabled: bool = False  # nothing leaves the machine unless the user turned this on
     max_side: int = 1024  # longest image edge sent, in pixels
     image_format: str = "PNG"  # PNG | JPEG
@@ -73,6 +76,13 @@ class CloudConfig:
         if preset is None:
             raise BackendError(f"unknown cloud preset {self.preset!r} (known: {', '.join(PRESETS)})")
         return preset
+
+    def schema_style(self) -> str:
+        """How the schema is sent: the config's `response_format`, else the preset's."""
+        style = self.response_format or self.preset_entry().response_format
+        if style not in RESPONSE_FORMATS:
+            raise BackendError(f"unknown response_format {style!r} (known: {', '.join(RESPONSE_FORMATS)})")
+        return style
 
     def resolved(self) -> tuple[str, str]:
         """(base_url, model) after applying the preset."""
@@ -149,9 +159,19 @@ def build_messages(request: GenerationRequest, encoded: list[bytes], fmt: str) -
     return [{"role": "user", "content": content}]
 
 
-def response_format(schema: dict[str, Any] | bool, name: str = "loupe_result") -> dict[str, Any]:
-    """The strict JSON Schema response_format of OpenAI-compatible servers."""
-    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+def response_format(schema: dict[str, Any] | bool, name: str = "loupe_result",
+                    style: str = "json_schema") -> dict[str, Any] | None:
+    """The response_format for `style`: OpenAI's strict json_schema, llama-cpp-python's json_object + schema, or
+    None (the server ignores it; the schema is in the prompt and the reply is validated)."""
+    return RESPONSE_FORMATS[style](schema, name)
+
+
+RESPONSE_FORMATS: dict[str, Callable[[dict[str, Any] | bool, str], dict[str, Any] | None]] = {
+    "json_schema": lambda schema, name: {"type": "json_schema",
+                                         "json_schema": {"name": name, "schema": schema, "strict": True}},
+    "json_object": lambda schema, _name: {"type": "json_object", "schema": schema},
+    "none": lambda _schema, _name: None,
+}
 
 
 def parse_completion(body: bytes) -> tuple[str, str, dict[str, int]]:
@@ -272,8 +292,9 @@ class CloudBackend:
         body: dict[str, Any] = {"model": self.model_id, "messages": build_messages(request, encoded, fmt),
                                 "max_tokens": request.max_tokens, "temperature": request.temperature,
                                 "seed": request.seed}
-        if self.config.preset_entry().json_schema:
-            body["response_format"] = response_format(request.schema)
+        fmt_body = response_format(request.schema, style=self.config.schema_style())
+        if fmt_body is not None:
+            body["response_format"] = fmt_body
         bytes_out = len(json.dumps(body, separators=(",", ":")).encode())  # replaced by the real count when known
         last = ""
         for attempt in range(self.config.max_retries + 1):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from engine.backends.cloud import PRESETS, CloudConfig
+from engine.backends.cloud import PRESETS, RESPONSE_FORMATS, CloudConfig
 from engine.errors import TaskError
 from engine.escalate.local import ModelSpec
 from engine.escalate.policy import ALWAYS_ESCALATE, Budget, Policy, Step, Thresholds
@@ -102,6 +102,8 @@ def cloud_config_from_dict(raw: Any, source: str = "<cloud>") -> CloudConfig:
     if raw.get("preset", "openai") not in PRESETS:
         raise TaskError(source, f"unknown preset (known: {', '.join(PRESETS)})", "/preset")
     config = CloudConfig(**raw)
+    if config.response_format and config.response_format not in RESPONSE_FORMATS:
+        raise TaskError(source, f"unknown response_format (known: {', '.join(RESPONSE_FORMATS)})", "/response_format")
     for f in fields(CloudConfig):
         value, default = getattr(config, f.name), f.default
         if type(value) is not type(default) and not (isinstance(default, float) and isinstance(value, int)):

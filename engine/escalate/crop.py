@@ -112,7 +112,8 @@ def run_crops(runner: StepRunner, task: Task, previous: Result, found: Sequence[
     if problems:
         status, error = Status.INVALID, "merged regions break the schema: " + "; ".join(problems)
     elif failed is not None:
-        status, error = failed[1].status, f"region {failed[0].window.source}: {failed[1].error or failed[1].status.value}"
+        region, bad = failed
+        status, error = bad.status, f"region {region.window.source}: {bad.error or bad.status.value}"
     sizes = {info.id: (info.width, info.height) for info in previous.images}
     return replace(first, status=status, images=previous.images, data=data, raw=json.dumps(data),
                    confidence=confidence, boxes=find_boxes(data, sizes, confidence), attempts=len(found),

@@ -11,6 +11,8 @@ from engine.backends.cloud import CloudBackend, CloudConfig
 from engine.escalate.audit import StoreAudit
 from engine.store.sqlite import Store
 from engine.tasks import Task
+from models.synthetic import SyntheticModel
+from tests.hybrid.llama_server import LlamaServer
 from tests.hybrid.stub_server import StubCloud
 
 KEY = "sk-test-SECRET-do-not-leak-0123456789"
@@ -59,3 +61,14 @@ def make_cloud(stub: StubCloud, store: Store, sleeps: list[float]) -> Iterator[C
     yield make
     for b in made:
         b.close()
+
+
+@pytest.fixture(scope="module")
+def llama_server(tiny_models: dict[str, SyntheticModel]) -> Iterator[LlamaServer]:
+    """`llama_cpp.server` serving the tiny SmolVLM-family model with its mmproj (images accepted), per module."""
+    for dep in ("fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings"):
+        pytest.importorskip(dep, reason="llama_cpp.server needs the `server` extra: pip install -e '.[server]'")
+    m = tiny_models["smolvlm"]
+    server = LlamaServer(m.text_path, m.mmproj_path)
+    yield server
+    server.close()
