@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from engine.escalate.policy import StepRunner
 
 
+MAX_PROBLEM = 160  # characters of a schema problem quoted in a step's note
+
+
 @dataclass(frozen=True)
 class Region:
     """One crop to look at: the window in its source image, and the crop as an image of its own."""
@@ -34,15 +37,23 @@ class Region:
 
 
 def regions(previous: Result, images: Sequence[LoadedImage]) -> list[Region]:
-    """A crop around every box of `previous` (boxes name their image by id; ids follow the images' order)."""
+    """A crop around every box of `previous` (boxes name their image by id; ids follow the images' order).
+
+    Boxes that give the same window are looked at once (the first one names it).
+    """
     ids = [info.id for info in previous.images]
-    out = []
+    out: list[Region] = []
+    seen: set[tuple[str, int, int, int, int]] = set()
     for n, box in enumerate(previous.boxes, 1):
         idx = ids.index(box.image_id) if box.image_id in ids else 0
         if idx >= len(images):
             continue
         src = images[idx]
         win = window(box.pixels, src.size, image_id=box.image_id, source=box.pointer)
+        key = (win.image_id, win.x0, win.y0, win.x1, win.y1)
+        if key in seen:
+            continue
+        seen.add(key)
         crop = LoadedImage(f"{src.path}#crop{n}", cut(src.image, win), src.sha256, src.format,
                            (*src.transforms, f"crop {win.x0},{win.y0},{win.x1},{win.y1}"))
         out.append(Region(win, crop, src.size))
@@ -110,7 +121,7 @@ def run_crops(runner: StepRunner, task: Task, previous: Result, found: Sequence[
     status, error = Status.OK, None
     problems = validation_errors(task.schema, data)
     if problems:
-        status, error = Status.INVALID, "merged regions break the schema: " + "; ".join(problems)
+        status, error = Status.INVALID, f"merged regions break the schema: {problems[0][:MAX_PROBLEM]}"
     elif failed is not None:
         region, bad = failed
         status, error = bad.status, f"region {region.window.source}: {bad.error or bad.status.value}"
