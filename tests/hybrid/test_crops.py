@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +11,19 @@ import pytest
 from PIL import Image
 
 from engine.api import Engine
+from engine.backends.cloud import CloudBackend
 from engine.backends.fake import FakeBackend
 from engine.escalate import Budget, Ledger, Policy, Step, Thresholds, escalate
+from engine.escalate.audit import audit_rows
 from engine.escalate.runner import EngineRunner
 from engine.images.boxes import to_normalised
 from engine.images.crops import cut, window
 from engine.images.load import load_image
+from engine.store.sqlite import Store
 from engine.tasks import Task
 from engine.types import Status
 from models.synthetic import SyntheticModel
+from tests.hybrid.stub_server import StubCloud, completion
 
 BOXES = Task(name="marks", instructions="Box every mark.", schema={
     "type": "object", "required": ["marks"], "additionalProperties": False,
@@ -137,3 +142,22 @@ def test_crop_rung_on_the_real_tiny_model(tiny_models: dict[str, SyntheticModel]
         assert any(x0 - 1 <= min(box.pixels[0], box.pixels[2]) and max(box.pixels[0], box.pixels[2]) <= x1 + 1
                    and y0 - 1 <= min(box.pixels[1], box.pixels[3]) and max(box.pixels[1], box.pixels[3]) <= y1 + 1
                    for x0, y0, x1, y1 in windows)
+
+
+def test_cloud_crop_rung_sends_only_the_regions(stub: StubCloud, make_cloud: Callable[..., CloudBackend],
+                                                store: Store, tmp_path: Path) -> None:
+    """A cloud@crop rung: each region leaves the machine on its own (seen by the server), audited per request."""
+    img = load_image(_photo(tmp_path))
+    stub.script = [completion(_marks(("dent", [0, 0, 1000, 1000])))]
+    local = Engine(FakeBackend([_marks(("scratch", [100, 200, 300, 400]), ("dent", [500, 500, 1000, 1000]))],
+                               prob=0.6))
+    cloud = make_cloud(max_side=2048)
+    runners = {"local": EngineRunner(local), "cloud": EngineRunner(Engine(cloud), cloud=True, audit=cloud.audit)}
+    policy = Policy((Step("local", "low"), Step.parse("cloud@crop")), Thresholds(overall=0.9), cloud_enabled=True)
+    esc = escalate(BOXES, [img], policy, runners, Ledger(Budget(max_calls_per_job=5)))
+    crop = esc.steps[1]
+    assert crop.outcome == "accepted" and crop.calls == 2 and crop.cost_usd > 0
+    assert [r.images[0].size for r in stub.received] == [(300, 150), (750, 375)]  # regions, not the whole image
+    assert all(r.images[0].exif_tags == 0 for r in stub.received)
+    assert [b.pixels for b in esc.result.boxes] == [(150, 25, 450, 175), (250, 125, 1000, 500)]
+    assert len(audit_rows(store)) == 2 and {r["source_sha256"][0] for r in audit_rows(store)} == {img.sha256}
