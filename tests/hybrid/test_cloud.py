@@ -199,3 +199,15 @@ def test_presets_resolve() -> None:
     assert CloudConfig(preset="ollama", model="llava").resolved() == ("http://127.0.0.1:11434/v1", "llava")
     with pytest.raises(BackendError):
         CloudConfig(preset="nope").resolved()
+
+
+def test_llama_cpp_python_preset_sends_json_object_with_the_schema(stub: StubCloud, tmp_path: Path,
+                                                                   make_cloud: Callable[..., CloudBackend]) -> None:
+    stub.script = [completion('{"n": 8}')]
+    assert _run(make_cloud(preset="llama_cpp_python"), _image(tmp_path)).status is Status.OK
+    assert stub.received[0].json["response_format"] == {"type": "json_object", "schema": TASK.schema}
+    stub.script = [completion('{"n": 9}')]
+    assert _run(make_cloud(preset="openai", response_format="none"), _image(tmp_path)).status is Status.OK
+    assert "response_format" not in stub.received[1].json
+    with pytest.raises(BackendError, match="unknown response_format"):
+        CloudConfig(response_format="xml").schema_style()
