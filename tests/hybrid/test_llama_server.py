@@ -7,8 +7,11 @@ schema) keeps the answer valid JSON, so the test checks the plumbing: what is se
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +103,6 @@ def test_confident_result_stays_local_and_nothing_reaches_the_server(
 def test_llama_cpp_server_refuses_openai_json_schema_so_the_preset_sends_json_object(
         llama_server: LlamaServer) -> None:
     """Why the `llama_cpp_python` preset exists: this server answers type json_schema with an HTTP 500."""
-    import urllib.error
-    import urllib.request
-
     body = {"model": llama_server.alias, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4,
             "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": TWO}}}
     req = urllib.request.Request(llama_server.base_url + "/chat/completions", json.dumps(body).encode(),
@@ -110,3 +110,21 @@ def test_llama_cpp_server_refuses_openai_json_schema_so_the_preset_sends_json_ob
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(req, timeout=30)
     assert info.value.code == 500 and b"json_object" in info.value.read()
+
+
+def test_the_server_really_decodes_the_image(llama_server: LlamaServer) -> None:
+    """With chat_format `mtmd` the image becomes prompt tokens on the server (text-only would not grow)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 24), (200, 10, 10)).save(buf, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+    def prompt_tokens(content: list[dict[str, Any]]) -> int:
+        body = {"model": llama_server.alias, "messages": [{"role": "user", "content": content}], "max_tokens": 1}
+        req = urllib.request.Request(llama_server.base_url + "/chat/completions", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return int(json.loads(resp.read())["usage"]["prompt_tokens"])
+
+    text = [{"type": "text", "text": "img_01: "}, {"type": "text", "text": "Which animal is this?"}]
+    with_image = [text[0], {"type": "image_url", "image_url": {"url": url}}, text[1]]
+    assert prompt_tokens(with_image) > prompt_tokens(text) + 4
