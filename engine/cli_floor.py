@@ -106,7 +106,8 @@ def model_name(args: argparse.Namespace) -> str:
     return load_catalog().default
 
 
-def build_line(args: argparse.Namespace, err: TextIO, events: LineEvents) -> tuple[Line, Delivery | None]:
+def build_line(args: argparse.Namespace, err: TextIO, events: LineEvents, *,
+               retry_model: bool = True) -> tuple[Line, Delivery | None]:
     """The Line (and its output delivery, if the task has outputs) that `watch` and the kiosk run."""
     from engine.api import Engine
     from engine.sources import open_source
@@ -125,7 +126,7 @@ def build_line(args: argparse.Namespace, err: TextIO, events: LineEvents) -> tup
         return Engine(backend, model=name)
 
     line = Line(source=source, task=task, db_path=db, load=load, model=model_name(args), events=events,
-                delivery=delivery)
+                delivery=delivery, retry_model=retry_model)
     return line, delivery
 
 
@@ -135,6 +136,7 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from engine.batch import stop_on_sigint
 
     seen: list[LineOutcome] = []
+    failed: list[str] = []
     line_ref: list[Line] = []
 
     def show(outcome: LineOutcome) -> None:
@@ -151,7 +153,9 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     class Printing(RecordingEvents):
         def model_state(self, state: str, detail: str) -> None:
-            if state != "ready" and not args.json:
+            if state == "failed":
+                failed.append(detail)
+            if state == "failed" or not args.json:
                 print(f"model {state}: {detail}", file=err)
 
         def source_state(self, health: Any) -> None:
@@ -161,7 +165,7 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         def problem(self, message: str) -> None:
             print(f"problem: {message}", file=err)
 
-    line, delivery = build_line(args, err, Printing(show))
+    line, delivery = build_line(args, err, Printing(show), retry_model=False)
     line_ref.append(line)
     if delivery is not None:
         delivery.start()
@@ -176,6 +180,8 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             finally:
                 store.close()
             delivery.stop()
+    if failed:
+        raise CliError(f"the model cannot be loaded: {failed[-1]}")
     return 0
 
 

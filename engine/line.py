@@ -91,10 +91,11 @@ class Line:
 
     def __init__(self, *, source: Source, task: Task, db_path: str | Path, load: Callable[[], Engine],
                  model: str, events: LineEvents, delivery: Delivery | None = None,
-                 settings: dict[str, Any] | None = None) -> None:
+                 settings: dict[str, Any] | None = None, retry_model: bool = True) -> None:
         self.source, self.task, self.db_path, self.load, self.model = source, task, Path(db_path), load, model
         self.events, self.delivery = events, delivery
         self.settings = settings or {"source": "line"}
+        self.retry_model = retry_model  # the kiosk keeps trying; `loupe watch` gives up and says why
         self.rules: Rules = rules_from_dict(task.verdict, task.source)
         self.outputs: OutputsConfig = outputs_from_dict(task.outputs, task.source)
         self.stop_event = threading.Event()
@@ -160,6 +161,9 @@ class Line:
             try:
                 self.engine = self.load()
             except Exception as exc:  # a missing or broken model file: say so, try again later
+                if not self.retry_model:
+                    self.events.model_state("failed", str(exc))
+                    return False
                 delay = backoff.next_delay()
                 self.events.model_state("failed", f"{type(exc).__name__}: {exc}; retrying in {delay:.0f} s")
                 self.stop_event.wait(delay)
@@ -227,8 +231,9 @@ class Line:
                                  result_id=result_id)
             if dropped:
                 self.events.problem(f"the output queue is full: {dropped} oldest message(s) dropped")
-            self.delivery.wake()
         final = self.source.finish(capture)
+        if self.delivery is not None:
+            self.delivery.wake()  # after the move: a file drop writes next to where the image is now
         outcome = LineOutcome(final, result_id, result, judgement, cached, outcome.at)
         self.events.outcome(outcome)
         return outcome
