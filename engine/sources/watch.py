@@ -37,7 +37,7 @@ class _Candidate:
     size: int
     mtime: float
     since: float  # when (size, mtime) last changed
-    needs_close: bool  # announced by inotify: wait for the writer's close, not just for quiet
+    wait: str  # "close": inotify saw writes, wait for the writer's close; "settle": wait for quiet; "now": renamed in
     closed: bool = False
 
 
@@ -192,7 +192,7 @@ class WatchSource:
             return
         for entry in entries:
             if entry.is_file() and entry.path not in self._pending and self._wanted(entry.path):
-                self._track(entry.path, needs_close=False)
+                self._track(entry.path, wait="settle")
 
     def _drain(self) -> None:
         native = not self.poll
@@ -208,24 +208,27 @@ class WatchSource:
             elif kind == "closed":
                 if path in self._pending:
                     self._pending[path].closed = True
-            elif kind == "moved":
-                self._track(path, needs_close=False)
+            elif kind == "moved":  # renamed within the folder: complete by construction
+                self._track(path, wait="now")
             elif path not in self._pending:
-                self._track(path, needs_close=native and kind == "created")
+                # inotify: an empty new file will be written and closed; one moved in from elsewhere just settles
+                self._track(path, wait="close" if native and (kind == "modified" or _size(path) == 0) else "settle")
             elif kind == "modified":
                 self._pending[path].closed = False
+                if native:
+                    self._pending[path].wait = "close"  # someone is writing: wait for their close
 
     def _wanted(self, path: str) -> bool:
         p = Path(path)
         return (p.parent == self.folder and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
                 and path not in self._handed and not (self.after == "mark" and _marker(p).exists()))
 
-    def _track(self, path: str, *, needs_close: bool) -> None:
+    def _track(self, path: str, *, wait: str) -> None:
         try:
             st = os.stat(path)
         except OSError:
             return
-        self._pending[path] = _Candidate(st.st_size, st.st_mtime, time.monotonic(), needs_close)
+        self._pending[path] = _Candidate(st.st_size, st.st_mtime, time.monotonic(), wait)
 
     def _ready(self) -> str | None:
         now = time.monotonic()
@@ -235,10 +238,10 @@ class WatchSource:
             except OSError:
                 del self._pending[path]
                 continue
-            if (st.st_size, st.st_mtime) != (c.size, c.mtime):
+            if (st.st_size, st.st_mtime) != (c.size, c.mtime) and c.wait != "now":
                 c.size, c.mtime, c.since = st.st_size, st.st_mtime, now
                 continue
-            done = c.closed if c.needs_close else now - c.since >= self.settle_s
+            done = {"close": c.closed, "now": True}.get(c.wait, now - c.since >= self.settle_s)
             if done and st.st_size > 0:
                 del self._pending[path]
                 return path
@@ -251,6 +254,13 @@ def _identity(folder: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino) if os.path.isdir(folder) else None
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _marker(image: Path) -> Path:
