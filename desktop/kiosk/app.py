@@ -23,7 +23,7 @@ def outputs_text(delivery: Delivery | None, store: Store) -> str:
         return "outputs: none"
     parts = []
     for h in delivery.health(store):
-        state = f"error: {h.last_error}" if h.last_error else "ok"
+        state = f"DOWN ({h.last_error})" if h.last_error else "ok"
         parts.append(f"{h.name} {state}, {h.pending} queued" + (f", {h.dropped} dropped" if h.dropped else ""))
     return "outputs: " + "; ".join(parts)
 
@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
         window.showFullScreen()
     if args.screenshot:
         def grab(*_: object) -> None:
-            QTimer.singleShot(800, lambda: (window.grab().save(args.screenshot), setattr(window, "unlocked", True),
-                                            window.close()))
+            QTimer.singleShot(1500, lambda: (window.refresh_outputs(), window.grab().save(args.screenshot),
+                                             setattr(window, "unlocked", True), window.close()))
         bridge.outcome.connect(grab)
     if delivery is not None:
         delivery.start()

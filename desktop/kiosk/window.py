@@ -78,9 +78,9 @@ class KioskWindow(QWidget):
             self._show_verdict(history[0])
         self._update_counts()
         self._timer = QTimer(self)
-        self._timer.timeout.connect(self._tick)
+        self._timer.timeout.connect(self.refresh_outputs)
         self._timer.start(2000)
-        self._tick()
+        self.refresh_outputs()
 
     # -- layout ------------------------------------------------------------------------------------------
     def _build(self, task: str) -> None:
@@ -121,7 +121,8 @@ class KioskWindow(QWidget):
         self.outputs_label = QLabel("", self)
         for label in (self.source_health, self.model_health, self.outputs_label):
             label.setFont(_font(16))
-        self.leave = QPushButton("⏻", self)
+            label.setWordWrap(True)  # a long error wraps in place instead of widening the window
+        self.leave = QPushButton("leave (PIN)", self)
         self.leave.setFont(_font(16))
         self.leave.setFlat(True)
         self.leave.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -149,7 +150,7 @@ class KioskWindow(QWidget):
         main.addWidget(self.canvas, 3)
         main.addLayout(side, 2)
         status = QHBoxLayout()
-        for w in (self.source_health, self.model_health, self.outputs_label):
+        for w in (self.source_health, self.model_health):
             status.addWidget(w, 1)
         status.addWidget(self.pin_box)
         status.addWidget(self.pin_note)
@@ -158,6 +159,7 @@ class KioskWindow(QWidget):
         root.addWidget(self.problem)
         root.addLayout(main, 1)
         root.addLayout(status)
+        root.addWidget(self.outputs_label)
 
     # -- what the line says -----------------------------------------------------------------------------
     def show_outcome(self, outcome: LineOutcome) -> None:
@@ -193,7 +195,10 @@ class KioskWindow(QWidget):
 
     def _add_recent(self, outcome: LineOutcome) -> None:
         name = outcome.judgement.verdict.value
-        at = outcome.at[11:19] if len(outcome.at) >= 19 else outcome.at
+        try:
+            at = datetime.fromisoformat(outcome.at).astimezone().strftime("%H:%M:%S")  # the operator's clock
+        except ValueError:
+            at = outcome.at
         item = QListWidgetItem(f"{at}  {name:6}  {Path(outcome.image).name}")
         item.setForeground(QColor(COLOURS[name]))
         item.setToolTip(outcome.judgement.reason)
@@ -208,6 +213,8 @@ class KioskWindow(QWidget):
 
     def _model_state(self, state: str, detail: str) -> None:
         self._health(self.model_health, "model", state, detail)
+        if state in ("loading", "ready"):
+            self.model_health.setText(f"{self.model_health.text()} — {detail}")
         if state == "failed":
             self.show_problem(f"model: {detail}")
         elif state == "ready":
@@ -222,14 +229,15 @@ class KioskWindow(QWidget):
         label.setToolTip(detail)
         label.setStyleSheet(f"color: {HEALTH.get(state, '#eceff1')};")
 
-    def _tick(self) -> None:
+    def refresh_outputs(self) -> None:
+        """Read the outputs' health again (every 2 s on a timer)."""
         if self.outputs_health is not None:
             try:
                 text = self.outputs_health()
             except Exception as exc:  # the store is busy or gone: say so, try again next tick
                 text = f"outputs: {exc}"
             self.outputs_label.setText(text)
-            self.outputs_label.setStyleSheet("color: #e53935;" if "error" in text or "down" in text else "")
+            self.outputs_label.setStyleSheet("color: #e53935;" if "DOWN" in text or "error" in text else "")
 
     # -- leaving --------------------------------------------------------------------------------------------
     def ask_pin(self) -> None:

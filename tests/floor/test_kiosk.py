@@ -119,3 +119,27 @@ def test_kiosk_on_a_watched_folder_with_the_tiny_model_restarts_where_it_stopped
     window2.unlocked = True
     window2.close()
     assert no_line_threads()
+
+
+def test_loupe_kiosk_command_opens_the_window_and_saves_a_screenshot(
+        tiny_models: dict[str, SyntheticModel], tmp_path: Path) -> None:
+    """The real entry point in its own process: `loupe kiosk` reaches desktop.kiosk by name (the engine never
+    imports the desktop package)."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "line"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(png_bytes(3, (120, 90)))
+    model = tiny_models["smolvlm"]
+    shot = tmp_path / "kiosk.png"
+    cmd = [sys.executable, "-m", "engine.cli", "kiosk", "--source", str(folder), "--model-path", str(model.text_path),
+           "--mmproj", str(model.mmproj_path), "--threads", "1", "--db", str(tmp_path / "loupe.db"), "--task",
+           "describe", "--settle", "0.05", "--screenshot", str(shot)]
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    from PIL import Image
+
+    assert Image.open(shot).size[0] >= 800
+    assert (folder / "processed" / "a.png").exists()
