@@ -101,7 +101,7 @@ def test_kiosk_on_a_watched_folder_with_the_tiny_model_restarts_where_it_stopped
         window.destroyed.connect(store.close)
         return window, bridge, line
 
-    window, bridge, line = open_kiosk()
+    window, bridge, _line = open_kiosk()
     assert window.verdict.text() == "WAITING" and window.recent.count() == 0
     with qtbot.waitSignal(bridge.outcome, timeout=30000):
         (folder / "a.png").write_bytes(png_bytes(1))
