@@ -122,3 +122,19 @@ def test_the_queue_is_bounded_and_says_what_it_dropped(tmp_path: Path) -> None:
         sink.down = False
         assert delivery.deliver_once(store, ignore_backoff=True) == 3
     assert [p["n"] for p in sink.sent] == [2, 3, 4]  # the newest kept, in order
+
+
+def test_a_v2_store_gains_the_outbox_and_keeps_its_rows(tmp_path: Path) -> None:
+    import sqlite3
+
+    from engine.store.migrations import migrate
+
+    db = tmp_path / "v2.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    migrate(conn, target=2)
+    conn.execute("INSERT INTO audit (at, kind) VALUES ('2026-01-01', 'upload')")
+    conn.close()
+    with Store(db) as store:
+        assert store.migrated_from == 2 and store.version == 3
+        assert store.conn.execute("SELECT kind FROM audit").fetchall()[0][0] == "upload"
+        assert Outbox(store).counts() == {}
