@@ -28,6 +28,16 @@ from engine.images.files import IMAGE_EXTENSIONS
 from engine.sources.base import PROCESSED, Backoff, Capture, SourceHealth
 
 log = logging.getLogger("loupe.sources")
+
+
+class _QuietStop(logging.Filter):
+    """watchdog logs a harmless race when an observer is stopped mid-read; keep it off the operator's terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in record.getMessage()
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_QuietStop())
 AFTER = ("move", "mark")
 MARK_SUFFIX = ".loupe-done"
 

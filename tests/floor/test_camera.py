@@ -65,7 +65,7 @@ def test_reconnects_with_backoff_until_the_camera_appears(tmp_path: Path) -> Non
 class MjpegCamera:
     """An IP camera on 127.0.0.1: an endless multipart/x-mixed-replace MJPEG stream at /video.mjpg."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.stop = threading.Event()
         cam = self
 
@@ -89,7 +89,7 @@ class MjpegCamera:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/video.mjpg"
         threading.Thread(target=self.server.serve_forever, name="test-mjpeg", daemon=True).start()
@@ -114,5 +114,25 @@ def test_an_http_mjpeg_stream_on_an_interval(mjpeg: MjpegCamera, tmp_path: Path)
         assert all(c is not None for c in got), source.health()
         assert all(cv2.imread(c.path).shape == (48, 64, 3) for c in got if c is not None)
         assert source.health().state == "ok"
+    finally:
+        source.close()
+
+
+def test_a_dropped_stream_reconnects_when_the_camera_returns(mjpeg: MjpegCamera, tmp_path: Path) -> None:
+    source = CameraSource(mjpeg.url, tmp_path / "frames", interval_s=0.05, backoff=Backoff(first=0.1, cap=0.3))
+    try:
+        assert source.next(15) is not None
+        port = mjpeg.server.server_address[1]
+        mjpeg.close()  # the camera reboots; frames already buffered still come out first
+        for _ in range(500):
+            if source.next(1) is None:
+                break
+        assert source.health().state == "reconnecting"
+        back = MjpegCamera(port)
+        try:
+            got = source.next(15)
+            assert got is not None and source.health().state == "ok"
+        finally:
+            back.close()
     finally:
         source.close()
