@@ -202,6 +202,7 @@ class Line:
         ident = file_identity(capture.path)
         if ident is None:
             self.events.problem(f"{capture.path}: gone before it could be read")
+            self.source.finish(capture)  # let the source forget it (a new file of that name is a new capture)
             return None
         sha, size = ident
         job = store.job(self.job_id)

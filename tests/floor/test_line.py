@@ -173,3 +173,34 @@ def test_loupe_watch_refuses_what_it_cannot_use(tmp_path: Path) -> None:
     assert main(["watch", str(tmp_path), "--model-path", str(tmp_path / "m.gguf"), "--mmproj", str(tmp_path / "p"),
                  "--db", str(tmp_path / "db")], out, err) == 2
     assert "the model cannot be loaded" in err.getvalue()
+
+
+def test_loupe_watch_publishes_verdicts_to_a_real_broker(broker, tiny_models: dict[str, SyntheticModel],
+                                                         tmp_path: Path) -> None:
+    from tests.floor.conftest import Subscriber
+
+    folder = tmp_path / "line"
+    images(folder, 2, seed=7)
+    sub = Subscriber(broker.port, "line9/#")
+    model = tiny_models["smolvlm"]
+    argv = ["watch", str(folder), "--model-path", str(model.text_path), "--mmproj", str(model.mmproj_path),
+            "--threads", "1", "--db", str(tmp_path / "loupe.db"), "--max", "2", "--json", "--settle", "0.05",
+            "--task", "describe", "--mqtt", f"mqtt://127.0.0.1:{broker.port}/line9/{{task}}/{{verdict}}"]
+    out, err = io.StringIO(), io.StringIO()
+    assert main(argv, out, err) == 0, err.getvalue()
+    assert sub.wait_for(2)
+    sub.close()
+    printed = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert sorted(m["result_id"] for m in sub.messages) == sorted(x["result_id"] for x in printed)
+    assert all(m["task"] == "describe" and m["image"].startswith(str(folder / "processed")) for m in sub.messages)
+
+
+def test_a_file_that_vanishes_is_reported_and_forgotten(tmp_path: Path) -> None:
+    source, events = FakeSource(), RecordingEvents()
+    engine = fake_engine(defects_json())
+    line = make_line(tmp_path, source, engine, FakeSink(), events)
+    with Store(tmp_path / "loupe.db") as store:
+        line.job_id, line.engine = line.open_job(store), engine
+        assert line.process(store, Capture(str(tmp_path / "gone.png"), "fake")) is None
+    assert "gone before it could be read" in events.problems[0]
+    assert source.finished == [str(tmp_path / "gone.png")]
