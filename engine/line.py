@@ -150,7 +150,7 @@ class Line:
                 return Store(self.db_path)
             except Exception as exc:  # shown in place; the kiosk keeps trying
                 delay = self._backoff.next_delay()
-                self.events.problem(f"the results store cannot be used: {exc}; retrying in {delay:.0f} s")
+                self.events.problem(f"the results store cannot be used: {exc}; retrying in {delay:g} s")
                 self.stop_event.wait(delay)
         return None
 
@@ -165,7 +165,7 @@ class Line:
                     self.events.model_state("failed", str(exc))
                     return False
                 delay = backoff.next_delay()
-                self.events.model_state("failed", f"{type(exc).__name__}: {exc}; retrying in {delay:.0f} s")
+                self.events.model_state("failed", f"{type(exc).__name__}: {exc}; retrying in {delay:g} s")
                 self.stop_event.wait(delay)
                 continue
             self.events.model_state("ready", self.model)
@@ -182,7 +182,7 @@ class Line:
                 delay = backoff.next_delay()
                 log.warning("%s: %s", capture.path, exc)
                 self.events.problem(f"{Path(capture.path).name}: {type(exc).__name__}: {exc}; "
-                                    f"retrying in {delay:.0f} s")
+                                    f"retrying in {delay:g} s")
                 self.stop_event.wait(delay)
 
     # -- one capture -------------------------------------------------------------------------------------

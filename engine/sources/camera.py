@@ -102,7 +102,7 @@ class CameraSource:
         delay = self.backoff.next_delay()
         self._retry_at = time.monotonic() + delay
         attempt = self.backoff.failures
-        self._health = SourceHealth("reconnecting", f"{why}; retrying in {delay:.0f} s (attempt {attempt})")
+        self._health = SourceHealth("reconnecting", f"{why}; retrying in {delay:g} s (attempt {attempt})")
         if self.backoff.failures == 1:
             log.warning("%s", self._health.detail)
 

@@ -174,7 +174,7 @@ class WatchSource:
         except OSError as exc:
             delay = self.backoff.next_delay()
             self._retry_at = now + delay
-            self._health = SourceHealth("reconnecting", f"{exc}; retrying in {delay:.0f} s "
+            self._health = SourceHealth("reconnecting", f"{exc}; retrying in {delay:g} s "
                                                        f"(attempt {self.backoff.failures})")
             if self.backoff.failures == 1:
                 log.warning("%s", self._health.detail)
