@@ -33,6 +33,8 @@ def line_args(sp: argparse.ArgumentParser, model_args: Callable[[argparse.Argume
                     help="a file found without a close event is ready once unchanged this long (default 1 s)")
     sp.add_argument("--poll", action="store_true", help="poll the folder instead of inotify (network shares)")
     sp.add_argument("--interval", type=float, default=1.0, metavar="S", help="camera: seconds between grabs")
+    sp.add_argument("--trigger", action="store_true",
+                    help="camera: grab a frame only when triggered (in the kiosk: the space bar or a foot pedal)")
     sp.add_argument("--frames", metavar="DIR", help="camera: where grabbed frames are saved (default: beside the db)")
     sp.add_argument("--mqtt", metavar="URL", help="publish verdicts: mqtt://host[:port]/topic (adds to the task's)")
     sp.add_argument("--webhook", metavar="URL", help="POST verdicts as JSON to this URL (adds to the task's)")
@@ -116,7 +118,7 @@ def build_line(args: argparse.Namespace, err: TextIO, events: LineEvents, *,
     db = Path(args.db or default_db_path())
     frames = Path(args.frames) if args.frames else db.parent / "frames"
     source = open_source(args.source, frames_dir=frames, after=args.after, settle_s=args.settle, poll=args.poll,
-                         interval_s=args.interval)
+                         interval_s=args.interval, trigger=getattr(args, "trigger", False))
     delivery = None
     if config.sinks:
         delivery = Delivery(db, build_sinks(config), max_backoff_s=config.max_backoff_s)

@@ -45,7 +45,8 @@ def build(args: argparse.Namespace, bridge: LineBridge) -> tuple[KioskWindow, Li
 
     window = KioskWindow(bridge, task=line.task.name, pin=args.pin or os.environ.get("LOUPE_KIOSK_PIN") or DEFAULT_PIN,
                          history=history, counts=counts, last_n=args.last, shift_hours=args.shift_hours,
-                         outputs_health=lambda: outputs_text(delivery, store), on_leave=leave)
+                         outputs_health=lambda: outputs_text(delivery, store), on_leave=leave,
+                         on_trigger=getattr(line.source, "trigger", None))
     return window, line, delivery, store
 
 

@@ -54,12 +54,12 @@ class KioskWindow(QWidget):
     def __init__(self, bridge: LineBridge, *, task: str, pin: str, history: list[LineOutcome] | None = None,
                  counts: dict[str, int] | None = None, last_n: int = 8, shift_hours: float = 8.0,
                  outputs_health: Health | None = None, on_leave: Callable[[], None] | None = None,
-                 parent: QWidget | None = None) -> None:
+                 on_trigger: Callable[[], None] | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Loupe kiosk — {task}")
         self.setStyleSheet("background: #101418; color: #eceff1;")
         self.pin, self.last_n, self.shift_hours = pin, last_n, shift_hours
-        self.on_leave, self.outputs_health = on_leave, outputs_health
+        self.on_leave, self.outputs_health, self.on_trigger = on_leave, outputs_health, on_trigger
         self.unlocked = False
         self.counts = {"PASS": 0, "FAIL": 0, "REVIEW": 0, **(counts or {})}
         self.shift_began = shift_start(datetime.now(UTC), shift_hours)
@@ -262,6 +262,9 @@ class KioskWindow(QWidget):
                 self.pin_note.setText("")
             else:
                 self.ask_pin()
+            return
+        if event.key() == Qt.Key.Key_Space and self.on_trigger is not None and not self.pin_box.hasFocus():
+            self.on_trigger()  # a camera in trigger mode grabs one frame (foot pedals type a space, too)
             return
         super().keyPressEvent(event)
 

@@ -44,6 +44,17 @@ def png_bytes(seed: int, size: tuple[int, int] = (64, 48)) -> bytes:
     return buf.getvalue()
 
 
+def write_video(path: Path, frames: int = 5) -> None:
+    """A short MJPG .avi (written by OpenCV) whose frame i is filled with grey level 40 * i."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    assert writer.isOpened()
+    for i in range(frames):
+        writer.write(np.full((48, 64, 3), 40 * i, dtype=np.uint8))
+    writer.release()
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as s:

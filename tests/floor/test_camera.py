@@ -14,15 +14,7 @@ import pytest
 from engine.sources.base import Backoff
 from engine.sources.camera import CameraSource
 from engine.sources.resolve import open_source
-
-
-def write_video(path: Path, frames: int = 5) -> None:
-    """A short MJPG .avi whose frame i is filled with grey level 40 * i."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
-    assert writer.isOpened()
-    for i in range(frames):
-        writer.write(np.full((48, 64, 3), 40 * i, dtype=np.uint8))
-    writer.release()
+from tests.floor.conftest import write_video
 
 
 def test_frames_from_a_video_file_then_the_end(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from desktop.kiosk.window import KioskWindow
 from engine.line import Line
 from engine.sources.base import FakeSource
 from models.synthetic import SyntheticModel
-from tests.floor.conftest import DEFECTS, defects_json, fake_engine, png_bytes
+from tests.floor.conftest import DEFECTS, defects_json, fake_engine, png_bytes, write_video
 
 
 def no_line_threads() -> bool:
@@ -143,3 +143,26 @@ def test_loupe_kiosk_command_opens_the_window_and_saves_a_screenshot(
 
     assert Image.open(shot).size[0] >= 800
     assert (folder / "processed" / "a.png").exists()
+
+
+def test_space_bar_triggers_a_camera_grab(qtbot, tiny_models: dict[str, SyntheticModel], tmp_path: Path) -> None:
+    video = tmp_path / "cam.avi"
+    write_video(video, frames=4)
+    model = tiny_models["smolvlm"]
+    argv = ["--source", str(video), "--trigger", "--model-path", str(model.text_path), "--mmproj",
+            str(model.mmproj_path), "--threads", "1", "--db", str(tmp_path / "loupe.db"), "--task", "describe",
+            "--frames", str(tmp_path / "frames"), "--windowed"]
+    bridge = LineBridge()
+    window, line, _, store = build(parse_args(argv), bridge)
+    qtbot.addWidget(window)
+    window.show()
+    line.start()
+    qtbot.waitUntil(lambda: "ready" in window.model_health.text(), timeout=20000)
+    assert window.recent.count() == 0  # nothing is grabbed until triggered
+    with qtbot.waitSignal(bridge.outcome, timeout=20000):
+        qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert window.recent.count() == 1 and len(list((tmp_path / "frames").glob("frame-*.jpg"))) == 1
+    window.unlocked = True
+    window.close()
+    store.close()
+    assert no_line_threads()
