@@ -222,6 +222,10 @@ class KioskWindow(QWidget):
 
     def _source_state(self, health: SourceHealth) -> None:
         self._health(self.source_health, "source", health.state, health.detail)
+        if health.state == "reconnecting":  # the last verdict is getting old: say why, big
+            self.show_problem(f"source: {health.detail}")
+        elif health.ok and self.problem.text().startswith("⚠ source:"):
+            self.problem.hide()
 
     @staticmethod
     def _health(label: QLabel, what: str, state: str, detail: str) -> None:

@@ -91,6 +91,8 @@ class CameraSource:
             cap.release()
             self._fail(f"cannot open {self.target}")
             return False
+        if isinstance(self.target, int):
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # USB (V4L2): hand out the newest frame, not a stale queued one
         self._cap = cap
         if self.backoff.failures:
             log.warning("camera %s is back", self.target)

@@ -20,7 +20,7 @@ from desktop.kiosk.app import build, parse_args
 from desktop.kiosk.bridge import LineBridge, LineEventsAdapter
 from desktop.kiosk.window import KioskWindow
 from engine.line import Line
-from engine.sources.base import FakeSource
+from engine.sources.base import FakeSource, SourceHealth
 from models.synthetic import SyntheticModel
 from tests.floor.conftest import DEFECTS, defects_json, fake_engine, png_bytes, write_video
 
@@ -60,6 +60,11 @@ def test_outcomes_counts_health_problems_and_the_pin(qtbot, tmp_path: Path) -> N
                     timeout=10000)  # the two boxes over the decoded picture
     assert "source: ok" in window.source_health.text() and window.outputs_label.text() == "outputs: none"
 
+    bridge.source_state(SourceHealth("reconnecting", "/mnt/line1 is not there; retrying in 2 s"))
+    qtbot.waitUntil(window.problem.isVisible, timeout=5000)
+    assert "line1 is not there" in window.problem.text() and "reconnecting" in window.source_health.text()
+    bridge.source_state(SourceHealth("ok", "watching"))
+    qtbot.waitUntil(lambda: not window.problem.isVisible(), timeout=5000)
     threading.Thread(target=lambda: bridge.problem_seen("the store's disk is full"), name="t-problem").start()
     qtbot.waitUntil(window.problem.isVisible, timeout=5000)
     assert "disk is full" in window.problem.text()
