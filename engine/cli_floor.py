@@ -108,8 +108,8 @@ def model_name(args: argparse.Namespace) -> str:
     return load_catalog().default
 
 
-def build_line(args: argparse.Namespace, err: TextIO, events: LineEvents, *,
-               retry_model: bool = True) -> tuple[Line, Delivery | None]:
+def build_line(args: argparse.Namespace, err: TextIO, events: LineEvents, *, retry_model: bool = True,
+               allow_missing: bool = False) -> tuple[Line, Delivery | None]:
     """The Line (and its output delivery, if the task has outputs) that `watch` and the kiosk run."""
     from engine.api import Engine
     from engine.sources import open_source
@@ -118,7 +118,7 @@ def build_line(args: argparse.Namespace, err: TextIO, events: LineEvents, *,
     db = Path(args.db or default_db_path())
     frames = Path(args.frames) if args.frames else db.parent / "frames"
     source = open_source(args.source, frames_dir=frames, after=args.after, settle_s=args.settle, poll=args.poll,
-                         interval_s=args.interval, trigger=getattr(args, "trigger", False))
+                         interval_s=args.interval, trigger=getattr(args, "trigger", False), allow_missing=allow_missing)
     delivery = None
     if config.sinks:
         delivery = Delivery(db, build_sinks(config), max_backoff_s=config.max_backoff_s)

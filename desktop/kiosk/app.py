@@ -32,7 +32,8 @@ def build(args: argparse.Namespace, bridge: LineBridge) -> tuple[KioskWindow, Li
     """The window and the line behind it (not started); the window shows the shift so far from the store."""
     from engine.cli_floor import build_line
 
-    line, delivery = build_line(args, sys.stderr, LineEventsAdapter(bridge))
+    # a share that is not mounted yet is waited for (shown in place), not refused
+    line, delivery = build_line(args, sys.stderr, LineEventsAdapter(bridge), allow_missing=True)
     store = Store(args.db or default_db_path())
     job = line.open_job(store)
     began = shift_start(datetime.now(UTC), args.shift_hours).astimezone(UTC).isoformat(timespec="milliseconds")

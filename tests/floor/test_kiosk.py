@@ -88,8 +88,7 @@ def test_outcomes_counts_health_problems_and_the_pin(qtbot, tmp_path: Path) -> N
 
 def test_kiosk_on_a_watched_folder_with_the_tiny_model_restarts_where_it_stopped(
         qtbot, tiny_models: dict[str, SyntheticModel], tmp_path: Path) -> None:
-    folder = tmp_path / "line"
-    folder.mkdir()
+    folder = tmp_path / "line"  # not there yet: the share is mounted after the kiosk starts
     model = tiny_models["smolvlm"]
     argv = ["--source", str(folder), "--model-path", str(model.text_path), "--mmproj", str(model.mmproj_path),
             "--threads", "1", "--db", str(tmp_path / "loupe.db"), "--task", "describe", "--settle", "0.05",
@@ -108,8 +107,12 @@ def test_kiosk_on_a_watched_folder_with_the_tiny_model_restarts_where_it_stopped
 
     window, bridge, _line = open_kiosk()
     assert window.verdict.text() == "WAITING" and window.recent.count() == 0
+    qtbot.waitUntil(lambda: "reconnecting" in window.source_health.text(), timeout=20000)
+    assert window.problem.isVisible() and "not there" in window.problem.text()
+    folder.mkdir()
     with qtbot.waitSignal(bridge.outcome, timeout=30000):
         (folder / "a.png").write_bytes(png_bytes(1))
+    assert "source: ok" in window.source_health.text() and not window.problem.isVisible()
     verdict = window.verdict.text()
     assert verdict in ("PASS", "REVIEW", "FAIL")
     qtbot.waitUntil(lambda: (folder / "processed" / "a.png.json").exists(), timeout=10000)
