@@ -230,6 +230,13 @@ def cmd_hybrid(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return run_hybrid(args, out, err)
 
 
+def cmd_floor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Delegate to the factory-floor commands (watch, kiosk, outbox)."""
+    from engine.cli_floor import run_floor
+
+    return run_floor(args, out, err)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "analyze": cmd_analyze,
     "demo": cmd_demo,
@@ -240,6 +247,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "export": cmd_store,
     "audit": cmd_hybrid,
     "cloud": cmd_hybrid,
+    **dict.fromkeys(("watch", "kiosk", "outbox"), cmd_floor),
 }
 
 
@@ -305,6 +313,9 @@ def parser() -> argparse.ArgumentParser:
     from engine.cli_hybrid import add_parsers as add_hybrid_parsers
 
     add_hybrid_parsers(sub)
+    from engine.cli_floor import add_parsers as add_floor_parsers
+
+    add_floor_parsers(sub, model_args)
     return p
 
 

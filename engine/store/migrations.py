@@ -75,6 +75,23 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             detail TEXT NOT NULL DEFAULT '{}'
         )""",
     ),
+    (  # 3: the line-output outbox (engine/outputs): what is owed to MQTT / webhooks / file drops, until delivered
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            sink TEXT NOT NULL,           -- 'mqtt', 'webhook', 'file'
+            destination TEXT NOT NULL,    -- where it goes (URL, topic), for people reading the queue
+            result_id INTEGER REFERENCES results (id),
+            payload TEXT NOT NULL,        -- JSON: the verdict message
+            created TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at REAL NOT NULL DEFAULT 0,  -- unix time before which it is not tried again
+            last_error TEXT,
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'dropped')),
+            done_at TEXT
+        )""",
+        "CREATE INDEX outbox_by_state ON outbox (state, sink, id)",
+        "CREATE INDEX outbox_by_result ON outbox (result_id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -33,7 +33,8 @@ def digest(*parts: str) -> str:
 def task_to_dict(task: Task) -> dict[str, Any]:
     """Everything a stored job needs to rebuild its task."""
     return {"name": task.name, "description": task.description, "source": task.source, "schema": task.schema,
-            "instructions": task.instructions, "options": asdict(task.options), "escalation": task.escalation}
+            "instructions": task.instructions, "options": asdict(task.options), "escalation": task.escalation,
+            "verdict": task.verdict, "outputs": task.outputs}
 
 
 def task_from_dict(raw: dict[str, Any]) -> Task:
@@ -42,7 +43,7 @@ def task_from_dict(raw: dict[str, Any]) -> Task:
     options = TaskOptions(**{k: v for k, v in raw.get("options", {}).items() if k in known})
     return Task(name=raw["name"], schema=raw["schema"], instructions=raw["instructions"], options=options,
                 description=raw.get("description", ""), source=raw.get("source", "<stored>"),
-                escalation=raw.get("escalation"))
+                escalation=raw.get("escalation"), verdict=raw.get("verdict"), outputs=raw.get("outputs"))
 
 
 def task_key(task: Task) -> str:

@@ -43,6 +43,8 @@ class Task:
     source: str = "<built-in>"
     notes: tuple[str, ...] = ()  # parts of the schema enforced only by validation after decoding
     escalation: dict[str, Any] | None = None  # the task file's `escalation` table, raw (used with --escalate)
+    verdict: dict[str, Any] | None = None  # the `verdict` table, raw (PASS/FAIL/REVIEW rules, engine.verdict)
+    outputs: dict[str, Any] | None = None  # the `outputs` table, raw (line outputs, engine.outputs)
 
     def with_options(self, **changes: Any) -> Task:
         """A copy with some options changed (validated like a task file's)."""
@@ -94,7 +96,8 @@ def task_from_dict(raw: Any, source: str, default_name: str = "task") -> Task:
     """Build a Task from parsed file content, refusing bad parts with their JSON Pointer."""
     if not isinstance(raw, dict):
         raise TaskError(source, "a task file must hold an object/table with `schema` and `instructions`")
-    unknown = set(raw) - {"name", "description", "schema", "instructions", "options", "escalation"}
+    unknown = set(raw) - {"name", "description", "schema", "instructions", "options", "escalation", "verdict",
+                         "outputs"}
     if unknown:
         key = sorted(unknown)[0]
         raise TaskError(source, f"unknown key {key!r}", f"/{key}")
@@ -124,7 +127,24 @@ def task_from_dict(raw: Any, source: str, default_name: str = "task") -> Task:
         source=source,
         notes=notes,
         escalation=_escalation(source, raw.get("escalation")),
+        verdict=_floor_table(source, "verdict", raw.get("verdict")),
+        outputs=_floor_table(source, "outputs", raw.get("outputs")),
     )
+
+
+def _floor_table(source: str, key: str, raw: Any) -> dict[str, Any] | None:
+    """The `verdict` / `outputs` table as given, once it parses (errors point into /verdict or /outputs)."""
+    if raw is None:
+        return None
+    from engine.outputs.config import outputs_from_dict  # loaded only for tasks that have these tables
+    from engine.verdict import rules_from_dict
+
+    check = rules_from_dict if key == "verdict" else outputs_from_dict
+    try:
+        check(raw, source)
+    except TaskError as exc:
+        raise TaskError(source, exc.problem, f"/{key}" + exc.pointer) from None
+    return dict(raw)
 
 
 def _escalation(source: str, raw: Any) -> dict[str, Any] | None:

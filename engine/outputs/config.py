@@ -1,0 +1,105 @@
+"""A task file's `outputs` table, checked strictly, and the sinks it asks for (built by table)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from engine.errors import TaskError
+from engine.outputs.base import Sink
+from engine.store.outbox import DEFAULT_MAX_PENDING
+from engine.verdict import Verdict
+
+SINK_SETTINGS: dict[str, dict[str, tuple[type, ...]]] = {
+    "mqtt": {"url": (str,), "topic": (str,), "qos": (int,), "retain": (bool,), "client_id": (str,),
+             "timeout_s": (int, float)},
+    "webhook": {"url": (str,), "timeout_s": (int, float), "headers": (dict,)},
+    "file": {"suffix": (str,)},
+}
+TOP = {"on", "max_pending", "max_backoff_s", *SINK_SETTINGS}
+
+
+@dataclass(frozen=True)
+class OutputsConfig:
+    """Which verdicts are sent, to which sinks (settings per sink), and the queue's bounds."""
+
+    sinks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    on: frozenset[Verdict] = frozenset(Verdict)
+    max_pending: int = DEFAULT_MAX_PENDING
+    max_backoff_s: float = 30.0
+
+
+def outputs_from_dict(raw: Any, source: str = "<outputs>") -> OutputsConfig:
+    """`{on: [FAIL, REVIEW], mqtt: {url, topic, qos}, webhook: {url, headers}, file: {suffix}, max_pending}`;
+    anything unknown or mistyped is refused, naming it by JSON Pointer (relative to the table)."""
+    if raw is None:
+        return OutputsConfig()
+    if not isinstance(raw, dict):
+        raise TaskError(source, "must be a table/object", "")
+    for key in raw:
+        if key not in TOP:
+            raise TaskError(source, f"unknown setting {key!r} (known: {', '.join(sorted(TOP))})", f"/{key}")
+    on = raw.get("on", [v.value for v in Verdict])
+    if not isinstance(on, list) or not all(isinstance(v, str) and v.upper() in Verdict.__members__ for v in on):
+        raise TaskError(source, "on lists verdicts (PASS, FAIL, REVIEW)", "/on")
+    sinks: dict[str, dict[str, Any]] = {}
+    for name, settings in SINK_SETTINGS.items():
+        if name not in raw:
+            continue
+        table = raw[name]
+        if not isinstance(table, dict):
+            raise TaskError(source, "must be a table/object", f"/{name}")
+        for key, value in table.items():
+            if key not in settings:
+                raise TaskError(source, f"unknown setting {key!r} (known: {', '.join(sorted(settings))})",
+                                f"/{name}/{key}")
+            types = settings[key]
+            if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+                raise TaskError(source, f"{key} has the wrong type ({type(value).__name__})", f"/{name}/{key}")
+        _check_sink(name, table, source)
+        sinks[name] = dict(table)
+    max_pending = raw.get("max_pending", DEFAULT_MAX_PENDING)
+    if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
+        raise TaskError(source, "max_pending must be a whole number >= 1", "/max_pending")
+    backoff = raw.get("max_backoff_s", 30.0)
+    if isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff <= 0:
+        raise TaskError(source, "max_backoff_s must be a number > 0", "/max_backoff_s")
+    return OutputsConfig(sinks, frozenset(Verdict(v.upper()) for v in on), max_pending, float(backoff))
+
+
+def _check_sink(name: str, table: dict[str, Any], source: str) -> None:
+    if name in ("mqtt", "webhook"):
+        url = table.get("url")
+        schemes = ("mqtt", "tcp") if name == "mqtt" else ("http", "https")
+        if not url or urlsplit(url).scheme not in schemes or not urlsplit(url).hostname:
+            raise TaskError(source, f"url must look like {schemes[0]}://host[:port]...", f"/{name}/url")
+    if name == "mqtt" and table.get("qos", 1) not in (0, 1, 2):
+        raise TaskError(source, "qos is 0, 1 or 2", "/mqtt/qos")
+
+
+def _mqtt(settings: dict[str, Any]) -> Sink:
+    from engine.outputs.mqtt import MqttSink  # paho-mqtt is imported only there
+
+    return MqttSink(**settings)
+
+
+def _webhook(settings: dict[str, Any]) -> Sink:
+    from engine.outputs.webhook import WebhookSink
+
+    return WebhookSink(**settings)
+
+
+def _file(settings: dict[str, Any]) -> Sink:
+    from engine.outputs.filedrop import FileDropSink
+
+    return FileDropSink(**settings)
+
+
+BUILDERS: dict[str, Callable[[dict[str, Any]], Sink]] = {"mqtt": _mqtt, "webhook": _webhook, "file": _file}
+
+
+def build_sinks(config: OutputsConfig) -> list[Sink]:
+    """The sinks a config asks for (nothing connects yet: each sink connects when it first sends)."""
+    return [BUILDERS[name](settings) for name, settings in config.sinks.items()]

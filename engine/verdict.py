@@ -1,0 +1,176 @@
+"""PASS / FAIL / REVIEW for one result, from a task's `verdict` rules (checked at load, evaluated per image)."""
+
+from __future__ import annotations
+
+import enum
+import operator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import TaskError
+from engine.types import Result, Status
+
+
+class Verdict(enum.StrEnum):
+    """What the operator and the line controller are told about one image."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    REVIEW = "REVIEW"
+
+
+OPS: dict[str, Callable[[Any, Any], bool]] = {
+    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq, "!=": operator.ne,
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One `if ... then VERDICT` line; `kind` picks the test from RULE_KINDS."""
+
+    kind: str
+    then: Verdict
+    pointer: str = ""
+    op: str = ">="
+    value: Any = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Ordered rules (the first that matches decides) and the verdict when none does."""
+
+    rules: tuple[Rule, ...]
+    otherwise: Verdict = Verdict.PASS
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A verdict and the reason, in words an operator can read."""
+
+    verdict: Verdict
+    reason: str
+
+
+def _resolve(data: Any, pointer: str) -> Iterator[Any]:
+    """Every value at a JSON Pointer whose segments may be `*` (each item of a list / value of an object)."""
+    if pointer == "":
+        yield data
+        return
+    head, _, rest = pointer[1:].partition("/")
+    rest = "/" + rest if rest else ""
+    key = head.replace("~1", "/").replace("~0", "~")
+    if key == "*":
+        children = data if isinstance(data, list) else list(data.values()) if isinstance(data, dict) else []
+        for child in children:
+            yield from _resolve(child, rest)
+    elif isinstance(data, dict) and key in data:
+        yield from _resolve(data[key], rest)
+    elif isinstance(data, list) and key.isdigit() and int(key) < len(data):
+        yield from _resolve(data[int(key)], rest)
+
+
+def _compare(rule: Rule, value: Any) -> bool:
+    try:
+        return bool(OPS[rule.op](value, rule.value))
+    except TypeError:  # e.g. a string against a number: not a match
+        return False
+
+
+def _any(rule: Rule, result: Result, threshold: float) -> str | None:
+    hits = [v for v in _resolve(result.data, rule.pointer) if _compare(rule, v)]
+    return f"{rule.pointer} {rule.op} {rule.value} ({hits[0]!r})" if hits else None
+
+
+def _count(rule: Rule, result: Result, threshold: float) -> str | None:
+    values = list(_resolve(result.data, rule.pointer))
+    n = len(values[0]) if len(values) == 1 and isinstance(values[0], list) else len(values)
+    return f"{n} at {rule.pointer} ({rule.op} {rule.value})" if _compare(rule, n) else None
+
+
+def _status_not_ok(rule: Rule, result: Result, threshold: float) -> str | None:
+    return None if result.status is Status.OK else f"status {result.status.value}" + (
+        f": {result.error}" if result.error else "")
+
+
+def _confidence_below(rule: Rule, result: Result, threshold: float) -> str | None:
+    limit = threshold if rule.value is None else float(rule.value)
+    low = result.min_confidence
+    return f"confidence {low:.2f} < {limit:.2f}" if low is not None and low < limit else None
+
+
+RULE_KINDS: dict[str, Callable[[Rule, Result, float], str | None]] = {
+    "status_not_ok": _status_not_ok,
+    "confidence_below": _confidence_below,
+    "any": _any,
+    "count": _count,
+}
+NEEDS_POINTER = {"any", "count"}
+
+DEFAULT_RULES = Rules((Rule("status_not_ok", Verdict.REVIEW), Rule("confidence_below", Verdict.REVIEW)))
+
+
+def judge(rules: Rules, result: Result, *, review_threshold: float = 0.5) -> Judgement:
+    """The first matching rule's verdict (with why), else `otherwise`; a result that is not ok never PASSes
+    silently: with no rule about status, it comes back REVIEW."""
+    for rule in rules.rules:
+        why = RULE_KINDS[rule.kind](rule, result, review_threshold)
+        if why is not None:
+            return Judgement(rule.then, rule.reason or why)
+    if result.status is not Status.OK and rules.otherwise is Verdict.PASS:
+        return Judgement(Verdict.REVIEW, f"status {result.status.value}")
+    return Judgement(rules.otherwise, "no rule matched")
+
+
+def rules_from_dict(raw: Any, source: str = "<verdict>") -> Rules:
+    """Rules from a task file's `verdict` table: `{rules: [{if, then, pointer?, op?, value?, reason?}], otherwise}`;
+    anything unknown or mistyped is refused, naming it by JSON Pointer (relative to the table)."""
+    if raw is None:
+        return DEFAULT_RULES
+    if not isinstance(raw, dict):
+        raise TaskError(source, "must be a table/object with `rules` and `otherwise`", "")
+    for key in raw:
+        if key not in ("rules", "otherwise"):
+            raise TaskError(source, f"unknown setting {key!r} (known: otherwise, rules)", f"/{key}")
+    otherwise = _verdict(raw.get("otherwise", "PASS"), source, "/otherwise")
+    items = raw.get("rules", [])
+    if not isinstance(items, list):
+        raise TaskError(source, "rules must be a list of {if, then, ...} tables", "/rules")
+    return Rules(tuple(_rule(item, source, f"/rules/{i}") for i, item in enumerate(items)), otherwise)
+
+
+def _verdict(value: Any, source: str, pointer: str) -> Verdict:
+    try:
+        return Verdict(str(value).upper()) if isinstance(value, str) else Verdict(value)
+    except ValueError:
+        raise TaskError(source, f"a verdict is one of {', '.join(v.value for v in Verdict)}", pointer) from None
+
+
+def _rule(item: Any, source: str, at: str) -> Rule:
+    if not isinstance(item, dict):
+        raise TaskError(source, "a rule is a table/object with `if` and `then`", at)
+    known = {"if", "then", "pointer", "op", "value", "reason"}
+    for key in item:
+        if key not in known:
+            raise TaskError(source, f"unknown setting {key!r} (known: {', '.join(sorted(known))})", f"{at}/{key}")
+    kind = item.get("if")
+    if kind not in RULE_KINDS:
+        raise TaskError(source, f"`if` must be one of {', '.join(RULE_KINDS)}", f"{at}/if")
+    then = _verdict(item.get("then"), source, f"{at}/then")
+    pointer = item.get("pointer", "")
+    if kind in NEEDS_POINTER and (not isinstance(pointer, str) or not pointer.startswith("/")):
+        raise TaskError(source, f"`{kind}` needs a JSON Pointer such as '/defects/*/severity'", f"{at}/pointer")
+    op = item.get("op", ">=")
+    if op not in OPS:
+        raise TaskError(source, f"op must be one of {' '.join(OPS)}", f"{at}/op")
+    value = item.get("value")
+    if kind in NEEDS_POINTER and value is None:
+        raise TaskError(source, "a value to compare with is needed", f"{at}/value")
+    if kind in ("count", "confidence_below") and value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float)):
+        raise TaskError(source, "value must be a number", f"{at}/value")
+    reason = item.get("reason", "")
+    if not isinstance(reason, str):
+        raise TaskError(source, "reason must be a string", f"{at}/reason")
+    return Rule(kind, then, pointer, op, value, reason)
