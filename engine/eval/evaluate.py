@@ -45,3 +45,31 @@ def evaluate(store: Store, labelled: LabelledSet, task: Task, systems: Sequence[
                        "rel_tol": scoring.rel_tol, "iou": scoring.iou},
            "systems": [summarise(task, name, preds, scoring, target) for name, preds in predictions.items()]}
     return Evaluation(doc, write_report(doc, out_dir), predictions)
+
+
+@dataclass
+class Launcher:
+    """What a client (the desktop app) calls on a worker thread: labelled set in, report folder out."""
+
+    db_path: Path
+    task: Task
+    systems: Sequence[System]
+    open_engine: Callable[[str], Any]  # model name -> Engine
+    settings_of: Callable[[str], dict[str, Any]]
+    out_dir: Path
+    scoring: Scoring | None = None
+    target: float | None = None
+
+    def __call__(self, labelled_path: str, stop: threading.Event) -> Path:
+        """Run the evaluation (stopping between images when `stop` is set); returns the folder of report.html."""
+        from engine.eval.labelled import box_list_key, load_labelled
+
+        labelled = load_labelled(labelled_path, list_key=box_list_key(self.task.schema))
+        pool = ModelPool(self.open_engine)
+        try:
+            with Store(self.db_path) as store:
+                evaluate(store, labelled, self.task, self.systems, pool, self.settings_of, self.out_dir,
+                         scoring=self.scoring, target=self.target, stop=stop)
+        finally:
+            pool.close()
+        return self.out_dir

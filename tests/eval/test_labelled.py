@@ -56,7 +56,7 @@ def test_jsonl_paths_are_relative_to_the_file_and_mistakes_name_the_line(tmp_pat
         load_labelled(bad)
     with pytest.raises(LabelledSetError, match="no such file"):
         load_labelled(tmp_path / "missing.json")
-    with pytest.raises(LabelledSetError, match="labels.jsonl"):
+    with pytest.raises(LabelledSetError, match=r"labels\.jsonl"):
         load_labelled(tmp_path / "pics")
 
 
