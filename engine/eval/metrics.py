@@ -46,13 +46,15 @@ class ItemScore:
 
 
 def iou(a: tuple[float, ...] | list[float], b: tuple[float, ...] | list[float]) -> float:
-    """Intersection over union of two [ymin, xmin, ymax, xmax] boxes (0 when either is empty)."""
+    """Intersection over union of two [ymin, xmin, ymax, xmax] boxes; two empty boxes: 1 when identical, else 0."""
     ya, xa, yb, xb = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
     inter = max(0.0, yb - ya) * max(0.0, xb - xa)
     area_a = max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1])
     area_b = max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
     union = area_a + area_b - inter
-    return inter / union if union > 0 else 0.0
+    if union <= 0:
+        return 1.0 if list(a) == list(b) else 0.0
+    return inter / union
 
 
 def greedy_match(truth: list[list[float]], pred: list[list[float]], threshold: float = IOU_MATCH

@@ -78,7 +78,7 @@ def cost_png(systems: list[dict[str, Any]]) -> bytes:
     ax.bar_label(bars, labels=notes, fontsize=7, padding=2)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.invert_yaxis()
-    ax.set(xlabel="mean ms per image (newly run images)", title="Latency and cost")
+    ax.set(xlabel="mean ms per image (cached images: as first measured)", title="Latency and cost")
     return _png(fig)
 
 

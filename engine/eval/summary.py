@@ -71,7 +71,7 @@ def summarise(task: Task, name: str, preds: Sequence[Prediction], scoring: Scori
             by_field[s.field].append(s)
     record = [Sample(RECORD, it.record_correct, p.result.min_confidence if p.result.status is Status.OK else None)
               for it, p in zip(items, preds, strict=True)]
-    totals = [p.result.timings.total_ms for p in preds if not p.cached]
+    totals = [p.result.timings.total_ms for p in preds if p.result.timings.total_ms > 0]  # cached: as first measured
     statuses: dict[str, int] = defaultdict(int)
     for p in preds:
         statuses[p.result.status.value] += 1

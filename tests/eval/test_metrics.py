@@ -43,7 +43,8 @@ def test_iou_by_hand():
     assert iou([0, 0, 100, 100], [0, 0, 100, 50]) == 0.5  # half inside: 5000 / 10000
     assert iou([0, 0, 100, 100], [50, 50, 150, 150]) == pytest.approx(2500 / 17500)
     assert iou([0, 0, 100, 100], [200, 200, 300, 300]) == 0.0
-    assert iou([0, 0, 0, 0], [0, 0, 0, 0]) == 0.0  # empty boxes match nothing
+    assert iou([5, 5, 5, 9], [5, 5, 5, 9]) == 1.0  # the same empty (zero-height) box is the same answer
+    assert iou([5, 5, 5, 9], [5, 5, 5, 8]) == 0.0
 
 
 def test_greedy_matching_takes_the_best_pair_first_and_uses_each_box_once():
