@@ -162,6 +162,11 @@ def _line(s: dict[str, Any]) -> str:
     worst = sorted((f for f in s["fields"] if f["accuracy"] is not None), key=lambda f: f["accuracy"])[:3]
     if worst:
         text += "; weakest " + ", ".join(f"{f['field']} {f['accuracy']:.0%}" for f in worst)
+    for f in s["fields"]:
+        if f["kind"] == "boxes":
+            p, r, m = (f[k] for k in ("precision", "recall", "mean_iou"))
+            text += (f"; {f['field']} precision {'-' if p is None else f'{p:.0%}'} recall "
+                     f"{'-' if r is None else f'{r:.0%}'} mean IoU {'-' if m is None else f'{m:.2f}'}")
     if "fit" in s:
         text += "\n  thresholds: " + ", ".join(
             f"{f['field']} {f['threshold']:.2f}" + ("" if f["reached"] else " (target not reached)")
