@@ -130,6 +130,13 @@ def _img(pngs: dict[str, bytes], name: str) -> str:
     return f'<p><img alt="{html.escape(name)}" src="data:image/png;base64,{data}"></p>'
 
 
+def _tokens(step: dict[str, Any]) -> str:
+    t = step.get("tokens_per_run") or {}
+    if t.get("prompt") is None:
+        return "–"
+    return f"{t['prompt'] + (t.get('image') or 0):.0f} / {t['completion']:.0f}"
+
+
 def _system_html(i: int, s: dict[str, Any], pngs: dict[str, bytes]) -> str:
     tag = f"{i + 1}-{_slug(s['system'])}"
     e = html.escape
@@ -151,15 +158,19 @@ def _system_html(i: int, s: dict[str, Any], pngs: dict[str, bytes]) -> str:
                          "ECE"], rows))
     if s["steps"]:
         parts.append("<h3>Ladder steps</h3>" + _table(
-            ["step", "model", "runs", "accepted", "escalated", "skipped", "mean ms", "p95 ms", "$/image"],
+            ["step", "model", "runs", "accepted", "escalated", "skipped", "mean ms", "p95 ms", "tokens in/out",
+             "$/image"],
             [[e(st["step"]), e(st["model"]), str(st["runs"]), str(st["accepted"]), str(st["escalated"]),
-              str(st["skipped"]), _num(st["mean_ms"], "{:.0f}"), _num(st["p95_ms"], "{:.0f}"),
+              str(st["skipped"]), _num(st["mean_ms"], "{:.0f}"), _num(st["p95_ms"], "{:.0f}"), _tokens(st),
               f"{st['cost_per_image_usd']:.4f}"] for st in s["steps"]]))
     if "fit" in s:
         fit = s["fit"]
+        climb = "" if fit.get("escalated_ms_per_image") is None else (
+            f"; the next rung adds ~{fit['escalated_ms_per_image']:.0f} ms"
+            f" and ${fit['escalated_usd_per_image'] or 0:.4f} per image on average")
         parts.append(f"<h3>Thresholds for {fit['target']:.0%} accuracy</h3><p>escalation rate "
                      f"<b>{fit['escalation_rate']:.0%}</b>; whole-record accuracy of the rest "
-                     f"{_num(fit['accepted_record_accuracy'])}</p>")
+                     f"{_num(fit['accepted_record_accuracy'])}{climb}</p>")
         parts.append(_table(["field", "threshold", "reached", "coverage", "accuracy", "n"], [
             [e(x["field"]), f"{x['threshold']:.3f}", "yes" if x["reached"] else "<b>no</b>", _num(x["coverage"]),
              _num(x["accuracy"]), str(x["n"])] for x in fit["fields"]]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from engine.api import AnalyzeRequest, Engine
@@ -14,7 +14,7 @@ from engine.escalate.config import policy_from_dict
 from engine.escalate.hybrid import DisabledCloud, LocalRunner
 from engine.escalate.policy import Escalation, Ledger, StepRunner, escalate
 from engine.eval.labelled import LabelledItem, LabelledSet
-from engine.images.load import load_image
+from engine.images.load import LoadedImage, load_image
 from engine.store.sqlite import Store
 from engine.tasks import Task
 from engine.types import Result
@@ -86,13 +86,59 @@ class ModelPool:
         self._engines.clear()
 
 
+@dataclass
+class TokenTap:
+    """A rung's runner that also notes each result's token counts (the ladder's step records carry none)."""
+
+    inner: StepRunner
+    seen: list[dict[str, int]]
+
+    @property
+    def cloud(self) -> bool:
+        """Whether the wrapped rung is a cloud one."""
+        return self.inner.cloud
+
+    @property
+    def model(self) -> str:
+        """The wrapped rung's model."""
+        return self.inner.model
+
+    def run(self, task: Task, images: Sequence[LoadedImage], *,
+            cancel: threading.Event | None = None) -> tuple[Result, float, int]:
+        """Run the rung and note its tokens."""
+        result, cost, calls = self.inner.run(task, images, cancel=cancel)
+        self.seen.append(asdict(result.tokens))
+        return result, cost, calls
+
+    def estimate(self, task: Task, images: Sequence[LoadedImage]) -> float:
+        """The wrapped rung's estimate."""
+        return self.inner.estimate(task, images)
+
+
+@dataclass(frozen=True)
+class MeasuredEscalation(Escalation):
+    """An Escalation whose stored step records also hold each rung's tokens."""
+
+    tokens: tuple[dict[str, int], ...] = ()
+
+    def records(self) -> list[dict[str, Any]]:
+        """The ladder's records, with `tokens` on every rung that ran (in order)."""
+        out = super().records()
+        ran = iter(self.tokens)
+        for r in out:
+            if r.get("outcome") in ("accepted", "escalated"):
+                r["tokens"] = next(ran, None)
+        return out
+
+
 def _ladder_analyze(system: System, task: Task, pool: ModelPool) -> Callable[[str, Task], Result | Escalation]:
     raw = dict(task.escalation or {})
     raw.update(ladder=list(system.ladder), cloud=False)  # an evaluation never sends images anywhere
     policy = policy_from_dict(raw, task.source)
+    seen: list[dict[str, int]] = []
     runners: dict[str, StepRunner] = {"cloud": DisabledCloud()}
     for name in [system.model, *system.models()]:
-        runners[name] = LocalRunner(lambda n=name: pool.get(n))
+        runners[name] = TokenTap(LocalRunner(lambda n=name: pool.get(n)), seen)
     runners["local"] = runners[system.model]
     ledger = Ledger(policy.budget)
 
@@ -101,7 +147,9 @@ def _ladder_analyze(system: System, task: Task, pool: ModelPool) -> Callable[[st
             images = [load_image(path)]
         except LoupeError:
             return pool.get(system.model).analyze(AnalyzeRequest((path,), t))
-        return escalate(t, images, policy, runners, ledger)
+        seen.clear()
+        esc = escalate(t, images, policy, runners, ledger)
+        return MeasuredEscalation(esc.result, esc.steps, esc.review, esc.review_reason, tuple(seen))
 
     return analyze
 

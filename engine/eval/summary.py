@@ -34,6 +34,7 @@ def score_predictions(preds: Sequence[Prediction], scoring: Scoring) -> list[Ite
 def _steps(preds: Sequence[Prediction]) -> list[dict[str, Any]]:
     by: dict[str, dict[str, Any]] = {}
     ms: dict[str, list[float]] = defaultdict(list)
+    tokens: dict[str, list[dict[str, int]]] = defaultdict(list)
     for p in preds:
         for s in p.steps:
             if "runner" not in s:
@@ -44,12 +45,17 @@ def _steps(preds: Sequence[Prediction]) -> list[dict[str, Any]]:
             if s.get("outcome") != "skipped":
                 row["runs"] += 1
                 ms[s["step"]].append(float(s.get("ms", 0.0)))
+                if isinstance(s.get("tokens"), dict):
+                    tokens[s["step"]].append(s["tokens"])
                 row["cost_usd"] += float(s.get("cost_usd", 0.0))
     n = len(preds) or 1
     for name, row in by.items():
         times = ms[name]
+        toks = tokens[name]
         row.update(mean_ms=statistics.fmean(times) if times else None, p95_ms=_pct(times, 0.95),
-                   cost_per_image_usd=row["cost_usd"] / n, share_of_images=row["runs"] / n)
+                   cost_per_image_usd=row["cost_usd"] / n, share_of_images=row["runs"] / n,
+                   tokens_per_run={k: statistics.fmean(t.get(k, 0) for t in toks) if toks else None
+                                   for k in ("prompt", "image", "completion")})
     return list(by.values())
 
 
@@ -92,7 +98,12 @@ def summarise(task: Task, name: str, preds: Sequence[Prediction], scoring: Scori
     }
     if target is not None:
         f = fit(items, target)
+        climb = out["steps"][1] if len(out["steps"]) > 1 else None  # what one escalation costs: the next rung
         out["fit"] = {"target": f.target, "escalation_rate": f.escalation_rate,
+                      "escalated_ms_per_image": None if climb is None or climb["mean_ms"] is None
+                      else f.escalation_rate * climb["mean_ms"],
+                      "escalated_usd_per_image": None if climb is None or not climb["runs"]
+                      else f.escalation_rate * climb["cost_usd"] / climb["runs"],
                       "accepted_record_accuracy": f.accepted_record_accuracy,
                       "fields": [asdict(x) for x in f.fields],
                       "pointers": f.pointers([p.result.confidence for p in preds])}

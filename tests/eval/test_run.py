@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from engine.cli import main
@@ -42,6 +43,10 @@ def test_ladder_report_reads_back_plots_open_cache_is_used_and_thresholds_writte
     assert set(steps) == {"tiny-a@low", "tiny-b@low"}
     assert steps["tiny-a@low"]["runs"] == 3 and steps["tiny-a@low"]["escalated"] == 3  # 0.99 is never reached
     assert steps["tiny-b@low"]["runs"] == 3 and steps["tiny-b@low"]["mean_ms"] > 0
+    assert steps["tiny-b@low"]["tokens_per_run"]["completion"] > 0
+    assert steps["tiny-a@low"]["tokens_per_run"]["image"] > 0
+    fit = ladder["fit"]  # what escalating costs: the share that climbs x the second rung's time
+    assert fit["escalated_ms_per_image"] == pytest.approx(fit["escalation_rate"] * steps["tiny-b@low"]["mean_ms"])
     # every plot is a real PNG, and the HTML carries them inline
     pngs = sorted((out_dir / "plots").glob("*.png"))
     assert {p.name for p in pngs} >= {"cost.png", "1-tiny-a-reliability.png", "1-tiny-a-coverage.png",
