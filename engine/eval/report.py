@@ -141,7 +141,7 @@ def _system_html(i: int, s: dict[str, Any], pngs: dict[str, bytes]) -> str:
     tag = f"{i + 1}-{_slug(s['system'])}"
     e = html.escape
     tokens = ", ".join(f"{k} {_num(v, '{:.0f}')}" for k, v in s["tokens_per_image"].items())
-    parts = [f"<h2>{e(s['system'])}</h2>",
+    parts = [f"<a name='system-{i + 1}'></a><h2>{e(s['system'])}</h2>",
              f"<p>{s['images']} images ({s['cached']} answered from the store), statuses "
              f"{e(', '.join(f'{k} {v}' for k, v in s['statuses'].items()))}; whole-record accuracy "
              f"<b>{_num(s['record_accuracy'])}</b>; latency mean {_num(s['latency_ms']['mean'], '{:.0f}')} ms, "
