@@ -120,6 +120,7 @@ class _Scorer:
             self.boxes(truth, pred if present and isinstance(pred, list) else [], pattern, pointer)
         elif isinstance(truth, list) and all(isinstance(x, dict) for x in truth) and truth:
             items = pred if present and isinstance(pred, list) else []
+            self.all_right &= len(items) == len(truth)  # an extra or missing item makes the record wrong
             for i, sub in enumerate(truth):
                 has = i < len(items)
                 self.value(sub, items[i] if has else None, f"{pattern}/*", f"{pointer}/{i}", has)

@@ -95,6 +95,9 @@ def test_normalised_strings_tolerances_and_whole_record():
     assert not missing.record_correct and not any(s.correct for s in missing.samples)
     assert record_accuracy([score_item(TRUTH, TRUTH), missing, score_item({"a": 1}, {"a": 1})]) == pytest.approx(2 / 3)
     assert score_item({"flag": True}, {"flag": 1}).samples[0].correct is False  # a bool is not a number
+    rows = {"rows": [{"q": 1}]}
+    extra = score_item(rows, {"rows": [{"q": 1}, {"q": 2}]})  # items without boxes pair up by position
+    assert [s.correct for s in extra.samples] == [True] and not extra.record_correct
 
 
 def _samples(pairs: list[tuple[float | None, bool]], field: str = "/f") -> list[Sample]:
