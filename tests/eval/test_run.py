@@ -81,3 +81,16 @@ def test_usage_mistakes_are_one_line(model_dir: Path, digit_task_file: Path, dig
     assert code == 2 and "nothing.jsonl" in err and err.count("\n") == 1
     code, _, err = _eval(str(digit_set), "--task-file", str(digit_task_file), "--target-accuracy", "98")
     assert code == 2 and "(0, 1]" in err
+
+
+def test_images_batched_before_are_answered_from_the_store(model_dir: Path, digit_task_file: Path, digit_set: Path,
+                                                           tmp_path: Path):
+    db = str(tmp_path / "loupe.db")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["batch", str(digit_set.parent / "images"), "--task-file", str(digit_task_file), "--model", "tiny-a",
+                 "--threads", "1", "--db", db, "--json"], out, err) == 0, err.getvalue()
+    code, out_text, err_text = _eval(str(digit_set), "--task-file", str(digit_task_file), "--model", "tiny-a",
+                                     "--out", str(tmp_path / "r"), "--db", db)
+    assert code == 0, err_text
+    assert "tiny-a: whole-record accuracy" in out_text and "(3 from the store)" in out_text
+    assert "report:" in err_text and (tmp_path / "r" / "report.html").is_file()
