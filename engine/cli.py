@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+from engine import cli_eval
 from engine.errors import LoupeError
 from engine.images.files import IMAGE_EXTENSIONS, expand  # noqa: F401  (re-exported for CLI modules)
 from engine.tasks import Task, builtin_names, builtin_task, load_task_file
@@ -248,6 +249,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "audit": cmd_hybrid,
     "cloud": cmd_hybrid,
     **dict.fromkeys(("watch", "kiosk", "outbox"), cmd_floor),
+    "eval": cli_eval.run_eval,
 }
 
 
@@ -316,6 +318,7 @@ def parser() -> argparse.ArgumentParser:
     from engine.cli_floor import add_parsers as add_floor_parsers
 
     add_floor_parsers(sub, model_args)
+    cli_eval.add_parsers(sub)
     return p
 
 
