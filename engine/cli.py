@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+from engine.cli_gui import add_parsers as add_gui_parsers  # the desktop app, reached by name
+from engine.cli_gui import run_gui
 from engine.errors import LoupeError
 from engine.images.files import IMAGE_EXTENSIONS, expand  # noqa: F401  (re-exported for CLI modules)
 from engine.tasks import Task, builtin_names, builtin_task, load_task_file
@@ -240,6 +242,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "export": cmd_store,
     "audit": cmd_hybrid,
     "cloud": cmd_hybrid,
+    "gui": run_gui,
 }
 
 
@@ -305,6 +308,7 @@ def parser() -> argparse.ArgumentParser:
     from engine.cli_hybrid import add_parsers as add_hybrid_parsers
 
     add_hybrid_parsers(sub)
+    add_gui_parsers(sub)
     return p
 
 

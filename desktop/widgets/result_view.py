@@ -145,8 +145,38 @@ class JsonTree(QTreeWidget):
         return out
 
 
+class StepsTable(QTreeWidget):
+    """The escalation steps a result went through: what, why, outcome, cost, time (hidden when none)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setHeaderLabels(["Step", "Why", "Outcome", "Cost", "Time"])
+        self.setRootIsDecorated(False)
+        self.setColumnWidth(0, 110)
+        self.setColumnWidth(1, 170)
+
+    def show_steps(self, steps: list[dict[str, Any]]) -> None:
+        """One row per rung taken or skipped, then the hand-over to review if any."""
+        self.clear()
+        for s in steps:
+            if s.get("step") == "review":
+                row = QTreeWidgetItem(["review", str(s.get("why") or ""), "sent to a person", "", ""])
+            else:
+                outcome = str(s.get("outcome", ""))
+                if s.get("note"):
+                    outcome += f" ({s['note']})"
+                row = QTreeWidgetItem([f"{s.get('step', '')} {s.get('model', '')}".strip(), str(s.get("why", "")),
+                                       outcome, f"${float(s.get('cost_usd') or 0):.4f}",
+                                       f"{float(s.get('ms') or 0) / 1000:.1f} s"])
+            for col in range(5):
+                row.setToolTip(col, row.text(col))
+            self.addTopLevelItem(row)
+        self.setVisible(bool(steps))
+
+
 class ResultView(QWidget):
-    """Status line (with the reason when not ok), the image canvas and the JSON tree side by side."""
+    """Status line (with the reason when not ok), the image canvas and the JSON tree side by side, and the
+    escalation steps below when the result climbed a ladder."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -163,8 +193,11 @@ class ResultView(QWidget):
         self.raw_button.toggled.connect(self.raw.setVisible)
         self.fit_button = QPushButton("Fit")
         self.fit_button.clicked.connect(self.canvas.fit)
+        self.steps = StepsTable()
+        self.steps.hide()
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.tree)
+        right.addWidget(self.steps)
         right.addWidget(self.raw)
         split = QSplitter()
         split.addWidget(self.canvas)
@@ -182,9 +215,11 @@ class ResultView(QWidget):
         self.path = ""
         self.threshold = 0.5
 
-    def show_result(self, path: str, result: Result, threshold: float) -> None:
+    def show_result(self, path: str, result: Result, threshold: float,
+                    steps: list[dict[str, Any]] | None = None) -> None:
         """Show a result at once (boxes on a blank canvas); `set_image` adds the picture once decoded."""
         self.result, self.path, self.threshold = result, path, threshold
+        self.steps.show_steps(steps or [])
         self.status.setText(self._status_text(path, result))
         self.canvas.show_boxes(result.boxes, None)
         self.tree.show_data(result.data, result.confidence, threshold)
