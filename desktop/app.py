@@ -51,16 +51,10 @@ def model_loader(model: str | None, model_path: str | None, mmproj: str | None,
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line."""
+    from engine.cli_gui import add_options
+
     p = argparse.ArgumentParser(prog="loupe gui", description="Loupe desktop app: drop images, get checked JSON.")
-    p.add_argument("images", nargs="*", help="images or folders to queue at start")
-    p.add_argument("--model", help="installed model name (default: the catalog default, else synthetic)")
-    p.add_argument("--model-path", help="text model GGUF (with --mmproj)")
-    p.add_argument("--mmproj", help="vision projector GGUF (with --model-path)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
-    p.add_argument("--db", help="results store (default: $LOUPE_DB or the user data directory)")
-    p.add_argument("--task", help="task selected at start (a built-in name; default: the last one used)")
-    p.add_argument("--settings", metavar="INI", help="settings file (default: the platform's place for Loupe)")
-    p.add_argument("--screenshot", metavar="PNG", help="save the window to PNG once the first result is shown, quit")
+    add_options(p)
     return p.parse_args(argv)
 
 

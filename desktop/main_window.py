@@ -191,7 +191,7 @@ class MainWindow(QMainWindow):
         cloud = self.app_settings.cloud
         if self.app_settings.sends_data(self.tasks.task):
             base_url, model = cloud.config().resolved()
-            self.privacy.setText(f"☁ May send images to {base_url} ({model})")
+            self.privacy.setText(f"☁ May send images to {base_url}" + (f" ({model})" if model else ""))
             self.privacy.setStyleSheet(_BANNER.format("#b26a00"))
             self.privacy.setToolTip("This task's escalation ladder has a cloud step and the cloud is enabled in "
                                     "Settings: doubtful images may leave this machine (every request is audited).")

@@ -106,6 +106,7 @@ class QueueView(QWidget):
             self._rows[(batch, index)] = row
             self._thumbs[self.thumbnails.request(path, THUMB_SIDE)] = row
         self._update_progress()
+        self._update_buttons()
 
     def row(self, batch: int, index: int) -> QTreeWidgetItem:
         """The row of one image."""
