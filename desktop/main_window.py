@@ -41,6 +41,7 @@ from models.store import ModelStore
 
 MakeLoader = Callable[[str], Callable[[], LoadedModel]]
 
+LOCAL_ONLY = "On this machine only"
 _BANNER = "padding: 6px; border-radius: 4px; color: white; background: {};"
 
 
@@ -191,12 +192,12 @@ class MainWindow(QMainWindow):
         cloud = self.app_settings.cloud
         if self.app_settings.sends_data(self.tasks.task):
             base_url, model = cloud.config().resolved()
-            self.privacy.setText(f"☁ May send images to {base_url}" + (f" ({model})" if model else ""))
+            self.privacy.setText(f"May send images to {base_url}" + (f" ({model})" if model else ""))
             self.privacy.setStyleSheet(_BANNER.format("#b26a00"))
             self.privacy.setToolTip("This task's escalation ladder has a cloud step and the cloud is enabled in "
                                     "Settings: doubtful images may leave this machine (every request is audited).")
         else:
-            self.privacy.setText("🔒 On this machine only")
+            self.privacy.setText(LOCAL_ONLY)
             self.privacy.setStyleSheet(_BANNER.format("#2e7d32"))
             self.privacy.setToolTip("Nothing is sent anywhere for this task.")
 

@@ -66,10 +66,17 @@ class ImageCanvas(QGraphicsView):
             pen.setCosmetic(True)  # stays 2 px wide at any zoom
             rect = scene.addRect(QRectF(x0, y0, x1 - x0, y1 - y0), pen)
             conf = "" if box.confidence is None else f" {box.confidence:.2f}"
-            label = scene.addSimpleText(f"{box.label or '?'}{conf}", QFont("Sans", 10))
-            label.setBrush(QBrush(colour))
-            label.setPos(x0, max(0, y0 - 16))
-            label.setFlag(label.GraphicsItemFlag.ItemIgnoresTransformations)
+            label = QGraphicsSimpleTextItem(f"{box.label or '?'}{conf}")
+            label.setFont(QFont("Sans", 9))
+            label.setBrush(QBrush(QColor("white")))
+            text = label.boundingRect()
+            # a filled tag above the box's top-left corner, readable on any image
+            tag = scene.addRect(QRectF(0, -text.height() - 2, text.width() + 6, text.height() + 2),
+                                QPen(Qt.PenStyle.NoPen), QBrush(colour))
+            tag.setFlag(tag.GraphicsItemFlag.ItemIgnoresTransformations)  # same size on screen at any zoom
+            tag.setPos(x0, y0)
+            label.setParentItem(tag)
+            label.setPos(3, -text.height() - 1)
             self.box_items.append(rect)
             self.label_items.append(label)
         self.fit()

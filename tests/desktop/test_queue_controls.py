@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from desktop.main_window import LOCAL_ONLY
 from desktop.widgets.queue_view import CANCELLED, DONE, ERROR, REVIEW, WAITING
 from models.synthetic import SyntheticModel
 from tests.desktop.conftest import Harness, write_images
@@ -75,7 +76,7 @@ def test_escalation_steps_are_shown_with_the_result(app_window: Harness, tmp_pat
     task_file = tmp_path / "ladder.yaml"
     task_file.write_text(LOCAL_LADDER)
     assert w.tasks.add_file(str(task_file))
-    assert w.privacy.text().startswith("🔒")  # local rungs only
+    assert w.privacy.text() == LOCAL_ONLY  # local rungs only
     w.enqueue([str(write_images(tmp_path, 1, seed=9)[0])])
     qtbot.waitUntil(lambda: w.queue.unfinished() == 0, timeout=20000)
     w.queue.tree.setCurrentItem(w.queue.tree.topLevelItem(0))

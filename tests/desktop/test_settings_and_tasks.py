@@ -6,6 +6,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
+from desktop.main_window import LOCAL_ONLY
 from desktop.settings import AppSettings, CloudSettings, load_settings, save_settings
 from desktop.widgets.settings_dialog import SettingsDialog
 from desktop.widgets.task_editor import TaskEditor
@@ -86,13 +87,13 @@ def test_privacy_indicator_follows_the_task_and_the_settings(qtbot, tmp_path: Pa
         window = MainWindow(EngineBridge(lambda: None, tmp_path / "x.db"), store,  # type: ignore[arg-type]
                             settings=QSettings(str(tmp_path / "w.ini"), QSettings.Format.IniFormat), ring=MemoryRing())
         qtbot.addWidget(window)
-        assert window.privacy.text().startswith("🔒")
+        assert window.privacy.text() == LOCAL_ONLY
         assert window.tasks.add_file(str(task_file))
-        assert window.privacy.text().startswith("🔒")  # the task allows the cloud, the settings do not
+        assert window.privacy.text() == LOCAL_ONLY  # the task allows the cloud, the settings do not
         window.apply_settings(AppSettings(cloud=CloudSettings(enabled=True, preset="ollama")))
-        assert window.privacy.text() == "☁ May send images to http://127.0.0.1:11434/v1"
+        assert window.privacy.text() == "May send images to http://127.0.0.1:11434/v1"
         window.tasks.combo.setCurrentText("defects")  # a built-in task has no cloud step
-        assert window.privacy.text().startswith("🔒")
+        assert window.privacy.text() == LOCAL_ONLY
         window.close()
 
 

@@ -66,8 +66,9 @@ def test_drop_files_and_folder_analysed_with_boxes_drawn(app_window: Harness, tm
     assert {states[p.name] for p in two} <= {DONE, REVIEW}
     assert states["shot-2-0.png"] in {DONE, REVIEW}
     assert w.queue.progress.value() == w.queue.progress.maximum() == 4
-    print(f"worst GUI event-loop gap while analysing: {max(gaps) * 1000:.0f} ms")
-    assert max(gaps) < 0.2, f"GUI event loop stalled for {max(gaps) * 1000:.0f} ms"
+    worst = max(gaps[1:]) if len(gaps) > 1 else 0.0  # the first gap includes the window's first paint
+    print(f"\nworst GUI event-loop gap while analysing: {worst * 1000:.0f} ms over {len(gaps)} ticks")
+    assert worst < 0.1, f"GUI event loop stalled for {worst * 1000:.0f} ms"
 
     w.queue.tree.setCurrentItem(w.queue.tree.topLevelItem(0))
     view = w.result_view
@@ -97,6 +98,28 @@ def test_drop_files_and_folder_analysed_with_boxes_drawn(app_window: Harness, tm
 
     stored = app_window.store.results()
     assert len(stored) == 4 and {Path(s.path).name for s in stored} == {n for n, _ in rows(app_window)}
+
+    # the review tab lists exactly the doubtful ones (the error first, then lowest confidence first) ...
+    panel = w.review
+    doubtful = {n for n, s in rows(app_window) if s in (REVIEW, ERROR)}
+    assert {Path(s.path).name for s in panel.items} == doubtful and w.tabs.tabText(1) == f"Review ({len(doubtful)})"
+    assert panel.items[0].result.status.value == "error"
+    w.tabs.setCurrentWidget(panel)
+    w.activateWindow()
+    panel.list.setFocus()
+    panel.list.setCurrentRow(0)
+    qtbot.keyClick(panel.list, Qt.Key.Key_Down)  # arrows move through the queue
+    low = panel.current
+    assert low is not None and panel.list.currentRow() == 1 and low.result.status.value == "ok"
+    # ... an invalid edit is refused, a valid one stored
+    panel.editor.setPlainText('{"defects": [{"label": 5}]}')
+    assert "/defects/0" in panel.message.text()  # checked as you type
+    panel.save_edit()
+    assert "refused" in panel.message.text() and app_window.store.result(low.id).review is None
+    panel.editor.setPlainText('{"defects": []}')
+    panel.save_edit()
+    assert app_window.store.result(low.id).final_data == {"defects": []}
+    assert low.id not in [s.id for s in panel.items] and "1 done this session" in panel.progress.text()
 
     qtbot.waitUntil(lambda: len(w.job_ids) == 1, timeout=5000)
     out = tmp_path / "export" / "results.jsonl"
