@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QSettings, Qt, QThreadPool
@@ -232,11 +233,32 @@ class MainWindow(QMainWindow):
         """Take a drop or a paste of files (what the drop zone does with a real drop)."""
         return self.drop.accept_mime(mime)
 
-    def paste(self) -> None:
-        """Ctrl+V: queue the files on the clipboard (copied in a file manager)."""
+    def paste(self) -> Background | None:
+        """Ctrl+V: queue the files on the clipboard (copied in a file manager), or a copied picture (saved as a
+        PNG beside the results store, off the GUI thread, then queued)."""
         mime = QApplication.clipboard().mimeData()
-        if mime is None or not self.drop.accept_mime(mime):
-            self.statusBar().showMessage("Nothing to paste: copy image files in your file manager first", 5000)
+        if mime is not None and mime.hasUrls() and self.drop.accept_mime(mime):
+            return None
+        if mime is not None and mime.hasImage():
+            image = QImage(QApplication.clipboard().image())
+            folder = self.bridge.db_path.parent / "pasted"
+            path = folder / f"pasted-{datetime.now():%Y%m%d-%H%M%S-%f}.png"
+
+            def save() -> str:
+                folder.mkdir(parents=True, exist_ok=True)
+                if not image.save(str(path), "PNG"):
+                    raise OSError(f"cannot write {path}")
+                return str(path)
+
+            task = Background(save, self)
+            task.finished.connect(lambda saved: self.enqueue([saved]))
+            task.failed.connect(lambda text: self._show_banner(f"The pasted picture was not saved: {text}", "#c62828"))
+            for signal in (task.finished, task.failed):
+                signal.connect(lambda *_, t=task: self.exports.remove(t))
+            self.exports.append(task)
+            return task.start(self._export_pool)
+        self.statusBar().showMessage("Nothing to paste: copy a picture, or image files in your file manager", 5000)
+        return None
 
     def _build_menu(self) -> None:
         menu = self.menuBar().addMenu("&File")

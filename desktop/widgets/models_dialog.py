@@ -74,8 +74,9 @@ class ModelsDialog(QDialog):
             row.setData(0, 256, m.name)
             row.setToolTip(4, m.detail)
             self.tree.addTopLevelItem(row)
-            if m.name == keep:
-                self.tree.setCurrentItem(row)
+            if m.name == keep or (keep is None and self.tree.currentItem() is None and m.kind == "catalog"
+                                  and m.state != "installed"):
+                self.tree.setCurrentItem(row)  # the selection kept, else the first model one can download
         self._update_buttons()
 
     def selected(self) -> str | None:

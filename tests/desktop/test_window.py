@@ -255,3 +255,21 @@ def test_last_task_and_geometry_persist_between_runs(qtbot, tmp_path: Path) -> N
         assert again.tasks.task.name == "receipt"
         assert (again.width(), again.height()) == expected
         again.close()
+
+
+def test_a_pasted_picture_is_saved_and_queued(app_window: Harness, qtbot) -> None:
+    from PySide6.QtGui import QColor, QImage
+
+    w = app_window.window
+    picture = QImage(80, 60, QImage.Format.Format_RGB32)
+    picture.fill(QColor("#8899aa"))
+    QApplication.clipboard().setImage(picture)
+    task = w.paste()
+    assert task is not None
+    qtbot.waitUntil(lambda: len(rows(app_window)) == 1, timeout=5000)
+    QApplication.clipboard().clear()
+    name, _ = rows(app_window)[0]
+    saved = app_window.db.parent / "pasted" / name
+    assert name.startswith("pasted-") and saved.is_file()
+    qtbot.waitUntil(lambda: w.queue.unfinished() == 0, timeout=20000)
+    assert [Path(s.path).name for s in app_window.store.results()] == [name]
