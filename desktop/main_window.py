@@ -358,6 +358,8 @@ class MainWindow(QMainWindow):
             save_settings(self.settings, self.app_settings)
             self.settings.sync()
         self.statusBar().showMessage("Stopping…")
+        if self.models is not None and self.models.dialog is not None:
+            self.models.dialog.done(0)  # cancels a download in progress and waits for it
         self.bridge.stop()
         self.decoder.wait()
         self.queue.thumbnails.wait()

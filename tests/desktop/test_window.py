@@ -37,8 +37,11 @@ def rows(harness: Harness) -> list[tuple[str, str]]:
     return [(tree.topLevelItem(i).text(0), tree.topLevelItem(i).text(1)) for i in range(tree.topLevelItemCount())]
 
 
-def test_drop_files_and_folder_analysed_with_boxes_drawn(app_window: Harness, tmp_path: Path, qtbot) -> None:
+def test_drop_files_and_folder_analysed_with_boxes_drawn(app_window: Harness, tmp_path: Path, qtbot,
+                                                         monkeypatch) -> None:
     w = app_window.window
+    reloads: list[int] = []
+    monkeypatch.setattr(w.review, "refresh", lambda: reloads.append(1))  # the review queue is never re-read whole
     two = write_images(tmp_path / "loose", 2, seed=1)
     folder = tmp_path / "folder"
     write_images(folder, 1, seed=2)
@@ -101,6 +104,7 @@ def test_drop_files_and_folder_analysed_with_boxes_drawn(app_window: Harness, tm
 
     # the review tab lists exactly the doubtful ones (the error first, then lowest confidence first) ...
     panel = w.review
+    assert reloads == []  # each result was inserted on its own
     doubtful = {n for n, s in rows(app_window) if s in (REVIEW, ERROR)}
     assert {Path(s.path).name for s in panel.items} == doubtful and w.tabs.tabText(1) == f"Review ({len(doubtful)})"
     assert panel.items[0].result.status.value == "error"
