@@ -14,6 +14,8 @@ from typing import Any, Protocol
 from engine.api import AnalyzeRequest, Engine
 from engine.backends.cloud import CloudConfig
 from engine.batch import file_identity, job_key
+from engine.errors import LoupeError
+from engine.images.load import load_image
 from engine.store import Store
 from engine.store.records import cache_key
 from engine.tasks import Task
@@ -196,6 +198,16 @@ class Runner:
         store.set_state(job.id, "done" if counts["done"] == counts["items"] else "interrupted")
         self.events.batch_done(batch.id, job.id)
 
+    def _climb(self, ladder: Any, path: str, task: Task) -> Any:
+        """The ladder for one image, like `Escalator.__call__` but cancellable between and within rungs."""
+        from engine.escalate.policy import Escalation, escalate
+
+        try:
+            images = [load_image(path)]
+        except LoupeError:  # unreadable: answered locally, as an error result
+            return Escalation(ladder.local().analyze(AnalyzeRequest((path,), task), cancel=self._item_cancel), ())
+        return escalate(task, images, ladder.policy, ladder.runners, ladder.ledger, cancel=self._item_cancel)
+
     def _one(self, store: Store, model: LoadedModel, batch: Batch, index: int, item: Any, job: Any,
              ladder: Any) -> None:
         ident = file_identity(item.path)
@@ -208,7 +220,7 @@ class Runner:
             return
         steps: list[dict[str, Any]] = []
         if ladder is not None:
-            answer = ladder((item.path,), batch.task)
+            answer = self._climb(ladder, item.path, batch.task)
             result, steps = answer.result, answer.records()
         else:
             result = model.engine.analyze(AnalyzeRequest((item.path,), batch.task), cancel=self._item_cancel)
