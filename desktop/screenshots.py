@@ -62,6 +62,14 @@ schema:
 """
 
 
+LADDER_TASK = """name: panel-check
+instructions: Is this panel fine? If not, say what is wrong.
+schema: {type: object, properties: {ok: {type: boolean}, problem: {type: string, maxLength: 30}},
+         required: [ok, problem], additionalProperties: false}
+escalation: {ladder: ["local@low", "local@high", "cloud@high"], thresholds: {overall: 0.9}, cloud: true}
+"""
+
+
 def _wait(app: object, until: Callable[[], bool], timeout_s: float = 120.0) -> None:
     from PySide6.QtWidgets import QApplication
 
@@ -118,7 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     window.tasks.add_file(str(task_file))
     window.enqueue([str(SAMPLE)])
     window.tasks.combo.setCurrentText("defects")
-    window.enqueue([str(p) for p in _panels(work / "photos")])
+    panels = _panels(work / "photos")
+    window.enqueue([str(p) for p in panels])
+    ladder_file = work / "panel-check.yaml"  # a ladder: local low detail, local high detail, then the cloud (off)
+    ladder_file.write_text(LADDER_TASK)
+    window.tasks.add_file(str(ladder_file))
+    window.enqueue([str(panels[1])])
+    window.tasks.combo.setCurrentText("defects")
     _wait(app, lambda: window.queue.unfinished() == 0)
     _settle(1.0)  # thumbnails
 
@@ -127,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     _settle()
     window.grab().save(str(out / "desk-main.png"))
     window.result_view.grab().save(str(out / "desk-result.png"))
+
+    last = window.queue.tree.topLevelItemCount() - 1
+    window.queue.tree.setCurrentItem(window.queue.tree.topLevelItem(last))
+    _wait(app, lambda: any(i.type() == 7 for i in window.result_view.canvas.scene().items()))
+    _settle()
+    window.result_view.grab().save(str(out / "desk-steps.png"))
 
     window.tabs.setCurrentWidget(window.review)
     window.review.list.setCurrentRow(1)

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QGraphicsSimpleTextItem,
     QGraphicsView,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPlainTextEdit,
     QPushButton,
@@ -157,25 +158,31 @@ class StepsTable(QTreeWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setHeaderLabels(["Step", "Why", "Outcome", "Cost", "Time"])
+        self.setHeaderLabels(["Step", "Model", "Why", "Outcome", "Cost", "Time"])
         self.setRootIsDecorated(False)
-        self.setColumnWidth(0, 110)
-        self.setColumnWidth(1, 170)
+        self.setWordWrap(True)
+        header = self.header()
+        for col, mode in enumerate((QHeaderView.ResizeMode.ResizeToContents, QHeaderView.ResizeMode.ResizeToContents,
+                                    QHeaderView.ResizeMode.Stretch, QHeaderView.ResizeMode.Stretch,
+                                    QHeaderView.ResizeMode.ResizeToContents, QHeaderView.ResizeMode.ResizeToContents)):
+            header.setSectionResizeMode(col, mode)
+        header.setStretchLastSection(False)
 
     def show_steps(self, steps: list[dict[str, Any]]) -> None:
         """One row per rung taken or skipped, then the hand-over to review if any."""
         self.clear()
         for s in steps:
             if s.get("step") == "review":
-                row = QTreeWidgetItem(["review", str(s.get("why") or ""), "sent to a person", "", ""])
+                row = QTreeWidgetItem(["review", "a person", str(s.get("why") or ""), "sent to the review queue", "",
+                                       ""])
             else:
                 outcome = str(s.get("outcome", ""))
                 if s.get("note"):
-                    outcome += f" ({s['note']})"
-                row = QTreeWidgetItem([f"{s.get('step', '')} {s.get('model', '')}".strip(), str(s.get("why", "")),
+                    outcome += f": {s['note']}"
+                row = QTreeWidgetItem([str(s.get("step", "")), str(s.get("model", "")), str(s.get("why", "")),
                                        outcome, f"${float(s.get('cost_usd') or 0):.4f}",
                                        f"{float(s.get('ms') or 0) / 1000:.1f} s"])
-            for col in range(5):
+            for col in range(6):
                 row.setToolTip(col, row.text(col))
             self.addTopLevelItem(row)
         self.setVisible(bool(steps))
@@ -204,12 +211,15 @@ class ResultView(QWidget):
         self.steps.hide()
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.tree)
-        right.addWidget(self.steps)
         right.addWidget(self.raw)
         split = QSplitter()
         split.addWidget(self.canvas)
         split.addWidget(right)
         split.setSizes([520, 380])
+        body = QSplitter(Qt.Orientation.Vertical)  # the ladder's steps get the full width below
+        body.addWidget(split)
+        body.addWidget(self.steps)
+        body.setSizes([520, 150])
         header = QHBoxLayout()
         header.addWidget(self.status, 1)
         header.addWidget(self.fit_button)
@@ -217,7 +227,7 @@ class ResultView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(header)
-        layout.addWidget(split, 1)
+        layout.addWidget(body, 1)
         self.result: Result | None = None
         self.path = ""
         self.threshold = 0.5
@@ -227,7 +237,7 @@ class ResultView(QWidget):
         """Show a result at once (boxes on a blank canvas); `set_image` adds the picture once decoded."""
         self.result, self.path, self.threshold = result, path, threshold
         self.steps.show_steps(steps or [])
-        self.status.setText(self._status_text(path, result))
+        self.status.setText(self._status_text(path, result, steps or []))
         self.canvas.show_boxes(result.boxes, None)
         self.tree.show_data(result.data, result.confidence, threshold)
         self.raw.setPlainText(result.raw)
@@ -238,7 +248,7 @@ class ResultView(QWidget):
             self.canvas.show_boxes(self.result.boxes, image)
 
     @staticmethod
-    def _status_text(path: str, result: Result) -> str:
+    def _status_text(path: str, result: Result, steps: list[dict[str, Any]]) -> str:
         name = path.rsplit("/", 1)[-1]
         text = f"<b>{html.escape(name)}</b> — status <b>{result.status.value}</b>"
         if result.status is not Status.OK and result.error:
@@ -246,4 +256,8 @@ class ResultView(QWidget):
         low = result.min_confidence
         if low is not None:
             text += f" · lowest confidence {low:.2f}"
-        return text + f" · {result.timings.total_ms / 1000:.1f} s · {result.model}"
+        ms = sum(float(s.get("ms") or 0) for s in steps) if steps else result.timings.total_ms  # the whole ladder
+        text += f" · {ms / 1000:.1f} s · {result.model}"
+        if steps and steps[-1].get("step") == "review":
+            text += f" · <b>sent to review</b>: {html.escape(str(steps[-1].get('why') or ''))}"
+        return text

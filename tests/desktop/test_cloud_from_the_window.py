@@ -51,9 +51,9 @@ def test_doubtful_result_goes_to_the_configured_cloud_with_the_keyring_key(app_w
     w.queue.tree.setCurrentItem(w.queue.tree.topLevelItem(0))
     assert w.result_view.result is not None and w.result_view.result.data == {"ok": True}  # the cloud's answer
     steps = w.result_view.steps
-    rows = [[steps.topLevelItem(i).text(c) for c in range(5)] for i in range(steps.topLevelItemCount())]
-    assert [r[0].split()[0] for r in rows] == ["local@low", "cloud@high"]
-    assert rows[1][2].startswith("accepted") and "stub-model" in rows[1][0]
+    rows = [[steps.topLevelItem(i).text(c) for c in range(6)] for i in range(steps.topLevelItemCount())]
+    assert [r[:2] for r in rows] == [["local@low", "tiny-smolvlm"], ["cloud@high", "stub-model"]]
+    assert rows[1][3] == "accepted" and rows[1][2].startswith("lowest confidence")
     assert len(stub.received) == 1 and stub.received[0].headers["authorization"] == f"Bearer {KEY}"
     audited = audit_rows(app_window.store)
     assert len(audited) == 1 and audited[0]["model"] == "stub-model"
@@ -73,7 +73,7 @@ def test_with_the_cloud_off_in_settings_nothing_is_sent(app_window: Harness, stu
     qtbot.waitUntil(lambda: w.queue.unfinished() == 0, timeout=20000)
     w.queue.tree.setCurrentItem(w.queue.tree.topLevelItem(0))
     steps = w.result_view.steps
-    cloud_row = [steps.topLevelItem(i).text(2) for i in range(steps.topLevelItemCount())
+    cloud_row = [steps.topLevelItem(i).text(3) for i in range(steps.topLevelItemCount())
                  if steps.topLevelItem(i).text(0).startswith("cloud")]
-    assert cloud_row and cloud_row[0].startswith("skipped")
+    assert cloud_row == ["skipped: the cloud is not enabled for this task"]
     assert stub.received == [] and audit_rows(app_window.store) == []

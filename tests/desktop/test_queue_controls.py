@@ -82,11 +82,13 @@ def test_escalation_steps_are_shown_with_the_result(app_window: Harness, tmp_pat
     w.queue.tree.setCurrentItem(w.queue.tree.topLevelItem(0))
     steps = w.result_view.steps
     assert not steps.isHidden()
-    texts = [[steps.topLevelItem(i).text(c) for c in range(5)] for i in range(steps.topLevelItemCount())]
-    assert texts[0][0].startswith("local@low") and texts[0][1] == "first step"
-    assert all(t[3] == "$0.0000" and t[4].endswith(" s") for t in texts if t[0] != "review")
+    texts = [[steps.topLevelItem(i).text(c) for c in range(6)] for i in range(steps.topLevelItemCount())]
+    assert texts[0][:3] == ["local@low", "tiny-smolvlm", "first step"]
+    assert texts[1][0] == "local@high" and texts[1][2].startswith("lowest confidence")  # why it climbed
+    assert all(t[4] == "$0.0000" and t[5].endswith(" s") for t in texts if t[0] != "review")
     stored = app_window.store.results()[0]
-    assert [s.get("step") for s in stored.escalation] == [t[0].split()[0] for t in texts]
+    assert [s.get("step") for s in stored.escalation] == [t[0] for t in texts]
+    assert texts[-1][0] == "review" and "sent to review" in w.result_view.status.text()  # never sure enough
 
 
 def test_loupe_gui_opens_the_window_with_the_images_queued(tiny_models: dict[str, SyntheticModel],
