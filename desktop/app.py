@@ -96,10 +96,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     model_name = args.model or chosen.model or None
 
     def make_loader(name: str) -> Callable[[], LoadedModel]:
-        return model_loader(name, None, None, threads, chosen.model_dir)
+        """A model picked in the window, loaded with the settings as they are now (threads, model directory)."""
+        now = window.app_settings
+        return model_loader(name, None, None, args.threads or now.threads or None, now.model_dir)
 
     db = Path(args.db or os.environ.get("LOUPE_DB") or default_db_path())
-    store = Store(db)
+    try:
+        store = Store(db)
+    except Exception as exc:  # an unusable store file: said in a window, not a traceback
+        from PySide6.QtWidgets import QMessageBox
+
+        QMessageBox.critical(None, "Loupe", f"The results store {db} cannot be opened: {exc}")
+        return 2
     bridge = EngineBridge(model_loader(model_name, args.model_path, args.mmproj, threads, chosen.model_dir), db)
     models = ModelStore(Path(chosen.model_dir) if chosen.model_dir else default_model_root())
     window = MainWindow(bridge, store, default_task=args.task, settings=qsettings, model_store=models,
