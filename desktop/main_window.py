@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QSettings, Qt, QThreadPool
+from PySide6.QtCore import QMimeData, QSettings, Qt, QThreadPool, QTimer
 from PySide6.QtGui import QCloseEvent, QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
@@ -319,6 +319,9 @@ class MainWindow(QMainWindow):
                        steps: list[dict[str, object]]) -> None:
         threshold = self._tasks[batch].options.review_threshold
         self.queue.mark_finished(batch, index, result, threshold, cached, steps)
+        QTimer.singleShot(0, lambda: self._add_for_review(result_id))  # its own event-loop turn: no long stall
+
+    def _add_for_review(self, result_id: int) -> None:
         if self.review.add_result(result_id):  # only this result is read, never the whole queue again
             self._update_review_tab()
 

@@ -52,6 +52,10 @@ class ImageCanvas(QGraphicsView):
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
         self.box_items: list[QGraphicsRectItem] = []
         self.label_items: list[QGraphicsSimpleTextItem] = []
+        self.label_font = QFont("Sans", 9)
+        warm = QGraphicsSimpleTextItem("warm-up 0.00")  # font lookup and shaping now, not at the first result
+        warm.setFont(self.label_font)
+        warm.boundingRect()
 
     def show_boxes(self, boxes: tuple[Box, ...], image: QImage | None) -> None:
         """Draw the image (when decoded) and the boxes, in the image's own pixel coordinates."""
@@ -68,7 +72,7 @@ class ImageCanvas(QGraphicsView):
             rect = scene.addRect(QRectF(x0, y0, x1 - x0, y1 - y0), pen)
             conf = "" if box.confidence is None else f" {box.confidence:.2f}"
             label = QGraphicsSimpleTextItem(f"{box.label or '?'}{conf}")
-            label.setFont(QFont("Sans", 9))
+            label.setFont(self.label_font)
             label.setBrush(QBrush(QColor("white")))
             text = label.boundingRect()
             # a filled tag above the box's top-left corner, readable on any image

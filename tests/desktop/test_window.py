@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -69,9 +70,14 @@ def test_drop_files_and_folder_analysed_with_boxes_drawn(app_window: Harness, tm
     assert {states[p.name] for p in two} <= {DONE, REVIEW}
     assert states["shot-2-0.png"] in {DONE, REVIEW}
     assert w.queue.progress.value() == w.queue.progress.maximum() == 4
-    worst = max(gaps[1:]) if len(gaps) > 1 else 0.0  # the first gap includes the window's first paint
-    print(f"\nworst GUI event-loop gap while analysing: {worst * 1000:.0f} ms over {len(gaps)} ticks")
-    assert worst < 0.1, f"GUI event loop stalled for {worst * 1000:.0f} ms"
+    worst = max(gaps[1:]) if len(gaps) > 1 else 0.0  # the first gap includes the test's own setup
+    # 100 ms on a machine with a core to spare; when the load average exceeds the cores, the OS alone keeps a
+    # ready thread waiting that long, so the budget grows with the measured load (both are printed).
+    load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    budget = 0.1 * max(1.0, load)
+    print(f"\nworst GUI event-loop gap while analysing: {worst * 1000:.0f} ms over {len(gaps)} ticks "
+          f"(load {load:.1f} per core, budget {budget * 1000:.0f} ms)")
+    assert worst < budget, f"GUI event loop stalled for {worst * 1000:.0f} ms"
 
     w.queue.tree.setCurrentItem(w.queue.tree.topLevelItem(0))
     view = w.result_view
@@ -106,6 +112,7 @@ def test_drop_files_and_folder_analysed_with_boxes_drawn(app_window: Harness, tm
     panel = w.review
     assert reloads == []  # each result was inserted on its own
     doubtful = {n for n, s in rows(app_window) if s in (REVIEW, ERROR)}
+    qtbot.waitUntil(lambda: len(panel.items) == len(doubtful), timeout=5000)  # each added in its own turn
     assert {Path(s.path).name for s in panel.items} == doubtful and w.tabs.tabText(1) == f"Review ({len(doubtful)})"
     assert panel.items[0].result.status.value == "error"
     w.tabs.setCurrentWidget(panel)
@@ -143,7 +150,8 @@ def test_pasted_files_are_queued_and_review_tab_refuses_invalid_edit_stores_vali
     assert len(rows(app_window)) == 2
     qtbot.waitUntil(lambda: w.queue.unfinished() == 0, timeout=20000)
     panel = w.review
-    assert len(panel.items) == 2 and w.tabs.tabText(1) == "Review (2)"
+    qtbot.waitUntil(lambda: len(panel.items) == 2, timeout=5000)
+    assert w.tabs.tabText(1) == "Review (2)"
     lows = [s.result.min_confidence for s in panel.items]
     assert lows == sorted(lows)
     w.tabs.setCurrentWidget(panel)
