@@ -11,6 +11,7 @@ from desktop.settings import AppSettings, CloudSettings, load_settings, save_set
 from desktop.widgets.settings_dialog import SettingsDialog
 from desktop.widgets.task_editor import TaskEditor
 from desktop.widgets.task_picker import TaskPicker
+from engine.tasks import builtin_task
 
 SECRET = "sk-test-0123456789abcdef"
 CLOUD_TASK = """name: gauge-cloud
@@ -114,8 +115,17 @@ def test_task_editor_shows_problems_at_their_field_and_saves_a_task_file(qtbot, 
     editor.instructions.setPlainText("Count the bolts.")
     editor.name.setText("bolts")
     assert editor.check() == {} and save.isEnabled()
+    editor.escalation.ladder.setText("local@low, local@sideways")
+    assert "sideways" in editor.errors["escalation"].text() and not save.isEnabled()
+    editor.escalation.ladder.setText("local@low, cloud@high")
+    editor.escalation.cloud.setChecked(True)
+    editor.escalation.max_calls.setValue(20)
+    assert editor.check() == {} and save.isEnabled()
     editor.save_to(tmp_path / "bolts.yaml")
     assert picker.task.name == "bolts" and picker.task.schema["required"] == ["n"]
+    assert picker.task.options.max_tokens == builtin_task("defects").options.max_tokens  # options kept
+    assert picker.task.escalation == {"ladder": ["local@low", "cloud@high"], "thresholds": {"overall": 0.5},
+                                      "cloud": True, "budget": {"max_calls_per_job": 20}}
     assert "Count the bolts." in (tmp_path / "bolts.yaml").read_text()
 
 
