@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from PIL import Image, ImageOps
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
@@ -122,6 +123,18 @@ class Background(QObject):
         self.finished.emit(value)
 
 
+def _thumbnail(path: str, side: int) -> Image.Image | None:
+    """A small upright RGBA copy, decoded at reduced size where the format allows (JPEG); None: use load_image."""
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (side * 4, side * 4))  # JPEG decodes at 1/2..1/8 scale: a big photo in a few ms
+            upright = ImageOps.exif_transpose(img)
+            upright.thumbnail((side, side))
+            return upright.convert("RGBA")
+    except Exception:  # anything Pillow alone cannot open (HEIF, oversized, broken): the careful loader decides
+        return None
+
+
 class _Decode(QRunnable):
     def __init__(self, path: str, token: int, done: Signal, side: int | None = None) -> None:
         super().__init__()
@@ -129,7 +142,9 @@ class _Decode(QRunnable):
 
     def run(self) -> None:
         try:
-            rgba = load_image(self.path).image.convert("RGBA")  # upright, like the boxes' pixel space
+            rgba = _thumbnail(self.path, self.side) if self.side is not None else None
+            if rgba is None:
+                rgba = load_image(self.path).image.convert("RGBA")  # upright, like the boxes' pixel space
         except (LoupeError, OSError):
             self.done.emit(self.token, QImage())
             return

@@ -110,3 +110,21 @@ def test_loupe_gui_opens_the_window_with_the_images_queued(tiny_models: dict[str
     with Store(tmp_path / "l.db") as store:
         assert [Path(s.path).name for s in store.results()] == [image.name]
     assert str(image) in (tmp_path / "s.ini").read_text()  # remembered in the recent files
+
+
+def test_thumbnails_are_upright_and_bad_files_get_none(qtbot, images: dict[str, Path]) -> None:
+    from desktop.bridge import THUMB_SIDE, ImageDecoder
+
+    decoder = ImageDecoder()
+    got: dict[int, object] = {}
+    decoder.decoded.connect(lambda token, image: got.__setitem__(token, image))
+    tokens = {name: decoder.request(str(images[name]), THUMB_SIDE)
+              for name in ("exif6", "jpeg", "truncated_png", "bomb", "text_as_jpg", "missing")}
+    qtbot.waitUntil(lambda: len(got) == len(tokens), timeout=10000)
+    upright = got[tokens["exif6"]]
+    assert (upright.width(), upright.height()) == (THUMB_SIDE // 2, THUMB_SIDE)  # stored landscape, shown portrait
+    top, bottom = upright.pixelColor(12, 2), upright.pixelColor(12, THUMB_SIDE - 3)
+    assert top.red() > 200 > top.blue() and bottom.blue() > 200 > bottom.red()  # rotated clockwise
+    assert max(got[tokens["jpeg"]].width(), got[tokens["jpeg"]].height()) == THUMB_SIDE
+    assert all(got[tokens[n]].isNull() for n in ("truncated_png", "bomb", "text_as_jpg", "missing"))
+    decoder.wait()
