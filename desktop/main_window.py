@@ -166,6 +166,8 @@ class MainWindow(QMainWindow):
     def apply_settings(self, new: AppSettings) -> None:
         """Keep and persist new settings; threads and the model directory apply when a model is next loaded."""
         reload = (new.threads, new.model_dir) != (self.app_settings.threads, self.app_settings.model_dir)
+        if new.default_task != self.app_settings.default_task:
+            self.tasks.combo.setCurrentText(new.default_task)  # a new default is also the task from now on
         self.app_settings = new
         if self.settings is not None:
             save_settings(self.settings, new)

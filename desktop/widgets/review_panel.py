@@ -204,7 +204,11 @@ class ReviewPanel(QWidget):
             return
         r = stored.result
         reason = f": {r.error}" if r.error else ""
-        self.detail.setText(f"{stored.path}\nstatus {r.status.value}{reason}")
+        low = "" if r.min_confidence is None else f" · lowest confidence {r.min_confidence:.2f}"
+        last = stored.escalation[-1] if stored.escalation else None
+        handed = f"\nsent to review by the ladder: {last.get('why')}" if isinstance(last, dict) and \
+            last.get("step") == "review" else ""
+        self.detail.setText(f"{stored.path}\nstatus {r.status.value}{reason}{low} · {r.model}{handed}")
         self.editor.setPlainText("" if r.data is None else json.dumps(r.data, indent=2, ensure_ascii=False))
         self.accept_button.setEnabled(r.data is not None)
         self.canvas.show_boxes(r.boxes, None)

@@ -89,6 +89,8 @@ def test_escalation_steps_are_shown_with_the_result(app_window: Harness, tmp_pat
     stored = app_window.store.results()[0]
     assert [s.get("step") for s in stored.escalation] == [t[0] for t in texts]
     assert texts[-1][0] == "review" and "sent to review" in w.result_view.status.text()  # never sure enough
+    qtbot.waitUntil(lambda: len(w.review.items) == 1, timeout=5000)
+    assert "sent to review by the ladder: still doubtful" in w.review.detail.text()
 
 
 def test_loupe_gui_opens_the_window_with_the_images_queued(tiny_models: dict[str, SyntheticModel],

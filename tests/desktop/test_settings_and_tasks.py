@@ -95,6 +95,8 @@ def test_privacy_indicator_follows_the_task_and_the_settings(qtbot, tmp_path: Pa
         assert window.privacy.text() == "May send images to http://127.0.0.1:11434/v1"
         window.tasks.combo.setCurrentText("defects")  # a built-in task has no cloud step
         assert window.privacy.text() == LOCAL_ONLY
+        window.apply_settings(AppSettings(default_task="receipt"))
+        assert window.tasks.task.name == "receipt"  # a new default task is selected at once
         window.close()
 
 
