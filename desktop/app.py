@@ -1,4 +1,4 @@
-"""`loupe-app`: parse arguments, open the store, build the window, and load the model behind it."""
+"""`loupe gui` / `loupe-gui` / `loupe-app`: parse arguments, open the store, build the window, load the model."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ SYNTHETIC_FALLBACK = "synthetic-smolvlm"
 
 
 def model_loader(model: str | None, model_path: str | None, mmproj: str | None,
-                 threads: int | None = None) -> Callable[[], LoadedModel]:
+                 threads: int | None = None, model_dir: str = "") -> Callable[[], LoadedModel]:
     """A loader for the worker thread, choosing the model like the CLI (the default falls back to synthetic)."""
     if bool(model_path) != bool(mmproj):
         raise SystemExit("loupe-app: --model-path and --mmproj go together")
@@ -34,7 +34,7 @@ def model_loader(model: str | None, model_path: str | None, mmproj: str | None,
             name = Path(model_path).stem
             backend = backend_cls(model_path, mmproj, model_id=name, n_threads=threads)
             return LoadedModel(Engine(backend, model=name), name, synthetic=False)
-        store = ModelStore(default_model_root())
+        store = ModelStore(Path(model_dir) if model_dir else default_model_root())
         name = model or load_catalog().default
         try:
             resolved = store.resolve(name)
@@ -51,15 +51,10 @@ def model_loader(model: str | None, model_path: str | None, mmproj: str | None,
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line."""
-    p = argparse.ArgumentParser(prog="loupe-app", description="Loupe desktop app: drop images, get checked JSON.")
-    p.add_argument("images", nargs="*", help="images or folders to queue at start")
-    p.add_argument("--model", help="installed model name (default: the catalog default, else synthetic)")
-    p.add_argument("--model-path", help="text model GGUF (with --mmproj)")
-    p.add_argument("--mmproj", help="vision projector GGUF (with --model-path)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
-    p.add_argument("--db", help="results store (default: $LOUPE_DB or the user data directory)")
-    p.add_argument("--task", help="task selected at start (a built-in name; default: the last one used)")
-    p.add_argument("--screenshot", metavar="PNG", help="save the window to PNG once the first result is shown, quit")
+    from engine.cli_gui import add_options
+
+    p = argparse.ArgumentParser(prog="loupe gui", description="Loupe desktop app: drop images, get checked JSON.")
+    add_options(p)
     return p.parse_args(argv)
 
 
@@ -87,16 +82,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from desktop.bridge import EngineBridge
     from desktop.main_window import MainWindow
+    from desktop.settings import load_settings
     from engine.images.files import expand
     from engine.store import Store, default_db_path
+    from models.store import ModelStore, default_model_root
 
     args = parse_args(argv)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Loupe")
+    qsettings = QSettings(args.settings, QSettings.Format.IniFormat) if args.settings else QSettings("Loupe", "Loupe")
+    chosen = load_settings(qsettings)
+    threads = args.threads or chosen.threads or None
+    model_name = args.model or chosen.model or None
+
+    def make_loader(name: str) -> Callable[[], LoadedModel]:
+        """A model picked in the window, loaded with the settings as they are now (threads, model directory)."""
+        now = window.app_settings
+        return model_loader(name, None, None, args.threads or now.threads or None, now.model_dir)
+
     db = Path(args.db or os.environ.get("LOUPE_DB") or default_db_path())
-    store = Store(db)
-    bridge = EngineBridge(model_loader(args.model, args.model_path, args.mmproj, args.threads), db)
-    window = MainWindow(bridge, store, default_task=args.task, settings=QSettings("Loupe", "Loupe"))
+    try:
+        store = Store(db)
+    except Exception as exc:  # an unusable store file: said in a window, not a traceback
+        from PySide6.QtWidgets import QMessageBox
+
+        QMessageBox.critical(None, "Loupe", f"The results store {db} cannot be opened: {exc}")
+        return 2
+    bridge = EngineBridge(model_loader(model_name, args.model_path, args.mmproj, threads, chosen.model_dir), db)
+    models = ModelStore(Path(chosen.model_dir) if chosen.model_dir else default_model_root())
+    window = MainWindow(bridge, store, default_task=args.task, settings=qsettings, model_store=models,
+                        make_loader=make_loader, model_name=model_name or "")
     window.show()
     bridge.start()
     if args.images:

@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from PIL import Image, ImageOps
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
-from desktop.runner import Batch, LoadedModel, Runner
+from desktop.runner import Batch, CloudAccess, LoadedModel, Runner
 from engine.errors import LoupeError
 from engine.images.load import load_image
 from engine.tasks import Task
 from engine.types import Result
+
+THUMB_SIDE = 48
 
 
 class EngineBridge(QObject):
@@ -21,22 +24,52 @@ class EngineBridge(QObject):
     modelLoaded = Signal(str, bool)  # name, synthetic
     modelFailed = Signal(str)
     itemStarted = Signal(int, int)  # batch, index
-    itemFinished = Signal(int, int, int, object, bool)  # batch, index, result id, Result, cached
+    itemFinished = Signal(int, int, int, object, bool, object)  # batch, index, result id, Result, cached, steps
+    itemCancelled = Signal(int, int)  # batch, index
     batchDone = Signal(int, int)  # batch, job id
     batchFailed = Signal(int, str)
 
-    def __init__(self, load: Callable[[], LoadedModel], db_path: Path, parent: QObject | None = None) -> None:
+    def __init__(self, load: Callable[[], LoadedModel], db_path: Path, parent: QObject | None = None, *,
+                 cloud: Callable[[], CloudAccess] = CloudAccess) -> None:
         super().__init__(parent)
         self.db_path = db_path
-        self.runner = Runner(load=load, db_path=db_path, events=self)
+        self.cloud = cloud
+        self.runner = Runner(load=load, db_path=db_path, events=self, cloud=cloud)
+        self.batches: dict[int, Batch] = {}
+
+    def set_cloud(self, cloud: Callable[[], CloudAccess]) -> None:
+        """Where the ladder reads the cloud settings and key from (the window's settings)."""
+        self.cloud = cloud
+        self.runner.cloud = cloud
 
     def start(self) -> None:
         """Begin loading the model on the worker thread."""
         self.runner.start()
 
-    def submit(self, paths: Sequence[str], task: Task) -> Batch:
+    def reload(self, load: Callable[[], LoadedModel]) -> None:
+        """Another model: stop the current worker (its queue is dropped) and start loading `load` instead."""
+        self.runner.stop()
+        self.runner = Runner(load=load, db_path=self.db_path, events=self, cloud=self.cloud)
+        self.runner.start()
+
+    def submit(self, paths: Sequence[str], task: Task, *, fresh: bool = False) -> Batch:
         """Queue images for analysis; progress comes back through the signals."""
-        return self.runner.submit(paths, task)
+        batch = self.runner.submit(paths, task, fresh=fresh)
+        self.batches[batch.id] = batch
+        return batch
+
+    def pause(self, paused: bool) -> None:
+        """Hold or release the queue between images."""
+        self.runner.pause(paused)
+
+    def cancel_item(self, batch: int, index: int) -> None:
+        """Stop one image (running or waiting)."""
+        self.runner.cancel_item(batch, index)
+
+    def cancel_all(self) -> None:
+        """Stop every image not finished yet, in every batch."""
+        for batch in self.batches.values():
+            self.runner.cancel_batch(batch)
 
     def stop(self, timeout: float | None = None) -> bool:
         """Cancel and wait for the worker thread; True when it has ended."""
@@ -52,8 +85,12 @@ class EngineBridge(QObject):
     def item_started(self, batch: int, index: int) -> None:
         self.itemStarted.emit(batch, index)
 
-    def item_finished(self, batch: int, index: int, result_id: int, result: Result, cached: bool) -> None:
-        self.itemFinished.emit(batch, index, result_id, result, cached)
+    def item_finished(self, batch: int, index: int, result_id: int, result: Result, cached: bool,
+                      steps: list[dict[str, object]]) -> None:
+        self.itemFinished.emit(batch, index, result_id, result, cached, steps)
+
+    def item_cancelled(self, batch: int, index: int) -> None:
+        self.itemCancelled.emit(batch, index)
 
     def batch_done(self, batch: int, job_id: int) -> None:
         self.batchDone.emit(batch, job_id)
@@ -86,17 +123,33 @@ class Background(QObject):
         self.finished.emit(value)
 
 
+def _thumbnail(path: str, side: int) -> Image.Image | None:
+    """A small upright RGBA copy, decoded at reduced size where the format allows (JPEG); None: use load_image."""
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (side * 4, side * 4))  # JPEG decodes at 1/2..1/8 scale: a big photo in a few ms
+            upright = ImageOps.exif_transpose(img)
+            upright.thumbnail((side, side))
+            return upright.convert("RGBA")
+    except Exception:  # anything Pillow alone cannot open (HEIF, oversized, broken): the careful loader decides
+        return None
+
+
 class _Decode(QRunnable):
-    def __init__(self, path: str, token: int, done: Signal) -> None:
+    def __init__(self, path: str, token: int, done: Signal, side: int | None = None) -> None:
         super().__init__()
-        self.path, self.token, self.done = path, token, done
+        self.path, self.token, self.done, self.side = path, token, done, side
 
     def run(self) -> None:
         try:
-            rgba = load_image(self.path).image.convert("RGBA")  # upright, like the boxes' pixel space
+            rgba = _thumbnail(self.path, self.side) if self.side is not None else None
+            if rgba is None:
+                rgba = load_image(self.path).image.convert("RGBA")  # upright, like the boxes' pixel space
         except (LoupeError, OSError):
             self.done.emit(self.token, QImage())
             return
+        if self.side is not None:
+            rgba.thumbnail((self.side, self.side))
         w, h = rgba.size
         image = QImage(rgba.tobytes(), w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
         self.done.emit(self.token, image)
@@ -113,10 +166,10 @@ class ImageDecoder(QObject):
         self.pool.setMaxThreadCount(1)
         self._token = 0
 
-    def request(self, path: str) -> int:
-        """Start decoding; returns the token the answer will carry (older answers can be ignored)."""
+    def request(self, path: str, side: int | None = None) -> int:
+        """Start decoding (scaled to fit `side` px when given); returns the token the answer will carry."""
         self._token += 1
-        self.pool.start(_Decode(path, self._token, self.decoded))
+        self.pool.start(_Decode(path, self._token, self.decoded, side))
         return self._token
 
     def wait(self) -> None:

@@ -1,11 +1,14 @@
-"""The main window: composes the drop zone, task picker, queue, result view and review tab, and wires signals."""
+"""The main window: composes the drop zone, task and model pickers, queue, result view, review tab and settings,
+and wires signals."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QSettings, Qt, QThreadPool
+from PySide6.QtCore import QMimeData, QSettings, Qt, QThreadPool, QTimer
 from PySide6.QtGui import QCloseEvent, QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
@@ -22,15 +25,24 @@ from PySide6.QtWidgets import (
 
 from desktop.bridge import Background, EngineBridge, ImageDecoder
 from desktop.exporting import export
+from desktop.runner import CloudAccess, LoadedModel
+from desktop.settings import AppSettings, load_settings, save_settings
 from desktop.widgets.drop_zone import DropZone
-from desktop.widgets.queue_view import REVIEW, QueueView
+from desktop.widgets.models_dialog import ModelPicker
+from desktop.widgets.queue_view import QueueView
 from desktop.widgets.result_view import ResultView
 from desktop.widgets.review_panel import ReviewPanel
+from desktop.widgets.settings_dialog import SettingsDialog
 from desktop.widgets.task_picker import TaskPicker
+from engine.secrets import KeyringLike, get_api_key
 from engine.store import Store
 from engine.tasks import Task
 from engine.types import Result
+from models.store import ModelStore
 
+MakeLoader = Callable[[str], Callable[[], LoadedModel]]
+
+LOCAL_ONLY = "On this machine only"
 _BANNER = "padding: 6px; border-radius: 4px; color: white; background: {};"
 
 
@@ -46,11 +58,17 @@ class MainWindow(QMainWindow):
     """Owns no engine logic: it forwards drops to the bridge and shows what the bridge reports."""
 
     def __init__(self, bridge: EngineBridge, store: Store, *, default_task: str | None = None,
-                 confirm_stop: Callable[[QWidget, int], bool] = ask_to_stop, settings: QSettings | None = None) -> None:
+                 confirm_stop: Callable[[QWidget, int], bool] = ask_to_stop, settings: QSettings | None = None,
+                 model_store: ModelStore | None = None, make_loader: MakeLoader | None = None,
+                 model_name: str = "", ring: KeyringLike | None = None) -> None:
         super().__init__()
-        self.settings = settings  # window geometry and last task persist here between runs (None: nothing kept)
+        self.settings = settings  # window geometry, last task and model, settings persist here (None: nothing kept)
+        self.app_settings = load_settings(settings) if settings is not None else AppSettings()
+        self.ring = ring  # None: the OS keyring (tests pass a fake)
+        self.make_loader = make_loader
         if default_task is None:
-            default_task = str(settings.value("task", "defects")) if settings is not None else "defects"
+            default_task = str(settings.value("task", self.app_settings.default_task)) if settings is not None \
+                else self.app_settings.default_task
         self.setWindowTitle("Loupe")
         self.resize(1200, 760)
         self.bridge, self.store, self.confirm_stop = bridge, store, confirm_stop
@@ -67,7 +85,9 @@ class MainWindow(QMainWindow):
         self.banner.setTextFormat(Qt.TextFormat.PlainText)
         self.banner.hide()
         self.model_label = QLabel("Loading model…")
+        self.privacy = QLabel()
         self.tasks = TaskPicker(default_task)
+        self.models = ModelPicker(model_store, model_name) if model_store is not None else None
         self.drop = DropZone()
         self.queue = QueueView()
         self.result_view = ResultView()
@@ -75,6 +95,9 @@ class MainWindow(QMainWindow):
 
         top = QHBoxLayout()
         top.addWidget(self.tasks, 1)
+        top.addWidget(self.privacy)
+        if self.models is not None:
+            top.addWidget(self.models)
         top.addWidget(self.model_label)
         left = QWidget()
         left_layout = QVBoxLayout(left)
@@ -99,6 +122,15 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(settings.value("geometry"))
 
         self.drop.pathsDropped.connect(self.enqueue)
+        bridge.set_cloud(self.cloud_access)
+        self.tasks.changed.connect(self._update_privacy)
+        if self.models is not None:
+            self.models.chosen.connect(self.switch_model)
+        self.queue.pauseToggled.connect(bridge.pause)
+        self.queue.cancelAll.connect(bridge.cancel_all)
+        self.queue.cancelOne.connect(bridge.cancel_item)
+        self.queue.retryOne.connect(self.retry)
+        bridge.itemCancelled.connect(self.queue.mark_cancelled)
         QShortcut(QKeySequence.StandardKey.Paste, self, self.paste)
         self.tasks.problem.connect(lambda text: self.statusBar().showMessage(f"Task refused: {text}"))
         self.queue.resultSelected.connect(self._show_result)
@@ -114,38 +146,140 @@ class MainWindow(QMainWindow):
         bridge.batchDone.connect(lambda _batch, job_id: self.job_ids.append(job_id))
         bridge.batchFailed.connect(lambda _b, text: self._show_banner(f"A batch stopped: {text}", "#c62828"))
         self._update_review_tab()
+        self._update_privacy()
+
+    # -- settings, model, privacy --------------------------------------------------------------------------
+    def cloud_access(self) -> CloudAccess:
+        """What the ladder may use now (called on the worker thread; reads one immutable settings object)."""
+        cloud = self.app_settings.cloud
+        key = get_api_key(cloud.preset, cloud.key_env(), ring=self.ring) if cloud.enabled else None
+        return CloudAccess(cloud.config(), key)
+
+    def open_settings(self) -> SettingsDialog:
+        """The settings dialog (non-modal); saved settings apply to the next drop."""
+        dialog = SettingsDialog(self.app_settings, ring=self.ring, parent=self)
+        dialog.accepted.connect(lambda: self.apply_settings(dialog.settings()))
+        dialog.show()
+        self.settings_dialog = dialog
+        return dialog
+
+    def apply_settings(self, new: AppSettings) -> None:
+        """Keep and persist new settings; threads and the model directory apply when a model is next loaded."""
+        reload = (new.threads, new.model_dir) != (self.app_settings.threads, self.app_settings.model_dir)
+        if new.default_task != self.app_settings.default_task:
+            self.tasks.combo.setCurrentText(new.default_task)  # a new default is also the task from now on
+        self.app_settings = new
+        if self.settings is not None:
+            save_settings(self.settings, new)
+        self._update_privacy()
+        self.statusBar().showMessage("Settings saved" + (" (threads and model directory apply when a model is "
+                                                         "next loaded)" if reload else ""), 5000)
+
+    def switch_model(self, name: str) -> bool:
+        """Load another model (refused while images are waiting or running); True when it started loading."""
+        if self.make_loader is None:
+            return False
+        if self.queue.unfinished():
+            self.statusBar().showMessage("Finish or cancel the queue before switching models", 5000)
+            if self.models is not None:
+                self.models.set_current(self.app_settings.model)
+            return False
+        self.app_settings = replace(self.app_settings, model=name)
+        self.model_label.setText(f"Loading {name}…")
+        self.drop.setEnabled(True)
+        self.banner.hide()
+        self.bridge.reload(self.make_loader(name))
+        return True
+
+    def _update_privacy(self) -> None:
+        cloud = self.app_settings.cloud
+        if self.app_settings.sends_data(self.tasks.task):
+            base_url, model = cloud.config().resolved()
+            self.privacy.setText(f"May send images to {base_url}" + (f" ({model})" if model else ""))
+            self.privacy.setStyleSheet(_BANNER.format("#b26a00"))
+            self.privacy.setToolTip("This task's escalation ladder has a cloud step and the cloud is enabled in "
+                                    "Settings: doubtful images may leave this machine (every request is audited).")
+        else:
+            self.privacy.setText(LOCAL_ONLY)
+            self.privacy.setStyleSheet(_BANNER.format("#2e7d32"))
+            self.privacy.setToolTip("Nothing is sent anywhere for this task.")
+
+    def _remember(self, paths: list[str]) -> None:
+        self.app_settings = self.app_settings.with_recent(paths)
+        self._fill_recent()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in self.app_settings.recent_files:
+            self.recent_menu.addAction(path, lambda p=path: self.enqueue([p]))
+        self.recent_menu.setEnabled(bool(self.app_settings.recent_files))
 
     # -- input ------------------------------------------------------------------------------------------
     def enqueue(self, paths: list[str]) -> None:
         """Queue images with the selected task (they wait for the model if it is still loading)."""
         if not paths:
             return
-        batch = self.bridge.submit(paths, self.tasks.task)
+        batch = self.bridge.submit(paths, self.app_settings.task_for_run(self.tasks.task))
         self._tasks[batch.id] = batch.task
         self.queue.add(batch.id, batch.paths)
+        self._remember(list(paths))
         self.statusBar().showMessage(f"{len(batch.paths)} image(s) queued ({batch.task.name})")
+
+    def retry(self, batch: int, index: int, path: str) -> None:
+        """Analyse one image again (never from the cache), in its own row."""
+        again = self.bridge.submit([path], self._tasks[batch], fresh=True)
+        self._tasks[again.id] = again.task
+        self.queue.rekey((batch, index), (again.id, 0))
 
     def drop_mime(self, mime: QMimeData) -> bool:
         """Take a drop or a paste of files (what the drop zone does with a real drop)."""
         return self.drop.accept_mime(mime)
 
-    def paste(self) -> None:
-        """Ctrl+V: queue the files on the clipboard (copied in a file manager)."""
+    def paste(self) -> Background | None:
+        """Ctrl+V: queue the files on the clipboard (copied in a file manager), or a copied picture (saved as a
+        PNG beside the results store, off the GUI thread, then queued)."""
         mime = QApplication.clipboard().mimeData()
-        if mime is None or not self.drop.accept_mime(mime):
-            self.statusBar().showMessage("Nothing to paste: copy image files in your file manager first", 5000)
+        if mime is not None and mime.hasUrls() and self.drop.accept_mime(mime):
+            return None
+        if mime is not None and mime.hasImage():
+            image = QImage(QApplication.clipboard().image())
+            folder = self.bridge.db_path.parent / "pasted"
+            path = folder / f"pasted-{datetime.now():%Y%m%d-%H%M%S-%f}.png"
+
+            def save() -> str:
+                folder.mkdir(parents=True, exist_ok=True)
+                if not image.save(str(path), "PNG"):
+                    raise OSError(f"cannot write {path}")
+                return str(path)
+
+            task = Background(save, self)
+            task.finished.connect(lambda saved: self.enqueue([saved]))
+            task.failed.connect(lambda text: self._show_banner(f"The pasted picture was not saved: {text}", "#c62828"))
+            for signal in (task.finished, task.failed):
+                signal.connect(lambda *_, t=task: self.exports.remove(t))
+            self.exports.append(task)
+            return task.start(self._export_pool)
+        self.statusBar().showMessage("Nothing to paste: copy a picture, or image files in your file manager", 5000)
+        return None
 
     def _build_menu(self) -> None:
         menu = self.menuBar().addMenu("&File")
         menu.addAction("Open images…", self.drop.open_files)
         menu.addAction("Open folder…", self.drop.open_folder)
         menu.addAction("Open task file…", self.tasks.open_file)
+        menu.addAction("New task…", self.tasks.open_editor)
+        self.recent_menu = menu.addMenu("Recent")
+        self._fill_recent()
         menu.addSeparator()
         choices = (("jsonl", "Export results as JSONL…", "JSON lines (*.jsonl)"),
                    ("csv", "Export results as CSV…", "CSV (*.csv)"), ("overlays", "Export overlay images…", ""),
                    ("labelled", "Export the labelled set…", ""))
         for kind, title, pattern in choices:
             menu.addAction(title, lambda k=kind, t=title, f=pattern: self._ask_export(k, t, f))
+        menu.addSeparator()
+        menu.addAction("Settings…", QKeySequence.StandardKey.Preferences, self.open_settings)
+        if self.models is not None:
+            menu.addAction("Models…", self.models.open_dialog)
         menu.addSeparator()
         menu.addAction("Quit", QKeySequence.StandardKey.Quit, self.close)
 
@@ -170,7 +304,9 @@ class MainWindow(QMainWindow):
 
     # -- from the bridge (GUI thread) --------------------------------------------------------------------
     def _model_loaded(self, name: str, synthetic: bool) -> None:
-        self.model_label.setText(f"Model: {name}")
+        self.model_label.setText(f"Ready: {name}" if self.models is not None else f"Model: {name}")
+        if self.models is not None:
+            self.models.set_current(name)
         self.statusBar().showMessage(f"{name} loaded", 5000)
         if synthetic:
             self._show_banner(f"{name} is a synthetic model with random weights: its output is meaningless. "
@@ -181,17 +317,20 @@ class MainWindow(QMainWindow):
         self.drop.setEnabled(False)  # nothing could analyse what is dropped now
         self._show_banner(f"The model could not be loaded: {message}", "#c62828")
 
-    def _item_finished(self, batch: int, index: int, result_id: int, result: Result, cached: bool) -> None:
+    def _item_finished(self, batch: int, index: int, result_id: int, result: Result, cached: bool,
+                       steps: list[dict[str, object]]) -> None:
         threshold = self._tasks[batch].options.review_threshold
-        self.queue.mark_finished(batch, index, result, threshold, cached)
-        if self.queue.row(batch, index).text(1) == REVIEW or result.status.value == "error":
-            self.review.refresh()
+        self.queue.mark_finished(batch, index, result, threshold, cached, steps)
+        QTimer.singleShot(0, lambda: self._add_for_review(result_id))  # its own event-loop turn: no long stall
+
+    def _add_for_review(self, result_id: int) -> None:
+        if self.review.add_result(result_id):  # only this result is read, never the whole queue again
             self._update_review_tab()
 
-    def _show_result(self, path: str, result: Result) -> None:
+    def _show_result(self, path: str, result: Result, steps: list[dict[str, object]]) -> None:
         task = next((t for t in self._tasks.values() if t.name == result.task), None)
         threshold = task.options.review_threshold if task else 0.5
-        self.result_view.show_result(path, result, threshold)
+        self.result_view.show_result(path, result, threshold, steps)
         self._shown_token = self.decoder.request(path)
 
     def _review_showing(self, path: str) -> None:
@@ -221,9 +360,13 @@ class MainWindow(QMainWindow):
         if self.settings is not None:
             self.settings.setValue("geometry", self.saveGeometry())
             self.settings.setValue("task", self.tasks.task.name)
+            save_settings(self.settings, self.app_settings)
             self.settings.sync()
         self.statusBar().showMessage("Stopping…")
+        if self.models is not None and self.models.dialog is not None:
+            self.models.dialog.done(0)  # cancels a download in progress and waits for it
         self.bridge.stop()
         self.decoder.wait()
+        self.queue.thumbnails.wait()
         self._export_pool.waitForDone()
         event.accept()

@@ -1,4 +1,5 @@
-"""The desktop app's work loop, Qt-free: load the model, then run dropped batches as store jobs, one image at a time."""
+"""The desktop app's work loop, Qt-free: load the model, then run dropped batches as store jobs, one image at a time,
+with pause, cancel (one image or a whole batch) and retry; tasks with an `escalation` table climb their ladder."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from engine.api import AnalyzeRequest, Engine
+from engine.backends.cloud import CloudConfig
 from engine.batch import file_identity, job_key
+from engine.errors import LoupeError
+from engine.images.load import load_image
 from engine.store import Store
 from engine.store.records import cache_key
 from engine.tasks import Task
@@ -34,6 +38,15 @@ class Batch:
     id: int
     paths: tuple[str, ...]
     task: Task
+    fresh: bool = False  # a retry: never answered from the cache
+
+
+@dataclass(frozen=True)
+class CloudAccess:
+    """The cloud settings and key the ladder may use (None config: the cloud is off)."""
+
+    config: CloudConfig | None = None
+    api_key: str | None = None
 
 
 class RunnerEvents(Protocol):
@@ -42,7 +55,9 @@ class RunnerEvents(Protocol):
     def model_loaded(self, name: str, synthetic: bool) -> None: ...
     def model_failed(self, message: str) -> None: ...
     def item_started(self, batch: int, index: int) -> None: ...
-    def item_finished(self, batch: int, index: int, result_id: int, result: Result, cached: bool) -> None: ...
+    def item_finished(self, batch: int, index: int, result_id: int, result: Result, cached: bool,
+                      steps: list[dict[str, Any]]) -> None: ...
+    def item_cancelled(self, batch: int, index: int) -> None: ...
     def batch_done(self, batch: int, job_id: int) -> None: ...
     def batch_failed(self, batch: int, message: str) -> None: ...
 
@@ -54,29 +69,60 @@ class Runner:
     load: Callable[[], LoadedModel]
     db_path: Path
     events: RunnerEvents
+    cloud: Callable[[], CloudAccess] = CloudAccess
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self._queue: queue.Queue[Batch | None] = queue.Queue()
         self._thread = threading.Thread(target=self._main, name="loupe-desktop-runner", daemon=False)
         self._next_id = 0
+        self._lock = threading.Lock()
+        self._skip: set[tuple[int, int]] = set()  # cancelled before they started
+        self._current: tuple[int, int] | None = None
+        self._item_cancel = threading.Event()  # the image in hand
+        self._resume = threading.Event()  # cleared while paused
+        self._resume.set()
         self.model: LoadedModel | None = None
 
     def start(self) -> None:
         """Start loading the model in the background (the window is already open)."""
         self._thread.start()
 
-    def submit(self, paths: Sequence[str], task: Task) -> Batch:
+    def submit(self, paths: Sequence[str], task: Task, *, fresh: bool = False) -> Batch:
         """Queue images; they run after the model has loaded and earlier batches are done."""
         self._next_id += 1
         unique = tuple(dict.fromkeys(str(Path(p).absolute()) for p in paths))  # the store keeps one item per path
-        batch = Batch(self._next_id, unique, task)
+        batch = Batch(self._next_id, unique, task, fresh)
         self._queue.put(batch)
         return batch
+
+    def pause(self, paused: bool) -> None:
+        """Hold (or release) the queue between images; the image in hand finishes."""
+        (self._resume.clear if paused else self._resume.set)()
+
+    @property
+    def paused(self) -> bool:
+        """Whether the queue is held."""
+        return not self._resume.is_set()
+
+    def cancel_item(self, batch: int, index: int) -> None:
+        """Stop one image: the running one is interrupted, a waiting one is skipped."""
+        with self._lock:
+            if self._current == (batch, index):
+                self._item_cancel.set()
+            else:
+                self._skip.add((batch, index))
+
+    def cancel_batch(self, batch: Batch) -> None:
+        """Stop every image of a batch that has not finished."""
+        for index in range(len(batch.paths)):
+            self.cancel_item(batch.id, index)
 
     def stop(self, timeout: float | None = None) -> bool:
         """Cancel the image in hand, drop queued batches, and wait for the thread; True when it has ended."""
         self.cancel.set()
+        self._item_cancel.set()
+        self._resume.set()
         self._queue.put(None)
         if self._thread.is_alive():
             self._thread.join(timeout)
@@ -109,31 +155,80 @@ class Runner:
             store.close()
             self.model.engine.close()
 
+    def _ladder(self, store: Store, model: LoadedModel, task: Task, job_id: int) -> Any:
+        """The task's escalation ladder (cloud rungs only when the settings and the task allow), or None."""
+        if task.escalation is None:
+            return None
+        from engine.escalate.hybrid import Escalator
+
+        access = self.cloud()
+        return Escalator(task, lambda: model.engine, access.config, api_key=access.api_key, store=store,
+                         job_id=job_id)
+
     def _run(self, store: Store, model: LoadedModel, batch: Batch) -> None:
-        settings = {"source": "desktop"}
+        settings: dict[str, Any] = {"source": "desktop"}
+        if batch.task.escalation is not None:
+            from engine.escalate.hybrid import settings_key
+
+            settings.update(settings_key(batch.task, self.cloud().config))
         job = store.create_job(key=f"{job_key(batch.paths, batch.task, model.name, settings)}:{uuid.uuid4().hex}",
                                task=batch.task, model=model.name, settings=settings,
                                launch={"app": "loupe-app", "batch": batch.id}, paths=batch.paths)
-        for index, item in enumerate(store.items(job.id)):
-            if self.cancel.is_set():
-                break
-            self.events.item_started(batch.id, index)
-            ident = file_identity(item.path)
-            key = None if ident is None else cache_key(ident[0], job.task_key, job.model, job.settings_key)
-            source = None if key is None else store.cached_result_id(key)
-            if ident is not None and key is not None and source is not None:
-                rid, result = store.copy_result(item.id, source, path=item.path, sha256=ident[0], size=ident[1],
-                                                cache_key=key)
-                self.events.item_finished(batch.id, index, rid, result, True)
-                continue
-            result = model.engine.analyze(AnalyzeRequest((item.path,), batch.task), cancel=self.cancel)
-            if self.cancel.is_set() and result.error == "cancelled":
-                break  # not stored: the item stays pending in the job
-            if result.status is Status.ERROR:
-                key = None  # errors are never answered from the cache
-            rid = store.save_result(item.id, result, sha256=ident[0] if ident else None,
-                                    size=ident[1] if ident else None, cache_key=key)
-            self.events.item_finished(batch.id, index, rid, result, False)
+        ladder = self._ladder(store, model, batch.task, job.id)
+        try:
+            for index, item in enumerate(store.items(job.id)):
+                self._resume.wait()
+                if self.cancel.is_set():
+                    break
+                with self._lock:
+                    if (batch.id, index) in self._skip:
+                        self._skip.discard((batch.id, index))
+                        self.events.item_cancelled(batch.id, index)
+                        continue
+                    self._current = (batch.id, index)
+                    self._item_cancel.clear()
+                self.events.item_started(batch.id, index)
+                self._one(store, model, batch, index, item, job, ladder)
+                with self._lock:
+                    self._current = None
+        finally:
+            if ladder is not None:
+                ladder.close()
         counts = store.counts(job.id)
         store.set_state(job.id, "done" if counts["done"] == counts["items"] else "interrupted")
         self.events.batch_done(batch.id, job.id)
+
+    def _climb(self, ladder: Any, path: str, task: Task) -> Any:
+        """The ladder for one image, like `Escalator.__call__` but cancellable between and within rungs."""
+        from engine.escalate.policy import Escalation, escalate
+
+        try:
+            images = [load_image(path)]
+        except LoupeError:  # unreadable: answered locally, as an error result
+            return Escalation(ladder.local().analyze(AnalyzeRequest((path,), task), cancel=self._item_cancel), ())
+        return escalate(task, images, ladder.policy, ladder.runners, ladder.ledger, cancel=self._item_cancel)
+
+    def _one(self, store: Store, model: LoadedModel, batch: Batch, index: int, item: Any, job: Any,
+             ladder: Any) -> None:
+        ident = file_identity(item.path)
+        key = None if ident is None else cache_key(ident[0], job.task_key, job.model, job.settings_key)
+        source = None if key is None or batch.fresh else store.cached_result_id(key)
+        if ident is not None and key is not None and source is not None:
+            rid, result = store.copy_result(item.id, source, path=item.path, sha256=ident[0], size=ident[1],
+                                            cache_key=key)
+            self.events.item_finished(batch.id, index, rid, result, True, list(store.result(rid).escalation))
+            return
+        steps: list[dict[str, Any]] = []
+        if ladder is not None:
+            answer = self._climb(ladder, item.path, batch.task)
+            result, steps = answer.result, answer.records()
+        else:
+            result = model.engine.analyze(AnalyzeRequest((item.path,), batch.task), cancel=self._item_cancel)
+        if self._item_cancel.is_set() and result.error == "cancelled":
+            self.events.item_cancelled(batch.id, index)  # not stored: the item stays pending in the job
+            return
+        if result.status is Status.ERROR:
+            key = None  # errors are never answered from the cache
+        rid = store.save_result(item.id, result, sha256=ident[0] if ident else None,
+                                size=ident[1] if ident else None, cache_key=key, escalation=steps)
+        self.events.item_finished(batch.id, index, rid, result, False, steps)

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from engine import cli_eval
+from engine.cli_gui import add_parsers as add_gui_parsers  # the desktop app, reached by name
+from engine.cli_gui import run_gui
 from engine.errors import LoupeError
 from engine.images.files import IMAGE_EXTENSIONS, expand  # noqa: F401  (re-exported for CLI modules)
 from engine.tasks import Task, builtin_names, builtin_task, load_task_file
@@ -250,6 +252,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "cloud": cmd_hybrid,
     **dict.fromkeys(("watch", "kiosk", "outbox"), cmd_floor),
     "eval": cli_eval.run_eval,
+    "gui": run_gui,
 }
 
 
@@ -319,6 +322,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_floor_parsers(sub, model_args)
     cli_eval.add_parsers(sub)
+    add_gui_parsers(sub)
     return p
 
 

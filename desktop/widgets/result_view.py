@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QGraphicsSimpleTextItem,
     QGraphicsView,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPlainTextEdit,
     QPushButton,
@@ -51,6 +52,10 @@ class ImageCanvas(QGraphicsView):
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
         self.box_items: list[QGraphicsRectItem] = []
         self.label_items: list[QGraphicsSimpleTextItem] = []
+        self.label_font = QFont("Sans", 9)
+        warm = QGraphicsSimpleTextItem("warm-up 0.00")  # font lookup and shaping now, not at the first result
+        warm.setFont(self.label_font)
+        warm.boundingRect()
 
     def show_boxes(self, boxes: tuple[Box, ...], image: QImage | None) -> None:
         """Draw the image (when decoded) and the boxes, in the image's own pixel coordinates."""
@@ -66,10 +71,17 @@ class ImageCanvas(QGraphicsView):
             pen.setCosmetic(True)  # stays 2 px wide at any zoom
             rect = scene.addRect(QRectF(x0, y0, x1 - x0, y1 - y0), pen)
             conf = "" if box.confidence is None else f" {box.confidence:.2f}"
-            label = scene.addSimpleText(f"{box.label or '?'}{conf}", QFont("Sans", 10))
-            label.setBrush(QBrush(colour))
-            label.setPos(x0, max(0, y0 - 16))
-            label.setFlag(label.GraphicsItemFlag.ItemIgnoresTransformations)
+            label = QGraphicsSimpleTextItem(f"{box.label or '?'}{conf}")
+            label.setFont(self.label_font)
+            label.setBrush(QBrush(QColor("white")))
+            text = label.boundingRect()
+            # a filled tag above the box's top-left corner, readable on any image
+            tag = scene.addRect(QRectF(0, -text.height() - 2, text.width() + 6, text.height() + 2),
+                                QPen(Qt.PenStyle.NoPen), QBrush(colour))
+            tag.setFlag(tag.GraphicsItemFlag.ItemIgnoresTransformations)  # same size on screen at any zoom
+            tag.setPos(x0, y0)
+            label.setParentItem(tag)
+            label.setPos(3, -text.height() - 1)
             self.box_items.append(rect)
             self.label_items.append(label)
         self.fit()
@@ -145,8 +157,44 @@ class JsonTree(QTreeWidget):
         return out
 
 
+class StepsTable(QTreeWidget):
+    """The escalation steps a result went through: what, why, outcome, cost, time (hidden when none)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setHeaderLabels(["Step", "Model", "Why", "Outcome", "Cost", "Time"])
+        self.setRootIsDecorated(False)
+        self.setWordWrap(True)
+        header = self.header()
+        for col, mode in enumerate((QHeaderView.ResizeMode.ResizeToContents, QHeaderView.ResizeMode.ResizeToContents,
+                                    QHeaderView.ResizeMode.Stretch, QHeaderView.ResizeMode.Stretch,
+                                    QHeaderView.ResizeMode.ResizeToContents, QHeaderView.ResizeMode.ResizeToContents)):
+            header.setSectionResizeMode(col, mode)
+        header.setStretchLastSection(False)
+
+    def show_steps(self, steps: list[dict[str, Any]]) -> None:
+        """One row per rung taken or skipped, then the hand-over to review if any."""
+        self.clear()
+        for s in steps:
+            if s.get("step") == "review":
+                row = QTreeWidgetItem(["review", "a person", str(s.get("why") or ""), "sent to the review queue", "",
+                                       ""])
+            else:
+                outcome = str(s.get("outcome", ""))
+                if s.get("note"):
+                    outcome += f": {s['note']}"
+                row = QTreeWidgetItem([str(s.get("step", "")), str(s.get("model", "")), str(s.get("why", "")),
+                                       outcome, f"${float(s.get('cost_usd') or 0):.4f}",
+                                       f"{float(s.get('ms') or 0) / 1000:.1f} s"])
+            for col in range(6):
+                row.setToolTip(col, row.text(col))
+            self.addTopLevelItem(row)
+        self.setVisible(bool(steps))
+
+
 class ResultView(QWidget):
-    """Status line (with the reason when not ok), the image canvas and the JSON tree side by side."""
+    """Status line (with the reason when not ok), the image canvas and the JSON tree side by side, and the
+    escalation steps below when the result climbed a ladder."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -163,6 +211,8 @@ class ResultView(QWidget):
         self.raw_button.toggled.connect(self.raw.setVisible)
         self.fit_button = QPushButton("Fit")
         self.fit_button.clicked.connect(self.canvas.fit)
+        self.steps = StepsTable()
+        self.steps.hide()
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.tree)
         right.addWidget(self.raw)
@@ -170,6 +220,10 @@ class ResultView(QWidget):
         split.addWidget(self.canvas)
         split.addWidget(right)
         split.setSizes([520, 380])
+        body = QSplitter(Qt.Orientation.Vertical)  # the ladder's steps get the full width below
+        body.addWidget(split)
+        body.addWidget(self.steps)
+        body.setSizes([520, 150])
         header = QHBoxLayout()
         header.addWidget(self.status, 1)
         header.addWidget(self.fit_button)
@@ -177,15 +231,17 @@ class ResultView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(header)
-        layout.addWidget(split, 1)
+        layout.addWidget(body, 1)
         self.result: Result | None = None
         self.path = ""
         self.threshold = 0.5
 
-    def show_result(self, path: str, result: Result, threshold: float) -> None:
+    def show_result(self, path: str, result: Result, threshold: float,
+                    steps: list[dict[str, Any]] | None = None) -> None:
         """Show a result at once (boxes on a blank canvas); `set_image` adds the picture once decoded."""
         self.result, self.path, self.threshold = result, path, threshold
-        self.status.setText(self._status_text(path, result))
+        self.steps.show_steps(steps or [])
+        self.status.setText(self._status_text(path, result, steps or []))
         self.canvas.show_boxes(result.boxes, None)
         self.tree.show_data(result.data, result.confidence, threshold)
         self.raw.setPlainText(result.raw)
@@ -196,7 +252,7 @@ class ResultView(QWidget):
             self.canvas.show_boxes(self.result.boxes, image)
 
     @staticmethod
-    def _status_text(path: str, result: Result) -> str:
+    def _status_text(path: str, result: Result, steps: list[dict[str, Any]]) -> str:
         name = path.rsplit("/", 1)[-1]
         text = f"<b>{html.escape(name)}</b> — status <b>{result.status.value}</b>"
         if result.status is not Status.OK and result.error:
@@ -204,4 +260,8 @@ class ResultView(QWidget):
         low = result.min_confidence
         if low is not None:
             text += f" · lowest confidence {low:.2f}"
-        return text + f" · {result.timings.total_ms / 1000:.1f} s · {result.model}"
+        ms = sum(float(s.get("ms") or 0) for s in steps) if steps else result.timings.total_ms  # the whole ladder
+        text += f" · {ms / 1000:.1f} s · {result.model}"
+        if steps and steps[-1].get("step") == "review":
+            text += f" · <b>sent to review</b>: {html.escape(str(steps[-1].get('why') or ''))}"
+        return text

@@ -1,7 +1,9 @@
-"""The Review tab: doubtful stored results, lowest confidence first, with Accept (A), Reject (R) and Edit (E)."""
+"""The Review tab: doubtful stored results, lowest confidence first, with Accept (A), Reject (R) and Edit (E);
+arrows move through the queue. New results are inserted one by one (the queue is read in full only at start)."""
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +16,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPlainTextEdit,
+    QProgressBar,
     QPushButton,
     QSplitter,
     QVBoxLayout,
@@ -23,13 +26,19 @@ from PySide6.QtWidgets import (
 from desktop.widgets.result_view import ImageCanvas
 from engine.schema.validate import validation_errors
 from engine.store import ReviewError, ReviewQueue, Store, StoredResult
+from engine.store.review import needs_review
+
+
+def order(stored: StoredResult) -> tuple[float, int]:
+    """Lowest confidence first (no confidence at all, e.g. errors, before everything), then oldest first."""
+    low = stored.result.min_confidence
+    return (-1.0 if low is None else low, stored.id)
 
 
 def pending_everywhere(store: Store) -> list[StoredResult]:
     """Unreviewed results needing a person, over every job in the store, lowest confidence first."""
     queue = ReviewQueue(store)
-    found = [s for job in store.jobs() for s in queue.pending(job.id)]
-    return sorted(found, key=lambda s: (-1.0 if s.result.min_confidence is None else s.result.min_confidence, s.id))
+    return sorted((s for job in store.jobs() for s in queue.pending(job.id)), key=order)
 
 
 class ReviewPanel(QWidget):
@@ -45,6 +54,10 @@ class ReviewPanel(QWidget):
         self.list = QListWidget()
         self.list.currentItemChanged.connect(self._show)
         self.progress = QLabel()
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setTextVisible(False)
+        self.progress_bar.setMaximumHeight(8)
+        self.done_count = 0  # decisions taken in this session
         self.detail = QLabel()
         self.detail.setWordWrap(True)
         self.detail.setTextFormat(Qt.TextFormat.PlainText)
@@ -81,6 +94,7 @@ class ReviewPanel(QWidget):
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.addWidget(self.progress)
+        left_layout.addWidget(self.progress_bar)
         left_layout.addWidget(self.list, 1)
         split = QSplitter()
         split.addWidget(left)
@@ -97,15 +111,45 @@ class ReviewPanel(QWidget):
         self.list.blockSignals(True)
         self.list.clear()
         for s in self.items:
-            low = s.result.min_confidence
-            text = f"{'—' if low is None else f'{low:.2f}'}  {Path(s.path).name}  ({s.result.status.value})"
-            QListWidgetItem(text, self.list).setData(Qt.ItemDataRole.UserRole, s.id)
+            self.list.addItem(self._row(s))
         ids = [s.id for s in self.items]
         self.list.setCurrentRow(ids.index(keep) if keep in ids else (0 if ids else -1))
         self.list.blockSignals(False)
         if keep is None or keep not in ids:
             self._show()  # a different result: show it (the same one keeps the edit in progress)
-        self.progress.setText(f"{len(self.items)} to review")
+        self._update_progress()
+
+    def add_result(self, result_id: int) -> bool:
+        """One new stored result: inserted in order if it needs a person (nothing else is re-read); True if so."""
+        stored = self.store.result(result_id)
+        threshold = self.store.job(stored.job_id).task.options.review_threshold
+        if stored.review is not None or not needs_review(stored, threshold) or any(s.id == result_id
+                                                                                   for s in self.items):
+            return False
+        at = bisect.bisect([order(s) for s in self.items], order(stored))
+        self.items.insert(at, stored)
+        empty = self.list.count() == 0
+        self.list.blockSignals(True)
+        self.list.insertItem(at, self._row(stored))
+        self.list.blockSignals(False)
+        if empty:
+            self.list.setCurrentRow(0)  # shows it
+        self._update_progress()
+        return True
+
+    @staticmethod
+    def _row(s: StoredResult) -> QListWidgetItem:
+        low = s.result.min_confidence
+        conf = "—" if low is None else f"{low:.2f}"
+        item = QListWidgetItem(f"{conf}  {Path(s.path).name}  ({s.result.status.value})")
+        item.setData(Qt.ItemDataRole.UserRole, s.id)
+        return item
+
+    def _update_progress(self) -> None:
+        total = self.done_count + len(self.items)
+        self.progress.setText(f"{len(self.items)} to review · {self.done_count} done this session")
+        self.progress_bar.setRange(0, max(total, 1))
+        self.progress_bar.setValue(self.done_count)
 
     @property
     def current(self) -> StoredResult | None:
@@ -136,9 +180,14 @@ class ReviewPanel(QWidget):
             self._say(str(exc), error=True)
             return
         row = self.list.currentRow()
-        self.refresh()
-        if self.items:
-            self.list.setCurrentRow(min(row, len(self.items) - 1))
+        del self.items[row]  # only this row changes; the rest of the queue is not re-read
+        self.list.blockSignals(True)
+        self.list.takeItem(row)
+        self.list.setCurrentRow(min(row, len(self.items) - 1) if self.items else -1)
+        self.list.blockSignals(False)
+        self._show()
+        self.done_count += 1
+        self._update_progress()
         self._say(f"result {stored.id}: {decision}ed" if decision != "edit" else f"result {stored.id}: edit stored")
         self.reviewed.emit(stored.id, decision)
         self.list.setFocus()
@@ -155,7 +204,11 @@ class ReviewPanel(QWidget):
             return
         r = stored.result
         reason = f": {r.error}" if r.error else ""
-        self.detail.setText(f"{stored.path}\nstatus {r.status.value}{reason}")
+        low = "" if r.min_confidence is None else f" · lowest confidence {r.min_confidence:.2f}"
+        last = stored.escalation[-1] if stored.escalation else None
+        handed = f"\nsent to review by the ladder: {last.get('why')}" if isinstance(last, dict) and \
+            last.get("step") == "review" else ""
+        self.detail.setText(f"{stored.path}\nstatus {r.status.value}{reason}{low} · {r.model}{handed}")
         self.editor.setPlainText("" if r.data is None else json.dumps(r.data, indent=2, ensure_ascii=False))
         self.accept_button.setEnabled(r.data is not None)
         self.canvas.show_boxes(r.boxes, None)

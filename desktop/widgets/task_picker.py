@@ -1,10 +1,11 @@
-"""Which task runs on the next drop: a built-in one, or a task file the user opens."""
+"""Which task runs on the next drop: a built-in one, a task file the user opens, or one made in the editor."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QWidget
 
+from desktop.widgets.task_editor import TaskEditor
 from engine.errors import TaskError
 from engine.tasks import Task, builtin_names, builtin_task, load_task_file
 
@@ -13,6 +14,7 @@ class TaskPicker(QWidget):
     """A combo of tasks plus 'Open task file…'; `problem(str)` when a task file is refused."""
 
     problem = Signal(str)
+    changed = Signal()
 
     def __init__(self, default: str = "defects", parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -24,11 +26,16 @@ class TaskPicker(QWidget):
         self.combo.setCurrentIndex(names.index(default) if default in names else 0)
         open_file = QPushButton("Open task file…")
         open_file.clicked.connect(self.open_file)
+        new_task = QPushButton("New task…")
+        new_task.clicked.connect(self.open_editor)
+        self.editor: TaskEditor | None = None
+        self.combo.currentIndexChanged.connect(lambda _i: self.changed.emit())
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(QLabel("Task"))
         layout.addWidget(self.combo, 1)
         layout.addWidget(open_file)
+        layout.addWidget(new_task)
 
     @property
     def task(self) -> Task:
@@ -52,3 +59,10 @@ class TaskPicker(QWidget):
         path, _ = QFileDialog.getOpenFileName(self, "Open a task file", "", "Task files (*.json *.yaml *.yml *.toml)")
         if path:
             self.add_file(path)
+
+    def open_editor(self) -> TaskEditor:
+        """The task editor, starting from the selected task; a saved task file is loaded and selected."""
+        self.editor = TaskEditor(self.task, self)
+        self.editor.saved.connect(self.add_file)
+        self.editor.show()
+        return self.editor

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -37,8 +38,11 @@ def rows(harness: Harness) -> list[tuple[str, str]]:
     return [(tree.topLevelItem(i).text(0), tree.topLevelItem(i).text(1)) for i in range(tree.topLevelItemCount())]
 
 
-def test_drop_files_and_folder_analysed_with_boxes_drawn(app_window: Harness, tmp_path: Path, qtbot) -> None:
+def test_drop_files_and_folder_analysed_with_boxes_drawn(app_window: Harness, tmp_path: Path, qtbot,
+                                                         monkeypatch) -> None:
     w = app_window.window
+    reloads: list[int] = []
+    monkeypatch.setattr(w.review, "refresh", lambda: reloads.append(1))  # the review queue is never re-read whole
     two = write_images(tmp_path / "loose", 2, seed=1)
     folder = tmp_path / "folder"
     write_images(folder, 1, seed=2)
@@ -66,8 +70,14 @@ def test_drop_files_and_folder_analysed_with_boxes_drawn(app_window: Harness, tm
     assert {states[p.name] for p in two} <= {DONE, REVIEW}
     assert states["shot-2-0.png"] in {DONE, REVIEW}
     assert w.queue.progress.value() == w.queue.progress.maximum() == 4
-    print(f"worst GUI event-loop gap while analysing: {max(gaps) * 1000:.0f} ms")
-    assert max(gaps) < 0.2, f"GUI event loop stalled for {max(gaps) * 1000:.0f} ms"
+    worst = max(gaps[1:]) if len(gaps) > 1 else 0.0  # the first gap includes the test's own setup
+    # 100 ms on a machine with a core to spare; when the load average exceeds the cores, the OS alone keeps a
+    # ready thread waiting that long, so the budget grows with the measured load (both are printed).
+    load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    budget = 0.1 * max(1.0, load)
+    print(f"\nworst GUI event-loop gap while analysing: {worst * 1000:.0f} ms over {len(gaps)} ticks "
+          f"(load {load:.1f} per core, budget {budget * 1000:.0f} ms)")
+    assert worst < budget, f"GUI event loop stalled for {worst * 1000:.0f} ms"
 
     w.queue.tree.setCurrentItem(w.queue.tree.topLevelItem(0))
     view = w.result_view
@@ -98,6 +108,30 @@ def test_drop_files_and_folder_analysed_with_boxes_drawn(app_window: Harness, tm
     stored = app_window.store.results()
     assert len(stored) == 4 and {Path(s.path).name for s in stored} == {n for n, _ in rows(app_window)}
 
+    # the review tab lists exactly the doubtful ones (the error first, then lowest confidence first) ...
+    panel = w.review
+    assert reloads == []  # each result was inserted on its own
+    doubtful = {n for n, s in rows(app_window) if s in (REVIEW, ERROR)}
+    qtbot.waitUntil(lambda: len(panel.items) == len(doubtful), timeout=5000)  # each added in its own turn
+    assert {Path(s.path).name for s in panel.items} == doubtful and w.tabs.tabText(1) == f"Review ({len(doubtful)})"
+    assert panel.items[0].result.status.value == "error"
+    w.tabs.setCurrentWidget(panel)
+    w.activateWindow()
+    panel.list.setFocus()
+    panel.list.setCurrentRow(0)
+    qtbot.keyClick(panel.list, Qt.Key.Key_Down)  # arrows move through the queue
+    low = panel.current
+    assert low is not None and panel.list.currentRow() == 1 and low.result.status.value == "ok"
+    # ... an invalid edit is refused, a valid one stored
+    panel.editor.setPlainText('{"defects": [{"label": 5}]}')
+    assert "/defects/0" in panel.message.text()  # checked as you type
+    panel.save_edit()
+    assert "refused" in panel.message.text() and app_window.store.result(low.id).review is None
+    panel.editor.setPlainText('{"defects": []}')
+    panel.save_edit()
+    assert app_window.store.result(low.id).final_data == {"defects": []}
+    assert low.id not in [s.id for s in panel.items] and "1 done this session" in panel.progress.text()
+
     qtbot.waitUntil(lambda: len(w.job_ids) == 1, timeout=5000)
     out = tmp_path / "export" / "results.jsonl"
     w.export_to("jsonl", out)  # as File > Export results as JSONL… does after its dialog
@@ -116,7 +150,8 @@ def test_pasted_files_are_queued_and_review_tab_refuses_invalid_edit_stores_vali
     assert len(rows(app_window)) == 2
     qtbot.waitUntil(lambda: w.queue.unfinished() == 0, timeout=20000)
     panel = w.review
-    assert len(panel.items) == 2 and w.tabs.tabText(1) == "Review (2)"
+    qtbot.waitUntil(lambda: len(panel.items) == 2, timeout=5000)
+    assert w.tabs.tabText(1) == "Review (2)"
     lows = [s.result.min_confidence for s in panel.items]
     assert lows == sorted(lows)
     w.tabs.setCurrentWidget(panel)
@@ -232,3 +267,21 @@ def test_last_task_and_geometry_persist_between_runs(qtbot, tmp_path: Path) -> N
         assert again.tasks.task.name == "receipt"
         assert (again.width(), again.height()) == expected
         again.close()
+
+
+def test_a_pasted_picture_is_saved_and_queued(app_window: Harness, qtbot) -> None:
+    from PySide6.QtGui import QColor, QImage
+
+    w = app_window.window
+    picture = QImage(80, 60, QImage.Format.Format_RGB32)
+    picture.fill(QColor("#8899aa"))
+    QApplication.clipboard().setImage(picture)
+    task = w.paste()
+    assert task is not None
+    qtbot.waitUntil(lambda: len(rows(app_window)) == 1, timeout=5000)
+    QApplication.clipboard().clear()
+    name, _ = rows(app_window)[0]
+    saved = app_window.db.parent / "pasted" / name
+    assert name.startswith("pasted-") and saved.is_file()
+    qtbot.waitUntil(lambda: w.queue.unfinished() == 0, timeout=20000)
+    assert [Path(s.path).name for s in app_window.store.results()] == [name]

@@ -1,0 +1,181 @@
+"""Screenshots of the real window for the README: `python -m desktop.screenshots OUT_DIR` (under Xvfb, e.g.
+`xvfb-run -s "-screen 0 1400x900x24" .venv/bin/python -m desktop.screenshots docs/screenshots`). It runs the real
+engine on the tiny synthetic model (random weights: the boxes and values are meaningless, the app is real)."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+SAMPLE = Path(__file__).resolve().parent.parent / "engine" / "samples" / "scratched-panel.jpg"
+
+
+def _panels(folder: Path) -> list[Path]:
+    """A few plain 'panel' photos with a drawn scratch, plus a file that is not an image."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, (shade, line) in enumerate([(190, (40, 60, 260, 140)), (150, (300, 50, 120, 220)),
+                                       (205, (60, 200, 330, 190))]):
+        img = Image.new("RGB", (400, 280), (shade, shade + 5, shade + 12))
+        draw = ImageDraw.Draw(img)
+        draw.rectangle((10, 10, 389, 269), outline=(90, 90, 100), width=4)
+        draw.line(line, fill=(60, 50, 45), width=3)
+        path = folder / f"panel-{i + 1:02d}.png"
+        img.save(path)
+        out.append(path)
+    bad = folder / "scan-broken.jpg"
+    bad.write_bytes(b"this is not a JPEG")
+    return [*out, bad]
+
+
+SCRATCH_TASK = """name: scratches
+instructions: Find the scratches on this panel; give each a box and a short note.
+schema:
+  type: object
+  properties:
+    scratches:
+      type: array
+      maxItems: 2
+      items:
+        type: object
+        properties:
+          label: {enum: [scratch, dent, stain]}
+          box_2d:
+            type: array
+            prefixItems:
+              - {type: integer, minimum: 150, maximum: 350}
+              - {type: integer, minimum: 150, maximum: 300}
+              - {type: integer, minimum: 450, maximum: 700}
+              - {type: integer, minimum: 550, maximum: 800}
+            items: false
+            minItems: 4
+          note: {type: string, maxLength: 40}
+        required: [label, box_2d, note]
+        additionalProperties: false
+  required: [scratches]
+  additionalProperties: false
+"""
+
+
+LADDER_TASK = """name: panel-check
+instructions: Is this panel fine? If not, say what is wrong.
+schema: {type: object, properties: {ok: {type: boolean}, problem: {type: string, maxLength: 30}},
+         required: [ok, problem], additionalProperties: false}
+escalation: {ladder: ["local@low", "local@high", "cloud@high"], thresholds: {overall: 0.9}, cloud: true}
+"""
+
+
+def _wait(app: object, until: Callable[[], bool], timeout_s: float = 120.0) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    end = time.monotonic() + timeout_s
+    while not until():
+        if time.monotonic() > end:
+            raise TimeoutError("the window did not get there in time")
+        QApplication.processEvents()
+        time.sleep(0.01)
+
+
+def _settle(seconds: float = 0.4) -> None:
+    end = time.monotonic() + seconds
+    _wait(None, lambda: time.monotonic() > end)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Drive the window through a session and save desk-*.png into OUT_DIR."""
+    from PIL import Image
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from desktop.bridge import EngineBridge
+    from desktop.main_window import MainWindow
+    from desktop.runner import LoadedModel
+    from engine.api import Engine
+    from engine.store import Store
+    from models.store import ModelStore
+    from models.synthetic import build
+
+    out = Path((argv or sys.argv[1:] or ["docs/screenshots"])[0])
+    out.mkdir(parents=True, exist_ok=True)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Loupe")
+    work = Path(tempfile.mkdtemp(prefix="loupe-shots-"))
+    tiny = build("tiny-smolvlm", work / "models")
+
+    def load() -> LoadedModel:
+        from engine.backends.llama_cpp import LlamaCppBackend
+
+        backend = LlamaCppBackend(tiny.text_path, tiny.mmproj_path, model_id="tiny-smolvlm", n_threads=2)
+        return LoadedModel(Engine(backend, model="tiny-smolvlm"), "tiny-smolvlm", synthetic=True)
+
+    store = Store(work / "loupe.db")
+    bridge = EngineBridge(load, work / "loupe.db")
+    window = MainWindow(bridge, store, settings=QSettings(str(work / "loupe.ini"), QSettings.Format.IniFormat),
+                        model_store=ModelStore(work / "store"), make_loader=lambda _n: load,
+                        model_name="tiny-smolvlm")
+    window.resize(1320, 820)
+    window.show()
+    bridge.start()
+    task_file = work / "scratches.yaml"  # a user task whose boxes' ranges keep the random model's boxes visible
+    task_file.write_text(SCRATCH_TASK)
+    window.tasks.add_file(str(task_file))
+    window.enqueue([str(SAMPLE)])
+    window.tasks.combo.setCurrentText("defects")
+    panels = _panels(work / "photos")
+    window.enqueue([str(p) for p in panels])
+    ladder_file = work / "panel-check.yaml"  # a ladder: local low detail, local high detail, then the cloud (off)
+    ladder_file.write_text(LADDER_TASK)
+    window.tasks.add_file(str(ladder_file))
+    window.enqueue([str(panels[1])])
+    window.tasks.combo.setCurrentText("defects")
+    _wait(app, lambda: window.queue.unfinished() == 0)
+    _settle(1.0)  # thumbnails
+
+    window.queue.tree.setCurrentItem(window.queue.tree.topLevelItem(0))
+    _wait(app, lambda: any(i.type() == 7 for i in window.result_view.canvas.scene().items()))
+    _settle()
+    window.grab().save(str(out / "desk-main.png"))
+    window.result_view.grab().save(str(out / "desk-result.png"))
+
+    last = window.queue.tree.topLevelItemCount() - 1
+    window.queue.tree.setCurrentItem(window.queue.tree.topLevelItem(last))
+    _wait(app, lambda: any(i.type() == 7 for i in window.result_view.canvas.scene().items()))
+    _settle()
+    window.result_view.grab().save(str(out / "desk-steps.png"))
+
+    window.tabs.setCurrentWidget(window.review)
+    window.review.list.setCurrentRow(1)
+    _wait(app, lambda: any(i.type() == 7 for i in window.review.canvas.scene().items()))
+    _settle()
+    window.grab().save(str(out / "desk-review.png"))
+
+    dialog = window.open_settings()
+    _settle()
+    dialog.grab().save(str(out / "desk-settings.png"))
+    dialog.reject()
+    if window.models is not None:
+        models = window.models.open_dialog()
+        _settle()
+        models.grab().save(str(out / "desk-models.png"))
+        models.close()
+    editor = window.tasks.open_editor()
+    editor.schema.setPlainText('{"type": "object", "properties": {"count": {"type": "integr"}}}')
+    _settle()
+    editor.grab().save(str(out / "desk-task-editor.png"))
+    editor.reject()
+    window.close()
+    store.close()
+    for png in sorted(out.glob("desk-*.png")):  # 256 colours: small files, no visible loss for a UI
+        with Image.open(png) as shot:
+            shot.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(png, optimize=True)
+        print(png, png.stat().st_size // 1024, "KB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

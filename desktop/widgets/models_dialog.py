@@ -1,0 +1,217 @@
+"""Models: what is installed, downloads of catalog models with progress and cancel, and import of local GGUFs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QThreadPool, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.downloads import Download
+from models.store import InstalledModel, ModelError, ModelStore
+
+_GGUF = "GGUF models (*.gguf);;All files (*)"
+
+
+class ModelsDialog(QDialog):
+    """Lists `store.installed()`; `changed()` after a download or import completes."""
+
+    changed = Signal()
+
+    def __init__(self, store: ModelStore, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Models")
+        self.resize(720, 420)
+        self.store = store
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(1)
+        self.download: Download | None = None
+        self.tree = QTreeWidget()
+        self.tree.setHeaderLabels(["Model", "Kind", "State", "Size", "Note"])
+        self.tree.setRootIsDecorated(False)
+        self.tree.setColumnWidth(0, 180)
+        self.tree.itemSelectionChanged.connect(self._update_buttons)
+        self.download_button = QPushButton("Download")
+        self.download_button.clicked.connect(self.start_download)
+        self.cancel_button = QPushButton("Cancel download")
+        self.cancel_button.clicked.connect(self.cancel_download)
+        self.import_button = QPushButton("Import local GGUF…")
+        self.import_button.clicked.connect(self._ask_import)
+        self.bar = QProgressBar()
+        self.bar.hide()
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        buttons = QHBoxLayout()
+        for b in (self.download_button, self.cancel_button, self.import_button):
+            buttons.addWidget(b)
+        buttons.addStretch()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.tree, 1)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.message)
+        layout.addLayout(buttons)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the store (a quick check of files; no hashing)."""
+        keep = self.selected()
+        self.tree.clear()
+        for m in self.store.installed():
+            size = f"{m.size_bytes / 1e6:.1f} MB" if m.size_bytes else ""
+            row = QTreeWidgetItem([m.name + (" (default)" if m.is_default else ""), m.kind, m.state, size, m.detail])
+            row.setData(0, 256, m.name)
+            row.setToolTip(4, m.detail)
+            self.tree.addTopLevelItem(row)
+            if m.name == keep or (keep is None and self.tree.currentItem() is None and m.kind == "catalog"
+                                  and m.state != "installed"):
+                self.tree.setCurrentItem(row)  # the selection kept, else the first model one can download
+        self._update_buttons()
+
+    def selected(self) -> str | None:
+        """The selected model's name."""
+        rows = self.tree.selectedItems()
+        return str(rows[0].data(0, 256)) if rows else None
+
+    def select(self, name: str) -> None:
+        """Select a model by name."""
+        for i in range(self.tree.topLevelItemCount()):
+            if self.tree.topLevelItem(i).data(0, 256) == name:
+                self.tree.setCurrentItem(self.tree.topLevelItem(i))
+
+    def _model(self, name: str | None) -> InstalledModel | None:
+        return next((m for m in self.store.installed() if m.name == name), None)
+
+    def _update_buttons(self) -> None:
+        model = self._model(self.selected())
+        busy = self.download is not None
+        self.download_button.setEnabled(not busy and model is not None and model.kind == "catalog"
+                                        and model.state != "installed")
+        self.cancel_button.setEnabled(busy)
+
+    # -- download ----------------------------------------------------------------------------------------
+    def start_download(self) -> Download | None:
+        """Pull the selected catalog model off the GUI thread, showing progress."""
+        name = self.selected()
+        if name is None or self.download is not None:
+            return None
+        self.download = Download(self.store, name, self)
+        self.download.progress.connect(self._progress)
+        self.download.finished.connect(lambda n: self._ended(f"{n} is installed.", error=False))
+        self.download.failed.connect(lambda text: self._ended(f"Download failed: {text}", error=True))
+        self.download.cancelled.connect(lambda: self._ended("Download cancelled; what arrived is kept and a "
+                                                            "later download resumes from there.", error=False))
+        self.bar.setRange(0, 0)
+        self.bar.show()
+        self._say(f"Downloading {name}…")
+        self._update_buttons()
+        return self.download.start(self.pool)
+
+    def cancel_download(self) -> None:
+        """Stop the download at its next chunk."""
+        if self.download is not None:
+            self.download.cancel()
+
+    def _progress(self, filename: str, done: int, total: int) -> None:
+        if total > 0:
+            self.bar.setRange(0, 1000)
+            self.bar.setValue(int(1000 * done / total))
+            self.bar.setFormat(f"{filename}: {done / 1e6:.1f} / {total / 1e6:.1f} MB")
+        else:
+            self.bar.setFormat(f"{filename}: {done / 1e6:.1f} MB")
+
+    def _ended(self, text: str, *, error: bool) -> None:
+        self.download = None
+        self.bar.hide()
+        self._say(text, error=error)
+        self.refresh()
+        self.changed.emit()
+
+    # -- import ------------------------------------------------------------------------------------------
+    def _ask_import(self) -> None:
+        text, _ = QFileDialog.getOpenFileName(self, "Text model (GGUF)", "", _GGUF)
+        if not text:
+            return
+        mmproj, _ = QFileDialog.getOpenFileName(self, "Vision projector (mmproj GGUF)", str(Path(text).parent), _GGUF)
+        if mmproj:
+            self.import_files(text, mmproj)
+
+    def import_files(self, text: str, mmproj: str, name: str = "") -> str | None:
+        """Register a local text GGUF + mmproj pair; the model's name, or None with the reason shown."""
+        try:
+            resolved = self.store.import_local(Path(text), Path(mmproj), name=name or None)
+        except ModelError as exc:
+            self._say(f"Import refused: {exc}", error=True)
+            return None
+        self._say(f"Imported {resolved.name} ({resolved.family}).")
+        self.refresh()
+        self.select(resolved.name)
+        self.changed.emit()
+        return resolved.name
+
+    def _say(self, text: str, *, error: bool = False) -> None:
+        self.message.setText(text)
+        self.message.setStyleSheet("color: #c62828;" if error else "")
+
+    def done(self, code: int) -> None:
+        """Closing the dialog cancels a download in progress and waits for it to stop."""
+        if self.download is not None:
+            self.download.cancel()
+            self.pool.waitForDone()
+        super().done(code)
+
+
+class ModelPicker(QWidget):
+    """Which model analyses: installed ones in a combo, plus 'Models…' (download, import)."""
+
+    chosen = Signal(str)
+
+    def __init__(self, store: ModelStore, current: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.combo = QComboBox()
+        self.combo.setMinimumWidth(170)
+        self.manage = QPushButton("Models…")
+        self.manage.clicked.connect(self.open_dialog)
+        self.dialog: ModelsDialog | None = None
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(QLabel("Model"))
+        layout.addWidget(self.combo, 1)
+        layout.addWidget(self.manage)
+        self.fill(current)
+        self.combo.activated.connect(lambda _i: self.chosen.emit(self.combo.currentText()))
+
+    def fill(self, current: str = "") -> None:
+        """Installed models (and synthetic ones, always usable), `current` selected."""
+        current = current or self.combo.currentText()
+        self.combo.clear()
+        names = [m.name for m in self.store.installed() if m.state == "installed" or m.kind == "synthetic"]
+        self.combo.addItems(names)
+        if current and current not in names:
+            self.combo.addItem(current)
+        if current:
+            self.combo.setCurrentText(current)
+
+    def set_current(self, name: str) -> None:
+        """Show `name` as the model in use (without emitting `chosen`)."""
+        self.fill(name)
+
+    def open_dialog(self) -> ModelsDialog:
+        """Open the models dialog (non-modal); the combo is refreshed when it changes anything."""
+        self.dialog = ModelsDialog(self.store, self)
+        self.dialog.changed.connect(lambda: self.fill())
+        self.dialog.show()
+        return self.dialog
+
