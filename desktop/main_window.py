@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.bridge import Background, EngineBridge, ImageDecoder
+from desktop.eval_tab import eval_tab
 from desktop.exporting import export
 from desktop.runner import CloudAccess, LoadedModel
 from desktop.settings import AppSettings, load_settings, save_settings
@@ -76,6 +77,7 @@ class MainWindow(QMainWindow):
         self._tasks: dict[int, Task] = {}
         self._shown_token = 0
         self._review_token = 0
+        self.loaded_model = model_name
         self.job_ids: list[int] = []  # store jobs of this session, for exports
         self.exports: list[Background] = []
         self._export_pool = QThreadPool(self)
@@ -111,6 +113,8 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(split, "Analyse")
         self.tabs.addTab(self.review, "Review")
+        self.evaluate = eval_tab(bridge.db_path, lambda: self.tasks.task, self._model_name, make_loader)
+        self.tabs.addTab(self.evaluate, "Evaluate")
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.addWidget(self.banner)
@@ -304,6 +308,7 @@ class MainWindow(QMainWindow):
 
     # -- from the bridge (GUI thread) --------------------------------------------------------------------
     def _model_loaded(self, name: str, synthetic: bool) -> None:
+        self.loaded_model = name
         self.model_label.setText(f"Ready: {name}" if self.models is not None else f"Model: {name}")
         if self.models is not None:
             self.models.set_current(name)
@@ -311,6 +316,11 @@ class MainWindow(QMainWindow):
         if synthetic:
             self._show_banner(f"{name} is a synthetic model with random weights: its output is meaningless. "
                               "Install a real one with `loupe models pull smolvlm-256m`.", "#b26a00")
+
+    def _model_name(self) -> str:
+        """The model picked now (the evaluation loads its own copy)."""
+        picked = self.models.combo.currentText() if self.models is not None else ""
+        return picked or self.loaded_model
 
     def _model_failed(self, message: str) -> None:
         self.model_label.setText("No model")
@@ -369,4 +379,5 @@ class MainWindow(QMainWindow):
         self.decoder.wait()
         self.queue.thumbnails.wait()
         self._export_pool.waitForDone()
+        self.evaluate.shutdown()
         event.accept()

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 from desktop.widgets.result_view import ImageCanvas
 from engine.schema.validate import validation_errors
 from engine.store import ReviewError, ReviewQueue, Store, StoredResult
-from engine.store.review import needs_review
+from engine.store.review import for_review, needs_review
 
 
 def order(stored: StoredResult) -> tuple[float, int]:
@@ -36,9 +36,9 @@ def order(stored: StoredResult) -> tuple[float, int]:
 
 
 def pending_everywhere(store: Store) -> list[StoredResult]:
-    """Unreviewed results needing a person, over every job in the store, lowest confidence first."""
+    """Unreviewed results needing a person, over every job in the store but evaluation runs, lowest first."""
     queue = ReviewQueue(store)
-    return sorted((s for job in store.jobs() for s in queue.pending(job.id)), key=order)
+    return sorted((s for job in store.jobs() if for_review(job) for s in queue.pending(job.id)), key=order)
 
 
 class ReviewPanel(QWidget):

@@ -134,6 +134,9 @@ class MeasuredEscalation(Escalation):
 def _ladder_analyze(system: System, task: Task, pool: ModelPool) -> Callable[[str, Task], Result | Escalation]:
     raw = dict(task.escalation or {})
     raw.update(ladder=list(system.ladder), cloud=False)  # an evaluation never sends images anywhere
+    # rungs name models; the policy knows named local rungs only through its `models` table (runners below)
+    raw["models"] = {**(raw.get("models") or {}),
+                     **{n: {"model": n} for n in system.models() if n not in ("local", "cloud")}}
     policy = policy_from_dict(raw, task.source)
     seen: list[dict[str, int]] = []
     runners: dict[str, StepRunner] = {"cloud": DisabledCloud()}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.schema.validate import validation_errors
-from engine.store.records import ReviewRecord, StoredResult
+from engine.store.records import JobRecord, ReviewRecord, StoredResult
 from engine.store.sqlite import Store, StoreError
 from engine.types import Status
 
@@ -23,6 +23,11 @@ def needs_review(stored: StoredResult, threshold: float) -> bool:
     sent_to_review = bool(stored.escalation) and isinstance(stored.escalation[-1], dict) \
         and stored.escalation[-1].get("step") == "review"  # the ladder (e.g. budget spent) handed it to a person
     return stored.result.status is not Status.OK or (low is not None and low < threshold) or sent_to_review
+
+
+def for_review(job: JobRecord) -> bool:
+    """Whether a job's results belong in the review queue: evaluation runs are compared with labels, not reviewed."""
+    return "eval" not in job.launch
 
 
 def _order(stored: StoredResult) -> tuple[float, int]:
@@ -45,11 +50,18 @@ class ReviewQueue:
     store: Store
 
     def pending(self, job_id: int | None = None) -> list[StoredResult]:
-        """Unreviewed results of a job (the latest job when None) that need a person, lowest confidence first."""
-        job = self.store.job(job_id) if job_id is not None else self.store.latest_job()
+        """Unreviewed results of a job (the latest job when None) that need a person, lowest confidence first.
+
+        The latest job means the latest one that is not an evaluation run (`loupe eval` jobs are never reviewed)."""
+        job = self.store.job(job_id) if job_id is not None else self.latest_job()
         threshold = job.task.options.review_threshold
         queue = [s for s in self.store.results(job.id) if s.review is None and needs_review(s, threshold)]
         return sorted(queue, key=_order)
+
+    def latest_job(self) -> JobRecord:
+        """The newest job whose results a person reviews (evaluation runs skipped)."""
+        jobs = [j for j in self.store.jobs() if for_review(j)]
+        return max(jobs, key=lambda j: j.id) if jobs else self.store.latest_job()
 
     def accept(self, result_id: int, *, note: str = "", who: str | None = None) -> ReviewRecord:
         """The model's answer is right as it is."""

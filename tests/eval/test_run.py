@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from desktop.widgets.review_panel import pending_everywhere
 from engine.cli import main
+from engine.store import ReviewQueue, Store
 from engine.tasks import load_task_file
 
 
@@ -94,3 +96,13 @@ def test_images_batched_before_are_answered_from_the_store(model_dir: Path, digi
     assert code == 0, err_text
     assert "tiny-a: whole-record accuracy" in out_text and "(3 from the store)" in out_text
     assert "report:" in err_text and (tmp_path / "r" / "report.html").is_file()
+    # the evaluation's own job is newer than the batch, yet the review queue stays the batch's
+    with Store(db) as store:
+        queue = ReviewQueue(store)
+        jobs = store.jobs()
+        assert len(jobs) == 2 and "eval" in jobs[-1].launch
+        assert queue.latest_job().id == jobs[0].id
+        batch_pending = queue.pending(jobs[0].id)
+        assert batch_pending and queue.pending(jobs[1].id)  # both jobs hold doubtful results
+        assert [s.id for s in queue.pending()] == [s.id for s in batch_pending]
+        assert all(s.job_id == jobs[0].id for s in pending_everywhere(store))
