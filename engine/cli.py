@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+from engine.cli_serve import cmd_serve
 from engine.errors import LoupeError
 from engine.images.files import IMAGE_EXTENSIONS, expand  # noqa: F401  (re-exported for CLI modules)
 from engine.tasks import Task, builtin_names, builtin_task, load_task_file
@@ -240,6 +241,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "export": cmd_store,
     "audit": cmd_hybrid,
     "cloud": cmd_hybrid,
+    "serve": cmd_serve,
 }
 
 
@@ -305,6 +307,9 @@ def parser() -> argparse.ArgumentParser:
     from engine.cli_hybrid import add_parsers as add_hybrid_parsers
 
     add_hybrid_parsers(sub)
+    from engine.cli_serve import add_parsers as add_serve_parsers
+
+    add_serve_parsers(sub, model_args)
     return p
 
 
