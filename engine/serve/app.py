@@ -69,7 +69,7 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail))
 
-    guarded = [Depends(authorise)]
+    guarded = [Depends(authorise)] if config.token else []  # the spec declares bearer auth only when it is required
 
     @app.get("/v1/models", response_model=s.ModelList, responses=ERRORS, dependencies=guarded)
     async def models() -> s.ModelList:
@@ -80,7 +80,7 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
     async def chat_completions(body: s.ChatRequest) -> s.ChatCompletion:
         """OpenAI-compatible: images as data URLs, response_format json_schema enforced, logprobs per token."""
         t0 = time.perf_counter()
-        plan = await asyncio.to_thread(chat.plan, body, model_id)
+        plan = await asyncio.to_thread(chat.plan, body, model_id, config.max_tokens_cap)
         gen = await workers.model_lane.call(chat.generate, workers.engine, plan)
         return chat.completion(body, plan, gen, model_id, (time.perf_counter() - t0) * 1000)
 

@@ -90,7 +90,7 @@ def _content(message: s.Message, index: int, images: list[LoadedImage], details:
     return "\n".join(out)
 
 
-def plan(req: s.ChatRequest, model_id: str) -> ChatPlan:
+def plan(req: s.ChatRequest, model_id: str, max_tokens_cap: int = DEFAULT_MAX_TOKENS) -> ChatPlan:
     """Check a request and decode its images (a 400/404 ApiError for anything wrong)."""
     if req.model != model_id:
         raise ApiError(404, f"model {req.model!r} is not served here; this server serves {model_id!r}",
@@ -98,6 +98,9 @@ def plan(req: s.ChatRequest, model_id: str) -> ChatPlan:
     if req.stream:
         raise bad_request("streaming is not supported; send stream=false", param="stream")
     schema = schema_of(req)
+    asked = req.max_completion_tokens or req.max_tokens
+    if asked is not None and asked > max_tokens_cap:
+        raise bad_request(f"max_tokens={asked} is over this server's limit of {max_tokens_cap}", param="max_tokens")
     images: list[LoadedImage] = []
     details: list[str] = []
     system, turns = [], []
@@ -112,7 +115,7 @@ def plan(req: s.ChatRequest, model_id: str) -> ChatPlan:
     text = "\n".join([*system, *turns, f"Answer with one JSON object that matches this JSON Schema: {compact}"])
     return ChatPlan(
         text=text, images=tuple(images), schema=schema, detail="high" if "high" in details else "low",
-        max_tokens=req.max_completion_tokens or req.max_tokens or DEFAULT_MAX_TOKENS,
+        max_tokens=asked or min(DEFAULT_MAX_TOKENS, max_tokens_cap),
         temperature=req.temperature if req.temperature is not None else 0.0, seed=req.seed or 0,
     )
 

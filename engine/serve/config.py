@@ -35,6 +35,7 @@ class ServeConfig:
     port: int = 8765
     token: str | None = None
     allow_remote: bool = False
+    max_tokens_cap: int = 4096  # chat completions: the most tokens one request may ask for (and the default's cap)
 
     def __repr__(self) -> str:  # never print the token
         return f"ServeConfig(host={self.host!r}, port={self.port}, token={'***' if self.token else None}, " \
