@@ -25,11 +25,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reas
 
 
 @pytest.fixture(scope="module")
-def bundle() -> Path:
-    """The bundle folder (built here unless LOUPE_BUNDLE names one)."""
+def bundle(request: pytest.FixtureRequest) -> Path:
+    """The bundle folder (built here unless LOUPE_BUNDLE names one); skipped unless asked for with -m slow."""
     given = os.environ.get("LOUPE_BUNDLE")
     if given:
         return Path(given)
+    if "slow" not in str(request.config.getoption("markexpr") or ""):
+        pytest.skip("builds the PyInstaller bundle (minutes): opt in with `pytest -m slow tests/packaging`")
     pytest.importorskip("PyInstaller")
     subprocess.run([str(ROOT / "packaging" / "build.sh"), sys.executable], check=True, timeout=3600)
     return ROOT / "dist" / "loupe"
