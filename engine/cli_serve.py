@@ -24,6 +24,8 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
                     help="allow a non-loopback --host (needs an API token: $LOUPE_API_TOKEN or the keyring)")
     model_args(sp)
     sp.add_argument("--db", help="the results store (default: $LOUPE_DB, else loupe.db in the user data dir)")
+    sp.add_argument("--max-queue", type=int, default=32,
+                    help="model requests that may wait at once; more get 429 (default: 32)")
     sp.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sp.add_argument("--json", action="store_true", help="errors as JSON")
 
@@ -43,7 +45,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                                       allow_remote=args.allow_remote))
     db = Path(args.db).expanduser() if args.db else default_db_path()
     backend, name = open_backend(args, err)
-    workers = Workers(Engine(backend, model=name), db)
+    workers = Workers(Engine(backend, model=name), db, max_queue=max(1, args.max_queue))
     auth = "bearer token required" if config.token else "no token (loopback only)"
     print(f"loupe serve: model {name}, store {db}, {auth}; http://{config.host}:{config.port}/docs", file=err)
     serve_forever(workers, config, log_level=args.log_level)

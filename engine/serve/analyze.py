@@ -74,11 +74,11 @@ def stored_dict(r: StoredResult) -> dict[str, Any]:
 
 
 def page(store: Store, *, offset: int, limit: int, status: str | None) -> s.ResultsPage:
-    """Stored results, newest first, `limit` from `offset` (optionally only one status)."""
-    rows = sorted(store.results(), key=lambda r: r.id, reverse=True)
-    if status is not None:
-        rows = [r for r in rows if r.result.status.value == status]
-    chunk = rows[offset : offset + limit]
-    nxt = offset + limit if offset + limit < len(rows) else None
-    return s.ResultsPage(data=[s.StoredResultOut(**stored_dict(r)) for r in chunk], total=len(rows), offset=offset,
-                         limit=limit, next_offset=nxt)
+    """Stored results, newest first, `limit` from `offset` (optionally only one status); reads only that page."""
+    where, args = (" WHERE status = ?", (status,)) if status is not None else ("", ())
+    total = int(store.conn.execute(f"SELECT COUNT(*) FROM results{where}", args).fetchone()[0])
+    ids = [int(r[0]) for r in store.conn.execute(f"SELECT id FROM results{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                                                 (*args, limit, offset))]
+    nxt = offset + limit if offset + limit < total else None
+    return s.ResultsPage(data=[s.StoredResultOut(**stored_dict(store.result(i))) for i in ids], total=total,
+                         offset=offset, limit=limit, next_offset=nxt)

@@ -18,14 +18,15 @@ from engine.serve import schemas as s
 from engine.serve.config import ServeConfig
 from engine.serve.errors import ApiError
 from engine.serve.images import read_image
-from engine.serve.worker import Workers
+from engine.serve.worker import LaneFull, Workers
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": s.ErrorBody, "description": why}
     for code, why in ((400, "bad request"), (401, "missing or wrong API token"), (404, "no such model"),
-                      (500, "server error"))
+                      (429, "too many requests already waiting for the model"), (500, "server error"))
 }
-_TYPES = {401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error", 500: "server_error"}
+_TYPES = {401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error", 429: "rate_limit_error",
+          500: "server_error"}
 
 
 def _error(status: int, message: str, *, param: str | None = None, code: str | None = None) -> JSONResponse:
@@ -59,6 +60,10 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(LaneFull)
+    async def _busy(request: Request, exc: LaneFull) -> JSONResponse:
+        return _error(429, f"the model is busy ({exc}); retry later", code="model_busy")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

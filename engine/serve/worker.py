@@ -14,15 +14,27 @@ from engine.store import Store
 T = TypeVar("T")
 
 
+class LaneFull(Exception):
+    """More requests are queued on a lane than it takes."""
+
+
 class Lane:
     """A single worker thread; `call` runs a function on it and awaits the answer from asyncio."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, max_queue: int | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self.max_queue = max_queue
+        self.pending = 0  # touched only from the event loop's thread
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run `fn(*args, **kwargs)` on the lane's thread, in submission order."""
-        return await asyncio.wrap_future(self._pool.submit(fn, *args, **kwargs))
+        """Run `fn(*args, **kwargs)` on the lane's thread, in submission order (LaneFull when over max_queue)."""
+        if self.max_queue is not None and self.pending >= self.max_queue:
+            raise LaneFull(f"{self.pending} requests are already waiting for the model")
+        self.pending += 1
+        try:
+            return await asyncio.wrap_future(self._pool.submit(fn, *args, **kwargs))
+        finally:
+            self.pending -= 1
 
     def close(self) -> None:
         """Finish queued work and stop the thread."""
@@ -32,9 +44,9 @@ class Lane:
 class Workers:
     """The loaded engine on its own lane, and the results store on another (SQLite wants one thread)."""
 
-    def __init__(self, engine: Engine, db_path: str | Path) -> None:
+    def __init__(self, engine: Engine, db_path: str | Path, *, max_queue: int = 32) -> None:
         self.engine = engine
-        self.model_lane = Lane("loupe-serve-model")
+        self.model_lane = Lane("loupe-serve-model", max_queue=max_queue)
         self.store_lane = Lane("loupe-serve-store")
         self.db_path = Path(db_path)
         self._store: Store | None = None
