@@ -61,6 +61,10 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # still logged by uvicorn
+        return _error(500, f"internal error: {type(exc).__name__}", code="internal_error")
+
     @app.exception_handler(LaneFull)
     async def _busy(request: Request, exc: LaneFull) -> JSONResponse:
         return _error(429, f"the model is busy ({exc}); retry later", code="model_busy")

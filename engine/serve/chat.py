@@ -21,7 +21,7 @@ from engine.api import Engine
 from engine.backends.base import Generation, GenerationRequest
 from engine.confidence import field_confidence
 from engine.constrain.llguidance import relaxation_notes
-from engine.errors import ConstraintError
+from engine.errors import BackendError, ConstraintError
 from engine.images.load import LoadedImage
 from engine.images.resize import image_tokens_for
 from engine.pipeline import prepare
@@ -134,7 +134,12 @@ def generate(engine: Engine, p: ChatPlan) -> Generation:
         text=p.text, images=tuple(prepared), constraint=constraint, schema=p.schema, max_tokens=p.max_tokens,
         temperature=p.temperature, seed=p.seed, allow_refusal=False, image_max_tokens=image_tokens_for(p.detail),
     )
-    return engine.backend.generate(request)
+    try:
+        return engine.backend.generate(request)
+    except BackendError as exc:
+        if "context" in str(exc):
+            raise bad_request(str(exc), param="messages", code="context_length_exceeded") from None
+        raise ApiError(500, f"the model failed: {exc}", type_="server_error", code="model_error") from None
 
 
 def _logprobs(gen: Generation) -> list[s.TokenLogprob]:

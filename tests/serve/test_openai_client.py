@@ -129,3 +129,14 @@ def test_auth_refuses_a_request_without_the_token(start_server, tmp_path: Path) 
             urllib.request.urlopen(running.url + "/v1/results", timeout=30)
         assert raw.value.code == 401 and json.load(raw.value)["error"]["type"] == "authentication_error"
         assert [m.id for m in client(running, key=token).models.list().data] == [MODEL]
+
+
+def test_a_prompt_over_the_context_is_a_400_and_the_server_goes_on(server: Running) -> None:
+    c = client(server)
+    with pytest.raises(openai.BadRequestError) as info:
+        c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "panel " * 6000}],
+                                  response_format={"type": "json_object"}, max_tokens=4)
+    assert info.value.code == "context_length_exceeded"
+    r = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "ok"}], max_tokens=4,
+                                  response_format={"type": "json_object"})
+    assert r.choices[0].finish_reason in ("stop", "length")
