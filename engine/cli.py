@@ -14,6 +14,7 @@ from typing import Any, TextIO, TypeVar
 from engine import cli_eval
 from engine.cli_gui import add_parsers as add_gui_parsers  # the desktop app, reached by name
 from engine.cli_gui import run_gui
+from engine.cli_serve import cmd_serve
 from engine.errors import LoupeError
 from engine.images.files import IMAGE_EXTENSIONS, expand  # noqa: F401  (re-exported for CLI modules)
 from engine.tasks import Task, builtin_names, builtin_task, load_task_file
@@ -253,6 +254,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     **dict.fromkeys(("watch", "kiosk", "outbox"), cmd_floor),
     "eval": cli_eval.run_eval,
     "gui": run_gui,
+    "serve": cmd_serve,
 }
 
 
@@ -323,6 +325,9 @@ def parser() -> argparse.ArgumentParser:
     add_floor_parsers(sub, model_args)
     cli_eval.add_parsers(sub)
     add_gui_parsers(sub)
+    from engine.cli_serve import add_parsers as add_serve_parsers
+
+    add_serve_parsers(sub, model_args)
     return p
 
 

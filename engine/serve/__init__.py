@@ -1,0 +1,1 @@
+"""`loupe serve`: a local HTTP API (OpenAI-compatible chat completions + Loupe's own analyze/results)."""

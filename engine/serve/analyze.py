@@ -1,0 +1,84 @@
+"""Loupe's own endpoints: analyse one image with a task (stored like a batch result) and page the results."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import TaskError
+from engine.images.load import LoadedImage
+from engine.serve import schemas as s
+from engine.serve.errors import bad_request
+from engine.store import Store, StoredResult
+from engine.tasks import Task, builtin_task, load_task_file, task_from_dict
+from engine.types import Result
+
+
+@dataclass(frozen=True)
+class StoredOutcome:
+    """What /v1/analyze returns: the store ids with the result."""
+
+    result_id: int
+    job_id: int
+    created: str
+    result: Result
+
+
+def task_for(body: s.AnalyzeBody) -> Task:
+    """The task named by exactly one of `task`, `task_file`, `schema` (+ `instructions`), with option overrides."""
+    given = [k for k, v in (("task", body.task), ("task_file", body.task_file), ("schema", body.schema_))
+             if v is not None]
+    if len(given) != 1:
+        raise bad_request("give exactly one of `task` (a built-in name), `task_file` (a path), or `schema` with "
+                          f"`instructions` (got {', '.join(given) or 'none'})", param="task")
+    if body.instructions is not None and body.schema_ is None:
+        raise bad_request("`instructions` go with `schema`; a named task brings its own", param="instructions")
+    try:
+        if body.task is not None:
+            task = builtin_task(body.task)
+        elif body.task_file is not None:
+            task = load_task_file(body.task_file)
+        else:
+            raw: dict[str, Any] = {"schema": body.schema_, "instructions": body.instructions or ""}
+            task = task_from_dict(raw, "<request>", default_name="request")
+        return task.with_options(**body.options) if body.options else task
+    except TaskError as exc:
+        param = given[0] if not exc.pointer.startswith("/options") else "options"
+        raise bad_request(str(exc), param=param, code="invalid_task") from None
+    except TypeError as exc:  # an option name TaskOptions does not take
+        raise bad_request(f"bad options: {exc}", param="options", code="invalid_task") from None
+
+
+def save(store: Store, task: Task, image: LoadedImage, result: Result) -> StoredOutcome:
+    """Record the request as a one-item job and commit its result (call on the store thread)."""
+    job = store.create_job(key=f"serve:{uuid.uuid4().hex}", task=task, model=result.model,
+                           settings={"source": "serve"}, launch={"source": "serve", "endpoint": "/v1/analyze"},
+                           paths=[image.path])
+    item = store.items(job.id)[0]
+    rid = store.save_result(item.id, result, sha256=image.sha256, size=None, cache_key=None)
+    store.set_state(job.id, "done")
+    stored = store.result(rid)
+    return StoredOutcome(rid, job.id, stored.created, result)
+
+
+def outcome_dict(o: StoredOutcome) -> dict[str, Any]:
+    """The Result JSON with its store ids first."""
+    return {"id": o.result_id, "job_id": o.job_id, "created": o.created, **o.result.to_dict()}
+
+
+def stored_dict(r: StoredResult) -> dict[str, Any]:
+    """A stored result for GET /v1/results (with its latest review, if any)."""
+    review = None if r.review is None else {"decision": r.review.decision, "note": r.review.note, "at": r.review.at}
+    return {"id": r.id, "job_id": r.job_id, "created": r.created, **r.result.to_dict(), "review": review}
+
+
+def page(store: Store, *, offset: int, limit: int, status: str | None) -> s.ResultsPage:
+    """Stored results, newest first, `limit` from `offset` (optionally only one status); reads only that page."""
+    where, args = (" WHERE status = ?", (status,)) if status is not None else ("", ())
+    total = int(store.conn.execute(f"SELECT COUNT(*) FROM results{where}", args).fetchone()[0])
+    ids = [int(r[0]) for r in store.conn.execute(f"SELECT id FROM results{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                                                 (*args, limit, offset))]
+    nxt = offset + limit if offset + limit < total else None
+    return s.ResultsPage(data=[s.StoredResultOut(**stored_dict(store.result(i))) for i in ids], total=total,
+                         offset=offset, limit=limit, next_offset=nxt)

@@ -1,0 +1,135 @@
+"""The FastAPI application: routes, bearer-token auth, and every error in OpenAI's shape."""
+
+
+import asyncio
+import hmac
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.api import AnalyzeRequest
+from engine.serve import analyze, chat
+from engine.serve import schemas as s
+from engine.serve.config import ServeConfig
+from engine.serve.errors import ApiError
+from engine.serve.images import read_image
+from engine.serve.worker import LaneFull, Workers
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": s.ErrorBody, "description": why}
+    for code, why in ((400, "bad request"), (401, "missing or wrong API token"), (404, "no such model"),
+                      (429, "too many requests already waiting for the model"), (500, "server error"))
+}
+_TYPES = {401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error", 429: "rate_limit_error",
+          500: "server_error"}
+
+
+def _error(status: int, message: str, *, param: str | None = None, code: str | None = None) -> JSONResponse:
+    err = ApiError(status, message, type_=_TYPES.get(status, "invalid_request_error"), param=param, code=code)
+    return JSONResponse(err.body(), status_code=status)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query")]
+    where = ".".join(loc) or None
+    return f"{where or 'request'}: {first.get('msg', 'invalid request')}", where
+
+
+def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
+    """The API over one loaded engine; `config.token` (when set) is required as a bearer token."""
+    app = FastAPI(title="Loupe local API", version="1", description=(
+        "Images in, schema-valid JSON out, on this machine. OpenAI-compatible chat completions (response_format "
+        "json_schema is enforced token by token) and Loupe's own analyze/results."))
+    bearer = HTTPBearer(auto_error=False, description="the server's API token (when it has one)")
+    model_id = workers.engine.model
+
+    async def authorise(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if config.token is None:
+            return
+        given = creds.credentials if creds is not None else ""
+        if not hmac.compare_digest(given.encode(), config.token.encode()):
+            raise ApiError(401, "missing or wrong API token (send Authorization: Bearer <token>)",
+                           type_="authentication_error", code="invalid_api_key")
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # still logged by uvicorn
+        return _error(500, f"internal error: {type(exc).__name__}", code="internal_error")
+
+    @app.exception_handler(LaneFull)
+    async def _busy(request: Request, exc: LaneFull) -> JSONResponse:
+        return _error(429, f"the model is busy ({exc}); retry later", code="model_busy")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = _validation_message(exc)
+        return _error(400, message, param=param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    guarded = [Depends(authorise)] if config.token else []  # the spec declares bearer auth only when it is required
+
+    @app.get("/v1/models", response_model=s.ModelList, responses=ERRORS, dependencies=guarded)
+    async def models() -> s.ModelList:
+        """The one model this server has loaded."""
+        return s.ModelList(data=[s.ModelCard(id=model_id, created=int(started))])
+
+    @app.post("/v1/chat/completions", response_model=s.ChatCompletion, responses=ERRORS, dependencies=guarded)
+    async def chat_completions(body: s.ChatRequest) -> s.ChatCompletion:
+        """OpenAI-compatible: images as data URLs, response_format json_schema enforced, logprobs per token."""
+        t0 = time.perf_counter()
+        plan = await asyncio.to_thread(chat.plan, body, model_id, config.max_tokens_cap)
+        gen = await workers.model_lane.call(chat.generate, workers.engine, plan)
+        return chat.completion(body, plan, gen, model_id, (time.perf_counter() - t0) * 1000)
+
+    @app.post("/v1/analyze", response_model=s.StoredResultOut, responses=ERRORS, dependencies=guarded)
+    async def analyze_image(body: s.AnalyzeBody) -> dict[str, Any]:
+        """One image with a task: the Result JSON (status, data, confidence, boxes), stored in the results store."""
+        task = await asyncio.to_thread(analyze.task_for, body)
+        image = await asyncio.to_thread(read_image, body.image, "image", allow_paths=True)
+        result = await workers.model_lane.call(workers.engine.analyze, AnalyzeRequest((image,), task))
+        outcome = await workers.store_lane.call(lambda: analyze.save(workers.store(), task, image, result))
+        return analyze.outcome_dict(outcome)
+
+    @app.get("/v1/results", response_model=s.ResultsPage, responses=ERRORS, dependencies=guarded)
+    async def results(
+        offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        status: Literal["ok", "refused", "truncated", "invalid", "error"] | None = None,
+    ) -> s.ResultsPage:
+        """Stored results (from /v1/analyze and `loupe batch` alike), newest first."""
+        return await workers.store_lane.call(
+            lambda: analyze.page(workers.store(), offset=offset, limit=limit, status=status))
+
+    started = time.time()
+    _document_400_not_422(app)
+    return app
+
+
+def _document_400_not_422(app: FastAPI) -> None:
+    """FastAPI documents 422 for invalid bodies; this API answers 400 (OpenAI's shape), so say that instead."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = build()
+            for path in spec.get("paths", {}).values():
+                for op in path.values():
+                    op.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                spec.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,68 @@
+"""Where the API listens and who may call it: loopback by default, a remote bind needs a flag and a token."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from engine.errors import LoupeError
+from engine.secrets import KeyringLike, get_api_key
+
+TOKEN_ENV = "LOUPE_API_TOKEN"
+TOKEN_KEYRING_NAME = "loupe-api"  # `keyring set loupe loupe-api` stores it in the OS keyring
+
+
+class ServeConfigError(LoupeError):
+    """A server configuration that must not start (e.g. a remote bind without a token)."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and `localhost`; False for any other name or address (0.0.0.0 included)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How the server binds and authenticates; `token` None means no auth (loopback only)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None
+    allow_remote: bool = False
+    max_tokens_cap: int = 4096  # chat completions: the most tokens one request may ask for (and the default's cap)
+
+    def __repr__(self) -> str:  # never print the token
+        return f"ServeConfig(host={self.host!r}, port={self.port}, token={'***' if self.token else None}, " \
+               f"allow_remote={self.allow_remote})"
+
+
+def resolve_token(*, ring: KeyringLike | None = None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The API token from the OS keyring (service `loupe`, name `loupe-api`), else $LOUPE_API_TOKEN."""
+    return get_api_key(TOKEN_KEYRING_NAME, TOKEN_ENV, ring=ring, environ=environ)
+
+
+def check_config(config: ServeConfig) -> ServeConfig:
+    """Refuse to listen beyond this machine unless both --allow-remote and a token are given."""
+    if not 0 <= config.port <= 65535:
+        raise ServeConfigError(f"port {config.port} is out of range 0..65535")
+    if is_loopback(config.host):
+        return config
+    if not config.allow_remote:
+        raise ServeConfigError(
+            f"{config.host} is not a loopback address: other machines could call the model. Pass --allow-remote "
+            f"(and set an API token in ${TOKEN_ENV} or the keyring) to do so on purpose"
+        )
+    if not config.token:
+        raise ServeConfigError(
+            f"a bind to {config.host} needs an API token: set ${TOKEN_ENV}, or store one with "
+            f"`keyring set loupe {TOKEN_KEYRING_NAME}`"
+        )
+    if len(config.token) < 16:
+        raise ServeConfigError("the API token is too short for a remote bind (use at least 16 characters)")
+    return config
