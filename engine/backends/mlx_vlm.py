@@ -65,9 +65,14 @@ class MlxVlmBackend:
         """Compile for this model's tokenizer."""
         return self._compiler.compile(schema, allow_refusal=allow_refusal)
 
-    def first_logits(self, request: GenerationRequest) -> tuple[np.ndarray, list[Any], int, int]:
+    def first_logits(self, request: GenerationRequest, timings: dict[str, float] | None = None
+                     ) -> tuple[np.ndarray, list[Any], int, int]:
         """Prefill: (logits for the first output token, the KV cache, prompt tokens, image tokens)."""
+        timings = {} if timings is None else timings
+        t0 = time.perf_counter()
         inputs = hf_inputs.encode(self.processor, hf_inputs.render(self.processor, request.text), request)
+        t1 = time.perf_counter()
+        timings["preprocess_ms"] = (t1 - t0) * 1000
         ids = inputs["input_ids"]
         if ids.shape[1] >= self.n_ctx:
             raise BackendError(f"prompt needs more than the context of {self.n_ctx} tokens; lower the image detail")
@@ -76,19 +81,22 @@ class MlxVlmBackend:
         mask = mx.array(inputs["attention_mask"]) if "attention_mask" in inputs else None
         input_ids = mx.array(ids)
         emb = self.model.get_input_embeddings(input_ids, pixels, mask=mask, **extra)
+        mx.eval(emb.inputs_embeds)
+        t2 = time.perf_counter()
+        timings["encode_ms"] = (t2 - t1) * 1000  # the vision tower + projector (and the token embeddings)
         kwargs = {k: v for k, v in emb.to_dict().items() if k != "inputs_embeds" and v is not None}
         cache = make_prompt_cache(self.model.language_model)
         out = self.model.language_model(input_ids, inputs_embeds=emb.inputs_embeds, cache=cache, **kwargs)
+        logits = _last(out.logits)
+        timings["prefill_ms"] = (time.perf_counter() - t2) * 1000
         n_image = int((ids[0] == self._image_token).sum())
-        return _last(out.logits), cache, int(ids.shape[1]), n_image
+        return logits, cache, int(ids.shape[1]), n_image
 
     def generate(self, request: GenerationRequest, *, cancel: threading.Event | None = None) -> Generation:
         """Prefill prompt + images, then decode under the constraint (one request at a time)."""
         with self._lock:
             timings: dict[str, float] = {}
-            t0 = time.perf_counter()
-            first, cache, n_prompt, n_image = self.first_logits(request)
-            timings["prefill_ms"] = (time.perf_counter() - t0) * 1000
+            first, cache, n_prompt, n_image = self.first_logits(request, timings)
 
             def feed(tokens: list[int]) -> np.ndarray:
                 return _last(self.model.language_model(mx.array([tokens]), cache=cache).logits)

@@ -150,14 +150,20 @@ class OnnxBackend:
             past[name] = value
         return outputs[0][0, -1].astype(np.float32)
 
-    def first_logits(self, request: GenerationRequest) -> tuple[np.ndarray, dict[str, np.ndarray], int, int]:
+    def first_logits(self, request: GenerationRequest, timings: dict[str, float] | None = None
+                     ) -> tuple[np.ndarray, dict[str, np.ndarray], int, int]:
         """Prefill: (logits for the first output token, the KV cache, prompt tokens, image tokens)."""
+        timings = {} if timings is None else timings
+        t0 = time.perf_counter()
         inputs = hf_inputs.encode(self.processor, hf_inputs.render(self.processor, request.text), request)
+        t1 = time.perf_counter()
+        timings["preprocess_ms"] = (t1 - t0) * 1000
         ids = inputs["input_ids"]
         embeds = self.embed(ids)
         is_image = ids[0] == self._image_token
         if request.images:
             features = self.image_features(inputs["pixel_values"], inputs.get("pixel_attention_mask"))
+            timings["encode_ms"] = (time.perf_counter() - t1) * 1000
             if features.shape[0] != int(is_image.sum()):
                 raise BackendError(f"the vision encoder gave {features.shape[0]} image tokens for "
                                    f"{int(is_image.sum())} placeholders")
@@ -165,16 +171,17 @@ class OnnxBackend:
         if ids.shape[1] >= self.n_ctx:
             raise BackendError(f"prompt needs more than the context of {self.n_ctx} tokens; lower the image detail")
         past = self._empty_past()
-        return self._run_decoder(embeds, past, 0), past, int(ids.shape[1]), int(is_image.sum())
+        t2 = time.perf_counter()
+        logits = self._run_decoder(embeds, past, 0)
+        timings["prefill_ms"] = (time.perf_counter() - t2) * 1000
+        return logits, past, int(ids.shape[1]), int(is_image.sum())
 
     # -- one generation -------------------------------------------------------------------------
     def generate(self, request: GenerationRequest, *, cancel: threading.Event | None = None) -> Generation:
         """Prefill prompt + images, then decode under the constraint (one request at a time)."""
         with self._lock:
             timings: dict[str, float] = {}
-            t0 = time.perf_counter()
-            first, past, n_prompt, n_image = self.first_logits(request)
-            timings["prefill_ms"] = (time.perf_counter() - t0) * 1000
+            first, past, n_prompt, n_image = self.first_logits(request, timings)
             n_past = n_prompt
 
             def feed(tokens: list[int]) -> np.ndarray:
