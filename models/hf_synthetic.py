@@ -5,7 +5,8 @@ The outputs are committed under tests/backends/tiny/ so the tests and CI need ne
 For each model NAME it writes:
   NAME/hf/      config.json, model.safetensors, tokenizer + processor files (what transformers / mlx-vlm load)
   NAME/hf/onnx/ vision_encoder.onnx, embed_tokens.onnx, decoder_model_merged.onnx (onnx-community layout; SmolVLM only)
-  NAME/golden.json + golden_logits.npy   first-step logits from transformers for GOLDEN_TEXT + golden_image()
+  NAME/golden.json, golden_logits.npy, golden_text_logits.npy   first-step logits from transformers for
+                GOLDEN_TEXT + golden_image(), and for GOLDEN_TEXT alone
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ def messages(text: str, n_images: int = 1) -> list[dict[str, Any]]:
 
 
 def golden(out: Path, model: Any, processor: Any) -> None:
-    """First-step logits and the image-token count for GOLDEN_TEXT + golden_image(), from transformers."""
+    """First-step logits and the image-token count for GOLDEN_TEXT + golden_image(), and for GOLDEN_TEXT alone."""
     import torch
 
     prompt = processor.apply_chat_template(messages(GOLDEN_TEXT), add_generation_prompt=True)
@@ -209,6 +210,11 @@ def golden(out: Path, model: Any, processor: Any) -> None:
     image_id = model.config.image_token_id if hasattr(model.config, "image_token_id") else None
     image_id = image_id if image_id is not None else model.config.image_token_index
     np.save(out / "golden_logits.npy", logits.astype(np.float32))
+    text_prompt = processor.apply_chat_template(messages(GOLDEN_TEXT, 0), add_generation_prompt=True)
+    text_inputs = processor(text=text_prompt, return_tensors="pt")
+    with torch.no_grad():
+        text_logits = model(**text_inputs).logits[0, -1].float().numpy()
+    np.save(out / "golden_text_logits.npy", text_logits.astype(np.float32))
     info = {"text": GOLDEN_TEXT, "prompt": prompt, "input_ids": ids, "image_tokens": ids.count(image_id),
             "argmax": int(np.argmax(logits)), "pixel_values_shape": list(inputs["pixel_values"].shape)}
     (out / "golden.json").write_text(json.dumps(info, indent=1) + "\n")
