@@ -73,7 +73,8 @@ def export_smolvlm(model: Any, processor: Any, out: Path) -> list[Path]:
     past_names = [f"past_key_values.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
     present_names = [f"present.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
     total = Dim("total_sequence_length", min=2, max=12288)
-    shapes = ({0: batch, 1: seq}, {0: batch, 1: total}, {0: batch, 1: seq}, tuple({0: batch, 2: past_len} for _ in past))
+    past_shapes = tuple({0: batch, 2: past_len} for _ in past)
+    shapes = ({0: batch, 1: seq}, {0: batch, 1: total}, {0: batch, 1: seq}, past_shapes)
     _export(Decoder(), (embeds, mask, pos, *past), out / "decoder_model_merged.onnx",
             ["inputs_embeds", "attention_mask", "position_ids", *past_names], ["logits", *present_names], shapes)
     return [out / n for n in ("vision_encoder.onnx", "embed_tokens.onnx", "decoder_model_merged.onnx")]

@@ -35,7 +35,7 @@ def test_an_absent_provider_is_a_clear_error(ep):
 def test_unknown_provider_and_quantisation_are_named():
     from engine.backends.onnx import OnnxBackend, pick_provider
 
-    with pytest.raises(BackendError, match="unknown execution provider 'tpu'.*cpu"):
+    with pytest.raises(BackendError, match=r"unknown execution provider 'tpu'.*cpu"):
         pick_provider("tpu")
     with pytest.raises(BackendError, match="unknown ONNX quantisation 'q3'"):
         OnnxBackend(TINY / "smolvlm" / "hf", quant="q3")
@@ -49,13 +49,13 @@ def test_missing_or_corrupt_onnx_model_is_a_clear_error(tmp_path):
     with pytest.raises(ModelLoadError, match="model directory not found"):
         OnnxBackend(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelLoadError, match="missing config.json"):
+    with pytest.raises(ModelLoadError, match=r"missing config\.json"):
         OnnxBackend(tmp_path / "empty")
     copy = tmp_path / "model"
     shutil.copytree(TINY / "smolvlm" / "hf", copy)
     decoder = copy / "onnx" / "decoder_model_merged.onnx"
     decoder.write_bytes(decoder.read_bytes()[:5000])
-    with pytest.raises(ModelLoadError, match="ONNX Runtime cannot load.*truncated or corrupt"):
+    with pytest.raises(ModelLoadError, match=r"ONNX Runtime cannot load.*truncated or corrupt"):
         OnnxBackend(copy)
 
 
@@ -65,9 +65,9 @@ def test_kv_cache_matches_a_full_recompute():
     from tests.backends.conftest import golden_request
 
     b = OnnxBackend(TINY / "smolvlm" / "hf", n_threads=1)
-    ids = b.processor(text=b.processor.apply_chat_template(
+    ids = np.asarray(b.processor(text=b.processor.apply_chat_template(
         [{"role": "user", "content": [{"type": "text", "text": "a b c"}]}], add_generation_prompt=True),
-        return_tensors="np")["input_ids"]
+        return_tensors="np")["input_ids"])  # np.asarray: with mlx-vlm imported, processors may hand back mx arrays
     past = b._empty_past()
     b._run_decoder(b.embed(ids), past, 0)
     stepped = b._run_decoder(b.embed(np.array([[5, 6]])), past, ids.shape[1])
