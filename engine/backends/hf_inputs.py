@@ -7,6 +7,7 @@ gives LLGuidance its vocabulary and the decode loop each token's bytes.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ def check_model_dir(path: Path, needs: tuple[str, ...] = ("config.json",)) -> No
 
 def load_processor(path: Path) -> Any:
     """The model's processor (tokenizer + image processor + chat template)."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # else "PyTorch was not found" on every load
     from transformers import AutoProcessor
 
     try:
