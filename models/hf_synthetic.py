@@ -75,8 +75,21 @@ def _seed() -> None:
     np.random.seed(SEED)
 
 
-def build_smolvlm(out: Path) -> Any:
-    """Tiny Idefics3 (SmolVLM): 32 px tiles of 4x4 patches, pixel-shuffle 2 -> 4 tokens per tile."""
+# HuggingFaceTB/SmolVLM-256M-Instruct's dimensions (as models.synthetic's "smolvlm-256m" GGUF), for bench/
+SMOLVLM_256M = {
+    "vision": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
+               "image_size": 512, "patch_size": 16, "initializer_range": 0.02},
+    "text": {"vocab_size": 49280, "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+             "num_attention_heads": 9, "num_key_value_heads": 3, "initializer_range": 0.02,
+             "max_position_embeddings": 8192},
+    "scale_factor": 4, "image_seq_len": 64, "longest_edge": 2048, "tile": 512,
+}
+
+
+def build_smolvlm(out: Path, dims: dict[str, Any] | None = None) -> Any:
+    """Tiny Idefics3 (SmolVLM): 32 px tiles of 4x4 patches, pixel-shuffle 2 -> 4 tokens per tile.
+
+    `dims` (e.g. SMOLVLM_256M) overrides the sizes, for benchmarks: same tokenizer, real-size weights."""
     from transformers import (
         Idefics3Config,
         Idefics3ForConditionalGeneration,
@@ -91,22 +104,22 @@ def build_smolvlm(out: Path) -> Any:
         pad_token="<|endoftext|>", unk_token="<|endoftext|>",
     )
     ids = {t: tok.convert_tokens_to_ids(t) for t in ("<image>", "<end_of_utterance>", "<|endoftext|>")}
-    config = Idefics3Config(
-        image_token_id=ids["<image>"], scale_factor=2, tie_word_embeddings=False,
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-                       "image_size": 32, "patch_size": 8, "initializer_range": 0.2},
-        text_config={"model_type": "llama", "vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 128,
-                     "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-                     "max_position_embeddings": 2048, "rope_theta": 100000.0, "rms_norm_eps": 1e-5,
-                     "initializer_range": 0.2, "tie_word_embeddings": False, "bos_token_id": 1,
-                     "eos_token_id": ids["<end_of_utterance>"], "pad_token_id": ids["<|endoftext|>"]},
-        pad_token_id=ids["<|endoftext|>"],
-    )
+    dims = dims or {}
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "image_size": 32, "patch_size": 8, "initializer_range": 0.2, **dims.get("vision", {})}
+    text = {"model_type": "llama", "vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "max_position_embeddings": 2048, "rope_theta": 100000.0, "rms_norm_eps": 1e-5,
+            "initializer_range": 0.2, "tie_word_embeddings": False, "bos_token_id": 1,
+            "eos_token_id": ids["<end_of_utterance>"], "pad_token_id": ids["<|endoftext|>"], **dims.get("text", {})}
+    config = Idefics3Config(image_token_id=ids["<image>"], scale_factor=dims.get("scale_factor", 2),
+                            tie_word_embeddings=False, vision_config=vision, text_config=text,
+                            pad_token_id=ids["<|endoftext|>"])
     model = Idefics3ForConditionalGeneration(config).eval()
-    processor = Idefics3Processor(
-        image_processor=Idefics3ImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32}),
-        tokenizer=tok, image_seq_len=4, chat_template=SMOLVLM_CHAT_TEMPLATE,
-    )
+    image_processor = Idefics3ImageProcessorPil(size={"longest_edge": dims.get("longest_edge", 64)},
+                                                max_image_size={"longest_edge": dims.get("tile", 32)})
+    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tok,
+                                  image_seq_len=dims.get("image_seq_len", 4), chat_template=SMOLVLM_CHAT_TEMPLATE)
     _save(out, model, processor)
     return model, processor
 
