@@ -74,10 +74,18 @@ def render(processor: Any, text: str) -> str:
 def encode(processor: Any, prompt: str, request: GenerationRequest) -> dict[str, np.ndarray]:
     """Token ids and pixel tensors (numpy) for the prompt and the request's images."""
     images = [img.image if img.image.mode == "RGB" else img.image.convert("RGB") for img in request.images]
+    per_tile = getattr(processor, "image_seq_len", None)  # idefics3 / SmolVLM: tokens per tile
+    image_processor = getattr(processor, "image_processor", None)
+    split = getattr(image_processor, "do_image_splitting", None)
+    if split and request.image_max_tokens and per_tile and request.image_max_tokens < 3 * per_tile:
+        image_processor.do_image_splitting = False  # the smallest split is 2 tiles + overview: one view instead
     try:
         out = processor(text=prompt, images=images or None, return_tensors="np")
     except (ValueError, TypeError) as exc:
         raise BackendError(f"the model's processor refused the input ({len(images)} image(s)): {exc}") from None
+    finally:
+        if split is not None:
+            image_processor.do_image_splitting = split
     return {k: np.asarray(v) for k, v in out.items()}
 
 

@@ -100,6 +100,7 @@ class OnnxBackend:
         self._compiler, self.vocab = hf_inputs.vocabulary(self.processor, self.config)
         self._past = [(i.name, i.shape, i.type) for i in self._decoder.get_inputs() if i.name.startswith("past_")]
         self._float = _DTYPES.get(self._decoder.get_inputs()[0].type, np.float32)
+        self._decoder_inputs = {i.name for i in self._decoder.get_inputs()}
         self._lock = threading.Lock()
         self.n_ctx = n_ctx
         self.capabilities = Capabilities(max_context=n_ctx)
@@ -119,7 +120,7 @@ class OnnxBackend:
         """Features for every real (non-padding) image tile, flattened to [tokens, hidden]."""
         flat = pixel_values.reshape(-1, *pixel_values.shape[-3:])
         real = ~np.all(flat == 0, axis=(1, 2, 3))
-        flat = flat[real].astype(self._float)
+        flat = flat[real].astype(_DTYPES.get(self._vision.get_inputs()[0].type, np.float32))
         mask = (np.ones((flat.shape[0], *flat.shape[-2:]), dtype=bool) if pixel_mask is None
                 else pixel_mask.reshape(-1, *pixel_mask.shape[-2:])[real].astype(bool))
         if len(self._vision.get_inputs()[0].shape) == 5:  # the published exports take [batch, images, ...]
@@ -145,7 +146,7 @@ class OnnxBackend:
         n = embeds.shape[1]
         feeds = {"inputs_embeds": embeds.astype(self._float), "attention_mask": np.ones((1, n_past + n), np.int64),
                  "position_ids": np.arange(n_past, n_past + n, dtype=np.int64)[None], **past}
-        outputs = self._decoder.run(None, feeds)
+        outputs = self._decoder.run(None, {k: v for k, v in feeds.items() if k in self._decoder_inputs})
         for (name, _, _), value in zip(self._past, outputs[1:], strict=True):
             past[name] = value
         return outputs[0][0, -1].astype(np.float32)

@@ -75,3 +75,19 @@ def test_image_token_count_follows_the_processor_for_other_sizes():
         assert counts[0] < counts[-1]  # (2x1 vs 2x2 tiles) + overview, 4 tokens each
     finally:
         b.close()
+
+
+def test_an_image_token_cap_below_the_smallest_split_gives_one_view():
+    """detail: low caps image tokens; SmolVLM then sees one resized view (image_seq_len tokens), not tiles."""
+    from dataclasses import replace
+
+    from tests.backends.conftest import golden_request
+
+    b = _onnx("smolvlm")
+    try:
+        request = golden_request()
+        tiled = b.first_logits(request)[3]
+        capped = b.first_logits(replace(request, image_max_tokens=8))[3]
+        assert tiled == golden("smolvlm")["image_tokens"] == 20 and capped == b.processor.image_seq_len == 4
+    finally:
+        b.close()

@@ -1,0 +1,99 @@
+"""ONNX Runtime (CPU) vs llama.cpp through Loupe's whole pipeline, on random-weight SmolVLM-256M dimensions.
+
+    python -m bench.onnx_vs_llama [--runs 3] [--threads 2] [--max-tokens 48] [--detail 384] [--json OUT]
+
+Both sides are Engine.analyze on the same image, task (describe, refusal off so random weights answer) and
+max_tokens, with the same constraint layer and decode loop rules; only the model runtime differs:
+  llama.cpp  models.synthetic "smolvlm-256m" GGUF, text and projector in f32 (to match the fp32 ONNX export)
+  ONNX       models.hf_synthetic.build_smolvlm(SMOLVLM_256M) exported by models.hf_onnx (three pieces, past KV),
+             onnxruntime CPUExecutionProvider
+The two are built from different random weights and tokenizers (the GGUF has SmolVLM's 49,280-token vocabulary
+layout, the HF model the tiny BPE with a 49,280-row embedding), so prompt/image token counts are printed and
+ms per generated token is the comparable figure. Building the ONNX side needs torch (`.[build-hf]`) once; both
+are cached under $LOUPE_BENCH_MODELS (default: the user cache). Runs alternate A, B after one warm-up pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+from pathlib import Path
+from typing import Any
+
+from bench._models import DEFAULT_DIR, synthetic
+from engine.api import AnalyzeRequest, Engine
+from engine.tasks import builtin_task
+
+SAMPLE = Path(__file__).resolve().parent.parent / "engine" / "samples" / "scratched-panel.jpg"
+STAGES = ("preprocess_ms", "encode_ms", "prefill_ms", "decode_ms", "total_ms")
+
+
+def onnx_model_dir(root: Path) -> Path:
+    """The fp32 HF + ONNX SmolVLM-256M-dims model, built (needs torch) unless already there."""
+    out = root / "hf-smolvlm-256m"
+    if not (out / "hf" / "onnx" / "decoder_model_merged.onnx").is_file():
+        from models.hf_onnx import export_smolvlm
+        from models.hf_synthetic import SMOLVLM_256M, build_smolvlm
+
+        model, processor = build_smolvlm(out, SMOLVLM_256M)
+        export_smolvlm(model, processor, out / "hf" / "onnx")
+    return out / "hf"
+
+
+def _row(result: Any) -> dict[str, Any]:
+    t = result.timings
+    row = {k: getattr(t, k) for k in STAGES}
+    row.update(status=result.status.value, prompt=result.tokens.prompt, image=result.tokens.image,
+               completion=result.tokens.completion)
+    row["ms_per_token"] = t.decode_ms / max(1, result.tokens.completion)
+    return row
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--detail", default="384", help="image detail (low, high or a longest edge in pixels)")
+    ap.add_argument("--json", help="write the rows and medians here")
+    args = ap.parse_args(argv)
+
+    from engine.backends.llama_cpp import LlamaCppBackend
+    from engine.backends.onnx import OnnxBackend
+
+    gguf = synthetic("smolvlm-256m", DEFAULT_DIR, text_type="f32", mmproj_type="f32")
+    detail = int(args.detail) if args.detail.isdigit() else args.detail
+    task = builtin_task("describe").with_options(max_tokens=args.max_tokens, allow_refusal=False, detail=detail,
+                                                 retries=0)
+    sides = {
+        "llama.cpp": Engine(LlamaCppBackend(gguf.text_path, gguf.mmproj_path, n_threads=args.threads)),
+        "onnx-cpu": Engine(OnnxBackend(onnx_model_dir(DEFAULT_DIR), ep="cpu", n_threads=args.threads)),
+    }
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
+    request = AnalyzeRequest((SAMPLE,), task)
+    for run in range(args.runs + 1):
+        for name, engine in sides.items():
+            row = _row(engine.analyze(request))
+            if run:  # the first pair is the warm-up
+                rows[name].append(row)
+    medians = {name: {k: statistics.median(r[k] for r in rs) for k in (*STAGES, "ms_per_token")}
+               for name, rs in rows.items()}
+    print(f"SmolVLM-256M dims, random weights, {args.threads} threads, {platform.processor() or platform.machine()}, "
+          f"median of {args.runs} (after 1 warm-up)")
+    print(f"{'':10}" + "".join(f"{k.removesuffix('_ms'):>12}" for k in (*STAGES, "ms_per_token")) + "   tokens p/i/c")
+    for name, med in medians.items():
+        last = rows[name][-1]
+        print(f"{name:10}" + "".join(f"{med[k]:12.1f}" for k in (*STAGES, "ms_per_token"))
+              + f"   {last['prompt']}/{last['image']}/{last['completion']} ({last['status']})")
+    for engine in sides.values():
+        engine.close()
+    report = {"rows": rows, "medians": medians, "args": vars(args)}
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    main()
