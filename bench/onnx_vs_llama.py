@@ -1,6 +1,6 @@
 """ONNX Runtime (CPU) vs llama.cpp through Loupe's whole pipeline, on random-weight SmolVLM-256M dimensions.
 
-    python -m bench.onnx_vs_llama [--runs 3] [--threads 2] [--max-tokens 48] [--detail 384] [--json OUT]
+    python -m bench.onnx_vs_llama [--runs 3] [--threads 2] [--max-tokens 32] [--detail low] [--json OUT]
 
 Both sides are Engine.analyze on the same image, task (describe, refusal off so random weights answer) and
 max_tokens, with the same constraint layer and decode loop rules; only the model runtime differs:
@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--max-tokens", type=int, default=48)
-    ap.add_argument("--detail", default="384", help="image detail (low, high or a longest edge in pixels)")
+    ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--detail", default="low", help="image detail (low, high or a longest edge in pixels); low "
+                    "caps image tokens at 128: llama.cpp fits its tiles to it, SmolVLM on ONNX takes one 64-token "
+                    "view (high tiles up to 2048 px: 13 tiles, ~9 GB of RAM for ONNX)")
     ap.add_argument("--json", help="write the rows and medians here")
     args = ap.parse_args(argv)
 
@@ -82,10 +84,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                for name, rs in rows.items()}
     print(f"SmolVLM-256M dims, random weights, {args.threads} threads, {platform.processor() or platform.machine()}, "
           f"median of {args.runs} (after 1 warm-up)")
-    print(f"{'':10}" + "".join(f"{k.removesuffix('_ms'):>12}" for k in (*STAGES, "ms_per_token")) + "   tokens p/i/c")
+    print(f"{'':10}" + "".join(f"{k.removesuffix('_ms'):>13}" for k in (*STAGES, "ms_per_token")) + "   tokens p/i/c")
     for name, med in medians.items():
         last = rows[name][-1]
-        print(f"{name:10}" + "".join(f"{med[k]:12.1f}" for k in (*STAGES, "ms_per_token"))
+        print(f"{name:10}" + "".join(f"{med[k]:13.1f}" for k in (*STAGES, "ms_per_token"))
               + f"   {last['prompt']}/{last['image']}/{last['completion']} ({last['status']})")
     for engine in sides.values():
         engine.close()
