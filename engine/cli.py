@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from engine import cli_eval
+from engine.cli_backends import add_backend_args
 from engine.cli_gui import add_parsers as add_gui_parsers  # the desktop app, reached by name
 from engine.cli_gui import run_gui
 from engine.cli_serve import cmd_serve
@@ -48,7 +49,10 @@ def pick_task(args: argparse.Namespace) -> Task:
 def open_backend(args: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
     """Load the model named by --model, or the files given by --model-path/--mmproj."""
     from engine.backends.registry import backend_class
+    from engine.cli_backends import open_directory_backend
 
+    if (other := open_directory_backend(args, err)) is not None:
+        return other
     backend_cls = backend_class("llama_cpp")
     threads = getattr(args, "threads", None)
     engine = getattr(args, "constraint", None) or "llguidance"
@@ -268,6 +272,7 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--model-path", help="a text-model GGUF file (with --mmproj)")
         sp.add_argument("--mmproj", help="the matching mmproj GGUF file")
         sp.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores, up to 8)")
+        add_backend_args(sp)
 
     a = sub.add_parser("analyze", help="analyse images or folders")
     a.add_argument("inputs", nargs="+", metavar="IMAGE|DIR")

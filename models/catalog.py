@@ -5,16 +5,19 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 Family = Literal["smolvlm", "gemma3"]
 Source = Literal["huggingface", "synthetic"]
+Format = Literal["gguf", "mlx", "onnx"]  # gguf: llama.cpp; mlx: mlx-vlm; onnx: ONNX Runtime (three-piece layout)
 
 FAMILIES: tuple[str, ...] = get_args(Family)
 SOURCES: tuple[str, ...] = get_args(Source)
+FORMATS: tuple[str, ...] = get_args(Format)
+ONNX_QUANTS = ("fp32", "fp16", "q4", "q8")  # engine.backends.onnx QUANT_SUFFIX keys
 RESERVED_NAMES = frozenset({"imported", "synthetic"})  # directory names the store uses for itself
 DEFAULT_CATALOG_PATH = Path(__file__).with_name("catalog.toml")
 
@@ -61,6 +64,8 @@ class CatalogEntry:
     gated: bool = False
     synthetic: str = ""  # builder name for models.synthetic.build(), when source == "synthetic"
     note: str = ""
+    format: Format = "gguf"
+    files: tuple[str, ...] = ()  # mlx/onnx: the repo files to fetch (glob patterns), a model directory
 
     @property
     def is_synthetic(self) -> bool:
@@ -73,11 +78,25 @@ class CatalogEntry:
 
 @dataclass(frozen=True)
 class Catalog:
-    """All catalog entries by name, plus the name of the default model."""
+    """All catalog entries by name, plus the name of the default model.
+
+    `entries` holds the GGUF models (llama.cpp, the model store); `other_formats` the MLX and ONNX model
+    directories, which the store does not manage yet (engine.cli_backends fetches them).
+    """
 
     entries: Mapping[str, CatalogEntry]
     default: str
     path: Path
+    other_formats: Mapping[str, CatalogEntry] = field(default_factory=lambda: MappingProxyType({}))
+
+    def get_any(self, name: str) -> CatalogEntry:
+        """An entry of any format."""
+        if name in self.other_formats:
+            return self.other_formats[name]
+        try:
+            return self.entries[name]
+        except KeyError:
+            raise UnknownModelError(name, self.names() + list(self.other_formats)) from None
 
     def get(self, name: str) -> CatalogEntry:
         try:
@@ -108,11 +127,14 @@ def load_catalog(path: Path | None = None) -> Catalog:
     raw_models = data.get("models")
     if not isinstance(raw_models, dict) or not raw_models:
         raise CatalogError(f"{path}: no [models.NAME] tables")
-    entries = {name: _parse_entry(path, name, table) for name, table in raw_models.items()}
+    parsed = {name: _parse_entry(path, name, table) for name, table in raw_models.items()}
+    entries = {name: e for name, e in parsed.items() if e.format == "gguf"}
+    others = {name: e for name, e in parsed.items() if e.format != "gguf"}
     default = data.get("default", "")
     if default not in entries:
         raise CatalogError(f"{path}: default = {default!r} is not one of {', '.join(entries)}")
-    return Catalog(entries=MappingProxyType(entries), default=default, path=path)
+    return Catalog(entries=MappingProxyType(entries), default=default, path=path,
+                   other_formats=MappingProxyType(others))
 
 
 def _parse_entry(path: Path, name: str, table: Any) -> CatalogEntry:
@@ -125,6 +147,8 @@ def _parse_entry(path: Path, name: str, table: Any) -> CatalogEntry:
     unknown = sorted(set(table) - known)
     if unknown:
         raise CatalogError(f"{where}: unknown keys {', '.join(unknown)}")
+    if isinstance(table.get("files"), list):
+        table = {**table, "files": tuple(table["files"])}
     try:
         entry = CatalogEntry(name=name, **table)
     except TypeError as exc:
@@ -138,9 +162,14 @@ def _check_entry(where: str, entry: CatalogEntry) -> None:
         raise CatalogError(f"{where}: family {entry.family!r} is not one of {', '.join(FAMILIES)}")
     if entry.source not in SOURCES:
         raise CatalogError(f"{where}: source {entry.source!r} is not one of {', '.join(SOURCES)}")
+    if entry.format not in FORMATS:
+        raise CatalogError(f"{where}: format {entry.format!r} is not one of {', '.join(FORMATS)}")
     if entry.is_synthetic:
         if not entry.synthetic:
             raise CatalogError(f'{where}: a synthetic entry needs `synthetic = "builder-name"`')
+        return
+    if entry.format != "gguf":
+        _check_directory_entry(where, entry)
         return
     for key in ("repo_id", "revision", "text_file", "mmproj_file"):
         if not getattr(entry, key):
@@ -152,3 +181,16 @@ def _check_entry(where: str, entry: CatalogEntry) -> None:
     for key in ("text_size", "mmproj_size"):
         if not isinstance(getattr(entry, key), int) or getattr(entry, key) < 0:
             raise CatalogError(f"{where}: {key} must be a non-negative integer")
+
+
+def _check_directory_entry(where: str, entry: CatalogEntry) -> None:
+    """An MLX / ONNX entry: a Hub repo and the files of its model directory, no GGUF pair."""
+    for key in ("repo_id", "revision"):
+        if not getattr(entry, key):
+            raise CatalogError(f"{where}: missing {key}")
+    if not entry.files or not all(isinstance(f, str) and f for f in entry.files):
+        raise CatalogError(f"{where}: a {entry.format} entry needs `files = [...]` (the repo files to fetch)")
+    if entry.text_file or entry.mmproj_file:
+        raise CatalogError(f"{where}: text_file/mmproj_file are for gguf entries; list a {entry.format} model in files")
+    if entry.format == "onnx" and entry.quantization not in ONNX_QUANTS:
+        raise CatalogError(f"{where}: quantization must be one of {', '.join(ONNX_QUANTS)} for an onnx entry")

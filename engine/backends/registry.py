@@ -22,6 +22,8 @@ BACKENDS: dict[str, BackendEntry] = {
     "llama_cpp": BackendEntry("engine.backends.llama_cpp", "LlamaCppBackend", "llama_cpp"),
     "cloud": BackendEntry("engine.backends.cloud", "CloudBackend", "openai"),
     "fake": BackendEntry("engine.backends.fake", "FakeBackend", "engine"),
+    "mlx": BackendEntry("engine.backends.mlx_vlm", "MlxVlmBackend", "mlx_vlm"),
+    "onnx": BackendEntry("engine.backends.onnx", "OnnxBackend", "onnxruntime"),
 }
 
 

@@ -1,0 +1,138 @@
+"""The constrained decoding loop shared by backends whose model hands back next-token logits as numpy.
+
+Same rules as the llama.cpp backend's loop: at each step the compiled constraint's bitmask selects the
+allowed tokens among the last logits; the chosen token's probability is renormalised over that set (a
+token that was the only choice has probability 1); tokens the constraint forces are fast-forwarded
+without sampling and counted certain; at the first step the refusal branch is gated (constrain.base).
+A backend supplies `first` (logits after prefill) and `feed(tokens) -> logits after them`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.backends.base import Generation, GenerationRequest
+from engine.confidence import TokenStep
+from engine.constrain.base import REFUSAL_PREFIX, allowed_ids, gate_refusal, mask_words
+from engine.errors import BackendError
+
+Feed = Callable[[list[int]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class TokenVocab:
+    """What the loop needs to know about a tokenizer: its size, each token's bytes, and end tokens."""
+
+    n_vocab: int
+    piece: Callable[[int], bytes]
+    eog: frozenset[int]
+
+
+def decode(
+    request: GenerationRequest,
+    vocab: TokenVocab,
+    first: np.ndarray,
+    feed: Feed,
+    *,
+    n_past: int,
+    n_ctx: int,
+    timings: dict[str, float],
+    cancel: threading.Event | None = None,
+) -> Generation:
+    """Decode under `request.constraint` from the logits `first`; stops are values on `Generation.stop`."""
+    if request.constraint is None:
+        raise BackendError("this backend needs a compiled constraint")
+    matcher = request.constraint.matcher()
+    mask = np.zeros(mask_words(vocab.n_vocab), dtype=np.int32)
+    rng = np.random.default_rng(request.seed)
+    out = bytearray()
+    steps: list[TokenStep] = []
+    constraint_s = 0.0
+    logits = first
+    stop = "max_tokens"
+    while len(steps) < request.max_tokens:
+        if cancel is not None and cancel.is_set():
+            stop = "cancelled"
+            break
+        tc = time.perf_counter()
+        matcher.fill_mask(mask)
+        allowed = allowed_ids(mask, vocab.n_vocab)
+        constraint_s += time.perf_counter() - tc
+        if matcher.is_stopped() or allowed.size == 0:
+            stop = "eos"
+            break
+        gate = request.allow_refusal and not steps
+        token, prob = choose(logits, allowed, request.temperature, rng, vocab.piece, gate_refusal_now=gate)
+        if not matcher.consume(token):
+            raise BackendError(f"constraint rejected its own token {token}: {matcher.error()}")
+        if token in vocab.eog:
+            stop = "eos"
+            break
+        batch = [token]
+        _append(out, steps, vocab.piece(token), prob, forced=allowed.size == 1)
+        tc = time.perf_counter()
+        forced = matcher.forced_tokens()
+        constraint_s += time.perf_counter() - tc
+        for t in forced[: request.max_tokens - len(steps)]:
+            if t in vocab.eog or not matcher.consume(t):
+                break
+            _append(out, steps, vocab.piece(t), 1.0, forced=True)
+            batch.append(t)
+        if matcher.is_stopped():
+            stop = "eos"
+            break
+        if n_past + len(batch) >= n_ctx or len(steps) >= request.max_tokens:
+            break
+        logits = feed(batch)
+        n_past += len(batch)
+    timings["constraint_ms"] = constraint_s * 1000
+    return Generation(text=out.decode("utf-8", errors="replace"), steps=steps, stop=stop)  # type: ignore[arg-type]
+
+
+def _append(out: bytearray, steps: list[TokenStep], piece: bytes, prob: float, *, forced: bool) -> None:
+    steps.append(TokenStep(len(out), len(out) + len(piece), prob, forced))
+    out += piece
+
+
+def choose(
+    logits: np.ndarray,
+    allowed: np.ndarray,
+    temperature: float,
+    rng: np.random.Generator,
+    piece: Callable[[int], bytes],
+    *,
+    gate_refusal_now: bool,
+) -> tuple[int, float]:
+    """Pick among the allowed tokens; return it with its probability renormalised over them."""
+    if allowed.size == 1:
+        return int(allowed[0]), 1.0
+    if int(allowed[-1]) >= logits.shape[-1]:
+        raise BackendError(f"the constraint allows token {int(allowed[-1])} beyond the model's {logits.shape[-1]}")
+    sub = logits[allowed].astype(np.float64)
+    sub -= sub.max()
+    p = np.exp(sub)
+    p /= p.sum()
+    if gate_refusal_now:
+        first = REFUSAL_PREFIX[:1].encode()
+        keep = gate_refusal(p, np.array([piece(int(t)).startswith(first) for t in allowed]))
+        if not keep.all():
+            allowed, sub = allowed[keep], sub[keep]
+            p = p[keep] / p[keep].sum()
+            if allowed.size == 1:
+                return int(allowed[0]), 1.0
+    if temperature <= 0:
+        j = int(np.argmax(p))
+    else:
+        q = np.exp((sub - sub.max()) / temperature)
+        j = int(rng.choice(len(q), p=q / q.sum()))
+    return int(allowed[j]), float(p[j])
+
+
+def eog_set(ids: Sequence[int | None]) -> frozenset[int]:
+    """The end-of-generation ids, ignoring unset ones."""
+    return frozenset(int(i) for i in ids if i is not None and int(i) >= 0)
