@@ -82,6 +82,7 @@ class MainWindow(QMainWindow):
         self.job_ids: list[int] = []  # store jobs of this session, for exports
         self.exports: list[Background] = []
         self._export_pool = QThreadPool(self)
+        self._closed = False
 
         self.banner = QLabel()
         self.banner.setWordWrap(True)
@@ -343,6 +344,8 @@ class MainWindow(QMainWindow):
         QTimer.singleShot(0, lambda: self._add_for_review(result_id))  # its own event-loop turn: no long stall
 
     def _add_for_review(self, result_id: int) -> None:
+        if self._closed:  # queued before the window closed; the store may be gone (it is in the store already)
+            return
         if self.review.add_result(result_id):  # only this result is read, never the whole queue again
             self._update_review_tab()
 
@@ -389,4 +392,5 @@ class MainWindow(QMainWindow):
         self.queue.thumbnails.wait()
         self._export_pool.waitForDone()
         self.evaluate.shutdown()
+        self._closed = True
         event.accept()

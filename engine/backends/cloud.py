@@ -271,6 +271,17 @@ async def _until_cancelled(coro: Any, cancel: threading.Event | None) -> Any:
     return await task
 
 
+def _run(coro: Any) -> Any:
+    """Run `coro` on a fresh event loop of this thread; a thread already running one (an async server's) must
+    call the backend from a worker thread instead, as a blocking call inside its loop would stall it."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    coro.close()
+    raise BackendError("cloud: called from inside a running event loop; call it from a worker thread")
+
+
 @dataclass
 class CloudBackend:
     """Sends each request to an OpenAI-compatible server; every request is recorded through `audit`.
@@ -318,7 +329,7 @@ class CloudBackend:
     def send(self, body: dict[str, Any], *, images: tuple[str, ...] = (),
              cancel: threading.Event | None = None) -> Sent:
         """One audited HTTP request of a chat-completions `body` (`images`: the sha256s of those inside)."""
-        return asyncio.run(self._send_with_own_client(body, images, cancel))
+        return _run(self._send_with_own_client(body, images, cancel))
 
     async def _send_with_own_client(self, body: dict[str, Any], shas: tuple[str, ...],
                                     cancel: threading.Event | None) -> Sent:
@@ -342,7 +353,7 @@ class CloudBackend:
         fmt_body = response_format(request.schema, style=self.config.schema_style())
         if fmt_body is not None:
             body["response_format"] = fmt_body
-        sent = asyncio.run(self._attempts(body, shas, cancel))
+        sent = _run(self._attempts(body, shas, cancel))
         if sent.status == "cancelled":
             return Generation(text="", stop="cancelled")
         if sent.reply is None:
