@@ -35,11 +35,12 @@ from desktop.widgets.result_view import ResultView
 from desktop.widgets.review_panel import ReviewPanel
 from desktop.widgets.settings_dialog import SettingsDialog
 from desktop.widgets.task_picker import TaskPicker
+from engine.images.files import expand
 from engine.secrets import KeyringLike, get_api_key
 from engine.store import Store
 from engine.tasks import Task
 from engine.types import Result
-from models.store import ModelStore
+from models.store import ModelStore, default_model_root
 
 MakeLoader = Callable[[str], Callable[[], LoadedModel]]
 
@@ -81,6 +82,7 @@ class MainWindow(QMainWindow):
         self.job_ids: list[int] = []  # store jobs of this session, for exports
         self.exports: list[Background] = []
         self._export_pool = QThreadPool(self)
+        self._closed = False
 
         self.banner = QLabel()
         self.banner.setWordWrap(True)
@@ -161,7 +163,7 @@ class MainWindow(QMainWindow):
 
     def open_settings(self) -> SettingsDialog:
         """The settings dialog (non-modal); saved settings apply to the next drop."""
-        dialog = SettingsDialog(self.app_settings, ring=self.ring, parent=self)
+        dialog = SettingsDialog(self.app_settings, ring=self.ring, parent=self, db_path=self.bridge.db_path)
         dialog.accepted.connect(lambda: self.apply_settings(dialog.settings()))
         dialog.show()
         self.settings_dialog = dialog
@@ -170,6 +172,9 @@ class MainWindow(QMainWindow):
     def apply_settings(self, new: AppSettings) -> None:
         """Keep and persist new settings; threads and the model directory apply when a model is next loaded."""
         reload = (new.threads, new.model_dir) != (self.app_settings.threads, self.app_settings.model_dir)
+        if new.model_dir != self.app_settings.model_dir and self.models is not None:
+            root = Path(new.model_dir) if new.model_dir else default_model_root()
+            self.models.set_store(ModelStore(root, catalog=self.models.store.catalog))  # picker and dialog at once
         if new.default_task != self.app_settings.default_task:
             self.tasks.combo.setCurrentText(new.default_task)  # a new default is also the task from now on
         self.app_settings = new
@@ -220,13 +225,18 @@ class MainWindow(QMainWindow):
 
     # -- input ------------------------------------------------------------------------------------------
     def enqueue(self, paths: list[str]) -> None:
-        """Queue images with the selected task (they wait for the model if it is still loading)."""
+        """Queue images and the images inside folders with the selected task (they wait for the model if it is
+        still loading); Recent remembers what was given, folders as folders."""
         if not paths:
             return
-        batch = self.bridge.submit(paths, self.app_settings.task_for_run(self.tasks.task))
+        files = list(expand(paths))
+        self._remember(list(paths))
+        if not files:
+            self.statusBar().showMessage(f"No images in {', '.join(paths)}", 5000)
+            return
+        batch = self.bridge.submit(files, self.app_settings.task_for_run(self.tasks.task))
         self._tasks[batch.id] = batch.task
         self.queue.add(batch.id, batch.paths)
-        self._remember(list(paths))
         self.statusBar().showMessage(f"{len(batch.paths)} image(s) queued ({batch.task.name})")
 
     def retry(self, batch: int, index: int, path: str) -> None:
@@ -334,6 +344,8 @@ class MainWindow(QMainWindow):
         QTimer.singleShot(0, lambda: self._add_for_review(result_id))  # its own event-loop turn: no long stall
 
     def _add_for_review(self, result_id: int) -> None:
+        if self._closed:  # queued before the window closed; the store may be gone (it is in the store already)
+            return
         if self.review.add_result(result_id):  # only this result is read, never the whole queue again
             self._update_review_tab()
 
@@ -380,4 +392,5 @@ class MainWindow(QMainWindow):
         self.queue.thumbnails.wait()
         self._export_pool.waitForDone()
         self.evaluate.shutdown()
+        self._closed = True
         event.accept()

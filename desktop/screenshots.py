@@ -1,14 +1,18 @@
 """Screenshots of the real window for the README: `python -m desktop.screenshots OUT_DIR` (under Xvfb, e.g.
 `xvfb-run -s "-screen 0 1400x900x24" .venv/bin/python -m desktop.screenshots docs/screenshots`). It runs the real
-engine on the tiny synthetic model (random weights: the boxes and values are meaningless, the app is real)."""
+engine on the tiny synthetic model (random weights: the boxes and values are meaningless, the app is real).
+Run it from a checkout: the cloud page's connection test talks to the tests' stub server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 SAMPLE = Path(__file__).resolve().parent.parent / "engine" / "samples" / "scratched-panel.jpg"
 
@@ -86,6 +90,23 @@ def _settle(seconds: float = 0.4) -> None:
     _wait(None, lambda: time.monotonic() > end)
 
 
+def _labelled_set(folder: Path, images: list[Path]) -> Path:
+    """A labelled set for the `describe` task (JSONL of {image, data}) beside copies of `images`."""
+    import shutil
+
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    labels = [{"caption": "a grey panel with one scratch", "tags": ["panel", "scratch"]},
+              {"caption": "a dark panel with a long scratch", "tags": ["panel", "scratch"]},
+              {"caption": "a light panel, scratched near the bottom", "tags": ["panel"]}]
+    lines = []
+    for image, data in zip(images, labels, strict=False):
+        shutil.copy(image, folder / "images" / image.name)
+        lines.append(json.dumps({"image": f"images/{image.name}", "data": data}))
+    path = folder / "labels.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     """Drive the window through a session and save desk-*.png into OUT_DIR."""
     from PIL import Image
@@ -105,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Loupe")
     work = Path(tempfile.mkdtemp(prefix="loupe-shots-"))
+    os.environ["XDG_DATA_HOME"] = str(work / "data")  # evaluation reports land in the temp dir, not the user's
     tiny = build("tiny-smolvlm", work / "models")
 
     def load() -> LoadedModel:
@@ -158,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     _settle()
     dialog.grab().save(str(out / "desk-settings.png"))
     dialog.reject()
+    _cloud_page(window, out)
+    _evaluate(window, work, panels[:3], out)
     if window.models is not None:
         models = window.models.open_dialog()
         _settle()
@@ -175,6 +199,45 @@ def main(argv: list[str] | None = None) -> int:
             shot.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(png, optimize=True)
         print(png, png.stat().st_size // 1024, "KB")
     return 0
+
+
+def _cloud_page(window: Any, out: Path) -> None:
+    """The settings dialog with the cloud on, pointed at a local OpenAI-compatible server, after Test connection."""
+    from tests.hybrid.stub_server import StubCloud, completion
+
+    stub = StubCloud([completion("OK", prompt_tokens=14, completion_tokens=1)])
+    try:
+        dialog = window.open_settings()
+        dialog.cloud_enabled.setChecked(True)
+        dialog.preset.setCurrentText("llama_cpp_server")
+        dialog.base_url.setText(stub.base_url)
+        dialog.cloud_model.setText("qwen2.5-vl-7b")
+        dialog.timeout.setValue(30)
+        dialog.max_side.setValue(768)
+        dialog.price_in.setValue(0.00015)
+        dialog.price_out.setValue(0.0006)
+        dialog.test_connection()
+        _wait(None, lambda: dialog.check is None)
+        _settle()
+        dialog.grab().save(str(out / "desk-settings-cloud.png"))
+        dialog.reject()
+    finally:
+        stub.close()
+
+
+def _evaluate(window: Any, work: Path, images: list[Path], out: Path) -> None:
+    """The Evaluate tab after evaluating the `describe` task on a small labelled set."""
+    window.tasks.combo.setCurrentText("describe")
+    window.tabs.setCurrentWidget(window.evaluate)
+    window.evaluate.path.setText(str(_labelled_set(work / "labelled", images)))
+    shown: list[str] = []
+    window.evaluate.reportShown.connect(shown.append)
+    window.evaluate.failed.connect(shown.append)
+    window.evaluate.start()
+    _wait(None, lambda: bool(shown), timeout_s=300)
+    _settle(1.0)
+    window.grab().save(str(out / "desk-evaluate.png"))
+    window.tasks.combo.setCurrentText("defects")
 
 
 if __name__ == "__main__":

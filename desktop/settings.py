@@ -28,10 +28,18 @@ class CloudSettings:
     preset: str = "openai"
     base_url: str = ""
     model: str = ""
+    timeout_s: float = CloudConfig.timeout_s
+    max_retries: int = CloudConfig.max_retries
+    max_side: int = CloudConfig.max_side  # longest image edge sent, in pixels
+    price_in_per_1k: float = 0.0  # USD per 1,000 prompt tokens, as price lists show it
+    price_out_per_1k: float = 0.0  # USD per 1,000 completion tokens
 
     def config(self) -> CloudConfig:
-        """The engine's cloud configuration."""
-        return CloudConfig(preset=self.preset, base_url=self.base_url, model=self.model, enabled=self.enabled)
+        """The engine's cloud configuration (prices per 1k tokens become the engine's per million)."""
+        return CloudConfig(preset=self.preset, base_url=self.base_url, model=self.model, enabled=self.enabled,
+                           timeout_s=self.timeout_s, max_retries=self.max_retries, max_side=self.max_side,
+                           price_in_per_mtok=self.price_in_per_1k * 1000,
+                           price_out_per_mtok=self.price_out_per_1k * 1000)
 
     def key_env(self) -> str:
         """The environment variable the key falls back to."""
@@ -65,7 +73,9 @@ class AppSettings:
 
 
 _SCALARS = {"threads": int, "model_dir": str, "default_task": str, "review_threshold": float, "model": str}
-_CLOUD = {"enabled": bool, "preset": str, "base_url": str, "model": str}
+_CLOUD = {"enabled": bool, "preset": str, "base_url": str, "model": str, "timeout_s": float, "max_retries": int,
+          "max_side": int, "price_in_per_1k": float, "price_out_per_1k": float}
+_CLOUD_MIN = {"timeout_s": 1.0, "max_retries": 0, "max_side": 64, "price_in_per_1k": 0.0, "price_out_per_1k": 0.0}
 
 
 def _read(store: SettingsLike, key: str, kind: type, default: Any) -> Any:
@@ -85,6 +95,9 @@ def load_settings(store: SettingsLike) -> AppSettings:
     cloud = {k: _read(store, f"cloud/{k}", kind, getattr(base.cloud, k)) for k, kind in _CLOUD.items()}
     if cloud["preset"] not in PRESETS:
         cloud["preset"] = base.cloud.preset
+    for key, least in _CLOUD_MIN.items():  # a hand-edited file with a nonsense number gets the default back
+        if cloud[key] < least:
+            cloud[key] = getattr(base.cloud, key)
     recent = store.value("recent_files", [])
     recent = [recent] if isinstance(recent, str) else list(recent or [])
     return AppSettings(**values, recent_files=tuple(str(p) for p in recent)[:MAX_RECENT],

@@ -6,19 +6,18 @@ from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from engine.images.files import IMAGE_EXTENSIONS, expand
+from engine.images.files import IMAGE_EXTENSIONS
 
 _FILTER = "Images (" + " ".join(f"*{e}" for e in sorted(IMAGE_EXTENSIONS)) + ");;All files (*)"
 
 
 def paths_from_mime(mime: QMimeData) -> list[str]:
-    """Local files and folders in a drop, folders expanded to the image files inside them."""
-    local = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
-    return list(expand(local))
+    """Local files and folders in a drop, as dropped (the window expands folders, and remembers them as folders)."""
+    return [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
 
 
 class DropZone(QWidget):
-    """Emits `pathsDropped` with the image files of a drop or an Open dialog (folders already expanded)."""
+    """Emits `pathsDropped` with the files and folders of a drop or an Open dialog (folders not expanded)."""
 
     pathsDropped = Signal(list)
 
@@ -62,10 +61,10 @@ class DropZone(QWidget):
         """Ask for images with a dialog."""
         files, _ = QFileDialog.getOpenFileNames(self, "Open images", "", _FILTER)
         if files:
-            self.pathsDropped.emit(list(expand(files)))
+            self.pathsDropped.emit(list(files))
 
     def open_folder(self) -> None:
         """Ask for a folder with a dialog."""
         folder = QFileDialog.getExistingDirectory(self, "Open a folder of images")
         if folder:
-            self.pathsDropped.emit(list(expand([folder])))
+            self.pathsDropped.emit([folder])

@@ -204,6 +204,14 @@ class ModelPicker(QWidget):
         if current:
             self.combo.setCurrentText(current)
 
+    def set_store(self, store: ModelStore) -> None:
+        """Look in another model directory: the combo, and the dialog if it is open, show its models at once."""
+        self.store = store
+        self.fill()
+        if self.dialog is not None:
+            self.dialog.store = store
+            self.dialog.refresh()
+
     def set_current(self, name: str) -> None:
         """Show `name` as the model in use (without emitting `chosen`)."""
         self.fill(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
@@ -24,6 +25,7 @@ from engine.prompt import MEDIA
 from engine.secrets import redact
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+CANCEL_POLL_S = 0.05  # how often an in-flight request looks at its cancel event
 AuditSink = Callable[[dict[str, Any]], None]
 
 
@@ -100,7 +102,7 @@ class CallRecord:
 
     host: str
     model: str
-    status: int | str  # HTTP status, or "timeout" / "connection"
+    status: int | str  # HTTP status, or "timeout" / "connection" / "cancelled"
     bytes_out: int
     bytes_in: int
     image_sha256: tuple[str, ...]
@@ -237,11 +239,56 @@ def _body_len(request: Any, fallback: int) -> int:
         return fallback
 
 
+@dataclass(frozen=True)
+class Sent:
+    """One HTTP request's outcome: the reply body (HTTP 200), or what went wrong, never raised."""
+
+    status: int | str  # HTTP status, or "timeout" / "connection" / "cancelled"
+    reply: bytes | None = None
+    problem: str = ""  # what went wrong, key redacted
+    wait: float | None = None  # the server's Retry-After, in seconds
+
+    @property
+    def retryable(self) -> bool:
+        """Whether another attempt may succeed (429, 5xx, timeouts, dropped connections)."""
+        return self.status in RETRY_STATUSES or self.status in ("timeout", "connection")
+
+
+_CANCELLED = object()
+
+
+async def _until_cancelled(coro: Any, cancel: threading.Event | None) -> Any:
+    """Await `coro`, but abandon it (closing its connection) within CANCEL_POLL_S of `cancel` being set."""
+    task = asyncio.ensure_future(coro)
+    while cancel is not None and not task.done():
+        if cancel.is_set():
+            task.cancel()
+            try:
+                return await task  # it may have finished in the meantime
+            except asyncio.CancelledError:
+                return _CANCELLED
+        await asyncio.wait({task}, timeout=CANCEL_POLL_S)
+    return await task
+
+
+def _run(coro: Any) -> Any:
+    """Run `coro` on a fresh event loop of this thread; a thread already running one (an async server's) must
+    call the backend from a worker thread instead, as a blocking call inside its loop would stall it."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    coro.close()
+    raise BackendError("cloud: called from inside a running event loop; call it from a worker thread")
+
+
 @dataclass
 class CloudBackend:
     """Sends each request to an OpenAI-compatible server; every request is recorded through `audit`.
 
-    `sleep` and `rand` are injected so tests never wait; `audit` is called once per HTTP request.
+    `sleep` and `rand` are injected so tests never wait; `audit` is called once per HTTP request, on the
+    calling thread. Requests run on a short-lived event loop, so a `cancel` aborts one in flight at once
+    (the connection is closed) instead of waiting for its timeout.
     """
 
     name: ClassVar[str] = "cloud"
@@ -250,7 +297,7 @@ class CloudBackend:
     config: CloudConfig
     api_key: str | None = field(default=None, repr=False)  # never printed; see engine.secrets for where it lives
     audit: AuditSink | None = None
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] = time.sleep  # the default waits on `cancel` instead, so a cancel cuts it short
     rand: Callable[[], float] = random.random
     calls: list[CallRecord] = field(default_factory=list)
     load_ms: float = 0.0
@@ -259,7 +306,6 @@ class CloudBackend:
         self.base_url, self.model_id = self.config.resolved()
         self.host = urlsplit(self.base_url).netloc
         self.capabilities = Capabilities(token_confidence=False, max_context=128_000)
-        self._client: Any = None
 
     @classmethod
     def is_available(cls) -> bool:
@@ -272,14 +318,26 @@ class CloudBackend:
         """Nothing to compile: the schema travels as response_format."""
         return _SchemaOnly()
 
-    def client(self) -> Any:
-        """The `openai` client, made on first use (no retries of its own: ours honour Retry-After)."""
-        if self._client is None:
-            import openai
+    def _client(self) -> Any:
+        """A fresh async `openai` client (bound to the running loop; no retries of its own: ours honour
+        Retry-After)."""
+        import openai
 
-            self._client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key or "not-needed",
-                                         timeout=self.config.timeout_s, max_retries=0)
-        return self._client
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key or "not-needed",
+                                  timeout=self.config.timeout_s, max_retries=0)
+
+    def send(self, body: dict[str, Any], *, images: tuple[str, ...] = (),
+             cancel: threading.Event | None = None) -> Sent:
+        """One audited HTTP request of a chat-completions `body` (`images`: the sha256s of those inside)."""
+        return _run(self._send_with_own_client(body, images, cancel))
+
+    async def _send_with_own_client(self, body: dict[str, Any], shas: tuple[str, ...],
+                                    cancel: threading.Event | None) -> Sent:
+        client = self._client()
+        try:
+            return await self._send(client, body, shas, cancel)
+        finally:
+            await client.close()
 
     def generate(self, request: GenerationRequest, *, cancel: threading.Event | None = None) -> Generation:
         """One structured answer, retrying 429 / 5xx / timeouts with backoff; failures raise BackendError."""
@@ -295,54 +353,76 @@ class CloudBackend:
         fmt_body = response_format(request.schema, style=self.config.schema_style())
         if fmt_body is not None:
             body["response_format"] = fmt_body
-        bytes_out = len(json.dumps(body, separators=(",", ":")).encode())  # replaced by the real count when known
-        last = ""
-        for attempt in range(self.config.max_retries + 1):
-            if cancel is not None and cancel.is_set():
-                return Generation(text="", stop="cancelled")
-            wait, last, reply = self._attempt(body, bytes_out, shas)
-            if reply is not None:
-                text, stop, tokens = parse_completion(reply)
-                ms = (time.perf_counter() - t0) * 1000
-                return Generation(text=text, stop=stop, prompt_tokens=tokens["prompt"],  # type: ignore[arg-type]
-                                  timings={"decode_ms": ms})
-            if wait is not None and wait > self.config.backoff_max_s:
-                raise BackendError(f"cloud: {self.host} answered {last} and asks to wait {wait:g} s "
-                                   f"(more than backoff_max_s={self.config.backoff_max_s:g}); try again later")
-            if attempt < self.config.max_retries:
-                backoff = min(self.config.backoff_max_s, self.config.backoff_s * 2**attempt)
-                self.sleep(wait if wait is not None else backoff * (1.0 + self.rand()))
-        raise BackendError(f"cloud: {self.host} failed after {self.config.max_retries + 1} attempts: {last}")
+        sent = _run(self._attempts(body, shas, cancel))
+        if sent.status == "cancelled":
+            return Generation(text="", stop="cancelled")
+        if sent.reply is None:
+            raise BackendError(sent.problem)
+        text, stop, tokens = parse_completion(sent.reply)
+        ms = (time.perf_counter() - t0) * 1000
+        return Generation(text=text, stop=stop, prompt_tokens=tokens["prompt"],  # type: ignore[arg-type]
+                          timings={"decode_ms": ms})
 
-    def _attempt(self, body: dict[str, Any], bytes_out: int,
-                 shas: tuple[str, ...]) -> tuple[float | None, str, bytes | None]:
-        """One HTTP request: (Retry-After or None, error text, reply body or None when retryable)."""
+    async def _attempts(self, body: dict[str, Any], shas: tuple[str, ...], cancel: threading.Event | None) -> Sent:
+        """Attempts until a reply, a final error (its `problem` says why) or a cancel, on one client."""
+        client = self._client()
+        try:
+            for attempt in range(self.config.max_retries + 1):
+                if cancel is not None and cancel.is_set():
+                    return Sent("cancelled")
+                sent = await self._send(client, body, shas, cancel)
+                if sent.reply is not None or sent.status == "cancelled":
+                    return sent
+                if not sent.retryable:
+                    return Sent(sent.status, problem=f"cloud: {self.host} answered {sent.problem}")
+                if sent.wait is not None and sent.wait > self.config.backoff_max_s:
+                    return Sent(sent.status, problem=(
+                        f"cloud: {self.host} answered {sent.problem} and asks to wait {sent.wait:g} s "
+                        f"(more than backoff_max_s={self.config.backoff_max_s:g}); try again later"))
+                if attempt < self.config.max_retries:
+                    backoff = min(self.config.backoff_max_s, self.config.backoff_s * 2**attempt)
+                    self._pause(sent.wait if sent.wait is not None else backoff * (1.0 + self.rand()), cancel)
+            return Sent(sent.status, problem=f"cloud: {self.host} failed after {self.config.max_retries + 1} "
+                                             f"attempts: {sent.problem}")
+        finally:
+            await client.close()
+
+    def _pause(self, seconds: float, cancel: threading.Event | None) -> None:
+        """Back off; the default sleep waits on `cancel` so that a cancel ends the wait at once."""
+        if self.sleep is time.sleep and cancel is not None:
+            cancel.wait(seconds)
+        else:
+            self.sleep(seconds)
+
+    async def _send(self, client: Any, body: dict[str, Any], shas: tuple[str, ...],
+                    cancel: threading.Event | None) -> Sent:
+        """One HTTP request, recorded through `audit` whatever its outcome (a cancelled one too)."""
         import openai
 
+        bytes_out = len(json.dumps(body, separators=(",", ":")).encode())  # replaced by the real count when known
         t = time.perf_counter()
-        status: int | str
         try:
-            raw = self.client().chat.completions.with_raw_response.create(**body)
-            reply: bytes = raw.content
-            status = raw.status_code
-            bytes_out = _body_len(raw.http_request, bytes_out)
+            raw = await _until_cancelled(client.chat.completions.with_raw_response.create(**body), cancel)
         except openai.APITimeoutError as exc:
             self._record("timeout", _body_len(exc.request, bytes_out), 0, shas, t)
-            return None, f"timed out after {self.config.timeout_s:g} s", None
+            return Sent("timeout", problem=f"timed out after {self.config.timeout_s:g} s")
         except openai.APIConnectionError as exc:
             self._record("connection", _body_len(exc.request, bytes_out), 0, shas, t)
-            return None, redact(f"connection failed ({exc})", self.api_key), None
+            return Sent("connection", problem=redact(f"connection failed ({exc})", self.api_key))
         except openai.APIStatusError as exc:
             resp = exc.response
             self._record(exc.status_code, _body_len(exc.request, bytes_out), len(resp.content or b""), shas, t)
             problem = f"HTTP {exc.status_code}"
             if exc.status_code not in RETRY_STATUSES:
-                said = redact(str(exc)[:200], self.api_key)
-                raise BackendError(f"cloud: {self.host} answered {problem}: {said}") from None
-            return retry_after(resp.headers), problem, None
+                problem += f": {redact(str(exc)[:200], self.api_key)}"
+            return Sent(exc.status_code, problem=problem, wait=retry_after(resp.headers))
+        if raw is _CANCELLED:
+            self._record("cancelled", bytes_out, 0, shas, t)
+            return Sent("cancelled", problem="cancelled")
+        reply: bytes = raw.content
         tokens, fields = _usage_and_fields(reply)
-        self._record(status, bytes_out, len(reply), shas, t, tokens, fields)
-        return None, "", reply
+        self._record(raw.status_code, _body_len(raw.http_request, bytes_out), len(reply), shas, t, tokens, fields)
+        return Sent(raw.status_code, reply=reply)
 
     def _record(self, status: int | str, bytes_out: int, bytes_in: int, shas: tuple[str, ...], t: float,
                 tokens: tuple[int, int] = (0, 0), fields: tuple[str, ...] = ()) -> None:
@@ -353,8 +433,4 @@ class CloudBackend:
             self.audit(call.to_dict())
 
     def close(self) -> None:
-        """Close the HTTP connection pool."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
+        """Nothing to release: each call opens and closes its own client (connections included)."""
