@@ -15,7 +15,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -25,6 +24,7 @@ from engine.escalate.audit import audit_rows
 from engine.store.sqlite import Store
 from models.synthetic import SyntheticModel
 from tests.hybrid.llama_server import LlamaServer
+from tests.noise import noise_image
 
 TWO = {"type": "object", "properties": {"label": {"enum": ["cat", "dog"]}}, "required": ["label"],
        "additionalProperties": False}
@@ -49,7 +49,7 @@ def _files(tmp_path: Path, server: LlamaServer, schema: dict[str, Any]) -> tuple
                      'price_in_per_mtok = 1.0\nprice_out_per_mtok = 2.0\n')
     folder = tmp_path / "imgs"
     folder.mkdir()
-    Image.fromarray(np.random.default_rng(5).integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(folder / "a.png")
+    noise_image((32, 24), 5).save(folder / "a.png")
     return task, cloud, folder
 
 
