@@ -1,5 +1,7 @@
-"""The models dialog against a real (fake-Hub) HTTP server on 127.0.0.1: download with progress, cancel and
-resume, a failing download shown plainly, and import of local GGUF files."""
+"""The models dialog against a real (fake-Hub) HTTP server on 127.0.0.1: download, cancel, failure, import.
+
+Download with progress, cancel and resume, a failing download shown plainly, and import of local GGUF files.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The ladder against a real OpenAI-compatible server: `llama_cpp.server` on 127.0.0.1 serving a tiny synthetic
-model with its mmproj (chat_format `mtmd`, so the image really is decoded by the server's vision tower).
+"""The ladder against a real OpenAI-compatible server: `llama_cpp.server` on 127.0.0.1 with a tiny synthetic model.
+
+The server serves the model with its mmproj (chat_format `mtmd`, so the image really is decoded by its vision tower).
 
 The served model has random weights: what it answers is meaningless, but its grammar (from our `json_object`
 schema) keeps the answer valid JSON, so the test checks the plumbing: what is sent, answered, stored, audited.

@@ -1,5 +1,7 @@
-"""A second local model on the ladder (`models: {local-4b: ...}`): the tiny SmolVLM-family model escalates to the
-tiny Gemma-3-family one, loaded through the backend registry once per job and closed with it."""
+"""A second local model on the ladder (`models: {local-4b: ...}`): tiny SmolVLM-family escalates to tiny Gemma-3.
+
+The second model is loaded through the backend registry once per job and closed with it.
+"""
 
 from __future__ import annotations
 

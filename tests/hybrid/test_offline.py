@@ -1,5 +1,7 @@
-"""LOUPE_OFFLINE=1 vetoes every endpoint that is not this machine, even with both cloud switches on; loopback
-servers (Ollama, LM Studio, llama.cpp on 127.0.0.1) stay usable. (tests/conftest.py sets LOUPE_OFFLINE=1.)"""
+"""LOUPE_OFFLINE=1 vetoes every endpoint that is not this machine, even with both cloud switches on.
+
+Loopback servers (Ollama, LM Studio, llama.cpp on 127.0.0.1) stay usable. (tests/conftest.py sets LOUPE_OFFLINE=1.)
+"""
 
 from __future__ import annotations
 
