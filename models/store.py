@@ -17,7 +17,6 @@ complete download, records it in the manifest, and `verify` compares against tha
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import uuid
 from pathlib import Path
@@ -31,10 +30,11 @@ from models.catalog import (
     UnknownModelError,
     load_catalog,
 )
-from models.download import Fetcher, ModelDownloadError, ProgressFn, RemoteFile, sha256_file
+from models.download import Fetcher, ModelDownloadError, ProgressFn, sha256_file
 from models.paths import user_data_file
-from models.store_checks import fast_check, infer_family, inspect_pair, role_problem
-from models.store_files import etag_tag, move_aside, now_iso, read_json, remove_stale_parts, slug, write_json_atomic
+from models.store_checks import fast_check, infer_family, inspect_pair
+from models.store_files import now_iso, read_json, slug, write_json_atomic
+from models.store_install import check_import_name, copy_import, pull_file
 from models.store_records import (
     ROLES,
     FileRecord,
@@ -44,18 +44,12 @@ from models.store_records import (
     ModelNotInstalled,
     ModelRecord,
     ResolvedModel,
-    Role,
     State,
     VerifyReport,
     catalog_file,
-    catalog_filename,
     describe_built,
-    expected_sha256,
-    file_entry,
     imported_record,
-    recorded_file,
     synthetic_from_manifest,
-    update_manifest,
 )
 
 __all__ = [
@@ -74,8 +68,6 @@ __all__ = [
 
 ENV_MODEL_DIR = "LOUPE_MODEL_DIR"
 IMPORT_HINT = "`loupe models import TEXT.gguf --mmproj MMPROJ.gguf`"
-
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def default_model_root() -> Path:
@@ -147,53 +139,8 @@ class ModelStore:
         model_dir = self.root / name
         model_dir.mkdir(parents=True, exist_ok=True)
         for role in ROLES:
-            self._pull_file(entry, role, model_dir, progress)
+            pull_file(self._fetcher, entry, role, model_dir, progress)
         return self.resolve(name)
-
-    def _pull_file(self, entry: CatalogEntry, role: Role, model_dir: Path, progress: ProgressFn | None) -> None:
-        filename = catalog_filename(entry, role)
-        final = model_dir / filename
-        manifest_path = model_dir / "manifest.json"
-        recorded = recorded_file(manifest_path, role, filename)
-        if recorded and fast_check(final, recorded.get("size"))[0] == "installed":
-            return  # already installed: no network needed
-        remote = RemoteFile(entry.repo_id, filename, entry.revision)
-        info = self._fetcher.info(remote)
-        expected, source = expected_sha256(entry, role, info, recorded)
-        if final.exists():
-            if expected is not None and self._adopt_existing(final, expected):
-                update_manifest(manifest_path, entry, role, file_entry(final, filename, expected, source, info))
-                return
-            move_aside(final)
-        part = model_dir / f"{filename}.{etag_tag(info.etag)}.part"
-        remove_stale_parts(model_dir, filename, keep=part)
-        self._fetcher.download(remote, info, part, progress)
-        actual = self._check_download(entry.name, part, role, expected, source)
-        entry_data = file_entry(part, filename, actual, source or "first-download", info)
-        update_manifest(manifest_path, entry, role, entry_data)
-        os.replace(part, final)
-
-    @staticmethod
-    def _adopt_existing(final: Path, expected: str) -> bool:
-        """A file already at its final name but not in the manifest is kept only if its sha256 matches."""
-        return fast_check(final, None)[0] == "installed" and sha256_file(final) == expected
-
-    @staticmethod
-    def _check_download(name: str, part: Path, role: Role, expected: str | None, source: str) -> str:
-        """Hash the finished `.part` and check it; a bad file is moved aside and ModelFileCorrupt raised."""
-        actual = sha256_file(part)
-        fix = f"run `loupe models pull {name}` to download it again"
-        if expected is not None and actual != expected:
-            bad = move_aside(part)
-            raise ModelFileCorrupt(
-                f"{part.name}: sha256 {actual} does not match the expected {expected} ({source}); "
-                f"the download was moved to {bad}. Fix: {fix}"
-            )
-        problem = role_problem(part, role)
-        if problem:
-            bad = move_aside(part)
-            raise ModelFileCorrupt(f"{part.name}: {problem}; the download was moved to {bad}. Fix: {fix}")
-        return actual
 
     # ---- import --------------------------------------------------------------------------------
 
@@ -212,11 +159,11 @@ class ModelStore:
         if family not in FAMILIES:
             raise ModelImportError(f"family {family!r} is not one of {', '.join(FAMILIES)}")
         name = name or slug(text.stem)
-        self._check_import_name(name)
+        check_import_name(name, self.catalog)
         files: dict[str, dict[str, Any]] = {}
         for role, path in (("text", text), ("mmproj", mmproj)):
             prefix = "mmproj-" if role == "mmproj" and text.name == mmproj.name else ""
-            stored, digest = self._store_import(path, name, prefix) if copy else (path, sha256_file(path))
+            stored, digest = copy_import(self.root, path, name, prefix) if copy else (path, sha256_file(path))
             files[role] = {"path": str(stored), "size": stored.stat().st_size, "sha256": digest}
         files["text"]["architecture"] = text_info.architecture
         files["mmproj"]["projector_type"] = mmproj_info.projector_type
@@ -224,28 +171,6 @@ class ModelStore:
         registry[name] = {"family": family, "copied": copy, "imported_at": now_iso(), "files": files}
         write_json_atomic(self._registry_path(), {"version": 1, "models": registry})
         return self.resolve(name)
-
-    def _check_import_name(self, name: str) -> None:
-        if not _NAME_RE.fullmatch(name):
-            raise ModelImportError(
-                f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (at most 64 characters)"
-            )
-        if name in self.catalog:
-            raise ModelImportError(f"model name {name!r} is taken by the catalog; choose another with --name")
-
-    def _store_import(self, source: Path, name: str, prefix: str = "") -> tuple[Path, str]:
-        """Copy `source` into root/imported/<name>/ through a `.part` file; returns (path, sha256)."""
-        target_dir = self.root / "imported" / name
-        target_dir.mkdir(parents=True, exist_ok=True)
-        final = target_dir / f"{prefix}{source.name}"
-        part = target_dir / f"{source.name}.{uuid.uuid4().hex[:8]}.part"
-        try:
-            shutil.copyfile(source, part)
-            digest = sha256_file(part)
-            os.replace(part, final)
-        finally:
-            part.unlink(missing_ok=True)
-        return final, digest
 
     # ---- records -------------------------------------------------------------------------------
 
