@@ -16,6 +16,8 @@ ARCHITECTURE_FAMILY = {"llama": "smolvlm", "gemma3": "gemma3"}  # text general.a
 
 @dataclass(frozen=True)
 class GGUFInfo:
+    """The few GGUF metadata values that tell a text model from a vision projector."""
+
     architecture: str
     projector_type: str
     has_vision_encoder: bool
@@ -58,6 +60,7 @@ def inspect_gguf(path: Path) -> GGUFInfo:
 
 
 def inspect_pair(text: Path, mmproj: Path) -> tuple[GGUFInfo, GGUFInfo]:
+    """Check that `text` is a text model and `mmproj` a vision projector; their metadata, or ModelImportError."""
     for role, path in (("text", text), ("mmproj", mmproj)):
         state, problem = fast_check(path, None)
         if state != "installed":
@@ -78,6 +81,7 @@ def inspect_pair(text: Path, mmproj: Path) -> tuple[GGUFInfo, GGUFInfo]:
 
 
 def infer_family(text_info: GGUFInfo, mmproj_info: GGUFInfo) -> str:
+    """The model family both files agree on, or ModelImportError saying why none can be told."""
     by_projector = PROJECTOR_FAMILY.get(mmproj_info.projector_type)
     by_architecture = ARCHITECTURE_FAMILY.get(text_info.architecture)
     if by_projector and by_projector == by_architecture:

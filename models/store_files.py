@@ -16,6 +16,7 @@ from models.catalog import ModelError
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path` ({} when absent); ModelError when it is unreadable or not an object."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -69,9 +70,11 @@ def etag_tag(etag: str) -> str:
 
 
 def slug(text: str) -> str:
+    """A model name made from free text (lower case, safe characters, at most 64)."""
     slug = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")[:64]
     return slug or "imported-model"
 
 
 def now_iso() -> str:
+    """The current UTC time, ISO 8601 to the second."""
     return datetime.now(UTC).isoformat(timespec="seconds")

@@ -70,6 +70,8 @@ class VerifyReport:
 
 @dataclass(frozen=True)
 class FileRecord:
+    """One file of a model as the store knows it: role, path, and the size and sha256 to check it against."""
+
     role: Role
     path: Path
     size: int | None  # exact size when known (manifest/registry), else None
@@ -79,6 +81,8 @@ class FileRecord:
 
 @dataclass(frozen=True)
 class ModelRecord:
+    """A model as the store knows it: its two files, its kind and family, and the command that repairs it."""
+
     name: str
     kind: Kind
     family: str
@@ -87,10 +91,12 @@ class ModelRecord:
 
 
 def catalog_filename(entry: CatalogEntry, role: Role) -> str:
+    """The catalog entry's file name for `role`."""
     return entry.text_file if role == "text" else entry.mmproj_file
 
 
 def catalog_file(entry: CatalogEntry, role: Role, model_dir: Path, recorded: dict[str, Any] | None) -> FileRecord:
+    """A catalog file's record: the catalog sha256 when pinned, else what the manifest recorded."""
     filename = catalog_filename(entry, role)
     if recorded is None or recorded.get("filename") != filename:
         recorded = {}
@@ -100,6 +106,7 @@ def catalog_file(entry: CatalogEntry, role: Role, model_dir: Path, recorded: dic
 
 
 def imported_record(name: str, data: dict[str, Any]) -> ModelRecord:
+    """An imported model's record, from its registry entry."""
     files = data.get("files", {})
     records = tuple(
         FileRecord(role, Path(files[role]["path"]), files[role].get("size"), files[role].get("sha256"), "import")
@@ -111,6 +118,7 @@ def imported_record(name: str, data: dict[str, Any]) -> ModelRecord:
 
 
 def synthetic_from_manifest(entry: CatalogEntry, model_dir: Path, fix: str) -> ModelRecord | None:
+    """A built synthetic model's record, or None when its manifest is absent or incomplete."""
     files = read_json(model_dir / "manifest.json").get("files")
     if not isinstance(files, dict) or set(ROLES) - set(files):
         return None
@@ -122,6 +130,7 @@ def synthetic_from_manifest(entry: CatalogEntry, model_dir: Path, fix: str) -> M
 
 
 def describe_built(path: Path, scratch: Path) -> dict[str, Any]:
+    """The manifest entry for a file the synthetic builder wrote, which must lie inside `scratch`."""
     path = path if path.is_absolute() else scratch / path
     try:
         relative = path.resolve().relative_to(scratch.resolve())
@@ -151,6 +160,7 @@ def recorded_file(manifest_path: Path, role: Role, filename: str) -> dict[str, A
 
 
 def file_entry(path: Path, filename: str, sha256: str, source: str, info: RemoteInfo) -> dict[str, Any]:
+    """The manifest entry for a downloaded file: name, size, sha256 and where it came from."""
     return {
         "filename": filename,
         "size": path.stat().st_size,
@@ -163,6 +173,7 @@ def file_entry(path: Path, filename: str, sha256: str, source: str, info: Remote
 
 
 def update_manifest(path: Path, entry: CatalogEntry, role: Role, file_record: dict[str, Any]) -> None:
+    """Record `role`'s file in the model's manifest (written atomically)."""
     manifest = read_json(path)
     manifest.update({"version": 1, "name": entry.name, "repo_id": entry.repo_id, "revision": entry.revision})
     manifest.setdefault("files", {})[role] = file_record

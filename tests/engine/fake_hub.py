@@ -22,6 +22,8 @@ COMMIT = "c0ffee" + "0" * 34
 
 @dataclass
 class Seen:
+    """One request the fake Hub received."""
+
     method: str
     path: str
     headers: dict[str, str]  # names in lower case
@@ -192,5 +194,6 @@ def publish(hub: FakeHub, tmp_path: Path, *, text_sha: str | None = "", mmproj_s
 
 
 def hub_store(hub: FakeHub, remote: Remote, tmp_path: Path, **kwargs: object) -> ModelStore:
+    """A ModelStore whose catalog is `remote`'s and whose endpoint is the fake Hub (no retries by default)."""
     options: dict = {"token": False, "download_retries": 0, "retry_wait_s": 0.0, **kwargs}
     return ModelStore(tmp_path / "store", catalog=load_catalog(remote.catalog_path), endpoint=hub.endpoint, **options)

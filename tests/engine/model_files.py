@@ -24,10 +24,12 @@ def write_gguf(path: Path, arch: str, *, projector: str | None = None, floats: i
 
 
 def sha256(data: bytes) -> str:
+    """The hex sha256 of `data`."""
     return hashlib.sha256(data).hexdigest()
 
 
 def flip_last_byte(path: Path) -> None:
+    """Damage a file without changing its size or magic: only a full hash can tell."""
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
