@@ -1,5 +1,8 @@
-"""The desktop app's work loop, Qt-free: load the model, then run dropped batches as store jobs, one image at a time,
-with pause, cancel (one image or a whole batch) and retry; tasks with an `escalation` table climb their ladder."""
+"""The desktop app's work loop, Qt-free: load the model, then run dropped batches as store jobs.
+
+One image at a time, with pause, cancel (one image or a whole batch) and retry; tasks with an `escalation` table
+climb their ladder.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""`loupe gui [IMAGES...]`: opens the desktop app. The engine never imports the desktop package (an
-import-linter contract), so the app is reached by name at run time through importlib, not by an import.
-The app's options are declared here once; `desktop.app` builds its own parser from the same table."""
+"""`loupe gui [IMAGES...]`: opens the desktop app, reached by name at run time, never imported by the engine.
+
+The engine never imports the desktop package (an import-linter contract), so the app is reached through importlib,
+not by an import. The app's options are declared here once; `desktop.app` builds its own parser from the same table.
+"""
 
 from __future__ import annotations
 

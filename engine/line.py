@@ -1,5 +1,7 @@
-"""The station loop: take each capture from a source, judge it (store first), queue the line outputs, move it on;
-survives model, store and source trouble, and picks up where it stopped."""
+"""The station loop: take each capture from a source, judge it (store first), queue the line outputs, move it on.
+
+It survives model, store and source trouble, and picks up where it stopped.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The queue: one row per image with its thumbnail, state and time, an overall progress bar with rate and ETA,
-and the pause / cancel / retry controls."""
+"""The queue: one row per image (thumbnail, state, time), overall progress, and pause / cancel / retry controls.
+
+The progress bar shows the rate and an ETA.
+"""
 
 from __future__ import annotations
 

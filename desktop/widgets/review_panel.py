@@ -1,5 +1,7 @@
-"""The Review tab: doubtful stored results, lowest confidence first, with Accept (A), Reject (R) and Edit (E);
-arrows move through the queue. New results are inserted one by one (the queue is read in full only at start)."""
+"""The Review tab: doubtful stored results, lowest confidence first, with Accept (A), Reject (R) and Edit (E).
+
+Arrows move through the queue. New results are inserted one by one (the queue is read in full only at start).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""A simple task editor: name, instructions, JSON Schema and the escalation ladder (hybrid mode), checked as you
-type with the engine's own task checks (each problem shown at its field), saved as a task file."""
+"""A simple task editor: name, instructions, JSON Schema and the escalation ladder, saved as a task file.
+
+Checked as you type with the engine's own task checks (each problem shown at its field); the ladder is hybrid mode's.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""The ladder wired for one run: the local engine, the cloud (only when both the task and the settings allow
-it), the budget seeded from the audit table, and every request audited into the store."""
+"""The ladder wired for one run: the local engine, the cloud if allowed, the budget, and the audit into the store.
+
+The cloud is wired only when both the task and the settings allow it; the budget is seeded from the audit table, and
+every request is audited into the store.
+"""
 
 from __future__ import annotations
 

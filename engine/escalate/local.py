@@ -1,5 +1,7 @@
-"""Extra local rungs (`models: {local-4b: {model: gemma-3-4b}}`): loaded once per job through the backend
-registry, on first use, and closed with the job."""
+"""Extra local rungs (`models: {local-4b: {model: gemma-3-4b}}`), each loaded once per job and closed with it.
+
+They are loaded through the backend registry, on first use.
+"""
 
 from __future__ import annotations
 

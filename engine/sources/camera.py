@@ -1,5 +1,8 @@
-"""A camera through OpenCV (USB index, RTSP/HTTP URL or a video file): grab on an interval or on a trigger, save each
-frame as a JPEG for the engine and the store, and reconnect with backoff when the stream drops."""
+"""A camera through OpenCV (USB index, RTSP/HTTP URL or a video file), as a source of JPEG frames for the engine.
+
+It grabs on an interval or on a trigger, saves each frame as a JPEG for the engine and the store, and reconnects with
+backoff when the stream drops.
+"""
 
 from __future__ import annotations
 

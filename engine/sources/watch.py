@@ -1,5 +1,7 @@
-"""A watched folder (watchdog): hands out images once completely written, moves or marks them once judged, and
-rides out the folder (a network share) disappearing and coming back."""
+"""A watched folder (watchdog): hands out images once completely written, moves or marks them once judged.
+
+It rides out the folder (a network share) disappearing and coming back.
+"""
 
 from __future__ import annotations
 

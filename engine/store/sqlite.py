@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from engine.store.records import (
 )
 from engine.tasks import Task
 from engine.types import Result
+from models.paths import user_data_file
 
 ENV_DB = "LOUPE_DB"
 
@@ -45,12 +45,7 @@ class DuplicateResultError(StoreError):
 
 def default_db_path() -> Path:
     """$LOUPE_DB, else loupe.db in the per-user data directory (e.g. ~/.local/share/loupe/loupe.db)."""
-    override = os.environ.get(ENV_DB)
-    if override:
-        return Path(override).expanduser()
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("loupe", appauthor=False)) / "loupe.db"
+    return user_data_file(ENV_DB, "loupe.db")
 
 
 class Store:

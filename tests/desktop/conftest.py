@@ -10,9 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
@@ -23,6 +21,7 @@ from desktop.runner import LoadedModel
 from engine.api import Engine
 from engine.store import Store
 from models.synthetic import SyntheticModel
+from tests.noise import write_noise_pngs
 
 
 def tiny_loader(model: SyntheticModel) -> Callable[[], LoadedModel]:
@@ -39,14 +38,7 @@ def tiny_loader(model: SyntheticModel) -> Callable[[], LoadedModel]:
 
 def write_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
     """Distinct small PNGs (different bytes, so none is answered from the cache)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(count):
-        path = folder / f"shot-{seed}-{i}.png"
-        Image.fromarray(rng.integers(0, 255, (90 + 10 * i, 120, 3), dtype=np.uint8)).save(path)
-        out.append(path)
-    return out
+    return write_noise_pngs(folder, count, seed=seed, size=lambda i: (120, 90 + 10 * i), name=f"shot-{seed}-{{i}}.png")
 
 
 class Harness:

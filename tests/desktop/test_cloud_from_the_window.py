@@ -1,6 +1,8 @@
-"""Hybrid mode from the window: the cloud settings and the keyring key reach the ladder, the indicator says data
-may leave, the cloud step is shown with the result and audited. The 'cloud' is the hybrid tests' stub
-OpenAI-compatible server on 127.0.0.1 (a real HTTP server, not a mock of the client)."""
+"""Hybrid mode from the window: cloud settings and keyring key reach the ladder, the cloud step is shown, audited.
+
+The indicator says data may leave. The 'cloud' is the hybrid tests' stub OpenAI-compatible server on 127.0.0.1 (a real
+HTTP server, not a mock of the client).
+"""
 
 from __future__ import annotations
 

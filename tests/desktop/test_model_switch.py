@@ -1,5 +1,8 @@
-"""Choosing another model in the window: refused while the queue is busy, else the worker reloads it, the next
-images run on it, and the choice is remembered for the next start."""
+"""Choosing another model in the window: refused while busy, else reloaded, used next, and remembered.
+
+While the queue is busy the choice is refused; otherwise the worker reloads the model, the next images run on it, and
+the choice is remembered for the next start.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The models dialog against a real (fake-Hub) HTTP server on 127.0.0.1: download with progress, cancel and
-resume, a failing download shown plainly, and import of local GGUF files."""
+"""The models dialog against a real (fake-Hub) HTTP server on 127.0.0.1: download, cancel, failure, import.
+
+Download with progress, cancel and resume, a failing download shown plainly, and import of local GGUF files.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from pathlib import Path
 
 from desktop.widgets.models_dialog import ModelPicker, ModelsDialog
 from models.synthetic import SyntheticModel
-from tests.engine.test_models_store import FakeHub, hub, hub_store, publish  # noqa: F401  (hub is a fixture)
+from tests.engine.fake_hub import FakeHub, hub, hub_store, publish  # noqa: F401  (hub is a fixture)
 
 
 def test_download_shows_progress_and_installs_the_model(qtbot, hub: FakeHub, tmp_path: Path) -> None:  # noqa: F811

@@ -1,5 +1,7 @@
-"""Queue controls on the real window and engine: pause, cancel one image, retry one, cancel all; thumbnails;
-escalation steps shown in the result view; `loupe gui` opening the window with images queued."""
+"""Queue controls on the real window and engine: pause, cancel one image, retry one, cancel all.
+
+Also thumbnails, escalation steps shown in the result view, and `loupe gui` opening the window with images queued.
+"""
 
 from __future__ import annotations
 

@@ -9,13 +9,11 @@ import pytest
 
 from models.store import ModelStore
 from models.synthetic import SyntheticModel
+from tests.store.conftest import DIGIT_TASK as STORE_DIGIT_TASK
 from tests.store.conftest import make_images
 
 DIGIT_TASK = {
-    "name": "digit",
-    "instructions": "Give one digit.",
-    "schema": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}},
-               "required": ["n"], "additionalProperties": False},
+    **STORE_DIGIT_TASK,
     "options": {"max_tokens": 16},
     "escalation": {"ladder": ["local@low"], "thresholds": {"overall": 0.99}},  # random weights: always climbs
 }

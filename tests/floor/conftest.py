@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from engine.api import Engine
 from engine.backends.fake import FakeBackend
 from engine.tasks import builtin_task
+from tests.noise import noise_image
 
 DEFECTS = builtin_task("defects")
 
@@ -39,8 +39,7 @@ def png_bytes(seed: int, size: tuple[int, int] = (64, 48)) -> bytes:
     import io
 
     buf = io.BytesIO()
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(buf, format="PNG")
+    noise_image(size, seed).save(buf, format="PNG")
     return buf.getvalue()
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +24,25 @@ TASK = Task(
     schema={"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}},
             "required": ["n"], "additionalProperties": False},
 ).with_options(max_tokens=16, review_threshold=0.8, retries=1)
+
+
+def refuse_sockets(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """From now on every outgoing connection attempt is refused (a leak fails loudly); returns the attempts."""
+    opened: list[Any] = []
+
+    def trap(self: socket.socket, *args: Any, **kwargs: Any) -> None:
+        opened.append(args)
+        raise AssertionError("a socket connection was attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", trap)
+    monkeypatch.setattr(socket.socket, "connect_ex", trap)
+    return opened
+
+
+@pytest.fixture
+def no_sockets(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every outgoing connection attempt, refused (so a leak fails loudly instead of reaching the network)."""
+    return refuse_sockets(monkeypatch)
 
 
 @pytest.fixture

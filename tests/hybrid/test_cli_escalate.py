@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 
 import engine.secrets
 from engine.cli import main
@@ -20,8 +17,9 @@ from engine.store.review import ReviewQueue
 from engine.store.sqlite import Store
 from engine.tasks import load_task_file
 from models.synthetic import SyntheticModel
-from tests.hybrid.conftest import KEY, TASK
+from tests.hybrid.conftest import KEY, TASK, refuse_sockets
 from tests.hybrid.stub_server import StubCloud, completion
+from tests.noise import write_noise_pngs
 
 
 @pytest.fixture(autouse=True)
@@ -52,10 +50,7 @@ def _cloud_file(tmp_path: Path, stub: StubCloud | None, *, enabled: bool = True)
 
 def _images(tmp_path: Path, n: int) -> Path:
     folder = tmp_path / "imgs"
-    folder.mkdir()
-    rng = np.random.default_rng(5)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    write_noise_pngs(folder, n, seed=5)
     return folder
 
 
@@ -129,14 +124,7 @@ def test_batch_escalate_stores_the_ladder_and_the_audit_rows(
 def test_escalate_with_the_cloud_disabled_opens_no_socket(
         tiny_models: dict[str, SyntheticModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    opened: list[Any] = []
-
-    def trap(self: socket.socket, *args: Any, **kwargs: Any) -> None:
-        opened.append(args)
-        raise AssertionError("a socket connection was attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", trap)
-    monkeypatch.setattr(socket.socket, "connect_ex", trap)
+    opened = refuse_sockets(monkeypatch)
     folder = _images(tmp_path, 2)
     db = tmp_path / "loupe.db"
     for task_cloud, settings_on in ((True, False), (False, True)):  # either switch off keeps everything local

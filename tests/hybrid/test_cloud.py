@@ -9,7 +9,6 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -22,12 +21,12 @@ from engine.store.sqlite import Store
 from engine.types import Result, Status
 from tests.hybrid.conftest import KEY, TASK
 from tests.hybrid.stub_server import Reply, StubCloud, completion, error
+from tests.noise import noise_image
 
 
 def _image(tmp_path: Path, size: tuple[int, int] = (200, 120)) -> LoadedImage:
-    rng = np.random.default_rng(1)
     path = tmp_path / "in.png"
-    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    noise_image(size, 1).save(path)
     return load_image(path)
 
 
@@ -149,7 +148,7 @@ def test_exif_and_gps_never_leave_and_images_are_downscaled(stub: StubCloud, tmp
     exif = Image.Exif()
     exif[0x010F] = "SecretCam"  # Make
     exif[0x8825] = {1: "N", 2: (51.0, 30.0, 0.0), 3: "W", 4: (0.0, 7.0, 0.0)}  # GPS IFD
-    src = Image.fromarray(np.random.default_rng(2).integers(0, 255, (300, 400, 3), dtype=np.uint8))
+    src = noise_image((400, 300), 2)
     path = tmp_path / "gps.jpg"
     src.save(path, exif=exif.tobytes(), icc_profile=b"\0" * 128)
     raw = Image.open(path)

@@ -24,6 +24,7 @@ from engine.tasks import Task
 from engine.types import Status
 from models.synthetic import SyntheticModel
 from tests.hybrid.stub_server import StubCloud, completion
+from tests.noise import noise_image
 
 BOXES = Task(name="marks", instructions="Box every mark.", schema={
     "type": "object", "required": ["marks"], "additionalProperties": False,
@@ -42,7 +43,7 @@ def _marks(*items: tuple[str, list[int]]) -> str:
 
 def _photo(tmp_path: Path, size: tuple[int, int] = (1000, 500)) -> Path:
     path = tmp_path / "panel.png"
-    Image.fromarray(np.random.default_rng(7).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    noise_image(size, 7).save(path)
     return path
 
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from engine.api import Engine
 from engine.backends.cloud import CloudBackend
@@ -22,20 +19,15 @@ from engine.store.review import ReviewQueue
 from engine.store.sqlite import Store
 from engine.types import Status
 from models.synthetic import SyntheticModel
-from tests.hybrid.conftest import TASK
+from tests.hybrid.conftest import TASK, refuse_sockets
 from tests.hybrid.stub_server import StubCloud, completion, error
+from tests.noise import write_noise_pngs
 
 LADDER = (Step("local", "low"), Step("cloud", "high"))
 
 
 def _images(tmp_path: Path, n: int) -> list[LoadedImage]:
-    rng = np.random.default_rng(3)
-    out = []
-    for i in range(n):
-        p = tmp_path / f"{i}.png"
-        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(p)
-        out.append(load_image(p))
-    return out
+    return [load_image(p) for p in write_noise_pngs(tmp_path, n, seed=3)]
 
 
 def _runners(local: Engine, cloud: CloudBackend | None) -> dict[str, Any]:
@@ -140,14 +132,7 @@ def test_cloud_failure_keeps_the_local_result(stub: StubCloud, make_cloud: Calla
 def test_cloud_disabled_opens_no_socket(make_cloud: Callable[..., CloudBackend], tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     cloud = make_cloud()  # built before the trap: the stub server's own socket is already open
-    opened: list[Any] = []
-
-    def trap(self: socket.socket, *args: Any, **kwargs: Any) -> None:
-        opened.append(args)
-        raise AssertionError("a socket connection was attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", trap)
-    monkeypatch.setattr(socket.socket, "connect_ex", trap)
+    opened = refuse_sockets(monkeypatch)
     (img,) = _images(tmp_path, 1)
     local = Engine(FakeBackend(['{"n": 4}'], prob=0.6))
     esc = escalate(TASK, [img], Policy(LADDER, Thresholds(overall=0.8)), _runners(local, cloud), Ledger(Budget()))

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -24,6 +23,7 @@ from engine.tasks import Task
 from models.synthetic import SyntheticModel
 from tests.hybrid.conftest import KEY
 from tests.hybrid.stub_server import HANG, Reply, StubCloud, completion, error, garbage, refusal
+from tests.noise import noise_image
 
 PET = Task(name="pet", instructions="Which animal is this?",
            schema={"type": "object", "properties": {"label": {"enum": ["cat", "dog"]}}, "required": ["label"],
@@ -58,8 +58,7 @@ def _gps_photo(tmp_path: Path) -> Path:
     exif[0x010F] = "SecretCam"
     exif[0x8825] = {1: "N", 2: (51.0, 30.0, 0.0), 3: "W", 4: (0.0, 7.0, 0.0)}
     path = tmp_path / "photo.jpg"
-    Image.fromarray(np.random.default_rng(4).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(
-        path, exif=exif.tobytes(), icc_profile=b"\0" * 128)
+    noise_image((120, 90), 4).save(path, exif=exif.tobytes(), icc_profile=b"\0" * 128)
     assert Image.open(path).getexif().get(0x010F) == "SecretCam"
     return path
 

@@ -1,5 +1,6 @@
-"""The ladder against a real OpenAI-compatible server: `llama_cpp.server` on 127.0.0.1 serving a tiny synthetic
-model with its mmproj (chat_format `mtmd`, so the image really is decoded by the server's vision tower).
+"""The ladder against a real OpenAI-compatible server: `llama_cpp.server` on 127.0.0.1 with a tiny synthetic model.
+
+The server serves the model with its mmproj (chat_format `mtmd`, so the image really is decoded by its vision tower).
 
 The served model has random weights: what it answers is meaningless, but its grammar (from our `json_object`
 schema) keeps the answer valid JSON, so the test checks the plumbing: what is sent, answered, stored, audited.
@@ -15,7 +16,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -25,6 +25,7 @@ from engine.escalate.audit import audit_rows
 from engine.store.sqlite import Store
 from models.synthetic import SyntheticModel
 from tests.hybrid.llama_server import LlamaServer
+from tests.noise import noise_image
 
 TWO = {"type": "object", "properties": {"label": {"enum": ["cat", "dog"]}}, "required": ["label"],
        "additionalProperties": False}
@@ -49,7 +50,7 @@ def _files(tmp_path: Path, server: LlamaServer, schema: dict[str, Any]) -> tuple
                      'price_in_per_mtok = 1.0\nprice_out_per_mtok = 2.0\n')
     folder = tmp_path / "imgs"
     folder.mkdir()
-    Image.fromarray(np.random.default_rng(5).integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(folder / "a.png")
+    noise_image((32, 24), 5).save(folder / "a.png")
     return task, cloud, folder
 
 

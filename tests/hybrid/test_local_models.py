@@ -1,5 +1,7 @@
-"""A second local model on the ladder (`models: {local-4b: ...}`): the tiny SmolVLM-family model escalates to the
-tiny Gemma-3-family one, loaded through the backend registry once per job and closed with it."""
+"""A second local model on the ladder (`models: {local-4b: ...}`): tiny SmolVLM-family escalates to tiny Gemma-3.
+
+The second model is loaded through the backend registry once per job and closed with it.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from engine.api import Engine
 from engine.cli import main
@@ -21,6 +21,7 @@ from engine.escalate.local import ModelSpec, registry_backend
 from engine.store.sqlite import Store
 from engine.tasks import Task
 from models.synthetic import SyntheticModel
+from tests.noise import write_noise_pngs
 
 PET_SCHEMA = {"type": "object", "properties": {"label": {"enum": ["cat", "dog"]}}, "required": ["label"],
               "additionalProperties": False}
@@ -35,13 +36,7 @@ def _task(tiny_models: dict[str, SyntheticModel], schema: dict[str, Any] = PET_S
 
 
 def _images(tmp_path: Path, n: int) -> list[str]:
-    rng = np.random.default_rng(9)
-    paths = []
-    for i in range(n):
-        p = tmp_path / f"{i}.png"
-        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(p)
-        paths.append(str(p))
-    return paths
+    return [str(p) for p in write_noise_pngs(tmp_path, n, seed=9)]
 
 
 @pytest.fixture(scope="module")

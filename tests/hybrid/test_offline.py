@@ -1,18 +1,17 @@
-"""LOUPE_OFFLINE=1 vetoes every endpoint that is not this machine, even with both cloud switches on; loopback
-servers (Ollama, LM Studio, llama.cpp on 127.0.0.1) stay usable. (tests/conftest.py sets LOUPE_OFFLINE=1.)"""
+"""LOUPE_OFFLINE=1 vetoes every endpoint that is not this machine, even with both cloud switches on.
+
+Loopback servers (Ollama, LM Studio, llama.cpp on 127.0.0.1) stay usable. (tests/conftest.py sets LOUPE_OFFLINE=1.)
+"""
 
 from __future__ import annotations
 
 import io
 import json
-import socket
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 
 import engine.secrets
 from engine.api import Engine
@@ -23,29 +22,16 @@ from engine.escalate.hybrid import Escalator, is_loopback, offline_veto
 from engine.store.sqlite import Store
 from tests.hybrid.conftest import KEY, TASK
 from tests.hybrid.stub_server import StubCloud, completion
+from tests.noise import noise_image
 
 ESCALATING = {"ladder": ["local@low", "cloud@high"], "thresholds": {"overall": 0.9}, "cloud": True}
 TASK_E = replace(TASK, escalation=ESCALATING)
 REMOTE = CloudConfig(preset="openai", enabled=True)  # https://api.openai.com/v1
 
 
-@pytest.fixture
-def no_sockets(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every outgoing connection attempt, refused (so a leak fails loudly instead of reaching the network)."""
-    opened: list[Any] = []
-
-    def trap(self: socket.socket, *args: Any, **kwargs: Any) -> None:
-        opened.append(args)
-        raise AssertionError("a socket connection was attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", trap)
-    monkeypatch.setattr(socket.socket, "connect_ex", trap)
-    return opened
-
-
 def _image(tmp_path: Path) -> str:
     path = tmp_path / "a.png"
-    Image.fromarray(np.random.default_rng(1).integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(path)
+    noise_image((32, 24), 1).save(path)
     return str(path)
 
 

@@ -8,15 +8,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from engine.api import AnalyzeRequest, Engine
 from engine.backends.fake import FakeBackend
 from engine.tasks import Task, builtin_task
 from engine.types import Result
 from models.synthetic import SyntheticModel, build
+from tests.noise import write_noise_pngs
 
 REPO = Path(__file__).resolve().parents[2]
 DIGIT_TASK = {
@@ -40,10 +39,7 @@ def _private_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def make_images(folder: Path, n: int, *, seed: int = 0, size: int = 16, start: int = 0) -> Path:
     """`n` distinct small PNGs named 000.png, 001.png, ... in `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(start, start + n):
-        Image.fromarray(rng.integers(0, 255, (size, size + 8, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+    write_noise_pngs(folder, n, seed=seed, size=(size + 8, size), name="{i:03d}.png", start=start)
     return folder
 
 
