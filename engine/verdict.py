@@ -35,6 +35,7 @@ class Rule:
     op: str = ">="
     value: Any = None
     reason: str = ""
+    unsure: Verdict = Verdict.REVIEW  # the verdict when the rule matched only on values read with low confidence
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,14 @@ class Rules:
 
 
 @dataclass(frozen=True)
+class Match:
+    """Why a rule matched, and whether the values it matched on were read with enough confidence to act on."""
+
+    why: str
+    sure: bool = True
+
+
+@dataclass(frozen=True)
 class Judgement:
     """A verdict and the reason, in words an operator can read."""
 
@@ -53,22 +62,26 @@ class Judgement:
     reason: str
 
 
-def _resolve(data: Any, pointer: str) -> Iterator[Any]:
-    """Every value at a JSON Pointer whose segments may be `*` (each item of a list / value of an object)."""
+def _resolve(data: Any, pointer: str, at: str = "") -> Iterator[tuple[str, Any]]:
+    """Every (concrete pointer, value) at a JSON Pointer whose segments may be `*` (each item / value)."""
     if pointer == "":
-        yield data
+        yield at, data
         return
     head, _, rest = pointer[1:].partition("/")
     rest = "/" + rest if rest else ""
     key = head.replace("~1", "/").replace("~0", "~")
     if key == "*":
-        children = data if isinstance(data, list) else list(data.values()) if isinstance(data, dict) else []
-        for child in children:
-            yield from _resolve(child, rest)
+        items = enumerate(data) if isinstance(data, list) else data.items() if isinstance(data, dict) else ()
+        for name, child in items:
+            yield from _resolve(child, rest, f"{at}/{_escape(str(name))}")
     elif isinstance(data, dict) and key in data:
-        yield from _resolve(data[key], rest)
+        yield from _resolve(data[key], rest, f"{at}/{head}")
     elif isinstance(data, list) and key.isdigit() and int(key) < len(data):
-        yield from _resolve(data[int(key)], rest)
+        yield from _resolve(data[int(key)], rest, f"{at}/{key}")
+
+
+def _escape(name: str) -> str:
+    return name.replace("~", "~0").replace("/", "~1")
 
 
 def _compare(rule: Rule, value: Any) -> bool:
@@ -78,29 +91,40 @@ def _compare(rule: Rule, value: Any) -> bool:
         return False
 
 
-def _any(rule: Rule, result: Result, threshold: float) -> str | None:
-    hits = [v for v in _resolve(result.data, rule.pointer) if _compare(rule, v)]
-    return f"{rule.pointer} {rule.op} {rule.value} ({hits[0]!r})" if hits else None
+def _any(rule: Rule, result: Result, threshold: float) -> Match | None:
+    """A value at the pointer passes the test; acted on only if one such value was read confidently.
+
+    Values come from a model and are candidates, not truth: when every matching value's confidence is under the
+    review threshold, the match is unsure and `judge` turns the rule's verdict into REVIEW."""
+    hits = [(at, v) for at, v in _resolve(result.data, rule.pointer) if _compare(rule, v)]
+    if not hits:
+        return None
+    sure = [(at, v) for at, v in hits if result.confidence.get(at, 1.0) >= threshold]
+    at, value = (sure or hits)[0]
+    why = f"{rule.pointer} {rule.op} {rule.value} ({value!r})"
+    if sure:
+        return Match(why)
+    return Match(f"{why}, read with confidence {result.confidence[at]:.2f} < {threshold:.2f}", sure=False)
 
 
-def _count(rule: Rule, result: Result, threshold: float) -> str | None:
-    values = list(_resolve(result.data, rule.pointer))
+def _count(rule: Rule, result: Result, threshold: float) -> Match | None:
+    values = [v for _, v in _resolve(result.data, rule.pointer)]
     n = len(values[0]) if len(values) == 1 and isinstance(values[0], list) else len(values)
-    return f"{n} at {rule.pointer} ({rule.op} {rule.value})" if _compare(rule, n) else None
+    return Match(f"{n} at {rule.pointer} ({rule.op} {rule.value})") if _compare(rule, n) else None
 
 
-def _status_not_ok(rule: Rule, result: Result, threshold: float) -> str | None:
-    return None if result.status is Status.OK else f"status {result.status.value}" + (
-        f": {result.error}" if result.error else "")
+def _status_not_ok(rule: Rule, result: Result, threshold: float) -> Match | None:
+    return None if result.status is Status.OK else Match(f"status {result.status.value}" + (
+        f": {result.error}" if result.error else ""))
 
 
-def _confidence_below(rule: Rule, result: Result, threshold: float) -> str | None:
+def _confidence_below(rule: Rule, result: Result, threshold: float) -> Match | None:
     limit = threshold if rule.value is None else float(rule.value)
     low = result.min_confidence
-    return f"confidence {low:.2f} < {limit:.2f}" if low is not None and low < limit else None
+    return Match(f"confidence {low:.2f} < {limit:.2f}") if low is not None and low < limit else None
 
 
-RULE_KINDS: dict[str, Callable[[Rule, Result, float], str | None]] = {
+RULE_KINDS: dict[str, Callable[[Rule, Result, float], Match | None]] = {
     "status_not_ok": _status_not_ok,
     "confidence_below": _confidence_below,
     "any": _any,
@@ -112,20 +136,27 @@ DEFAULT_RULES = Rules((Rule("status_not_ok", Verdict.REVIEW), Rule("confidence_b
 
 
 def judge(rules: Rules, result: Result, *, review_threshold: float = 0.5) -> Judgement:
-    """The first matching rule's verdict (with why), else `otherwise`; a result that is not ok never PASSes
-    silently: with no rule about status, it comes back REVIEW."""
+    """The first matching rule's verdict (with why), else `otherwise`.
+
+    A result that is not ok never PASSes silently (with no rule about status, it comes back REVIEW), and a rule
+    that matched only on values read under the review threshold gives its `unsure` verdict (REVIEW unless the
+    task says otherwise, e.g. a safety-first line may say FAIL)."""
     for rule in rules.rules:
-        why = RULE_KINDS[rule.kind](rule, result, review_threshold)
-        if why is not None:
-            return Judgement(rule.then, rule.reason or why)
+        match = RULE_KINDS[rule.kind](rule, result, review_threshold)
+        if match is None:
+            continue
+        if not match.sure and rule.unsure is not rule.then:  # e.g. a FAIL the model was unsure of
+            return Judgement(rule.unsure, f"unsure {rule.then.value}: {rule.reason or match.why}")
+        return Judgement(rule.then, rule.reason or match.why)
     if result.status is not Status.OK and rules.otherwise is Verdict.PASS:
         return Judgement(Verdict.REVIEW, f"status {result.status.value}")
     return Judgement(rules.otherwise, "no rule matched")
 
 
 def rules_from_dict(raw: Any, source: str = "<verdict>") -> Rules:
-    """Rules from a task file's `verdict` table: `{rules: [{if, then, pointer?, op?, value?, reason?}], otherwise}`;
-    anything unknown or mistyped is refused, naming it by JSON Pointer (relative to the table)."""
+    """Rules from a task file's `verdict` table, refusing anything unknown or mistyped by JSON Pointer.
+
+    The table: `{rules: [{if, then, pointer?, op?, value?, reason?, unsure?}], otherwise}`."""
     if raw is None:
         return DEFAULT_RULES
     if not isinstance(raw, dict):
@@ -150,7 +181,7 @@ def _verdict(value: Any, source: str, pointer: str) -> Verdict:
 def _rule(item: Any, source: str, at: str) -> Rule:
     if not isinstance(item, dict):
         raise TaskError(source, "a rule is a table/object with `if` and `then`", at)
-    known = {"if", "then", "pointer", "op", "value", "reason"}
+    known = {"if", "then", "pointer", "op", "value", "reason", "unsure"}
     for key in item:
         if key not in known:
             raise TaskError(source, f"unknown setting {key!r} (known: {', '.join(sorted(known))})", f"{at}/{key}")
@@ -173,4 +204,5 @@ def _rule(item: Any, source: str, at: str) -> Rule:
     reason = item.get("reason", "")
     if not isinstance(reason, str):
         raise TaskError(source, "reason must be a string", f"{at}/reason")
-    return Rule(kind, then, pointer, op, value, reason)
+    unsure = _verdict(item.get("unsure", "REVIEW"), source, f"{at}/unsure")
+    return Rule(kind, then, pointer, op, value, reason, unsure)

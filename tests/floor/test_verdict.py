@@ -84,3 +84,23 @@ def test_bad_outputs_table_is_refused_with_a_pointer() -> None:
     with pytest.raises(TaskError) as exc:
         task_from_dict(raw, "line.json")
     assert exc.value.pointer == "/outputs/webhook/retries"
+
+
+def test_a_match_read_with_low_confidence_is_unsure() -> None:
+    """Values are candidates, not truth: a FAIL that rests only on a low-confidence severity goes to a person."""
+    shaky = result([1, 5])
+    shaky = Result(status=Status.OK, task="defects", model="m", backend="b", data=shaky.data,
+                   confidence={"/defects/0/severity": 0.95, "/defects/1/severity": 0.2})
+    got = judge(RULES, shaky, review_threshold=0.6)
+    assert got.verdict is Verdict.REVIEW
+    assert got.reason == "unsure FAIL: /defects/*/severity >= 3 (5), read with confidence 0.20 < 0.60"
+    sure = Result(status=Status.OK, task="defects", model="m", backend="b", data=shaky.data,
+                  confidence={"/defects/0/severity": 0.2, "/defects/1/severity": 0.9})
+    assert judge(RULES, sure, review_threshold=0.6) == judge(RULES, result([5]), review_threshold=0.6)
+    assert judge(RULES, sure, review_threshold=0.6).verdict is Verdict.FAIL
+    safety_first = rules_from_dict({"rules": [{"if": "any", "pointer": "/defects/*/severity", "value": 3,
+                                               "then": "FAIL", "unsure": "FAIL"}]})
+    assert judge(safety_first, shaky, review_threshold=0.6).verdict is Verdict.FAIL
+    with pytest.raises(TaskError) as caught:
+        rules_from_dict({"rules": [{"if": "any", "pointer": "/a", "value": 1, "then": "FAIL", "unsure": "MAYBE"}]})
+    assert caught.value.pointer == "/rules/0/unsure"
