@@ -232,8 +232,10 @@ class LlamaCppBackend:
         t0 = time.perf_counter()
         bitmaps = [self._bitmap(img.image, img.id, request.image_max_tokens) for img in request.images]
         timings["preprocess_ms"] = (time.perf_counter() - t0) * 1000
+        steps: dict[str, list[int]] = {}
+        keys = [mtmd.mtmd_bitmap_get_id(bm).decode() for bm in bitmaps]
         try:
-            n_past, n_prompt, n_image = self._prefill(self.render(request.text), bitmaps, timings)
+            n_past, n_prompt, n_image = self._prefill(self.render(request.text), bitmaps, timings, steps)
         finally:
             for bm in bitmaps:
                 mtmd.mtmd_bitmap_free(bm)
@@ -241,7 +243,19 @@ class LlamaCppBackend:
         gen = self._decode(request, n_past, timings, cancel)
         timings["decode_ms"] = (time.perf_counter() - t1) * 1000
         gen.prompt_tokens, gen.image_tokens, gen.timings = n_prompt, n_image, timings
+        gen.image_steps = self._describe_tiling(request, keys, steps)
         return gen
+
+    def _describe_tiling(self, request: GenerationRequest, keys: list[str], slices: dict[str, list[int]]) -> dict:
+        """Per image id, how mtmd cut the picture: its slices (overview + tiles for idefics3) and their tokens.
+        Each slice covers the whole picture or a grid cell of it, so 0-1000 boxes stay relative to the picture."""
+        cap = f", cap {request.image_max_tokens} image tokens" if request.image_max_tokens else ""
+        out = {}
+        for img, key in zip(request.images, keys, strict=True):
+            tokens = slices.get(key, [])
+            tokens = tokens[: len(tokens) // keys.count(key)]  # the same picture twice: its slices twice
+            out[img.id] = (f"llama.cpp mtmd: {len(tokens)} slice(s) of {'+'.join(map(str, tokens))} tokens{cap}",)
+        return out
 
     def forget(self) -> None:
         """Drop the reusable prompt prefix and the image embeddings (the next request runs cold)."""
@@ -276,7 +290,9 @@ class LlamaCppBackend:
             out.append((chunk, [ImageUnit(key, slices[key], int(mtmd.mtmd_input_chunk_get_n_pos(chunk)))]))
         return out
 
-    def _prefill(self, prompt: str, bitmaps: list[Any], timings: dict[str, float]) -> tuple[int, int, int]:
+    def _prefill(
+        self, prompt: str, bitmaps: list[Any], timings: dict[str, float], slices: dict[str, list[int]]
+    ) -> tuple[int, int, int]:
         """Evaluate the prompt, reusing the cached prefix; timings get counts of what was reused and skipped."""
         chunks = mtmd.mtmd_input_chunks_init()
         text = mtmd.mtmd_input_text()
@@ -299,6 +315,7 @@ class LlamaCppBackend:
                 n = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
                 if isinstance(units[0], ImageUnit):
                     n_image += n
+                    slices.setdefault(units[0].key, []).append(n)
                 else:
                     n_prompt += n
                 if skip >= len(units):

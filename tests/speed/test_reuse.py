@@ -146,3 +146,17 @@ def test_physical_cores_counts_smt_siblings_once(tmp_path, monkeypatch):
     assert physical_cores(tmp_path) == 2
     monkeypatch.setattr("engine.hardware.usable_cpus", lambda: {0, 1, 2, 3, 4})  # cpu4 has no topology
     assert physical_cores(tmp_path) == 5
+
+
+def test_the_tiling_is_recorded_with_the_resize_so_boxes_map_back(backend, model, tmp_path):
+    from engine.api import AnalyzeRequest, Engine
+    from engine.images.resize import DETAIL_IMAGE_TOKENS
+
+    big = tmp_path / "big.jpg"
+    Image.new("RGB", (1600, 1200), (90, 120, 150)).save(big)
+    result = Engine(backend).analyze(AnalyzeRequest((big,), builtin_task("describe").with_options(max_tokens=8)))
+    steps = result.images[0].transforms
+    assert steps[0] == "downscaled 1600x1200 -> 512x384"  # detail low: 512 px longest edge, aspect kept
+    assert steps[1].startswith("llama.cpp mtmd: ") and f"cap {DETAIL_IMAGE_TOKENS['low']} image tokens" in steps[1]
+    n_slices = int(steps[1].split(": ")[1].split(" ")[0])
+    assert n_slices == (1 if model.family == "gemma3" else 5)  # gemma3: one tile; tiny idefics3: overview + 2x2
