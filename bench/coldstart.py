@@ -19,6 +19,17 @@ from typing import Any
 T_START = time.perf_counter()  # as early as this module runs; the parent also times the whole process
 
 
+def rss_bytes() -> int:
+    """Resident set size now (Linux /proc; 0 elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def child(argv: list[str] | None = None) -> dict[str, Any]:
     """Load, analyse, report (in this process)."""
     ap = argparse.ArgumentParser(prog="python -m bench.coldstart")
@@ -35,8 +46,10 @@ def child(argv: list[str] | None = None) -> dict[str, Any]:
     from engine.tasks import builtin_task
 
     t_import = time.perf_counter()
+    rss_imported = rss_bytes()
     backend = LlamaCppBackend(args.text, args.mmproj, n_threads=args.threads)
     t_load = time.perf_counter()
+    rss_loaded = rss_bytes()
     task = builtin_task(args.task).with_options(detail=args.detail, max_tokens=args.max_tokens, retries=0)
     with Engine(backend) as engine:
         result = engine.analyze(AnalyzeRequest((args.image,), task))
@@ -48,6 +61,8 @@ def child(argv: list[str] | None = None) -> dict[str, Any]:
         "analyze_ms": (t_done - t_load) * 1000,
         "first_result_ms": (t_done - T_START) * 1000,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "rss_after_imports_bytes": rss_imported,  # Python, numpy, llama.cpp, LLGuidance, ... before any model
+        "rss_after_load_bytes": rss_loaded,  # + weights touched at load, KV cache, projector
     }
 
 
