@@ -17,7 +17,7 @@ Sections (each prints a line; --json writes every number, raw rows included):
                needs the `bench` extra): loupe_vs_transformers = A/C total
   coldstart    a fresh process: start -> first result, peak RSS / model files (bench.coldstart): peak_rss_ratio
   vocab        constraint ms per token with SmolVLM's 49k vs Gemma 3's 262k vocabulary (tiny dims, same task)
---quick: 2 timed pairs, 1 warm-up, at most 64 new tokens. Models are synthetic random-weight GGUFs with real dimensions
+--quick: 2 timed pairs, 1 warm-up, at most 128 new tokens. Models are synthetic random-weight GGUFs with real dimensions
 (bench._models); random weights produce meaningless text, so the task is bounded (bench.sides.bench_task).
 """
 
@@ -77,8 +77,15 @@ def side_by_side(a: LoupeSide, b: RawSide, runs: int, warmup: int, max_tokens: i
     share = None
     if med_a["decode_ms"]:
         share = ((med_a["constraint_ms"] or 0) + (med_a["confidence_ms"] or 0)) / med_a["decode_ms"]
+    # the two constraints may pick different tokens (whitespace, LLGuidance vs GBNF), so the outputs' lengths can
+    # differ: also compare A's work re-costed at B's token count (A's prompt work + A's ms/token x B's tokens)
+    same = None
+    if med_a["decode_ms_per_token"] and med_b["completion_tokens"] and med_b["total_ms"]:
+        a_before = sum(med_a[k] or 0 for k in ("preprocess_ms", "encode_ms", "prefill_ms"))
+        same = (a_before + med_a["decode_ms_per_token"] * med_b["completion_tokens"]) / med_b["total_ms"]
     return {
         "loupe_vs_llamacpp": med_a["total_ms"] / med_b["total_ms"] if med_b["total_ms"] else None,
+        "loupe_vs_llamacpp_same_tokens": same,
         "decode_per_token_A_over_B": (med_a["decode_ms_per_token"] / med_b["decode_ms_per_token"]
                                       if med_a["decode_ms_per_token"] and med_b["decode_ms_per_token"] else None),
         "constraint_confidence_share": share,
@@ -100,13 +107,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--runs", type=int, default=None, help="timed A/B pairs (default 5, --quick 2)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed A/B pairs first")
     ap.add_argument("--threads", type=int, default=None, help="default: one per physical core")
-    ap.add_argument("--max-tokens", type=int, default=None, help="default 96, --quick 64")
+    ap.add_argument("--max-tokens", type=int, default=None, help="default 192, --quick 128")
     ap.add_argument("--detail", default="low", help="detail for the side-by-side: low, high or pixels")
     ap.add_argument("--skip", default="", help=f"comma-separated sections to leave out: {','.join(SECTIONS)}")
     ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
     args = ap.parse_args(argv)
     runs = args.runs or (2 if args.quick else 5)
-    max_tokens = args.max_tokens or (64 if args.quick else 96)
+    max_tokens = args.max_tokens or (128 if args.quick else 192)
     threads = args.threads or default_threads()
     skip = {s for s in args.skip.split(",") if s}
     detail: str | int = int(args.detail) if args.detail.isdigit() else args.detail
@@ -142,10 +149,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 b.close()
             report["llamacpp"] = ab
             report["loupe_vs_llamacpp"] = ab["loupe_vs_llamacpp"]
+            report["loupe_vs_llamacpp_same_tokens"] = ab["loupe_vs_llamacpp_same_tokens"]
             report["constraint_confidence_share"] = ab["constraint_confidence_share"]
             med = ab["median"]["A"]
             print(f"llamacpp: loupe_vs_llamacpp {_f(ab['loupe_vs_llamacpp'], 3)} (A {_f(med['total_ms'], 0)} ms vs B "
-                  f"{_f(ab['median']['B']['total_ms'], 0)} ms); decode/token A/B "
+                  f"{_f(ab['median']['B']['total_ms'], 0)} ms; at B's token count "
+                  f"{_f(ab['loupe_vs_llamacpp_same_tokens'], 3)}); decode/token A/B "
                   f"{_f(ab['decode_per_token_A_over_B'])}; "
                   f"constraint_confidence_share {_f(ab['constraint_confidence_share'], 3)}", flush=True)
         else:

@@ -22,7 +22,7 @@ def read_bandwidth_gbs(threads: int, *, mb: int = 512, repeats: int = 5) -> floa
     return data.nbytes / best / 1e9
 
 
-def matmul_gflops(*, n: int = 1024, repeats: int = 5) -> float:
+def matmul_gflops(*, n: int = 1024, repeats: int = 10) -> float:
     """Best fp32 GFLOP/s of an n x n matrix product through numpy's BLAS (its own threads: all cores)."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)

@@ -36,14 +36,14 @@ A_STAGES = ("preprocess_ms", "encode_ms", "prefill_ms", "decode_ms", "constraint
 
 def bench_task(name: str, *, max_tokens: int, detail: str | int) -> Task:
     """A built-in task for benchmarking: retries off, greedy. `defects` gets a bounded list (at most 2 items,
-    reasons of at most 40 characters) so that random weights finish the JSON and parse/validate/confidence run."""
+    reasons of at most 24 characters) so that random weights finish the JSON and parse/validate/confidence run."""
     task = builtin_task(name).with_options(max_tokens=max_tokens, retries=0, temperature=0.0, detail=detail)
     if name != "defects":
         return task
     schema = dict(task.schema)
     defects = dict(schema["properties"]["defects"], maxItems=2)
     item = dict(defects["items"])
-    item["properties"] = dict(item["properties"], reason={"type": "string", "minLength": 1, "maxLength": 40})
+    item["properties"] = dict(item["properties"], reason={"type": "string", "minLength": 1, "maxLength": 24})
     defects["items"] = item
     schema["properties"] = {"defects": defects}
     return Task(name="defects-bounded", schema=schema, instructions=task.instructions, options=task.options)
