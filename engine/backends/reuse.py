@@ -9,8 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# 256 MB of embeddings: ~130 SmolVLM-256M images at full tiling, ~100 Gemma-3-4B images
-DEFAULT_EMBED_CACHE_BYTES = 256 * 1024 * 1024
+# 64 MB of embeddings: ~33 SmolVLM-256M images at full tiling (832 tokens x 576 floats), ~220 at detail low,
+# ~25 Gemma-3-4B images (256 x 2560). Retries and second passes come soon after the first; a long batch of
+# distinct images should not grow the process by more than this.
+DEFAULT_EMBED_CACHE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
