@@ -19,15 +19,21 @@ from typing import Any
 T_START = time.perf_counter()  # as early as this module runs; the parent also times the whole process
 
 
-def rss_bytes() -> int:
-    """Resident set size now (Linux /proc; 0 elsewhere)."""
+def rss_bytes(field: str = "VmRSS") -> int:
+    """Resident set size now (VmRSS) or its high-water mark (VmHWM) from Linux /proc; 0 elsewhere."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak RSS. VmHWM belongs to the memory map made at exec; ru_maxrss is not used because
+    Linux carries the forking parent's high-water mark over exec (a big parent would inflate it)."""
+    return rss_bytes("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def child(argv: list[str] | None = None) -> dict[str, Any]:
@@ -60,7 +66,7 @@ def child(argv: list[str] | None = None) -> dict[str, Any]:
         "load_ms": (t_load - t_import) * 1000,
         "analyze_ms": (t_done - t_load) * 1000,
         "first_result_ms": (t_done - T_START) * 1000,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_bytes": peak_rss_bytes(),
         "rss_after_imports_bytes": rss_imported,  # Python, numpy, llama.cpp, LLGuidance, ... before any model
         "rss_after_load_bytes": rss_loaded,  # + weights touched at load, KV cache, projector
     }

@@ -48,3 +48,17 @@ def test_transformers_side_builds_the_same_architecture_and_generates_the_asked_
     side = TransformersSide(SPECS["tiny-smolvlm"], threads=1)
     row = side.run(text_tokens=20, tiles=2, new_tokens=3)
     assert row["new_tokens"] == 3 and row["prompt_tokens"] == 20 + 2 * SPECS["tiny-smolvlm"].image_tokens_per_tile
+
+
+def test_cold_start_child_reports_its_own_peak_rss_not_the_parents(tmp_path):
+    import numpy as np
+
+    from bench.coldstart import measure
+    from models.synthetic import build
+
+    model = build("tiny-smolvlm", tmp_path)
+    ballast = np.ones(300 * 2**20 // 8)  # this process holds 300 MB; Linux's ru_maxrss would carry it over exec
+    out = measure(model.text_path, model.mmproj_path, e2e.SAMPLE, threads=1, max_tokens=4)
+    assert out["status"] in ("ok", "truncated") and ballast.sum() > 0
+    assert out["rss_after_load_bytes"] <= out["peak_rss_bytes"] < 250 * 2**20
+    assert 0 < out["first_result_ms"] <= out["process_wall_ms"]
