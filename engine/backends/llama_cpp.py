@@ -336,10 +336,16 @@ class LlamaCppBackend:
         mem = llama_cpp.llama_get_memory(self._ctx)
         keep = reusable_prefix(self._kv, wanted)
         n_pos = sum(u.n_pos if isinstance(u, ImageUnit) else 1 for u in wanted[:keep])
-        if keep and llama_cpp.llama_memory_seq_rm(mem, 0, n_pos, -1):
+        if keep and llama_cpp.llama_memory_seq_rm(mem, 0, n_pos, -1) and self._window_intact(mem, n_pos):
             return n_pos, keep
         llama_cpp.llama_memory_clear(mem, True)
         return 0, 0
+
+    def _window_intact(self, mem: Any, n_pos: int) -> bool:
+        """Sliding-window layers (Gemma 3) drop old positions: reuse only if the window before `n_pos` is still
+        held (the check llama.cpp's server makes before reusing a prompt)."""
+        n_swa = int(llama_cpp.llama_model_n_swa(self._llm.model))
+        return n_swa <= 0 or int(llama_cpp.llama_memory_seq_pos_min(mem, 0)) <= max(0, n_pos - n_swa)
 
     def _eval_chunk(self, chunk: Any, units: list[Unit], skip: int, n_past: int, counts: dict[str, float]) -> int:
         """Evaluate one chunk (its text tokens from `skip` on, or an image, encoding it only if not cached)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,3 +161,21 @@ def test_the_tiling_is_recorded_with_the_resize_so_boxes_map_back(backend, model
     assert steps[1].startswith("llama.cpp mtmd: ") and f"cap {DETAIL_IMAGE_TOKENS['low']} image tokens" in steps[1]
     n_slices = int(steps[1].split(": ")[1].split(" ")[0])
     assert n_slices == (1 if model.family == "gemma3" else 5)  # gemma3: one tile; tiny idefics3: overview + 2x2
+
+
+def test_sliding_window_model_reuses_the_prefix_correctly_after_a_long_answer(tiny_models, pictures):
+    """Gemma 3's local layers attend to a window of positions: after an answer far past the window, the reused
+    prefix must still give what a cold run gives (llama-cpp-python keeps a full-size window cache; with a
+    trimmed one the backend checks the window is intact before reusing)."""
+    model = tiny_models["gemma3"]
+    warm, cold = _open(model), _open(model)
+    try:
+        long = dataclasses.replace(_request(warm, pictures[0]), max_tokens=900, schema={})
+        long = dataclasses.replace(long, constraint=warm.compile({"type": "string"}, allow_refusal=False))
+        assert len(warm.generate(long).steps) > 600  # positions well past the 512-token window
+        after = warm.generate(_request(warm, pictures[1]))
+        assert after.timings["reused_tokens"] > 100
+        _same(after, cold.generate(_request(cold, pictures[1])))
+    finally:
+        warm.close()
+        cold.close()
