@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"{_f(ab['decode_per_token_A_over_B'])}; "
                   f"constraint_confidence_share {_f(ab['constraint_confidence_share'], 3)}", flush=True)
         else:
+            a.run()  # warm-up: first-use costs stay out of the comparisons below, as in the A/B section
             med = a.run()
         if "matmul" not in skip:
             report["encode_prefill"] = scenarios.matmul_fraction(model, med, m["matmul_gflops"])
