@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -12,13 +11,16 @@ from typing import Any
 
 from engine.api import AnalyzeRequest, Engine
 from engine.escalate.policy import Escalation
+from engine.images.load import LoadedImage
+from engine.prefetch import Prefetcher, file_identity
 from engine.store.records import ItemRecord, JobRecord, cache_key, digest, dumps, task_key
 from engine.store.review import ReviewQueue
 from engine.store.sqlite import Store
 from engine.tasks import Task
 from engine.types import Result, Status
 
-Analyze = Callable[[str, Task], "Result | Escalation"]  # an Escalation (--escalate) also stores its ladder
+# takes the item's path, or its image already read by a Prefetcher; an Escalation (--escalate) also stores its ladder
+Analyze = Callable[[str | LoadedImage, Task], "Result | Escalation"]
 
 
 @dataclass(frozen=True)
@@ -65,15 +67,6 @@ def open_job(store: Store, *, inputs: Sequence[str], paths: Sequence[str], task:
     return store.create_job(key=key, task=task, model=model, settings=settings, launch=launch, paths=paths), False
 
 
-def file_identity(path: str) -> tuple[str, int] | None:
-    """(sha256, size) of a file's bytes, or None when it cannot be read (the engine then says why)."""
-    try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest(), f.tell()
-    except OSError:
-        return None
-
-
 class LazyEngine:
     """Loads the model on the first cache miss, so a re-run answered from the store never loads it."""
 
@@ -87,9 +80,9 @@ class LazyEngine:
             self.engine = self._factory()
         return self.engine
 
-    def analyze(self, path: str, task: Task) -> Result:
-        """One image, one request."""
-        return self.get().analyze(AnalyzeRequest((path,), task))
+    def analyze(self, image: str | LoadedImage, task: Task) -> Result:
+        """One image (a path, or an image already read), one request."""
+        return self.get().analyze(AnalyzeRequest((image,), task))
 
     def close(self) -> None:
         """Free the model if it was loaded."""
@@ -100,9 +93,10 @@ class LazyEngine:
 class BatchRunner:
     """Processes a job's pending items in order, committing each result before starting the next."""
 
-    def __init__(self, store: Store, analyze: Analyze) -> None:
+    def __init__(self, store: Store, analyze: Analyze, *, prefetch: Prefetcher | None = None) -> None:
         self.store = store
         self.analyze = analyze
+        self.prefetch = prefetch  # reads the next item while the model works on this one (the caller closes it)
 
     def run(self, job_id: int, *, stop: threading.Event | None = None,
             on_item: Callable[[ItemOutcome], None] | None = None) -> BatchSummary:
@@ -111,11 +105,12 @@ class BatchRunner:
         self.store.set_state(job_id, "running")
         stopped = False
         try:
-            for item in self.store.items(job_id, pending_only=True):
+            items = list(self.store.items(job_id, pending_only=True))
+            for i, item in enumerate(items):
                 if stop is not None and stop.is_set():
                     stopped = True
                     break
-                outcome = self._one(job, item)
+                outcome = self._one(job, item, items[i + 1].path if i + 1 < len(items) else None)
                 if on_item is not None:
                     on_item(outcome)
         finally:
@@ -124,8 +119,9 @@ class BatchRunner:
         return BatchSummary(job=job_id, review=len(ReviewQueue(self.store).pending(job_id)), stopped=stopped,
                             **counts)
 
-    def _one(self, job: JobRecord, item: ItemRecord) -> ItemOutcome:
-        ident = file_identity(item.path)
+    def _one(self, job: JobRecord, item: ItemRecord, next_path: str | None) -> ItemOutcome:
+        got = self.prefetch.take(item.path) if self.prefetch is not None else None
+        ident = got.identity if got is not None else file_identity(item.path)
         if ident is not None:
             sha, size = ident
             key = cache_key(sha, job.task_key, job.model, job.settings_key)
@@ -134,7 +130,9 @@ class BatchRunner:
                 rid, result = self.store.copy_result(item.id, source, path=item.path, sha256=sha, size=size,
                                                      cache_key=key)
                 return ItemOutcome(item, rid, result, cached=True)
-        answer = self.analyze(item.path, job.task)
+        if self.prefetch is not None and next_path is not None:
+            self.prefetch.ahead(next_path)  # only on a miss: a run of cache hits never decodes images
+        answer = self.analyze(got.image if got is not None and got.image is not None else item.path, job.task)
         result, steps = (answer.result, answer.records()) if isinstance(answer, Escalation) else (answer, [])
         seen = result.images[0].sha256 if result.images and result.images[0].sha256 else None
         if seen is not None and (ident is None or seen != ident[0]):  # the file changed under us: trust the engine

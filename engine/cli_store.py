@@ -178,6 +178,7 @@ def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Analyse into the store, one committed result per image; re-run or --resume to continue."""
     from engine.api import Engine
     from engine.batch import BatchRunner, LazyEngine, stop_on_sigint
+    from engine.prefetch import Prefetcher
 
     with _db(args) as store:
         job_id, model_ns = _start(store, args)
@@ -195,6 +196,7 @@ def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             ladder = escalator(model_ns, store.job(job_id).task, lazy.get, err, store=store, job_id=job_id)
             analyze = lambda path, task: ladder([path], task)  # noqa: E731
         stop = threading.Event()
+        prefetch = None if ladder is not None else Prefetcher()  # the ladder reads its images itself
 
         def notice() -> None:
             print("stopping after the current image (Ctrl-C again to stop now)", file=err)
@@ -202,8 +204,10 @@ def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         try:
             with stop_on_sigint(stop, notice), \
                     _progress(store, job_id, err, not args.json and err.isatty(), args.json) as on_item:
-                summary = BatchRunner(store, analyze).run(job_id, stop=stop, on_item=on_item)
+                summary = BatchRunner(store, analyze, prefetch=prefetch).run(job_id, stop=stop, on_item=on_item)
         finally:
+            if prefetch is not None:
+                prefetch.close()
             if ladder is not None:
                 ladder.close()
             lazy.close()

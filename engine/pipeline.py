@@ -6,7 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engine.backends.base import Backend, Generation, GenerationRequest, PreparedImage
 from engine.confidence import field_confidence
@@ -125,6 +125,8 @@ def _result(
         confidence = field_confidence(gen.steps, leaf_spans(raw[lead:].rstrip(), offset=lead))
         sizes = {info.id: (info.width, info.height) for info in infos}
         boxes = find_boxes(attempt.data, sizes, confidence)
+    if gen.image_steps:
+        infos = [replace(i, transforms=i.transforms + gen.image_steps.get(i.id, ())) for i in infos]
     t = gen.timings
     return Result(
         status=attempt.status,

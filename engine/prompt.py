@@ -18,15 +18,19 @@ def image_id(index: int) -> str:
 def user_text(
     instructions: str, schema: dict[str, Any] | bool, n_images: int, *, allow_refusal: bool = True
 ) -> str:
-    """One user message: each image tagged with its id, then the instructions and the contract."""
-    lines = [f"{image_id(i)}: {MEDIA}" for i in range(n_images)]
-    if n_images > 1:
-        lines.append("Refer to images by their ids (img_01, img_02, ...).")
-    lines.append(instructions)
+    """One user message: the instructions and the contract first, then each image tagged with its id.
+
+    The task's part comes before the images so that every request of a batch with the same task shares
+    one prompt prefix, which a backend can keep in its KV cache instead of prefilling it again.
+    """
+    lines = [instructions]
     compact = json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
     lines.append(f"Answer with one JSON object that matches this JSON Schema: {compact}")
     if "box_2d" in compact:
         lines.append("Boxes are [ymin, xmin, ymax, xmax] normalised to 0-1000.")
     if allow_refusal:
         lines.append(f"If you cannot or must not answer, reply {REFUSAL_PREFIX} followed by the reason.")
+    if n_images > 1:
+        lines.append("Refer to images by their ids (img_01, img_02, ...).")
+    lines += [f"{image_id(i)}: {MEDIA}" for i in range(n_images)]
     return "\n".join(lines)

@@ -47,6 +47,8 @@ class Generation:
     prompt_tokens: int = 0
     image_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    # per image id: what the backend did to the picture it was given (e.g. llama.cpp's tiling), for the record
+    image_steps: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

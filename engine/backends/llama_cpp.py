@@ -5,13 +5,15 @@ that path applies a GBNF grammar to the whole vocabulary per token, silently fal
 JSON when a schema fails to convert, and needs `logits_all=True` (~75 ms/token) for probabilities.
 Here each step reads only the last logits, masks them with the compiled constraint, and keeps the
 renormalised probability of the chosen token for per-field confidence.
+Work is not repeated between requests: the KV cache keeps the prompt prefix a new request shares with the
+last one (the task's text comes before the images, see engine.prompt), and projector outputs are kept by
+image content (engine.backends.reuse), so a retry or second pass on the same image skips encoding.
 """
 
 from __future__ import annotations
 
 import ctypes
 import importlib.util
-import os
 import threading
 import time
 from pathlib import Path
@@ -26,13 +28,18 @@ from llama_cpp._internals import LlamaBatch
 from llama_cpp._utils import suppress_stdout_stderr
 
 from engine.backends.base import Capabilities, Generation, GenerationRequest
+from engine.backends.reuse import DEFAULT_EMBED_CACHE_BYTES, EmbeddingCache, ImageUnit, Unit, image_key, reusable_prefix
 from engine.confidence import TokenStep
 from engine.constrain.base import REFUSAL_PREFIX, Constraint, allowed_ids, gate_refusal, mask_words
 from engine.constrain.llguidance import LLGuidanceCompiler
 from engine.errors import BackendError, ModelLoadError
+from engine.hardware import default_threads
 from engine.prompt import MEDIA
 
 GGUF_MAGIC = b"GGUF"
+# what _prefill reports in Generation.timings: times (ms), tokens evaluated, image chunks encoded vs from cache
+PREFILL_COUNTS = ("encode_ms", "prefill_ms", "prefill_tokens", "reused_tokens", "image_chunks_encoded",
+                  "image_chunks_cached")
 _NO_CALLBACK = mtmd.mtmd_helper_post_decode_callback()  # a NULL function pointer
 
 
@@ -91,6 +98,7 @@ class LlamaCppBackend:
         n_threads: int | None = None,
         n_batch: int = 512,
         constraint_engine: str = "llguidance",
+        embed_cache_bytes: int = DEFAULT_EMBED_CACHE_BYTES,
         verbose: bool = False,
     ) -> None:
         t0 = time.perf_counter()
@@ -103,7 +111,7 @@ class LlamaCppBackend:
             raise BackendError(f"unknown constraint engine {constraint_engine!r} (known: {known})")
         self.constraint_engine = constraint_engine
         self.verbose = verbose
-        threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
+        threads = n_threads or default_threads()
         try:
             with suppress_stdout_stderr(disable=verbose):
                 self._llm = llama_cpp.Llama(
@@ -132,6 +140,9 @@ class LlamaCppBackend:
         self._n_batch = n_batch
         self._pieces: dict[int, bytes] = {}
         self._compiler: Any = None
+        self._kv: list[Unit] = []  # what the KV cache holds for sequence 0, in order (prompt units only)
+        self._embeds = EmbeddingCache(embed_cache_bytes)
+        self._n_embd = int(llama_cpp.llama_model_n_embd_inp(self._llm.model))
         self._lock = threading.Lock()
         self.capabilities = Capabilities(max_context=n_ctx)
         self.load_ms = (time.perf_counter() - t0) * 1000
@@ -218,12 +229,13 @@ class LlamaCppBackend:
             raise BackendError("the llama.cpp backend needs a compiled constraint")
         self._use_image_cap(request.image_max_tokens)
         timings: dict[str, float] = {}
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
         t0 = time.perf_counter()
-        bitmaps = [self._bitmap(img.image, img.id) for img in request.images]
+        bitmaps = [self._bitmap(img.image, img.id, request.image_max_tokens) for img in request.images]
         timings["preprocess_ms"] = (time.perf_counter() - t0) * 1000
+        steps: dict[str, list[int]] = {}
+        keys = [mtmd.mtmd_bitmap_get_id(bm).decode() for bm in bitmaps]
         try:
-            n_past, n_prompt, n_image = self._prefill(self.render(request.text), bitmaps, timings)
+            n_past, n_prompt, n_image = self._prefill(self.render(request.text), bitmaps, timings, steps)
         finally:
             for bm in bitmaps:
                 mtmd.mtmd_bitmap_free(bm)
@@ -231,64 +243,143 @@ class LlamaCppBackend:
         gen = self._decode(request, n_past, timings, cancel)
         timings["decode_ms"] = (time.perf_counter() - t1) * 1000
         gen.prompt_tokens, gen.image_tokens, gen.timings = n_prompt, n_image, timings
+        gen.image_steps = self._describe_tiling(request, keys, steps)
         return gen
 
-    def _bitmap(self, image: Any, image_id: str) -> Any:
+    def _describe_tiling(self, request: GenerationRequest, keys: list[str], slices: dict[str, list[int]]) -> dict:
+        """Per image id, how mtmd cut the picture: its slices (overview + tiles for idefics3) and their tokens.
+        Each slice covers the whole picture or a grid cell of it, so 0-1000 boxes stay relative to the picture."""
+        cap = f", cap {request.image_max_tokens} image tokens" if request.image_max_tokens else ""
+        out = {}
+        for img, key in zip(request.images, keys, strict=True):
+            tokens = slices.get(key, [])
+            tokens = tokens[: len(tokens) // keys.count(key)]  # the same picture twice: its slices twice
+            out[img.id] = (f"llama.cpp mtmd: {len(tokens)} slice(s) of {'+'.join(map(str, tokens))} tokens{cap}",)
+        return out
+
+    def forget(self) -> None:
+        """Drop the reusable prompt prefix and the image embeddings (the next request runs cold)."""
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
+        self._kv = []
+        self._embeds.clear()
+
+    def _bitmap(self, image: Any, image_id: str, cap: int | None) -> Any:
         rgb = image if image.mode == "RGB" else image.convert("RGB")
         data = rgb.tobytes()
         buf = (ctypes.c_ubyte * len(data)).from_buffer_copy(data)
         bm = mtmd.mtmd_bitmap_init(rgb.width, rgb.height, buf)
         if bm is None:
             raise BackendError(f"llama.cpp could not take image {image_id} ({rgb.width}x{rgb.height})")
-        mtmd.mtmd_bitmap_set_id(bm, image_id.encode())
+        # the id names the content: chunks of the same picture at the same cap find their cached embeddings
+        mtmd.mtmd_bitmap_set_id(bm, image_key(rgb.width, rgb.height, data, cap).encode())
         return bm
 
-    def _prefill(self, prompt: str, bitmaps: list[Any], timings: dict[str, float]) -> tuple[int, int, int]:
+    def _units(self, chunks: Any) -> list[tuple[Any, list[Unit]]]:
+        """Each chunk with the units it puts in the KV cache: its text tokens, or one ImageUnit."""
+        out: list[tuple[Any, list[Unit]]] = []
+        slices: dict[str, int] = {}
+        for i in range(mtmd.mtmd_input_chunks_size(chunks)):
+            chunk = mtmd.mtmd_input_chunks_get(chunks, i)
+            if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
+                size = ctypes.c_size_t()
+                ptr = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(size))
+                out.append((chunk, [int(ptr[j]) for j in range(size.value)]))
+                continue
+            key = (mtmd.mtmd_input_chunk_get_id(chunk) or b"").decode()
+            slices[key] = slices.get(key, -1) + 1
+            out.append((chunk, [ImageUnit(key, slices[key], int(mtmd.mtmd_input_chunk_get_n_pos(chunk)))]))
+        return out
+
+    def _prefill(
+        self, prompt: str, bitmaps: list[Any], timings: dict[str, float], slices: dict[str, list[int]]
+    ) -> tuple[int, int, int]:
+        """Evaluate the prompt, reusing the cached prefix; timings get counts of what was reused and skipped."""
         chunks = mtmd.mtmd_input_chunks_init()
         text = mtmd.mtmd_input_text()
         raw = prompt.encode()
         text.text, text.text_len, text.add_special, text.parse_special = raw, len(raw), True, True
         arr = (mtmd.mtmd_bitmap_p_ctypes * max(1, len(bitmaps)))(*bitmaps)
-        encode_ms = prefill_ms = 0.0
-        n_past = n_prompt = n_image = 0
+        counts = dict.fromkeys(PREFILL_COUNTS, 0.0)
+        n_prompt = n_image = 0
         try:
             rc = mtmd.mtmd_tokenize(self._mtmd, chunks, ctypes.byref(text), arr, len(bitmaps))
             if rc != 0:
                 raise BackendError(f"llama.cpp could not tokenize the prompt with {len(bitmaps)} image(s) (code {rc})")
+            planned = self._units(chunks)
+            wanted = [u for _, units in planned for u in units]
+            n_past, skip = self._keep_prefix(wanted)
+            counts["reused_tokens"] = n_past
+            self._kv = []  # until this prefill completes, the cache holds nothing we can vouch for
             n_ctx = self._llm.n_ctx()
-            for i in range(mtmd.mtmd_input_chunks_size(chunks)):
-                chunk = mtmd.mtmd_input_chunks_get(chunks, i)
-                kind = mtmd.mtmd_input_chunk_get_type(chunk)
+            for chunk, units in planned:
                 n = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
+                if isinstance(units[0], ImageUnit):
+                    n_image += n
+                    slices.setdefault(units[0].key, []).append(n)
+                else:
+                    n_prompt += n
+                if skip >= len(units):
+                    skip -= len(units)
+                    continue
                 if n_past + n >= n_ctx:
                     raise BackendError(f"prompt needs more than the context of {n_ctx} tokens; lower the image detail")
-                t = time.perf_counter()
-                if kind == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                    size = ctypes.c_size_t()
-                    ptr = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(size))
-                    n_past = self._eval_tokens([ptr[j] for j in range(size.value)], n_past)
-                    prefill_ms += (time.perf_counter() - t) * 1000
-                    n_prompt += n
-                    continue
-                if mtmd.mtmd_encode_chunk(self._mtmd, chunk) != 0:
-                    raise BackendError("llama.cpp failed to encode an image")
-                t_enc = time.perf_counter()
-                encode_ms += (t_enc - t) * 1000
-                embd = mtmd.mtmd_get_output_embd(self._mtmd)
-                new_past = llama_cpp.llama_pos(0)
-                rc = mtmd.mtmd_helper_decode_image_chunk(
-                    self._mtmd, self._ctx, chunk, embd, n_past, 0, self._n_batch, ctypes.byref(new_past),
-                    _NO_CALLBACK, None,
-                )
-                if rc != 0:
-                    raise BackendError(f"llama.cpp failed to decode image embeddings (code {rc})")
-                n_past = new_past.value
-                prefill_ms += (time.perf_counter() - t_enc) * 1000
-                n_image += n
+                n_past = self._eval_chunk(chunk, units, skip, n_past, counts)
+                skip = 0
+            self._kv = wanted
         finally:
             mtmd.mtmd_input_chunks_free(chunks)
-        timings["encode_ms"], timings["prefill_ms"] = encode_ms, prefill_ms
+        timings.update(counts)
         return n_past, n_prompt + n_image, n_image
+
+    def _keep_prefix(self, wanted: list[Unit]) -> tuple[int, int]:
+        """Trim the KV cache to the prefix `wanted` shares with it: (positions kept, units kept)."""
+        mem = llama_cpp.llama_get_memory(self._ctx)
+        keep = reusable_prefix(self._kv, wanted)
+        n_pos = sum(u.n_pos if isinstance(u, ImageUnit) else 1 for u in wanted[:keep])
+        if keep and llama_cpp.llama_memory_seq_rm(mem, 0, n_pos, -1) and self._window_intact(mem, n_pos):
+            return n_pos, keep
+        llama_cpp.llama_memory_clear(mem, True)
+        return 0, 0
+
+    def _window_intact(self, mem: Any, n_pos: int) -> bool:
+        """Sliding-window layers (Gemma 3) drop old positions: reuse only if the window before `n_pos` is still
+        held (the check llama.cpp's server makes before reusing a prompt)."""
+        n_swa = int(llama_cpp.llama_model_n_swa(self._llm.model))
+        return n_swa <= 0 or int(llama_cpp.llama_memory_seq_pos_min(mem, 0)) <= max(0, n_pos - n_swa)
+
+    def _eval_chunk(self, chunk: Any, units: list[Unit], skip: int, n_past: int, counts: dict[str, float]) -> int:
+        """Evaluate one chunk (its text tokens from `skip` on, or an image, encoding it only if not cached)."""
+        t = time.perf_counter()
+        unit = units[0]
+        if not isinstance(unit, ImageUnit):
+            tokens = [u for u in units[skip:] if isinstance(u, int)]
+            n_past = self._eval_tokens(tokens, n_past)
+            counts["prefill_ms"] += (time.perf_counter() - t) * 1000
+            counts["prefill_tokens"] += len(tokens)
+            return n_past
+        n = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
+        embd = self._embeds.get(unit.key, unit.slice)
+        if embd is None:
+            if mtmd.mtmd_encode_chunk(self._mtmd, chunk) != 0:
+                raise BackendError("llama.cpp failed to encode an image")
+            out = mtmd.mtmd_get_output_embd(self._mtmd)
+            embd = np.ctypeslib.as_array(out, shape=(n * self._n_embd,))
+            self._embeds.put(unit.key, unit.slice, embd)
+            counts["image_chunks_encoded"] += 1
+        else:
+            counts["image_chunks_cached"] += 1
+        t_enc = time.perf_counter()
+        counts["encode_ms"] += (t_enc - t) * 1000
+        new_past = llama_cpp.llama_pos(0)
+        ptr = embd.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        rc = mtmd.mtmd_helper_decode_image_chunk(
+            self._mtmd, self._ctx, chunk, ptr, n_past, 0, self._n_batch, ctypes.byref(new_past), _NO_CALLBACK, None
+        )
+        if rc != 0:
+            raise BackendError(f"llama.cpp failed to decode image embeddings (code {rc})")
+        counts["prefill_ms"] += (time.perf_counter() - t_enc) * 1000
+        counts["prefill_tokens"] += n
+        return int(new_past.value)
 
     def _eval_tokens(self, tokens: list[int], n_past: int) -> int:
         for i in range(0, len(tokens), self._n_batch):

@@ -161,7 +161,8 @@ def test_prompt_carries_ids_instructions_and_schema():
     Engine(backend).analyze(AnalyzeRequest((_image(), _image()), task))
     req = backend.requests[0]
     assert [i.id for i in req.images] == ["img_01", "img_02"]
-    assert req.text.startswith("img_01: <__media__>\nimg_02: <__media__>")
+    assert req.text.endswith("img_01: <__media__>\nimg_02: <__media__>")  # the task's part first (shared prefix)
+    assert req.text.startswith(task.instructions)
     assert task.instructions in req.text and '"caption"' in req.text
 
 

@@ -1,0 +1,92 @@
+"""Work a local backend need not repeat: the KV cache's shared prompt prefix, and image embeddings by content."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# 64 MB of embeddings: ~33 SmolVLM-256M images at full tiling (832 tokens x 576 floats), ~220 at detail low,
+# ~25 Gemma-3-4B images (256 x 2560). Retries and second passes come soon after the first; a long batch of
+# distinct images should not grow the process by more than this.
+DEFAULT_EMBED_CACHE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ImageUnit:
+    """An image chunk of a prompt: which picture (content hash + image-token cap), which slice, how many positions."""
+
+    key: str
+    slice: int
+    n_pos: int
+
+
+Unit = int | ImageUnit  # a text token, or one image chunk
+
+
+def unit_len(unit: Unit) -> int:
+    """KV positions a unit occupies."""
+    return unit.n_pos if isinstance(unit, ImageUnit) else 1
+
+
+def reusable_prefix(cached: Sequence[Unit], wanted: Sequence[Unit]) -> int:
+    """How many leading units of `wanted` the KV cache already holds (always leaves the last one to evaluate).
+
+    The last unit is evaluated again even when everything matches, since its logits start the decode.
+    """
+    n = 0
+    for a, b in zip(cached, wanted, strict=False):
+        if a != b:
+            break
+        n += 1
+    return min(n, max(0, len(wanted) - 1))
+
+
+def image_key(width: int, height: int, rgb: bytes, image_max_tokens: int | None) -> str:
+    """Identity of an image as the projector sees it: sha256 of its pixels and size, plus the image-token cap."""
+    h = hashlib.sha256(f"{width}x{height}:".encode())
+    h.update(rgb)
+    return f"{h.hexdigest()}:{image_max_tokens or 'default'}"
+
+
+class EmbeddingCache:
+    """Projector outputs by (image key, slice): a retry or second pass on the same image skips encoding.
+
+    Least recently used entries are dropped once the total exceeds `max_bytes` (0 turns the cache off).
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_EMBED_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._items: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str, slice_: int) -> np.ndarray | None:
+        """The stored embedding (marked as recently used), or None."""
+        item = self._items.get((key, slice_))
+        if item is not None:
+            self._items.move_to_end((key, slice_))
+        return item
+
+    def put(self, key: str, slice_: int, embd: np.ndarray) -> None:
+        """Store a copy of `embd`, evicting the least recently used entries to stay within budget."""
+        if embd.nbytes > self.max_bytes:
+            return
+        old = self._items.pop((key, slice_), None)
+        if old is not None:
+            self.nbytes -= old.nbytes
+        self._items[(key, slice_)] = np.array(embd, dtype=np.float32, copy=True)
+        self.nbytes += embd.nbytes
+        while self.nbytes > self.max_bytes:
+            _, dropped = self._items.popitem(last=False)
+            self.nbytes -= dropped.nbytes
+
+    def clear(self) -> None:
+        """Forget every embedding."""
+        self._items.clear()
+        self.nbytes = 0
