@@ -1,8 +1,9 @@
 """Crop rungs: run a step on each box region the previous step found, then merge the answers in image coordinates.
 
 Merging is generic over schemas: each region's boxes are mapped back to the whole image; where the answers are
-objects, their top-level arrays are concatenated in region order and every other value comes from the first
-region; the merged answer is validated against the task's schema again (a merge that breaks it is `invalid`).
+objects, their top-level arrays are concatenated in region order (cut back to the schema's `maxItems`, keeping
+the most confident items) and every other value comes from the first region; the merged answer is validated
+against the task's schema again (a merge that still breaks it is `invalid`).
 """
 
 from __future__ import annotations
@@ -99,6 +100,37 @@ def _merge(answers: list[tuple[Any, dict[str, float]]]) -> tuple[Any, dict[str, 
     return merged, confidence
 
 
+def _cap(data: Any, confidence: dict[str, float], schema: Any) -> tuple[Any, dict[str, float]]:
+    """Top-level arrays cut back to their schema's `maxItems`, keeping the most confident items in region order.
+
+    Several regions may each find up to `maxItems` things; their union is still one answer to the same schema.
+    """
+    props = schema.get("properties", {}) if isinstance(schema, dict) else {}
+    if not isinstance(data, dict) or not isinstance(props, dict):
+        return data, confidence
+    data, confidence = dict(data), dict(confidence)
+    for key, value in list(data.items()):
+        limit = props.get(key, {}).get("maxItems") if isinstance(props.get(key), dict) else None
+        if not isinstance(value, list) or not isinstance(limit, int) or len(value) <= limit:
+            continue
+        prefix = f"/{key}/"
+
+        scores = [min((c for p, c in confidence.items() if p == f"{prefix}{i}" or p.startswith(f"{prefix}{i}/")),
+                      default=1.0) for i in range(len(value))]
+        keep = sorted(sorted(range(len(value)), key=lambda i: -scores[i])[:limit])
+        data[key] = [value[i] for i in keep]
+        moved = {}
+        for ptr, c in confidence.items():
+            if not ptr.startswith(prefix):
+                moved[ptr] = c
+                continue
+            index, _, rest = ptr[len(prefix):].partition("/")
+            if index.isdigit() and int(index) in keep:
+                moved[f"{prefix}{keep.index(int(index))}" + (f"/{rest}" if rest else "")] = c
+        confidence = moved
+    return data, confidence
+
+
 def run_crops(runner: StepRunner, task: Task, previous: Result, found: Sequence[Region], *,
               cancel: threading.Event | None = None) -> tuple[Result, float, int]:
     """Run `runner` once per region and merge: (result in whole-image coordinates, USD spent, requests sent)."""
@@ -117,7 +149,7 @@ def run_crops(runner: StepRunner, task: Task, previous: Result, found: Sequence[
     assert first is not None, "run_crops needs at least one region"
     if not answers:
         return replace(first, images=previous.images, boxes=()), cost, calls
-    data, confidence = _merge(answers)
+    data, confidence = _cap(*_merge(answers), task.schema)
     status, error = Status.OK, None
     problems = validation_errors(task.schema, data)
     if problems:

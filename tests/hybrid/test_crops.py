@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from engine.escalate.runner import EngineRunner
 from engine.images.boxes import to_normalised
 from engine.images.crops import cut, window
 from engine.images.load import load_image
+from engine.schema.validate import validation_errors
 from engine.store.sqlite import Store
 from engine.tasks import Task
 from engine.types import Status
@@ -119,8 +121,14 @@ def test_crop_rung_without_boxes_is_skipped_and_a_bad_merge_is_invalid(tmp_path:
     esc = escalate(BOXES, [img], ladder, {"local": EngineRunner(Engine(none))}, Ledger(Budget()))
     assert esc.steps[1].outcome == "skipped" and "no box regions" in (esc.steps[1].note or "") and esc.review
     two = _marks(("dent", [0, 0, 100, 100]), ("dent", [500, 500, 600, 600]))
-    over = FakeBackend([two, two, two], prob=0.6)  # 2 regions x 2 marks > maxItems 3
+    over = FakeBackend([two, two, two], prob=0.6)  # 2 regions x 2 marks > maxItems 3: cut back to 3
     esc = escalate(BOXES, [img], ladder, {"local": EngineRunner(Engine(over))}, Ledger(Budget()))
+    assert esc.steps[1].status == "ok" and len(esc.result.data["marks"]) == 3
+    schema = json.loads(json.dumps(BOXES.schema))  # the same limit behind a $ref is not cut back: the check catches it
+    schema["$defs"] = {"marks": schema["properties"]["marks"]}
+    schema["properties"]["marks"] = {"$ref": "#/$defs/marks"}
+    esc = escalate(replace(BOXES, schema=schema), [img], ladder,
+                   {"local": EngineRunner(Engine(FakeBackend([two, two, two], prob=0.6)))}, Ledger(Budget()))
     assert esc.steps[1].status == "invalid" and "merged regions break the schema" in (esc.steps[1].note or "")
     assert esc.result.status is Status.OK and len(esc.result.data["marks"]) == 2  # the low pass is kept
 
@@ -162,3 +170,19 @@ def test_cloud_crop_rung_sends_only_the_regions(stub: StubCloud, make_cloud: Cal
     assert all(r.images[0].exif_tags == 0 for r in stub.received)
     assert [b.pixels for b in esc.result.boxes] == [(150, 25, 450, 175), (250, 125, 1000, 500)]
     assert len(audit_rows(store)) == 2 and {r["source_sha256"][0] for r in audit_rows(store)} == {img.sha256}
+
+
+def test_merged_regions_keep_the_most_confident_items_within_max_items() -> None:
+    """Three regions each finding two marks make six; the schema allows three: the three surest are kept, in order."""
+    from engine.escalate.crop import _cap, _merge
+
+    answers = [({"marks": [{"label": "dent", "box_2d": [0, 0, 1, 1]}, {"label": "scratch", "box_2d": [0, 0, 2, 2]}]},
+                {"/marks/0/label": 0.9, "/marks/1/label": 0.2, "/marks/1/box_2d/0": 0.8}),
+               ({"marks": [{"label": "dent", "box_2d": [0, 0, 3, 3]}, {"label": "dent", "box_2d": [0, 0, 4, 4]}]},
+                {"/marks/0/label": 0.3, "/marks/1/label": 0.95}),
+               ({"marks": [{"label": "scratch", "box_2d": [0, 0, 5, 5]}, {"label": "dent", "box_2d": [0, 0, 6, 6]}]},
+                {"/marks/0/label": 0.7, "/marks/1/box_2d/3": 0.1})]
+    data, conf = _cap(*_merge(answers), BOXES.schema)
+    assert [m["box_2d"][3] for m in data["marks"]] == [1, 4, 5]  # confidences 0.9, 0.95, 0.7 beat 0.2, 0.3, 0.1
+    assert conf == {"/marks/0/label": 0.9, "/marks/1/label": 0.95, "/marks/2/label": 0.7}
+    assert validation_errors(BOXES.schema, data) == []
