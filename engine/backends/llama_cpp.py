@@ -302,6 +302,11 @@ class LlamaCppBackend:
             out.append((chunk, [ImageUnit(key, slices[key], int(mtmd.mtmd_input_chunk_get_n_pos(chunk)))]))
         return out
 
+    @property
+    def n_ctx(self) -> int:
+        """Positions the context holds now (it grows per request up to `capabilities.max_context`)."""
+        return int(self._llm.n_ctx())
+
     def _fit_context(self, need: int) -> None:
         """Grow the context (and its KV cache) to a power of two holding `need` positions, within the model's limit.
 
@@ -352,7 +357,7 @@ class LlamaCppBackend:
                 if skip >= len(units):
                     skip -= len(units)
                     continue
-                if n_past + n >= n_ctx:
+                if n_past + n - skip >= n_ctx:  # n_past already counts the `skip` tokens reused
                     raise BackendError(f"prompt needs more than the context of {n_ctx} tokens; lower the image detail")
                 n_past = self._eval_chunk(chunk, units, skip, n_past, counts)
                 skip = 0
