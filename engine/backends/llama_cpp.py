@@ -8,6 +8,8 @@ renormalised probability of the chosen token for per-field confidence.
 Work is not repeated between requests: the KV cache keeps the prompt prefix a new request shares with the
 last one (the task's text comes before the images, see engine.prompt), and projector outputs are kept by
 image content (engine.backends.reuse), so a retry or second pass on the same image skips encoding.
+Memory follows the request: the context (KV cache) starts at 1024 positions and grows to the next power of two a
+request needs (prompt + images + max_tokens) up to n_ctx, and a 1x1 idefics3 grid is encoded once, not twice.
 """
 
 from __future__ import annotations
@@ -310,7 +312,7 @@ class LlamaCppBackend:
     def _fit_context(self, need: int) -> None:
         """Grow the context (and its KV cache) to a power of two holding `need` positions, within the model's limit.
 
-        A fixed 8192 costs ~190 MB of KV cache at SmolVLM-256M dims while a detail-low request needs ~500
+        A fixed 8192 costs ~190 MB of KV cache at SmolVLM-256M dims while a detail-low request needs ~1000
         positions; growing drops the cached prefix, so it happens once per larger kind of request, never shrinks.
         """
         have = self._llm.n_ctx()
@@ -348,7 +350,7 @@ class LlamaCppBackend:
             self._kv = []  # until this prefill completes, the cache holds nothing we can vouch for
             n_ctx = self._llm.n_ctx()
             for chunk, units in planned:
-                n = units[0].n_pos if isinstance(units[0], ImageUnit) else len(units)
+                n = mtmd.mtmd_input_chunk_get_n_tokens(chunk) if isinstance(units[0], ImageUnit) else len(units)
                 if isinstance(units[0], ImageUnit):
                     n_image += n
                     slices.setdefault(units[0].key, []).append(n)
