@@ -109,6 +109,7 @@ class LlamaCppBackend:
         n_ctx_start: int = 1024,
         n_threads: int | None = None,
         n_batch: int = 512,
+        n_ubatch: int = 128,
         constraint_engine: str = "llguidance",
         embed_cache_bytes: int = DEFAULT_EMBED_CACHE_BYTES,
         verbose: bool = False,
@@ -130,7 +131,9 @@ class LlamaCppBackend:
                     model_path=str(self.text_path),
                     n_ctx=min(n_ctx, n_ctx_start),  # the KV cache grows to what a request needs (_fit_context)
                     n_batch=n_batch,
-                    n_ubatch=n_batch,
+                    # llama.cpp splits a batch into ubatches; the compute buffer is sized for one: 128 tokens take
+                    # ~17 MB less peak memory than 512 at SmolVLM-256M dims, with no measurable prefill cost on 2 cores
+                    n_ubatch=min(n_ubatch, n_batch),
                     n_threads=threads,
                     n_threads_batch=threads,
                     logits_all=False,
