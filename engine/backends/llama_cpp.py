@@ -8,6 +8,8 @@ renormalised probability of the chosen token for per-field confidence.
 Work is not repeated between requests: the KV cache keeps the prompt prefix a new request shares with the
 last one (the task's text comes before the images, see engine.prompt), and projector outputs are kept by
 image content (engine.backends.reuse), so a retry or second pass on the same image skips encoding.
+Memory follows the request: the context (KV cache) starts at 1024 positions and grows to the next power of two a
+request needs (prompt + images + max_tokens) up to n_ctx, and a 1x1 idefics3 grid is encoded once, not twice.
 """
 
 from __future__ import annotations
@@ -24,11 +26,20 @@ import jinja2.sandbox
 import llama_cpp
 import llama_cpp.mtmd_cpp as mtmd
 import numpy as np
-from llama_cpp._internals import LlamaBatch
+from llama_cpp._internals import LlamaBatch, LlamaContext
 from llama_cpp._utils import suppress_stdout_stderr
 
 from engine.backends.base import Capabilities, Generation, GenerationRequest
-from engine.backends.reuse import DEFAULT_EMBED_CACHE_BYTES, EmbeddingCache, ImageUnit, Unit, image_key, reusable_prefix
+from engine.backends.reuse import (
+    DEFAULT_EMBED_CACHE_BYTES,
+    EmbeddingCache,
+    ImageUnit,
+    Unit,
+    drop_duplicate_view,
+    image_key,
+    reusable_prefix,
+    unit_len,
+)
 from engine.confidence import TokenStep
 from engine.constrain.base import REFUSAL_PREFIX, Constraint, allowed_ids, gate_refusal, mask_words
 from engine.constrain.llguidance import LLGuidanceCompiler
@@ -95,8 +106,10 @@ class LlamaCppBackend:
         *,
         model_id: str | None = None,
         n_ctx: int = 8192,
+        n_ctx_start: int = 1024,
         n_threads: int | None = None,
         n_batch: int = 512,
+        n_ubatch: int = 128,
         constraint_engine: str = "llguidance",
         embed_cache_bytes: int = DEFAULT_EMBED_CACHE_BYTES,
         verbose: bool = False,
@@ -116,9 +129,11 @@ class LlamaCppBackend:
             with suppress_stdout_stderr(disable=verbose):
                 self._llm = llama_cpp.Llama(
                     model_path=str(self.text_path),
-                    n_ctx=n_ctx,
+                    n_ctx=min(n_ctx, n_ctx_start),  # the KV cache grows to what a request needs (_fit_context)
                     n_batch=n_batch,
-                    n_ubatch=n_batch,
+                    # llama.cpp splits a batch into ubatches; the compute buffer is sized for one: 128 tokens take
+                    # ~17 MB less peak memory than 512 at SmolVLM-256M dims, with no measurable prefill cost on 2 cores
+                    n_ubatch=min(n_ubatch, n_batch),
                     n_threads=threads,
                     n_threads_batch=threads,
                     logits_all=False,
@@ -130,6 +145,7 @@ class LlamaCppBackend:
                 "truncated or corrupt: run `loupe models verify`"
             ) from None
         self._ctx = self._llm._ctx.ctx
+        self._max_ctx = min(n_ctx, int(llama_cpp.llama_model_n_ctx_train(self._llm.model)) or n_ctx)
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self._threads = threads
@@ -144,7 +160,7 @@ class LlamaCppBackend:
         self._embeds = EmbeddingCache(embed_cache_bytes)
         self._n_embd = int(llama_cpp.llama_model_n_embd_inp(self._llm.model))
         self._lock = threading.Lock()
-        self.capabilities = Capabilities(max_context=n_ctx)
+        self.capabilities = Capabilities(max_context=self._max_ctx)
         self.load_ms = (time.perf_counter() - t0) * 1000
 
     # -- loading --------------------------------------------------------------------------------
@@ -235,7 +251,8 @@ class LlamaCppBackend:
         steps: dict[str, list[int]] = {}
         keys = [mtmd.mtmd_bitmap_get_id(bm).decode() for bm in bitmaps]
         try:
-            n_past, n_prompt, n_image = self._prefill(self.render(request.text), bitmaps, timings, steps)
+            n_past, n_prompt, n_image = self._prefill(self.render(request.text), bitmaps, timings, steps,
+                                                      request.max_tokens)
         finally:
             for bm in bitmaps:
                 mtmd.mtmd_bitmap_free(bm)
@@ -290,8 +307,31 @@ class LlamaCppBackend:
             out.append((chunk, [ImageUnit(key, slices[key], int(mtmd.mtmd_input_chunk_get_n_pos(chunk)))]))
         return out
 
+    @property
+    def n_ctx(self) -> int:
+        """Positions the context holds now (it grows per request up to `capabilities.max_context`)."""
+        return int(self._llm.n_ctx())
+
+    def _fit_context(self, need: int) -> None:
+        """Grow the context (and its KV cache) to a power of two holding `need` positions, within the model's limit.
+
+        A fixed 8192 costs ~190 MB of KV cache at SmolVLM-256M dims while a detail-low request needs ~1000
+        positions; growing drops the cached prefix, so it happens once per larger kind of request, never shrinks.
+        """
+        have = self._llm.n_ctx()
+        if need <= have or have >= self._max_ctx:
+            return
+        params = self._llm.context_params
+        params.n_ctx = min(self._max_ctx, max(2 * have, 1 << (need - 1).bit_length()))
+        self._llm._ctx.close()
+        with suppress_stdout_stderr(disable=self.verbose):
+            self._llm._ctx = LlamaContext(model=self._llm._model, params=params, verbose=self.verbose)
+        self._ctx = self._llm._ctx.ctx
+        self._kv = []
+
     def _prefill(
-        self, prompt: str, bitmaps: list[Any], timings: dict[str, float], slices: dict[str, list[int]]
+        self, prompt: str, bitmaps: list[Any], timings: dict[str, float], slices: dict[str, list[int]],
+        max_tokens: int = 0,
     ) -> tuple[int, int, int]:
         """Evaluate the prompt, reusing the cached prefix; timings get counts of what was reused and skipped."""
         chunks = mtmd.mtmd_input_chunks_init()
@@ -305,14 +345,15 @@ class LlamaCppBackend:
             rc = mtmd.mtmd_tokenize(self._mtmd, chunks, ctypes.byref(text), arr, len(bitmaps))
             if rc != 0:
                 raise BackendError(f"llama.cpp could not tokenize the prompt with {len(bitmaps)} image(s) (code {rc})")
-            planned = self._units(chunks)
+            planned = drop_duplicate_view(self._units(chunks), self._special_piece)
             wanted = [u for _, units in planned for u in units]
+            self._fit_context(sum(map(unit_len, wanted)) + max_tokens)
             n_past, skip = self._keep_prefix(wanted)
             counts["reused_tokens"] = n_past
             self._kv = []  # until this prefill completes, the cache holds nothing we can vouch for
             n_ctx = self._llm.n_ctx()
             for chunk, units in planned:
-                n = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
+                n = mtmd.mtmd_input_chunk_get_n_tokens(chunk) if isinstance(units[0], ImageUnit) else len(units)
                 if isinstance(units[0], ImageUnit):
                     n_image += n
                     slices.setdefault(units[0].key, []).append(n)
@@ -321,7 +362,7 @@ class LlamaCppBackend:
                 if skip >= len(units):
                     skip -= len(units)
                     continue
-                if n_past + n >= n_ctx:
+                if n_past + n - skip >= n_ctx:  # n_past already counts the `skip` tokens reused
                     raise BackendError(f"prompt needs more than the context of {n_ctx} tokens; lower the image detail")
                 n_past = self._eval_chunk(chunk, units, skip, n_past, counts)
                 skip = 0
@@ -401,6 +442,12 @@ class LlamaCppBackend:
                 n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
             piece = self._pieces[token] = buf.raw[:n]
         return piece
+
+    def _special_piece(self, token: int) -> bytes:
+        """A token's text with control tokens spelled out (`<global-img>`), as the chat template writes them."""
+        buf = ctypes.create_string_buffer(256)
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, 256, 0, True)
+        return buf.raw[: max(0, n)]
 
     def _decode(
         self, request: GenerationRequest, n_past: int, timings: dict[str, float], cancel: threading.Event | None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,63 @@ def reusable_prefix(cached: Sequence[Unit], wanted: Sequence[Unit]) -> int:
             break
         n += 1
     return min(n, max(0, len(wanted) - 1))
+
+
+# idefics3 (SmolVLM) as llama.cpp's mtmd lays out a 1x1 grid: the one tile, then the overview of the same picture
+_TILE_OPEN = b"<fake_token_around_image><row_1_col_1>"
+_GRID_END = b"\n\n"
+_OVERVIEW_OPEN = b"<fake_token_around_image><global-img>"
+
+
+def _split_bytes(tokens: list[Unit], piece: Callable[[int], bytes], want: bytes, *, tail: bool) -> int | None:
+    """How many tokens at the tail (or head) of `tokens` spell exactly `want`; None if they don't."""
+    got = b""
+    order = reversed(tokens) if tail else iter(tokens)
+    for k, tok in enumerate(order, 1):
+        if not isinstance(tok, int):
+            return None
+        got = piece(tok) + got if tail else got + piece(tok)
+        if len(got) >= len(want):
+            return k if got == want else None
+    return None
+
+
+def drop_duplicate_view(
+    planned: list[tuple[Any, list[Unit]]], piece: Callable[[int], bytes]
+) -> list[tuple[Any, list[Unit]]]:
+    """Keep one 64-token view where mtmd gives idefics3 a 1x1 grid: its tile and its overview are the same picture
+    at the same 512 px, so the tile only doubles encoding and prefill. What is left is the prompt Hugging Face's
+    Idefics3 processor writes for an image it does not split (`<fake_token_around_image><global-img>` + image).
+    `planned` is (chunk, units) per mtmd chunk; text chunks hold token ids, image chunks one ImageUnit.
+    """
+    images: dict[str, list[int]] = {}
+    for i, (_, units) in enumerate(planned):
+        if isinstance(units[0], ImageUnit):
+            images.setdefault(units[0].key, []).append(i)
+    drop: dict[int, tuple[int, int]] = {}  # chunk index -> (tokens cut at the head, at the tail); -1: the chunk
+    for tile, overview in (at for at in images.values() if len(at) == 2):
+        if not (tile > 0 and overview == tile + 2):
+            continue
+        before, between = planned[tile - 1][1], planned[tile + 1][1]
+        cut_tail = _split_bytes(before, piece, _TILE_OPEN, tail=True)
+        cut_head = _split_bytes(between, piece, _GRID_END, tail=False)
+        if cut_tail is None or cut_head is None:
+            continue
+        if _split_bytes(between[cut_head:], piece, _OVERVIEW_OPEN, tail=False) != len(between) - cut_head:
+            continue
+        head, _ = drop.get(tile - 1, (0, 0))
+        drop[tile - 1] = (head, cut_tail)
+        drop[tile] = (-1, -1)
+        drop[tile + 1] = (cut_head, 0)
+    out = []
+    for i, (chunk, units) in enumerate(planned):
+        head, tail = drop.get(i, (0, 0))
+        if head < 0:
+            continue
+        kept = units[head : len(units) - tail]
+        if kept:
+            out.append((chunk, kept))
+    return out
 
 
 def image_key(width: int, height: int, rgb: bytes, image_max_tokens: int | None) -> str:
