@@ -89,6 +89,18 @@ class Delivery:
         """Something was queued: try now."""
         self._wake.set()
 
+    def _open_store(self) -> Store | None:
+        """The store, retried with backoff while it cannot be opened (the thread must never die of it)."""
+        delay = 0.1
+        while not self._stop.is_set():
+            try:
+                return Store(self.db_path)
+            except Exception as exc:
+                log.warning("outputs: cannot open the store yet: %s", exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+        return None
+
     def stop(self, timeout: float | None = 10.0) -> None:
         """End the thread (what is still pending stays in the store for next time) and close the sinks."""
         self._stop.set()
@@ -99,7 +111,9 @@ class Delivery:
             sink.close()
 
     def _main(self) -> None:
-        store = Store(self.db_path)
+        store = self._open_store()
+        if store is None:  # stopped before the store could be opened
+            return
         try:
             while not self._stop.is_set():
                 try:

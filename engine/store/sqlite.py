@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -48,6 +49,27 @@ def default_db_path() -> Path:
     return user_data_file(ENV_DB, "loupe.db")
 
 
+WAL_WAIT_S = 30.0
+
+
+def _enable_wal(conn: sqlite3.Connection, wait_s: float = WAL_WAIT_S) -> str:
+    """Switch to WAL, waiting while another connection holds the lock (this pragma skips the busy handler).
+
+    Two threads or processes opening a new store at once (e.g. `loupe watch` and its outputs thread) would
+    otherwise see "database is locked" from one of them.
+    """
+    deadline = time.monotonic() + wait_s
+    delay = 0.005
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
 class Store:
     """One open store file. Use one Store per thread; every write is its own committed transaction."""
 
@@ -61,7 +83,7 @@ class Store:
         self.conn.row_factory = sqlite3.Row
         try:
             self.conn.execute("PRAGMA busy_timeout = 30000")
-            mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _enable_wal(self.conn)
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.path}: the file system does not allow SQLite's WAL mode (got {mode})")
             self.conn.execute("PRAGMA synchronous = FULL")  # a power cut loses no committed result

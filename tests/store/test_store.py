@@ -124,3 +124,27 @@ def test_reviews_refuse_unknown_decisions_and_results(tmp_path):
         rid = store.save_result(item.id, RESULT, sha256=None, size=None, cache_key=None)
         with pytest.raises(StoreError, match="unknown review decision"):
             store.add_review(rid, "maybe", who="me")
+
+
+def test_threads_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """SQLite's switch to WAL skips the busy handler; a watcher and its outputs thread opening one new file at
+    the same moment used to get "database is locked" (seen in CI)."""
+    import threading
+
+    failures: list[str] = []
+    for n in range(20):
+        start = threading.Barrier(3)
+
+        def open_it(path: Path = tmp_path / f"s{n}.db", start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                Store(path).close()
+            except StoreError as exc:
+                failures.append(str(exc))
+
+        threads = [threading.Thread(target=open_it) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert failures == []
