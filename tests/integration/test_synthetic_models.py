@@ -112,6 +112,14 @@ def test_tiny_model_quantized_types_load(name: str, text_type: str, tmp_path: Pa
     assert result["image_tokens"] and result["finite"]
 
 
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_model_q8_0_projector_loads_and_encodes(name: str, tmp_path: Path) -> None:
+    """A Q8_0 mmproj (as ggml-org publishes them; embeddings and norms stay F32) encodes the image to finite values."""
+    model = build(name, tmp_path, text_type="f16", mmproj_type="q8_0")
+    result = _run_image_prompt(model, n_decode=3)
+    assert result["image_tokens"][0] == SPECS[name].image_tokens_per_tile and result["finite"]
+
+
 def test_chat_templates_render_expected_turns(tmp_path: Path) -> None:
     for name, expected in [
         ("tiny-smolvlm", "<|im_start|>User: hi<end_of_utterance>\nAssistant:"),
