@@ -50,6 +50,12 @@ def add_parsers(sub: Any) -> None:
     ck = csub.add_parser("key", help="read an API key from stdin (or a prompt) into the OS keyring")
     ck.add_argument("provider", choices=sorted(PRESETS))
     ck.add_argument("--json", action="store_true")
+    ct = csub.add_parser("test", help="send one short text request (no image) to the configured endpoint; audited")
+    ct.add_argument("--cloud-config", metavar="FILE",
+                    help=f"cloud settings (default: ${CLOUD_CONFIG_ENV}); the cloud must be enabled there")
+    ct.add_argument("--db", help="where the request is audited (default: $LOUPE_DB, else loupe.db in the user "
+                                 "data dir)")
+    ct.add_argument("--json", action="store_true")
 
 
 def add_escalate_args(sp: argparse.ArgumentParser, *, db: bool = False) -> None:
@@ -189,7 +195,27 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> None:
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def _cloud_test(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`loupe cloud test`: the desktop's Test connection, from the command line (exit 0 only when it answered)."""
+    from engine.escalate.connection import ConnectionCheck, check_connection
+
+    cloud = load_cloud_config(args.cloud_config)
+    if cloud is None:
+        check = ConnectionCheck("refused", f"no cloud settings: pass --cloud-config FILE or set ${CLOUD_CONFIG_ENV}")
+    else:
+        env = PRESETS[cloud.preset].key_env
+        with Store(Path(args.db).expanduser() if args.db else default_db_path()) as store:
+            check = check_connection(cloud, get_api_key(cloud.preset, env), store)
+    if args.json:
+        out.write(json.dumps({"verdict": check.verdict, "message": check.message}) + "\n")
+    else:
+        out.write(f"{check.verdict}: {check.message}\n")
+    return 0 if check.ok else 1
+
+
 def _cloud(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.action == "test":
+        return _cloud_test(args, out, err)
     if args.action == "presets":
         table = {name: {"base_url": p.base_url, "model": p.model, "key_env": p.key_env} for name, p in PRESETS.items()}
         if args.json:

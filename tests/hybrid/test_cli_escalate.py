@@ -178,3 +178,25 @@ def test_an_enabled_cloud_without_a_key_stops_before_anything_runs(
                            *_model(tiny_models), "--escalate", "--cloud-config", str(_cloud_file(tmp_path, stub)),
                            "--db", str(tmp_path / "loupe.db"), "--json"])
     assert code == 2 and "loupe cloud key openai" in err and "OPENAI_API_KEY" in err and stub.received == []
+
+
+def test_cloud_test_sends_one_text_probe_audited_and_says_what_it_found(stub: StubCloud, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    db = tmp_path / "loupe.db"
+    stub.script = [completion("OK")]
+    code, out, _ = _run(["cloud", "test", "--cloud-config", str(_cloud_file(tmp_path, stub)), "--db", str(db),
+                         "--json"])
+    assert code == 0 and json.loads(out)["verdict"] == "ok"
+    assert len(stub.received) == 1 and stub.received[0].images == []  # text only, nothing of the user's
+    assert stub.received[0].headers["authorization"] == f"Bearer {KEY}"
+    with Store(db) as store:
+        rows = audit_rows(store)
+    assert len(rows) == 1 and rows[0]["bytes_out"] == len(stub.received[0].body)
+    assert KEY not in json.dumps(rows) and KEY not in out and KEY.encode() not in db.read_bytes()
+
+    code, out, _ = _run(["cloud", "test", "--cloud-config", str(_cloud_file(tmp_path, stub, enabled=False)),
+                         "--db", str(db)])
+    assert code == 1 and out.startswith("refused: The cloud is switched off") and len(stub.received) == 1
+    code, out, _ = _run(["cloud", "test", "--db", str(db)])
+    assert code == 1 and "no cloud settings" in out
