@@ -30,6 +30,7 @@ from llama_cpp._internals import LlamaBatch, LlamaContext
 from llama_cpp._utils import suppress_stdout_stderr
 
 from engine.backends.base import Capabilities, Generation, GenerationRequest
+from engine.backends.decode import TokenVocab, decode
 from engine.backends.reuse import (
     DEFAULT_EMBED_CACHE_BYTES,
     EmbeddingCache,
@@ -40,8 +41,7 @@ from engine.backends.reuse import (
     reusable_prefix,
     unit_len,
 )
-from engine.confidence import TokenStep
-from engine.constrain.base import REFUSAL_PREFIX, Constraint, allowed_ids, gate_refusal, mask_words
+from engine.constrain.base import Constraint
 from engine.constrain.llguidance import LLGuidanceCompiler
 from engine.errors import BackendError, ModelLoadError
 from engine.hardware import default_threads
@@ -155,6 +155,7 @@ class LlamaCppBackend:
         self._batch = LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
         self._n_batch = n_batch
         self._pieces: dict[int, bytes] = {}
+        self._tv: TokenVocab | None = None
         self._compiler: Any = None
         self._kv: list[Unit] = []  # what the KV cache holds for sequence 0, in order (prompt units only)
         self._embeds = EmbeddingCache(embed_cache_bytes)
@@ -449,85 +450,29 @@ class LlamaCppBackend:
         n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, 256, 0, True)
         return buf.raw[: max(0, n)]
 
+    def _logits(self) -> np.ndarray:
+        """The last position's logits, as a view on llama.cpp's buffer (no copy)."""
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, -1), shape=(self.n_vocab,))
+
+    def _token_vocab(self) -> TokenVocab:
+        """What the shared decode loop needs of this tokenizer (end tokens scanned once)."""
+        if self._tv is None:
+            self._tv = TokenVocab(self.n_vocab, self._piece, frozenset(self._eos_tokens()))
+        return self._tv
+
     def _decode(
         self, request: GenerationRequest, n_past: int, timings: dict[str, float], cancel: threading.Event | None
     ) -> Generation:
-        assert request.constraint is not None
-        matcher = request.constraint.matcher()
-        mask = np.zeros(mask_words(self.n_vocab), dtype=np.int32)
-        rng = np.random.default_rng(request.seed)
-        out = bytearray()
-        steps: list[TokenStep] = []
-        constraint_s = 0.0
-        n_ctx = self._llm.n_ctx()
-        stop = "max_tokens"
-        while len(steps) < request.max_tokens:
-            if cancel is not None and cancel.is_set():
-                stop = "cancelled"
-                break
-            tc = time.perf_counter()
-            matcher.fill_mask(mask)
-            allowed = allowed_ids(mask, self.n_vocab)
-            constraint_s += time.perf_counter() - tc
-            if matcher.is_stopped() or allowed.size == 0:
-                stop = "eos"
-                break
-            gate = request.allow_refusal and not steps
-            token, prob = self._choose(allowed, request.temperature, rng, gate_refusal_now=gate)
-            if not matcher.consume(token):
-                raise BackendError(f"constraint rejected its own token {token}: {matcher.error()}")
-            if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                stop = "eos"
-                break
-            batch = [token]
-            self._append(out, steps, token, prob, forced=allowed.size == 1)
-            tc = time.perf_counter()
-            forced = matcher.forced_tokens()  # fast-forward: no sampling, certain
-            constraint_s += time.perf_counter() - tc
-            for t in forced[: request.max_tokens - len(steps)]:
-                if llama_cpp.llama_vocab_is_eog(self._vocab, t) or not matcher.consume(t):
-                    break
-                self._append(out, steps, t, 1.0, forced=True)
-                batch.append(t)
-            if matcher.is_stopped():
-                stop = "eos"
-                break
-            if n_past + len(batch) >= n_ctx:
-                break
-            n_past = self._eval_tokens(batch, n_past)
-        timings["constraint_ms"] = constraint_s * 1000
-        return Generation(text=out.decode("utf-8", errors="replace"), steps=steps, stop=stop)  # type: ignore[arg-type]
+        """The shared constrained loop (engine.backends.decode) over llama.cpp's logits."""
+        past = n_past
 
-    def _append(self, out: bytearray, steps: list[TokenStep], token: int, prob: float, *, forced: bool) -> None:
-        piece = self._piece(token)
-        steps.append(TokenStep(len(out), len(out) + len(piece), prob, forced))
-        out += piece
+        def feed(tokens: list[int]) -> np.ndarray:
+            nonlocal past
+            past = self._eval_tokens(tokens, past)
+            return self._logits()
 
-    def _choose(
-        self, allowed: np.ndarray, temperature: float, rng: np.random.Generator, *, gate_refusal_now: bool
-    ) -> tuple[int, float]:
-        """Pick among the allowed tokens; return it with its probability renormalised over them."""
-        if allowed.size == 1:
-            return int(allowed[0]), 1.0
-        ptr = llama_cpp.llama_get_logits_ith(self._ctx, -1)
-        logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))[allowed].astype(np.float64)
-        logits -= logits.max()
-        p = np.exp(logits)
-        p /= p.sum()
-        if gate_refusal_now:
-            first = REFUSAL_PREFIX[:1].encode()
-            keep = gate_refusal(p, np.array([self._piece(int(t)).startswith(first) for t in allowed]))
-            if not keep.all():
-                allowed, logits = allowed[keep], logits[keep]
-                p = p[keep] / p[keep].sum()
-                if allowed.size == 1:
-                    return int(allowed[0]), 1.0
-        if temperature <= 0:
-            j = int(np.argmax(p))
-        else:
-            q = np.exp(logits / temperature)
-            j = int(rng.choice(len(q), p=q / q.sum()))
-        return int(allowed[j]), float(p[j])
+        return decode(request, self._token_vocab(), self._logits(), feed, n_past=n_past, n_ctx=self._llm.n_ctx(),
+                      timings=timings, cancel=cancel)
 
     def close(self) -> None:
         """Free the projector and the model."""
