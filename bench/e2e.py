@@ -36,7 +36,7 @@ from typing import Any
 import llama_cpp
 
 from bench import coldstart, hf_side, machine, scenarios
-from bench._models import DEFAULT_DIR, DEFAULT_TYPES, choices, synthetic
+from bench._models import DEFAULT_DIR, choices, default_types, synthetic, text_types
 from bench.sides import A_STAGES, LoupeSide, RawSide, bench_task, png_data_url
 from engine.hardware import default_threads
 from engine.images.load import load_image
@@ -100,8 +100,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true", help="fewer runs and tokens (< 10 min on a quiet 2-core box)")
     ap.add_argument("--model", default="smolvlm-256m", choices=choices())
     ap.add_argument("--model-dir", type=Path, default=DEFAULT_DIR)
-    ap.add_argument("--text-type", default=None, help="default q8_0 (f32 for tiny-*)")
-    ap.add_argument("--mmproj-type", default=None, help="default f16 (f32 for tiny-*)")
+    ap.add_argument("--text-type", default=None, choices=text_types(),
+                    help="default: the catalog's (q8_0 for SmolVLM, q4_k_m for Gemma 3 4B; f32 for tiny-*)")
+    ap.add_argument("--mmproj-type", default=None, help="default: the catalog's (q8_0 for SmolVLM, f16 for Gemma 3)")
     ap.add_argument("--task", default="defects")
     ap.add_argument("--image", type=Path, default=SAMPLE)
     ap.add_argument("--runs", type=int, default=None, help="timed A/B pairs (default 5, --quick 2)")
@@ -118,8 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     skip = {s for s in args.skip.split(",") if s}
     detail: str | int = int(args.detail) if args.detail.isdigit() else args.detail
     t_run = time.perf_counter()
-    tiny = args.model.startswith("tiny-")
-    text_type = args.text_type or DEFAULT_TYPES["tiny" if tiny else "real"][0]
+    text_type = args.text_type or default_types(args.model)[0]
     model = synthetic(args.model, args.model_dir, text_type=text_type, mmproj_type=args.mmproj_type)
     task = bench_task(args.task, max_tokens=max_tokens, detail=detail)
     report: dict[str, Any] = {

@@ -31,6 +31,7 @@ from llama_cpp._utils import suppress_stdout_stderr
 
 from engine.backends.base import Capabilities, Generation, GenerationRequest
 from engine.backends.decode import TokenVocab, decode
+from engine.backends.gguf_file import check_gguf, projector_type
 from engine.backends.reuse import (
     DEFAULT_EMBED_CACHE_BYTES,
     EmbeddingCache,
@@ -45,13 +46,16 @@ from engine.constrain.base import Constraint
 from engine.constrain.llguidance import LLGuidanceCompiler
 from engine.errors import BackendError, ModelLoadError
 from engine.hardware import default_threads
+from engine.images.resize import DETAIL_IMAGE_TOKENS
 from engine.prompt import MEDIA
 
-GGUF_MAGIC = b"GGUF"
 # what _prefill reports in Generation.timings: times (ms), tokens evaluated, image chunks encoded vs from cache
 PREFILL_COUNTS = ("encode_ms", "prefill_ms", "prefill_tokens", "reused_tokens", "image_chunks_encoded",
                   "image_chunks_cached")
 _NO_CALLBACK = mtmd.mtmd_helper_post_decode_callback()  # a NULL function pointer
+# projectors that always make the same number of image tokens: mtmd ignores image_max_tokens for them, so their
+# context is never remade for another cap (remaking reloads the projector: ~0.3 s for SmolVLM's, seconds for Gemma's)
+FIXED_SIZE_PROJECTORS = frozenset({"gemma3"})
 
 
 def _route_mtmd_logs() -> None:
@@ -60,21 +64,6 @@ def _route_mtmd_logs() -> None:
 
     mtmd.mtmd_log_set(llama_log_callback, ctypes.c_void_p(0))
     mtmd.mtmd_helper_log_set(llama_log_callback, ctypes.c_void_p(0))
-
-
-def check_gguf(path: Path, what: str) -> None:
-    """Refuse a missing, empty, truncated-header or non-GGUF file with a message naming the fix."""
-    if not path.exists():
-        raise ModelLoadError(f"{what} not found: {path} (check the path, or run `loupe models list`)")
-    if not path.is_file():
-        raise ModelLoadError(f"{what} is not a file: {path}")
-    with path.open("rb") as fh:
-        head = fh.read(4)
-    if head != GGUF_MAGIC:
-        raise ModelLoadError(
-            f"{what} is not a GGUF file (corrupt or wrong download): {path} "
-            "(re-download it with `loupe models pull NAME`, or import the right file)"
-        )
 
 
 def _llguidance(vocab: Any, n_vocab: int, eos: list[int]) -> Any:
@@ -112,8 +101,11 @@ class LlamaCppBackend:
         n_ubatch: int = 128,
         constraint_engine: str = "llguidance",
         embed_cache_bytes: int = DEFAULT_EMBED_CACHE_BYTES,
+        image_max_tokens: int | None = DETAIL_IMAGE_TOKENS["low"],
         verbose: bool = False,
     ) -> None:
+        """`image_max_tokens`: the image-token cap the projector is first made with; the default is the default
+        detail's (`low`), so the usual first request does not reload the projector for its cap."""
         t0 = time.perf_counter()
         self.text_path, self.mmproj_path = Path(text_path), Path(mmproj_path)
         check_gguf(self.text_path, "text model")
@@ -149,8 +141,11 @@ class LlamaCppBackend:
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self._threads = threads
-        self._mtmd_cap: int | None = None
-        self._mtmd = self._init_mtmd(threads, None)
+        self._projector = projector_type(self.mmproj_path)
+        if self._projector in FIXED_SIZE_PROJECTORS:
+            image_max_tokens = None
+        self._mtmd_cap: int | None = image_max_tokens
+        self._mtmd = self._init_mtmd(threads, image_max_tokens)
         self._template = self._chat_template()
         self._batch = LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
         self._n_batch = n_batch
@@ -244,10 +239,11 @@ class LlamaCppBackend:
     def _generate(self, request: GenerationRequest, cancel: threading.Event | None) -> Generation:
         if request.constraint is None:
             raise BackendError("the llama.cpp backend needs a compiled constraint")
-        self._use_image_cap(request.image_max_tokens)
+        cap = None if self._projector in FIXED_SIZE_PROJECTORS else request.image_max_tokens
+        self._use_image_cap(cap)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        bitmaps = [self._bitmap(img.image, img.id, request.image_max_tokens) for img in request.images]
+        bitmaps = [self._bitmap(img.image, img.id, cap) for img in request.images]
         timings["preprocess_ms"] = (time.perf_counter() - t0) * 1000
         steps: dict[str, list[int]] = {}
         keys = [mtmd.mtmd_bitmap_get_id(bm).decode() for bm in bitmaps]
@@ -267,7 +263,7 @@ class LlamaCppBackend:
     def _describe_tiling(self, request: GenerationRequest, keys: list[str], slices: dict[str, list[int]]) -> dict:
         """Per image id, how mtmd cut the picture: its slices (overview + tiles for idefics3) and their tokens.
         Each slice covers the whole picture or a grid cell of it, so 0-1000 boxes stay relative to the picture."""
-        cap = f", cap {request.image_max_tokens} image tokens" if request.image_max_tokens else ""
+        cap = f", cap {self._mtmd_cap} image tokens" if self._mtmd_cap else ""
         out = {}
         for img, key in zip(request.images, keys, strict=True):
             tokens = slices.get(key, [])
