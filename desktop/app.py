@@ -25,6 +25,7 @@ def model_loader(model: str | None, model_path: str | None, mmproj: str | None,
 
     def load() -> LoadedModel:
         from engine.api import Engine
+        from engine.backends.prefix_store import PrefixStore
         from engine.backends.registry import backend_class
         from models.catalog import load_catalog
         from models.store import ModelNotInstalled, ModelStore, default_model_root
@@ -32,7 +33,8 @@ def model_loader(model: str | None, model_path: str | None, mmproj: str | None,
         backend_cls = backend_class("llama_cpp")
         if model_path and mmproj:
             name = Path(model_path).stem
-            backend = backend_cls(model_path, mmproj, model_id=name, n_threads=threads)
+            backend = backend_cls(model_path, mmproj, model_id=name, n_threads=threads,
+                                  prefix_store=PrefixStore.default())
             return LoadedModel(Engine(backend, model=name), name, synthetic=False)
         store = ModelStore(Path(model_dir) if model_dir else default_model_root())
         name = model or load_catalog().default
@@ -43,7 +45,8 @@ def model_loader(model: str | None, model_path: str | None, mmproj: str | None,
                 raise
             name = SYNTHETIC_FALLBACK
             resolved = store.resolve(name)
-        backend = backend_cls(resolved.text_path, resolved.mmproj_path, model_id=name, n_threads=threads)
+        backend = backend_cls(resolved.text_path, resolved.mmproj_path, model_id=name, n_threads=threads,
+                              prefix_store=PrefixStore.default())
         return LoadedModel(Engine(backend, model=name), name, resolved.synthetic)
 
     return load

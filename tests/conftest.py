@@ -22,6 +22,13 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Synthetic
 
 
 @pytest.fixture(autouse=True)
+def _prefix_cache_in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The prompt-prefix KV files the CLI/app keep between runs go to this session's temp dir, not ~/.cache
+    (shared by the session's tests, so later runs of a task load what earlier ones saved, as on a user's machine)."""
+    monkeypatch.setenv("LOUPE_PREFIX_CACHE", str(tmp_path_factory.getbasetemp() / "prefix-kv"))
+
+
+@pytest.fixture(autouse=True)
 def _never_online(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may reach the network: Loupe and huggingface_hub are told they are offline."""
     monkeypatch.setenv("LOUPE_OFFLINE", "1")

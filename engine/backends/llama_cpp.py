@@ -32,6 +32,7 @@ from llama_cpp._utils import suppress_stdout_stderr
 from engine.backends.base import Capabilities, Generation, GenerationRequest
 from engine.backends.decode import TokenVocab, decode
 from engine.backends.gguf_file import check_gguf, projector_type
+from engine.backends.prefix_store import MIN_TOKENS, PrefixStore
 from engine.backends.reuse import (
     DEFAULT_EMBED_CACHE_BYTES,
     EmbeddingCache,
@@ -51,7 +52,7 @@ from engine.prompt import MEDIA
 
 # what _prefill reports in Generation.timings: times (ms), tokens evaluated, image chunks encoded vs from cache
 PREFILL_COUNTS = ("encode_ms", "prefill_ms", "prefill_tokens", "reused_tokens", "image_chunks_encoded",
-                  "image_chunks_cached")
+                  "image_chunks_cached", "prefix_tokens_from_disk")
 _NO_CALLBACK = mtmd.mtmd_helper_post_decode_callback()  # a NULL function pointer
 # projectors that always make the same number of image tokens: mtmd ignores image_max_tokens for them, so their
 # context is never remade for another cap (remaking reloads the projector: ~0.3 s for SmolVLM's, seconds for Gemma's)
@@ -102,10 +103,12 @@ class LlamaCppBackend:
         constraint_engine: str = "llguidance",
         embed_cache_bytes: int = DEFAULT_EMBED_CACHE_BYTES,
         image_max_tokens: int | None = DETAIL_IMAGE_TOKENS["low"],
+        prefix_store: PrefixStore | None = None,
         verbose: bool = False,
     ) -> None:
         """`image_max_tokens`: the image-token cap the projector is first made with; the default is the default
-        detail's (`low`), so the usual first request does not reload the projector for its cap."""
+        detail's (`low`), so the usual first request does not reload the projector for its cap.
+        `prefix_store`: where the task prompt's KV state is kept between processes (None: nowhere)."""
         t0 = time.perf_counter()
         self.text_path, self.mmproj_path = Path(text_path), Path(mmproj_path)
         check_gguf(self.text_path, "text model")
@@ -154,6 +157,9 @@ class LlamaCppBackend:
         self._compiler: Any = None
         self._kv: list[Unit] = []  # what the KV cache holds for sequence 0, in order (prompt units only)
         self._embeds = EmbeddingCache(embed_cache_bytes)
+        self._prefix_store = prefix_store
+        st = self.text_path.stat()
+        self._model_key = f"{self.text_path.resolve()}|{st.st_size}|{st.st_mtime_ns}|llama.cpp {llama_cpp.__version__}"
         self._n_embd = int(llama_cpp.llama_model_n_embd_inp(self._llm.model))
         self._lock = threading.Lock()
         self.capabilities = Capabilities(max_context=self._max_ctx)
@@ -361,13 +367,49 @@ class LlamaCppBackend:
                     continue
                 if n_past + n - skip >= n_ctx:  # n_past already counts the `skip` tokens reused
                     raise BackendError(f"prompt needs more than the context of {n_ctx} tokens; lower the image detail")
+                stored = n_past == 0 and chunk is not planned[-1][0] and self._prefix_key(units)
+                if stored and self._prefix_from_disk(stored, len(units)):
+                    n_past = counts["prefix_tokens_from_disk"] = counts["reused_tokens"] = len(units)
+                    continue
                 n_past = self._eval_chunk(chunk, units, skip, n_past, counts)
+                if stored:
+                    self._prefix_to_disk(stored)
                 skip = 0
             self._kv = wanted
         finally:
             mtmd.mtmd_input_chunks_free(chunks)
         timings.update(counts)
         return n_past, n_prompt + n_image, n_image
+
+    def _prefix_key(self, units: list[Unit]) -> str:
+        """The disk entry for a leading text chunk ("" when there is no store or it is too short to be worth it)."""
+        if self._prefix_store is None or len(units) < MIN_TOKENS or not all(isinstance(u, int) for u in units):
+            return ""
+        return self._prefix_store.key(self._model_key, [int(u) for u in units])  # type: ignore[arg-type]
+
+    def _prefix_from_disk(self, key: str, n_tokens: int) -> bool:
+        """Load a saved prefix into the empty KV cache; False (cache cleared, entry dropped) when it does not fit."""
+        assert self._prefix_store is not None
+        data = self._prefix_store.load(key)
+        if data is None:
+            return False
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        mem = llama_cpp.llama_get_memory(self._ctx)
+        with suppress_stdout_stderr(disable=self.verbose):
+            read = llama_cpp.llama_state_seq_set_data(self._ctx, buf, len(data), 0)
+        if read and int(llama_cpp.llama_memory_seq_pos_max(mem, 0)) == n_tokens - 1:
+            return True
+        llama_cpp.llama_memory_clear(mem, True)
+        self._prefix_store.discard(key)
+        return False
+
+    def _prefix_to_disk(self, key: str) -> None:
+        """Save the KV state now held (exactly the leading text chunk) for the next process."""
+        assert self._prefix_store is not None
+        size = int(llama_cpp.llama_state_seq_get_size(self._ctx, 0))
+        buf = (ctypes.c_uint8 * size)()
+        if llama_cpp.llama_state_seq_get_data(self._ctx, buf, size, 0) == size:
+            self._prefix_store.save(key, bytes(buf))
 
     def _keep_prefix(self, wanted: list[Unit]) -> tuple[int, int]:
         """Trim the KV cache to the prefix `wanted` shares with it: (positions kept, units kept)."""
