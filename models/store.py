@@ -144,7 +144,7 @@ class ModelStore:
                 raise ModelError(f"model {name!r} is a model directory; pull it with ModelStore.directories.pull")
             if name in self._registry():
                 raise ModelError(f"model {name!r} was imported from local files; there is nothing to pull")
-            raise UnknownModelError(name, self.names())
+            raise UnknownModelError(name, self.names() + self.directories.names())
         entry = self.catalog.get(name)
         if entry.is_synthetic:
             return self.resolve(name)
