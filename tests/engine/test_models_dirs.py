@@ -22,7 +22,7 @@ from models.catalog import load_catalog
 from models.hf_fetch import pin
 from models.store import ModelDownloadError, ModelError, ModelStore
 from tests.backends.conftest import TINY
-from tests.engine.fake_hub import COMMIT, FakeHub
+from tests.engine.fake_hub import COMMIT, FakeHub, Seen
 from tests.engine.model_files import catalog_toml, flip_last_byte
 
 HF = TINY / "smolvlm" / "hf"
@@ -74,6 +74,12 @@ def _listed(store: ModelStore) -> dict[str, dict]:
     code, out = _cli(models_list, store, json=True)
     assert code == 0
     return {row["name"]: row for row in json.loads(out)}
+
+
+def _file_gets(hub: FakeHub, since: int) -> dict[str, Seen]:
+    """The file downloads (GET .../resolve/COMMIT/FILE) the hub saw after request number `since`, by file."""
+    prefix = f"/resolve/{COMMIT}/"
+    return {s.path.split(prefix)[1]: s for s in hub.seen[since:] if s.method == "GET" and prefix in s.path}
 
 
 def _files(path: Path) -> dict[str, bytes]:
@@ -130,7 +136,7 @@ def test_an_interrupted_file_is_resumed_and_finished_files_are_kept(hub: FakeHub
 
     seen = len(hub.seen)
     path = store.directories.pull("tiny-onnx")
-    gets = {s.path.split(f"/resolve/{COMMIT}/")[1]: s for s in hub.seen[seen:] if s.method == "GET" and "/resolve/" in s.path}
+    gets = _file_gets(hub, seen)
     assert gets[vision].headers["range"] == f"bytes={held}-"  # resumed, not started again
     assert "onnx/decoder_model_merged_q4.onnx" not in gets  # finished before the drop: its sha256 matched, kept
     assert _files(path) == wanted and not list(path.rglob("*.part"))
@@ -159,7 +165,7 @@ def test_verify_names_a_changed_and_a_missing_file_and_pull_repairs(hub: FakeHub
     (path / embed).rename(tmp_path / "bad.onnx")  # as the fix says
     seen = len(hub.seen)
     store.directories.pull("tiny-onnx")
-    fetched = {s.path.split(f"/resolve/{COMMIT}/")[1] for s in hub.seen[seen:] if s.method == "GET" and "/resolve/" in s.path}
+    fetched = set(_file_gets(hub, seen))
     assert fetched == {embed, "tokenizer.json"}  # only what failed
     assert _files(path) == wanted and all(r.ok for r in store.verify())
 
@@ -204,3 +210,20 @@ def test_pull_errors_are_one_clear_line(hub: FakeHub, tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="unknown model 'nope'; known models: tiny, tiny-onnx"):
         _cli(models_pull, store, name="nope")
     assert not (store.root / "tiny-onnx" / "manifest.json").exists()
+
+
+def test_an_mlx_entry_pulls_its_safetensors_directory(hub: FakeHub, tmp_path: Path) -> None:
+    gemma = TINY / "gemma3" / "hf"
+    for path in (p for p in gemma.iterdir() if p.is_file()):
+        hub.files[f"test-org/Tiny-MLX/{path.name}"] = path.read_bytes()
+    hub.files["test-org/Tiny-MLX/README.md"] = b"not wanted"
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(catalog_toml("test-org/Tiny-GGUF", "t.gguf", "m.gguf") + ENTRY.replace("tiny-onnx", "tiny-mlx")
+                       .replace('"onnx"', '"mlx"').replace(REPO, "test-org/Tiny-MLX")
+                       .replace('"onnx/*_q4.onnx"', '"*.safetensors"'))
+    store = ModelStore(tmp_path / "store", catalog=load_catalog(catalog), endpoint=hub.endpoint, token=False,
+                       download_retries=0)
+    path = store.directories.pull("tiny-mlx")
+    assert sorted(_files(path)) == sorted(p.name for p in gemma.iterdir() if p.is_file())
+    row = _listed(store)["tiny-mlx"]
+    assert (row["format"], row["state"], row["path"]) == ("mlx", "installed", str(path))
