@@ -35,7 +35,7 @@ from models.download import Fetcher, ModelDownloadError, ProgressFn, sha256_file
 from models.paths import user_data_file
 from models.store_checks import fast_check, infer_family, inspect_pair
 from models.store_dirs import DirectoryModels
-from models.store_files import now_iso, read_json, slug, write_json_atomic
+from models.store_files import now_iso, partial_detail, read_json, slug, write_json_atomic
 from models.store_install import check_import_name, copy_import, pull_file
 from models.store_records import (
     ROLES,
@@ -280,11 +280,7 @@ class ModelStore:
         )
 
     def _partial_detail(self, name: str) -> str:
-        parts = list((self.root / name).glob("*.part"))
-        if not parts:
-            return ""
-        held = sum(p.stat().st_size for p in parts)
-        return f"partial download ({held} bytes); `loupe models pull {name}` resumes it"
+        return partial_detail(name, list((self.root / name).glob("*.part")))
 
     def _verify_file(self, record: ModelRecord, file: FileRecord, progress: ProgressFn | None) -> VerifyReport:
         def report(problem: str, actual: str | None = None) -> VerifyReport:

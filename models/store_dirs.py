@@ -8,6 +8,7 @@ from pathlib import Path
 from models.catalog import Catalog, CatalogEntry, UnknownModelError
 from models.download import Fetcher, ProgressFn
 from models.hf_fetch import MANIFEST, dir_problems, model_dir, pinned_files, pull_dir
+from models.store_files import partial_detail
 from models.store_records import InstalledModel, State, VerifyReport
 
 
@@ -41,7 +42,8 @@ class DirectoryModels:
         state: State = "installed"
         detail = entry.note
         if problems and problems[0][0] == MANIFEST:
-            state, detail = "missing", self._partial_detail(name, directory) or "not downloaded"
+            parts = list(directory.rglob("*.part")) if directory.is_dir() else []
+            state, detail = "missing", partial_detail(name, parts) or "not downloaded"
         elif problems:
             state = "corrupt"
             detail = "; ".join(f"{rel} {problem}" for rel, problem in problems) + f"; `loupe models pull {name}`"
@@ -76,10 +78,3 @@ class DirectoryModels:
             reports.append(VerifyReport(name, rel, directory / rel, not problem, text, pin["sha256"],
                                         None if problem else pin["sha256"]))
         return reports
-
-    def _partial_detail(self, name: str, directory: Path) -> str:
-        parts = list(directory.rglob("*.part")) if directory.is_dir() else []
-        if not parts:
-            return ""
-        held = sum(p.stat().st_size for p in parts)
-        return f"partial download ({held} bytes); `loupe models pull {name}` resumes it"
