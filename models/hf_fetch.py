@@ -53,7 +53,7 @@ def pull_dir(fetcher: Fetcher, entry: CatalogEntry, root: Path, progress: Progre
     files = {rel: _pull_file(fetcher, entry, commit, target, rel, old.get(rel), progress) for rel in names}
     write_json_atomic(target / MANIFEST, {
         "version": 1, "name": entry.name, "format": entry.format, "repo_id": entry.repo_id,
-        "revision": entry.revision, "commit": commit, "files": files,
+        "revision": entry.revision, "patterns": list(entry.files), "commit": commit, "files": files,
         "sha256": {rel: f["sha256"] for rel, f in files.items()},
     })
     return target

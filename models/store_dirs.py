@@ -8,7 +8,7 @@ from pathlib import Path
 from models.catalog import Catalog, CatalogEntry, UnknownModelError
 from models.download import Fetcher, ProgressFn
 from models.hf_fetch import MANIFEST, dir_problems, model_dir, pinned_files, pull_dir
-from models.store_files import partial_detail
+from models.store_files import partial_detail, read_json
 from models.store_records import InstalledModel, State, VerifyReport
 
 
@@ -55,10 +55,11 @@ class DirectoryModels:
         )
 
     def pull(self, name: str, progress: ProgressFn | None = None) -> Path:
-        """Download what the directory lacks (nothing when it passes the fast check); its path."""
+        """Download what the directory lacks (nothing when it passes the fast check for the same `files`); its path."""
         entry = self.entry(name)
         directory = model_dir(entry, self.root)
-        if not dir_problems(directory):
+        same_files = read_json(directory / MANIFEST).get("patterns", list(entry.files)) == list(entry.files)
+        if same_files and not dir_problems(directory):
             return directory
         return pull_dir(self.fetcher, entry, self.root, progress)
 

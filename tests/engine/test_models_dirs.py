@@ -121,6 +121,14 @@ def test_pull_lists_and_verifies_a_directory_model(hub: FakeHub, tmp_path: Path,
     reports = store.verify("tiny-onnx")
     assert {r.role for r in reports} == set(wanted) and all(r.ok for r in reports)
 
+    catalog = tmp_path / "catalog.toml"  # the catalog entry now wants one more file: only that one is fetched
+    catalog.write_text(catalog.read_text().replace('"onnx/*_q4.onnx"]', '"onnx/*_q4.onnx", "*.safetensors"]'))
+    wider = ModelStore(store.root, catalog=load_catalog(catalog), endpoint=hub.endpoint, token=False,
+                       download_retries=0)
+    seen = len(hub.seen)
+    wider.directories.pull("tiny-onnx")
+    assert set(_file_gets(hub, seen)) == {"model.safetensors"} and (path / "model.safetensors").is_file()
+
 
 def test_an_interrupted_file_is_resumed_and_finished_files_are_kept(hub: FakeHub, tmp_path: Path) -> None:
     store, wanted = publish_dir(hub, tmp_path)
