@@ -36,6 +36,8 @@ def progress_bar(err: TextIO, enabled: bool) -> Callable[[str, int, int | None],
         bar.update(jobs[label], completed=done, total=total)
         if total is not None and done >= total:
             bar.refresh()
+            if bar.finished:  # every file so far is done: clear the bars, so what is printed next starts clean
+                bar.stop()
 
     return update
 
