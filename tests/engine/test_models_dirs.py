@@ -20,10 +20,10 @@ from engine.cli import main
 from engine.cli_models import models_list, models_pull, models_verify
 from models.catalog import load_catalog
 from models.hf_fetch import pin
-from models.store import ModelDownloadError, ModelError, ModelStore
+from models.store import ModelDownloadError, ModelError, ModelImportError, ModelStore
 from tests.backends.conftest import TINY
 from tests.engine.fake_hub import COMMIT, FakeHub, Seen
-from tests.engine.model_files import catalog_toml, flip_last_byte
+from tests.engine.model_files import catalog_toml, flip_last_byte, write_gguf
 
 HF = TINY / "smolvlm" / "hf"
 REPO = "test-org/Tiny-ONNX"
@@ -235,3 +235,11 @@ def test_an_mlx_entry_pulls_its_safetensors_directory(hub: FakeHub, tmp_path: Pa
     assert sorted(_files(path)) == sorted(p.name for p in gemma.iterdir() if p.is_file())
     row = _listed(store)["tiny-mlx"]
     assert (row["format"], row["state"], row["path"]) == ("mlx", "installed", str(path))
+
+
+def test_an_import_may_not_take_a_directory_model_name(hub: FakeHub, tmp_path: Path) -> None:
+    store, _ = publish_dir(hub, tmp_path)
+    text = write_gguf(tmp_path / "t.gguf", "llama")
+    mmproj = write_gguf(tmp_path / "m.gguf", "clip", projector="idefics3")
+    with pytest.raises(ModelImportError, match="'tiny-onnx' is taken by the catalog"):
+        store.import_local(text, mmproj, name="tiny-onnx")
