@@ -50,6 +50,9 @@ def pull_dir(fetcher: Fetcher, entry: CatalogEntry, root: Path, progress: Progre
     if not names:
         raise ModelError(f"{entry.repo_id}@{entry.revision} has no files matching {', '.join(entry.files)} "
                          "(catalog error)")
+    unsafe = [n for n in names if Path(n).is_absolute() or ".." in Path(n).parts]
+    if unsafe:
+        raise ModelError(f"{entry.repo_id} lists files outside its directory ({', '.join(unsafe)}); refusing them")
     files = {rel: _pull_file(fetcher, entry, commit, target, rel, old.get(rel), progress) for rel in names}
     write_json_atomic(target / MANIFEST, {
         "version": 1, "name": entry.name, "format": entry.format, "repo_id": entry.repo_id,

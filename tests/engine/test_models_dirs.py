@@ -212,6 +212,9 @@ def test_a_directory_fetched_earlier_is_listed_verified_and_used(tmp_path: Path,
 
 def test_pull_errors_are_one_clear_line(hub: FakeHub, tmp_path: Path) -> None:
     store, _ = publish_dir(hub, tmp_path)
+    hub.files[f"{REPO}/../escape.json"] = b"{}"
+    with pytest.raises(ModelError, match=r"lists files outside its directory \(../escape.json\)"):
+        store.directories.pull("tiny-onnx")
     hub.files = {}  # the repo is gone from the Hub
     with pytest.raises(ModelDownloadError, match=f"repository {REPO} not found on 127.0.0.1"):
         store.directories.pull("tiny-onnx")
