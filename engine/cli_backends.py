@@ -60,7 +60,9 @@ def open_directory_backend(args: argparse.Namespace, err: TextIO) -> tuple[Any, 
         if entry.format != backend:
             raise BackendChoiceError(f"model {entry.name!r} is in {entry.format} format; it needs --backend "
                                      f"{FORMAT_BACKEND[entry.format]}")
-        path = fetch(entry, default_model_root(), offline=offline())
+        from engine.cli_models import progress_bar
+
+        path = fetch(entry, default_model_root(), offline=offline(), progress=progress_bar(err, True))
     if path is None:
         raise BackendChoiceError(f"--backend {backend} needs --model-path DIR or an {backend} catalog model")
     if getattr(args, "mmproj", None):

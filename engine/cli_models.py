@@ -36,29 +36,39 @@ def progress_bar(err: TextIO, enabled: bool) -> Callable[[str, int, int | None],
         bar.update(jobs[label], completed=done, total=total)
         if total is not None and done >= total:
             bar.refresh()
+            if bar.finished:  # every file so far is done: clear the bars, so what is printed next starts clean
+                bar.stop()
 
     return update
 
 
 def models_list(store: ModelStore, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Every known model and its state."""
-    rows = store.installed()
+    """Every known model (GGUF pairs, then MLX / ONNX directories) and its state."""
+    rows = store.listing()
     if args.json:
         out.write(json.dumps([_jsonable(r) for r in rows]) + "\n")
         return 0
     for r in rows:
         mark = "*" if r.is_default else " "
         size = f"{r.size_bytes / 1e6:8.1f} MB" if r.size_bytes else "        -  "
-        note = f"  {r.detail}" if r.detail else ""
-        out.write(f"{mark} {r.name:20} {r.kind:10} {r.state:10} {size}{note}\n")
+        note = "  ".join(str(x) for x in (r.detail, r.path) if x)
+        out.write(f"{mark} {r.name:24} {r.format:5} {r.kind:10} {r.state:10} {size}  {r.license or '-':11} {note}"
+                  .rstrip() + "\n")
     return 0
 
 
 def models_pull(store: ModelStore, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Download and verify a catalog model."""
-    resolved = store.pull(args.name, progress=progress_bar(err, not args.json))
-    doc = {"name": resolved.name, "text": str(resolved.text_path), "mmproj": str(resolved.mmproj_path)}
-    out.write((json.dumps(doc) if args.json else f"{resolved.name}: installed and verified") + "\n")
+    """Download and verify a catalog model (a GGUF pair, or an MLX / ONNX directory)."""
+    progress = progress_bar(err, not args.json)
+    if args.name in store.directories:
+        path = store.directories.pull(args.name, progress=progress)
+        fmt = store.directories.entry(args.name).format
+        doc: dict[str, str] = {"name": args.name, "format": fmt, "path": str(path)}
+    else:
+        resolved = store.pull(args.name, progress=progress)
+        doc = {"name": resolved.name, "format": "gguf", "text": str(resolved.text_path),
+               "mmproj": str(resolved.mmproj_path)}
+    out.write((json.dumps(doc) if args.json else f"{doc['name']}: installed and verified") + "\n")
     return 0
 
 

@@ -80,8 +80,8 @@ class CatalogEntry:
 class Catalog:
     """All catalog entries by name, plus the name of the default model.
 
-    `entries` holds the GGUF models (llama.cpp, the model store); `other_formats` the MLX and ONNX model
-    directories, which the store does not manage yet (engine.cli_backends fetches them).
+    `entries` holds the GGUF models (llama.cpp, the model store's pairs); `other_formats` the MLX and ONNX model
+    directories (models.store_dirs lists, pulls and verifies them; engine.cli_backends opens them).
     """
 
     entries: Mapping[str, CatalogEntry]

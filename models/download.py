@@ -84,6 +84,20 @@ class Fetcher:
             lfs_sha256=etag if _SHA256_RE.fullmatch(etag) else None,
         )
 
+    def list_files(self, repo_id: str, revision: str, patterns: list[str]) -> tuple[str, list[str]]:
+        """The commit `revision` points at and the repo files there matching the glob `patterns` (sorted)."""
+        from huggingface_hub import HfApi
+        from huggingface_hub.utils import filter_repo_objects
+
+        remote = RemoteFile(repo_id, "", revision)
+        api = HfApi(endpoint=self.endpoint, token=self.token)
+        try:
+            info = api.model_info(repo_id, revision=revision)
+        except _network_errors() as exc:
+            raise ModelDownloadError(self._explain(exc, remote, api.endpoint)) from exc
+        names = [s.rfilename for s in info.siblings or []]
+        return str(info.sha or revision), sorted(filter_repo_objects(names, allow_patterns=patterns))
+
     def download(self, remote: RemoteFile, info: RemoteInfo, part: Path, progress: ProgressFn | None = None) -> None:
         """Append the missing bytes of `remote` to `part` (resuming whatever it holds) until complete."""
         _check_free_space(part, info.size, remote.filename)

@@ -5,6 +5,7 @@ Layout under `root` (see `default_model_root()`):
     root/<name>/<text>.gguf, <mmproj>.gguf, manifest.json   catalog models fetched by `pull`
     root/<name>/<file>.<etag>.part                          an interrupted download, resumed by `pull`
     root/<name>/<file>.corrupt                              a file that failed its check, moved aside
+    root/<name>/<repo files...>, manifest.json              an MLX / ONNX model directory (models.store_dirs)
     root/imported/<name>/...                                copies made by `import_local(copy=True)`
     root/registry.json                                      imported models (paths, sizes, sha256)
     root/synthetic/<name>/..., manifest.json                synthetic models, built on first use
@@ -33,7 +34,8 @@ from models.catalog import (
 from models.download import Fetcher, ModelDownloadError, ProgressFn, sha256_file
 from models.paths import user_data_file
 from models.store_checks import fast_check, infer_family, inspect_pair
-from models.store_files import now_iso, read_json, slug, write_json_atomic
+from models.store_dirs import DirectoryModels
+from models.store_files import now_iso, partial_detail, read_json, slug, write_json_atomic
 from models.store_install import check_import_name, copy_import, pull_file
 from models.store_records import (
     ROLES,
@@ -91,6 +93,7 @@ class ModelStore:
         self.root = Path(root)
         self.catalog = catalog if catalog is not None else load_catalog()
         self._fetcher = Fetcher(endpoint=endpoint, token=token, retries=download_retries, retry_wait_s=retry_wait_s)
+        self.directories = DirectoryModels(self.root, self.catalog, self._fetcher)  # MLX / ONNX model directories
 
     # ---- queries -------------------------------------------------------------------------------
 
@@ -115,11 +118,18 @@ class ModelStore:
         """Every known model (catalog, imported, synthetic) with its state from the fast check."""
         return [self._status(name) for name in self.names()]
 
+    def listing(self) -> list[InstalledModel]:
+        """`installed()` followed by the catalog's MLX / ONNX directory models: every line of `loupe models list`."""
+        return self.installed() + self.directories.installed()
+
     def verify(self, name: str | None = None, progress: ProgressFn | None = None) -> list[VerifyReport]:
         """Full sha256 check of `name`'s files, or of every model that has files on disk when None."""
-        names = [name] if name else [m.name for m in self.installed() if m.state != "missing"]
+        names = [name] if name else [m.name for m in self.listing() if m.state != "missing"]
         reports: list[VerifyReport] = []
         for model_name in names:
+            if model_name in self.directories:
+                reports.extend(self.directories.verify(model_name, progress))
+                continue
             record = self._record(model_name, build_synthetic=False)
             reports.extend(self._verify_file(record, file, progress) for file in record.files)
         return reports
@@ -130,9 +140,11 @@ class ModelStore:
         """Download a catalog model (resuming any `.part`), verify it, then give it its final name."""
         name = name or self.catalog.default
         if name not in self.catalog:
+            if name in self.directories:
+                raise ModelError(f"model {name!r} is a model directory; pull it with ModelStore.directories.pull")
             if name in self._registry():
                 raise ModelError(f"model {name!r} was imported from local files; there is nothing to pull")
-            raise UnknownModelError(name, self.names())
+            raise UnknownModelError(name, self.names() + self.directories.names())
         entry = self.catalog.get(name)
         if entry.is_synthetic:
             return self.resolve(name)
@@ -264,14 +276,11 @@ class ModelStore:
             size_bytes=sum(f.path.stat().st_size for f in record.files if f.path.is_file()),
             detail=detail,
             is_default=name == self.catalog.default,
+            license=self.catalog.get(name).license if name in self.catalog else "",
         )
 
     def _partial_detail(self, name: str) -> str:
-        parts = list((self.root / name).glob("*.part"))
-        if not parts:
-            return ""
-        held = sum(p.stat().st_size for p in parts)
-        return f"partial download ({held} bytes); `loupe models pull {name}` resumes it"
+        return partial_detail(name, list((self.root / name).glob("*.part")))
 
     def _verify_file(self, record: ModelRecord, file: FileRecord, progress: ProgressFn | None) -> VerifyReport:
         def report(problem: str, actual: str | None = None) -> VerifyReport:

@@ -64,6 +64,14 @@ def remove_stale_parts(model_dir: Path, filename: str, keep: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
+def partial_detail(name: str, parts: list[Path]) -> str:
+    """What `loupe models list` says of interrupted downloads (`.part` files) of model `name`; '' when none."""
+    if not parts:
+        return ""
+    held = sum(p.stat().st_size for p in parts)
+    return f"partial download ({held} bytes); `loupe models pull {name}` resumes it"
+
+
 def etag_tag(etag: str) -> str:
     """A short, filename-safe tag for an ETag, so a `.part` is only resumed against the same upstream file."""
     return hashlib.sha256(etag.encode()).hexdigest()[:12]

@@ -79,7 +79,7 @@ def check_import_name(name: str, catalog: Catalog) -> None:
         raise ModelImportError(
             f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (at most 64 characters)"
         )
-    if name in catalog:
+    if name in catalog or name in catalog.other_formats:
         raise ModelImportError(f"model name {name!r} is taken by the catalog; choose another with --name")
 
 

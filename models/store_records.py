@@ -53,6 +53,9 @@ class InstalledModel:
     size_bytes: int  # bytes on disk now (0 when missing)
     detail: str  # why it is missing/corrupt, or a note
     is_default: bool
+    format: str = "gguf"  # "gguf" (a text + mmproj pair) or "mlx" / "onnx" (a model directory at `path`)
+    license: str = ""
+    path: Path | None = None  # the model directory (directory formats)
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class VerifyReport:
     """The full check of one file: `ok`, or `problem` saying what is wrong and how to fix it."""
 
     name: str
-    role: Role
+    role: str  # "text" / "mmproj", or a directory model's file (relative path)
     path: Path
     ok: bool
     problem: str

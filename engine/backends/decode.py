@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,10 @@ from engine.constrain.base import REFUSAL_PREFIX, allowed_ids, gate_refusal, mas
 from engine.errors import BackendError
 
 Feed = Callable[[list[int]], np.ndarray]
+FirstLogits = Callable[[GenerationRequest, dict[str, float]], tuple[np.ndarray, Any, int, int]]
+"""prefill(request, timings) -> (logits for the first output token, the KV cache, prompt tokens, image tokens)"""
+Feeder = Callable[[Any, int], Feed]
+"""feeder(cache, n_prompt) -> the feed that continues from that cache"""
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,26 @@ def decode(
         n_past += len(batch)
     timings["constraint_ms"] = constraint_s * 1000
     return Generation(text=out.decode("utf-8", errors="replace"), steps=steps, stop=stop)  # type: ignore[arg-type]
+
+
+def prefill_and_decode(
+    request: GenerationRequest,
+    vocab: TokenVocab,
+    first_logits: FirstLogits,
+    feeder: Feeder,
+    *,
+    n_ctx: int,
+    cancel: threading.Event | None = None,
+) -> Generation:
+    """Prefill, then `decode`; the Generation carries the prompt/image token counts and every stage's timings."""
+    timings: dict[str, float] = {}
+    first, cache, n_prompt, n_image = first_logits(request, timings)
+    t1 = time.perf_counter()
+    gen = decode(request, vocab, first, feeder(cache, n_prompt), n_past=n_prompt, n_ctx=n_ctx, timings=timings,
+                 cancel=cancel)
+    timings["decode_ms"] = (time.perf_counter() - t1) * 1000
+    gen.prompt_tokens, gen.image_tokens, gen.timings = n_prompt, n_image, timings
+    return gen
 
 
 def _append(out: bytearray, steps: list[TokenStep], piece: bytes, prob: float, *, forced: bool) -> None:

@@ -8,6 +8,7 @@ gives LLGuidance its vocabulary and the decode loop each token's bytes.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,14 @@ def encode(processor: Any, prompt: str, request: GenerationRequest) -> dict[str,
         if split is not None:
             image_processor.do_image_splitting = split
     return {k: np.asarray(v) for k, v in out.items()}
+
+
+def prepare(processor: Any, request: GenerationRequest, timings: dict[str, float]) -> dict[str, np.ndarray]:
+    """`encode(render(...))` for the request, timed into timings["preprocess_ms"]."""
+    t0 = time.perf_counter()
+    inputs = encode(processor, render(processor, request.text), request)
+    timings["preprocess_ms"] = (time.perf_counter() - t0) * 1000
+    return inputs
 
 
 def vocabulary(processor: Any, config: dict[str, Any]) -> tuple[LLGuidanceCompiler, TokenVocab]:

@@ -23,7 +23,7 @@ from mlx_vlm.models.cache import make_prompt_cache
 
 from engine.backends import hf_inputs
 from engine.backends.base import Capabilities, Generation, GenerationRequest
-from engine.backends.decode import decode
+from engine.backends.decode import Feed, prefill_and_decode
 from engine.constrain.base import Constraint
 from engine.errors import BackendError, ModelLoadError
 
@@ -69,10 +69,8 @@ class MlxVlmBackend:
                      ) -> tuple[np.ndarray, list[Any], int, int]:
         """Prefill: (logits for the first output token, the KV cache, prompt tokens, image tokens)."""
         timings = {} if timings is None else timings
-        t0 = time.perf_counter()
-        inputs = hf_inputs.encode(self.processor, hf_inputs.render(self.processor, request.text), request)
+        inputs = hf_inputs.prepare(self.processor, request, timings)
         t1 = time.perf_counter()
-        timings["preprocess_ms"] = (t1 - t0) * 1000
         ids = inputs["input_ids"]
         if ids.shape[1] >= self.n_ctx:
             raise BackendError(f"prompt needs more than the context of {self.n_ctx} tokens; lower the image detail")
@@ -95,18 +93,14 @@ class MlxVlmBackend:
     def generate(self, request: GenerationRequest, *, cancel: threading.Event | None = None) -> Generation:
         """Prefill prompt + images, then decode under the constraint (one request at a time)."""
         with self._lock:
-            timings: dict[str, float] = {}
-            first, cache, n_prompt, n_image = self.first_logits(request, timings)
+            return prefill_and_decode(request, self.vocab, self.first_logits, self._feeder, n_ctx=self.n_ctx,
+                                      cancel=cancel)
 
-            def feed(tokens: list[int]) -> np.ndarray:
-                return _last(self.model.language_model(mx.array([tokens]), cache=cache).logits)
+    def _feeder(self, cache: list[Any], n_prompt: int) -> Feed:
+        def feed(tokens: list[int]) -> np.ndarray:
+            return _last(self.model.language_model(mx.array([tokens]), cache=cache).logits)
 
-            t1 = time.perf_counter()
-            gen = decode(request, self.vocab, first, feed, n_past=n_prompt, n_ctx=self.n_ctx, timings=timings,
-                         cancel=cancel)
-            timings["decode_ms"] = (time.perf_counter() - t1) * 1000
-            gen.prompt_tokens, gen.image_tokens, gen.timings = n_prompt, n_image, timings
-            return gen
+        return feed
 
     def close(self) -> None:
         """Drop the model."""

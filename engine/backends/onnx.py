@@ -21,7 +21,7 @@ import onnxruntime as ort
 
 from engine.backends import hf_inputs
 from engine.backends.base import Capabilities, Generation, GenerationRequest
-from engine.backends.decode import decode
+from engine.backends.decode import Feed, prefill_and_decode
 from engine.constrain.base import Constraint
 from engine.errors import BackendError, ModelLoadError
 
@@ -155,10 +155,8 @@ class OnnxBackend:
                      ) -> tuple[np.ndarray, dict[str, np.ndarray], int, int]:
         """Prefill: (logits for the first output token, the KV cache, prompt tokens, image tokens)."""
         timings = {} if timings is None else timings
-        t0 = time.perf_counter()
-        inputs = hf_inputs.encode(self.processor, hf_inputs.render(self.processor, request.text), request)
+        inputs = hf_inputs.prepare(self.processor, request, timings)
         t1 = time.perf_counter()
-        timings["preprocess_ms"] = (t1 - t0) * 1000
         ids = inputs["input_ids"]
         embeds = self.embed(ids)
         is_image = ids[0] == self._image_token
@@ -181,22 +179,19 @@ class OnnxBackend:
     def generate(self, request: GenerationRequest, *, cancel: threading.Event | None = None) -> Generation:
         """Prefill prompt + images, then decode under the constraint (one request at a time)."""
         with self._lock:
-            timings: dict[str, float] = {}
-            first, past, n_prompt, n_image = self.first_logits(request, timings)
-            n_past = n_prompt
+            return prefill_and_decode(request, self.vocab, self.first_logits, self._feeder, n_ctx=self.n_ctx,
+                                      cancel=cancel)
 
-            def feed(tokens: list[int]) -> np.ndarray:
-                nonlocal n_past
-                logits = self._run_decoder(self.embed(np.array([tokens])), past, n_past)
-                n_past += len(tokens)
-                return logits
+    def _feeder(self, past: dict[str, np.ndarray], n_prompt: int) -> Feed:
+        n_past = n_prompt
 
-            t1 = time.perf_counter()
-            gen = decode(request, self.vocab, first, feed, n_past=n_prompt, n_ctx=self.n_ctx, timings=timings,
-                         cancel=cancel)
-            timings["decode_ms"] = (time.perf_counter() - t1) * 1000
-            gen.prompt_tokens, gen.image_tokens, gen.timings = n_prompt, n_image, timings
-            return gen
+        def feed(tokens: list[int]) -> np.ndarray:
+            nonlocal n_past
+            logits = self._run_decoder(self.embed(np.array([tokens])), past, n_past)
+            n_past += len(tokens)
+            return logits
+
+        return feed
 
     def close(self) -> None:
         """Drop the sessions."""

@@ -16,14 +16,15 @@ class BackendEntry:
     module: str
     cls: str
     requires: str  # import name of the optional dependency
+    extra: str = ""  # the pip extra that installs it
 
 
 BACKENDS: dict[str, BackendEntry] = {
     "llama_cpp": BackendEntry("engine.backends.llama_cpp", "LlamaCppBackend", "llama_cpp"),
-    "cloud": BackendEntry("engine.backends.cloud", "CloudBackend", "openai"),
+    "cloud": BackendEntry("engine.backends.cloud", "CloudBackend", "openai", "cloud"),
     "fake": BackendEntry("engine.backends.fake", "FakeBackend", "engine"),
-    "mlx": BackendEntry("engine.backends.mlx_vlm", "MlxVlmBackend", "mlx_vlm"),
-    "onnx": BackendEntry("engine.backends.onnx", "OnnxBackend", "onnxruntime"),
+    "mlx": BackendEntry("engine.backends.mlx_vlm", "MlxVlmBackend", "mlx_vlm", "mlx"),
+    "onnx": BackendEntry("engine.backends.onnx", "OnnxBackend", "onnxruntime", "onnx"),
 }
 
 
@@ -38,5 +39,6 @@ def backend_class(name: str) -> type:
     if entry is None:
         raise LoupeError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")
     if importlib.util.find_spec(entry.requires) is None:
-        raise LoupeError(f"backend {name!r} needs the package {entry.requires!r}, which is not installed")
+        fix = f" (pip install 'loupe[{entry.extra}]')" if entry.extra else ""
+        raise LoupeError(f"backend {name!r} needs the package {entry.requires!r}, which is not installed{fix}")
     return getattr(importlib.import_module(entry.module), entry.cls)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ class FakeHub:
 
     files: dict[str, bytes] = field(default_factory=dict)  # "repo/file" -> content
     etag_is_sha256: bool = True  # LFS files: the ETag is the sha256; otherwise a git-style sha1
+    lfs_suffixes: tuple[str, ...] = ()  # when set, only files ending so are LFS (sha256 ETag), as on the real Hub
     cdn_redirect: bool = False  # HEAD answers 302 to another origin, like the real Hub does for LFS files
     drop_once: set[str] = field(default_factory=set)  # files whose next GET is cut off halfway
     ignore_range: bool = False
@@ -49,6 +51,13 @@ class FakeHub:
 
     def etag(self, content: bytes) -> str:
         return sha256(content) if self.etag_is_sha256 else hashlib.sha1(content).hexdigest()
+
+    def etag_of(self, key: str) -> str:
+        """The ETag of file `key`: a git sha1 for a non-LFS file when `lfs_suffixes` is set."""
+        content = self.files[key]
+        if self.lfs_suffixes and not key.endswith(self.lfs_suffixes):
+            return hashlib.sha1(content).hexdigest()
+        return self.etag(content)
 
     def gets(self) -> list[Seen]:
         return [s for s in self.seen if s.method == "GET"]
@@ -75,13 +84,20 @@ class _HubHandler(BaseHTTPRequestHandler):
             status, headers = hub.fail
             return self._reply(status, b"", head, headers)
         if path.startswith("/cdn/"):
-            key = next((k for k, v in hub.files.items() if hub.etag(v) == path[5:]), None)
+            key = next((k for k in hub.files if hub.etag_of(k) == path[5:]), None)
             return self._send_file(key, head, {}) if key else self._reply(404, b"", head, {})
+        listing = re.fullmatch(r"/api/models/(?P<repo>[^/]+/[^/]+)/revision/(?P<rev>[^/]+)", path)
+        if listing:  # HfApi.model_info: the repo's commit and its files
+            names = [k[len(listing["repo"]) + 1:] for k in hub.files if k.startswith(listing["repo"] + "/")]
+            if not names:
+                return self._reply(404, b"", head, {"X-Error-Code": "RepoNotFound"})
+            info = {"id": listing["repo"], "sha": COMMIT, "siblings": [{"rfilename": n} for n in names]}
+            return self._reply(200, json.dumps(info).encode(), head, {"Content-Type": "application/json"})
         match = re.fullmatch(r"/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)", path)
         key = f"{match['repo']}/{match['file']}" if match else ""
         if key not in hub.files:
             return self._reply(404, b"", head, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": COMMIT})
-        etag = hub.etag(hub.files[key])
+        etag = hub.etag_of(key)
         if hub.cdn_redirect:
             return self._reply(
                 302,
