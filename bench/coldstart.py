@@ -46,14 +46,17 @@ def child(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--task", default="describe")
     ap.add_argument("--detail", default="low")
     ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--prefix-cache", default=None, help="a directory for the task prompt's KV state (default: none)")
     args = ap.parse_args(argv)
     from engine.api import AnalyzeRequest, Engine
     from engine.backends.llama_cpp import LlamaCppBackend
+    from engine.backends.prefix_store import PrefixStore
     from engine.tasks import builtin_task
 
     t_import = time.perf_counter()
     rss_imported = rss_bytes()
-    backend = LlamaCppBackend(args.text, args.mmproj, n_threads=args.threads)
+    store = PrefixStore(Path(args.prefix_cache)) if args.prefix_cache else None
+    backend = LlamaCppBackend(args.text, args.mmproj, n_threads=args.threads, prefix_store=store)
     t_load = time.perf_counter()
     rss_loaded = rss_bytes()
     task = builtin_task(args.task).with_options(detail=args.detail, max_tokens=args.max_tokens, retries=0)
@@ -73,10 +76,14 @@ def child(argv: list[str] | None = None) -> dict[str, Any]:
     }
 
 
-def measure(text: Path, mmproj: Path, image: Path, *, threads: int, max_tokens: int = 32) -> dict[str, Any]:
+def measure(
+    text: Path, mmproj: Path, image: Path, *, threads: int, max_tokens: int = 32, prefix_cache: Path | None = None,
+) -> dict[str, Any]:
     """Run the child in a fresh interpreter; add the wall time from spawn to exit and the model file sizes."""
     cmd = [sys.executable, "-m", "bench.coldstart", str(text), str(mmproj), str(image), "--threads", str(threads),
            "--max-tokens", str(max_tokens)]
+    if prefix_cache is not None:
+        cmd += ["--prefix-cache", str(prefix_cache)]
     t = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parent.parent)
     wall = (time.perf_counter() - t) * 1000

@@ -15,7 +15,8 @@ Sections (each prints a line; --json writes every number, raw rows included):
   detail       a 1600x1200 photo at detail low vs high, cold: low_vs_high
   transformers C = transformers Idefics3, random init, same dims, same prompt/tile/new-token counts (bench.hf_side;
                needs the `bench` extra): loupe_vs_transformers = A/C total
-  coldstart    a fresh process: start -> first result, peak RSS / model files (bench.coldstart): peak_rss_ratio
+  coldstart    a fresh process: start -> first result, peak RSS / model files (bench.coldstart): peak_rss_ratio;
+               then two more with a prefix store: the second loads the task prompt's KV state the first saved
   vocab        constraint ms per token with SmolVLM's 49k vs Gemma 3's 262k vocabulary (tiny dims, same task)
 --quick: 2 timed pairs, 1 warm-up, at most 128 new tokens. Models are synthetic random-weight GGUFs with real dimensions
 (bench._models); random weights produce meaningless text, so the task is bounded (bench.sides.bench_task).
@@ -200,6 +201,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"coldstart: first result {_f(cs.get('first_result_ms'), 0)} ms after start (process "
               f"{_f(cs.get('process_wall_ms'), 0)} ms), peak RSS {cs.get('peak_rss_bytes', 0) / 2**20:.0f} MiB = "
               f"{_f(cs.get('peak_rss_ratio'))}x model files", flush=True)
+        # a later process finds the task prompt's KV state saved by an earlier one (engine.backends.prefix_store)
+        with tempfile.TemporaryDirectory(prefix="loupe-bench-kv-") as kv:
+            runs_kv = [coldstart.measure(model.text_path, model.mmproj_path, args.image, threads=threads,
+                                         max_tokens=max_tokens, prefix_cache=Path(kv)) for _ in range(2)]
+        report["coldstart_prefix_from_disk"] = {"saving": runs_kv[0], "loading": runs_kv[1]}
+        report["cold_start_prefix_from_disk_ms"] = runs_kv[1].get("first_result_ms")
+        pre = [r.get("timings", {}).get("prefill_ms") for r in (cs, runs_kv[1])]
+        print(f"coldstart: a later process with the task prefix on disk: first result "
+              f"{_f(runs_kv[1].get('first_result_ms'), 0)} ms (prefill {_f(pre[1], 0)} ms vs {_f(pre[0], 0)} ms)",
+              flush=True)
     if "vocab" not in skip:
         vocab_dir = args.model_dir
         report["vocab"] = {fam: scenarios.constraint_per_token(scenarios.vocab_model(fam, vocab_dir), args.image,
