@@ -315,17 +315,25 @@ class LlamaCppBackend:
         """Positions the context holds now (it grows per request up to `capabilities.max_context`)."""
         return int(self._llm.n_ctx())
 
-    def _fit_context(self, need: int) -> None:
-        """Grow the context (and its KV cache) to a power of two holding `need` positions, within the model's limit.
+    def _fit_context(self, need: int, whole: int = 0) -> None:
+        """Grow the context (and its KV cache) to a power of two holding `need` positions, within the model's limit,
+        and its micro-batch to hold `whole` tokens at once.
 
         A fixed 8192 costs ~190 MB of KV cache at SmolVLM-256M dims while a detail-low request needs ~1000
         positions; growing drops the cached prefix, so it happens once per larger kind of request, never shrinks.
+        `whole`: the largest image chunk llama.cpp must decode in one micro-batch (Gemma 3 attends over its 256 image
+        tokens both ways, and llama.cpp aborts the process if they do not fit in n_ubatch).
         """
         have = self._llm.n_ctx()
-        if need <= have or have >= self._max_ctx:
-            return
         params = self._llm.context_params
-        params.n_ctx = min(self._max_ctx, max(2 * have, 1 << (need - 1).bit_length()))
+        grow = need > have and have < self._max_ctx
+        if not grow and whole <= params.n_ubatch:
+            return
+        if whole > params.n_ubatch:
+            params.n_ubatch = max(params.n_ubatch, whole)
+            params.n_batch = max(params.n_batch, whole)
+        if grow:
+            params.n_ctx = min(self._max_ctx, max(2 * have, 1 << (need - 1).bit_length()))
         self._llm._ctx.close()
         with suppress_stdout_stderr(disable=self.verbose):
             self._llm._ctx = LlamaContext(model=self._llm._model, params=params, verbose=self.verbose)
@@ -350,7 +358,10 @@ class LlamaCppBackend:
                 raise BackendError(f"llama.cpp could not tokenize the prompt with {len(bitmaps)} image(s) (code {rc})")
             planned = drop_duplicate_view(self._units(chunks), self._special_piece)
             wanted = [u for _, units in planned for u in units]
-            self._fit_context(sum(map(unit_len, wanted)) + max_tokens)
+            whole = max((mtmd.mtmd_input_chunk_get_n_tokens(c) for c, units in planned
+                         if isinstance(units[0], ImageUnit) and mtmd.mtmd_decode_use_non_causal(self._mtmd, c)),
+                        default=0)
+            self._fit_context(sum(map(unit_len, wanted)) + max_tokens, whole)
             n_past, skip = self._keep_prefix(wanted)
             counts["reused_tokens"] = n_past
             self._kv = []  # until this prefill completes, the cache holds nothing we can vouch for
@@ -453,7 +464,8 @@ class LlamaCppBackend:
         new_past = llama_cpp.llama_pos(0)
         ptr = embd.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
         rc = mtmd.mtmd_helper_decode_image_chunk(
-            self._mtmd, self._ctx, chunk, ptr, n_past, 0, self._n_batch, ctypes.byref(new_past), _NO_CALLBACK, None
+            self._mtmd, self._ctx, chunk, ptr, n_past, 0, max(self._n_batch, n), ctypes.byref(new_past), _NO_CALLBACK,
+            None,
         )
         if rc != 0:
             raise BackendError(f"llama.cpp failed to decode image embeddings (code {rc})")

@@ -12,6 +12,7 @@ from PIL import Image
 from engine.backends.llama_cpp import LlamaCppBackend
 from engine.backends.reuse import ImageUnit, drop_duplicate_view
 from engine.errors import BackendError
+from tests.conftest import FAMILIES
 from tests.speed.test_reuse import _request, _same
 
 
@@ -90,3 +91,25 @@ def test_drop_duplicate_view_cuts_the_tile_and_its_markup_only_for_a_1x1_grid():
     assert drop_duplicate_view(wide, PIECES.__getitem__) == wide
     other = [("t0", [1, 2, 3]), ("i0", [img[0]]), ("t1", [6, 2, 5]), ("i1", [img[1]]), ("t2", [2])]
     assert drop_duplicate_view(other, PIECES.__getitem__) == other  # not the layout we know: left alone
+
+
+def test_an_image_decoded_both_ways_gets_a_micro_batch_that_holds_it(tiny_models, tmp_path):
+    """Gemma 3 attends over its image tokens non-causally: llama.cpp aborts the whole process (GGML_ASSERT) when
+    they do not fit in one micro-batch. Real Gemma 3 has 256 image tokens against our default n_ubatch of 128, so
+    the context's micro-batch grows to the image; a causal model (SmolVLM) keeps its small one."""
+    from engine.api import AnalyzeRequest, Engine
+    from engine.tasks import builtin_task
+
+    picture = tmp_path / "p.png"
+    Image.new("RGB", (160, 120), (90, 120, 150)).save(picture)
+    for family in FAMILIES:
+        backend = LlamaCppBackend(tiny_models[family].text_path, tiny_models[family].mmproj_path, n_threads=1,
+                                  n_ubatch=4)
+        with Engine(backend) as engine:
+            result = engine.analyze(AnalyzeRequest((picture,), builtin_task("describe").with_options(max_tokens=8)))
+            assert result.status.value in ("ok", "truncated", "invalid")
+            ubatch = backend._llm.context_params.n_ubatch
+            if family == "gemma3":
+                assert result.tokens.image > 4 and ubatch >= result.tokens.image
+            else:
+                assert ubatch == 4
