@@ -1,0 +1,119 @@
+"""Streaming chat completions (SSE) through the official `openai` client, and client disconnects cancelling work."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+
+import httpx2
+import jsonschema
+import openai
+import pytest
+
+from engine.serve.server import Running
+from engine.serve.streaming import log as serve_log
+from tests.serve.conftest import MODEL
+from tests.serve.test_openai_client import SCHEMA, client, image_message
+
+LONG = {"type": "object", "properties": {"s": {"type": "string", "minLength": 3000}}, "required": ["s"]}
+LONG_MAX = 3000  # far more tokens than the tiny model decodes before a disconnect is noticed
+
+
+class Cancelled(logging.Handler):
+    """Collects the server log's cancelled-request records; `wait` blocks until one arrives."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+        self._seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if hasattr(record, "loupe_request"):
+            self.records.append(record)
+            self._seen.set()
+
+    def wait(self, timeout: float = 30) -> logging.LogRecord:
+        assert self._seen.wait(timeout), "no cancelled request was logged"
+        self._seen.clear()
+        return self.records[-1]
+
+
+@pytest.fixture
+def cancelled() -> Iterator[Cancelled]:
+    handler, level = Cancelled(), serve_log.level
+    serve_log.addHandler(handler)
+    serve_log.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        serve_log.removeHandler(handler)
+        serve_log.setLevel(level)
+
+
+def _panel(**extra: object) -> dict:
+    return dict(model=MODEL, messages=image_message("Count the scratches."), seed=1, temperature=0.0,
+                response_format={"type": "json_schema", "json_schema": {"name": "panel", "schema": SCHEMA}}, **extra)
+
+
+def _long_body(stream: bool) -> dict:
+    return {"model": MODEL, "messages": [{"role": "user", "content": "write"}], "max_tokens": LONG_MAX,
+            "stream": stream, "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": LONG}}}
+
+
+def test_stream_joins_to_the_non_stream_content_with_logprobs_and_usage(server: Running) -> None:
+    c = client(server)
+    whole = c.chat.completions.create(**_panel(max_tokens=200, logprobs=True))
+    chunks = list(c.chat.completions.create(**_panel(max_tokens=200, logprobs=True), stream=True,
+                                            stream_options={"include_usage": True}))
+    assert chunks[0].object == "chat.completion.chunk" and chunks[0].choices[0].delta.role == "assistant"
+    assert len({ch.id for ch in chunks}) == 1
+    *body, usage = chunks
+    text = "".join(ch.choices[0].delta.content or "" for ch in body)
+    assert text == whole.choices[0].message.content
+    jsonschema.validate(json.loads(text), SCHEMA)
+    assert [ch.choices[0].finish_reason for ch in body][-1] == "stop"
+    assert all(ch.choices[0].finish_reason is None for ch in body[:-1]) and all(ch.usage is None for ch in body)
+    assert len(body) > 5  # token by token, not one lump
+    tokens = [t for ch in body if ch.choices[0].logprobs for t in ch.choices[0].logprobs.content]
+    assert [(t.token, t.logprob) for t in tokens] == [(t.token, t.logprob) for t in whole.choices[0].logprobs.content]
+    assert usage.choices == [] and usage.usage.completion_tokens == whole.usage.completion_tokens == len(tokens)
+    assert usage.usage.prompt_tokens == whole.usage.prompt_tokens
+    assert body[-1].model_extra["loupe"]["valid"] is True
+
+
+def test_stream_truncated_by_max_tokens_ends_with_length(server: Running) -> None:
+    chunks = list(client(server).chat.completions.create(**_panel(max_tokens=3), stream=True))
+    assert chunks[-1].choices[0].finish_reason == "length"
+    assert all(ch.usage is None for ch in chunks) and chunks[-1].model_extra["loupe"]["valid"] is False
+
+
+def test_stream_errors_before_the_first_byte_are_json_errors(server: Running) -> None:
+    bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strin"}}}
+    with pytest.raises(openai.BadRequestError) as info:
+        client(server).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}],
+                                               response_format=bad, stream=True)
+    assert info.value.code == "invalid_schema"
+
+
+def test_a_stream_closed_after_its_first_chunk_cancels_the_generation(server: Running, cancelled: Cancelled) -> None:
+    with httpx2.Client(timeout=60) as http:
+        with http.stream("POST", server.url + "/v1/chat/completions", json=_long_body(stream=True)) as r:
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+            first = next(line for line in r.iter_lines() if line.startswith("data: "))
+            assert json.loads(first[6:])["choices"][0]["delta"]["role"] == "assistant"
+        # leaving the `with` closes the connection mid-stream
+    record = cancelled.wait()
+    assert record.stop == "cancelled" and record.completion_tokens < LONG_MAX  # type: ignore[attr-defined]
+    r2 = client(server).chat.completions.create(**_panel(max_tokens=200))
+    assert r2.choices[0].finish_reason == "stop"  # the server goes on normally
+
+
+def test_a_non_stream_client_that_times_out_cancels_the_generation(server: Running, cancelled: Cancelled) -> None:
+    with httpx2.Client(timeout=httpx2.Timeout(60, read=0.5)) as http, pytest.raises(httpx2.ReadTimeout):
+        http.post(server.url + "/v1/chat/completions", json=_long_body(stream=False))
+    record = cancelled.wait()
+    assert record.stop == "cancelled" and record.completion_tokens < LONG_MAX  # type: ignore[attr-defined]
+    r2 = client(server).chat.completions.create(**_panel(max_tokens=200))
+    assert r2.choices[0].finish_reason == "stop"
