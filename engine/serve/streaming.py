@@ -161,6 +161,7 @@ async def events(req: s.ChatRequest, job: Job, first: Token | None, model_id: st
         logprobs = s.ChoiceLogprobs(content=[chat.token_logprob(piece, step.prob)]) if req.logprobs else None
         if text or logprobs:
             yield _data(_chunk(job, model_id, created, usage=usage, delta=s.Delta(content=text), logprobs=logprobs))
+        await asyncio.sleep(0)  # let a disconnect be noticed even while tokens are already queued
         item = await job.tokens.get()
     try:
         gen = job.future.result()

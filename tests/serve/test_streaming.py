@@ -12,8 +12,14 @@ import jsonschema
 import openai
 import pytest
 
-from engine.serve.server import Running
+from engine.api import Engine
+from engine.backends.base import Generation, GenerationRequest
+from engine.backends.fake import FakeBackend
+from engine.errors import BackendError
+from engine.serve.config import ServeConfig
+from engine.serve.server import Running, serve_in_thread
 from engine.serve.streaming import log as serve_log
+from engine.serve.worker import Workers
 from tests.serve.conftest import MODEL
 from tests.serve.test_openai_client import SCHEMA, client, image_message
 
@@ -98,12 +104,12 @@ def test_stream_errors_before_the_first_byte_are_json_errors(server: Running) ->
 
 
 def test_a_stream_closed_after_its_first_chunk_cancels_the_generation(server: Running, cancelled: Cancelled) -> None:
-    with httpx2.Client(timeout=60) as http:
-        with http.stream("POST", server.url + "/v1/chat/completions", json=_long_body(stream=True)) as r:
-            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-            first = next(line for line in r.iter_lines() if line.startswith("data: "))
-            assert json.loads(first[6:])["choices"][0]["delta"]["role"] == "assistant"
-        # leaving the `with` closes the connection mid-stream
+    with httpx2.Client(timeout=60) as http, \
+            http.stream("POST", server.url + "/v1/chat/completions", json=_long_body(stream=True)) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        first = next(line for line in r.iter_lines() if line.startswith("data: "))
+        assert json.loads(first[6:])["choices"][0]["delta"]["role"] == "assistant"
+    # leaving the `with` closed the connection mid-stream
     record = cancelled.wait()
     assert record.stop == "cancelled" and record.completion_tokens < LONG_MAX  # type: ignore[attr-defined]
     r2 = client(server).chat.completions.create(**_panel(max_tokens=200))
@@ -117,3 +123,28 @@ def test_a_non_stream_client_that_times_out_cancels_the_generation(server: Runni
     assert record.stop == "cancelled" and record.completion_tokens < LONG_MAX  # type: ignore[attr-defined]
     r2 = client(server).chat.completions.create(**_panel(max_tokens=200))
     assert r2.choices[0].finish_reason == "stop"
+
+
+class FailsAfterStreaming(FakeBackend):
+    """The project's scripted backend, failing once after its tokens went out (a real decode cannot fail on cue)."""
+
+    def generate(self, request: GenerationRequest, *, cancel: threading.Event | None = None) -> Generation:
+        gen = super().generate(request, cancel=cancel)
+        if len(self.requests) == 1:
+            raise BackendError("the model stopped answering")
+        return gen
+
+
+def test_an_error_after_streaming_began_is_an_sse_error_event(tmp_path) -> None:
+    backend = FailsAfterStreaming(['{"count": 1}'], model_id="fake")
+    with serve_in_thread(Workers(Engine(backend, model="fake"), tmp_path / "loupe.db"), ServeConfig(port=0)) as srv:
+        c = client(srv)
+        body = dict(model="fake", messages=[{"role": "user", "content": "x"}], response_format={"type": "json_object"})
+        got: list[str] = []
+        with pytest.raises(openai.APIError) as info:
+            for chunk in c.chat.completions.create(**body, stream=True):
+                got.append(chunk.choices[0].delta.content or "")
+        assert "".join(got) == '{"count": 1}'  # the tokens streamed before the failure arrived
+        assert info.value.body["code"] == "model_error" and "stopped answering" in info.value.message
+        again = list(c.chat.completions.create(**body, stream=True))
+        assert again[-1].choices[0].finish_reason == "stop"
