@@ -15,6 +15,7 @@ import pytest
 from engine.api import Engine
 from engine.backends.base import Generation, GenerationRequest
 from engine.backends.fake import FakeBackend
+from engine.backends.llama_cpp import LlamaCppBackend
 from engine.errors import BackendError
 from engine.serve.config import ServeConfig
 from engine.serve.server import Running, serve_in_thread
@@ -23,8 +24,18 @@ from engine.serve.worker import Workers
 from tests.serve.conftest import MODEL
 from tests.serve.test_openai_client import SCHEMA, client, image_message
 
-LONG = {"type": "object", "properties": {"s": {"type": "string", "minLength": 3000}}, "required": ["s"]}
-LONG_MAX = 3000  # far more tokens than the tiny model decodes before a disconnect is noticed
+LONG = {"type": "object", "properties": {"s": {"type": "string", "minLength": 9000}}, "required": ["s"]}
+LONG_MAX = 8000  # seconds of decoding even for the tiny model (~2,000 tokens/s here): far past any client's patience
+
+
+@pytest.fixture(scope="module")
+def server(tiny_models: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """A real server whose context fits LONG_MAX tokens, so a long generation is still running when a client leaves."""
+    m = tiny_models["smolvlm"]
+    backend = LlamaCppBackend(m.text_path, m.mmproj_path, model_id=MODEL, n_threads=2, n_ctx=LONG_MAX + 512)
+    workers = Workers(Engine(backend, model=MODEL), tmp_path_factory.mktemp("serve-db") / "loupe.db")
+    with serve_in_thread(workers, ServeConfig(host="127.0.0.1", port=0, max_tokens_cap=LONG_MAX)) as running:
+        yield running
 
 
 class Cancelled(logging.Handler):
@@ -117,7 +128,7 @@ def test_a_stream_closed_after_its_first_chunk_cancels_the_generation(server: Ru
 
 
 def test_a_non_stream_client_that_times_out_cancels_the_generation(server: Running, cancelled: Cancelled) -> None:
-    with httpx2.Client(timeout=httpx2.Timeout(60, read=0.5)) as http, pytest.raises(httpx2.ReadTimeout):
+    with httpx2.Client(timeout=httpx2.Timeout(60, read=0.25)) as http, pytest.raises(httpx2.ReadTimeout):
         http.post(server.url + "/v1/chat/completions", json=_long_body(stream=False))
     record = cancelled.wait()
     assert record.stop == "cancelled" and record.completion_tokens < LONG_MAX  # type: ignore[attr-defined]
