@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -40,7 +40,7 @@ class Job:
     plan: chat.ChatPlan
     future: asyncio.Future[Generation]
     cancel: threading.Event
-    tokens: asyncio.Queue[Token | None] = field(default_factory=asyncio.Queue)
+    tokens: asyncio.Queue[Token | None]
     client_left: bool = False
 
     def abandon(self) -> None:
@@ -67,7 +67,10 @@ def start(workers: Workers, plan: chat.ChatPlan, *, stream: bool) -> Job:
     queue: asyncio.Queue[Token | None] = asyncio.Queue()
 
     def on_token(piece: bytes, step: TokenStep) -> None:  # on the model thread
-        loop.call_soon_threadsafe(queue.put_nowait, (piece, step))
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (piece, step))
+        except RuntimeError:  # the server stopped (its loop is closed): nobody is listening any more
+            cancel.set()
 
     future = asyncio.ensure_future(workers.model_lane.call(
         chat.generate, workers.engine, plan, cancel=cancel, on_token=on_token if stream else None))
