@@ -39,22 +39,23 @@ def server(tiny_models: dict, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 class Cancelled(logging.Handler):
-    """Collects the server log's cancelled-request records; `wait` blocks until one arrives."""
+    """Collects the server log's cancelled-request records; `wait(n)` blocks until there are n of them."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.records: list[logging.LogRecord] = []
-        self._seen = threading.Event()
+        self._more = threading.Condition()
 
     def emit(self, record: logging.LogRecord) -> None:
         if hasattr(record, "loupe_request"):
-            self.records.append(record)
-            self._seen.set()
+            with self._more:
+                self.records.append(record)
+                self._more.notify_all()
 
-    def wait(self, timeout: float = 30) -> logging.LogRecord:
-        assert self._seen.wait(timeout), "no cancelled request was logged"
-        self._seen.clear()
-        return self.records[-1]
+    def wait(self, n: int = 1, timeout: float = 30) -> list[logging.LogRecord]:
+        with self._more:
+            assert self._more.wait_for(lambda: len(self.records) >= n, timeout), "no cancelled request was logged"
+            return list(self.records)
 
 
 @pytest.fixture
@@ -121,7 +122,7 @@ def test_a_stream_closed_after_its_first_chunk_cancels_the_generation(server: Ru
         first = next(line for line in r.iter_lines() if line.startswith("data: "))
         assert json.loads(first[6:])["choices"][0]["delta"]["role"] == "assistant"
     # leaving the `with` closed the connection mid-stream
-    record = cancelled.wait()
+    [record] = cancelled.wait()
     assert record.stop == "cancelled" and record.completion_tokens < LONG_MAX  # type: ignore[attr-defined]
     r2 = client(server).chat.completions.create(**_panel(max_tokens=200))
     assert r2.choices[0].finish_reason == "stop"  # the server goes on normally
@@ -130,10 +131,23 @@ def test_a_stream_closed_after_its_first_chunk_cancels_the_generation(server: Ru
 def test_a_non_stream_client_that_times_out_cancels_the_generation(server: Running, cancelled: Cancelled) -> None:
     with httpx2.Client(timeout=httpx2.Timeout(60, read=0.25)) as http, pytest.raises(httpx2.ReadTimeout):
         http.post(server.url + "/v1/chat/completions", json=_long_body(stream=False))
-    record = cancelled.wait()
+    [record] = cancelled.wait()
     assert record.stop == "cancelled" and record.completion_tokens < LONG_MAX  # type: ignore[attr-defined]
     r2 = client(server).chat.completions.create(**_panel(max_tokens=200))
     assert r2.choices[0].finish_reason == "stop"
+
+
+def test_a_request_whose_client_left_while_it_waited_never_reaches_the_model(server: Running,
+                                                                             cancelled: Cancelled) -> None:
+    url = server.url + "/v1/chat/completions"
+    with httpx2.Client(timeout=60) as http, http.stream("POST", url, json=_long_body(stream=True)) as busy:
+        lines = busy.iter_lines()  # kept: dropping a half-read iterator closes the connection
+        next(line for line in lines if line.startswith("data: "))  # the model is now busy with this stream
+        with httpx2.Client(timeout=httpx2.Timeout(60, read=0.25)) as impatient, pytest.raises(httpx2.ReadTimeout):
+            impatient.post(url, json=_long_body(stream=False))  # queued behind the stream, then given up on
+    first, queued = cancelled.wait(2)  # the stream is cancelled when closed; then the queued one is skipped
+    assert first.completion_tokens > 0 and queued.completion_tokens == 0  # type: ignore[attr-defined]
+    assert queued.stop == "cancelled"  # type: ignore[attr-defined]
 
 
 class FailsAfterStreaming(FakeBackend):
