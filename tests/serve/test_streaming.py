@@ -150,26 +150,33 @@ def test_a_request_whose_client_left_while_it_waited_never_reaches_the_model(ser
     assert queued.stop == "cancelled"  # type: ignore[attr-defined]
 
 
-class FailsAfterStreaming(FakeBackend):
-    """The project's scripted backend, failing once after its tokens went out (a real decode cannot fail on cue)."""
+class FailsOnCue(FakeBackend):
+    """The project's scripted backend, failing before any token on request 1 and after all of them on request 2
+    (a real decode cannot be made to fail on cue)."""
 
     def generate(self, request: GenerationRequest, *, cancel: threading.Event | None = None) -> Generation:
+        if not self.requests:
+            self.requests.append(request)
+            raise BackendError("the model would not start")
         gen = super().generate(request, cancel=cancel)
-        if len(self.requests) == 1:
+        if len(self.requests) == 2:
             raise BackendError("the model stopped answering")
         return gen
 
 
-def test_an_error_after_streaming_began_is_an_sse_error_event(tmp_path) -> None:
-    backend = FailsAfterStreaming(['{"count": 1}'], model_id="fake")
+def test_errors_before_the_first_token_are_json_and_after_it_an_sse_error_event(tmp_path) -> None:
+    backend = FailsOnCue(['{"count": 1}'], model_id="fake")
     with serve_in_thread(Workers(Engine(backend, model="fake"), tmp_path / "loupe.db"), ServeConfig(port=0)) as srv:
         c = client(srv)
         body = dict(model="fake", messages=[{"role": "user", "content": "x"}], response_format={"type": "json_object"})
+        with pytest.raises(openai.InternalServerError) as before:
+            c.chat.completions.create(**body, stream=True)
+        assert before.value.code == "model_error" and "would not start" in before.value.message
         got: list[str] = []
-        with pytest.raises(openai.APIError) as info:
+        with pytest.raises(openai.APIError) as after:
             for chunk in c.chat.completions.create(**body, stream=True):
                 got.append(chunk.choices[0].delta.content or "")
         assert "".join(got) == '{"count": 1}'  # the tokens streamed before the failure arrived
-        assert info.value.body["code"] == "model_error" and "stopped answering" in info.value.message
+        assert after.value.body["code"] == "model_error" and "stopped answering" in after.value.message
         again = list(c.chat.completions.create(**body, stream=True))
         assert again[-1].choices[0].finish_reason == "stop"
