@@ -135,9 +135,12 @@ class EventStream(StreamingResponse):
             self.job.abandon()  # nothing if the generation had ended
 
 
-def _chunk(job: Job, model_id: str, created: int, *, usage: bool, **choice: Any) -> dict[str, Any]:
-    chunk = s.ChatCompletionChunk(id=job.id, created=created, model=model_id, choices=[s.ChunkChoice(**choice)])
-    body = chunk.model_dump(mode="json", exclude={"loupe"} if usage else {"loupe", "usage"})
+def _chunk(job: Job, model_id: str, created: int, *, usage: bool, loupe: s.LoupeExtras | None = None,
+           **choice: Any) -> dict[str, Any]:
+    chunk = s.ChatCompletionChunk(id=job.id, created=created, model=model_id, choices=[s.ChunkChoice(**choice)],
+                                  loupe=loupe)
+    leave_out = ({"usage"} if not usage else set()) | ({"loupe"} if loupe is None else set())
+    body = chunk.model_dump(mode="json", exclude=leave_out)
     for c in body["choices"]:
         c["delta"] = {k: v for k, v in c["delta"].items() if v is not None}
     return body
@@ -177,9 +180,8 @@ async def events(req: s.ChatRequest, job: Job, first: Token | None, model_id: st
                                     code="internal_error"))
         return
     done = chat.completion(req, job.plan, gen, model_id, (time.perf_counter() - t0) * 1000, job.id)
-    final = _chunk(job, model_id, created, usage=usage, delta=s.Delta(content=utf8.decode(b"", final=True) or None),
-                   finish_reason=done.choices[0].finish_reason)
-    yield _data({**final, "loupe": done.loupe.model_dump(mode="json")})
+    yield _data(_chunk(job, model_id, created, usage=usage, delta=s.Delta(content=utf8.decode(b"", final=True) or None),
+                       finish_reason=done.choices[0].finish_reason, loupe=done.loupe))
     if usage:
         yield _data({**_chunk(job, model_id, created, usage=True, delta=s.Delta()), "choices": [],
                      "usage": done.usage.model_dump(mode="json")})
