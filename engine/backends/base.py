@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -12,6 +13,8 @@ from engine.confidence import TokenStep
 from engine.constrain.base import Constraint
 
 StopReason = Literal["eos", "max_tokens", "cancelled"]
+# called on the decoding thread with each token's bytes and its step as the token is produced (e.g. to stream it)
+OnToken = Callable[[bytes, TokenStep], None]
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class GenerationRequest:
     seed: int = 0
     allow_refusal: bool = False  # the constraint admits "REFUSE: ..."; backends gate it (constrain.base)
     image_max_tokens: int | None = None  # cap on image tokens per image (None: the model's default)
+    on_token: OnToken | None = field(default=None, compare=False, repr=False)  # token-level backends call it
 
 
 @dataclass

@@ -4,6 +4,7 @@ Same rules as the llama.cpp backend's loop: at each step the compiled constraint
 allowed tokens among the last logits; the chosen token's probability is renormalised over that set (a
 token that was the only choice has probability 1); tokens the constraint forces are fast-forwarded
 without sampling and counted certain; at the first step the refusal branch is gated (constrain.base).
+Each token is handed to `request.on_token` (when set) as soon as it is chosen.
 A backend supplies `first` (logits after prefill) and `feed(tokens) -> logits after them`.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.backends.base import Generation, GenerationRequest
+from engine.backends.base import Generation, GenerationRequest, OnToken
 from engine.confidence import TokenStep
 from engine.constrain.base import REFUSAL_PREFIX, allowed_ids, gate_refusal, mask_words
 from engine.errors import BackendError
@@ -79,14 +80,14 @@ def decode(
             stop = "eos"
             break
         batch = [token]
-        _append(out, steps, vocab.piece(token), prob, forced=allowed.size == 1)
+        _append(out, steps, vocab.piece(token), prob, forced=allowed.size == 1, on_token=request.on_token)
         tc = time.perf_counter()
         forced = matcher.forced_tokens()
         constraint_s += time.perf_counter() - tc
         for t in forced[: request.max_tokens - len(steps)]:
             if t in vocab.eog or not matcher.consume(t):
                 break
-            _append(out, steps, vocab.piece(t), 1.0, forced=True)
+            _append(out, steps, vocab.piece(t), 1.0, forced=True, on_token=request.on_token)
             batch.append(t)
         if matcher.is_stopped():
             stop = "eos"
@@ -119,9 +120,13 @@ def prefill_and_decode(
     return gen
 
 
-def _append(out: bytearray, steps: list[TokenStep], piece: bytes, prob: float, *, forced: bool) -> None:
-    steps.append(TokenStep(len(out), len(out) + len(piece), prob, forced))
+def _append(out: bytearray, steps: list[TokenStep], piece: bytes, prob: float, *, forced: bool,
+            on_token: OnToken | None) -> None:
+    step = TokenStep(len(out), len(out) + len(piece), prob, forced)
+    steps.append(step)
     out += piece
+    if on_token is not None:
+        on_token(piece, step)
 
 
 def choose(

@@ -22,6 +22,7 @@ class FakeBackend:
     """Returns the scripted outputs in order (then repeats the last); each byte is one 'token'.
 
     An output is a string, or a (string, stop) pair where stop is "eos" | "max_tokens" | "cancelled".
+    `request.on_token` (when set) gets every byte as it would get every token of a real decode.
     `probs` gives the probability of every step (default 0.9).
     """
 
@@ -53,6 +54,9 @@ class FakeBackend:
         text, stop = (item, "eos") if isinstance(item, str) else item
         data = text.encode()
         steps = [TokenStep(i, i + 1, self.prob) for i in range(len(data))]
+        if request.on_token is not None:
+            for step in steps:
+                request.on_token(data[step.start : step.end], step)
         return Generation(text=text, steps=steps, stop=stop, prompt_tokens=10)  # type: ignore[arg-type]
 
     def close(self) -> None:

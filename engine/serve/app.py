@@ -13,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.api import AnalyzeRequest
-from engine.serve import analyze, chat
+from engine.serve import analyze, chat, streaming
 from engine.serve import schemas as s
 from engine.serve.config import ServeConfig
 from engine.serve.errors import ApiError
@@ -25,6 +25,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, why in ((400, "bad request"), (401, "missing or wrong API token"), (404, "no such model"),
                       (429, "too many requests already waiting for the model"), (500, "server error"))
 }
+STREAM: dict[int | str, dict[str, Any]] = {200: {"description": "the chat.completion, or with `stream: true` "
+                                                 "Server-Sent Events of chat.completion.chunk objects then [DONE]",
+                                                 "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
 _TYPES = {401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error", 429: "rate_limit_error",
           500: "server_error"}
 
@@ -69,6 +72,10 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
     async def _busy(request: Request, exc: LaneFull) -> JSONResponse:
         return _error(429, f"the model is busy ({exc}); retry later", code="model_busy")
 
+    @app.exception_handler(streaming.ClientLeft)
+    async def _gone(request: Request, exc: streaming.ClientLeft) -> JSONResponse:  # nobody reads it: the client left
+        return _error(499, f"{exc}: the client disconnected; the generation was cancelled", code="client_closed")
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = _validation_message(exc)
@@ -85,13 +92,20 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
         """The one model this server has loaded."""
         return s.ModelList(data=[s.ModelCard(id=model_id, created=int(started))])
 
-    @app.post("/v1/chat/completions", response_model=s.ChatCompletion, responses=ERRORS, dependencies=guarded)
-    async def chat_completions(body: s.ChatRequest) -> s.ChatCompletion:
-        """OpenAI-compatible: images as data URLs, response_format json_schema enforced, logprobs per token."""
+    @app.post("/v1/chat/completions", response_model=s.ChatCompletion, responses={**ERRORS, **STREAM},
+              dependencies=guarded)
+    async def chat_completions(body: s.ChatRequest, request: Request) -> Any:
+        """OpenAI-compatible: images as data URLs, response_format json_schema enforced, logprobs per token;
+        `stream: true` sends chat.completion.chunk events as tokens are decoded. A client that disconnects
+        cancels its generation."""
         t0 = time.perf_counter()
         plan = await asyncio.to_thread(chat.plan, body, model_id, config.max_tokens_cap)
-        gen = await workers.model_lane.call(chat.generate, workers.engine, plan)
-        return chat.completion(body, plan, gen, model_id, (time.perf_counter() - t0) * 1000)
+        job = streaming.start(workers, plan, stream=bool(body.stream))
+        if body.stream:
+            first = await streaming.first_token(request, job)
+            return streaming.EventStream(streaming.events(body, job, first, model_id, t0), job)
+        gen = await streaming.result(request, job)
+        return chat.completion(body, plan, gen, model_id, (time.perf_counter() - t0) * 1000, job.id)
 
     @app.post("/v1/analyze", response_model=s.StoredResultOut, responses=ERRORS, dependencies=guarded)
     async def analyze_image(body: s.AnalyzeBody) -> dict[str, Any]:

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from engine.api import Engine
-from engine.backends.base import Generation, GenerationRequest
+from engine.backends.base import Generation, GenerationRequest, OnToken
 from engine.confidence import field_confidence
 from engine.constrain.llguidance import relaxation_notes
 from engine.errors import BackendError, ConstraintError
@@ -95,8 +96,6 @@ def plan(req: s.ChatRequest, model_id: str, max_tokens_cap: int = DEFAULT_MAX_TO
     if req.model != model_id:
         raise ApiError(404, f"model {req.model!r} is not served here; this server serves {model_id!r}",
                        param="model", code="model_not_found")
-    if req.stream:
-        raise bad_request("streaming is not supported; send stream=false", param="stream")
     schema = schema_of(req)
     asked = req.max_completion_tokens or req.max_tokens
     if asked is not None and asked > max_tokens_cap:
@@ -120,8 +119,11 @@ def plan(req: s.ChatRequest, model_id: str, max_tokens_cap: int = DEFAULT_MAX_TO
     )
 
 
-def generate(engine: Engine, p: ChatPlan) -> Generation:
-    """Run the plan on the model (call on the model thread)."""
+def generate(engine: Engine, p: ChatPlan, *, cancel: threading.Event | None = None,
+             on_token: OnToken | None = None) -> Generation:
+    """Run the plan on the model (call on the model thread); `on_token` sees each token as it is decoded."""
+    if cancel is not None and cancel.is_set():  # the client left while the request waited for the model
+        return Generation(text="", stop="cancelled")
     task = Task(name="chat", schema=p.schema, instructions="", options=TaskOptions(allow_refusal=False),
                 source="<chat request>")
     try:
@@ -133,26 +135,34 @@ def generate(engine: Engine, p: ChatPlan) -> Generation:
     request = GenerationRequest(
         text=p.text, images=tuple(prepared), constraint=constraint, schema=p.schema, max_tokens=p.max_tokens,
         temperature=p.temperature, seed=p.seed, allow_refusal=False, image_max_tokens=image_tokens_for(p.detail),
+        on_token=on_token,
     )
     try:
-        return engine.backend.generate(request)
+        return engine.backend.generate(request, cancel=cancel)
     except BackendError as exc:
         if "context" in str(exc):
             raise bad_request(str(exc), param="messages", code="context_length_exceeded") from None
         raise ApiError(500, f"the model failed: {exc}", type_="server_error", code="model_error") from None
 
 
+def token_logprob(piece: bytes, prob: float) -> s.TokenLogprob:
+    """One token's entry in `logprobs.content`."""
+    return s.TokenLogprob(token=piece.decode("utf-8", errors="replace"), bytes=list(piece),
+                          logprob=math.log(prob) if prob > 0 else -9999.0)
+
+
 def _logprobs(gen: Generation) -> list[s.TokenLogprob]:
     raw = gen.text.encode()
-    out = []
-    for step in gen.steps:
-        piece = raw[step.start : step.end]
-        out.append(s.TokenLogprob(token=piece.decode("utf-8", errors="replace"), bytes=list(piece),
-                                  logprob=math.log(step.prob) if step.prob > 0 else -9999.0))
-    return out
+    return [token_logprob(raw[step.start : step.end], step.prob) for step in gen.steps]
 
 
-def completion(req: s.ChatRequest, p: ChatPlan, gen: Generation, model_id: str, took_ms: float) -> s.ChatCompletion:
+def finish_reason(gen: Generation) -> Literal["stop", "length"]:
+    """OpenAI's finish_reason for how the generation stopped (the chat path never offers refusal)."""
+    return "length" if gen.stop == "max_tokens" else "stop"
+
+
+def completion(req: s.ChatRequest, p: ChatPlan, gen: Generation, model_id: str, took_ms: float,
+               completion_id: str | None = None) -> s.ChatCompletion:
     """The chat.completion object for one generation (with Loupe's validity and confidence added)."""
     errors: Sequence[str] = []
     confidence: dict[str, float] = {}
@@ -170,12 +180,12 @@ def completion(req: s.ChatRequest, p: ChatPlan, gen: Generation, model_id: str, 
             confidence = field_confidence(gen.steps, leaf_spans(raw[lead:].rstrip(), offset=lead))
     n_completion = len(gen.steps)
     return s.ChatCompletion(
-        id=f"chatcmpl-{uuid.uuid4().hex}",
+        id=completion_id or f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),
         model=model_id,
         choices=[s.Choice(
             message=s.AssistantMessage(content=gen.text),
-            finish_reason="length" if gen.stop == "max_tokens" else "stop",
+            finish_reason=finish_reason(gen),
             logprobs=s.ChoiceLogprobs(content=_logprobs(gen)) if req.logprobs else None,
         )],
         usage=s.Usage(prompt_tokens=gen.prompt_tokens, completion_tokens=n_completion,

@@ -55,6 +55,12 @@ class ResponseFormat(BaseModel):
     json_schema: JsonSchemaFormat | None = None
 
 
+class StreamOptions(BaseModel):
+    """`stream_options`: `include_usage` adds a last chunk with the token counts."""
+
+    include_usage: bool | None = None
+
+
 class ChatRequest(BaseModel):
     """The subset of OpenAI's chat completion request Loupe honours (other fields are accepted and ignored)."""
 
@@ -70,6 +76,7 @@ class ChatRequest(BaseModel):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     n: int | None = Field(default=None, ge=1, le=1)
     stream: bool | None = None
+    stream_options: StreamOptions | None = None
 
 
 class TopLogprob(BaseModel):
@@ -138,6 +145,35 @@ class ChatCompletion(BaseModel):
     usage: Usage
     system_fingerprint: str | None = None
     loupe: LoupeExtras
+
+
+class Delta(BaseModel):
+    """What a streamed chunk adds to the message (unset fields are left out of the chunk)."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    """The one choice of a streamed chunk."""
+
+    index: int = 0
+    delta: Delta
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: Literal["stop", "length"] | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One Server-Sent Event of a streamed chat completion; the last one with choices has `loupe`."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    loupe: LoupeExtras | None = None
 
 
 class ModelCard(BaseModel):

@@ -1,0 +1,182 @@
+"""Streaming chat completions (SSE) through the official `openai` client, and client disconnects cancelling work."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+
+import httpx2
+import jsonschema
+import openai
+import pytest
+
+from engine.api import Engine
+from engine.backends.base import Generation, GenerationRequest
+from engine.backends.fake import FakeBackend
+from engine.backends.llama_cpp import LlamaCppBackend
+from engine.errors import BackendError
+from engine.serve.config import ServeConfig
+from engine.serve.server import Running, serve_in_thread
+from engine.serve.streaming import log as serve_log
+from engine.serve.worker import Workers
+from tests.serve.conftest import MODEL
+from tests.serve.test_openai_client import SCHEMA, client, image_message
+
+LONG = {"type": "object", "properties": {"s": {"type": "string", "minLength": 9000}}, "required": ["s"]}
+LONG_MAX = 8000  # seconds of decoding even for the tiny model (~2,000 tokens/s here): far past any client's patience
+
+
+@pytest.fixture(scope="module")
+def server(tiny_models: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """A real server whose context fits LONG_MAX tokens, so a long generation is still running when a client leaves."""
+    m = tiny_models["smolvlm"]
+    backend = LlamaCppBackend(m.text_path, m.mmproj_path, model_id=MODEL, n_threads=2, n_ctx=LONG_MAX + 512)
+    workers = Workers(Engine(backend, model=MODEL), tmp_path_factory.mktemp("serve-db") / "loupe.db")
+    with serve_in_thread(workers, ServeConfig(host="127.0.0.1", port=0, max_tokens_cap=LONG_MAX)) as running:
+        yield running
+
+
+class Cancelled(logging.Handler):
+    """Collects the server log's cancelled-request records; `wait(n)` blocks until there are n of them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+        self._more = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if hasattr(record, "loupe_request"):
+            with self._more:
+                self.records.append(record)
+                self._more.notify_all()
+
+    def wait(self, n: int = 1, timeout: float = 30) -> list[logging.LogRecord]:
+        with self._more:
+            assert self._more.wait_for(lambda: len(self.records) >= n, timeout), "no cancelled request was logged"
+            return list(self.records)
+
+
+@pytest.fixture
+def cancelled() -> Iterator[Cancelled]:
+    handler, level = Cancelled(), serve_log.level
+    serve_log.addHandler(handler)
+    serve_log.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        serve_log.removeHandler(handler)
+        serve_log.setLevel(level)
+
+
+def _panel(**extra: object) -> dict:
+    return dict(model=MODEL, messages=image_message("Count the scratches."), seed=1, temperature=0.0,
+                response_format={"type": "json_schema", "json_schema": {"name": "panel", "schema": SCHEMA}}, **extra)
+
+
+def _long_body(stream: bool) -> dict:
+    return {"model": MODEL, "messages": [{"role": "user", "content": "write"}], "max_tokens": LONG_MAX,
+            "stream": stream, "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": LONG}}}
+
+
+def test_stream_joins_to_the_non_stream_content_with_logprobs_and_usage(server: Running) -> None:
+    c = client(server)
+    whole = c.chat.completions.create(**_panel(max_tokens=200, logprobs=True))
+    chunks = list(c.chat.completions.create(**_panel(max_tokens=200, logprobs=True), stream=True,
+                                            stream_options={"include_usage": True}))
+    assert chunks[0].object == "chat.completion.chunk" and chunks[0].choices[0].delta.role == "assistant"
+    assert len({ch.id for ch in chunks}) == 1
+    *body, usage = chunks
+    text = "".join(ch.choices[0].delta.content or "" for ch in body)
+    assert text == whole.choices[0].message.content
+    jsonschema.validate(json.loads(text), SCHEMA)
+    assert [ch.choices[0].finish_reason for ch in body][-1] == "stop"
+    assert all(ch.choices[0].finish_reason is None for ch in body[:-1]) and all(ch.usage is None for ch in body)
+    assert len(body) > 5  # token by token, not one lump
+    tokens = [t for ch in body if ch.choices[0].logprobs for t in ch.choices[0].logprobs.content]
+    assert [(t.token, t.logprob) for t in tokens] == [(t.token, t.logprob) for t in whole.choices[0].logprobs.content]
+    assert usage.choices == [] and usage.usage.completion_tokens == whole.usage.completion_tokens == len(tokens)
+    assert usage.usage.prompt_tokens == whole.usage.prompt_tokens
+    assert body[-1].model_extra["loupe"]["valid"] is True
+
+
+def test_stream_truncated_by_max_tokens_ends_with_length(server: Running) -> None:
+    chunks = list(client(server).chat.completions.create(**_panel(max_tokens=3), stream=True))
+    assert chunks[-1].choices[0].finish_reason == "length"
+    assert all(ch.usage is None for ch in chunks) and chunks[-1].model_extra["loupe"]["valid"] is False
+
+
+def test_stream_errors_before_the_first_byte_are_json_errors(server: Running) -> None:
+    bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strin"}}}
+    with pytest.raises(openai.BadRequestError) as info:
+        client(server).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}],
+                                               response_format=bad, stream=True)
+    assert info.value.code == "invalid_schema"
+
+
+def test_a_stream_closed_after_its_first_chunk_cancels_the_generation(server: Running, cancelled: Cancelled) -> None:
+    with httpx2.Client(timeout=60) as http, \
+            http.stream("POST", server.url + "/v1/chat/completions", json=_long_body(stream=True)) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        first = next(line for line in r.iter_lines() if line.startswith("data: "))
+        assert json.loads(first[6:])["choices"][0]["delta"]["role"] == "assistant"
+    # leaving the `with` closed the connection mid-stream
+    [record] = cancelled.wait()
+    assert record.stop == "cancelled" and record.completion_tokens < LONG_MAX  # type: ignore[attr-defined]
+    r2 = client(server).chat.completions.create(**_panel(max_tokens=200))
+    assert r2.choices[0].finish_reason == "stop"  # the server goes on normally
+
+
+def test_a_non_stream_client_that_times_out_cancels_the_generation(server: Running, cancelled: Cancelled) -> None:
+    with httpx2.Client(timeout=httpx2.Timeout(60, read=0.25)) as http, pytest.raises(httpx2.ReadTimeout):
+        http.post(server.url + "/v1/chat/completions", json=_long_body(stream=False))
+    [record] = cancelled.wait()
+    assert record.stop == "cancelled" and record.completion_tokens < LONG_MAX  # type: ignore[attr-defined]
+    r2 = client(server).chat.completions.create(**_panel(max_tokens=200))
+    assert r2.choices[0].finish_reason == "stop"
+
+
+def test_a_request_whose_client_left_while_it_waited_never_reaches_the_model(server: Running,
+                                                                             cancelled: Cancelled) -> None:
+    url = server.url + "/v1/chat/completions"
+    with httpx2.Client(timeout=60) as http, http.stream("POST", url, json=_long_body(stream=True)) as busy:
+        lines = busy.iter_lines()  # kept: dropping a half-read iterator closes the connection
+        next(line for line in lines if line.startswith("data: "))  # the model is now busy with this stream
+        with httpx2.Client(timeout=httpx2.Timeout(60, read=0.25)) as impatient, pytest.raises(httpx2.ReadTimeout):
+            impatient.post(url, json=_long_body(stream=False))  # queued behind the stream, then given up on
+    first, queued = cancelled.wait(2)  # the stream is cancelled when closed; then the queued one is skipped
+    assert first.completion_tokens > 0 and queued.completion_tokens == 0  # type: ignore[attr-defined]
+    assert queued.stop == "cancelled"  # type: ignore[attr-defined]
+
+
+class FailsOnCue(FakeBackend):
+    """The project's scripted backend, failing before any token on request 1 and after all of them on request 2
+    (a real decode cannot be made to fail on cue)."""
+
+    def generate(self, request: GenerationRequest, *, cancel: threading.Event | None = None) -> Generation:
+        if not self.requests:
+            self.requests.append(request)
+            raise BackendError("the model would not start")
+        gen = super().generate(request, cancel=cancel)
+        if len(self.requests) == 2:
+            raise BackendError("the model stopped answering")
+        return gen
+
+
+def test_errors_before_the_first_token_are_json_and_after_it_an_sse_error_event(tmp_path) -> None:
+    backend = FailsOnCue(['{"count": 1}'], model_id="fake")
+    with serve_in_thread(Workers(Engine(backend, model="fake"), tmp_path / "loupe.db"), ServeConfig(port=0)) as srv:
+        c = client(srv)
+        body = dict(model="fake", messages=[{"role": "user", "content": "x"}], response_format={"type": "json_object"})
+        with pytest.raises(openai.InternalServerError) as before:
+            c.chat.completions.create(**body, stream=True)
+        assert before.value.code == "model_error" and "would not start" in before.value.message
+        got: list[str] = []
+        with pytest.raises(openai.APIError) as after:
+            for chunk in c.chat.completions.create(**body, stream=True):
+                got.append(chunk.choices[0].delta.content or "")
+        assert "".join(got) == '{"count": 1}'  # the tokens streamed before the failure arrived
+        assert after.value.body["code"] == "model_error" and "stopped answering" in after.value.message
+        again = list(c.chat.completions.create(**body, stream=True))
+        assert again[-1].choices[0].finish_reason == "stop"
