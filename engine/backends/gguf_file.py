@@ -17,6 +17,14 @@ GGUF_MAGIC = b"GGUF"
 _FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 _STRING, _ARRAY = 8, 9
 _MAX_KEYS = 100_000  # a header claiming more is corrupt
+# ggml types llama.cpp's CPU backend repacks into its own buffers (ggml-cpu/repack.cpp, llama-cpp-python 0.3.36):
+# Q2_K 10, Q4_0 2, Q4_K 12, Q5_K 13, Q6_K 14, Q8_0 8, IQ4_NL 20, MXFP4 39
+REPACKED_TYPES = {
+    "x86_64": frozenset({2, 10, 12, 20, 39}),  # AVX2 (Q2_K with AVX-512)
+    "amd64": frozenset({2, 10, 12, 20, 39}),
+    "aarch64": frozenset({2, 8, 10, 12, 13, 14, 20, 39}),  # NEON dotprod / i8mm
+    "arm64": frozenset({2, 8, 10, 12, 13, 14, 20, 39}),
+}
 
 
 def check_gguf(path: Path, what: str) -> None:
@@ -53,6 +61,39 @@ def string_value(path: Path, key: str) -> str | None:
     except (OSError, ValueError, struct.error):
         return None
     return None
+
+
+def tensor_types(path: Path) -> set[int]:
+    """The ggml type numbers of a GGUF file's tensors (read from the header); empty when unreadable."""
+    try:
+        with path.open("rb") as fh:
+            if fh.read(4) != GGUF_MAGIC:
+                return set()
+            _version, n_tensors, n_kv = struct.unpack("<IQQ", _read(fh, 20))
+            for _ in range(min(n_kv, _MAX_KEYS)):
+                _string(fh)
+                (vtype,) = struct.unpack("<I", _read(fh, 4))
+                if vtype == _STRING:
+                    _string(fh)
+                else:
+                    _skip(fh, vtype)
+            types = set()
+            for _ in range(min(n_tensors, _MAX_KEYS)):
+                _string(fh)
+                (n_dims,) = struct.unpack("<I", _read(fh, 4))
+                fh.seek(8 * n_dims, 1)
+                (ttype,) = struct.unpack("<I", _read(fh, 4))
+                fh.seek(8, 1)  # offset
+                types.add(ttype)
+            return types
+    except (OSError, ValueError, struct.error):
+        return set()
+
+
+def repacked(path: Path, machine: str) -> bool:
+    """Whether llama.cpp's CPU backend will copy some of this model's weights into repacked buffers on `machine`
+    (platform.machine()). Memory-mapped, those weights then stay resident twice (llama.cpp issue #16761)."""
+    return bool(tensor_types(path) & REPACKED_TYPES.get(machine.lower(), frozenset()))
 
 
 def projector_type(path: Path) -> str:

@@ -54,3 +54,25 @@ def test_check_gguf_names_the_problem(tmp_path):
     (tmp_path / "x.gguf").write_bytes(b"PK\x03\x04zip")
     with pytest.raises(ModelLoadError, match="not a GGUF file"):
         check_gguf(tmp_path / "x.gguf", "mmproj")
+
+
+def test_the_tensor_types_decide_whether_llama_cpp_repacks(tmp_path, tiny_models):
+    from gguf import GGMLQuantizationType as Q
+    from gguf.quants import quantize
+
+    from engine.backends.gguf_file import repacked, tensor_types
+
+    assert tensor_types(tiny_models["smolvlm"].text_path) == {int(Q.F32)}
+    assert not repacked(tiny_models["smolvlm"].text_path, "x86_64")
+    path = tmp_path / "q4.gguf"
+    w = GGUFWriter(str(path), "llama")
+    w.add_tensor("w", quantize(np.zeros((8, 64), dtype=np.float32), Q.Q4_0), raw_dtype=Q.Q4_0)
+    w.add_tensor("n", np.zeros(64, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    assert tensor_types(path) == {int(Q.Q4_0), int(Q.F32)}
+    assert repacked(path, "x86_64") and repacked(path, "arm64")
+    assert not repacked(path, "riscv64")  # not in the table: mapped as before
+    assert tensor_types(tmp_path / "missing.gguf") == set()
