@@ -23,49 +23,25 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import jinja2
-import jinja2.sandbox
 import llama_cpp
 import llama_cpp.mtmd_cpp as mtmd
 import numpy as np
-from llama_cpp._internals import LlamaBatch, LlamaContext
+from llama_cpp._internals import LlamaBatch
 from llama_cpp._utils import suppress_stdout_stderr
 
 from engine.backends.base import Capabilities, Generation, GenerationRequest
+from engine.backends.chat_template import load_chat_template, render_prompt
 from engine.backends.decode import TokenVocab, decode
 from engine.backends.gguf_file import check_gguf, projector_type, repacked
-from engine.backends.prefix_store import MIN_TOKENS, PrefixStore
-from engine.backends.reuse import (
-    DEFAULT_EMBED_CACHE_BYTES,
-    EmbeddingCache,
-    ImageUnit,
-    Unit,
-    drop_duplicate_view,
-    image_key,
-    reusable_prefix,
-    unit_len,
-)
+from engine.backends.llama_mtmd import FIXED_SIZE_PROJECTORS, MtmdMixin
+from engine.backends.llama_prefill import PrefillMixin
+from engine.backends.prefix_store import PrefixStore
+from engine.backends.reuse import DEFAULT_EMBED_CACHE_BYTES, EmbeddingCache, Unit
 from engine.constrain.base import Constraint
 from engine.constrain.llguidance import LLGuidanceCompiler
 from engine.errors import BackendError, ModelLoadError
 from engine.hardware import default_threads
 from engine.images.resize import DETAIL_IMAGE_TOKENS
-from engine.prompt import MEDIA
-
-# what _prefill reports in Generation.timings: times (ms), tokens evaluated, image chunks encoded vs from cache
-PREFILL_COUNTS = ("encode_ms", "prefill_ms", "prefill_tokens", "reused_tokens", "image_chunks_encoded",
-                  "image_chunks_cached", "prefix_tokens_from_disk")
-_NO_CALLBACK = mtmd.mtmd_helper_post_decode_callback()  # a NULL function pointer
-# projectors that always make the same number of image tokens: mtmd ignores image_max_tokens for them, so their
-# context is never remade for another cap (remaking reloads the projector: ~0.3 s for SmolVLM's, seconds for Gemma's)
-FIXED_SIZE_PROJECTORS = frozenset({"gemma3"})
-
-
-def _route_mtmd_logs() -> None:
-    """Send mtmd/clip logs through llama-cpp-python's logger (quiet unless verbose), not raw stderr."""
-    from llama_cpp._logger import llama_log_callback
-
-    mtmd.mtmd_log_set(llama_log_callback, ctypes.c_void_p(0))
-    mtmd.mtmd_helper_log_set(llama_log_callback, ctypes.c_void_p(0))
 
 
 def _llguidance(vocab: Any, n_vocab: int, eos: list[int]) -> Any:
@@ -84,8 +60,9 @@ def _gbnf(vocab: Any, n_vocab: int, eos: list[int]) -> Any:
 CONSTRAINT_ENGINES = {"llguidance": _llguidance, "gbnf": _gbnf}
 
 
-class LlamaCppBackend:
-    """A loaded llama.cpp model with its multimodal projector."""
+class LlamaCppBackend(MtmdMixin, PrefillMixin):
+    """A loaded llama.cpp model with its multimodal projector (its projector side in engine.backends.llama_mtmd,
+    its prompt evaluation in engine.backends.llama_prefill)."""
 
     name: ClassVar[str] = "llama_cpp"
     steerable: ClassVar[bool] = True
@@ -154,7 +131,8 @@ class LlamaCppBackend:
             image_max_tokens = None
         self._mtmd_cap: int | None = image_max_tokens
         self._mtmd = self._init_mtmd(threads, image_max_tokens)
-        self._template = self._chat_template()
+        source = self._llm.metadata.get("tokenizer.chat_template")
+        self._template: jinja2.Template = load_chat_template(source, self.text_path)
         self._batch = LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
         self._n_batch = n_batch
         self._pieces: dict[int, bytes] = {}
@@ -176,43 +154,6 @@ class LlamaCppBackend:
         """Whether llama-cpp-python is installed."""
         return importlib.util.find_spec("llama_cpp") is not None
 
-    def _init_mtmd(self, threads: int, image_max_tokens: int | None) -> Any:
-        _route_mtmd_logs()
-        params = mtmd.mtmd_context_params_default()
-        params.use_gpu = False
-        params.print_timings = False
-        params.n_threads = threads
-        params.warmup = False
-        if image_max_tokens:
-            params.image_max_tokens = image_max_tokens
-        with suppress_stdout_stderr(disable=self.verbose):
-            ctx = mtmd.mtmd_init_from_file(str(self.mmproj_path).encode(), self._llm.model, params)
-        if ctx is None:
-            self._llm.close()
-            raise ModelLoadError(
-                f"llama.cpp could not load the mmproj {self.mmproj_path}: it is corrupt, truncated, or not "
-                "the projector for this text model (run `loupe models verify`, or pass the matching --mmproj)"
-            )
-        if not mtmd.mtmd_support_vision(ctx):
-            mtmd.mtmd_free(ctx)
-            self._llm.close()
-            raise ModelLoadError(f"{self.mmproj_path} is not a vision projector (no image support)")
-        return ctx
-
-    def _chat_template(self) -> jinja2.Template:
-        source = self._llm.metadata.get("tokenizer.chat_template")
-        if not source:
-            raise ModelLoadError(f"{self.text_path} has no embedded chat template (tokenizer.chat_template)")
-        env = jinja2.sandbox.ImmutableSandboxedEnvironment(
-            trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
-        )
-
-        def raise_exception(message: str) -> None:
-            raise BackendError(f"chat template error: {message}")
-
-        env.globals["raise_exception"] = raise_exception
-        return env.from_string(source)
-
     def compile(self, schema: dict[str, Any] | bool, *, allow_refusal: bool = True) -> Constraint:
         """Compile for this model's vocabulary (the compiler is built once, on first use)."""
         if self._compiler is None:
@@ -227,25 +168,12 @@ class LlamaCppBackend:
     # -- one generation -------------------------------------------------------------------------
     def render(self, text: str) -> str:
         """The full prompt text: the model's own chat template around one user message."""
-        marker = mtmd.mtmd_default_marker().decode()
-        messages = [{"role": "user", "content": [{"type": "text", "text": text.replace(MEDIA, marker)}]}]
-        return self._template.render(
-            messages=messages, add_generation_prompt=True, bos_token="", eos_token=""
-        )
+        return render_prompt(self._template, text, mtmd.mtmd_default_marker().decode())
 
     def generate(self, request: GenerationRequest, *, cancel: threading.Event | None = None) -> Generation:
         """Prefill prompt + images, then decode under the constraint (one request at a time)."""
         with self._lock:
             return self._generate(request, cancel)
-
-    def _use_image_cap(self, cap: int | None) -> None:
-        """mtmd fixes the image-token cap when its context is made: remake it when a request asks another."""
-        if cap == self._mtmd_cap:
-            return
-        mtmd.mtmd_free(self._mtmd)
-        self._mtmd = None
-        self._mtmd = self._init_mtmd(self._threads, cap)
-        self._mtmd_cap = cap
 
     def _generate(self, request: GenerationRequest, cancel: threading.Event | None) -> Generation:
         if request.constraint is None:
@@ -271,223 +199,13 @@ class LlamaCppBackend:
         gen.image_steps = self._describe_tiling(request, keys, steps)
         return gen
 
-    def _describe_tiling(self, request: GenerationRequest, keys: list[str], slices: dict[str, list[int]]) -> dict:
-        """Per image id, how mtmd cut the picture: its slices (overview + tiles for idefics3) and their tokens.
-        Each slice covers the whole picture or a grid cell of it, so 0-1000 boxes stay relative to the picture."""
-        cap = f", cap {self._mtmd_cap} image tokens" if self._mtmd_cap else ""
-        out = {}
-        for img, key in zip(request.images, keys, strict=True):
-            tokens = slices.get(key, [])
-            tokens = tokens[: len(tokens) // keys.count(key)]  # the same picture twice: its slices twice
-            out[img.id] = (f"llama.cpp mtmd: {len(tokens)} slice(s) of {'+'.join(map(str, tokens))} tokens{cap}",)
-        return out
-
     def forget(self) -> None:
         """Drop the reusable prompt prefix and the image embeddings (the next request runs cold)."""
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
         self._kv = []
         self._embeds.clear()
 
-    def _bitmap(self, image: Any, image_id: str, cap: int | None) -> Any:
-        rgb = image if image.mode == "RGB" else image.convert("RGB")
-        data = rgb.tobytes()
-        buf = (ctypes.c_ubyte * len(data)).from_buffer_copy(data)
-        bm = mtmd.mtmd_bitmap_init(rgb.width, rgb.height, buf)
-        if bm is None:
-            raise BackendError(f"llama.cpp could not take image {image_id} ({rgb.width}x{rgb.height})")
-        # the id names the content: chunks of the same picture at the same cap find their cached embeddings
-        mtmd.mtmd_bitmap_set_id(bm, image_key(rgb.width, rgb.height, data, cap).encode())
-        return bm
-
-    def _units(self, chunks: Any) -> list[tuple[Any, list[Unit]]]:
-        """Each chunk with the units it puts in the KV cache: its text tokens, or one ImageUnit."""
-        out: list[tuple[Any, list[Unit]]] = []
-        slices: dict[str, int] = {}
-        for i in range(mtmd.mtmd_input_chunks_size(chunks)):
-            chunk = mtmd.mtmd_input_chunks_get(chunks, i)
-            if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                size = ctypes.c_size_t()
-                ptr = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(size))
-                out.append((chunk, [int(ptr[j]) for j in range(size.value)]))
-                continue
-            key = (mtmd.mtmd_input_chunk_get_id(chunk) or b"").decode()
-            slices[key] = slices.get(key, -1) + 1
-            out.append((chunk, [ImageUnit(key, slices[key], int(mtmd.mtmd_input_chunk_get_n_pos(chunk)))]))
-        return out
-
-    @property
-    def n_ctx(self) -> int:
-        """Positions the context holds now (it grows per request up to `capabilities.max_context`)."""
-        return int(self._llm.n_ctx())
-
-    def _fit_context(self, need: int, whole: int = 0) -> None:
-        """Grow the context (and its KV cache) to a power of two holding `need` positions, within the model's limit,
-        and its micro-batch to hold `whole` tokens at once.
-
-        A fixed 8192 costs ~190 MB of KV cache at SmolVLM-256M dims while a detail-low request needs ~1000
-        positions; growing drops the cached prefix, so it happens once per larger kind of request, never shrinks.
-        `whole`: the largest image chunk llama.cpp must decode in one micro-batch (Gemma 3 attends over its 256 image
-        tokens both ways, and llama.cpp aborts the process if they do not fit in n_ubatch).
-        """
-        have = self._llm.n_ctx()
-        params = self._llm.context_params
-        grow = need > have and have < self._max_ctx
-        if not grow and whole <= params.n_ubatch:
-            return
-        if whole > params.n_ubatch:
-            params.n_ubatch = max(params.n_ubatch, whole)
-            params.n_batch = max(params.n_batch, whole)
-        if grow:
-            params.n_ctx = min(self._max_ctx, max(2 * have, 1 << (need - 1).bit_length()))
-        self._llm._ctx.close()
-        with suppress_stdout_stderr(disable=self.verbose):
-            self._llm._ctx = LlamaContext(model=self._llm._model, params=params, verbose=self.verbose)
-        self._ctx = self._llm._ctx.ctx
-        self._kv = []
-
-    def _prefill(
-        self, prompt: str, bitmaps: list[Any], timings: dict[str, float], slices: dict[str, list[int]],
-        max_tokens: int = 0,
-    ) -> tuple[int, int, int]:
-        """Evaluate the prompt, reusing the cached prefix; timings get counts of what was reused and skipped."""
-        chunks = mtmd.mtmd_input_chunks_init()
-        text = mtmd.mtmd_input_text()
-        raw = prompt.encode()
-        text.text, text.text_len, text.add_special, text.parse_special = raw, len(raw), True, True
-        arr = (mtmd.mtmd_bitmap_p_ctypes * max(1, len(bitmaps)))(*bitmaps)
-        counts = dict.fromkeys(PREFILL_COUNTS, 0.0)
-        n_prompt = n_image = 0
-        try:
-            rc = mtmd.mtmd_tokenize(self._mtmd, chunks, ctypes.byref(text), arr, len(bitmaps))
-            if rc != 0:
-                raise BackendError(f"llama.cpp could not tokenize the prompt with {len(bitmaps)} image(s) (code {rc})")
-            planned = drop_duplicate_view(self._units(chunks), self._special_piece)
-            wanted = [u for _, units in planned for u in units]
-            whole = max((mtmd.mtmd_input_chunk_get_n_tokens(c) for c, units in planned
-                         if isinstance(units[0], ImageUnit) and mtmd.mtmd_decode_use_non_causal(self._mtmd, c)),
-                        default=0)
-            self._fit_context(sum(map(unit_len, wanted)) + max_tokens, whole)
-            n_past, skip = self._keep_prefix(wanted)
-            counts["reused_tokens"] = n_past
-            self._kv = []  # until this prefill completes, the cache holds nothing we can vouch for
-            n_ctx = self._llm.n_ctx()
-            for chunk, units in planned:
-                n = mtmd.mtmd_input_chunk_get_n_tokens(chunk) if isinstance(units[0], ImageUnit) else len(units)
-                if isinstance(units[0], ImageUnit):
-                    n_image += n
-                    slices.setdefault(units[0].key, []).append(n)
-                else:
-                    n_prompt += n
-                if skip >= len(units):
-                    skip -= len(units)
-                    continue
-                if n_past + n - skip >= n_ctx:  # n_past already counts the `skip` tokens reused
-                    raise BackendError(f"prompt needs more than the context of {n_ctx} tokens; lower the image detail")
-                stored = n_past == 0 and chunk is not planned[-1][0] and self._prefix_key(units)
-                if stored and self._prefix_from_disk(stored, len(units)):
-                    n_past = counts["prefix_tokens_from_disk"] = counts["reused_tokens"] = len(units)
-                    continue
-                n_past = self._eval_chunk(chunk, units, skip, n_past, counts)
-                if stored:
-                    self._prefix_to_disk(stored)
-                skip = 0
-            self._kv = wanted
-        finally:
-            mtmd.mtmd_input_chunks_free(chunks)
-        timings.update(counts)
-        return n_past, n_prompt + n_image, n_image
-
-    def _prefix_key(self, units: list[Unit]) -> str:
-        """The disk entry for a leading text chunk ("" when there is no store or it is too short to be worth it)."""
-        if self._prefix_store is None or len(units) < MIN_TOKENS or not all(isinstance(u, int) for u in units):
-            return ""
-        return self._prefix_store.key(self._model_key, [int(u) for u in units])  # type: ignore[arg-type]
-
-    def _prefix_from_disk(self, key: str, n_tokens: int) -> bool:
-        """Load a saved prefix into the empty KV cache; False (cache cleared, entry dropped) when it does not fit."""
-        assert self._prefix_store is not None
-        data = self._prefix_store.load(key)
-        if data is None:
-            return False
-        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-        mem = llama_cpp.llama_get_memory(self._ctx)
-        with suppress_stdout_stderr(disable=self.verbose):
-            read = llama_cpp.llama_state_seq_set_data(self._ctx, buf, len(data), 0)
-        if read and int(llama_cpp.llama_memory_seq_pos_max(mem, 0)) == n_tokens - 1:
-            return True
-        llama_cpp.llama_memory_clear(mem, True)
-        self._prefix_store.discard(key)
-        return False
-
-    def _prefix_to_disk(self, key: str) -> None:
-        """Save the KV state now held (exactly the leading text chunk) for the next process."""
-        assert self._prefix_store is not None
-        size = int(llama_cpp.llama_state_seq_get_size(self._ctx, 0))
-        buf = (ctypes.c_uint8 * size)()
-        if llama_cpp.llama_state_seq_get_data(self._ctx, buf, size, 0) == size:
-            self._prefix_store.save(key, bytes(buf))
-
-    def _keep_prefix(self, wanted: list[Unit]) -> tuple[int, int]:
-        """Trim the KV cache to the prefix `wanted` shares with it: (positions kept, units kept)."""
-        mem = llama_cpp.llama_get_memory(self._ctx)
-        keep = reusable_prefix(self._kv, wanted)
-        n_pos = sum(u.n_pos if isinstance(u, ImageUnit) else 1 for u in wanted[:keep])
-        if keep and llama_cpp.llama_memory_seq_rm(mem, 0, n_pos, -1) and self._window_intact(mem, n_pos):
-            return n_pos, keep
-        llama_cpp.llama_memory_clear(mem, True)
-        return 0, 0
-
-    def _window_intact(self, mem: Any, n_pos: int) -> bool:
-        """Sliding-window layers (Gemma 3) drop old positions: reuse only if the window before `n_pos` is still
-        held (the check llama.cpp's server makes before reusing a prompt)."""
-        n_swa = int(llama_cpp.llama_model_n_swa(self._llm.model))
-        return n_swa <= 0 or int(llama_cpp.llama_memory_seq_pos_min(mem, 0)) <= max(0, n_pos - n_swa)
-
-    def _eval_chunk(self, chunk: Any, units: list[Unit], skip: int, n_past: int, counts: dict[str, float]) -> int:
-        """Evaluate one chunk (its text tokens from `skip` on, or an image, encoding it only if not cached)."""
-        t = time.perf_counter()
-        unit = units[0]
-        if not isinstance(unit, ImageUnit):
-            tokens = [u for u in units[skip:] if isinstance(u, int)]
-            n_past = self._eval_tokens(tokens, n_past)
-            counts["prefill_ms"] += (time.perf_counter() - t) * 1000
-            counts["prefill_tokens"] += len(tokens)
-            return n_past
-        n = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
-        embd = self._embeds.get(unit.key, unit.slice)
-        if embd is None:
-            if mtmd.mtmd_encode_chunk(self._mtmd, chunk) != 0:
-                raise BackendError("llama.cpp failed to encode an image")
-            out = mtmd.mtmd_get_output_embd(self._mtmd)
-            embd = np.ctypeslib.as_array(out, shape=(n * self._n_embd,))
-            self._embeds.put(unit.key, unit.slice, embd)
-            counts["image_chunks_encoded"] += 1
-        else:
-            counts["image_chunks_cached"] += 1
-        t_enc = time.perf_counter()
-        counts["encode_ms"] += (t_enc - t) * 1000
-        new_past = llama_cpp.llama_pos(0)
-        ptr = embd.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-        rc = mtmd.mtmd_helper_decode_image_chunk(
-            self._mtmd, self._ctx, chunk, ptr, n_past, 0, max(self._n_batch, n), ctypes.byref(new_past), _NO_CALLBACK,
-            None,
-        )
-        if rc != 0:
-            raise BackendError(f"llama.cpp failed to decode image embeddings (code {rc})")
-        counts["prefill_ms"] += (time.perf_counter() - t_enc) * 1000
-        counts["prefill_tokens"] += n
-        return int(new_past.value)
-
-    def _eval_tokens(self, tokens: list[int], n_past: int) -> int:
-        for i in range(0, len(tokens), self._n_batch):
-            part = tokens[i : i + self._n_batch]
-            self._batch.set_batch(part, n_past, logits_all=False)
-            rc = llama_cpp.llama_decode(self._ctx, self._batch.batch)
-            if rc != 0:
-                raise BackendError(f"llama.cpp decode failed (code {rc})")
-            n_past += len(part)
-        return n_past
-
+    # -- decoding -------------------------------------------------------------------------------
     def _piece(self, token: int) -> bytes:
         piece = self._pieces.get(token)
         if piece is None:
