@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import closing
 from pathlib import Path
 
 from engine.sources.base import Backoff, Capture
 from engine.sources.watch import WatchSource
 from tests.floor.conftest import png_bytes
+
+
+def next_name(source: WatchSource) -> str:
+    """The name of the next file the source hands out (the test fails if none comes within 10 s)."""
+    got = source.next(10)
+    assert got is not None
+    return Path(got.path).name
 
 
 class SlowWriter(threading.Thread):
@@ -37,8 +45,7 @@ class SlowWriter(threading.Thread):
 
 
 def test_a_file_written_slowly_is_handed_out_only_once_complete(tmp_path: Path) -> None:
-    source = WatchSource(tmp_path, settle_s=0.1)
-    try:
+    with closing(WatchSource(tmp_path, settle_s=0.1)) as source:
         assert source.next(0.2) is None and source.health().state == "ok"
         data = png_bytes(1, (200, 150))
         writer = SlowWriter(tmp_path / "part.png", data, chunks=4)
@@ -54,13 +61,10 @@ def test_a_file_written_slowly_is_handed_out_only_once_complete(tmp_path: Path) 
         assert got is not None and got.path == str(tmp_path / "part.png")
         assert Path(got.path).read_bytes() == data
         assert source.next(0.2) is None  # handed out once
-    finally:
-        source.close()
 
 
 def test_polling_waits_until_the_file_is_quiet(tmp_path: Path) -> None:
-    source = WatchSource(tmp_path, settle_s=1.0, poll=True)
-    try:
+    with closing(WatchSource(tmp_path, settle_s=1.0, poll=True)) as source:
         assert source.next(0.1) is None
         data = png_bytes(2)
         target = tmp_path / "slow.png"
@@ -71,54 +75,42 @@ def test_polling_waits_until_the_file_is_quiet(tmp_path: Path) -> None:
                 assert source.next(0.2) is None  # still changing
         got = source.next(10)
         assert got is not None and Path(got.path).stat().st_size == len(data)
-    finally:
-        source.close()
 
 
 def test_atomic_rename_is_ready_at_once_and_hidden_or_other_files_are_ignored(tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
-    source = WatchSource(folder, settle_s=30)  # a rename needs no settling; anything else would wait 30 s here
-    try:
+    # a rename needs no settling; anything else would wait 30 s here
+    with closing(WatchSource(folder, settle_s=30)) as source:
         assert source.next(0.2) is None
         (folder / ".staged.png").write_bytes(png_bytes(3))  # hidden while being written: ignored
         (folder / "notes.txt").write_text("not an image")
         os.rename(folder / ".staged.png", folder / "ready.png")
-        got = source.next(10)
-        assert got is not None and Path(got.path).name == "ready.png"
+        assert next_name(source) == "ready.png"
         assert source.next(0.3) is None
-    finally:
-        source.close()
 
 
 def test_a_file_moved_in_from_elsewhere_is_taken_once_quiet(tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
-    source = WatchSource(folder, settle_s=0.3)
-    try:
+    with closing(WatchSource(folder, settle_s=0.3)) as source:
         assert source.next(0.1) is None
         (tmp_path / "staged.png").write_bytes(png_bytes(10))
         os.rename(tmp_path / "staged.png", folder / "moved.png")  # inotify sees only a creation, never a close
-        got = source.next(10)
-        assert got is not None and Path(got.path).name == "moved.png"
-    finally:
-        source.close()
+        assert next_name(source) == "moved.png"
 
 
 def test_move_to_processed_and_names_never_clash(tmp_path: Path) -> None:
     (tmp_path / "processed").mkdir()
     (tmp_path / "processed" / "a.png").write_bytes(b"older")
     (tmp_path / "a.png").write_bytes(png_bytes(4))
-    source = WatchSource(tmp_path, settle_s=0.05)
-    try:
+    with closing(WatchSource(tmp_path, settle_s=0.05)) as source:
         got = source.next(10)
         assert got is not None
         final = source.final_path(got)
         assert final == str(tmp_path / "processed" / "a-2.png")
         assert source.finish(got) == final and Path(final).read_bytes() == png_bytes(4)
         assert (tmp_path / "processed" / "a.png").read_bytes() == b"older"
-    finally:
-        source.close()
 
 
 def test_mark_leaves_the_file_and_a_restart_skips_it(tmp_path: Path) -> None:
@@ -130,20 +122,15 @@ def test_mark_leaves_the_file_and_a_restart_skips_it(tmp_path: Path) -> None:
     first.close()
     assert (tmp_path / ".a.png.loupe-done").exists() and (tmp_path / "a.png").exists()
     (tmp_path / "b.png").write_bytes(png_bytes(6))
-    second = WatchSource(tmp_path, after="mark", settle_s=0.05)
-    try:
-        got2 = second.next(10)
-        assert got2 is not None and Path(got2.path).name == "b.png"
+    with closing(WatchSource(tmp_path, after="mark", settle_s=0.05)) as second:
+        assert next_name(second) == "b.png"
         assert second.next(0.3) is None
-    finally:
-        second.close()
 
 
 def test_the_folder_disappearing_and_coming_back(tmp_path: Path) -> None:
     folder = tmp_path / "share"
     folder.mkdir()
-    source = WatchSource(folder, settle_s=0.05, backoff=Backoff(first=0.1, cap=0.4))
-    try:
+    with closing(WatchSource(folder, settle_s=0.05, backoff=Backoff(first=0.1, cap=0.4))) as source:
         (folder / "one.png").write_bytes(png_bytes(7))
         first = source.next(10)
         assert first is not None
@@ -154,12 +141,8 @@ def test_the_folder_disappearing_and_coming_back(tmp_path: Path) -> None:
         away = tmp_path / "share-unmounted"
         (away / "two.png").write_bytes(png_bytes(8))  # written while Loupe could not see it
         os.rename(away, folder)  # ... and comes back
-        got = source.next(10)
-        assert got is not None and Path(got.path).name == "two.png"
+        assert next_name(source) == "two.png"
         assert source.health().state == "ok"
         (folder / "three.png").write_bytes(png_bytes(9))  # and new files are seen through the new watch
-        got3 = source.next(10)
-        assert got3 is not None and Path(got3.path).name == "three.png"
-    finally:
-        source.close()
+        assert next_name(source) == "three.png"
     assert isinstance(first, Capture)

@@ -54,6 +54,12 @@ def _images(tmp_path: Path, n: int) -> Path:
     return folder
 
 
+def _keyed_stub(stub: StubCloud, monkeypatch: pytest.MonkeyPatch, answer: str) -> None:
+    """The API key in the environment and the stub cloud scripted to answer `answer`."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    stub.script = [completion(answer)]
+
+
 def _model(tiny_models: dict[str, SyntheticModel]) -> list[str]:
     m = tiny_models["smolvlm"]
     return ["--model-path", str(m.text_path), "--mmproj", str(m.mmproj_path), "--threads", "1"]
@@ -68,10 +74,8 @@ def _run(argv: list[str]) -> tuple[int, str, str]:
 def test_analyze_escalates_a_doubtful_tiny_model_result_to_the_cloud(
         tiny_models: dict[str, SyntheticModel], stub: StubCloud, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    stub.script = [completion('{"n": 5}')]
-    folder = _images(tmp_path, 1)
-    db = tmp_path / "loupe.db"
+    _keyed_stub(stub, monkeypatch, '{"n": 5}')
+    folder, db = _images(tmp_path, 1), tmp_path / "loupe.db"
     code, out, err = _run(["analyze", str(folder), "--task-file", str(_task_file(tmp_path, cloud=True)),
                            *_model(tiny_models), "--escalate", "--cloud-config", str(_cloud_file(tmp_path, stub)),
                            "--db", str(db), "--json"])
@@ -99,10 +103,8 @@ def test_analyze_without_escalate_is_unchanged(tiny_models: dict[str, SyntheticM
 def test_batch_escalate_stores_the_ladder_and_the_audit_rows(
         tiny_models: dict[str, SyntheticModel], stub: StubCloud, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    stub.script = [completion('{"n": 7}')]
-    folder = _images(tmp_path, 3)
-    db = tmp_path / "loupe.db"
+    _keyed_stub(stub, monkeypatch, '{"n": 7}')
+    folder, db = _images(tmp_path, 3), tmp_path / "loupe.db"
     task = _task_file(tmp_path, cloud=True, budget={"max_calls_per_job": 2})
     code, out, err = _run(["batch", str(folder), "--task-file", str(task), *_model(tiny_models), "--escalate",
                            "--cloud-config", str(_cloud_file(tmp_path, stub)), "--db", str(db), "--json"])
@@ -182,9 +184,8 @@ def test_an_enabled_cloud_without_a_key_stops_before_anything_runs(
 
 def test_cloud_test_sends_one_text_probe_audited_and_says_what_it_found(stub: StubCloud, tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    _keyed_stub(stub, monkeypatch, "OK")
     db = tmp_path / "loupe.db"
-    stub.script = [completion("OK")]
     code, out, _ = _run(["cloud", "test", "--cloud-config", str(_cloud_file(tmp_path, stub)), "--db", str(db),
                          "--json"])
     assert code == 0 and json.loads(out)["verdict"] == "ok"

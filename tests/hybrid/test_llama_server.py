@@ -54,8 +54,11 @@ def _files(tmp_path: Path, server: LlamaServer, schema: dict[str, Any]) -> tuple
     return task, cloud, folder
 
 
-def _batch(tiny_models: dict[str, SyntheticModel], server: LlamaServer, task: Path, cloud: Path, folder: Path,
-           db: Path) -> dict:
+def _batch(tiny_models: dict[str, SyntheticModel], server: LlamaServer, tmp_path: Path,
+           schema: dict[str, Any]) -> tuple[dict, Path]:
+    """`loupe batch --escalate` over one image with the task for `schema`: (the JSON summary, the database)."""
+    task, cloud, folder = _files(tmp_path, server, schema)
+    db = tmp_path / "loupe.db"
     m = tiny_models["smolvlm"]
     out, err = io.StringIO(), io.StringIO()
     code = main(["batch", str(folder), "--task-file", str(task), "--model-path", str(m.text_path), "--mmproj",
@@ -63,15 +66,13 @@ def _batch(tiny_models: dict[str, SyntheticModel], server: LlamaServer, task: Pa
                  "--json"], out, err)
     assert code == 0, err.getvalue()
     assert f"may be sent to {server.base_url}" in err.getvalue()
-    return json.loads(out.getvalue())
+    return json.loads(out.getvalue()), db
 
 
 def test_low_confidence_result_escalates_to_llama_cpp_server_and_is_audited(
         llama_server: LlamaServer, tiny_models: dict[str, SyntheticModel], tmp_path: Path) -> None:
-    task, cloud, folder = _files(tmp_path, llama_server, TWO)
     before = llama_server.chat_requests()
-    db = tmp_path / "loupe.db"
-    summary = _batch(tiny_models, llama_server, task, cloud, folder, db)
+    summary, db = _batch(tiny_models, llama_server, tmp_path, TWO)
     assert llama_server.wait_chat_requests(before + 1) == before + 1
     with Store(db) as store:
         (stored,) = store.results(summary["job"])
@@ -89,10 +90,8 @@ def test_low_confidence_result_escalates_to_llama_cpp_server_and_is_audited(
 
 def test_confident_result_stays_local_and_nothing_reaches_the_server(
         llama_server: LlamaServer, tiny_models: dict[str, SyntheticModel], tmp_path: Path) -> None:
-    task, cloud, folder = _files(tmp_path, llama_server, ONE)
     before = llama_server.chat_requests()
-    db = tmp_path / "loupe.db"
-    summary = _batch(tiny_models, llama_server, task, cloud, folder, db)
+    summary, db = _batch(tiny_models, llama_server, tmp_path, ONE)
     with Store(db) as store:
         (stored,) = store.results(summary["job"])
         assert [(s["runner"], s["outcome"]) for s in stored.escalation] == [("local", "accepted")]

@@ -1,7 +1,8 @@
 """The real path: image -> llama.cpp (mtmd image encode) -> constrained decode -> validated Result.
 
 Random weights give gibberish, so these tests assert structure (status, schema validity, a confidence
-per leaf, boxes inside the image), never values.
+per leaf, boxes inside the image), never values. The rules every backend keeps (truncation at max_tokens with the
+raw text kept, `false` schemas refusing, determinism, cancel as a value) run on llama.cpp in tests/contract.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from engine.api import AnalyzeRequest, Engine
 from engine.backends.base import Generation, GenerationRequest
 from engine.backends.llama_cpp import LlamaCppBackend
 from engine.errors import ModelLoadError
-from engine.tasks import Task, builtin_names, builtin_task
+from engine.tasks import builtin_names, builtin_task
 from engine.types import Status
 
 
@@ -107,33 +108,6 @@ def test_two_images_in_one_request_carry_ids(backend, images):
     assert [i.id for i in two.images] == ["img_01", "img_02"]
     assert "img_01: " in spy.requests[1].text and "img_02: " in spy.requests[1].text
     assert two.tokens.image > one.tokens.image  # both images were encoded
-
-
-def test_too_few_max_tokens_is_truncated_with_raw_kept(backend, images):
-    task = builtin_task("describe").with_options(max_tokens=5)
-    result = Engine(backend).analyze(AnalyzeRequest((images["jpeg"],), task))
-    assert result.status is Status.TRUNCATED
-    assert result.raw and result.data is None and "max_tokens=5" in result.error
-
-
-def test_schema_false_can_only_refuse(backend, images):
-    task = Task(name="nothing", schema=False, instructions="Nothing is acceptable.")
-    result = Engine(backend).analyze(AnalyzeRequest((images["jpeg"],), task))
-    assert result.status is Status.REFUSED and result.error and result.data is None
-    assert result.raw.startswith("REFUSE: ")
-
-
-def test_deterministic_by_default(backend, images):
-    engine = Engine(backend)
-    req = AnalyzeRequest((images["png"],), builtin_task("product"))
-    assert engine.analyze(req).raw == engine.analyze(req).raw
-
-
-def test_cancel_stops_cleanly(backend, images):
-    cancel = threading.Event()
-    cancel.set()
-    result = Engine(backend).analyze(AnalyzeRequest((images["jpeg"],), builtin_task("describe")), cancel=cancel)
-    assert result.status is Status.ERROR and result.error == "cancelled"
 
 
 def test_missing_or_corrupt_model_files_are_clear_errors(tiny_models, tmp_path):
