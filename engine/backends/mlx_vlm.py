@@ -10,8 +10,6 @@ constraint, keeps renormalised probabilities and fast-forwards forced tokens exa
 from __future__ import annotations
 
 import importlib.util
-import json
-import threading
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,19 +20,18 @@ from mlx_vlm import load as mlx_load
 from mlx_vlm.models.cache import make_prompt_cache
 
 from engine.backends import hf_inputs
-from engine.backends.base import Capabilities, Generation, GenerationRequest
-from engine.backends.decode import Feed, prefill_and_decode
-from engine.constrain.base import Constraint
+from engine.backends.base import GenerationRequest
+from engine.backends.decode import Feed
+from engine.backends.hf_backend import HfBackend
 from engine.errors import BackendError, ModelLoadError
 
 _TEXT_KEYS = ("input_ids", "pixel_values", "attention_mask")
 
 
-class MlxVlmBackend:
+class MlxVlmBackend(HfBackend):
     """A loaded mlx-vlm model with its processor."""
 
     name: ClassVar[str] = "mlx"
-    steerable: ClassVar[bool] = True
 
     def __init__(self, model_dir: str | Path, *, model_id: str | None = None, n_ctx: int = 8192) -> None:
         t0 = time.perf_counter()
@@ -47,23 +44,12 @@ class MlxVlmBackend:
             self.model, _ = mlx_load(str(self.model_dir))
         except (ValueError, KeyError, OSError, RuntimeError) as exc:
             raise ModelLoadError(f"mlx-vlm cannot load {self.model_dir}: {str(exc).splitlines()[0][:300]}") from None
-        self.config = json.loads((self.model_dir / "config.json").read_text())
-        self.processor = hf_inputs.load_processor(self.model_dir)
-        self._image_token = hf_inputs.image_token_id(self.processor, self.config)
-        self._compiler, self.vocab = hf_inputs.vocabulary(self.processor, self.config)
-        self._lock = threading.Lock()
-        self.n_ctx = n_ctx
-        self.capabilities = Capabilities(max_context=n_ctx)
-        self.load_ms = (time.perf_counter() - t0) * 1000
+        self._finish_loading(n_ctx, t0)
 
     @classmethod
     def is_available(cls) -> bool:
         """Whether mlx and mlx-vlm are installed."""
         return all(importlib.util.find_spec(m) is not None for m in ("mlx", "mlx_vlm", "transformers"))
-
-    def compile(self, schema: dict[str, Any] | bool, *, allow_refusal: bool = True) -> Constraint:
-        """Compile for this model's tokenizer."""
-        return self._compiler.compile(schema, allow_refusal=allow_refusal)
 
     def first_logits(self, request: GenerationRequest, timings: dict[str, float] | None = None
                      ) -> tuple[np.ndarray, list[Any], int, int]:
@@ -89,12 +75,6 @@ class MlxVlmBackend:
         timings["prefill_ms"] = (time.perf_counter() - t2) * 1000
         n_image = int((ids[0] == self._image_token).sum())
         return logits, cache, int(ids.shape[1]), n_image
-
-    def generate(self, request: GenerationRequest, *, cancel: threading.Event | None = None) -> Generation:
-        """Prefill prompt + images, then decode under the constraint (one request at a time)."""
-        with self._lock:
-            return prefill_and_decode(request, self.vocab, self.first_logits, self._feeder, n_ctx=self.n_ctx,
-                                      cancel=cancel)
 
     def _feeder(self, cache: list[Any], n_prompt: int) -> Feed:
         def feed(tokens: list[int]) -> np.ndarray:

@@ -9,20 +9,18 @@ is "" (fp32), "_fp16", "_q4" or "_quantized" (q8), as the published onnx-communi
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import threading
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import onnxruntime as ort
 
 from engine.backends import hf_inputs
-from engine.backends.base import Capabilities, Generation, GenerationRequest
-from engine.backends.decode import Feed, prefill_and_decode
-from engine.constrain.base import Constraint
+from engine.backends.base import GenerationRequest
+from engine.backends.decode import Feed
+from engine.backends.hf_backend import HfBackend
 from engine.errors import BackendError, ModelLoadError
 
 # --ep NAME -> ONNX Runtime provider, in the order "best available" tries them
@@ -57,11 +55,10 @@ def pick_provider(ep: str | None, available: list[str] | None = None) -> str:
     return provider
 
 
-class OnnxBackend:
+class OnnxBackend(HfBackend):
     """A loaded three-piece ONNX VLM on one execution provider."""
 
     name: ClassVar[str] = "onnx"
-    steerable: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -94,26 +91,15 @@ class OnnxBackend:
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ModelLoadError(f"ONNX Runtime cannot load {self.model_dir} ({exc.__class__.__name__}: {exc}); "
                                  "a file may be truncated or corrupt") from None
-        self.config = json.loads((self.model_dir / "config.json").read_text())
-        self.processor = hf_inputs.load_processor(self.model_dir)
-        self._image_token = hf_inputs.image_token_id(self.processor, self.config)
-        self._compiler, self.vocab = hf_inputs.vocabulary(self.processor, self.config)
         self._past = [(i.name, i.shape, i.type) for i in self._decoder.get_inputs() if i.name.startswith("past_")]
         self._float = _DTYPES.get(self._decoder.get_inputs()[0].type, np.float32)
         self._decoder_inputs = {i.name for i in self._decoder.get_inputs()}
-        self._lock = threading.Lock()
-        self.n_ctx = n_ctx
-        self.capabilities = Capabilities(max_context=n_ctx)
-        self.load_ms = (time.perf_counter() - t0) * 1000
+        self._finish_loading(n_ctx, t0)
 
     @classmethod
     def is_available(cls) -> bool:
         """Whether onnxruntime (and transformers, for the processor) are installed."""
         return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "transformers"))
-
-    def compile(self, schema: dict[str, Any] | bool, *, allow_refusal: bool = True) -> Constraint:
-        """Compile for this model's tokenizer."""
-        return self._compiler.compile(schema, allow_refusal=allow_refusal)
 
     # -- the three pieces -----------------------------------------------------------------------
     def image_features(self, pixel_values: np.ndarray, pixel_mask: np.ndarray | None) -> np.ndarray:
@@ -175,13 +161,7 @@ class OnnxBackend:
         timings["prefill_ms"] = (time.perf_counter() - t2) * 1000
         return logits, past, int(ids.shape[1]), int(is_image.sum())
 
-    # -- one generation -------------------------------------------------------------------------
-    def generate(self, request: GenerationRequest, *, cancel: threading.Event | None = None) -> Generation:
-        """Prefill prompt + images, then decode under the constraint (one request at a time)."""
-        with self._lock:
-            return prefill_and_decode(request, self.vocab, self.first_logits, self._feeder, n_ctx=self.n_ctx,
-                                      cancel=cancel)
-
+    # -- one generation (HfBackend.generate) ----------------------------------------------------
     def _feeder(self, past: dict[str, np.ndarray], n_prompt: int) -> Feed:
         n_past = n_prompt
 
