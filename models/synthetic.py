@@ -10,6 +10,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFWriter, LlamaFileType, RopeScalingType
@@ -34,6 +35,22 @@ MMPROJ_TYPES: dict[str, tuple[GGMLQuantizationType, LlamaFileType]] = {
     "f32": (Q.F32, LlamaFileType.ALL_F32),
     "f16": (Q.F16, LlamaFileType.MOSTLY_F16),
     "q8_0": (Q.Q8_0, LlamaFileType.MOSTLY_Q8_0),  # as ggml-org publishes mmproj-*-Q8_0.gguf; embeddings stay F32
+}
+
+
+class _Special(NamedTuple):
+    """A family's special tokens, as its tokenizer names them."""
+
+    bos: str
+    eos: str
+    eot: str
+    unk: str
+    pad: str
+
+
+_SPECIAL_TOKENS = {
+    "smolvlm": _Special("<|im_start|>", "<end_of_utterance>", "<end_of_utterance>", "<|endoftext|>", "<|im_end|>"),
+    "gemma3": _Special("<bos>", "<eos>", "<end_of_turn>", "<unk>", "<pad>"),
 }
 
 
@@ -223,21 +240,13 @@ def _text_kv(spec: SyntheticSpec, text_type: str, seed: int) -> tuple[Callable[[
         w.add_token_list(vocab.tokens)
         w.add_token_types(vocab.types)
         w.add_token_merges(vocab.merges)
-        ids = vocab.ids
-        if smol:
-            w.add_bos_token_id(ids["<|im_start|>"])
-            w.add_eos_token_id(ids["<end_of_utterance>"])
-            w.add_eot_token_id(ids["<end_of_utterance>"])
-            w.add_unk_token_id(ids["<|endoftext|>"])
-            w.add_pad_token_id(ids["<|im_end|>"])
-            w.add_add_bos_token(False)  # the template itself starts with <|im_start|>
-        else:
-            w.add_bos_token_id(ids["<bos>"])
-            w.add_eos_token_id(ids["<eos>"])
-            w.add_eot_token_id(ids["<end_of_turn>"])
-            w.add_unk_token_id(ids["<unk>"])
-            w.add_pad_token_id(ids["<pad>"])
-            w.add_add_bos_token(True)
+        ids, special = vocab.ids, _SPECIAL_TOKENS[spec.family]
+        w.add_bos_token_id(ids[special.bos])
+        w.add_eos_token_id(ids[special.eos])
+        w.add_eot_token_id(ids[special.eot])
+        w.add_unk_token_id(ids[special.unk])
+        w.add_pad_token_id(ids[special.pad])
+        w.add_add_bos_token(not smol)  # SmolVLM's template itself starts with <|im_start|>
         w.add_add_eos_token(False)
         w.add_chat_template(SMOLVLM_CHAT_TEMPLATE if smol else GEMMA3_CHAT_TEMPLATE)
 
