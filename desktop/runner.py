@@ -197,7 +197,9 @@ class Runner:
                     self._current = (batch.id, index)
                     self._item_cancel.clear()
                 self.events.item_started(batch.id, index)
-                ahead = items[index + 1].path if index + 1 < len(items) else None
+                with self._lock:
+                    ahead = next((items[j].path for j in range(index + 1, len(items))
+                                  if (batch.id, j) not in self._skip), None)  # the next one not cancelled
                 self._one(store, model, batch, index, item, job, ladder, prefetch, ahead)
                 with self._lock:
                     self._current = None

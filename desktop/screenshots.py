@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     _evaluate(window, work, panels[:3], out)
     if window.models is not None:
         models = window.models.open_dialog()
+        models.select("smolvlm-256m-onnx-q4")  # a directory model (ONNX), listed with its format beside the GGUFs
         _settle()
         models.grab().save(str(out / "desk-models.png"))
         models.close()

@@ -35,7 +35,7 @@ class ModelsDialog(QDialog):
     def __init__(self, store: ModelStore, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Models")
-        self.resize(720, 420)
+        self.resize(900, 440)
         self.store = store
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(1)
@@ -43,7 +43,8 @@ class ModelsDialog(QDialog):
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Model", "Format", "Kind", "State", "Size", "Note"])
         self.tree.setRootIsDecorated(False)
-        self.tree.setColumnWidth(0, 180)
+        for column, width in enumerate((190, 60, 80, 80, 80)):
+            self.tree.setColumnWidth(column, width)
         self.tree.itemSelectionChanged.connect(self._update_buttons)
         self.download_button = QPushButton("Download")
         self.download_button.clicked.connect(self.start_download)

@@ -20,7 +20,7 @@ from tests.desktop.conftest import tiny_loader, write_images
 
 
 class Steer:
-    """Runner events: while image 0 is in hand, pause the queue and cancel image 1 (already read ahead by then)."""
+    """Runner events: as image 0 starts, pause the queue and cancel image 1, as the window's buttons would."""
 
     def __init__(self) -> None:
         self.runner: Runner | None = None
@@ -76,15 +76,14 @@ def test_next_image_is_read_ahead_and_pause_and_cancel_still_hold(tiny_models: d
         runner.submit([str(p) for p in images], builtin_task("describe"))
         assert events.first_done.wait(60) and not events.failures
         assert runner.paused and not events.ended.is_set()  # held after image 0, as the Pause button does
-        assert decoded == [(images[1].name, decoded[0][1])] and decoded[0][1].startswith("loupe-prefetch")
+        # While image 0 ran, the next image not cancelled (image 2) was read and decoded on the prefetch thread.
+        assert decoded == [(images[2].name, decoded[0][1])] and decoded[0][1].startswith("loupe-prefetch")
         runner.pause(False)
         assert events.ended.wait(60) and not events.failures
     finally:
         assert runner.stop(30)
     assert events.log == [("started", 0), ("finished", 0), ("cancelled", 1), ("started", 2), ("finished", 2)]
-    # Image 1 was read ahead, then cancelled: never analysed; image 2 was not read ahead (image 1 did not run), so
-    # the worker read it then, and it ran.
-    assert [name for name, _ in decoded] == [images[1].name]
+    assert [name for name, _ in decoded] == [images[2].name]  # image 2 read once, ahead; image 1 never
     with Store(tmp_path / "loupe.db") as store:
         stored = store.results()
         assert [Path(s.path).name for s in stored] == [images[0].name, images[2].name]
