@@ -152,3 +152,26 @@ def test_a_directory_model_whose_extra_is_missing_says_how_to_install_it(
     assert window.model_label.text() == "Ready: tiny-local"
     window.close()
     window.store.close()
+
+
+def test_a_directory_download_can_be_cancelled_then_done(qtbot, hub: FakeHub, tmp_path: Path) -> None:  # noqa: F811
+    from desktop.widgets.models_dialog import ModelsDialog
+
+    store, wanted = publish_dir(hub, tmp_path)
+    dialog = ModelsDialog(store)
+    qtbot.addWidget(dialog)
+    dialog.select("tiny-onnx")
+    download = dialog.start_download()
+    assert download is not None and dialog.cancel_button.isEnabled()
+    download.cancel()  # before the first chunk arrives: stopped at the first progress callback
+    with qtbot.waitSignal(dialog.changed, timeout=15000):
+        pass
+    assert "cancelled" in dialog.message.text()
+    assert store.directories.status("tiny-onnx").state == "missing"  # no manifest: never half-installed
+    dialog.select("tiny-onnx")
+    assert dialog.download_button.isEnabled()  # the user can start it again
+    with qtbot.waitSignal(dialog.changed, timeout=15000):
+        dialog.start_download()
+    assert dialog.message.text() == "tiny-onnx is installed."
+    directory = store.directories.status("tiny-onnx").path
+    assert directory is not None and {rel: (directory / rel).read_bytes() for rel in wanted} == wanted
