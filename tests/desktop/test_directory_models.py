@@ -175,3 +175,39 @@ def test_a_directory_download_can_be_cancelled_then_done(qtbot, hub: FakeHub, tm
     assert dialog.message.text() == "tiny-onnx is installed."
     directory = store.directories.status("tiny-onnx").path
     assert directory is not None and {rel: (directory / rel).read_bytes() for rel in wanted} == wanted
+
+
+MLX_ENTRY = """
+[models.tiny-mlx]
+display_name = "Tiny MLX"
+family = "smolvlm"
+source = "huggingface"
+format = "mlx"
+repo_id = "test-org/Tiny-ONNX"
+files = ["*.json", "*.jinja", "*.safetensors"]
+license = "Apache-2.0"
+note = "tiny"
+"""
+
+
+def test_an_mlx_entry_loads_through_the_mlx_backend(hub: FakeHub, tmp_path: Path) -> None:  # noqa: F811
+    pytest.importorskip("mlx_vlm")
+    from desktop.loading import load_from_store
+    from engine.api import AnalyzeRequest
+    from engine.tasks import builtin_task
+    from models.catalog import load_catalog
+
+    onnx_store, _wanted = publish_dir(hub, tmp_path)  # the same tiny model's files, safetensors included
+    catalog = tmp_path / "catalog-mlx.toml"
+    catalog.write_text((tmp_path / "catalog.toml").read_text() + MLX_ENTRY)
+    store = ModelStore(onnx_store.root, catalog=load_catalog(catalog), endpoint=hub.endpoint, token=False,
+                       download_retries=0, retry_wait_s=0.0)
+    store.directories.pull("tiny-mlx")
+    loaded = load_from_store(store, "tiny-mlx", 1)
+    try:
+        assert type(loaded.engine.backend).__name__ == "MlxVlmBackend" and loaded.name == "tiny-mlx"
+        image = write_images(tmp_path / "mlx", 1, seed=70)[0]
+        result = loaded.engine.analyze(AnalyzeRequest((str(image),), builtin_task("describe")))
+        assert result.status.value == "ok" and set(result.data) == {"caption", "tags"}
+    finally:
+        loaded.engine.close()
