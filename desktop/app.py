@@ -14,40 +14,27 @@ if TYPE_CHECKING:
     from desktop.bridge import EngineBridge
     from desktop.main_window import MainWindow
 
-SYNTHETIC_FALLBACK = "synthetic-smolvlm"
-
-
 def model_loader(model: str | None, model_path: str | None, mmproj: str | None,
                  threads: int | None = None, model_dir: str = "") -> Callable[[], LoadedModel]:
-    """A loader for the worker thread, choosing the model like the CLI (the default falls back to synthetic)."""
+    """A loader for the worker thread, choosing the model like the CLI (the default falls back to synthetic); MLX /
+    ONNX catalog models load through the backend their format needs (desktop.loading)."""
     if bool(model_path) != bool(mmproj):
         raise SystemExit("loupe-app: --model-path and --mmproj go together")
 
     def load() -> LoadedModel:
+        from desktop.loading import load_from_store
         from engine.api import Engine
         from engine.backends.prefix_store import PrefixStore
         from engine.backends.registry import backend_class
-        from models.catalog import load_catalog
-        from models.store import ModelNotInstalled, ModelStore, default_model_root
+        from models.store import ModelStore, default_model_root
 
-        backend_cls = backend_class("llama_cpp")
         if model_path and mmproj:
             name = Path(model_path).stem
-            backend = backend_cls(model_path, mmproj, model_id=name, n_threads=threads,
-                                  prefix_store=PrefixStore.default())
+            backend = backend_class("llama_cpp")(model_path, mmproj, model_id=name, n_threads=threads,
+                                                 prefix_store=PrefixStore.default())
             return LoadedModel(Engine(backend, model=name), name, synthetic=False)
         store = ModelStore(Path(model_dir) if model_dir else default_model_root())
-        name = model or load_catalog().default
-        try:
-            resolved = store.resolve(name)
-        except ModelNotInstalled:
-            if model:  # asked for by name: say so rather than run something else
-                raise
-            name = SYNTHETIC_FALLBACK
-            resolved = store.resolve(name)
-        backend = backend_cls(resolved.text_path, resolved.mmproj_path, model_id=name, n_threads=threads,
-                              prefix_store=PrefixStore.default())
-        return LoadedModel(Engine(backend, model=name), name, resolved.synthetic)
+        return load_from_store(store, model, threads)
 
     return load
 

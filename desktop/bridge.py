@@ -12,6 +12,7 @@ from PySide6.QtGui import QImage
 from desktop.runner import Batch, CloudAccess, LoadedModel, Runner
 from engine.errors import LoupeError
 from engine.images.load import load_image
+from engine.prefetch import Prefetcher
 from engine.tasks import Task
 from engine.types import Result
 
@@ -30,11 +31,13 @@ class EngineBridge(QObject):
     batchFailed = Signal(int, str)
 
     def __init__(self, load: Callable[[], LoadedModel], db_path: Path, parent: QObject | None = None, *,
-                 cloud: Callable[[], CloudAccess] = CloudAccess) -> None:
+                 cloud: Callable[[], CloudAccess] = CloudAccess,
+                 prefetcher: Callable[[], Prefetcher] = Prefetcher) -> None:
         super().__init__(parent)
         self.db_path = db_path
         self.cloud = cloud
-        self.runner = Runner(load=load, db_path=db_path, events=self, cloud=cloud)
+        self.prefetcher = prefetcher  # each worker reads the next image ahead with one of these
+        self.runner = Runner(load=load, db_path=db_path, events=self, cloud=cloud, prefetcher=prefetcher)
         self.batches: dict[int, Batch] = {}
 
     def set_cloud(self, cloud: Callable[[], CloudAccess]) -> None:
@@ -49,7 +52,8 @@ class EngineBridge(QObject):
     def reload(self, load: Callable[[], LoadedModel]) -> None:
         """Another model: stop the current worker (its queue is dropped) and start loading `load` instead."""
         self.runner.stop()
-        self.runner = Runner(load=load, db_path=self.db_path, events=self, cloud=self.cloud)
+        self.runner = Runner(load=load, db_path=self.db_path, events=self, cloud=self.cloud,
+                             prefetcher=self.prefetcher)
         self.runner.start()
 
     def submit(self, paths: Sequence[str], task: Task, *, fresh: bool = False) -> Batch:

@@ -1,4 +1,4 @@
-"""A model download (models.store.ModelStore.pull) on a worker thread, with progress and cancel as Qt signals."""
+"""A model download (GGUF pair or MLX / ONNX directory) on a worker thread, with progress and cancel as Qt signals."""
 
 from __future__ import annotations
 
@@ -48,12 +48,15 @@ class Download(QObject):
 
     def _run(self) -> None:
         try:
-            resolved = self.store.pull(self.name, progress=self._progress)
+            if self.name in self.store.directories:  # an MLX / ONNX model directory: the same resumable fetch
+                self.store.directories.pull(self.name, progress=self._progress)
+            else:
+                self.store.pull(self.name, progress=self._progress)
         except DownloadCancelled:
             self.cancelled.emit()
         except Exception as exc:  # ModelDownloadError, ModelFileCorrupt, disk errors: said plainly
             self.failed.emit(str(exc) or type(exc).__name__)
         else:
-            self.finished.emit(resolved.name)
+            self.finished.emit(self.name)
         finally:
             self._done.set()

@@ -329,7 +329,7 @@ class MainWindow(QMainWindow):
 
     def _model_name(self) -> str:
         """The model picked now (the evaluation loads its own copy)."""
-        picked = self.models.combo.currentText() if self.models is not None else ""
+        picked = self.models.current() if self.models is not None else ""
         return picked or self.loaded_model
 
     def _model_failed(self, message: str) -> None:

@@ -1,7 +1,8 @@
 """The desktop app's work loop, Qt-free: load the model, then run dropped batches as store jobs.
 
 One image at a time, with pause, cancel (one image or a whole batch) and retry; tasks with an `escalation` table
-climb their ladder.
+climb their ladder. Like `loupe batch`, the next image is read and decoded (engine.prefetch) while the model works on
+the current one.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any, Protocol
 
 from engine.api import AnalyzeRequest, Engine
 from engine.backends.cloud import CloudConfig
-from engine.batch import file_identity, job_key
+from engine.batch import job_key
 from engine.errors import LoupeError
-from engine.images.load import load_image
+from engine.images.load import LoadedImage, load_image
+from engine.prefetch import Prefetcher, Read
 from engine.store import Store
 from engine.store.records import cache_key
 from engine.tasks import Task
@@ -74,6 +76,7 @@ class Runner:
     events: RunnerEvents
     cloud: Callable[[], CloudAccess] = CloudAccess
     cancel: threading.Event = field(default_factory=threading.Event)
+    prefetcher: Callable[[], Prefetcher] = Prefetcher  # made on the worker thread, closed when it ends
 
     def __post_init__(self) -> None:
         self._queue: queue.Queue[Batch | None] = queue.Queue()
@@ -145,16 +148,18 @@ class Runner:
             self.events.model_failed(f"the results store cannot be used: {exc}")
             return
         self.events.model_loaded(self.model.name, self.model.synthetic)
+        prefetch = self.prefetcher()
         try:
             while not self.cancel.is_set():
                 batch = self._queue.get()
                 if batch is None:
                     break
                 try:
-                    self._run(store, self.model, batch)
+                    self._run(store, self.model, batch, prefetch)
                 except Exception as exc:  # a store failure ends this batch, not the app
                     self.events.batch_failed(batch.id, f"{type(exc).__name__}: {exc}")
         finally:
+            prefetch.close()
             store.close()
             self.model.engine.close()
 
@@ -168,7 +173,7 @@ class Runner:
         return Escalator(task, lambda: model.engine, access.config, api_key=access.api_key, store=store,
                          job_id=job_id)
 
-    def _run(self, store: Store, model: LoadedModel, batch: Batch) -> None:
+    def _run(self, store: Store, model: LoadedModel, batch: Batch, prefetch: Prefetcher) -> None:
         settings: dict[str, Any] = {"source": "desktop"}
         if batch.task.escalation is not None:
             from engine.escalate.hybrid import settings_key
@@ -179,7 +184,8 @@ class Runner:
                                launch={"app": "loupe-app", "batch": batch.id}, paths=batch.paths)
         ladder = self._ladder(store, model, batch.task, job.id)
         try:
-            for index, item in enumerate(store.items(job.id)):
+            items = store.items(job.id)
+            for index, item in enumerate(items):
                 self._resume.wait()
                 if self.cancel.is_set():
                     break
@@ -191,7 +197,10 @@ class Runner:
                     self._current = (batch.id, index)
                     self._item_cancel.clear()
                 self.events.item_started(batch.id, index)
-                self._one(store, model, batch, index, item, job, ladder)
+                with self._lock:
+                    ahead = next((items[j].path for j in range(index + 1, len(items))
+                                  if (batch.id, j) not in self._skip), None)  # the next one not cancelled
+                self._one(store, model, batch, index, item, job, ladder, prefetch, ahead)
                 with self._lock:
                     self._current = None
         finally:
@@ -201,19 +210,20 @@ class Runner:
         store.set_state(job.id, "done" if counts["done"] == counts["items"] else "interrupted")
         self.events.batch_done(batch.id, job.id)
 
-    def _climb(self, ladder: Any, path: str, task: Task) -> Any:
+    def _climb(self, ladder: Any, path: str, task: Task, image: LoadedImage | None) -> Any:
         """The ladder for one image, like `Escalator.__call__` but cancellable between and within rungs."""
         from engine.escalate.policy import Escalation, escalate
 
         try:
-            images = [load_image(path)]
+            images = [image if image is not None else load_image(path)]
         except LoupeError:  # unreadable: answered locally, as an error result
             return Escalation(ladder.local().analyze(AnalyzeRequest((path,), task), cancel=self._item_cancel), ())
         return escalate(task, images, ladder.policy, ladder.runners, ladder.ledger, cancel=self._item_cancel)
 
     def _one(self, store: Store, model: LoadedModel, batch: Batch, index: int, item: Any, job: Any,
-             ladder: Any) -> None:
-        ident = file_identity(item.path)
+             ladder: Any, prefetch: Prefetcher, ahead: str | None) -> None:
+        got: Read = prefetch.take(item.path)  # read ahead while the previous image ran, else only its identity
+        ident = got.identity
         key = None if ident is None else cache_key(ident[0], job.task_key, job.model, job.settings_key)
         source = None if key is None or batch.fresh else store.cached_result_id(key)
         if ident is not None and key is not None and source is not None:
@@ -221,12 +231,15 @@ class Runner:
                                             cache_key=key)
             self.events.item_finished(batch.id, index, rid, result, True, list(store.result(rid).escalation))
             return
+        if ahead is not None:
+            prefetch.ahead(ahead)  # only on a miss: a run of cache hits never decodes images
         steps: list[dict[str, Any]] = []
         if ladder is not None:
-            answer = self._climb(ladder, item.path, batch.task)
+            answer = self._climb(ladder, item.path, batch.task, got.image)
             result, steps = answer.result, answer.records()
         else:
-            result = model.engine.analyze(AnalyzeRequest((item.path,), batch.task), cancel=self._item_cancel)
+            image = got.image if got.image is not None else item.path
+            result = model.engine.analyze(AnalyzeRequest((image,), batch.task), cancel=self._item_cancel)
         if self._item_cancel.is_set() and result.error == "cancelled":
             self.events.item_cancelled(batch.id, index)  # not stored: the item stays pending in the job
             return

@@ -183,10 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     _cloud_page(window, out)
     _evaluate(window, work, panels[:3], out)
     if window.models is not None:
-        models = window.models.open_dialog()
-        _settle()
-        models.grab().save(str(out / "desk-models.png"))
-        models.close()
+        _models(window, work, out)
     editor = window.tasks.open_editor()
     editor.schema.setPlainText('{"type": "object", "properties": {"count": {"type": "integr"}}}')
     _settle()
@@ -223,6 +220,33 @@ def _cloud_page(window: Any, out: Path) -> None:
         dialog.reject()
     finally:
         stub.close()
+
+
+def _models(window: Any, work: Path, out: Path) -> None:
+    """The Models dialog after downloading a directory (ONNX) model through it from a local imitation of the Hub:
+    the catalog plus the tiny test model (tests/backends/tiny) published there as `tiny-onnx`."""
+    from desktop.loading import format_problem
+    from models.catalog import DEFAULT_CATALOG_PATH, load_catalog
+    from models.store import ModelStore
+    from tests.engine.fake_hub import FakeHub, serving
+    from tests.engine.test_models_dirs import ENTRY, publish_dir
+
+    with serving(FakeHub()) as hub:
+        (work / "hub").mkdir()
+        publish_dir(hub, work / "hub")
+        catalog = work / "catalog.toml"
+        catalog.write_text(DEFAULT_CATALOG_PATH.read_text() + ENTRY)
+        window.models.set_store(ModelStore(work / "store", catalog=load_catalog(catalog), endpoint=hub.endpoint,
+                                           token=False))
+        models = window.models.open_dialog()
+        models.select("tiny-onnx")
+        models.start_download()
+        _wait(None, lambda: models.download is None)
+        models.select("tiny-onnx")
+        assert format_problem(models.store, "tiny-onnx") is None
+        _settle()
+        models.grab().save(str(out / "desk-models.png"))
+        models.close()
 
 
 def _evaluate(window: Any, work: Path, images: list[Path], out: Path) -> None:

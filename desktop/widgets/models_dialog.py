@@ -1,4 +1,5 @@
-"""Models: what is installed, downloads of catalog models with progress and cancel, and import of local GGUFs."""
+"""Models: every catalog entry with its format (GGUF, ONNX, MLX), downloads with progress and cancel, and import of
+local GGUFs."""
 
 from __future__ import annotations
 
@@ -20,28 +21,30 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.downloads import Download
+from desktop.loading import format_problem
 from models.store import InstalledModel, ModelError, ModelStore
 
 _GGUF = "GGUF models (*.gguf);;All files (*)"
 
 
 class ModelsDialog(QDialog):
-    """Lists `store.installed()`; `changed()` after a download or import completes."""
+    """Lists `store.listing()` (GGUF and directory models); `changed()` after a download or import completes."""
 
     changed = Signal()
 
     def __init__(self, store: ModelStore, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Models")
-        self.resize(720, 420)
+        self.resize(900, 440)
         self.store = store
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(1)
         self.download: Download | None = None
         self.tree = QTreeWidget()
-        self.tree.setHeaderLabels(["Model", "Kind", "State", "Size", "Note"])
+        self.tree.setHeaderLabels(["Model", "Format", "Kind", "State", "Size", "Note"])
         self.tree.setRootIsDecorated(False)
-        self.tree.setColumnWidth(0, 180)
+        for column, width in enumerate((190, 60, 80, 80, 80)):
+            self.tree.setColumnWidth(column, width)
         self.tree.itemSelectionChanged.connect(self._update_buttons)
         self.download_button = QPushButton("Download")
         self.download_button.clicked.connect(self.start_download)
@@ -68,11 +71,14 @@ class ModelsDialog(QDialog):
         """Re-read the store (a quick check of files; no hashing)."""
         keep = self.selected()
         self.tree.clear()
-        for m in self.store.installed():
+        for m in self.store.listing():
             size = f"{m.size_bytes / 1e6:.1f} MB" if m.size_bytes else ""
-            row = QTreeWidgetItem([m.name + (" (default)" if m.is_default else ""), m.kind, m.state, size, m.detail])
+            problem = format_problem(self.store, m.name)  # e.g. an ONNX model without onnxruntime: how to get it
+            note = f"{problem}. {m.detail}" if problem else m.detail
+            row = QTreeWidgetItem([m.name + (" (default)" if m.is_default else ""), m.format, m.kind, m.state, size,
+                                   note])
             row.setData(0, 256, m.name)
-            row.setToolTip(4, m.detail)
+            row.setToolTip(5, note)
             self.tree.addTopLevelItem(row)
             if m.name == keep or (keep is None and self.tree.currentItem() is None and m.kind == "catalog"
                                   and m.state != "installed"):
@@ -91,7 +97,7 @@ class ModelsDialog(QDialog):
                 self.tree.setCurrentItem(self.tree.topLevelItem(i))
 
     def _model(self, name: str | None) -> InstalledModel | None:
-        return next((m for m in self.store.installed() if m.name == name), None)
+        return next((m for m in self.store.listing() if m.name == name), None)
 
     def _update_buttons(self) -> None:
         model = self._model(self.selected())
@@ -102,7 +108,7 @@ class ModelsDialog(QDialog):
 
     # -- download ----------------------------------------------------------------------------------------
     def start_download(self) -> Download | None:
-        """Pull the selected catalog model off the GUI thread, showing progress."""
+        """Pull the selected catalog model (GGUF pair or model directory) off the GUI thread, showing progress."""
         name = self.selected()
         if name is None or self.download is not None:
             return None
@@ -172,8 +178,17 @@ class ModelsDialog(QDialog):
         super().done(code)
 
 
+def picker_label(model: InstalledModel) -> str:
+    """How the picker shows a model: its name, the format when not GGUF, and whether it still needs a download."""
+    notes = [model.format] if model.format != "gguf" else []
+    if model.state != "installed" and model.kind != "synthetic":
+        notes.append("not downloaded" if model.state == "missing" else model.state)
+    return model.name + (f" ({', '.join(notes)})" if notes else "")
+
+
 class ModelPicker(QWidget):
-    """Which model analyses: installed ones in a combo, plus 'Models…' (download, import)."""
+    """Which model analyses: every catalog entry with its format (those not downloaded shown but disabled), plus
+    'Models…' (download, import)."""
 
     chosen = Signal(str)
 
@@ -191,18 +206,26 @@ class ModelPicker(QWidget):
         layout.addWidget(self.combo, 1)
         layout.addWidget(self.manage)
         self.fill(current)
-        self.combo.activated.connect(lambda _i: self.chosen.emit(self.combo.currentText()))
+        self.combo.activated.connect(lambda _i: self.chosen.emit(self.current()))
+
+    def current(self) -> str:
+        """The name of the model shown in the combo ("" when none)."""
+        return str(self.combo.currentData() or "")
 
     def fill(self, current: str = "") -> None:
-        """Installed models (and synthetic ones, always usable), `current` selected."""
-        current = current or self.combo.currentText()
+        """Every known model, the usable ones (installed, or synthetic: built on first use) enabled; `current`
+        selected."""
+        current = current or self.current()
         self.combo.clear()
-        names = [m.name for m in self.store.installed() if m.state == "installed" or m.kind == "synthetic"]
-        self.combo.addItems(names)
-        if current and current not in names:
-            self.combo.addItem(current)
+        items = self.combo.model()
+        for m in self.store.listing():
+            self.combo.addItem(picker_label(m), m.name)
+            if m.state != "installed" and m.kind != "synthetic":
+                items.item(self.combo.count() - 1).setEnabled(False)  # type: ignore[attr-defined]
+        if current and self.combo.findData(current) < 0:
+            self.combo.addItem(current, current)
         if current:
-            self.combo.setCurrentText(current)
+            self.combo.setCurrentIndex(self.combo.findData(current))
 
     def set_store(self, store: ModelStore) -> None:
         """Look in another model directory: the combo, and the dialog if it is open, show its models at once."""
@@ -222,4 +245,3 @@ class ModelPicker(QWidget):
         self.dialog.changed.connect(lambda: self.fill())
         self.dialog.show()
         return self.dialog
-

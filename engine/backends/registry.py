@@ -33,12 +33,21 @@ def available() -> dict[str, bool]:
     return {name: importlib.util.find_spec(e.requires) is not None for name, e in BACKENDS.items()}
 
 
-def backend_class(name: str) -> type:
-    """The class for backend `name`, importing its module only now."""
+def missing(name: str) -> str | None:
+    """Why backend `name` cannot be used here (its package is not installed, with the install hint), else None."""
     entry = BACKENDS.get(name)
     if entry is None:
-        raise LoupeError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")
+        return f"unknown backend {name!r} (known: {', '.join(BACKENDS)})"
     if importlib.util.find_spec(entry.requires) is None:
         fix = f" (pip install 'loupe[{entry.extra}]')" if entry.extra else ""
-        raise LoupeError(f"backend {name!r} needs the package {entry.requires!r}, which is not installed{fix}")
+        return f"backend {name!r} needs the package {entry.requires!r}, which is not installed{fix}"
+    return None
+
+
+def backend_class(name: str) -> type:
+    """The class for backend `name`, importing its module only now."""
+    problem = missing(name)
+    if problem is not None:
+        raise LoupeError(problem)
+    entry = BACKENDS[name]
     return getattr(importlib.import_module(entry.module), entry.cls)

@@ -27,7 +27,7 @@ def test_download_shows_progress_and_installs_the_model(qtbot, hub: FakeHub, tmp
         pass
     assert "tiny is installed" in dialog.message.text()
     assert (remote.text_file, len(remote.text), len(remote.text)) in seen  # the last progress of the text file
-    states = {dialog.tree.topLevelItem(i).data(0, 256): dialog.tree.topLevelItem(i).text(2)
+    states = {dialog.tree.topLevelItem(i).data(0, 256): dialog.tree.topLevelItem(i).text(3)
               for i in range(dialog.tree.topLevelItemCount())}
     assert states["tiny"] == "installed"
     assert store.resolve("tiny").text_path.read_bytes() == remote.text

@@ -7,6 +7,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -213,3 +214,17 @@ def hub_store(hub: FakeHub, remote: Remote, tmp_path: Path, **kwargs: object) ->
     """A ModelStore whose catalog is `remote`'s and whose endpoint is the fake Hub (no retries by default)."""
     options: dict = {"token": False, "download_retries": 0, "retry_wait_s": 0.0, **kwargs}
     return ModelStore(tmp_path / "store", catalog=load_catalog(remote.catalog_path), endpoint=hub.endpoint, **options)
+
+
+@contextmanager
+def serving(fake: FakeHub) -> Iterator[FakeHub]:
+    """Serve `fake` on 127.0.0.1 for the duration (outside pytest, e.g. desktop/screenshots.py)."""
+    server = _HubServer(fake)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
