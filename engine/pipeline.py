@@ -79,7 +79,8 @@ def run(
     cancel: threading.Event | None = None,
     on_event: Event | None = None,
 ) -> Result:
-    """Analyse `images` (one request, ids img_01...) with `task`; retries only invalid output."""
+    """Analyse `images` (one request, ids img_01...) with `task`; retries only invalid output. A `cancel` set before
+    an attempt starts keeps it from the backend (a `cancelled` result without prefill)."""
     t0 = time.perf_counter()
     opts = task.options
     prepared, infos = prepare(images, opts.detail)
@@ -98,7 +99,9 @@ def run(
             allow_refusal=opts.allow_refusal,
             image_max_tokens=image_tokens_for(opts.detail),
         )
-        attempt = judge(backend.generate(request, cancel=cancel), task, opts.max_tokens)
+        cancelled = cancel is not None and cancel.is_set()  # e.g. its client left while it waited for the model
+        gen = Generation(text="", stop="cancelled") if cancelled else backend.generate(request, cancel=cancel)
+        attempt = judge(gen, task, opts.max_tokens)
         if on_event:
             on_event("attempt", {"n": n, "status": attempt.status.value, "error": attempt.error})
         if attempt.status is not Status.INVALID:

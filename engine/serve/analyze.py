@@ -1,15 +1,23 @@
-"""Loupe's own endpoints: analyse one image with a task (stored like a batch result) and page the results."""
+"""Loupe's own endpoints: analyse one image with a task (stored like a batch result, cancelled when its client
+leaves) and page the results."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.requests import Request
+
+from engine.api import AnalyzeRequest
 from engine.errors import TaskError
 from engine.images.load import LoadedImage
 from engine.serve import schemas as s
 from engine.serve.errors import bad_request
+from engine.serve.streaming import ClientLeft, log, until_disconnect
+from engine.serve.worker import Workers
 from engine.store import Store, StoredResult
 from engine.tasks import Task, builtin_task, load_task_file, task_from_dict
 from engine.types import Result
@@ -60,6 +68,39 @@ def save(store: Store, task: Task, image: LoadedImage, result: Result) -> Stored
     store.set_state(job.id, "done")
     stored = store.result(rid)
     return StoredOutcome(rid, job.id, stored.created, result)
+
+
+async def analyze_and_save(request: Request, workers: Workers, task: Task, image: LoadedImage) -> StoredOutcome:
+    """Analyse on the model lane, then store the result. A client that disconnects first cancels the analysis
+    (within a token, or before it reaches the model if it was still queued); the engine's `cancelled` result
+    (status `error`, error `cancelled`) is stored all the same, so the store shows the request was abandoned,
+    the cancellation is logged, and ClientLeft is raised (nobody is left to read the answer)."""
+    cancel = threading.Event()
+    work = asyncio.ensure_future(workers.model_lane.call(workers.engine.analyze, AnalyzeRequest((image,), task),
+                                                         cancel=cancel))
+    watch = asyncio.ensure_future(until_disconnect(request))
+    try:
+        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not work.done():
+            cancel.set()  # the client left (or this request is being torn down): stop the model
+    result = await work
+    outcome = await workers.store_lane.call(lambda: save(workers.store(), task, image, result))
+    if cancel.is_set():
+        _log_cancelled(outcome, task)
+        raise ClientLeft(f"analyze result {outcome.result_id}")
+    return outcome
+
+
+def _log_cancelled(o: StoredOutcome, task: Task) -> None:
+    r, request = o.result, f"analyze result {o.result_id}"
+    stop = "cancelled" if r.error == "cancelled" else r.status.value  # it may have finished as the client left
+    log.info("%s cancelled: the client disconnected; the model stopped after %d of max_tokens=%d tokens; "
+             "stored as %s (job %d)", request, r.tokens.completion, task.options.max_tokens, stop, o.job_id,
+             extra={"loupe_request": request, "completion_tokens": r.tokens.completion,
+                    "max_tokens": task.options.max_tokens, "stop": stop, "result_id": o.result_id,
+                    "job_id": o.job_id})
 
 
 def outcome_dict(o: StoredOutcome) -> dict[str, Any]:

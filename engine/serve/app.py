@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.api import AnalyzeRequest
 from engine.serve import analyze, chat, streaming
 from engine.serve import schemas as s
 from engine.serve.config import ServeConfig
@@ -108,13 +107,12 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
         return chat.completion(body, plan, gen, model_id, (time.perf_counter() - t0) * 1000, job.id)
 
     @app.post("/v1/analyze", response_model=s.StoredResultOut, responses=ERRORS, dependencies=guarded)
-    async def analyze_image(body: s.AnalyzeBody) -> dict[str, Any]:
-        """One image with a task: the Result JSON (status, data, confidence, boxes), stored in the results store."""
+    async def analyze_image(body: s.AnalyzeBody, request: Request) -> dict[str, Any]:
+        """One image with a task: the Result JSON (status, data, confidence, boxes), stored in the results store.
+        A client that disconnects cancels its analysis; the `cancelled` result (status error) is stored."""
         task = await asyncio.to_thread(analyze.task_for, body)
         image = await asyncio.to_thread(read_image, body.image, "image", allow_paths=True)
-        result = await workers.model_lane.call(workers.engine.analyze, AnalyzeRequest((image,), task))
-        outcome = await workers.store_lane.call(lambda: analyze.save(workers.store(), task, image, result))
-        return analyze.outcome_dict(outcome)
+        return analyze.outcome_dict(await analyze.analyze_and_save(request, workers, task, image))
 
     @app.get("/v1/results", response_model=s.ResultsPage, responses=ERRORS, dependencies=guarded)
     async def results(

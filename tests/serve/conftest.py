@@ -1,8 +1,11 @@
-"""Fixtures for the local API: the real server (uvicorn in a thread) over a tiny synthetic llama.cpp model."""
+"""Fixtures for the local API: the real server (uvicorn in a thread) over a tiny synthetic llama.cpp model, one whose
+context fits a very long generation, and the server log's cancelled-request records."""
 
 from __future__ import annotations
 
 import base64
+import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -15,9 +18,12 @@ from engine.api import Engine
 from engine.backends.llama_cpp import LlamaCppBackend
 from engine.serve.config import ServeConfig
 from engine.serve.server import Running, serve_in_thread
+from engine.serve.streaming import log as serve_log
 from engine.serve.worker import Workers
 
 MODEL = "tiny-smolvlm"
+LONG = {"type": "object", "properties": {"s": {"type": "string", "minLength": 9000}}, "required": ["s"]}
+LONG_MAX = 8000  # seconds of decoding even for the tiny model (~2,000 tokens/s here): far past any client's patience
 Start = Callable[..., AbstractContextManager[Running]]
 
 
@@ -40,6 +46,49 @@ def server(start_server: Start) -> Iterator[Running]:
     """One open (no token) server shared by a module's tests."""
     with start_server() as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def long_server(tiny_models: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """A real server whose context fits LONG_MAX tokens, so a long generation is still running when a client leaves."""
+    m = tiny_models["smolvlm"]
+    backend = LlamaCppBackend(m.text_path, m.mmproj_path, model_id=MODEL, n_threads=2, n_ctx=LONG_MAX + 512)
+    workers = Workers(Engine(backend, model=MODEL), tmp_path_factory.mktemp("serve-db") / "loupe.db")
+    with serve_in_thread(workers, ServeConfig(host="127.0.0.1", port=0, max_tokens_cap=LONG_MAX)) as running:
+        yield running
+
+
+class Cancelled(logging.Handler):
+    """Collects the server log's cancelled-request records; `wait(n)` blocks until there are n of them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+        self._more = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if hasattr(record, "loupe_request"):
+            with self._more:
+                self.records.append(record)
+                self._more.notify_all()
+
+    def wait(self, n: int = 1, timeout: float = 30) -> list[logging.LogRecord]:
+        with self._more:
+            assert self._more.wait_for(lambda: len(self.records) >= n, timeout), "no cancelled request was logged"
+            return list(self.records)
+
+
+@pytest.fixture
+def cancelled() -> Iterator[Cancelled]:
+    """The cancelled requests the server logs during one test."""
+    handler, level = Cancelled(), serve_log.level
+    serve_log.addHandler(handler)
+    serve_log.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        serve_log.removeHandler(handler)
+        serve_log.setLevel(level)
 
 
 def data_url(path: Path, mime: str = "image/jpeg") -> str:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
 import threading
-from collections.abc import Iterator
 
 import httpx2
 import jsonschema
@@ -15,59 +13,18 @@ import pytest
 from engine.api import Engine
 from engine.backends.base import Generation, GenerationRequest
 from engine.backends.fake import FakeBackend
-from engine.backends.llama_cpp import LlamaCppBackend
 from engine.errors import BackendError
 from engine.serve.config import ServeConfig
 from engine.serve.server import Running, serve_in_thread
-from engine.serve.streaming import log as serve_log
 from engine.serve.worker import Workers
-from tests.serve.conftest import MODEL
+from tests.serve.conftest import LONG, LONG_MAX, MODEL, Cancelled
 from tests.serve.test_openai_client import SCHEMA, client, image_message
-
-LONG = {"type": "object", "properties": {"s": {"type": "string", "minLength": 9000}}, "required": ["s"]}
-LONG_MAX = 8000  # seconds of decoding even for the tiny model (~2,000 tokens/s here): far past any client's patience
 
 
 @pytest.fixture(scope="module")
-def server(tiny_models: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """A real server whose context fits LONG_MAX tokens, so a long generation is still running when a client leaves."""
-    m = tiny_models["smolvlm"]
-    backend = LlamaCppBackend(m.text_path, m.mmproj_path, model_id=MODEL, n_threads=2, n_ctx=LONG_MAX + 512)
-    workers = Workers(Engine(backend, model=MODEL), tmp_path_factory.mktemp("serve-db") / "loupe.db")
-    with serve_in_thread(workers, ServeConfig(host="127.0.0.1", port=0, max_tokens_cap=LONG_MAX)) as running:
-        yield running
-
-
-class Cancelled(logging.Handler):
-    """Collects the server log's cancelled-request records; `wait(n)` blocks until there are n of them."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.records: list[logging.LogRecord] = []
-        self._more = threading.Condition()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if hasattr(record, "loupe_request"):
-            with self._more:
-                self.records.append(record)
-                self._more.notify_all()
-
-    def wait(self, n: int = 1, timeout: float = 30) -> list[logging.LogRecord]:
-        with self._more:
-            assert self._more.wait_for(lambda: len(self.records) >= n, timeout), "no cancelled request was logged"
-            return list(self.records)
-
-
-@pytest.fixture
-def cancelled() -> Iterator[Cancelled]:
-    handler, level = Cancelled(), serve_log.level
-    serve_log.addHandler(handler)
-    serve_log.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        serve_log.removeHandler(handler)
-        serve_log.setLevel(level)
+def server(long_server: Running) -> Running:
+    """This module's server: one whose context fits a generation long enough to outlast any client."""
+    return long_server
 
 
 def _panel(**extra: object) -> dict:
@@ -75,7 +32,8 @@ def _panel(**extra: object) -> dict:
                 response_format={"type": "json_schema", "json_schema": {"name": "panel", "schema": SCHEMA}}, **extra)
 
 
-def _long_body(stream: bool) -> dict:
+def long_body(stream: bool) -> dict:
+    """A chat request whose answer takes LONG_MAX tokens."""
     return {"model": MODEL, "messages": [{"role": "user", "content": "write"}], "max_tokens": LONG_MAX,
             "stream": stream, "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": LONG}}}
 
@@ -117,7 +75,7 @@ def test_stream_errors_before_the_first_byte_are_json_errors(server: Running) ->
 
 def test_a_stream_closed_after_its_first_chunk_cancels_the_generation(server: Running, cancelled: Cancelled) -> None:
     with httpx2.Client(timeout=60) as http, \
-            http.stream("POST", server.url + "/v1/chat/completions", json=_long_body(stream=True)) as r:
+            http.stream("POST", server.url + "/v1/chat/completions", json=long_body(stream=True)) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         first = next(line for line in r.iter_lines() if line.startswith("data: "))
         assert json.loads(first[6:])["choices"][0]["delta"]["role"] == "assistant"
@@ -130,7 +88,7 @@ def test_a_stream_closed_after_its_first_chunk_cancels_the_generation(server: Ru
 
 def test_a_non_stream_client_that_times_out_cancels_the_generation(server: Running, cancelled: Cancelled) -> None:
     with httpx2.Client(timeout=httpx2.Timeout(60, read=0.25)) as http, pytest.raises(httpx2.ReadTimeout):
-        http.post(server.url + "/v1/chat/completions", json=_long_body(stream=False))
+        http.post(server.url + "/v1/chat/completions", json=long_body(stream=False))
     [record] = cancelled.wait()
     assert record.stop == "cancelled" and record.completion_tokens < LONG_MAX  # type: ignore[attr-defined]
     r2 = client(server).chat.completions.create(**_panel(max_tokens=200))
@@ -140,11 +98,11 @@ def test_a_non_stream_client_that_times_out_cancels_the_generation(server: Runni
 def test_a_request_whose_client_left_while_it_waited_never_reaches_the_model(server: Running,
                                                                              cancelled: Cancelled) -> None:
     url = server.url + "/v1/chat/completions"
-    with httpx2.Client(timeout=60) as http, http.stream("POST", url, json=_long_body(stream=True)) as busy:
+    with httpx2.Client(timeout=60) as http, http.stream("POST", url, json=long_body(stream=True)) as busy:
         lines = busy.iter_lines()  # kept: dropping a half-read iterator closes the connection
         next(line for line in lines if line.startswith("data: "))  # the model is now busy with this stream
         with httpx2.Client(timeout=httpx2.Timeout(60, read=0.25)) as impatient, pytest.raises(httpx2.ReadTimeout):
-            impatient.post(url, json=_long_body(stream=False))  # queued behind the stream, then given up on
+            impatient.post(url, json=long_body(stream=False))  # queued behind the stream, then given up on
     first, queued = cancelled.wait(2)  # the stream is cancelled when closed; then the queued one is skipped
     assert first.completion_tokens > 0 and queued.completion_tokens == 0  # type: ignore[attr-defined]
     assert queued.stop == "cancelled"  # type: ignore[attr-defined]
