@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import llguidance as llg
 import numpy as np
@@ -153,6 +154,14 @@ def test_invalid_output_is_retried_then_reported_invalid_never_ok():
     assert backend.requests[1].temperature > 0 and backend.requests[1].seed != backend.requests[0].seed
     fixed = Engine(FakeBackend([bad, '{"caption":"ok","tags":[]}'])).analyze(AnalyzeRequest((_image(),), task))
     assert fixed.status is Status.OK and fixed.attempts == 2
+
+
+def test_a_request_cancelled_before_it_starts_never_reaches_the_backend():
+    backend, cancel = FakeBackend(['{"caption":"x","tags":[]}']), threading.Event()
+    cancel.set()  # e.g. a server request whose client left while it waited for the model
+    res = Engine(backend).analyze(AnalyzeRequest((_image(),), builtin_task("describe")), cancel=cancel)
+    assert res.status is Status.ERROR and res.error == "cancelled" and res.tokens.prompt == 0
+    assert backend.requests == [] and res.images[0].path == "mem.png"  # no prefill; the image is still on record
 
 
 def test_prompt_carries_ids_instructions_and_schema():
