@@ -59,7 +59,9 @@ def task_for(body: s.AnalyzeBody) -> Task:
 
 
 def save(store: Store, task: Task, image: LoadedImage, result: Result) -> StoredOutcome:
-    """Record the request as a one-item job and commit its result (call on the store thread)."""
+    """Record the request as a one-item job and commit its result (call on the store thread). A cancelled result
+    is committed too and its job is `done`: `interrupted` means items left for a resume by the job's key, and a
+    serve job (a fresh key per request) is never resumed, so an item left pending would only hide the request."""
     job = store.create_job(key=f"serve:{uuid.uuid4().hex}", task=task, model=result.model,
                            settings={"source": "serve"}, launch={"source": "serve", "endpoint": "/v1/analyze"},
                            paths=[image.path])
@@ -97,7 +99,8 @@ def _log_cancelled(o: StoredOutcome, task: Task) -> None:
     r, request = o.result, f"analyze result {o.result_id}"
     stop = "cancelled" if r.error == "cancelled" else r.status.value  # it may have finished as the client left
     log.info("%s cancelled: the client disconnected; the model stopped after %d of max_tokens=%d tokens; "
-             "stored as %s (job %d)", request, r.tokens.completion, task.options.max_tokens, stop, o.job_id,
+             "stored with status %s (%s) in job %d", request, r.tokens.completion, task.options.max_tokens,
+             r.status.value, r.error or "it had finished", o.job_id,
              extra={"loupe_request": request, "completion_tokens": r.tokens.completion,
                     "max_tokens": task.options.max_tokens, "stop": stop, "result_id": o.result_id,
                     "job_id": o.job_id})
