@@ -15,6 +15,7 @@ from engine.errors import TaskError
 from engine.eval.calibration import coverage_curve
 from engine.eval.metrics import ItemScore, Sample
 from engine.export.rows import atomic_open
+from engine.schema.pointers import pointer_problem
 
 UNREACHABLE = 1.0  # a field that never reaches the target escalates whenever it is below certainty
 
@@ -40,16 +41,23 @@ class Fit:
     escalation_rate: float  # share of images with at least one field below its threshold (or no confidence)
     accepted_record_accuracy: float | None  # whole-record accuracy of the images that are not escalated
 
-    def pointers(self, confidences: Sequence[dict[str, float]]) -> dict[str, float]:
-        """Exact JSON Pointers (what the ladder compares) for each field: every confidence key seen under it."""
+    def pointers(self, confidences: Sequence[dict[str, float]], schema: Any = True) -> dict[str, float]:
+        """Threshold keys for the task file: each field as a pattern (`/defects/*/severity`, a `*` for every list
+        index) under which confidences were seen, so that list items beyond those in the set are covered too.
+
+        A pattern the schema refuses (a numeric property name taken for a list index) stays a concrete pointer."""
         by_field = {f.field: f.threshold for f in self.fields}
         out: dict[str, float] = {}
+        allowed: dict[str, bool] = {}
         for conf in confidences:
             for pointer in conf:
                 pattern = "/".join("*" if part.isdigit() else part for part in pointer.split("/"))
+                if pattern not in allowed:
+                    allowed[pattern] = pointer_problem(schema, pattern) is None
+                key = pattern if allowed[pattern] else pointer
                 for f, t in by_field.items():
-                    if pattern == f or pattern.startswith(f + "/"):
-                        out[pointer] = max(out.get(pointer, 0.0), t)
+                    if any(p == f or p.startswith(f + "/") for p in (pattern, pointer)):
+                        out[key] = max(out.get(key, 0.0), t)
         return dict(sorted(out.items()))
 
 
