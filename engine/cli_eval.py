@@ -45,7 +45,8 @@ def add_parsers(sub: Any) -> None:
     e.add_argument("--fit-thresholds", action="store_true", help="propose per-field confidence thresholds")
     e.add_argument("--target-accuracy", type=float, default=0.98, help="accuracy the thresholds aim for")
     e.add_argument("--write-task", action="store_true",
-                   help="write the fitted thresholds (of the first system) into --task-file's escalation table")
+                   help="write the fitted thresholds (of the first system) into --task-file's escalation table;"
+                        " list fields as `*` patterns (/defects/*/severity), covering every item")
     e.add_argument("--db", help="the results store whose cache is used (default: $LOUPE_DB, else loupe.db)")
     e.add_argument("--json", action="store_true", help="machine-readable output only")
 
