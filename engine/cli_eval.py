@@ -130,20 +130,22 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     finally:
         pool.close()
     doc = result.doc
-    written = None
+    written, replaced = None, []
     if args.write_task:
         fitted = doc["systems"][0]["fit"]["pointers"]
-        write_thresholds(args.task_file, fitted)
+        replaced = write_thresholds(args.task_file, fitted)
         written = args.task_file
     if args.json:
         out.write(json.dumps({"report": str(result.paths["html"]), "json": str(result.paths["json"]),
-                              "task_written": written, "systems": [_brief(s) for s in doc["systems"]]}) + "\n")
+                              "task_written": written, "keys_replaced": replaced,
+                              "systems": [_brief(s) for s in doc["systems"]]}) + "\n")
         return 0
     for s in doc["systems"]:
         out.write(_line(s) + "\n")
     say(f"report: {result.paths['html']} (numbers in {result.paths['json']})")
     if written:
-        say(f"wrote {len(doc['systems'][0]['fit']['pointers'])} field thresholds into {written}")
+        say(f"wrote {len(doc['systems'][0]['fit']['pointers'])} field thresholds into {written}" + (
+            f"; dropped the concrete keys their patterns now cover: {', '.join(replaced)}" if replaced else ""))
     return 0
 
 

@@ -51,7 +51,7 @@ class Fit:
         allowed: dict[str, bool] = {}
         for conf in confidences:
             for pointer in conf:
-                pattern = "/".join("*" if part.isdigit() else part for part in pointer.split("/"))
+                pattern = pattern_of(pointer)
                 if pattern not in allowed:
                     allowed[pattern] = pointer_problem(schema, pattern) is None
                 key = pattern if allowed[pattern] else pointer
@@ -59,6 +59,11 @@ class Fit:
                     if any(p == f or p.startswith(f + "/") for p in (pattern, pointer)):
                         out[key] = max(out.get(key, 0.0), t)
         return dict(sorted(out.items()))
+
+
+def pattern_of(pointer: str) -> str:
+    """A pointer with every list index as `*` (`/defects/2/box_2d/0` -> `/defects/*/box_2d/*`)."""
+    return "/".join("*" if part.isdigit() else part for part in pointer.split("/"))
 
 
 def fit_field(field: str, samples: Sequence[Sample], target: float) -> FieldThreshold:
@@ -97,9 +102,12 @@ def fit(items: Sequence[ItemScore], target: float) -> Fit:
 _LOADERS = {".json": json.loads, ".yaml": yaml.safe_load, ".yml": yaml.safe_load}
 
 
-def write_thresholds(task_file: str | Path, thresholds: dict[str, float]) -> None:
+def write_thresholds(task_file: str | Path, thresholds: dict[str, float]) -> list[str]:
     """Put `thresholds` into the task file's `escalation.thresholds.fields` (other settings kept; YAML comments
-    are not). The file is checked as a task again before it replaces the old one."""
+    are not). The file is checked as a task again before it replaces the old one.
+
+    Concrete keys a written pattern covers (`/defects/0/severity` under `/defects/*/severity`, as an earlier fit
+    wrote them) are dropped, since they would beat the new value on their items; returns them."""
     path = Path(task_file)
     load = _LOADERS.get(path.suffix.lower())
     if load is None:
@@ -117,7 +125,11 @@ def write_thresholds(task_file: str | Path, thresholds: dict[str, float]) -> Non
     th = esc.setdefault("thresholds", {})
     if not isinstance(th, dict):
         raise TaskError(str(path), "thresholds must be a table/object", "/escalation/thresholds")
-    th["fields"] = {**(th.get("fields") or {}), **thresholds}
+    old = th.get("fields") or {}
+    if not isinstance(old, dict):
+        raise TaskError(str(path), "fields must be a table/object", "/escalation/thresholds/fields")
+    replaced = [k for k in old if k not in thresholds and pattern_of(k) != k and pattern_of(k) in thresholds]
+    th["fields"] = {**{k: v for k, v in old.items() if k not in replaced}, **thresholds}
     text = (json.dumps(raw, indent=2, ensure_ascii=False) + "\n" if path.suffix.lower() == ".json"
             else yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
     from engine.escalate.config import policy_from_dict
@@ -127,3 +139,4 @@ def write_thresholds(task_file: str | Path, thresholds: dict[str, float]) -> Non
     policy_from_dict(task.escalation or {}, str(path))
     with atomic_open(path, encoding="utf-8") as f:
         f.write(text)
+    return replaced

@@ -42,23 +42,26 @@ def _run(argv: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def test_write_task_writes_field_patterns_and_keeps_old_concrete_keys(tiny_models: dict[str, SyntheticModel],
-                                                                      tmp_path: Path) -> None:
+def test_write_task_writes_field_patterns_in_place_of_old_concrete_keys(tiny_models: dict[str, SyntheticModel],
+                                                                        tmp_path: Path) -> None:
     write_noise_pngs(tmp_path / "set" / "images", 2, seed=5, name="{i:03d}.png")
     labels = tmp_path / "set" / "labels.jsonl"
     labels.write_text("".join(json.dumps({"image": f"images/{i:03d}.png", "data": {"parts": [{"v": 6}, {"v": 1}]}})
                               + "\n" for i in range(2)))
-    task = _task_file(tmp_path / "parts.json", 2, {"/parts/0/v": 0.25})  # written by an older `--write-task`
+    older = {"/parts/0/v": 0.25, "/parts/1/v": 0.25, "/parts": 0.1}  # as an older `--write-task` wrote them
+    task = _task_file(tmp_path / "parts.json", 2, older)
+    assert policy_from_dict(load_task_file(task).escalation).thresholds.fields == older  # still loads
     code, out, err = _run(["eval", str(labels), "--task-file", str(task), *_model(tiny_models), "--out",
                            str(tmp_path / "report"), "--db", str(tmp_path / "eval.db"), "--fit-thresholds",
                            "--target-accuracy", "0.5", "--write-task", "--json"])
     assert code == 0, err
-    (system,) = json.loads(out)["systems"]
+    brief = json.loads(out)
+    (system,) = brief["systems"]
     assert list(system["fit"]["pointers"]) == ["/parts/*/v"]  # one pattern, no indexes
-    written = load_task_file(task).escalation["thresholds"]["fields"]
-    assert written == {"/parts/0/v": 0.25, "/parts/*/v": system["fit"]["fields"]["/parts/*/v"]}
-    policy = policy_from_dict(load_task_file(task).escalation)
-    assert policy.thresholds.fields == written  # the old concrete key still loads, and beats the pattern on item 0
+    fitted = system["fit"]["fields"]["/parts/*/v"]
+    assert 0 < fitted <= 1 and brief["keys_replaced"] == ["/parts/0/v", "/parts/1/v"]
+    # the stale concrete keys would beat the new pattern on items 0 and 1: they are gone; other keys are kept
+    assert load_task_file(task).escalation["thresholds"]["fields"] == {"/parts": 0.1, "/parts/*/v": fitted}
 
 
 def test_an_extra_list_item_is_escalated_on_its_own_confidence(tiny_models: dict[str, SyntheticModel],
