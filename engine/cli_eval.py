@@ -45,7 +45,8 @@ def add_parsers(sub: Any) -> None:
     e.add_argument("--fit-thresholds", action="store_true", help="propose per-field confidence thresholds")
     e.add_argument("--target-accuracy", type=float, default=0.98, help="accuracy the thresholds aim for")
     e.add_argument("--write-task", action="store_true",
-                   help="write the fitted thresholds (of the first system) into --task-file's escalation table")
+                   help="write the fitted thresholds (of the first system) into --task-file's escalation table;"
+                        " list fields as `*` patterns (/defects/*/severity), covering every item")
     e.add_argument("--db", help="the results store whose cache is used (default: $LOUPE_DB, else loupe.db)")
     e.add_argument("--json", action="store_true", help="machine-readable output only")
 
@@ -129,20 +130,22 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     finally:
         pool.close()
     doc = result.doc
-    written = None
+    written, replaced = None, []
     if args.write_task:
         fitted = doc["systems"][0]["fit"]["pointers"]
-        write_thresholds(args.task_file, fitted)
+        replaced = write_thresholds(args.task_file, fitted)
         written = args.task_file
     if args.json:
         out.write(json.dumps({"report": str(result.paths["html"]), "json": str(result.paths["json"]),
-                              "task_written": written, "systems": [_brief(s) for s in doc["systems"]]}) + "\n")
+                              "task_written": written, "keys_replaced": replaced,
+                              "systems": [_brief(s) for s in doc["systems"]]}) + "\n")
         return 0
     for s in doc["systems"]:
         out.write(_line(s) + "\n")
     say(f"report: {result.paths['html']} (numbers in {result.paths['json']})")
     if written:
-        say(f"wrote {len(doc['systems'][0]['fit']['pointers'])} field thresholds into {written}")
+        say(f"wrote {len(doc['systems'][0]['fit']['pointers'])} field thresholds into {written}" + (
+            f"; dropped the concrete keys their patterns now cover: {', '.join(replaced)}" if replaced else ""))
     return 0
 
 

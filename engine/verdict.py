@@ -62,8 +62,10 @@ class Judgement:
     reason: str
 
 
-def _resolve(data: Any, pointer: str, at: str = "") -> Iterator[tuple[str, Any]]:
-    """Every (concrete pointer, value) at a JSON Pointer whose segments may be `*` (each item / value)."""
+def resolve(data: Any, pointer: str, at: str = "") -> Iterator[tuple[str, Any]]:
+    """Every (concrete pointer, value) at a JSON Pointer whose segments may be `*` (each item / value).
+
+    Verdict rules and the escalation thresholds' wildcard keys both match through this."""
     if pointer == "":
         yield at, data
         return
@@ -73,11 +75,11 @@ def _resolve(data: Any, pointer: str, at: str = "") -> Iterator[tuple[str, Any]]
     if key == "*":
         items = enumerate(data) if isinstance(data, list) else data.items() if isinstance(data, dict) else ()
         for name, child in items:
-            yield from _resolve(child, rest, f"{at}/{_escape(str(name))}")
+            yield from resolve(child, rest, f"{at}/{_escape(str(name))}")
     elif isinstance(data, dict) and key in data:
-        yield from _resolve(data[key], rest, f"{at}/{head}")
+        yield from resolve(data[key], rest, f"{at}/{head}")
     elif isinstance(data, list) and key.isdigit() and int(key) < len(data):
-        yield from _resolve(data[int(key)], rest, f"{at}/{key}")
+        yield from resolve(data[int(key)], rest, f"{at}/{key}")
 
 
 def _escape(name: str) -> str:
@@ -96,7 +98,7 @@ def _any(rule: Rule, result: Result, threshold: float) -> Match | None:
 
     Values come from a model and are candidates, not truth: when every matching value's confidence is under the
     review threshold, the match is unsure and `judge` turns the rule's verdict into REVIEW."""
-    hits = [(at, v) for at, v in _resolve(result.data, rule.pointer) if _compare(rule, v)]
+    hits = [(at, v) for at, v in resolve(result.data, rule.pointer) if _compare(rule, v)]
     if not hits:
         return None
     sure = [(at, v) for at, v in hits if result.confidence.get(at, 1.0) >= threshold]
@@ -108,7 +110,7 @@ def _any(rule: Rule, result: Result, threshold: float) -> Match | None:
 
 
 def _count(rule: Rule, result: Result, threshold: float) -> Match | None:
-    values = [v for _, v in _resolve(result.data, rule.pointer)]
+    values = [v for _, v in resolve(result.data, rule.pointer)]
     n = len(values[0]) if len(values) == 1 and isinstance(values[0], list) else len(values)
     return Match(f"{n} at {rule.pointer} ({rule.op} {rule.value})") if _compare(rule, n) else None
 

@@ -64,6 +64,7 @@ class EscalationFields(QGroupBox):
     def __init__(self, start: dict[str, Any] | None, parent: QWidget | None = None) -> None:
         super().__init__("Escalation (hybrid mode; leave the ladder empty for none)", parent)
         start = start or {}
+        self.start = start  # settings the form does not show (field thresholds, model rungs...) are kept as given
         self.ladder = QLineEdit(", ".join(start.get("ladder", [])))
         self.ladder.setPlaceholderText("e.g. local@low, local@high, cloud@high")
         self.threshold = QDoubleSpinBox()
@@ -94,13 +95,16 @@ class EscalationFields(QGroupBox):
         steps = [s.strip() for s in self.ladder.text().split(",") if s.strip()]
         if not steps:
             return None
-        budget: dict[str, Any] = {}
-        if self.max_calls.value():
-            budget["max_calls_per_job"] = self.max_calls.value()
-        if self.max_spend.value():
-            budget["max_spend_per_day"] = self.max_spend.value()
-        table: dict[str, Any] = {"ladder": steps, "thresholds": {"overall": self.threshold.value()},
+        budget: dict[str, Any] = dict(self.start.get("budget") or {})
+        for key, box in (("max_calls_per_job", self.max_calls), ("max_spend_per_day", self.max_spend)):
+            if box.value():
+                budget[key] = box.value()
+            else:
+                budget.pop(key, None)
+        thresholds = {**(self.start.get("thresholds") or {}), "overall": self.threshold.value()}
+        table: dict[str, Any] = {**self.start, "ladder": steps, "thresholds": thresholds,
                                  "cloud": self.cloud.isChecked()}
+        table.pop("budget", None)
         if budget:
             table["budget"] = budget
         return table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from typing import Any
 
@@ -13,6 +14,7 @@ from engine.types import Status
 
 SECRET_NAMES = ("api_key", "key", "token", "password", "secret")
 BUILTIN_RUNNERS = ("local", "cloud")
+POINTER = re.compile(r"(/([^~/]|~[01])*)+")  # RFC 6901, not empty; a `*` segment is one list item (policy.Thresholds)
 
 
 def _table(raw: Any, source: str, pointer: str) -> dict[str, Any]:
@@ -51,8 +53,12 @@ def policy_from_dict(raw: Any, source: str = "<escalation>") -> Policy:
         raise TaskError(source, "overall must be a number in [0, 1]", "/thresholds/overall")
     per_field = _table(th.get("fields"), source, "/thresholds/fields")
     for ptr, value in per_field.items():
-        if not ptr.startswith("/") or isinstance(value, bool) or not isinstance(value, int | float):
-            raise TaskError(source, "fields maps JSON Pointers ('/label') to numbers", f"/thresholds/fields/{ptr}")
+        where = "/thresholds/fields/" + ptr.replace("~", "~0").replace("/", "~1")
+        if not POINTER.fullmatch(ptr):
+            raise TaskError(source, f"fields maps JSON Pointers ('/label', '/defects/*/severity') to numbers: "
+                            f"{ptr!r} is not one ('~' only as ~0 or ~1)", where)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise TaskError(source, f"threshold for {ptr!r} must be a number in [0, 1]", where)
     always = th.get("always", [s.value for s in ALWAYS_ESCALATE])
     try:
         statuses = frozenset(Status(s) for s in always)

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from engine.images.load import LoadedImage
 from engine.tasks import Task
 from engine.types import Result, Status
+from engine.verdict import resolve
 
 ALWAYS_ESCALATE = frozenset({Status.INVALID, Status.TRUNCATED, Status.REFUSED, Status.ERROR})
 HOUR, DAY = 3600.0, 86400.0
@@ -38,9 +39,19 @@ class Step:
         return cls(runner, int(detail) if detail.isdigit() else (detail or "low"))
 
 
+def is_wildcard(key: str) -> bool:
+    """Whether a threshold key has a `*` segment (one array item, any index)."""
+    return "*" in key.split("/")
+
+
 @dataclass(frozen=True)
 class Thresholds:
-    """When a result is doubtful: its status, its lowest confidence, or one field's confidence (JSON Pointer)."""
+    """When a result is doubtful: its status, its lowest confidence, or one field's confidence.
+
+    `fields` keys are JSON Pointers into the result; a `*` segment stands for every item of a list
+    (`/defects/*/severity`), however many the image has. For one pointer a concrete key (`/defects/0/severity`)
+    beats every wildcard key; where only wildcard keys match, the highest of their thresholds applies.
+    """
 
     overall: float | None = 0.5
     fields: Mapping[str, float] = field(default_factory=dict)
@@ -58,11 +69,22 @@ class Thresholds:
         low = result.min_confidence
         if self.overall is not None and low is not None and low < self.overall:
             return f"lowest confidence {low:.2f} < {self.overall:.2f}"
-        for pointer, need in self.fields.items():
+        for pointer, (need, key) in self.limits(result).items():
             got = result.confidence.get(pointer)
             if got is not None and got < need:
-                return f"{pointer} confidence {got:.2f} < {need:.2f}"
+                return f"{pointer} confidence {got:.2f} < {need:.2f}" + ("" if key == pointer else f" ({key})")
         return None
+
+    def limits(self, result: Result) -> dict[str, tuple[float, str]]:
+        """Each concrete pointer of `result` that a key names: (its threshold, the key it came from)."""
+        out: dict[str, tuple[float, str]] = {}
+        for key, need in self.fields.items():
+            if is_wildcard(key):
+                for pointer, _ in resolve(result.data, key):
+                    if pointer not in out or need > out[pointer][0]:
+                        out[pointer] = (need, key)
+        out.update((key, (need, key)) for key, need in self.fields.items() if not is_wildcard(key))
+        return out
 
 
 @dataclass(frozen=True)

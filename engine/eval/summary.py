@@ -106,5 +106,5 @@ def summarise(task: Task, name: str, preds: Sequence[Prediction], scoring: Scori
                       else f.escalation_rate * climb["cost_usd"] / climb["runs"],
                       "accepted_record_accuracy": f.accepted_record_accuracy,
                       "fields": [asdict(x) for x in f.fields],
-                      "pointers": f.pointers([p.result.confidence for p in preds])}
+                      "pointers": f.pointers([p.result.confidence for p in preds], task.schema)}
     return out

@@ -15,6 +15,7 @@ from engine.errors import TaskError
 from engine.eval.calibration import coverage_curve
 from engine.eval.metrics import ItemScore, Sample
 from engine.export.rows import atomic_open
+from engine.schema.pointers import pointer_problem
 
 UNREACHABLE = 1.0  # a field that never reaches the target escalates whenever it is below certainty
 
@@ -40,17 +41,29 @@ class Fit:
     escalation_rate: float  # share of images with at least one field below its threshold (or no confidence)
     accepted_record_accuracy: float | None  # whole-record accuracy of the images that are not escalated
 
-    def pointers(self, confidences: Sequence[dict[str, float]]) -> dict[str, float]:
-        """Exact JSON Pointers (what the ladder compares) for each field: every confidence key seen under it."""
+    def pointers(self, confidences: Sequence[dict[str, float]], schema: Any = True) -> dict[str, float]:
+        """Threshold keys for the task file: each field as a pattern (`/defects/*/severity`, a `*` for every list
+        index) under which confidences were seen, so that list items beyond those in the set are covered too.
+
+        A pattern the schema refuses (a numeric property name taken for a list index) stays a concrete pointer."""
         by_field = {f.field: f.threshold for f in self.fields}
         out: dict[str, float] = {}
+        allowed: dict[str, bool] = {}
         for conf in confidences:
             for pointer in conf:
-                pattern = "/".join("*" if part.isdigit() else part for part in pointer.split("/"))
+                pattern = pattern_of(pointer)
+                if pattern not in allowed:
+                    allowed[pattern] = pointer_problem(schema, pattern) is None
+                key = pattern if allowed[pattern] else pointer
                 for f, t in by_field.items():
-                    if pattern == f or pattern.startswith(f + "/"):
-                        out[pointer] = max(out.get(pointer, 0.0), t)
+                    if any(p == f or p.startswith(f + "/") for p in (pattern, pointer)):
+                        out[key] = max(out.get(key, 0.0), t)
         return dict(sorted(out.items()))
+
+
+def pattern_of(pointer: str) -> str:
+    """A pointer with every list index as `*` (`/defects/2/box_2d/0` -> `/defects/*/box_2d/*`)."""
+    return "/".join("*" if part.isdigit() else part for part in pointer.split("/"))
 
 
 def fit_field(field: str, samples: Sequence[Sample], target: float) -> FieldThreshold:
@@ -89,9 +102,12 @@ def fit(items: Sequence[ItemScore], target: float) -> Fit:
 _LOADERS = {".json": json.loads, ".yaml": yaml.safe_load, ".yml": yaml.safe_load}
 
 
-def write_thresholds(task_file: str | Path, thresholds: dict[str, float]) -> None:
+def write_thresholds(task_file: str | Path, thresholds: dict[str, float]) -> list[str]:
     """Put `thresholds` into the task file's `escalation.thresholds.fields` (other settings kept; YAML comments
-    are not). The file is checked as a task again before it replaces the old one."""
+    are not). The file is checked as a task again before it replaces the old one.
+
+    Concrete keys a written pattern covers (`/defects/0/severity` under `/defects/*/severity`, as an earlier fit
+    wrote them) are dropped, since they would beat the new value on their items; returns them."""
     path = Path(task_file)
     load = _LOADERS.get(path.suffix.lower())
     if load is None:
@@ -109,7 +125,11 @@ def write_thresholds(task_file: str | Path, thresholds: dict[str, float]) -> Non
     th = esc.setdefault("thresholds", {})
     if not isinstance(th, dict):
         raise TaskError(str(path), "thresholds must be a table/object", "/escalation/thresholds")
-    th["fields"] = {**(th.get("fields") or {}), **thresholds}
+    old = th.get("fields") or {}
+    if not isinstance(old, dict):
+        raise TaskError(str(path), "fields must be a table/object", "/escalation/thresholds/fields")
+    replaced = [k for k in old if k not in thresholds and pattern_of(k) != k and pattern_of(k) in thresholds]
+    th["fields"] = {**{k: v for k, v in old.items() if k not in replaced}, **thresholds}
     text = (json.dumps(raw, indent=2, ensure_ascii=False) + "\n" if path.suffix.lower() == ".json"
             else yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
     from engine.escalate.config import policy_from_dict
@@ -119,3 +139,4 @@ def write_thresholds(task_file: str | Path, thresholds: dict[str, float]) -> Non
     policy_from_dict(task.escalation or {}, str(path))
     with atomic_open(path, encoding="utf-8") as f:
         f.write(text)
+    return replaced

@@ -13,6 +13,7 @@ import yaml
 
 from engine.constrain.llguidance import relaxation_notes
 from engine.errors import ConstraintError, TaskError
+from engine.schema.pointers import pointer_problem
 from engine.schema.validate import schema_problem
 
 DETAILS = ("low", "high")
@@ -126,7 +127,7 @@ def task_from_dict(raw: Any, source: str, default_name: str = "task") -> Task:
         description=str(raw.get("description", "")),
         source=source,
         notes=notes,
-        escalation=_escalation(source, raw.get("escalation")),
+        escalation=_escalation(source, raw.get("escalation"), schema),
         verdict=_floor_table(source, "verdict", raw.get("verdict")),
         outputs=_floor_table(source, "outputs", raw.get("outputs")),
     )
@@ -147,8 +148,9 @@ def _floor_table(source: str, key: str, raw: Any) -> dict[str, Any] | None:
     return dict(raw)
 
 
-def _escalation(source: str, raw: Any) -> dict[str, Any] | None:
-    """The `escalation` table as given, once it parses as a policy (errors point into /escalation)."""
+def _escalation(source: str, raw: Any, schema: Any) -> dict[str, Any] | None:
+    """The `escalation` table as given, once it parses as a policy whose field thresholds name places in the
+    schema (errors point into /escalation)."""
     if raw is None:
         return None
     from engine.escalate.config import policy_from_dict  # the ladder imports Task: load it only when needed
@@ -162,6 +164,11 @@ def _escalation(source: str, raw: Any) -> dict[str, Any] | None:
             _options(source, {"detail": step.detail})
         except TaskError as exc:
             raise TaskError(source, f"step {step.label!r}: {exc.problem}", f"/escalation/ladder/{i}") from None
+    for key in policy.thresholds.fields:
+        problem = pointer_problem(schema, key)
+        if problem:
+            raise TaskError(source, f"threshold key {key!r}: {problem}",
+                            "/escalation/thresholds/fields/" + key.replace("~", "~0").replace("/", "~1"))
     return dict(raw)
 
 
