@@ -229,6 +229,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"vocab: constraint {_f(v['smolvlm']['constraint_ms_per_token'], 3)} ms/token ({v['smolvlm']['n_vocab']}"
               f" tokens) vs {_f(v['gemma3']['constraint_ms_per_token'], 3)} ({v['gemma3']['n_vocab']})", flush=True)
     work.cleanup()
+    _remeasure(report, threads)
     report["bench_seconds"] = time.perf_counter() - t_run
     print(f"done in {report['bench_seconds']:.0f} s")
     if args.json:
@@ -236,6 +237,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.json.write_text(json.dumps(report, indent=2, default=str))
         print(f"wrote {args.json}")
     return report
+
+
+def _remeasure(report: dict[str, Any], threads: int) -> None:
+    """Measure the machine again at the end and keep the better figure of the two: this VM's speed drifts, and a
+    peak measured in a slow minute inflated a fraction past 1 once. The fractions are recomputed if it changed."""
+    m, again = report["machine"], machine.measure(threads)
+    m["at_end"] = again
+    m["read_gbs"], m["matmul_gflops"] = max(m["read_gbs"], again["read_gbs"]), max(m["matmul_gflops"],
+                                                                                  again["matmul_gflops"])
+    if "encode_prefill" in report:
+        ep = report["encode_prefill"]
+        ep["fraction"] = report["encode_prefill_matmul_fraction"] = ep["achieved_gflops"] / m["matmul_gflops"]
+    if "roofline" in report:
+        r = report["roofline"]
+        r["roofline_ms_per_token"] = r["bytes_per_token"] / (m["read_gbs"] * 1e9) * 1000
+        r["fraction"] = report["roofline_fraction"] = r["roofline_ms_per_token"] / r["forward_ms_per_token"]
+    print(f"machine at the end: read {again['read_gbs']:.1f} GB/s, matmul {again['matmul_gflops']:.0f} GFLOP/s; "
+          f"fractions use the better: roofline {_f(report.get('roofline_fraction'))}, matmul "
+          f"{_f(report.get('encode_prefill_matmul_fraction'))}", flush=True)
 
 
 def _transformers(
