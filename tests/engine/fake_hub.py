@@ -165,16 +165,8 @@ def set_hf_offline(monkeypatch: pytest.MonkeyPatch, offline: bool) -> None:
 def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
     """A fake Hub on 127.0.0.1; the suite-wide offline mode is lifted since only it can be reached."""
     set_hf_offline(monkeypatch, False)
-    fake = FakeHub()
-    server = _HubServer(fake)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
+    with serving(FakeHub()) as fake:
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @dataclass

@@ -3,16 +3,15 @@ evaluation set saw is escalated on its extra item (the real llama.cpp engine, th
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from pathlib import Path
 from typing import Any
 
-from engine.cli import main
 from engine.escalate.config import policy_from_dict
 from engine.tasks import load_task_file
 from models.synthetic import SyntheticModel
+from tests.hybrid.test_cli_escalate import _model, _run
 from tests.noise import write_noise_pngs
 
 PART = {"type": "object", "properties": {"v": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["v"],
@@ -31,15 +30,6 @@ def _task_file(path: Path, items: int, fields: dict[str, float] | None = None) -
     return path
 
 
-def _model(tiny_models: dict[str, SyntheticModel]) -> list[str]:
-    m = tiny_models["smolvlm"]
-    return ["--model-path", str(m.text_path), "--mmproj", str(m.mmproj_path), "--threads", "1"]
-
-
-def _run(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(argv, out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_write_task_writes_field_patterns_in_place_of_old_concrete_keys(tiny_models: dict[str, SyntheticModel],
