@@ -48,8 +48,12 @@ def synthetic(
         return build(name, out_dir, text_type=text_type, mmproj_type=mmproj_type)
     base = build(name, out_dir, text_type="q8_0", mmproj_type=mmproj_type)
     target = base.text_path.with_name(f"{name}-{text_type}.gguf")
-    if not target.exists():
+    # the quantized file is current only while the Q8_0 file it was made from is (its generator marker)
+    source = base.text_path.with_name(base.text_path.name + ".synthetic.json").read_text()
+    made_from = target.with_name(target.name + ".from.json")
+    if not target.exists() or not made_from.exists() or made_from.read_text() != source:
         _llama_quantize(base.text_path, target, LLAMA_QUANTIZED[text_type])
+        made_from.write_text(source)
     return SyntheticModel(name=base.name, family=base.family, text_path=target, mmproj_path=base.mmproj_path)
 
 

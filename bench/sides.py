@@ -35,15 +35,17 @@ A_STAGES = ("preprocess_ms", "encode_ms", "prefill_ms", "decode_ms", "constraint
 
 
 def bench_task(name: str, *, max_tokens: int, detail: str | int) -> Task:
-    """A built-in task for benchmarking: retries off, greedy. `defects` gets a bounded list (at most 2 items,
-    reasons of at most 24 characters) so that random weights finish the JSON and parse/validate/confidence run."""
+    """A built-in task for benchmarking: retries off, greedy. `defects` gets a fixed-size list (exactly 2 items,
+    reasons of 16-24 characters): random weights then finish the JSON, so parse/validate/confidence run, and the
+    answer has the length of a real two-defect answer whatever the random weights prefer (an empty list is 7
+    tokens with a realistic vocabulary)."""
     task = builtin_task(name).with_options(max_tokens=max_tokens, retries=0, temperature=0.0, detail=detail)
     if name != "defects":
         return task
     schema = dict(task.schema)
-    defects = dict(schema["properties"]["defects"], maxItems=2)
+    defects = dict(schema["properties"]["defects"], minItems=2, maxItems=2)
     item = dict(defects["items"])
-    item["properties"] = dict(item["properties"], reason={"type": "string", "minLength": 1, "maxLength": 24})
+    item["properties"] = dict(item["properties"], reason={"type": "string", "minLength": 16, "maxLength": 24})
     defects["items"] = item
     schema["properties"] = {"defects": defects}
     return Task(name="defects-bounded", schema=schema, instructions=task.instructions, options=task.options)

@@ -19,7 +19,7 @@ from gguf.quants import quantize
 from models.synthetic_specs import SPECS, SyntheticSpec  # re-exported: `from models.synthetic import SPECS`
 from models.synthetic_vocab import GEMMA3_CHAT_TEMPLATE, SMOLVLM_CHAT_TEMPLATE, build_vocab
 
-GENERATOR_VERSION = 1  # bump when the bytes written for a given spec/seed/type change
+GENERATOR_VERSION = 2  # bump when the bytes written for a given spec/seed/type change
 _CHUNK_ELEMS = 1 << 24  # generate/quantize big tensors in ~64 MB float32 slices
 _W_STD = 0.02  # weights ~ U(-a, a) with this standard deviation
 

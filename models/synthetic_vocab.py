@@ -1,9 +1,16 @@
-"""Byte-level BPE vocabularies and chat templates for the synthetic SmolVLM / Gemma 3 test models."""
+"""Byte-level BPE vocabularies and chat templates for the synthetic SmolVLM / Gemma 3 test models.
+
+The compact vocabulary (tests) has only hand-made merge chains, so most text splits into single bytes. A vocabulary
+with the real size (benchmarks) also gets ~9k merges learned from English text (`synthetic_merges.txt`, made once
+by `python -m models.synthetic_vocab`), so a prompt becomes about as many tokens as a real tokenizer makes
+(~3.4 characters per token for English, ~2.7 for the JSON Schema in a prompt) and prefill times are realistic.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 from gguf import TokenType
 
@@ -160,6 +167,45 @@ def _bpe_core() -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(tokens), tuple(merges)
 
 
+MERGES_FILE = Path(__file__).with_name("synthetic_merges.txt")
+
+
+@cache
+def _learned() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The core's tokens plus the learned merges' tokens; the learned merges rank first (so English splits as the
+    trained tokenizer splits it), the hand-made chains after them (JSON punctuation, whitespace runs)."""
+    core, chains = _bpe_core()
+    tokens, seen, merges = list(core), set(core), []
+    for line in MERGES_FILE.read_text(encoding="utf-8").splitlines():
+        left, right = line.split(" ")
+        if left not in seen or right not in seen:
+            continue
+        merges.append(line)
+        if left + right not in seen:
+            seen.add(left + right)
+            tokens.append(left + right)
+    known = set(merges)
+    return tuple(tokens), tuple(merges + [m for m in chains if m not in known])
+
+
+def train_merges(out: Path = MERGES_FILE, vocab_size: int = 20_000) -> int:
+    """Learn byte-level BPE merges from the English of Python's own documentation (`pydoc_data`, in the standard
+    library, so nothing is downloaded) with the `tokenizers` trainer, and write them one per line."""
+    import json
+    import pydoc_data.topics
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(sorted(pydoc_data.topics.topics.values()), trainer)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in json.loads(tok.to_str())["model"]["merges"]]
+    out.write_text("".join(m + "\n" for m in merges), encoding="utf-8")
+    return len(merges)
+
+
 def _apply_bpe(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
     """Standard BPE: repeatedly merge the adjacent pair with the lowest rank."""
     while len(symbols) > 1:
@@ -226,9 +272,10 @@ def _family_specials(family: str) -> tuple[list[tuple[int, str]], int]:
 
 def build_vocab(family: str, vocab_size: int = 0) -> Vocab:
     """The family's special tokens + byte-level BPE core. vocab_size 0 = compact (specials kept in order, ids
-    renumbered); otherwise specials sit at their real ids and word-like filler tokens pad to vocab_size."""
+    renumbered); otherwise specials sit at their real ids, the learned merges' tokens follow the core, and
+    word-like filler tokens pad to vocab_size."""
     specials, flow_start = _family_specials(family)
-    core, merges = _bpe_core()
+    core, merges = _bpe_core() if vocab_size == 0 else _learned()
     by_id: dict[int, str] = {}
     if vocab_size == 0:
         head = [t for i, t in specials if i < flow_start]
@@ -256,3 +303,7 @@ def build_vocab(family: str, vocab_size: int = 0) -> Vocab:
         types.append(TokenType.CONTROL if tok in special_texts else TokenType.NORMAL)
     ids = {t: tokens.index(t) for t in special_texts} if vocab_size == 0 else {t: i for i, t in specials}
     return Vocab(tokens=tokens, types=[int(t) for t in types], merges=list(merges), ids=ids)
+
+
+if __name__ == "__main__":
+    print(f"wrote {train_merges()} merges to {MERGES_FILE}")
