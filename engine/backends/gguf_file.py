@@ -46,37 +46,18 @@ def string_value(path: Path, key: str) -> str | None:
     """The string value of metadata `key` in a GGUF file; None when absent or the header is unreadable."""
     try:
         with path.open("rb") as fh:
-            if fh.read(4) != GGUF_MAGIC:
-                return None
-            _version, _n_tensors, n_kv = struct.unpack("<IQQ", _read(fh, 20))
-            for _ in range(min(n_kv, _MAX_KEYS)):
-                name = _string(fh)
-                (vtype,) = struct.unpack("<I", _read(fh, 4))
-                if vtype == _STRING:
-                    value = _string(fh)
-                    if name == key.encode():
-                        return value.decode("utf-8", "replace")
-                else:
-                    _skip(fh, vtype)
+            _n_tensors, strings = _metadata(fh)
     except (OSError, ValueError, struct.error):
         return None
-    return None
+    value = strings.get(key.encode())
+    return None if value is None else value.decode("utf-8", "replace")
 
 
 def tensor_types(path: Path) -> set[int]:
     """The ggml type numbers of a GGUF file's tensors (read from the header); empty when unreadable."""
     try:
         with path.open("rb") as fh:
-            if fh.read(4) != GGUF_MAGIC:
-                return set()
-            _version, n_tensors, n_kv = struct.unpack("<IQQ", _read(fh, 20))
-            for _ in range(min(n_kv, _MAX_KEYS)):
-                _string(fh)
-                (vtype,) = struct.unpack("<I", _read(fh, 4))
-                if vtype == _STRING:
-                    _string(fh)
-                else:
-                    _skip(fh, vtype)
+            n_tensors, _strings = _metadata(fh)
             types = set()
             for _ in range(min(n_tensors, _MAX_KEYS)):
                 _string(fh)
@@ -88,6 +69,22 @@ def tensor_types(path: Path) -> set[int]:
             return types
     except (OSError, ValueError, struct.error):
         return set()
+
+
+def _metadata(fh: BinaryIO) -> tuple[int, dict[bytes, bytes]]:
+    """Read the header up to the tensor infos: the tensor count and every string-valued key (others skipped)."""
+    if fh.read(4) != GGUF_MAGIC:
+        raise ValueError("not a GGUF file")
+    _version, n_tensors, n_kv = struct.unpack("<IQQ", _read(fh, 20))
+    strings: dict[bytes, bytes] = {}
+    for _ in range(min(n_kv, _MAX_KEYS)):
+        name = _string(fh)
+        (vtype,) = struct.unpack("<I", _read(fh, 4))
+        if vtype == _STRING:
+            strings[name] = _string(fh)
+        else:
+            _skip(fh, vtype)
+    return n_tensors, strings
 
 
 def repacked(path: Path, machine: str) -> bool:
