@@ -12,6 +12,8 @@ Sections (each prints a line; --json writes every number, raw rows included):
   matmul       encode + prefill FLOPs (bench.flops) / their time / matmul peak: encode_prefill_matmul_fraction
   reuse        image 1 cold, image 2 same task (prefix reused), image 2 again: batch_second_vs_first,
                repeat_vs_first, prefill tokens of each
+  projector    image encode with the BF16 projector copy A loads (engine.backends.projector_bf16) vs the published
+               file, alternating: projector_copy_vs_file
   detail       a 1600x1200 photo at detail low vs high, cold: low_vs_high
   transformers C = transformers Idefics3, random init, same dims, same prompt/tile/new-token counts (bench.hf_side;
                needs the `bench` extra), one warm-up, then A and C alternating: loupe_vs_transformers = A/C total
@@ -47,7 +49,7 @@ from engine.prompt import MEDIA, user_text
 from models.synthetic import SPECS
 
 SAMPLE = Path(__file__).resolve().parent.parent / "engine" / "samples" / "scratched-panel.jpg"
-SECTIONS = ("llamacpp", "roofline", "matmul", "reuse", "detail", "transformers", "coldstart", "vocab")
+SECTIONS = ("llamacpp", "roofline", "matmul", "reuse", "projector", "detail", "transformers", "coldstart", "vocab")
 
 
 def _median(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -139,6 +141,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text = user_text(task.instructions, task.schema, 1, allow_refusal=task.options.allow_refusal)
     before, _, after = text.partition(MEDIA)
     a = LoupeSide(model.text_path, model.mmproj_path, threads, task, args.image)
+    report["projector_file"] = str(a.backend.mmproj_file)
+    print(f"projector: A loads {a.backend.mmproj_file.name}"
+          f"{' (BF16 copy)' if a.backend.mmproj_file != model.mmproj_path else ''}, B {model.mmproj_path.name}",
+          flush=True)
     # the synthetic vocabulary has few merges, so text splits finer than a real tokenizer's (~3-4 characters per
     # token): every side prefills more tokens than with the real model; recorded so the bias is visible
     n_text = len(a.backend._llm.tokenize(text.replace(MEDIA, "").encode(), add_bos=False, special=True))
@@ -188,6 +194,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             report["repeat_vs_first"] = reuse["repeat_vs_first"]
             print(f"reuse: prefill tokens {reuse['prefill_tokens']}, batch_second_vs_first "
                   f"{reuse['batch_second_vs_first']:.2f}, repeat_vs_first {reuse['repeat_vs_first']:.3f}", flush=True)
+        if "projector" not in skip:
+            pc = scenarios.projector_copy(a, args.image, runs=3 if args.quick else 5)
+            report["projector"] = pc
+            report["projector_copy_vs_file"] = pc.get("copy_vs_file")
+            if "encode_ms" in pc:
+                print(f"projector: encode {statistics.median(pc['encode_ms']['copy']):.0f} ms with the BF16 copy vs "
+                      f"{statistics.median(pc['encode_ms']['file']):.0f} ms with the file: "
+                      f"{pc['copy_vs_file']:.3f}", flush=True)
+            else:
+                print(f"projector: {pc['skipped']}", flush=True)
         if "detail" not in skip:
             big = scenarios.photo(Path(work.name) / "photo-1600x1200.jpg")
             lh = scenarios.low_vs_high(a, big, max_tokens=min(max_tokens, 16))
@@ -208,7 +224,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report["cold_start_ms"] = cs.get("first_result_ms")
         print(f"coldstart: first result {_f(cs.get('first_result_ms'), 0)} ms after start (process "
               f"{_f(cs.get('process_wall_ms'), 0)} ms), peak RSS {cs.get('peak_rss_bytes', 0) / 2**20:.0f} MiB = "
-              f"{_f(cs.get('peak_rss_ratio'))}x model files", flush=True)
+              f"{_f(cs.get('peak_rss_ratio'))}x model files "
+              f"({_f(cs.get('peak_rss_vs_loaded_files'))}x the files loaded)", flush=True)
         # a later process finds the task prompt's KV state saved by an earlier one (engine.backends.prefix_store)
         with tempfile.TemporaryDirectory(prefix="loupe-bench-kv-") as kv:
             runs_kv = [coldstart.measure(model.text_path, model.mmproj_path, args.image, threads=threads,

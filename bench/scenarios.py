@@ -43,6 +43,25 @@ def low_vs_high(side: LoupeSide, image: Path, *, max_tokens: int) -> dict[str, A
     return {"ratio": low["total_ms"] / high["total_ms"], "low": low, "high": high}
 
 
+def projector_copy(side: LoupeSide, image: Path, *, runs: int) -> dict[str, Any]:
+    """Image encoding with the BF16 projector copy A loads vs the published file, cold, alternating."""
+    if side.backend.mmproj_file == side.backend.mmproj_path:
+        return {"skipped": "no BF16 copy here (no BF16 dot product on this CPU, or nothing to convert)"}
+    plain = LoupeSide(side.backend.text_path, side.backend.mmproj_path, side.backend._threads, side.task, image,
+                      projectors=False)
+    try:
+        plain.run()  # first-use costs
+        rows: dict[str, list[float]] = {"copy": [], "file": []}
+        for _ in range(runs):
+            rows["copy"].append(side.run(image)["encode_ms"])
+            rows["file"].append(plain.run(image)["encode_ms"])
+    finally:
+        plain.close()
+    copy, file = statistics.median(rows["copy"]), statistics.median(rows["file"])
+    return {"encode_ms": rows, "copy_vs_file": copy / file, "copy": str(side.backend.mmproj_file),
+            "file": str(side.backend.mmproj_path)}
+
+
 def batch_and_repeat(side: LoupeSide, first: Path, second: Path) -> dict[str, Any]:
     """Image 1 cold, then image 2 with the same task (shared prefix reused), then image 2 again (a retry/repeat)."""
     one = side.run(first)

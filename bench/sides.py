@@ -1,6 +1,7 @@
 """The sides bench.e2e compares on the same model, image, prompt and schema: A = Loupe, B = raw llama-cpp-python.
 
-A = Engine.analyze (LlamaCppBackend: mtmd image encode from pixels, LLGuidance mask per step, fast-forward,
+A = Engine.analyze (LlamaCppBackend: mtmd image encode from pixels (with the BF16 projector copy a user's Loupe makes
+    on a CPU with a BF16 dot product; B loads the published file), LLGuidance mask per step, fast-forward,
     per-field confidence, validation), retries off. A runs cold each time (its prompt-prefix KV cache and image
     embeddings are dropped first) unless asked warm, so A and B do the same work.
 B = llama_cpp.Llama + MTMDChatHandler.create_chat_completion with response_format json_object + the schema
@@ -27,6 +28,7 @@ from llama_cpp._utils import suppress_stdout_stderr
 from engine.api import AnalyzeRequest, Engine
 from engine.backends.base import Generation, GenerationRequest
 from engine.backends.llama_cpp import LlamaCppBackend
+from engine.backends.projector_bf16 import ProjectorCache
 from engine.confidence import field_confidence
 from engine.schema.spans import leaf_spans
 from engine.tasks import Task, builtin_task
@@ -89,8 +91,13 @@ def _perf(ctx: Any) -> dict[str, float]:
 
 # -- A: Loupe ---------------------------------------------------------------------------------------
 class LoupeSide:
-    def __init__(self, text: Path, mmproj: Path, threads: int, task: Task, image: Path) -> None:
-        self.backend = LlamaCppBackend(text, mmproj, n_ctx=8192, n_threads=threads)
+    def __init__(
+        self, text: Path, mmproj: Path, threads: int, task: Task, image: Path, *, projectors: bool = True
+    ) -> None:
+        """`projectors`: as a user's Loupe does, load the BF16 copy of the projector on a CPU with a BF16 dot product
+        (engine.backends.projector_bf16, in the user cache); False loads the file as it is."""
+        cache = ProjectorCache.default() if projectors else None
+        self.backend = LlamaCppBackend(text, mmproj, n_ctx=8192, n_threads=threads, projectors=cache)
         self.recorder = Recorder(self.backend)
         self.engine = Engine(self.recorder)
         self.task = task

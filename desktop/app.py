@@ -24,14 +24,14 @@ def model_loader(model: str | None, model_path: str | None, mmproj: str | None,
     def load() -> LoadedModel:
         from desktop.loading import load_from_store
         from engine.api import Engine
-        from engine.backends.prefix_store import PrefixStore
         from engine.backends.registry import backend_class
+        from engine.backends.user_caches import llama_cache_kwargs
         from models.store import ModelStore, default_model_root
 
         if model_path and mmproj:
             name = Path(model_path).stem
             backend = backend_class("llama_cpp")(model_path, mmproj, model_id=name, n_threads=threads,
-                                                 prefix_store=PrefixStore.default())
+                                                 **llama_cache_kwargs())
             return LoadedModel(Engine(backend, model=name), name, synthetic=False)
         store = ModelStore(Path(model_dir) if model_dir else default_model_root())
         return load_from_store(store, model, threads)

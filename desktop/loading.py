@@ -56,7 +56,7 @@ def directory_model(store: ModelStore, name: str, threads: int | None) -> Loaded
 
 def gguf_model(store: ModelStore, name: str | None, threads: int | None) -> LoadedModel:
     """A GGUF model from the store through llama.cpp; with no name, the catalog default or else the synthetic one."""
-    from engine.backends.prefix_store import PrefixStore
+    from engine.backends.user_caches import llama_cache_kwargs
 
     chosen = name or store.catalog.default
     try:
@@ -67,7 +67,7 @@ def gguf_model(store: ModelStore, name: str | None, threads: int | None) -> Load
         chosen = SYNTHETIC_FALLBACK
         resolved = store.resolve(chosen)
     backend = backend_class("llama_cpp")(resolved.text_path, resolved.mmproj_path, model_id=chosen,
-                                         n_threads=threads, prefix_store=PrefixStore.default())
+                                         n_threads=threads, **llama_cache_kwargs())
     return LoadedModel(Engine(backend, model=chosen), chosen, resolved.synthetic)
 
 

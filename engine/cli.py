@@ -53,18 +53,18 @@ def open_backend(args: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
 
     if (other := open_directory_backend(args, err)) is not None:
         return other
-    from engine.backends.prefix_store import PrefixStore
+    from engine.backends.user_caches import llama_cache_kwargs
 
     backend_cls = backend_class("llama_cpp")
     threads = getattr(args, "threads", None)
     engine = getattr(args, "constraint", None) or "llguidance"
-    prefixes = PrefixStore.default()  # the task prompt's KV state, kept between runs ($LOUPE_PREFIX_CACHE=off: none)
+    caches = llama_cache_kwargs()  # task-prefix KV state and BF16 projector copies, kept between runs
     if args.model_path or args.mmproj:
         if not (args.model_path and args.mmproj):
             raise CliError("--model-path and --mmproj go together")
         name = Path(args.model_path).stem
         return backend_cls(args.model_path, args.mmproj, model_id=name, n_threads=threads,
-                           constraint_engine=engine, prefix_store=prefixes), name
+                           constraint_engine=engine, **caches), name
     from models.catalog import load_catalog
     from models.store import ModelStore, default_model_root
 
@@ -73,7 +73,7 @@ def open_backend(args: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
     if resolved.synthetic and not getattr(args, "pretty", False):  # the demo has said so already
         print(f"note: {name} is a synthetic model with random weights: its output is meaningless", file=err)
     backend = backend_cls(resolved.text_path, resolved.mmproj_path, model_id=name, n_threads=threads,
-                          constraint_engine=engine, prefix_store=prefixes)
+                          constraint_engine=engine, **caches)
     return backend, name
 
 

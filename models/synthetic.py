@@ -34,6 +34,7 @@ TEXT_TYPES: dict[str, tuple[GGMLQuantizationType, LlamaFileType]] = {
 MMPROJ_TYPES: dict[str, tuple[GGMLQuantizationType, LlamaFileType]] = {
     "f32": (Q.F32, LlamaFileType.ALL_F32),
     "f16": (Q.F16, LlamaFileType.MOSTLY_F16),
+    "bf16": (Q.BF16, LlamaFileType.MOSTLY_BF16),
     "q8_0": (Q.Q8_0, LlamaFileType.MOSTLY_Q8_0),  # as ggml-org publishes mmproj-*-Q8_0.gguf; embeddings stay F32
 }
 

@@ -26,6 +26,8 @@ def _prefix_cache_in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pyte
     """The prompt-prefix KV files the CLI/app keep between runs go to this session's temp dir, not ~/.cache
     (shared by the session's tests, so later runs of a task load what earlier ones saved, as on a user's machine)."""
     monkeypatch.setenv("LOUPE_PREFIX_CACHE", str(tmp_path_factory.getbasetemp() / "prefix-kv"))
+    # BF16 projector copies (engine.backends.projector_bf16) too; the tiny models' F32 projectors need none
+    monkeypatch.setenv("LOUPE_PROJECTOR_CACHE", str(tmp_path_factory.getbasetemp() / "projectors"))
 
 
 @pytest.fixture(autouse=True)

@@ -55,20 +55,25 @@ def string_value(path: Path, key: str) -> str | None:
 
 def tensor_types(path: Path) -> set[int]:
     """The ggml type numbers of a GGUF file's tensors (read from the header); empty when unreadable."""
+    return {ttype for ttype, _n_dims in tensor_kinds(path)}
+
+
+def tensor_kinds(path: Path) -> list[tuple[int, int]]:
+    """(ggml type number, number of dimensions) of each tensor, from the header; empty when unreadable."""
     try:
         with path.open("rb") as fh:
             n_tensors, _strings = _metadata(fh)
-            types = set()
+            kinds = []
             for _ in range(min(n_tensors, _MAX_KEYS)):
                 _string(fh)
                 (n_dims,) = struct.unpack("<I", _read(fh, 4))
                 fh.seek(8 * n_dims, 1)
                 (ttype,) = struct.unpack("<I", _read(fh, 4))
                 fh.seek(8, 1)  # offset
-                types.add(ttype)
-            return types
+                kinds.append((ttype, n_dims))
+            return kinds
     except (OSError, ValueError, struct.error):
-        return set()
+        return []
 
 
 def _metadata(fh: BinaryIO) -> tuple[int, dict[bytes, bytes]]:

@@ -36,6 +36,7 @@ from engine.backends.gguf_file import check_gguf, projector_type, repacked
 from engine.backends.llama_mtmd import FIXED_SIZE_PROJECTORS, MtmdMixin
 from engine.backends.llama_prefill import PrefillMixin
 from engine.backends.prefix_store import PrefixStore
+from engine.backends.projector_bf16 import ProjectorCache
 from engine.backends.reuse import DEFAULT_EMBED_CACHE_BYTES, EmbeddingCache, Unit
 from engine.constrain.base import Constraint
 from engine.constrain.llguidance import LLGuidanceCompiler
@@ -82,12 +83,15 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
         embed_cache_bytes: int = DEFAULT_EMBED_CACHE_BYTES,
         image_max_tokens: int | None = DETAIL_IMAGE_TOKENS["low"],
         prefix_store: PrefixStore | None = None,
+        projectors: ProjectorCache | None = None,
         use_mmap: bool | None = None,
         verbose: bool = False,
     ) -> None:
         """`image_max_tokens`: the image-token cap the projector is first made with; the default is the default
         detail's (`low`), so the usual first request does not reload the projector for its cap.
         `prefix_store`: where the task prompt's KV state is kept between processes (None: nowhere).
+        `projectors`: where a BF16 copy of the projector is made and kept on CPUs that multiply BF16 natively
+        (engine.backends.projector_bf16; None: the mmproj file is loaded as it is).
         `use_mmap`: None maps the file unless llama.cpp repacks its weights on this CPU (Q4_K, Q4_0, ... on x86-64):
         mapped, those pages stay resident beside the repacked copy (llama.cpp #16761), +2 GB for Gemma 3 4B Q4_K_M."""
         t0 = time.perf_counter()
@@ -130,6 +134,8 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
         if self._projector in FIXED_SIZE_PROJECTORS:
             image_max_tokens = None
         self._mtmd_cap: int | None = image_max_tokens
+        self._projectors = projectors
+        self.mmproj_file = projectors.path_for(self.mmproj_path) if projectors is not None else self.mmproj_path
         self._mtmd = self._init_mtmd(threads, image_max_tokens)
         source = self._llm.metadata.get("tokenizer.chat_template")
         self._template: jinja2.Template = load_chat_template(source, self.text_path)

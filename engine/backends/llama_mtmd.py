@@ -32,6 +32,8 @@ class MtmdMixin:
     """The projector context of a LlamaCppBackend and what it does with images."""
 
     mmproj_path: Path
+    mmproj_file: Path  # what llama.cpp loads: mmproj_path, or its BF16 copy (engine.backends.projector_bf16)
+    _projectors: Any  # ProjectorCache | None
     verbose: bool
     _llm: llama_cpp.Llama
     _mtmd: Any
@@ -48,7 +50,11 @@ class MtmdMixin:
         if image_max_tokens:
             params.image_max_tokens = image_max_tokens
         with suppress_stdout_stderr(disable=self.verbose):
-            ctx = mtmd.mtmd_init_from_file(str(self.mmproj_path).encode(), self._llm.model, params)
+            ctx = mtmd.mtmd_init_from_file(str(self.mmproj_file).encode(), self._llm.model, params)
+        if ctx is None and self.mmproj_file != self.mmproj_path:  # a bad copy: drop it, load the file itself
+            self._projectors.discard(self.mmproj_file)
+            self.mmproj_file = self.mmproj_path
+            return self._init_mtmd(threads, image_max_tokens)
         if ctx is None:
             self._llm.close()
             raise ModelLoadError(

@@ -38,18 +38,18 @@ BackendFactory = Callable[[ModelSpec], Any]
 
 def registry_backend(spec: ModelSpec, *, threads: int | None = None) -> Any:
     """Load `spec` with the registry's llama.cpp backend (catalog names resolved through the model store)."""
-    from engine.backends.prefix_store import PrefixStore
     from engine.backends.registry import backend_class
+    from engine.backends.user_caches import llama_cache_kwargs
 
     backend_cls = backend_class("llama_cpp")
-    prefixes = PrefixStore.default()
+    caches = llama_cache_kwargs()
     if spec.path:
-        return backend_cls(spec.path, spec.mmproj, model_id=spec.label, n_threads=threads, prefix_store=prefixes)
+        return backend_cls(spec.path, spec.mmproj, model_id=spec.label, n_threads=threads, **caches)
     from models.store import ModelStore, default_model_root
 
     resolved = ModelStore(default_model_root()).resolve(spec.model)
     return backend_cls(resolved.text_path, resolved.mmproj_path, model_id=spec.label, n_threads=threads,
-                       prefix_store=prefixes)
+                       **caches)
 
 
 @dataclass

@@ -8,13 +8,15 @@ import pytest
 
 from bench import e2e, flops, machine
 from bench.hf_side import available
+from engine.backends.projector_bf16 import cpu_has_bf16
 from models.synthetic import SPECS
 
 
 def test_quick_run_on_the_tiny_model_writes_every_ratio(tmp_path):
     out = tmp_path / "e2e.json"
+    # an F16 projector, so that a CPU with a BF16 dot product gets the BF16 copy and the projector section runs
     report = e2e.main(["--quick", "--model", "tiny-smolvlm", "--model-dir", str(tmp_path / "models"), "--runs", "1",
-                       "--warmup", "0", "--threads", "1", "--max-tokens", "16",
+                       "--mmproj-type", "f16", "--warmup", "0", "--threads", "1", "--max-tokens", "16",
                        "--skip", "transformers,coldstart,vocab", "--json", str(out)])
     saved = json.loads(out.read_text())
     for key in ("loupe_vs_llamacpp", "constraint_confidence_share", "low_vs_high", "batch_second_vs_first",
@@ -25,6 +27,11 @@ def test_quick_run_on_the_tiny_model_writes_every_ratio(tmp_path):
     assert report["reuse"]["rows"]["repeat"]["reuse"]["image_chunks_encoded"] == 0
     assert report["llamacpp"]["raw"]["A"][0]["reuse"]["reused_tokens"] == 0  # A runs cold, like B
     assert saved["machine"]["read_gbs"] > 0 and saved["machine"]["matmul_gflops"] > 0
+    if cpu_has_bf16():
+        assert saved["projector_file"].endswith("-bf16.gguf") and saved["projector_copy_vs_file"] > 0
+        assert len(saved["projector"]["encode_ms"]["copy"]) == len(saved["projector"]["encode_ms"]["file"]) == 3
+    else:
+        assert saved["projector_file"] == saved["mmproj_path"] and "skipped" in saved["projector"]
 
 
 def test_flop_counts_follow_the_dimensions():
