@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"{lh['high']['total_ms']:.0f} ms ({lh['high']['image_tokens']}): low_vs_high {lh['ratio']:.3f}",
                   flush=True)
         if "transformers" not in skip:
-            _transformers(report, model.name, a, med, threads, runs=1 if args.quick else 3)
+            _transformers(report, model.name, a, med, threads, runs=3 if args.quick else 5)
     finally:
         a.close()
 
