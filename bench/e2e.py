@@ -14,6 +14,8 @@ Sections (each prints a line; --json writes every number, raw rows included):
                repeat_vs_first, prefill tokens of each
   projector    image encode with the BF16 projector copy A loads (engine.backends.projector_bf16) vs the published
                file, alternating: projector_copy_vs_file
+  busy         another program keeps one core busy: A's adaptive decode threads vs A with its thread count fixed,
+               alternating: busy_decode_adaptive_vs_fixed (decode ms/token)
   detail       a 1600x1200 photo at detail low vs high, cold: low_vs_high
   transformers C = transformers Idefics3, random init, same dims, same prompt/tile/new-token counts (bench.hf_side;
                needs the `bench` extra), one warm-up, then A and C alternating: loupe_vs_transformers = A/C total
@@ -49,7 +51,8 @@ from engine.prompt import MEDIA, user_text
 from models.synthetic import SPECS
 
 SAMPLE = Path(__file__).resolve().parent.parent / "engine" / "samples" / "scratched-panel.jpg"
-SECTIONS = ("llamacpp", "roofline", "matmul", "reuse", "projector", "detail", "transformers", "coldstart", "vocab")
+SECTIONS = ("llamacpp", "roofline", "matmul", "reuse", "projector", "busy", "detail", "transformers", "coldstart",
+            "vocab")
 
 
 def _median(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -204,6 +207,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       f"{pc['copy_vs_file']:.3f}", flush=True)
             else:
                 print(f"projector: {pc['skipped']}", flush=True)
+        if "busy" not in skip and threads > 1:
+            busy = scenarios.busy_core(a, args.image, runs=2 if args.quick else 3)
+            report["busy"] = busy
+            report["busy_decode_adaptive_vs_fixed"] = busy["decode_adaptive_vs_fixed"]
+            print(f"busy: with one core taken, decode {busy['adaptive']['decode_ms_per_token']:.1f} ms/token adaptive "
+                  f"(threads {busy['adaptive']['decode_threads']}) vs {busy['fixed']['decode_ms_per_token']:.1f} fixed "
+                  f"at {threads}: {busy['decode_adaptive_vs_fixed']:.3f}; whole analysis "
+                  f"{busy['total_adaptive_vs_fixed']:.3f}", flush=True)
         if "detail" not in skip:
             big = scenarios.photo(Path(work.name) / "photo-1600x1200.jpg")
             lh = scenarios.low_vs_high(a, big, max_tokens=min(max_tokens, 16))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,35 @@ def projector_copy(side: LoupeSide, image: Path, *, runs: int) -> dict[str, Any]
     copy, file = statistics.median(rows["copy"]), statistics.median(rows["file"])
     return {"encode_ms": rows, "copy_vs_file": copy / file, "copy": str(side.backend.mmproj_file),
             "file": str(side.backend.mmproj_path)}
+
+
+def busy_core(side: LoupeSide, image: Path, *, runs: int) -> dict[str, Any]:
+    """Decode speed while another program keeps one core busy: A's adaptive decode threads vs the same backend with
+    its thread count fixed, alternating. Each side warms up under the load first (the tuner learns it)."""
+    fixed = LoupeSide(side.backend.text_path, side.backend.mmproj_path, side.backend._threads, side.task, image,
+                      adapt_threads=False)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        side.run(image)
+        fixed.run(image)
+        rows: dict[str, list[dict[str, Any]]] = {"adaptive": [], "fixed": []}
+        for _ in range(runs):
+            rows["adaptive"].append(side.run(image))
+            rows["fixed"].append(fixed.run(image))
+    finally:
+        hog.kill()
+        hog.wait()
+        fixed.close()
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in rows[name] if r.get(key) is not None)
+
+    out: dict[str, Any] = {name: {k: med(name, k) for k in ("decode_ms_per_token", "encode_ms", "prefill_ms",
+                                                             "total_ms")} for name in rows}
+    out["adaptive"]["decode_threads"] = [r["decode_threads"] for r in rows["adaptive"]]
+    out["decode_adaptive_vs_fixed"] = out["adaptive"]["decode_ms_per_token"] / out["fixed"]["decode_ms_per_token"]
+    out["total_adaptive_vs_fixed"] = out["adaptive"]["total_ms"] / out["fixed"]["total_ms"]
+    return out
 
 
 def batch_and_repeat(side: LoupeSide, first: Path, second: Path) -> dict[str, Any]:

@@ -92,12 +92,16 @@ def _perf(ctx: Any) -> dict[str, float]:
 # -- A: Loupe ---------------------------------------------------------------------------------------
 class LoupeSide:
     def __init__(
-        self, text: Path, mmproj: Path, threads: int, task: Task, image: Path, *, projectors: bool = True
+        self, text: Path, mmproj: Path, threads: int, task: Task, image: Path, *, projectors: bool = True,
+        adapt_threads: bool = True,
     ) -> None:
         """`projectors`: as a user's Loupe does, load the BF16 copy of the projector on a CPU with a BF16 dot product
-        (engine.backends.projector_bf16, in the user cache); False loads the file as it is."""
+        (engine.backends.projector_bf16, in the user cache); False loads the file as it is.
+        `adapt_threads`: as a user's Loupe does when no thread count is given, let decoding try fewer threads and
+        keep the faster (engine.backends.thread_tuner); False keeps `threads`."""
         cache = ProjectorCache.default() if projectors else None
-        self.backend = LlamaCppBackend(text, mmproj, n_ctx=8192, n_threads=threads, projectors=cache)
+        self.backend = LlamaCppBackend(text, mmproj, n_ctx=8192, n_threads=threads, projectors=cache,
+                                       adapt_threads=adapt_threads)
         self.recorder = Recorder(self.backend)
         self.engine = Engine(self.recorder)
         self.task = task
@@ -123,6 +127,7 @@ class LoupeSide:
             decode_ms_per_token=t.decode_ms / n if n else None,
             other_ms=t.total_ms - t.preprocess_ms - t.encode_ms - t.prefill_ms - t.decode_ms,
             status=res.status.value,
+            decode_threads=gen.timings.get("decode_threads") if gen is not None else None,
             confidence_ms=confidence_ms(gen) if gen is not None and res.status.value in ("ok", "invalid") else None,
             reuse={k: gen.timings.get(k) for k in ("prefill_tokens", "reused_tokens", "image_chunks_encoded",
                                                    "image_chunks_cached")} if gen is not None else {},
@@ -133,6 +138,10 @@ class LoupeSide:
     def forward_ms_per_token(self, n: int = 16) -> float:
         """Median time of one single-token forward pass (no constraint, no sampling): the model's own decode cost."""
         self.backend.forget()
+        b = self.backend
+        if b._threads_now != b._threads:  # the thread tuner may have left a trial count set: measure at full count
+            llama_cpp.llama_set_n_threads(b._ctx, b._threads, b._threads)
+            b._threads_now = b._threads
         times = []
         for i in range(n):
             t = time.perf_counter()

@@ -274,7 +274,8 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--model", default=None, help="catalog or imported model name (see `loupe models list`)")
         sp.add_argument("--model-path", help="a text-model GGUF file (with --mmproj)")
         sp.add_argument("--mmproj", help="the matching mmproj GGUF file")
-        sp.add_argument("--threads", type=int, default=None, help="CPU threads (default: one per physical core)")
+        sp.add_argument("--threads", type=int, default=None,
+                        help="CPU threads, fixed (default: one per physical core, fewer while others keep cores busy)")
         add_backend_args(sp)
 
     a = sub.add_parser("analyze", help="analyse images or folders")

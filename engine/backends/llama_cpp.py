@@ -38,6 +38,7 @@ from engine.backends.llama_prefill import PrefillMixin
 from engine.backends.prefix_store import PrefixStore
 from engine.backends.projector_bf16 import ProjectorCache
 from engine.backends.reuse import DEFAULT_EMBED_CACHE_BYTES, EmbeddingCache, Unit
+from engine.backends.thread_tuner import ThreadTuner
 from engine.constrain.base import Constraint
 from engine.constrain.llguidance import LLGuidanceCompiler
 from engine.errors import BackendError, ModelLoadError
@@ -84,6 +85,7 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
         image_max_tokens: int | None = DETAIL_IMAGE_TOKENS["low"],
         prefix_store: PrefixStore | None = None,
         projectors: ProjectorCache | None = None,
+        adapt_threads: bool | None = None,
         use_mmap: bool | None = None,
         verbose: bool = False,
     ) -> None:
@@ -92,6 +94,8 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
         `prefix_store`: where the task prompt's KV state is kept between processes (None: nowhere).
         `projectors`: where a BF16 copy of the projector is made and kept on CPUs that multiply BF16 natively
         (engine.backends.projector_bf16; None: the mmproj file is loaded as it is).
+        `adapt_threads`: let decoding try fewer/more threads and keep the faster (engine.backends.thread_tuner);
+        None: only when `n_threads` is not given (a count the user chose is kept).
         `use_mmap`: None maps the file unless llama.cpp repacks its weights on this CPU (Q4_K, Q4_0, ... on x86-64):
         mapped, those pages stay resident beside the repacked copy (llama.cpp #16761), +2 GB for Gemma 3 4B Q4_K_M."""
         t0 = time.perf_counter()
@@ -130,6 +134,9 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self._threads = threads
+        self._threads_now = threads  # single-token decode threads the context has now
+        adapt = n_threads is None if adapt_threads is None else adapt_threads
+        self._tuner = ThreadTuner(threads) if adapt and threads > 1 else None
         self._projector = projector_type(self.mmproj_path)
         if self._projector in FIXED_SIZE_PROJECTORS:
             image_max_tokens = None
@@ -245,13 +252,27 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
         """The shared constrained loop (engine.backends.decode) over llama.cpp's logits."""
         past = n_past
 
+        tuner = self._tuner
+
         def feed(tokens: list[int]) -> np.ndarray:
             nonlocal past
+            if tuner is None or len(tokens) > 1:  # several tokens run on n_threads_batch, which is never tuned
+                past = self._eval_tokens(tokens, past)
+                return self._logits()
+            n = tuner.next_threads()
+            if n != self._threads_now:
+                llama_cpp.llama_set_n_threads(self._ctx, n, self._threads)
+                self._threads_now = n
+            t = time.perf_counter()
             past = self._eval_tokens(tokens, past)
+            tuner.record(n, time.perf_counter() - t)
             return self._logits()
 
-        return decode(request, self._token_vocab(), self._logits(), feed, n_past=n_past, n_ctx=self._llm.n_ctx(),
-                      timings=timings, cancel=cancel)
+        gen = decode(request, self._token_vocab(), self._logits(), feed, n_past=n_past, n_ctx=self._llm.n_ctx(),
+                     timings=timings, cancel=cancel)
+        if tuner is not None:
+            timings["decode_threads"] = float(tuner.current)
+        return gen
 
     def close(self) -> None:
         """Free the projector and the model."""

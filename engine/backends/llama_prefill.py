@@ -36,6 +36,7 @@ class PrefillMixin:
     _batch: LlamaBatch
     _n_batch: int
     _kv: list[Unit]
+    _threads_now: int
     _embeds: EmbeddingCache
     _prefix_store: PrefixStore | None
     _model_key: str
@@ -72,6 +73,7 @@ class PrefillMixin:
         with suppress_stdout_stderr(disable=self.verbose):
             self._llm._ctx = LlamaContext(model=self._llm._model, params=params, verbose=self.verbose)
         self._ctx = self._llm._ctx.ctx
+        self._threads_now = params.n_threads  # a new context starts with the configured count
         self._kv = []
 
     def _prefill(

@@ -69,3 +69,23 @@ def test_cold_start_child_reports_its_own_peak_rss_not_the_parents(tmp_path):
     assert out["status"] in ("ok", "truncated") and ballast.sum() > 0
     assert out["rss_after_load_bytes"] <= out["peak_rss_bytes"] < 250 * 2**20
     assert 0 < out["first_result_ms"] <= out["process_wall_ms"]
+
+
+def test_busy_core_scenario_compares_adaptive_and_fixed_threads(tmp_path):
+    from PIL import Image
+
+    from bench import scenarios
+    from bench.sides import LoupeSide, bench_task
+    from models.synthetic import build
+
+    model = build("tiny-smolvlm", tmp_path)
+    Image.new("RGB", (64, 48), (90, 120, 30)).save(tmp_path / "img.png")
+    side = LoupeSide(model.text_path, model.mmproj_path, 2, bench_task("defects", max_tokens=24, detail="low"),
+                     tmp_path / "img.png")
+    try:
+        out = scenarios.busy_core(side, tmp_path / "img.png", runs=1)
+    finally:
+        side.close()
+    assert out["decode_adaptive_vs_fixed"] > 0 and out["total_adaptive_vs_fixed"] > 0
+    assert all(t in (1.0, 2.0) for t in out["adaptive"]["decode_threads"])
+    assert out["fixed"]["decode_ms_per_token"] > 0
