@@ -138,10 +138,6 @@ class LoupeSide:
     def forward_ms_per_token(self, n: int = 16) -> float:
         """Median time of one single-token forward pass (no constraint, no sampling): the model's own decode cost."""
         self.backend.forget()
-        b = self.backend
-        if b._threads_now != b._threads:  # the thread tuner may have left a trial count set: measure at full count
-            llama_cpp.llama_set_n_threads(b._ctx, b._threads, b._threads)
-            b._threads_now = b._threads
         times = []
         for i in range(n):
             t = time.perf_counter()

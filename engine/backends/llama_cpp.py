@@ -134,7 +134,7 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self._threads = threads
-        self._threads_now = threads  # single-token decode threads the context has now
+        self._threads_now = threads  # the context's thread count now (fewer only while the tuner decodes)
         adapt = n_threads is None if adapt_threads is None else adapt_threads
         self._tuner = ThreadTuner(threads) if adapt and threads > 1 else None
         self._projector = projector_type(self.mmproj_path)
@@ -199,6 +199,9 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
         timings["preprocess_ms"] = (time.perf_counter() - t0) * 1000
         steps: dict[str, list[int]] = {}
         keys = [mtmd.mtmd_bitmap_get_id(bm).decode() for bm in bitmaps]
+        # the prompt's text and image embeddings run on the count decoding last found fastest (a busy machine slows
+        # wide batches too); the projector's own encode keeps the threads it was made with
+        self._set_threads(self._tuner.current if self._tuner is not None else self._threads)
         try:
             n_past, n_prompt, n_image = self._prefill(self.render(request.text), bitmaps, timings, steps,
                                                       request.max_tokens)
@@ -256,16 +259,17 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
 
         def feed(tokens: list[int]) -> np.ndarray:
             nonlocal past
-            if tuner is None or len(tokens) > 1:  # several tokens run on n_threads_batch, which is never tuned
+            if tuner is None:
                 past = self._eval_tokens(tokens, past)
                 return self._logits()
+            # the grammar's forced runs (a few tokens at once) use the same count: OpenMP threads left spinning
+            # after a wider region would take the core back from the one decoding
             n = tuner.next_threads()
-            if n != self._threads_now:
-                llama_cpp.llama_set_n_threads(self._ctx, n, self._threads)
-                self._threads_now = n
+            self._set_threads(n)
             t = time.perf_counter()
             past = self._eval_tokens(tokens, past)
-            tuner.record(n, time.perf_counter() - t)
+            if len(tokens) == 1:
+                tuner.record(n, time.perf_counter() - t)
             return self._logits()
 
         gen = decode(request, self._token_vocab(), self._logits(), feed, n_past=n_past, n_ctx=self._llm.n_ctx(),
@@ -273,6 +277,11 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
         if tuner is not None:
             timings["decode_threads"] = float(tuner.current)
         return gen
+
+    def _set_threads(self, n: int) -> None:
+        if n != self._threads_now:
+            llama_cpp.llama_set_n_threads(self._ctx, n, n)
+            self._threads_now = n
 
     def close(self) -> None:
         """Free the projector and the model."""

@@ -20,15 +20,19 @@ class ThreadTuner:
 
     It runs `window` tokens at the current count, then `window` at a neighbour (half or double, within 1 and
     `max_threads`), and moves to the neighbour only if its median time is below `margin` times the current's.
-    The next trial comes `every` tokens later (a trial on a quiet machine costs a few slower tokens).
+    The next trial comes `every` tokens later. At the full count, each trial that loses doubles that gap (up to
+    `max_every`): a trial on a quiet machine costs a few slower tokens, and a quiet machine tends to stay quiet.
+    Below the full count the gap stays `every`, so a machine that became quiet again gets its threads back soon.
     """
 
     max_threads: int
     window: int = 4
-    every: int = 96
+    every: int = 32  # single-token steps (a JSON answer of ~90 tokens has ~40: the grammar forces the rest)
+    max_every: int = 512
     margin: float = 0.85
     current: int = 0
     _times: dict[int, list[float]] = field(default_factory=dict)
+    _gap: int = 0
     _since_trial: int = -1  # set in __post_init__: the first trial comes after one window
     _trial: int | None = None
     _down: bool = True  # which neighbour the next trial tries first
@@ -37,13 +41,14 @@ class ThreadTuner:
         if self.max_threads < 1:
             raise ValueError("max_threads must be at least 1")
         self.current = self.current or self.max_threads
+        self._gap = self.every
         if self._since_trial < 0:
             self._since_trial = self.every
 
     def next_threads(self) -> int:
         """The thread count for the next single-token step."""
         if self._trial is None and self.max_threads > 1 and len(self._times.get(self.current, [])) >= self.window \
-                and self._since_trial >= self.every:
+                and self._since_trial >= self._gap:
             self._trial = self._neighbour()
             self._times[self._trial] = []
         return self._trial if self._trial is not None else self.current
@@ -61,6 +66,11 @@ class ThreadTuner:
         if statistics.median(times) < self.margin * statistics.median(self._times[self.current]):
             self.current = self._trial
             self._times = {self.current: times}
+            self._gap = self.every
+        elif self.current == self.max_threads:
+            self._gap = min(2 * self._gap, self.max_every)
+        else:
+            self._gap = self.every
         self._trial = None
         self._since_trial = 0
         self._down = not self._down

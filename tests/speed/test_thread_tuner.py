@@ -35,13 +35,15 @@ def test_on_a_busy_machine_it_moves_to_fewer_threads_after_one_trial():
     assert tuner.current == 1 and used[8:] == [1] * 4
 
 
-def test_on_a_quiet_machine_it_stays_and_tries_again_later():
-    tuner = ThreadTuner(2, window=4, every=20)
-    used = _run(tuner, QUIET, 60)
+def test_on_a_quiet_machine_it_stays_and_tries_again_less_and_less_often():
+    tuner = ThreadTuner(2, window=4, every=20, max_every=60)
+    used = _run(tuner, QUIET, 200)
     assert tuner.current == 2
     assert used[:4] == [2] * 4 and used[4:8] == [1] * 4  # the first trial
-    # each next trial 20 tokens after the last ended: tokens 28-31 and 52-55, nothing else on one thread
-    assert used[28:32] == used[52:56] == [1] * 4 and used.count(1) == 12
+    # each lost trial doubles the gap from 20: 40, then 60 (the cap), 60: trials at tokens 48, 112, 176
+    trials = [i for i in range(8, 200) if used[i] == 1 and used[i - 1] == 2]
+    assert trials == [48, 112, 176]
+    assert all(used[i:i + 4] == [1] * 4 for i in trials) and used.count(1) == 16
 
 
 def test_when_the_load_goes_away_it_goes_back_up():
