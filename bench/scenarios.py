@@ -66,12 +66,13 @@ def projector_copy(side: LoupeSide, image: Path, *, runs: int) -> dict[str, Any]
 
 def busy_core(side: LoupeSide, image: Path, *, runs: int) -> dict[str, Any]:
     """Decode speed while another program keeps one core busy: A's adaptive decode threads vs the same backend with
-    its thread count fixed, alternating. Each side warms up under the load first (the tuner learns it)."""
+    its thread count fixed, alternating, after warm-up runs under the load (three for the tuner to notice it)."""
     fixed = LoupeSide(side.backend.text_path, side.backend.mmproj_path, side.backend._threads, side.task, image,
                       adapt_threads=False)
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        side.run(image)
+        for _ in range(3):  # the tuner notices the load within ~3 answers (ThreadTuner.max_every)
+            side.run(image)
         fixed.run(image)
         rows: dict[str, list[dict[str, Any]]] = {"adaptive": [], "fixed": []}
         for _ in range(runs):

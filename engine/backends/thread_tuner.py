@@ -28,7 +28,7 @@ class ThreadTuner:
     max_threads: int
     window: int = 4
     every: int = 32  # single-token steps (a JSON answer of ~90 tokens has ~40: the grammar forces the rest)
-    max_every: int = 512
+    max_every: int = 128  # ~3 answers: how long a newly busy machine may wait to be noticed
     margin: float = 0.85
     current: int = 0
     _times: dict[int, list[float]] = field(default_factory=dict)
