@@ -23,6 +23,8 @@ class ThreadTuner:
     The next trial comes `every` tokens later. At the full count, each trial that loses doubles that gap (up to
     `max_every`): a trial on a quiet machine costs a few slower tokens, and a quiet machine tends to stay quiet.
     Below the full count the gap stays `every`, so a machine that became quiet again gets its threads back soon.
+    Tokens that suddenly take `slowdown` times the best time seen at this count (another program started) bring
+    the next trial forward to now.
     """
 
     max_threads: int
@@ -30,8 +32,10 @@ class ThreadTuner:
     every: int = 32  # single-token steps (a JSON answer of ~90 tokens has ~40: the grammar forces the rest)
     max_every: int = 128  # ~3 answers: how long a newly busy machine may wait to be noticed
     margin: float = 0.85
+    slowdown: float = 1.5
     current: int = 0
     _times: dict[int, list[float]] = field(default_factory=dict)
+    _best: dict[int, float] = field(default_factory=dict)  # lowest window median seen per count
     _gap: int = 0
     _since_trial: int = -1  # set in __post_init__: the first trial comes after one window
     _trial: int | None = None
@@ -60,6 +64,13 @@ class ThreadTuner:
         del times[: -self.window]  # only the recent ones count: conditions change
         if self._trial is None:
             self._since_trial += 1
+            if len(times) >= self.window:
+                med = statistics.median(times)
+                best = self._best.get(threads)
+                if best is None or med < best:
+                    self._best[threads] = med
+                elif med > self.slowdown * best:
+                    self._since_trial = max(self._since_trial, self._gap)
             return
         if threads != self._trial or len(times) < self.window:
             return
@@ -67,10 +78,10 @@ class ThreadTuner:
             self.current = self._trial
             self._times = {self.current: times}
             self._gap = self.every
-        elif self.current == self.max_threads:
-            self._gap = min(2 * self._gap, self.max_every)
         else:
-            self._gap = self.every
+            # the current count stays: its present speed is the one to compare with from now on
+            self._best[self.current] = statistics.median(self._times[self.current])
+            self._gap = min(2 * self._gap, self.max_every) if self.current == self.max_threads else self.every
         self._trial = None
         self._since_trial = 0
         self._down = not self._down

@@ -54,6 +54,25 @@ def test_when_the_load_goes_away_it_goes_back_up():
     assert tuner.current == 2
 
 
+def test_tokens_suddenly_slower_bring_the_next_trial_forward():
+    tuner = ThreadTuner(2, window=4, every=20, max_every=60)
+    _run(tuner, QUIET, 150)  # the gap has grown to its cap of 60 steps
+    assert tuner.current == 2
+    used = _run(tuner, BUSY, 16)
+    # the first window at the busy speed (1.5x the best seen) triggers a trial at once, which 1 thread wins
+    assert used[4:8] == [1] * 4 or used[:4] == [1] * 4
+    assert tuner.current == 1 and used[-4:] == [1] * 4
+
+
+def test_a_machine_that_stays_slower_is_not_probed_every_window():
+    tuner = ThreadTuner(2, window=4, every=20, max_every=60)
+    _run(tuner, QUIET, 150)
+    slower = {1: 0.030, 2: 0.020}  # everything 2x slower (a slower clock), 2 threads still best
+    used = _run(tuner, slower, 120)
+    assert tuner.current == 2
+    assert used.count(1) <= 3 * 4  # one triggered trial, then the usual gaps (60 at most), not one per window
+
+
 def test_a_small_difference_does_not_switch():
     tuner = ThreadTuner(2, window=4, every=96, margin=0.85)
     _run(tuner, {1: 0.0095, 2: 0.0100}, 12)  # 5 % faster: within the noise
