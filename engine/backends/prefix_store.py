@@ -17,6 +17,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from engine.backends.cache_files import cache_root, trim_lru
+
 DEFAULT_MAX_BYTES = 1 << 30  # Gemma 3 4B's ~800-token prefix is ~110 MB; SmolVLM-256M's ~18 MB
 MIN_TOKENS = 32  # shorter prefixes are cheaper to evaluate than to read
 _SUFFIX = ".kv"
@@ -33,14 +35,8 @@ class PrefixStore:
     @classmethod
     def default(cls) -> PrefixStore | None:
         """$LOUPE_PREFIX_CACHE (a directory; 0/off/no: none), else the per-user cache directory."""
-        override = os.environ.get(ENV, "").strip()
-        if override.lower() in ("0", "off", "no", "false"):
-            return None
-        if override:
-            return cls(Path(override).expanduser())
-        from platformdirs import user_cache_dir
-
-        return cls(Path(user_cache_dir("loupe", appauthor=False)) / "prefix-kv")
+        root = cache_root(ENV, "prefix-kv")
+        return None if root is None else cls(root)
 
     @staticmethod
     def key(model: str, tokens: Sequence[int]) -> str:
@@ -82,16 +78,4 @@ class PrefixStore:
         (self.root / (key + _SUFFIX)).unlink(missing_ok=True)
 
     def _trim(self) -> None:
-        entries = []
-        for path in self.root.glob("*" + _SUFFIX):
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            entries.append((st.st_mtime, st.st_size, path))
-        total = sum(size for _, size, _ in entries)
-        for _, size, path in sorted(entries):
-            if total <= self.max_bytes:
-                break
-            path.unlink(missing_ok=True)
-            total -= size
+        trim_lru(self.root, "*" + _SUFFIX, self.max_bytes)

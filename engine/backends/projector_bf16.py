@@ -24,6 +24,8 @@ import logging
 import os
 from pathlib import Path
 
+from engine.backends.cache_files import cache_root, trim_lru
+
 log = logging.getLogger(__name__)
 
 ENV = "LOUPE_PROJECTOR_CACHE"  # a directory, or 0/off/no to use projector files as they are
@@ -53,14 +55,8 @@ class ProjectorCache:
     def default(cls) -> ProjectorCache | None:
         """None when the CPU has no BF16 dot product or $LOUPE_PROJECTOR_CACHE says off; else a directory there or
         in the per-user cache."""
-        override = os.environ.get(ENV, "").strip()
-        if override.lower() in ("0", "off", "no", "false") or not cpu_has_bf16():
-            return None
-        if override:
-            return cls(Path(override).expanduser())
-        from platformdirs import user_cache_dir
-
-        return cls(Path(user_cache_dir("loupe", appauthor=False)) / "projectors")
+        root = cache_root(ENV, "projectors")
+        return None if root is None or not cpu_has_bf16() else cls(root)
 
     def key(self, source: Path) -> str:
         st = source.stat()
@@ -92,18 +88,7 @@ class ProjectorCache:
             copy.unlink(missing_ok=True)
 
     def _trim(self, keep: Path) -> None:
-        try:
-            entries = [(p.stat().st_mtime, p.stat().st_size, p) for p in self.root.glob("*" + _SUFFIX)]
-        except OSError:
-            return
-        total = sum(size for _, size, _ in entries)
-        for _, size, path in sorted(entries, key=lambda e: e[0]):
-            if total <= self.max_bytes:
-                break
-            if path != keep:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                    total -= size
+        trim_lru(self.root, "*" + _SUFFIX, self.max_bytes, keep=keep)
 
 
 def _converted(tensor_type: int, n_dims: int) -> bool:
