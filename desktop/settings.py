@@ -50,7 +50,7 @@ class CloudSettings:
 class AppSettings:
     """Everything the settings dialog edits, plus the last model and recent files."""
 
-    threads: int = 0  # 0: llama.cpp chooses
+    threads: int = 0  # 0: automatic (one per physical core, fewer while other programs keep cores busy)
     model_dir: str = ""  # "": $LOUPE_MODEL_DIR or the user data directory
     default_task: str = "defects"
     review_threshold: float = 0.0  # 0: each task's own
