@@ -222,7 +222,10 @@ class Line:
                                                       cache_key=key)
             else:
                 cached = False
-                result = self.engine.analyze(AnalyzeRequest((capture.path,), self.task))
+                # stopping the station stops the model too (llama.cpp between graph nodes, or at the next token)
+                result = self.engine.analyze(AnalyzeRequest((capture.path,), self.task), cancel=self.stop_event)
+                if result.error == "cancelled" and self.stop_event.is_set():
+                    return None  # neither stored nor finished: the next start judges this capture
                 good = result.status is not Status.ERROR
                 result_id = store.save_result(item_id, result, sha256=sha, size=size, cache_key=key if good else None)
         judgement = judge(self.rules, result, review_threshold=self.task.options.review_threshold)

@@ -34,7 +34,7 @@ from engine.backends.chat_template import load_chat_template, render_prompt
 from engine.backends.decode import TokenVocab, decode
 from engine.backends.gguf_file import check_gguf, projector_type, repacked
 from engine.backends.llama_mtmd import FIXED_SIZE_PROJECTORS, MtmdMixin
-from engine.backends.llama_prefill import PrefillMixin
+from engine.backends.llama_prefill import PrefillCancelled, PrefillMixin
 from engine.backends.prefix_store import PrefixStore
 from engine.backends.projector_bf16 import ProjectorCache
 from engine.backends.reuse import DEFAULT_EMBED_CACHE_BYTES, EmbeddingCache, Unit
@@ -135,6 +135,8 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self._threads = threads
         self._threads_now = threads  # the context's thread count now (fewer only while the tuner decodes)
+        self._abort_cb = None  # set only while a prompt is evaluated with a cancel event (llama_prefill._watch)
+        self._cancel: threading.Event | None = None
         adapt = n_threads is None if adapt_threads is None else adapt_threads
         self._tuner = ThreadTuner(threads) if adapt and threads > 1 else None
         self._projector = projector_type(self.mmproj_path)
@@ -204,7 +206,11 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
         self._set_threads(self._tuner.current if self._tuner is not None else self._threads)
         try:
             n_past, n_prompt, n_image = self._prefill(self.render(request.text), bitmaps, timings, steps,
-                                                      request.max_tokens)
+                                                      request.max_tokens, cancel)
+        except PrefillCancelled:
+            gen = Generation(text="", steps=[], stop="cancelled")
+            gen.timings = timings
+            return gen
         finally:
             for bm in bitmaps:
                 mtmd.mtmd_bitmap_free(bm)

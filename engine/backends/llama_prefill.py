@@ -5,6 +5,7 @@ once (a mixin of LlamaCppBackend, which holds the state)."""
 from __future__ import annotations
 
 import ctypes
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,12 @@ from engine.errors import BackendError
 PREFILL_COUNTS = ("encode_ms", "prefill_ms", "prefill_tokens", "reused_tokens", "image_chunks_encoded",
                   "image_chunks_cached", "prefix_tokens_from_disk")
 _NO_CALLBACK = mtmd.mtmd_helper_post_decode_callback()  # a NULL function pointer
+_NO_ABORT = llama_cpp.ggml_abort_callback()  # a NULL function pointer
+_ABORTED = 2  # what llama_decode returns when the abort callback stopped it (llama.cpp removes that ubatch)
+
+
+class PrefillCancelled(Exception):
+    """The cancel event was set while llama.cpp evaluated the prompt; the KV cache holds nothing reusable."""
 
 
 class PrefillMixin:
@@ -37,6 +44,8 @@ class PrefillMixin:
     _n_batch: int
     _kv: list[Unit]
     _threads_now: int
+    _abort_cb: Any  # the ctypes callback llama.cpp holds while a prompt is evaluated
+    _cancel: threading.Event | None
     _embeds: EmbeddingCache
     _prefix_store: PrefixStore | None
     _model_key: str
@@ -78,9 +87,11 @@ class PrefillMixin:
 
     def _prefill(
         self, prompt: str, bitmaps: list[Any], timings: dict[str, float], slices: dict[str, list[int]],
-        max_tokens: int = 0,
+        max_tokens: int = 0, cancel: threading.Event | None = None,
     ) -> tuple[int, int, int]:
-        """Evaluate the prompt, reusing the cached prefix; timings get counts of what was reused and skipped."""
+        """Evaluate the prompt, reusing the cached prefix; timings get counts of what was reused and skipped.
+        A set `cancel` stops llama.cpp between graph nodes (PrefillCancelled); an image being encoded finishes first
+        (mtmd's encoder takes no abort callback)."""
         chunks = mtmd.mtmd_input_chunks_init()
         text = mtmd.mtmd_input_text()
         raw = prompt.encode()
@@ -98,6 +109,7 @@ class PrefillMixin:
                          if isinstance(units[0], ImageUnit) and mtmd.mtmd_decode_use_non_causal(self._mtmd, c)),
                         default=0)
             self._fit_context(sum(map(unit_len, wanted)) + max_tokens, whole)
+            self._watch(cancel)
             n_past, skip = self._keep_prefix(wanted)
             counts["reused_tokens"] = n_past
             self._kv = []  # until this prefill completes, the cache holds nothing we can vouch for
@@ -124,9 +136,22 @@ class PrefillMixin:
                 skip = 0
             self._kv = wanted
         finally:
+            self._watch(None)
             mtmd.mtmd_input_chunks_free(chunks)
         timings.update(counts)
         return n_past, n_prompt + n_image, n_image
+
+    def _watch(self, cancel: threading.Event | None) -> None:
+        """Have llama.cpp ask `cancel` between graph nodes (None: stop asking). Only while the prompt is evaluated:
+        a Python call per node costs ~0.5 ms per forward pass, a few percent of a decoded token, and the decode loop
+        checks `cancel` every token anyway."""
+        self._cancel = cancel
+        if cancel is None:
+            self._abort_cb = None
+            llama_cpp.llama_set_abort_callback(self._ctx, _NO_ABORT, None)
+            return
+        self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: cancel.is_set())  # kept alive while set
+        llama_cpp.llama_set_abort_callback(self._ctx, self._abort_cb, None)
 
     def _prefix_key(self, units: list[Unit]) -> str:
         """The disk entry for a leading text chunk ("" when there is no store or it is too short to be worth it)."""
@@ -187,6 +212,8 @@ class PrefillMixin:
         n = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
         embd = self._embeds.get(unit.key, unit.slice)
         if embd is None:
+            if self._cancel is not None and self._cancel.is_set():  # the encoder cannot be stopped once started
+                raise PrefillCancelled
             if mtmd.mtmd_encode_chunk(self._mtmd, chunk) != 0:
                 raise BackendError("llama.cpp failed to encode an image")
             out = mtmd.mtmd_get_output_embd(self._mtmd)
@@ -203,6 +230,8 @@ class PrefillMixin:
             self._mtmd, self._ctx, chunk, ptr, n_past, 0, max(self._n_batch, n), ctypes.byref(new_past), _NO_CALLBACK,
             None,
         )
+        if rc == _ABORTED:
+            raise PrefillCancelled
         if rc != 0:
             raise BackendError(f"llama.cpp failed to decode image embeddings (code {rc})")
         counts["prefill_ms"] += (time.perf_counter() - t_enc) * 1000
@@ -214,6 +243,8 @@ class PrefillMixin:
             part = tokens[i : i + self._n_batch]
             self._batch.set_batch(part, n_past, logits_all=False)
             rc = llama_cpp.llama_decode(self._ctx, self._batch.batch)
+            if rc == _ABORTED:
+                raise PrefillCancelled
             if rc != 0:
                 raise BackendError(f"llama.cpp decode failed (code {rc})")
             n_past += len(part)

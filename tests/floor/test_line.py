@@ -204,3 +204,20 @@ def test_a_file_that_vanishes_is_reported_and_forgotten(tmp_path: Path) -> None:
         assert line.process(store, Capture(str(tmp_path / "gone.png"), "fake")) is None
     assert "gone before it could be read" in events.problems[0]
     assert source.finished == [str(tmp_path / "gone.png")]
+
+
+def test_stopping_the_station_mid_image_leaves_that_capture_for_the_next_start(tmp_path: Path) -> None:
+    paths = images(tmp_path / "in", 1)
+    engine = fake_engine(defects_json())
+    source, sink, events = FakeSource(), FakeSink(), RecordingEvents()
+    line = make_line(tmp_path, source, engine, sink, events)
+    with Store(tmp_path / "loupe.db") as store:
+        line.job_id, line.engine = line.open_job(store), engine
+        line.stop_event.set()  # the stop came while this capture was being analysed
+        assert line.process(store, Capture(paths[0], "fake")) is None
+        assert store.results(line.job_id) == [] and source.finished == [] and events.outcomes == []
+        assert engine.backend.requests == []  # a set cancel never reaches the model
+        line.stop_event.clear()  # the next start
+        again = line.process(store, Capture(paths[0], "fake"))
+        assert again is not None and again.judgement.verdict is Verdict.PASS and not again.cached
+        assert len(store.results(line.job_id)) == 1 and source.finished == paths
