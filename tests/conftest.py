@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +20,33 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Synthetic
     """Both tiny synthetic VLM families (text GGUF + mmproj), built once per session in milliseconds."""
     out = tmp_path_factory.mktemp("tiny-models")
     return {fam: build(f"tiny-{fam}", out) for fam in FAMILIES}
+
+
+@pytest.fixture
+def picture(tmp_path: Path) -> Path:
+    """A 128x96 PNG of random pixels: an image the tiny models encode in a few milliseconds."""
+    arr = np.random.default_rng(5).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    path = tmp_path / "p.png"
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def defects_request(backend: Any, path: Path, max_tokens: int = 24) -> Any:
+    """A GenerationRequest for the built-in defects task on one image, as the pipeline builds it (greedy)."""
+    from engine.backends.base import GenerationRequest
+    from engine.images.load import load_image
+    from engine.images.resize import image_tokens_for
+    from engine.pipeline import prepare
+    from engine.prompt import user_text
+    from engine.tasks import builtin_task
+
+    task = builtin_task("defects").with_options(max_tokens=max_tokens)
+    prepared, _ = prepare([load_image(path)], task.options.detail)
+    return GenerationRequest(
+        text=user_text(task.instructions, task.schema, 1, allow_refusal=False), images=tuple(prepared),
+        constraint=backend.compile(task.schema, allow_refusal=False), schema=task.schema, max_tokens=max_tokens,
+        temperature=0.0, image_max_tokens=image_tokens_for(task.options.detail),
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -5,20 +5,10 @@ knows the prompt was stopped part-way without timing anything."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
-from PIL import Image
 
-from engine.backends.base import GenerationRequest
 from engine.backends.llama_cpp import LlamaCppBackend
-from engine.images.load import load_image
-from engine.images.resize import image_tokens_for
-from engine.pipeline import prepare
-from engine.prompt import user_text
-from engine.tasks import builtin_task
-from tests.conftest import FAMILIES
+from tests.conftest import FAMILIES, defects_request
 
 
 class SetAfter:
@@ -40,45 +30,27 @@ def backend(request: pytest.FixtureRequest, tiny_models) -> LlamaCppBackend:
     b.close()
 
 
-@pytest.fixture
-def picture(tmp_path: Path) -> Path:
-    arr = np.random.default_rng(11).integers(0, 255, (90, 120, 3), dtype=np.uint8)
-    path = tmp_path / "p.png"
-    Image.fromarray(arr).save(path)
-    return path
-
-
-def _request(backend: LlamaCppBackend, path: Path, max_tokens: int = 20) -> GenerationRequest:
-    task = builtin_task("defects").with_options(max_tokens=max_tokens)
-    prepared, _ = prepare([load_image(path)], task.options.detail)
-    return GenerationRequest(
-        text=user_text(task.instructions, task.schema, 1, allow_refusal=False), images=tuple(prepared),
-        constraint=backend.compile(task.schema, allow_refusal=False), schema=task.schema, max_tokens=max_tokens,
-        temperature=0.0, image_max_tokens=image_tokens_for(task.options.detail),
-    )
-
-
 def test_a_cancel_during_the_prompt_stops_it_and_the_backend_stays_usable(backend, picture):
-    reference = backend.generate(_request(backend, picture))
+    reference = backend.generate(defects_request(backend, picture, 20))
     backend.forget()
     cancel = SetAfter(5)
-    stopped = backend.generate(_request(backend, picture), cancel=cancel)  # type: ignore[arg-type]
+    stopped = backend.generate(defects_request(backend, picture, 20), cancel=cancel)  # type: ignore[arg-type]
     assert stopped.stop == "cancelled" and stopped.text == "" and not stopped.steps
     # stopped inside the first micro-batch of 16 tokens: the prompt is hundreds of tokens long
     assert cancel.checks == 5
     assert stopped.timings.get("prefill_tokens", 0) < 16
-    again = backend.generate(_request(backend, picture))
+    again = backend.generate(defects_request(backend, picture, 20))
     assert again.text == reference.text
     assert [s.prob for s in again.steps] == pytest.approx([s.prob for s in reference.steps])
 
 
 def test_a_cancel_never_set_changes_nothing_and_is_not_asked_while_decoding(backend, picture):
-    reference = backend.generate(_request(backend, picture))
+    reference = backend.generate(defects_request(backend, picture, 20))
     runs = {}
     for max_tokens in (20, 8):
         backend.forget()
         never = SetAfter(10**9)
-        runs[max_tokens] = (backend.generate(_request(backend, picture, max_tokens), cancel=never), never.checks)
+        runs[max_tokens] = (backend.generate(defects_request(backend, picture, max_tokens), cancel=never), never.checks)
     out, checks = runs[20]
     assert out.text == reference.text and out.stop == reference.stop
     short, short_checks = runs[8]

@@ -8,16 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.backends.base import GenerationRequest
 from engine.backends.llama_cpp import LlamaCppBackend
 from engine.backends.prefix_store import ENV, PrefixStore
-from engine.images.load import load_image
-from engine.images.resize import image_tokens_for
-from engine.pipeline import prepare
-from engine.prompt import user_text
-from engine.tasks import builtin_task
 from models.synthetic import SyntheticModel
-from tests.conftest import FAMILIES
+from tests.conftest import FAMILIES, defects_request
 
 
 @pytest.fixture(params=FAMILIES)
@@ -33,22 +27,11 @@ def picture(tmp_path: Path) -> Path:
     return path
 
 
-def _request(backend: LlamaCppBackend, path: Path) -> GenerationRequest:
-    task = builtin_task("defects").with_options(max_tokens=24)
-    prepared, _ = prepare([load_image(path)], task.options.detail)
-    return GenerationRequest(
-        text=user_text(task.instructions, task.schema, 1, allow_refusal=False), images=tuple(prepared),
-        constraint=backend.compile(task.schema, allow_refusal=False), schema=task.schema, max_tokens=24,
-        temperature=0.0,
-        image_max_tokens=image_tokens_for(task.options.detail),
-    )
-
-
 def _run(model: SyntheticModel, store: PrefixStore | None, picture: Path):
     """A fresh backend (as a new process would have) analysing the picture once."""
     b = LlamaCppBackend(model.text_path, model.mmproj_path, n_threads=1, prefix_store=store)
     try:
-        return b.generate(_request(b, picture))
+        return b.generate(defects_request(b, picture))
     finally:
         b.close()
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
-from PIL import Image
 
 from engine.api import AnalyzeRequest, Engine
 from engine.backends import projector_bf16
@@ -33,14 +32,6 @@ def f16_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SyntheticM
 @pytest.fixture(params=FAMILIES)
 def model(request: pytest.FixtureRequest, f16_models: dict[str, SyntheticModel]) -> SyntheticModel:
     return f16_models[request.param]
-
-
-@pytest.fixture
-def picture(tmp_path: Path) -> Path:
-    arr = np.random.default_rng(5).integers(0, 255, (96, 128, 3), dtype=np.uint8)
-    path = tmp_path / "p.png"
-    Image.fromarray(arr).save(path)
-    return path
 
 
 def _tensors(path: Path) -> dict[str, tuple[int, np.ndarray]]:

@@ -3,12 +3,8 @@ backend switching threads mid-answer without changing the answer."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import llama_cpp
-import numpy as np
 import pytest
-from PIL import Image
 
 from engine.api import AnalyzeRequest, Engine
 from engine.backends.llama_cpp import LlamaCppBackend
@@ -92,14 +88,6 @@ def test_more_cores_try_half_and_double():
     assert tuner.current == 4
     nxt = _run(tuner, {8: 0.02, 4: 0.01, 2: 0.03}, 8)
     assert set(nxt) == {4, 2, 8} and tuner.current == 4  # tried both neighbours, neither faster
-
-
-@pytest.fixture
-def picture(tmp_path: Path) -> Path:
-    arr = np.random.default_rng(9).integers(0, 255, (80, 100, 3), dtype=np.uint8)
-    path = tmp_path / "p.png"
-    Image.fromarray(arr).save(path)
-    return path
 
 
 def test_the_backend_switches_threads_mid_answer_and_the_answer_is_the_same(tiny_models, picture, monkeypatch):
