@@ -28,6 +28,7 @@ from llama_cpp._utils import suppress_stdout_stderr
 from engine.api import AnalyzeRequest, Engine
 from engine.backends.base import Generation, GenerationRequest
 from engine.backends.llama_cpp import LlamaCppBackend
+from engine.backends.llama_cpu import load_llama
 from engine.backends.projector_bf16 import ProjectorCache
 from engine.confidence import field_confidence
 from engine.schema.spans import leaf_spans
@@ -157,7 +158,8 @@ class RawSide:
         image_max_tokens: int | None,
     ) -> None:
         self.handler = chat_format.MTMDChatHandler(clip_model_path=str(mmproj), verbose=False)
-        self.llm = llama_cpp.Llama(
+        # the same weight-buffer choice as Loupe's side (engine.backends.llama_cpu: never the AMX buffer that crashes)
+        self.llm = load_llama(
             model_path=str(text), n_ctx=8192, n_threads=threads, n_threads_batch=threads, verbose=False,
             chat_handler=self.handler,
         )

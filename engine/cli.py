@@ -241,6 +241,13 @@ def cmd_hybrid(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return run_hybrid(args, out, err)
 
 
+def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Delegate to `loupe doctor` (llama.cpp's CPU features and weight buffers here)."""
+    from engine.cli_doctor import run_doctor
+
+    return run_doctor(args, out, err)
+
+
 def cmd_floor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Delegate to the factory-floor commands (watch, kiosk, outbox)."""
     from engine.cli_floor import run_floor
@@ -262,6 +269,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "eval": cli_eval.run_eval,
     "gui": run_gui,
     "serve": cmd_serve,
+    "doctor": cmd_doctor,
 }
 
 
@@ -337,6 +345,9 @@ def parser() -> argparse.ArgumentParser:
     from engine.cli_serve import add_parsers as add_serve_parsers
 
     add_serve_parsers(sub, model_args)
+    from engine.cli_doctor import add_parsers as add_doctor_parsers
+
+    add_doctor_parsers(sub)
     return p
 
 

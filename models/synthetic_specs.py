@@ -90,6 +90,16 @@ SPECS: dict[str, SyntheticSpec] = {
             "tiny-gemma3", "gemma3", head_dim=32, sliding_window=512, swa_pattern=2, v_image_size=64, v_patch_size=8,
             **_GEMMA3_TEXT,
         ),
+        # the tiny models with rows of 256: every catalog quantization, K-quants included, is written as itself
+        # (llama.cpp's quantizer falls back to other types for rows shorter than a 256-value block)
+        SyntheticSpec(
+            "tiny-smolvlm-k", "smolvlm", n_embd=256, n_head=4, n_head_kv=2, n_ff=512, rope_theta=100000.0,
+            v_image_size=96, v_patch_size=16, preproc_image_size=192,
+        ),
+        SyntheticSpec(
+            "tiny-gemma3-k", "gemma3", n_embd=256, n_head=4, n_head_kv=2, n_ff=512, head_dim=64, sliding_window=512,
+            swa_pattern=2, v_image_size=64, v_patch_size=8, **_GEMMA3_TEXT,
+        ),
         # tiny-smolvlm with SmolVLM's full 49,280-token vocabulary: what the schema-coverage benchmark masks over
         SyntheticSpec("vocab-smolvlm", "smolvlm", rope_theta=100000.0, v_image_size=96, v_patch_size=16,
                       preproc_image_size=192, vocab_size=49280),

@@ -33,6 +33,8 @@ from engine.backends.base import Capabilities, Generation, GenerationRequest
 from engine.backends.chat_template import load_chat_template, render_prompt
 from engine.backends.decode import TokenVocab, decode
 from engine.backends.gguf_file import check_gguf, projector_type, repacked
+from engine.backends.llama_cpu import CpuPlan, load_llama
+from engine.backends.llama_cpu import plan as cpu_plan
 from engine.backends.llama_mtmd import FIXED_SIZE_PROJECTORS, MtmdMixin
 from engine.backends.llama_prefill import PrefillCancelled, PrefillMixin
 from engine.backends.prefix_store import PrefixStore
@@ -87,6 +89,7 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
         projectors: ProjectorCache | None = None,
         adapt_threads: bool | None = None,
         use_mmap: bool | None = None,
+        cpu: CpuPlan | None = None,
         verbose: bool = False,
     ) -> None:
         """`image_max_tokens`: the image-token cap the projector is first made with; the default is the default
@@ -97,7 +100,9 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
         `adapt_threads`: let decoding try fewer/more threads and keep the faster (engine.backends.thread_tuner);
         None: only when `n_threads` is not given (a count the user chose is kept).
         `use_mmap`: None maps the file unless llama.cpp repacks its weights on this CPU (Q4_K, Q4_0, ... on x86-64):
-        mapped, those pages stay resident beside the repacked copy (llama.cpp #16761), +2 GB for Gemma 3 4B Q4_K_M."""
+        mapped, those pages stay resident beside the repacked copy (llama.cpp #16761), +2 GB for Gemma 3 4B Q4_K_M.
+        `cpu`: which weight buffers llama.cpp may use (engine.backends.llama_cpu; None: decided for this machine,
+        never the AMX buffer that crashes)."""
         t0 = time.perf_counter()
         self.text_path, self.mmproj_path = Path(text_path), Path(mmproj_path)
         check_gguf(self.text_path, "text model")
@@ -109,9 +114,13 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
         self.constraint_engine = constraint_engine
         self.verbose = verbose
         threads = n_threads or default_threads()
+        self.cpu = cpu or cpu_plan()
+        if use_mmap is None:
+            use_mmap = not (self.cpu.extra_buffers and repacked(self.text_path, platform.machine()))
         try:
             with suppress_stdout_stderr(disable=verbose):
-                self._llm = llama_cpp.Llama(
+                self._llm = load_llama(
+                    self.cpu,
                     model_path=str(self.text_path),
                     n_ctx=min(n_ctx, n_ctx_start),  # the KV cache grows to what a request needs (_fit_context)
                     n_batch=n_batch,
@@ -120,7 +129,7 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
                     n_ubatch=min(n_ubatch, n_batch),
                     n_threads=threads,
                     n_threads_batch=threads,
-                    use_mmap=not repacked(self.text_path, platform.machine()) if use_mmap is None else use_mmap,
+                    use_mmap=use_mmap,
                     logits_all=False,
                     verbose=verbose,
                 )

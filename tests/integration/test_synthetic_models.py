@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.backends.llama_cpu import load_llama
 from models.synthetic import SPECS, SyntheticModel, build
 
 llama_cpp = pytest.importorskip("llama_cpp")
@@ -27,7 +28,8 @@ def _render(template: str, messages: list[dict], bos: str) -> str:
 
 def _run_image_prompt(model: SyntheticModel, n_decode: int = 20) -> dict:
     # one thread: llama.cpp's spinning thread pool crawls when a shared CI box has no idle core
-    llm = llama_cpp.Llama(model_path=str(model.text_path), n_ctx=4096, n_threads=1, verbose=False)
+    # weight buffers as the product chooses them (engine.backends.llama_cpu): on an AMX CPU, not the AMX one
+    llm = load_llama(model_path=str(model.text_path), n_ctx=4096, n_threads=1, verbose=False)
     params = mtmd.mtmd_context_params_default()
     params.use_gpu = False
     params.n_threads = 1

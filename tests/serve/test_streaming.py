@@ -53,7 +53,11 @@ def test_stream_joins_to_the_non_stream_content_with_logprobs_and_usage(server: 
     assert all(ch.choices[0].finish_reason is None for ch in body[:-1]) and all(ch.usage is None for ch in body)
     assert len(body) > 5  # token by token, not one lump
     tokens = [t for ch in body if ch.choices[0].logprobs for t in ch.choices[0].logprobs.content]
-    assert [(t.token, t.logprob) for t in tokens] == [(t.token, t.logprob) for t in whole.choices[0].logprobs.content]
+    expected = whole.choices[0].logprobs.content
+    assert [t.token for t in tokens] == [t.token for t in expected]
+    # the second request reuses the first one's KV prefix, so llama.cpp evaluates the prompt's last position in
+    # another batch shape, through another CPU kernel on some CPUs (AVX2: 7e-9 apart): equal to float32 resolution
+    assert [t.logprob for t in tokens] == pytest.approx([t.logprob for t in expected], rel=0, abs=1e-6)
     assert usage.choices == [] and usage.usage.completion_tokens == whole.usage.completion_tokens == len(tokens)
     assert usage.usage.prompt_tokens == whole.usage.prompt_tokens
     assert body[-1].model_extra["loupe"]["valid"] is True

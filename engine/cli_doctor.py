@@ -1,0 +1,68 @@
+"""`loupe doctor`: what this machine's llama.cpp can do and what Loupe chose for it (for bug reports and support)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, TextIO
+
+from engine.errors import BackendError
+from engine.hardware import default_threads, physical_cores
+
+
+def add_parsers(sub: Any) -> None:
+    d = sub.add_parser("doctor", help="the CPU features and weight buffers llama.cpp uses here, and why")
+    d.add_argument("--json", action="store_true", help="machine-readable output only")
+
+
+def report() -> dict[str, Any]:
+    """Everything `loupe doctor` says, as one JSON-able document."""
+    try:
+        from engine.backends import llama_cpu
+    except ImportError as exc:
+        raise BackendError(f"llama-cpp-python is not installed ({exc}); pip install -e .") from None
+    cpu = llama_cpu.plan()
+    return {
+        "machine": platform.machine(),
+        "cpu": _cpu_name(),
+        "physical_cores": physical_cores(),
+        "default_threads": default_threads(),
+        "llama_cpp_python": version("llama-cpp-python"),
+        **cpu.as_dict(),
+        "override": f"${llama_cpu.ENV}=auto|on|off",
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return platform.processor() or "unknown"
+
+
+def run_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    doc = report()
+    if args.json:
+        out.write(json.dumps(doc) + "\n")
+        return 0
+    features = " ".join(k for k, v in doc["llama_cpp_features"].items() if v == "1")
+    available = doc["buffer_types_available"]
+    lines = [
+        f"CPU:                 {doc['cpu']} ({doc['machine']}, {doc['physical_cores']} physical cores; "
+        f"{doc['default_threads']} threads by default)",
+        f"CPU flags:           {' '.join(doc['cpu_flags']) or '(none of interest reported)'}",
+        f"llama.cpp:           llama-cpp-python {doc['llama_cpp_python']}, built with {features or '(no features)'}",
+        f"extra buffer types:  {', '.join(available) if available else 'none' if available == [] else 'unknown'}",
+        f"weights loaded into: {', '.join(doc['buffer_types_in_use'])} (weight repack: {doc['weight_repack']})",
+        f"why:                 {doc['reason']}",
+        f"override:            {doc['override']}",
+    ]
+    out.write("\n".join(lines) + "\n")
+    return 0
