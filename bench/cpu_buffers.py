@@ -27,7 +27,7 @@ from engine.api import AnalyzeRequest, Engine
 from engine.backends.llama_cpp import LlamaCppBackend
 from engine.backends.llama_cpu import CpuPlan, plan
 from engine.hardware import default_threads
-from engine.types import Result
+from engine.types import Result, Status
 
 SAMPLE = Path(__file__).resolve().parent.parent / "engine" / "samples" / "scratched-panel.jpg"
 
@@ -64,7 +64,7 @@ def measure(name: str, model_dir: Path, runs: int, threads: int, max_tokens: int
             for k in order if i % 2 == 0 else order[::-1]:
                 backends[k].forget()
                 result = Engine(backends[k]).analyze(AnalyzeRequest((SAMPLE,), task))
-                if result.error:
+                if result.status is Status.ERROR:
                     raise SystemExit(f"{name} {k}: {result.error}")
                 if i > 0:  # the first pair warms both up
                     rows[k].append(_row(result))
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--model-dir", type=Path, default=DEFAULT_DIR)
     ap.add_argument("--runs", type=int, default=3, help="timed runs per choice")
     ap.add_argument("--threads", type=int, default=None, help="default: one per physical core")
-    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     threads = args.threads or default_threads()

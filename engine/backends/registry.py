@@ -17,10 +17,12 @@ class BackendEntry:
     cls: str
     requires: str  # import name of the optional dependency
     extra: str = ""  # the pip extra that installs it
+    worker: str = ""  # "module:Class" that runs this backend in a child process (engine.backends.worker)
 
 
 BACKENDS: dict[str, BackendEntry] = {
-    "llama_cpp": BackendEntry("engine.backends.llama_cpp", "LlamaCppBackend", "llama_cpp"),
+    "llama_cpp": BackendEntry("engine.backends.llama_cpp", "LlamaCppBackend", "llama_cpp",
+                              worker="engine.backends.worker:WorkerBackend"),
     "cloud": BackendEntry("engine.backends.cloud", "CloudBackend", "openai", "cloud"),
     "fake": BackendEntry("engine.backends.fake", "FakeBackend", "engine"),
     "mlx": BackendEntry("engine.backends.mlx_vlm", "MlxVlmBackend", "mlx_vlm", "mlx"),
@@ -44,10 +46,16 @@ def missing(name: str) -> str | None:
     return None
 
 
-def backend_class(name: str) -> type:
-    """The class for backend `name`, importing its module only now."""
+def backend_class(name: str, *, in_process: bool = False) -> type:
+    """The class for backend `name`, importing its module only now: the one that runs it in a supervised child
+    process where it has one (native code; $LOUPE_MODEL_WORKER=off or `in_process` for the plain class)."""
     problem = missing(name)
     if problem is not None:
         raise LoupeError(problem)
     entry = BACKENDS[name]
+    from engine.backends.worker import enabled
+
+    if entry.worker and not in_process and enabled():
+        module, _, cls = entry.worker.partition(":")
+        return getattr(importlib.import_module(module), cls)
     return getattr(importlib.import_module(entry.module), entry.cls)

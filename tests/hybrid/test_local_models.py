@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from engine.api import Engine
+from engine.backends.worker import WorkerBackend
 from engine.cli import main
 from engine.errors import TaskError
 from engine.escalate.config import policy_from_dict
@@ -69,7 +70,8 @@ def test_second_local_model_is_loaded_once_per_job_and_closed(smol: Engine, tiny
         assert esc.steps[1].status == "ok" and esc.steps[1].why.startswith("lowest confidence")
         assert esc.result.model == gemma and esc.result.data["label"] in ("cat", "dog") and esc.review
     assert len(made) == 1 and ladder.models["local-4b"].loads == 1  # one load for the whole job
-    assert made[0]._llm is None and made[0]._mtmd is None  # freed when the job closed
+    assert isinstance(made[0], WorkerBackend)  # the registry's llama.cpp runs in a model process
+    assert made[0].pid is None and made[0].last_exit == "closed"  # that process ended when the job closed
     assert smol.backend._llm is not None  # the main local engine belongs to the caller
 
 

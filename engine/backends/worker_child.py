@@ -1,0 +1,136 @@
+"""The model process: loads one backend and serves compile/generate requests from the parent over a pipe.
+
+Runs as `python -m engine.backends.worker_child FD`, started by engine.backends.worker with its end of a socket
+pair. Native code lives only here, so a segfault, an abort or a kill of this process costs the parent one request,
+never its own life. Messages are tuples:
+
+    parent -> child   ("load", module, cls, args, kwargs) | ("compile", key, schema, allow_refusal)
+                      ("generate", key, schema, allow_refusal, request) | ("cancel",) | ("close",)
+    child -> parent   ("ok", value) | ("error", kind, message) | ("token", piece, step)
+
+A reader thread takes "cancel" at any time (it sets the running generation's cancel event); everything else is
+served in order on the main thread. The child exits when the parent goes away (its end of the pipe closes).
+
+`LOUPE_WORKER_FAULT` (tests only) makes the child misbehave on purpose: `load:SIGSEGV`, `encode:SIGSEGV`,
+`decode:SIGSEGV` (any signal name) raise that signal before loading the model, inside image encoding or at the first
+generated token; `encode:sleep=S` slows every image encode by S seconds (an encode that cannot be interrupted, as
+mtmd's is). With `LOUPE_WORKER_FAULT_MARK=PATH` the child creates PATH as it enters the faulty encode.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import queue
+import signal
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from engine.errors import LoupeError
+
+FAULT_ENV = "LOUPE_WORKER_FAULT"
+MARK_ENV = "LOUPE_WORKER_FAULT_MARK"
+
+
+def main(conn: Connection) -> None:
+    """Serve until "close" or until the parent is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle; it stops us itself
+    inbox: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+    cancel = threading.Event()
+    threading.Thread(target=_read, args=(conn, inbox, cancel), daemon=True, name="loupe-worker-reader").start()
+    backend: Any = None
+    constraints: dict[str, Any] = {}
+    while True:
+        msg = inbox.get()
+        if msg is None or msg[0] == "close":
+            break
+        try:
+            if msg[0] == "load":
+                _, module, cls, args, kwargs = msg
+                if os.environ.get(FAULT_ENV, "").startswith("load:"):
+                    os.kill(os.getpid(), getattr(signal, os.environ[FAULT_ENV].partition(":")[2]))
+                backend = getattr(importlib.import_module(module), cls)(*args, **kwargs)
+                _install_fault(os.environ.get(FAULT_ENV, ""))
+                conn.send(
+                    (
+                        "ok",
+                        {
+                            "model_id": backend.model_id,
+                            "capabilities": backend.capabilities,
+                            "load_ms": backend.load_ms,
+                            "pid": os.getpid(),
+                        },
+                    )
+                )
+            elif msg[0] == "compile":
+                _, key, schema, allow_refusal = msg
+                constraints[key] = backend.compile(schema, allow_refusal=allow_refusal)
+                conn.send(("ok", getattr(constraints[key], "source", "")))
+            elif msg[0] == "generate":
+                _, key, schema, allow_refusal, request = msg
+                if key is not None and key not in constraints:  # compiled before a restart: compile again here
+                    constraints[key] = backend.compile(schema, allow_refusal=allow_refusal)
+                cancel.clear()
+                conn.send(("ok", _generate(conn, backend, request, constraints.get(key), cancel)))
+        except LoupeError as exc:
+            conn.send(("error", type(exc).__name__, str(exc)))
+        except Exception as exc:  # a bug or a library error: one line to the parent, the process stays up
+            conn.send(("error", "BackendError", f"{type(exc).__name__}: {exc}"))
+    if backend is not None:
+        backend.close()
+
+
+def _read(conn: Connection, inbox: queue.Queue[tuple[Any, ...] | None], cancel: threading.Event) -> None:
+    """Take messages off the pipe as they come; "cancel" acts at once."""
+    try:
+        while True:
+            msg = conn.recv()
+            if msg[0] == "cancel":
+                cancel.set()
+            else:
+                inbox.put(msg)
+    except (EOFError, OSError):  # the parent is gone: nobody to serve
+        os._exit(0)
+
+
+def _generate(conn: Connection, backend: Any, request: Any, constraint: Any, cancel: threading.Event) -> Any:
+    """One generation, each token sent to the parent as it is produced."""
+    from dataclasses import replace
+
+    fault = os.environ.get(FAULT_ENV, "")
+
+    def on_token(piece: bytes, step: Any) -> None:
+        if fault.startswith("decode:"):
+            os.kill(os.getpid(), getattr(signal, fault.partition(":")[2]))
+        conn.send(("token", piece, step))
+
+    return backend.generate(replace(request, constraint=constraint, on_token=on_token), cancel=cancel)
+
+
+def _install_fault(fault: str) -> None:
+    """Tests only: wrap mtmd's image encoder so that it crashes or takes longer (see the module docstring)."""
+    if not fault.startswith("encode:"):
+        return
+    import llama_cpp.mtmd_cpp as mtmd
+
+    action = fault.partition(":")[2]
+    encode = mtmd.mtmd_encode_chunk
+
+    def faulty(*args: Any) -> Any:
+        if os.environ.get(MARK_ENV):
+            open(os.environ[MARK_ENV], "w").close()
+        if action.startswith("sleep="):
+            time.sleep(float(action.partition("=")[2]))
+        else:
+            os.kill(os.getpid(), getattr(signal, action))
+        return encode(*args)
+
+    mtmd.mtmd_encode_chunk = faulty
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(Connection(int(sys.argv[1])))

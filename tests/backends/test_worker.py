@@ -1,0 +1,126 @@
+"""The model in a supervised child process (engine.backends.worker), through the real llama.cpp on the tiny models.
+
+Crashes are real: the child raises SIGSEGV inside mtmd's image encode or at the first generated token (the test-only
+LOUPE_WORKER_FAULT hook of engine.backends.worker_child), and the process dies of it as it would of a native fault.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.api import AnalyzeRequest, Engine
+from engine.backends.llama_cpp import LlamaCppBackend
+from engine.backends.registry import backend_class
+from engine.backends.worker import ENV, WorkerBackend, describe_exit, enabled
+from engine.backends.worker_child import FAULT_ENV, MARK_ENV
+from engine.errors import ModelLoadError
+from engine.tasks import builtin_task
+from engine.types import Status
+from models.synthetic import SyntheticModel
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_models: dict[str, SyntheticModel]) -> SyntheticModel:
+    return tiny_models["smolvlm"]
+
+
+@pytest.fixture
+def worker(tiny: SyntheticModel):
+    w = WorkerBackend(tiny.text_path, tiny.mmproj_path, model_id="tiny-smolvlm", n_threads=1)
+    yield w
+    w.close()
+
+
+def _defects(engine: Engine, image: Path, **kw):
+    return engine.analyze(AnalyzeRequest((image,), builtin_task("defects")), **kw)
+
+
+def test_the_registry_runs_llama_cpp_in_a_worker_unless_told_not_to(monkeypatch: pytest.MonkeyPatch):
+    assert backend_class("llama_cpp") is WorkerBackend
+    assert backend_class("llama_cpp", in_process=True) is LlamaCppBackend
+    monkeypatch.setenv(ENV, "off")
+    assert not enabled() and backend_class("llama_cpp") is LlamaCppBackend
+
+
+def test_a_worker_gives_the_same_answer_as_the_model_in_process(worker: WorkerBackend, tiny, images):
+    assert worker.pid is not None and worker.pid != os.getpid()
+    local = LlamaCppBackend(tiny.text_path, tiny.mmproj_path, model_id="tiny-smolvlm", n_threads=1)
+    try:
+        here = _defects(Engine(local), images["jpeg"])
+    finally:
+        local.close()
+    streamed: list[str] = []
+    there = _defects(Engine(worker), images["jpeg"], on_event=lambda kind, data: streamed.append(kind))
+    assert there.status is here.status is Status.OK
+    assert there.raw == here.raw and there.confidence == here.confidence and there.boxes == here.boxes
+    assert there.tokens == here.tokens
+
+
+@pytest.mark.parametrize("where", ["decode", "encode"])
+def test_a_segfault_in_the_worker_is_an_error_result_and_the_next_request_goes_on(
+    where: str, worker: WorkerBackend, images, monkeypatch: pytest.MonkeyPatch
+):
+    engine = Engine(worker)
+    first_pid = worker.pid
+    monkeypatch.setenv(FAULT_ENV, f"{where}:SIGSEGV")  # read by the child: restart it so that it has the hook
+    worker.close()
+    crashed = _defects(engine, images["jpeg"])
+    assert crashed.status is Status.ERROR
+    assert "the model process crashed (SIGSEGV)" in crashed.error and "\n" not in crashed.error
+    assert worker.last_exit == "SIGSEGV" and worker.pid is None
+    monkeypatch.delenv(FAULT_ENV)
+    after = _defects(engine, images["jpeg"])
+    assert after.status is Status.OK, after.error
+    assert worker.pid not in (None, first_pid) and worker.restarts == 2
+
+
+def test_a_cancel_inside_an_encode_that_cannot_stop_kills_the_worker_within_a_second(
+    worker: WorkerBackend, images, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    mark = tmp_path / "encoding"
+    monkeypatch.setenv(FAULT_ENV, "encode:sleep=30")
+    monkeypatch.setenv(MARK_ENV, str(mark))
+    worker.close()
+    engine = Engine(worker)
+    cancel = threading.Event()
+    future = engine.submit(AnalyzeRequest((images["png"],), builtin_task("defects")), cancel=cancel)
+    deadline = time.monotonic() + 60
+    while not mark.exists():  # the child is inside the (30 s) encode
+        assert time.monotonic() < deadline and not future.done(), "the encode never started"
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    cancel.set()
+    result = future.result(timeout=10)
+    waited = time.monotonic() - t0
+    assert result.status is Status.ERROR and result.error == "cancelled"
+    assert waited < 1.0, f"cancel took {waited:.2f} s"
+    assert worker.pid is None and "killed" in worker.last_exit
+    monkeypatch.delenv(FAULT_ENV)
+    assert _defects(engine, images["png"]).status is Status.OK
+
+
+def test_a_load_that_crashes_is_a_one_line_error_naming_the_file(tiny, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(FAULT_ENV, "load:SIGBUS")
+    with pytest.raises(ModelLoadError) as info:
+        WorkerBackend(tiny.text_path, tiny.mmproj_path, n_threads=1)
+    message = str(info.value)
+    assert "(SIGBUS)" in message and str(tiny.text_path) in message and "\n" not in message
+
+
+def test_a_file_llama_cpp_refuses_is_its_own_error_from_the_worker(tiny, tmp_path: Path):
+    bad = tmp_path / "truncated.gguf"
+    bad.write_bytes(tiny.text_path.read_bytes()[: tiny.text_path.stat().st_size // 2])
+    with pytest.raises(ModelLoadError) as info:
+        WorkerBackend(bad, tiny.mmproj_path, n_threads=1)
+    assert str(bad) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_exit_descriptions():
+    assert describe_exit(-signal.SIGSEGV) == "SIGSEGV" and describe_exit(-signal.SIGKILL) == "SIGKILL"
+    assert describe_exit(3) == "exit code 3" and describe_exit(None) == "no exit code"
