@@ -6,10 +6,11 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.api import AnalyzeRequest, Engine
+from engine.backends.worker import CRASHED
 from engine.escalate.policy import Escalation
 from engine.images.load import LoadedImage
 from engine.prefetch import Prefetcher, file_identity
@@ -132,8 +133,13 @@ class BatchRunner:
                 return ItemOutcome(item, rid, result, cached=True)
         if self.prefetch is not None and next_path is not None:
             self.prefetch.ahead(next_path)  # only on a miss: a run of cache hits never decodes images
-        answer = self.analyze(got.image if got is not None and got.image is not None else item.path, job.task)
+        image = got.image if got is not None and got.image is not None else item.path
+        answer = self.analyze(image, job.task)
+        if _crashed(answer):  # once more on a fresh model process: a crash can be the machine's, not the file's
+            answer = self.analyze(image, job.task)
         result, steps = (answer.result, answer.records()) if isinstance(answer, Escalation) else (answer, [])
+        if _crashed(result):  # twice: this file crashes the model; recorded as such, so a resume never retries it
+            result = replace(result, error=f"{result.error}; it crashed twice on this file, which is skipped")
         seen = result.images[0].sha256 if result.images and result.images[0].sha256 else None
         if seen is not None and (ident is None or seen != ident[0]):  # the file changed under us: trust the engine
             ident = (seen, ident[1] if ident else 0)
@@ -142,6 +148,12 @@ class BatchRunner:
         rid = self.store.save_result(item.id, result, sha256=ident[0] if ident else None,
                                      size=ident[1] if ident else None, cache_key=key_, escalation=steps)
         return ItemOutcome(item, rid, result, cached=False)
+
+
+def _crashed(answer: Result | Escalation) -> bool:
+    """Whether the model process died on this item (engine.backends.worker's error), not a normal error."""
+    result = answer.result if isinstance(answer, Escalation) else answer
+    return result.status is Status.ERROR and (result.error or "").startswith(CRASHED)
 
 
 @contextmanager

@@ -38,6 +38,7 @@ from engine.errors import BackendError, ConstraintError, LoupeError, ModelLoadEr
 
 ENV = "LOUPE_MODEL_WORKER"  # on (default) | off
 CANCEL_GRACE_S = 0.5
+CRASHED = "the model process crashed"  # how a request's error begins when the worker died on it
 LOAD_TIMEOUT_S = 600.0  # a 4B model read from a slow disk; a child stuck longer is killed
 _ERRORS: dict[str, type[LoupeError]] = {
     "ModelLoadError": ModelLoadError,
@@ -201,7 +202,7 @@ class WorkerBackend:
                 how = describe_exit(_reap(proc))
                 words = self._last_words()
                 self._forget_child(how)
-                raise WorkerCrashed(f"the model process crashed ({how}{': ' + words if words else ''})", how)
+                raise WorkerCrashed(f"{CRASHED} ({how}{': ' + words if words else ''})", how)
             now = time.monotonic()
             if cancel is not None and cancel.is_set():
                 if cancel_sent is None:

@@ -14,7 +14,8 @@ served in order on the main thread. The child exits when the parent goes away (i
 `LOUPE_WORKER_FAULT` (tests only) makes the child misbehave on purpose: `load:SIGSEGV`, `encode:SIGSEGV`,
 `decode:SIGSEGV` (any signal name) raise that signal before loading the model, inside image encoding or at the first
 generated token; `encode:sleep=S` slows every image encode by S seconds (an encode that cannot be interrupted, as
-mtmd's is). With `LOUPE_WORKER_FAULT_MARK=PATH` the child creates PATH as it enters the faulty encode.
+mtmd's is); a suffix `@WxH` limits the fault to requests whose first image is W x H pixels. With
+`LOUPE_WORKER_FAULT_MARK=PATH` the child creates PATH as it enters the faulty encode.
 """
 
 from __future__ import annotations
@@ -99,31 +100,49 @@ def _generate(conn: Connection, backend: Any, request: Any, constraint: Any, can
     """One generation, each token sent to the parent as it is produced."""
     from dataclasses import replace
 
-    fault = os.environ.get(FAULT_ENV, "")
+    where, action = _fault_for(request)
+    _ENCODE_FAULT[0] = action if where == "encode" else ""
 
     def on_token(piece: bytes, step: Any) -> None:
-        if fault.startswith("decode:"):
-            os.kill(os.getpid(), getattr(signal, fault.partition(":")[2]))
+        if where == "decode":
+            os.kill(os.getpid(), getattr(signal, action))
         conn.send(("token", piece, step))
 
     return backend.generate(replace(request, constraint=constraint, on_token=on_token), cancel=cancel)
 
 
+# -- test-only faults ($LOUPE_WORKER_FAULT) -------------------------------------------------------------------------
+_ENCODE_FAULT = [""]  # the action the wrapped encoder takes during this request ("" = none)
+
+
+def _fault_for(request: Any) -> tuple[str, str]:
+    """(where, action) of $LOUPE_WORKER_FAULT for this request: `where:ACTION` always, `where:ACTION@WxH` only when
+    the request's first image is W x H pixels (one poison picture among good ones); ("", "") for none."""
+    spec = os.environ.get(FAULT_ENV, "")
+    where, _, action = spec.partition(":")
+    action, _, size = action.partition("@")
+    if size:
+        first = request.images[0].image.size if request.images else None
+        if first is None or "x".join(map(str, first)) != size:
+            return "", ""
+    return where, action
+
+
 def _install_fault(fault: str) -> None:
-    """Tests only: wrap mtmd's image encoder so that it crashes or takes longer (see the module docstring)."""
+    """Wrap mtmd's image encoder so that it crashes or takes longer when the request's fault says so."""
     if not fault.startswith("encode:"):
         return
     import llama_cpp.mtmd_cpp as mtmd
 
-    action = fault.partition(":")[2]
     encode = mtmd.mtmd_encode_chunk
 
     def faulty(*args: Any) -> Any:
-        if os.environ.get(MARK_ENV):
+        action = _ENCODE_FAULT[0]
+        if action and os.environ.get(MARK_ENV):
             open(os.environ[MARK_ENV], "w").close()
         if action.startswith("sleep="):
             time.sleep(float(action.partition("=")[2]))
-        else:
+        elif action:
             os.kill(os.getpid(), getattr(signal, action))
         return encode(*args)
 

@@ -63,3 +63,33 @@ def test_usage_mistakes_are_one_line(tmp_path, model_args, digit_task):
     code, _, err = run("batch", str(tmp_path / "imgs"), "--model-path", str(tmp_path / "gone.gguf"),
                        "--mmproj", str(tmp_path / "gone-mmproj.gguf"), "--db", db)
     assert code == 2 and "model file not found" in err
+
+
+def test_a_file_that_crashes_the_model_every_time_is_skipped_and_the_rest_finish(
+    tmp_path, model_args, digit_task, monkeypatch
+):
+    """The worker really dies (SIGSEGV raised in the model process at the poison file's first token, the test-only
+    hook of engine.backends.worker_child); the batch gets an error for that file and goes on."""
+    from PIL import Image
+
+    from engine.backends.worker_child import FAULT_ENV
+
+    folder = make_images(tmp_path / "imgs", 3)
+    Image.new("RGB", (40, 30), "red").save(folder / "001b-poison.png")
+    monkeypatch.setenv(FAULT_ENV, "decode:SIGSEGV@40x30")
+    db = tmp_path / "s.db"
+    argv = ("batch", str(folder), "--task-file", str(digit_task), *model_args, "--db", str(db), "--json")
+    code, out, err = run(*argv)
+    assert code == 1 and "Traceback" not in err  # 1: some items are errors
+    assert json.loads(out.splitlines()[-1])["items"] == 4
+    assert {k: json.loads(out.splitlines()[-1])[k] for k in ("done", "errors")} == {"done": 4, "errors": 1}
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT i.path, r.status, r.error FROM items i JOIN results r ON r.item_id = i.id "
+                        "ORDER BY i.seq").fetchall()
+    poison = [r for r in rows if r[0].endswith("poison.png")]
+    assert len(poison) == 1 and poison[0][1] == "error"
+    assert "the model process crashed (SIGSEGV)" in poison[0][2] and "crashed twice on this file" in poison[0][2]
+    assert all(status != "error" for path, status, _ in rows if not path.endswith("poison.png"))
+    _, out, err = run("batch", "--resume", "1", "--db", str(db), "--json")  # resume: the poison file is not tried
+    assert json.loads(out.splitlines()[-1])["done"] == 4
+    assert conn.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 4
