@@ -10,7 +10,11 @@ out-of-memory kill or a future regression ends the process it runs in. `WorkerBa
 - a load that crashes is a ModelLoadError naming the file; the parent stays up;
 - cancel is hard: the child is asked to stop, and killed if it has not within `cancel_grace` (0.5 s), e.g. inside an
   image encode that llama.cpp cannot interrupt; the generation comes back `cancelled` with what it had produced;
-- images cross as pixels (PIL pickles raw bytes), tokens are streamed back as they come.
+- images cross as pixels (PIL pickles raw bytes), tokens are streamed back as they come;
+- the child has a memory ceiling (RLIMIT_DATA: its heap and anonymous memory, not the mapped model file) of the model
+  files' size x 1.5 + 2 GiB, at most 90 % of the machine's memory; past it an allocation fails, which is a one-line
+  error naming the ceiling, not the kernel's OOM killer choosing a victim. $LOUPE_WORKER_MEMORY sets it (e.g. `6G`,
+  `800M`, or `off`).
 
 $LOUPE_MODEL_WORKER=off runs backends in-process instead (debugging; platforms without a spawn start method).
 """
@@ -39,7 +43,15 @@ from engine.errors import BackendError, ConstraintError, LoupeError, ModelLoadEr
 ENV = "LOUPE_MODEL_WORKER"  # on (default) | off
 CANCEL_GRACE_S = 0.5
 CRASHED = "the model process crashed"  # how a request's error begins when the worker died on it
-LOAD_TIMEOUT_S = 600.0  # a 4B model read from a slow disk; a child stuck longer is killed
+LOAD_TIMEOUT_S = 600.0
+MEMORY_ENV = "LOUPE_WORKER_MEMORY"  # e.g. 6G, 800M, off
+_UNITS = {
+    "": 1 << 20,
+    "K": 1 << 10,
+    "M": 1 << 20,
+    "G": 1 << 30,
+    "T": 1 << 40,
+}  # a 4B model read from a slow disk; a child stuck longer is killed
 _ERRORS: dict[str, type[LoupeError]] = {
     "ModelLoadError": ModelLoadError,
     "ConstraintError": ConstraintError,
@@ -52,6 +64,31 @@ def enabled(environ: Any = os.environ) -> bool:
     by fd), outside a frozen bundle (whose executable is not a Python to run `-m` with)."""
     wanted = environ.get(ENV, "on").strip().lower() not in {"0", "off", "no", "false"}
     return wanted and os.name == "posix" and not getattr(sys, "frozen", False)
+
+
+def memory_ceiling(files: list[str], environ: Any = os.environ, total: int | None = None) -> int | None:
+    """Bytes the model process may allocate (None: no ceiling): $LOUPE_WORKER_MEMORY, else the model files' size x 1.5
+    + 2 GiB (weights repacked into the heap, KV cache, compute buffers, Python), at most 90 % of `total` memory."""
+    setting = environ.get(MEMORY_ENV, "").strip().upper().removesuffix("B").removesuffix("I")
+    if setting in {"OFF", "0", "NONE", "NO"}:
+        return None
+    if setting:
+        number, unit = setting.rstrip("KMGT"), setting[len(setting.rstrip("KMGT")) :]
+        try:
+            return int(float(number) * _UNITS[unit])
+        except (ValueError, KeyError):
+            raise BackendError(f"${MEMORY_ENV} must be a size such as 6G or 800M, or off (got {setting!r})") from None
+    size = sum(Path(f).stat().st_size for f in files if Path(f).is_file())
+    derived = int(size * 1.5) + (2 << 30)
+    total = total if total is not None else _physical_memory()
+    return min(derived, int(total * 0.9)) if total else derived
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _reap(proc: subprocess.Popen[bytes]) -> int | None:
@@ -144,7 +181,8 @@ class WorkerBackend:
         finally:
             theirs.close()
         self._proc, self._conn = proc, Connection(ours.detach())
-        self._conn.send(("load", self.module, self.cls, self._args, self._kwargs))
+        self.memory_limit = memory_ceiling(self._files)
+        self._conn.send(("load", self.module, self.cls, self._args, self._kwargs, self.memory_limit))
         try:
             kind, value = self._reply(timeout=LOAD_TIMEOUT_S)
         except WorkerCrashed as exc:

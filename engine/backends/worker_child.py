@@ -4,7 +4,7 @@ Runs as `python -m engine.backends.worker_child FD`, started by engine.backends.
 pair. Native code lives only here, so a segfault, an abort or a kill of this process costs the parent one request,
 never its own life. Messages are tuples:
 
-    parent -> child   ("load", module, cls, args, kwargs) | ("compile", key, schema, allow_refusal)
+    parent -> child   ("load", module, cls, args, kwargs, memory_limit) | ("compile", key, schema, allow_refusal)
                       ("generate", key, schema, allow_refusal, request) | ("cancel",) | ("close",)
     child -> parent   ("ok", value) | ("error", kind, message) | ("token", piece, step)
 
@@ -29,8 +29,9 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from engine.errors import LoupeError
+from engine.errors import LoupeError, ModelLoadError
 
+MEMORY_ENV = "LOUPE_WORKER_MEMORY"  # (engine.backends.worker sets the ceiling; named here in errors)
 FAULT_ENV = "LOUPE_WORKER_FAULT"
 MARK_ENV = "LOUPE_WORKER_FAULT_MARK"
 
@@ -42,6 +43,7 @@ def main(conn: Connection) -> None:
     cancel = threading.Event()
     threading.Thread(target=_read, args=(conn, inbox, cancel), daemon=True, name="loupe-worker-reader").start()
     backend: Any = None
+    ceiling: int | None = None
     constraints: dict[str, Any] = {}
     while True:
         msg = inbox.get()
@@ -49,10 +51,19 @@ def main(conn: Connection) -> None:
             break
         try:
             if msg[0] == "load":
-                _, module, cls, args, kwargs = msg
+                _, module, cls, args, kwargs, limit = msg
                 if os.environ.get(FAULT_ENV, "").startswith("load:"):
                     os.kill(os.getpid(), getattr(signal, os.environ[FAULT_ENV].partition(":")[2]))
-                backend = getattr(importlib.import_module(module), cls)(*args, **kwargs)
+                ceiling = _limit_memory(limit)
+                try:
+                    backend = getattr(importlib.import_module(module), cls)(*args, **kwargs)
+                except ModelLoadError as exc:
+                    if ceiling is None:
+                        raise
+                    raise ModelLoadError(
+                        f"{exc}; or it needs more than the model process's memory ceiling of "
+                        f"{ceiling >> 20} MiB (${MEMORY_ENV})"
+                    ) from None
                 _install_fault(os.environ.get(FAULT_ENV, ""))
                 conn.send(
                     (
@@ -77,10 +88,27 @@ def main(conn: Connection) -> None:
                 conn.send(("ok", _generate(conn, backend, request, constraints.get(key), cancel)))
         except LoupeError as exc:
             conn.send(("error", type(exc).__name__, str(exc)))
+        except MemoryError:
+            where = f" of {ceiling >> 20} MiB (${MEMORY_ENV} raises it)" if ceiling else ""
+            conn.send(("error", "BackendError", f"the model process ran out of memory: its ceiling{where}"))
         except Exception as exc:  # a bug or a library error: one line to the parent, the process stays up
             conn.send(("error", "BackendError", f"{type(exc).__name__}: {exc}"))
     if backend is not None:
         backend.close()
+
+
+def _limit_memory(limit: int | None) -> int | None:
+    """Cap this process's heap and anonymous memory (RLIMIT_DATA; the mapped model file is not counted); the ceiling
+    in force, or None."""
+    if limit is None:
+        return None
+    import resource
+
+    try:
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    except (ValueError, OSError):
+        return None
+    return limit
 
 
 def _read(conn: Connection, inbox: queue.Queue[tuple[Any, ...] | None], cancel: threading.Event) -> None:

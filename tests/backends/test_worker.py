@@ -19,7 +19,7 @@ from engine.backends.llama_cpp import LlamaCppBackend
 from engine.backends.registry import backend_class
 from engine.backends.worker import ENV, WorkerBackend, describe_exit, enabled
 from engine.backends.worker_child import FAULT_ENV, MARK_ENV
-from engine.errors import ModelLoadError
+from engine.errors import BackendError, ModelLoadError
 from engine.tasks import builtin_task
 from engine.types import Status
 from models.synthetic import SyntheticModel
@@ -124,3 +124,30 @@ def test_a_file_llama_cpp_refuses_is_its_own_error_from_the_worker(tiny, tmp_pat
 def test_exit_descriptions():
     assert describe_exit(-signal.SIGSEGV) == "SIGSEGV" and describe_exit(-signal.SIGKILL) == "SIGKILL"
     assert describe_exit(3) == "exit code 3" and describe_exit(None) == "no exit code"
+
+
+def test_the_memory_ceiling_follows_the_model_files_and_the_environment(tmp_path: Path):
+    from engine.backends.worker import MEMORY_ENV, memory_ceiling
+
+    f = tmp_path / "m.gguf"
+    f.write_bytes(b"\0" * (1 << 20))
+    assert memory_ceiling([str(f)], {}, total=64 << 30) == int(1.5 * (1 << 20)) + (2 << 30)
+    assert memory_ceiling([str(f)], {}, total=1 << 30) == int(0.9 * (1 << 30))  # never past the machine's memory
+    assert memory_ceiling([str(f)], {MEMORY_ENV: "800M"}) == 800 << 20
+    assert memory_ceiling([str(f)], {MEMORY_ENV: "6GiB"}) == 6 << 30
+    assert memory_ceiling([str(f)], {MEMORY_ENV: "off"}) is None
+    with pytest.raises(BackendError) as info:
+        memory_ceiling([str(f)], {MEMORY_ENV: "lots"})
+    assert MEMORY_ENV in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_model_past_the_memory_ceiling_is_a_clear_load_error_not_an_oom_kill(tiny, monkeypatch):
+    """A ceiling below what llama.cpp needs for its buffers: the allocation fails inside the worker, and the error
+    says which ceiling and how to raise it."""
+    from engine.backends.worker import MEMORY_ENV
+
+    monkeypatch.setenv(MEMORY_ENV, "1M")  # below the interpreter's own heap: the first large allocation fails
+    with pytest.raises((ModelLoadError, BackendError)) as info:
+        WorkerBackend(tiny.text_path, tiny.mmproj_path, n_threads=1)
+    message = str(info.value)
+    assert "memory" in message and MEMORY_ENV in message and "\n" not in message, message
