@@ -43,15 +43,9 @@ from engine.errors import BackendError, ConstraintError, LoupeError, ModelLoadEr
 ENV = "LOUPE_MODEL_WORKER"  # on (default) | off
 CANCEL_GRACE_S = 0.5
 CRASHED = "the model process crashed"  # how a request's error begins when the worker died on it
-LOAD_TIMEOUT_S = 600.0
+LOAD_TIMEOUT_S = 600.0  # a 4B model read from a slow disk; a child stuck longer is killed
 MEMORY_ENV = "LOUPE_WORKER_MEMORY"  # e.g. 6G, 800M, off
-_UNITS = {
-    "": 1 << 20,
-    "K": 1 << 10,
-    "M": 1 << 20,
-    "G": 1 << 30,
-    "T": 1 << 40,
-}  # a 4B model read from a slow disk; a child stuck longer is killed
+_UNITS = {"": 1 << 20, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}  # a bare number is MiB
 _ERRORS: dict[str, type[LoupeError]] = {
     "ModelLoadError": ModelLoadError,
     "ConstraintError": ConstraintError,
