@@ -19,6 +19,8 @@ Sections (each prints a line; --json writes every number, raw rows included):
   detail       a 1600x1200 photo at detail low vs high, cold: low_vs_high
   transformers C = transformers Idefics3, random init, same dims, same prompt/tile/new-token counts (bench.hf_side;
                needs the `bench` extra), one warm-up, then A and C alternating: loupe_vs_transformers = A/C total
+  worker       the same analyses in-process vs through the model process (bench.worker_overhead), alternating:
+               worker_overhead = worker / in-process (goal <= 1.02), parent and worker peak RSS
   coldstart    a fresh process: start -> first result, peak RSS / model files (bench.coldstart): peak_rss_ratio;
                then two more with a prefix store: the second loads the task prompt's KV state the first saved
   vocab        constraint ms per token with SmolVLM's 49k vs Gemma 3's 262k vocabulary (tiny dims, same task)
@@ -40,7 +42,7 @@ from typing import Any
 
 import llama_cpp
 
-from bench import coldstart, hf_side, machine, scenarios
+from bench import coldstart, hf_side, machine, scenarios, worker_overhead
 from bench._models import DEFAULT_DIR, choices, default_types, synthetic, text_types
 from bench.sides import A_STAGES, LoupeSide, RawSide, bench_task, png_data_url
 from engine.hardware import default_threads
@@ -51,8 +53,8 @@ from engine.prompt import MEDIA, user_text
 from models.synthetic import SPECS
 
 SAMPLE = Path(__file__).resolve().parent.parent / "engine" / "samples" / "scratched-panel.jpg"
-SECTIONS = ("llamacpp", "roofline", "matmul", "reuse", "projector", "busy", "detail", "transformers", "coldstart",
-            "vocab")
+SECTIONS = ("llamacpp", "roofline", "matmul", "reuse", "projector", "busy", "detail", "transformers", "worker",
+            "coldstart", "vocab")
 
 
 def _median(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -228,6 +230,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"{busy['total_adaptive_vs_fixed']:.3f}", flush=True)
     finally:
         a.close()
+
+    if "worker" not in skip:
+        wo = worker_overhead.measure(args.model, args.model_dir, 2 if args.quick else 4, threads, max_tokens)
+        report["worker"] = wo
+        report["worker_overhead"] = wo["worker_overhead"]
+        print(f"worker: worker_overhead {wo['worker_overhead']:.3f} (through the model process "
+              f"{wo['median_ms']['worker']:.0f} ms vs in-process {wo['median_ms']['in_process']:.0f} ms); parent RSS "
+              f"{wo['parent_rss_mib_with_worker']:.0f} MiB, worker peak {wo['worker_peak_rss_mib']:.0f} MiB",
+              flush=True)
 
     if "coldstart" not in skip:
         cs = coldstart.measure(model.text_path, model.mmproj_path, args.image, threads=threads, max_tokens=max_tokens)

@@ -57,6 +57,22 @@ def models_list(store: ModelStore, args: argparse.Namespace, out: TextIO, err: T
     return 0
 
 
+def try_load(text: Path, mmproj: Path) -> None:
+    """Load a GGUF pair once in a model process (engine.backends.worker.ModelProbe): a file llama.cpp refuses or
+    crashes on is a one-line ModelLoadError naming it, before anything relies on it. Skipped without llama.cpp or
+    with the model process turned off ($LOUPE_MODEL_WORKER=off: loading it here could take this process down)."""
+    from engine.backends.registry import missing
+    from engine.backends.worker import ModelProbe, enabled
+
+    if missing("llama_cpp") is not None or not enabled() or not text.is_file() or not mmproj.is_file():
+        return  # the store's own checks name a missing file
+    probe = ModelProbe()
+    try:
+        probe.check(text, mmproj)
+    finally:
+        probe.close()
+
+
 def models_pull(store: ModelStore, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Download and verify a catalog model (a GGUF pair, or an MLX / ONNX directory)."""
     progress = progress_bar(err, not args.json)
@@ -66,6 +82,7 @@ def models_pull(store: ModelStore, args: argparse.Namespace, out: TextIO, err: T
         doc: dict[str, str] = {"name": args.name, "format": fmt, "path": str(path)}
     else:
         resolved = store.pull(args.name, progress=progress)
+        try_load(resolved.text_path, resolved.mmproj_path)
         doc = {"name": resolved.name, "format": "gguf", "text": str(resolved.text_path),
                "mmproj": str(resolved.mmproj_path)}
     out.write((json.dumps(doc) if args.json else f"{doc['name']}: installed and verified") + "\n")
@@ -73,7 +90,8 @@ def models_pull(store: ModelStore, args: argparse.Namespace, out: TextIO, err: T
 
 
 def models_import(store: ModelStore, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Register local GGUF files (for machines with no network)."""
+    """Register local GGUF files (for machines with no network), once a model process has loaded them."""
+    try_load(Path(args.text), Path(args.mmproj))
     resolved = store.import_local(Path(args.text), Path(args.mmproj), name=args.name, copy=args.copy)
     doc = {"name": resolved.name, "family": resolved.family, "text": str(resolved.text_path),
            "mmproj": str(resolved.mmproj_path)}

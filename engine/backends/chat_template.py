@@ -23,11 +23,17 @@ def load_chat_template(source: str | None, model_path: Path) -> jinja2.Template:
         raise BackendError(f"chat template error: {message}")
 
     env.globals["raise_exception"] = raise_exception
-    return env.from_string(source)
+    try:
+        return env.from_string(source)
+    except jinja2.TemplateError as exc:  # a damaged or hostile template in the file's metadata
+        raise ModelLoadError(f"{model_path} has a chat template that does not compile: {exc}") from None
 
 
 def render_prompt(template: jinja2.Template, text: str, marker: str) -> str:
     """The full prompt text: one user message (each MEDIA placeholder as the projector's `marker`) and the
     generation prompt, with no BOS (the tokenizer adds it)."""
     messages = [{"role": "user", "content": [{"type": "text", "text": text.replace(MEDIA, marker)}]}]
-    return template.render(messages=messages, add_generation_prompt=True, bos_token="", eos_token="")
+    try:
+        return template.render(messages=messages, add_generation_prompt=True, bos_token="", eos_token="")
+    except jinja2.TemplateError as exc:  # sandbox refusals and undefined names included
+        raise BackendError(f"chat template error: {exc}") from None

@@ -123,6 +123,120 @@ class RemoteConstraint:
         raise BackendError("a worker's constraint is matched in the worker, not here")
 
 
+class ModelProcess:
+    """One child process (`python -m engine.backends.worker_child FD`) and the pipe to it; gone once it dies."""
+
+    def __init__(self) -> None:
+        # a fresh interpreter, not multiprocessing's spawn: that re-imports the caller's __main__, which breaks any
+        # script without an `if __name__ == "__main__"` guard
+        ours, theirs = socket.socketpair()
+        # the child's last words (a GGML_ASSERT, an abort) for the error; open while it lives
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "engine.backends.worker_child", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self._stderr,
+                start_new_session=True,  # a Ctrl+C in the terminal is the parent's to handle, not the model's
+            )
+        finally:
+            theirs.close()
+        self.conn = Connection(ours.detach())
+        self.exit = ""  # how it ended, once it has
+
+    @property
+    def alive(self) -> bool:
+        return not self.exit and self.proc.poll() is None
+
+    def send(self, msg: tuple[Any, ...]) -> None:
+        self.conn.send(msg)
+
+    def reply(
+        self,
+        timeout: float | None = None,
+        cancel: threading.Event | None = None,
+        grace: float = CANCEL_GRACE_S,
+        on_token: Any = None,
+        partial: list[Any] | None = None,
+    ) -> tuple[str, Any]:
+        """Wait for the answer to the request in flight, passing tokens on: ("ok", value), ("error", exception), or
+        ("cancelled", None) after killing a child that did not obey a cancel within `grace`. A child that dies
+        raises WorkerCrashed naming the signal."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        cancel_sent: float | None = None
+        while True:
+            ready = wait([self.conn], timeout=0.02)
+            if ready:
+                try:
+                    msg = self.conn.recv()
+                except (EOFError, OSError):
+                    msg = None
+                if msg is not None:
+                    if msg[0] == "token":
+                        if partial is not None:
+                            partial.append(msg[1:])
+                        if on_token is not None:
+                            on_token(msg[1], msg[2])
+                        continue
+                    if msg[0] == "ok":
+                        return "ok", msg[1]
+                    return "error", _ERRORS.get(msg[1], BackendError)(" ".join(str(msg[2]).splitlines()))
+            if ready or self.proc.poll() is not None:  # EOF or exit: the child is gone
+                how = describe_exit(_reap(self.proc))
+                words = self._last_words()
+                self._ended(how)
+                raise WorkerCrashed(f"{CRASHED} ({how}{': ' + words if words else ''})", how)
+            now = time.monotonic()
+            if cancel is not None and cancel.is_set():
+                if cancel_sent is None:
+                    cancel_sent = now
+                    with contextlib.suppress(OSError):
+                        self.conn.send(("cancel",))
+                elif now - cancel_sent > grace:
+                    self.kill(f"cancelled: the model did not stop within {grace:.1f} s (it was killed)")
+                    return "cancelled", None
+            if deadline is not None and now > deadline:
+                self.kill("timed out")
+                raise WorkerCrashed(
+                    f"the model process did not answer within {timeout:.0f} s (it was killed)", "timeout"
+                )
+
+    def _last_words(self) -> str:
+        """The last line the dead child wrote to stderr (e.g. llama.cpp's GGML_ASSERT), if any."""
+        try:
+            self._stderr.seek(0, os.SEEK_END)
+            self._stderr.seek(max(0, self._stderr.tell() - 2048))
+            lines = [ln.strip() for ln in self._stderr.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+        except (OSError, ValueError):
+            return ""
+        return lines[-1][:300] if lines else ""
+
+    def _ended(self, how: str) -> None:
+        self.exit = how
+        self.conn.close()
+        self._stderr.close()
+
+    def kill(self, why: str) -> None:
+        if not self.exit:
+            self.proc.kill()
+            _reap(self.proc)
+            self._ended(why)
+
+    def stop(self) -> None:
+        """Ask the child to close its model and exit; kill it if it does not within 5 s."""
+        if self.exit:
+            return
+        try:
+            self.conn.send(("close",))
+            self.proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            _reap(self.proc)
+        self._ended("closed")
+
+
 class WorkerBackend:
     """Backend protocol over a child process that holds the real backend `module.cls(*args, **kwargs)`."""
 
@@ -135,9 +249,9 @@ class WorkerBackend:
         self._args, self._kwargs = args, kwargs
         self._files = [str(a) for a in args if isinstance(a, str | Path)]
         self.cancel_grace = cancel_grace
+        self.memory_limit = memory_ceiling(self._files)
         self._lock = threading.Lock()  # one request at a time, as the in-process backend
-        self._proc: Any = None
-        self._conn: Connection | None = None
+        self._child: ModelProcess | None = None
         self.restarts = 0
         self.last_exit = ""
         info = self._start()
@@ -154,142 +268,42 @@ class WorkerBackend:
     @property
     def pid(self) -> int | None:
         """The worker's process id (None while none runs)."""
-        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+        return self._child.proc.pid if self._child is not None and self._child.alive else None
 
-    # -- the child ------------------------------------------------------------------------------
     def _start(self) -> dict[str, Any]:
-        # a fresh interpreter (`python -m engine.backends.worker_child FD`), not multiprocessing's spawn: that
-        # re-imports the caller's __main__, which breaks any script without an `if __name__ == "__main__"` guard
-        ours, theirs = socket.socketpair()
-        # the child's last words (a GGML_ASSERT, an abort) for the error; open while it lives, closed in _forget_child
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "engine.backends.worker_child", str(theirs.fileno())],
-                pass_fds=[theirs.fileno()],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=self._stderr,
-                start_new_session=True,  # a Ctrl+C in the terminal is the parent's to handle, not the model's
-            )
-        finally:
-            theirs.close()
-        self._proc, self._conn = proc, Connection(ours.detach())
-        self.memory_limit = memory_ceiling(self._files)
-        self._conn.send(("load", self.module, self.cls, self._args, self._kwargs, self.memory_limit))
-        try:
-            kind, value = self._reply(timeout=LOAD_TIMEOUT_S)
-        except WorkerCrashed as exc:
-            files = ", ".join(self._files) or "the model"
-            raise ModelLoadError(
-                f"the model process crashed ({exc.how}) loading {files}: the file is corrupt or "
-                "this llama.cpp cannot run it"
-            ) from None
+        child = ModelProcess()
+        self._child = child
+        kind, value = _load(child, (self.module, self.cls, self._args, self._kwargs, self.memory_limit), self._files)
         if kind != "ok":
-            self._stop()
+            child.stop()
+            self._child = None
             raise value
         return value
 
-    def _last_words(self) -> str:
-        """The last line the dead child wrote to stderr (e.g. llama.cpp's GGML_ASSERT), if any."""
-        try:
-            self._stderr.seek(0, os.SEEK_END)
-            self._stderr.seek(max(0, self._stderr.tell() - 2048))
-            lines = [ln.strip() for ln in self._stderr.read().decode("utf-8", "replace").splitlines() if ln.strip()]
-        except (OSError, ValueError):
-            return ""
-        return lines[-1][:300] if lines else ""
-
-    def _reply(
-        self,
-        timeout: float | None = None,
-        cancel: threading.Event | None = None,
-        on_token: Any = None,
-        partial: list[Any] | None = None,
-    ) -> tuple[str, Any]:
-        """Wait for the child's answer to the request in flight, passing tokens on; a dead child raises
-        WorkerCrashed; a cancel not obeyed within the grace period kills it and answers ("cancelled", None)."""
-        assert self._conn is not None and self._proc is not None
-        conn, proc = self._conn, self._proc
-        deadline = None if timeout is None else time.monotonic() + timeout
-        cancel_sent: float | None = None
-        while True:
-            ready = wait([conn], timeout=0.02)
-            if conn in ready:
-                try:
-                    msg = conn.recv()
-                except (EOFError, OSError):
-                    msg = None
-                if msg is not None:
-                    if msg[0] == "token":
-                        if partial is not None:
-                            partial.append(msg[1:])
-                        if on_token is not None:
-                            on_token(msg[1], msg[2])
-                        continue
-                    if msg[0] == "ok":
-                        return "ok", msg[1]
-                    return "error", _ERRORS.get(msg[1], BackendError)(msg[2])
-            if conn in ready or proc.poll() is not None:  # EOF or exit: the child is gone
-                how = describe_exit(_reap(proc))
-                words = self._last_words()
-                self._forget_child(how)
-                raise WorkerCrashed(f"{CRASHED} ({how}{': ' + words if words else ''})", how)
-            now = time.monotonic()
-            if cancel is not None and cancel.is_set():
-                if cancel_sent is None:
-                    cancel_sent = now
-                    with contextlib.suppress(OSError):
-                        conn.send(("cancel",))
-                elif now - cancel_sent > self.cancel_grace:
-                    self._kill(f"cancelled: the model did not stop within {self.cancel_grace:.1f} s (it was killed)")
-                    return "cancelled", None
-            if deadline is not None and now > deadline:
-                self._kill("timed out")
-                raise WorkerCrashed(
-                    f"the model process did not answer within {timeout:.0f} s (it was killed)", "timeout"
-                )
-
-    def _forget_child(self, how: str) -> None:
-        self.last_exit = how
-        if self._conn is not None:
-            self._conn.close()
-        self._stderr.close()
-        self._proc, self._conn = None, None
-
-    def _kill(self, why: str) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            _reap(self._proc)
-        self._forget_child(why)
-
-    def _stop(self) -> None:
-        proc, conn = self._proc, self._conn
-        if proc is None:
-            return
-        try:
-            if conn is not None:
-                conn.send(("close",))
-            proc.wait(timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
-            proc.kill()
-            _reap(proc)
-        self._forget_child("closed")
-
-    def _ensure(self) -> None:
-        """A worker with the model loaded (a new one after a crash or a hard cancel)."""
-        if self._proc is None:
+    def _request(self, msg: tuple[Any, ...], **wait_kw: Any) -> tuple[str, Any]:
+        """Send `msg` to a live worker (a new one after a crash or a hard cancel) and wait for its answer."""
+        if self._child is None or not self._child.alive:
             self.restarts += 1
             self._start()
+        assert self._child is not None
+        child = self._child
+        try:
+            child.send(msg)
+            return child.reply(grace=self.cancel_grace, **wait_kw)
+        except WorkerCrashed:
+            raise
+        except BaseException:  # e.g. an on_token callback raised, or Ctrl+C: the child is mid-request, out of step
+            child.kill("abandoned in the middle of a request")
+            raise
+        finally:
+            if child.exit:
+                self.last_exit, self._child = child.exit, None
 
     # -- the Backend protocol -------------------------------------------------------------------
     def compile(self, schema: dict[str, Any] | bool, *, allow_refusal: bool = True) -> RemoteConstraint:
         key = hashlib.sha256(json.dumps([schema, allow_refusal], sort_keys=True).encode()).hexdigest()
         with self._lock:
-            self._ensure()
-            assert self._conn is not None
-            self._conn.send(("compile", key, schema, allow_refusal))
-            kind, value = self._reply()
+            kind, value = self._request(("compile", key, schema, allow_refusal))
         if kind != "ok":
             raise value
         return RemoteConstraint(key, schema, allow_refusal, value)
@@ -298,22 +312,18 @@ class WorkerBackend:
         from dataclasses import replace
 
         c = request.constraint
-        key, schema, refusal = (
-            (c.key, c.schema, c.allow_refusal)
-            if isinstance(c, RemoteConstraint)
-            else (None, request.schema, request.allow_refusal)
-        )
         if c is not None and not isinstance(c, RemoteConstraint):
             raise BackendError("a worker backend takes constraints it compiled itself")
+        key, schema, refusal = (
+            (c.key, c.schema, c.allow_refusal) if c is not None else (None, request.schema, request.allow_refusal)
+        )
         partial: list[tuple[bytes, TokenStep]] = []
+        msg = ("generate", key, schema, refusal, replace(request, constraint=None, on_token=None))
         with self._lock:
             if cancel is not None and cancel.is_set():
                 return Generation(text="", stop="cancelled")
-            self._ensure()
-            assert self._conn is not None
-            self._conn.send(("generate", key, schema, refusal, replace(request, constraint=None, on_token=None)))
             try:
-                kind, value = self._reply(cancel=cancel, on_token=request.on_token, partial=partial)
+                kind, value = self._request(msg, cancel=cancel, on_token=request.on_token, partial=partial)
             except WorkerCrashed as exc:
                 raise WorkerCrashed(f"{exc} on this request; a new one starts for the next", exc.how) from None
         if kind == "cancelled":
@@ -323,6 +333,56 @@ class WorkerBackend:
             raise value
         return value
 
+    def forget(self) -> None:
+        """Drop the worker's reusable state (prompt prefix, image embeddings): the next request runs cold."""
+        with self._lock:
+            if self._child is not None and self._child.alive:
+                self._request(("forget",))
+
     def close(self) -> None:
         with self._lock:
-            self._stop()
+            if self._child is not None:
+                self._child.stop()
+                self.last_exit, self._child = self._child.exit, None
+
+
+def _load(child: ModelProcess, spec: tuple[Any, ...], files: list[str], *, probe: bool = False) -> tuple[str, Any]:
+    """Have `child` load (or, probing, load and free) a model; a crash is a ModelLoadError naming the files."""
+    child.send(("probe" if probe else "load", *spec))
+    try:
+        return child.reply(timeout=LOAD_TIMEOUT_S)
+    except WorkerCrashed as exc:
+        names = ", ".join(files) or "the model"
+        raise ModelLoadError(f"{exc} loading {names}: the file is corrupt or this llama.cpp cannot run it") from None
+
+
+class ModelProbe:
+    """Tries model files in a child process before anyone relies on them (`loupe models import`, the GGUF fuzz
+    test): each check loads and frees the model there; one child serves many checks and is replaced after a crash."""
+
+    module: ClassVar[str] = WorkerBackend.module
+    cls: ClassVar[str] = WorkerBackend.cls
+
+    def __init__(self) -> None:
+        self._child: ModelProcess | None = None
+        self.crashes = 0
+
+    def check(self, text: str | Path, mmproj: str | Path, **kwargs: Any) -> None:
+        """Raise ModelLoadError (one line, naming the file) unless the pair loads; the caller never crashes."""
+        files = [str(text), str(mmproj)]
+        if self._child is None or not self._child.alive:
+            self._child = ModelProcess()
+        spec = (self.module, self.cls, (str(text), str(mmproj)), {"n_threads": 1, **kwargs}, memory_ceiling(files))
+        try:
+            kind, value = _load(self._child, spec, files, probe=True)
+        except ModelLoadError:
+            self.crashes += 1
+            self._child = None
+            raise
+        if kind != "ok":
+            raise value
+
+    def close(self) -> None:
+        if self._child is not None:
+            self._child.stop()
+            self._child = None

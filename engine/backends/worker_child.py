@@ -4,7 +4,8 @@ Runs as `python -m engine.backends.worker_child FD`, started by engine.backends.
 pair. Native code lives only here, so a segfault, an abort or a kill of this process costs the parent one request,
 never its own life. Messages are tuples:
 
-    parent -> child   ("load", module, cls, args, kwargs, memory_limit) | ("compile", key, schema, allow_refusal)
+    parent -> child   ("load" | "probe", module, cls, args, kwargs, memory_limit) ("probe": load, then free)
+                      ("compile", key, schema, allow_refusal) | ("forget",)
                       ("generate", key, schema, allow_refusal, request) | ("cancel",) | ("close",)
     child -> parent   ("ok", value) | ("error", kind, message) | ("token", piece, step)
 
@@ -50,8 +51,8 @@ def main(conn: Connection) -> None:
         if msg is None or msg[0] == "close":
             break
         try:
-            if msg[0] == "load":
-                _, module, cls, args, kwargs, limit = msg
+            if msg[0] in ("load", "probe"):
+                op, module, cls, args, kwargs, limit = msg
                 if os.environ.get(FAULT_ENV, "").startswith("load:"):
                     os.kill(os.getpid(), getattr(signal, os.environ[FAULT_ENV].partition(":")[2]))
                 ceiling = _limit_memory(limit)
@@ -64,6 +65,11 @@ def main(conn: Connection) -> None:
                         f"{exc}; or it needs more than the model process's memory ceiling of "
                         f"{ceiling >> 20} MiB (${MEMORY_ENV})"
                     ) from None
+                if op == "probe":  # loaded: that was the question
+                    backend.close()
+                    backend = None
+                    conn.send(("ok", None))
+                    continue
                 _install_fault(os.environ.get(FAULT_ENV, ""))
                 conn.send(
                     (
@@ -76,6 +82,10 @@ def main(conn: Connection) -> None:
                         },
                     )
                 )
+            elif msg[0] == "forget":  # drop reusable state (KV prefix, image embeddings): the next request runs cold
+                if hasattr(backend, "forget"):
+                    backend.forget()
+                conn.send(("ok", None))
             elif msg[0] == "compile":
                 _, key, schema, allow_refusal = msg
                 constraints[key] = backend.compile(schema, allow_refusal=allow_refusal)
@@ -92,7 +102,11 @@ def main(conn: Connection) -> None:
             where = f" of {ceiling >> 20} MiB (${MEMORY_ENV} raises it)" if ceiling else ""
             conn.send(("error", "BackendError", f"the model process ran out of memory: its ceiling{where}"))
         except Exception as exc:  # a bug or a library error: one line to the parent, the process stays up
-            conn.send(("error", "BackendError", f"{type(exc).__name__}: {exc}"))
+            if msg[0] in ("load", "probe"):  # whatever a model file made the loader raise, it is that file's fault
+                names = ", ".join(str(a) for a in msg[3])
+                conn.send(("error", "ModelLoadError", f"could not load {names}: {type(exc).__name__}: {exc}"))
+            else:
+                conn.send(("error", "BackendError", f"{type(exc).__name__}: {exc}"))
     if backend is not None:
         backend.close()
 

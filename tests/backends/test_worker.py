@@ -151,3 +151,45 @@ def test_a_model_past_the_memory_ceiling_is_a_clear_load_error_not_an_oom_kill(t
         WorkerBackend(tiny.text_path, tiny.mmproj_path, n_threads=1)
     message = str(info.value)
     assert "memory" in message and MEMORY_ENV in message and "\n" not in message, message
+
+
+def test_models_import_loads_the_pair_in_a_model_process_first(tiny, tmp_path: Path, monkeypatch):
+    import io
+    import json
+
+    from engine.cli import main
+
+    monkeypatch.setenv("LOUPE_MODEL_DIR", str(tmp_path / "models"))
+    bad = tmp_path / "cut.gguf"
+    bad.write_bytes(tiny.text_path.read_bytes()[:4096])  # a header, then nothing
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["models", "import", str(bad), "--mmproj", str(tiny.mmproj_path), "--name", "cut"], out, err) == 2
+    assert err.getvalue().count("\n") == 1 and str(bad) in err.getvalue() and "Traceback" not in err.getvalue()
+    monkeypatch.setenv(FAULT_ENV, "load:SIGSEGV")  # a file that crashes llama.cpp: the parent says so and lives
+    err = io.StringIO()
+    assert main(["models", "import", str(tiny.text_path), "--mmproj", str(tiny.mmproj_path)], out, err) == 2
+    assert "crashed (SIGSEGV)" in err.getvalue() and str(tiny.text_path) in err.getvalue()
+    monkeypatch.delenv(FAULT_ENV)
+    out = io.StringIO()
+    argv = ["models", "import", str(tiny.text_path), "--mmproj", str(tiny.mmproj_path), "--name", "ok", "--json"]
+    assert main(argv, out, io.StringIO()) == 0
+    assert json.loads(out.getvalue())["name"] == "ok"
+
+
+def test_a_caller_that_fails_mid_stream_leaves_no_half_answered_worker_behind(worker: WorkerBackend):
+    """An on_token callback that raises (a client gone, a bug) abandons the request; the worker, out of step with
+    the parent, is replaced, and the next request gets its own answer, not the rest of the previous one."""
+    from engine.backends.base import GenerationRequest
+
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    constraint = worker.compile(schema)
+
+    def boom(piece: bytes, step: object) -> None:
+        raise RuntimeError("the client went away")
+
+    request = GenerationRequest(text="Give n.", images=(), constraint=constraint, schema=schema, max_tokens=16)
+    with pytest.raises(RuntimeError, match="went away"):
+        worker.generate(GenerationRequest(**{**request.__dict__, "on_token": boom}))
+    assert worker.pid is None and "abandoned" in worker.last_exit
+    again = worker.generate(request)
+    assert again.text.startswith("{") and again.stop in ("eos", "max_tokens") and worker.restarts == 1
