@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 from importlib.metadata import version
 from pathlib import Path
@@ -24,8 +25,12 @@ def report() -> dict[str, Any]:
         from engine.backends import llama_cpu
     except ImportError as exc:
         raise BackendError(f"llama-cpp-python is not installed ({exc}); pip install -e .") from None
+    from engine.backends.worker import MEMORY_ENV, enabled
+
     cpu = llama_cpu.plan()
     return {
+        "model_process": enabled(),
+        "model_process_memory": os.environ.get(MEMORY_ENV) or "model files x 1.5 + 2 GiB, at most 90 % of RAM",
         "machine": platform.machine(),
         "cpu": _cpu_name(),
         "physical_cores": physical_cores(),
@@ -63,6 +68,8 @@ def run_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         f"weights loaded into: {', '.join(doc['buffer_types_in_use'])} (weight repack: {doc['weight_repack']})",
         f"why:                 {doc['reason']}",
         f"override:            {doc['override']}",
+        f"model process:       {'on' if doc['model_process'] else 'off (in-process)'}, memory ceiling "
+        f"{doc['model_process_memory']} ($LOUPE_MODEL_WORKER, $LOUPE_WORKER_MEMORY)",
     ]
     out.write("\n".join(lines) + "\n")
     return 0

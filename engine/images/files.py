@@ -6,9 +6,10 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+# the names of the formats engine.images.load decodes (FORMATS); a folder's other files are not picked up
 IMAGE_EXTENSIONS = {
-    ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jp2",
-    ".pbm", ".pgm", ".ppm", ".pnm", ".tga", ".ico",
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".heic", ".heif",
+    ".avif",
 }
 
 

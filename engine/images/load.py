@@ -17,6 +17,10 @@ from engine.errors import ImageError
 MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold (~89.5 Mpx)
 MAX_SIDE = 40_000
+# the decoders Loupe lets Pillow use, chosen by the bytes, never by the name or a MIME type: the formats cameras,
+# phones and scanners write. Never EPS/PS/PDF (Ghostscript runs on them), nor Pillow's long tail of rarely used,
+# little-fuzzed plugins (DDS, FITS, PSD, ...).
+FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "HEIF", "AVIF")
 
 _heif_registered = False
 
@@ -74,7 +78,7 @@ def decode_image(data: bytes, name: str = "<bytes>") -> LoadedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=[f for f in FORMATS if f in Image.OPEN])
             fmt = img.format or "unknown"
             w, h = img.size
             _check_dimensions(name, w, h)
@@ -84,21 +88,31 @@ def decode_image(data: bytes, name: str = "<bytes>") -> LoadedImage:
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(name, "not an image Pillow can read (unknown or corrupt format)") from None
+        raise ImageError(
+            name, f"not an image Loupe reads (unknown, corrupt, or not one of {', '.join(FORMATS)})"
+        ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(name, f"refused as a decompression bomb ({exc})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(name, f"corrupt or truncated image data ({exc})") from None
+        raise ImageError(name, f"corrupt or truncated image data ({_one_line(exc)})") from None
+    except Exception as exc:  # a decoder's own bug on hostile bytes (TypeError, NotImplementedError, ...)
+        raise ImageError(name, f"corrupt image data ({type(exc).__name__}: {_one_line(exc)})") from None
     transforms: list[str] = []
     if getattr(img, "n_frames", 1) > 1:
         transforms.append("first frame of an animation")
-    img, oriented = _upright(img, name)
-    if oriented:
-        transforms.append(oriented)
-    img, converted = to_rgb(img)
-    if converted:
-        transforms.append(converted)
+    try:
+        img, oriented = _upright(img, name)
+        img, converted = to_rgb(img)
+    except ImageError:
+        raise
+    except Exception as exc:  # an image that decoded but cannot be converted (odd modes, broken palettes)
+        raise ImageError(name, f"cannot convert to RGB ({type(exc).__name__}: {_one_line(exc)})") from None
+    transforms += [t for t in (oriented, converted) if t]
     return LoadedImage(path=name, image=img, sha256=sha, format=fmt, transforms=tuple(transforms))
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
 
 
 def _check_dimensions(name: str, w: int, h: int) -> None:
