@@ -12,6 +12,19 @@ import jsonschema
 from jsonschema import _legacy_keywords
 from jsonschema import exceptions as js_exc
 from jsonschema.validators import validator_for
+from referencing import Registry
+from referencing.exceptions import NoSuchResource, Unresolvable
+
+
+def _never_fetch(uri: str) -> Any:
+    """A `$ref` outside the document is never retrieved (no HTTP, no files): it is simply not there."""
+    raise NoSuchResource(ref=uri)
+
+
+# every validator Loupe builds resolves references in this registry: the document itself (its embedded `$id`
+# resources included, found by crawling it) and nothing else. Without one, jsonschema falls back to its deprecated
+# RefResolver, which fetches any http(s) URL a `$ref` names.
+NO_REMOTE = Registry(retrieve=_never_fetch)  # type: ignore[call-arg]
 
 
 def pointer_of(path: Iterable[Any]) -> str:
@@ -35,16 +48,15 @@ def schema_problem(schema: Any) -> tuple[str, str] | None:
     if bad_ref:
         return bad_ref
     try:  # unresolvable $ref shows up only when used; exercise them now
-        validator = cls(schema)
+        validator = cls(schema, registry=NO_REMOTE)
         validator.is_valid(None)
         validator.is_valid({})
         validator.is_valid([])
     except js_exc._RefResolutionError as err:  # type: ignore[attr-defined]
         return (f"unresolvable $ref: {err}", "")
-    except Exception as err:  # referencing.exceptions.Unresolvable and friends
-        if "Unresolvable" in type(err).__name__ or "ref" in str(err).lower():
-            return (f"unresolvable $ref: {err}", "")
-        raise
+    except Unresolvable as err:
+        return (f"$ref {err.ref!r} does not resolve inside the schema; Loupe never fetches schemas "
+                "(inline it under $defs)", "")
     return None
 
 
@@ -88,7 +100,7 @@ def _exact_class(cls: type) -> Any:
 def _validator(schema: Any) -> Any:
     cls = validator_for(schema, default=jsonschema.Draft202012Validator)
     # every format this jsonschema knows, whatever the draft: a draft-04 schema saying "iri" means an IRI
-    return _exact_class(cls)(schema, format_checker=FORMAT_CHECKER)
+    return _exact_class(cls)(schema, format_checker=FORMAT_CHECKER, registry=NO_REMOTE)
 
 
 def _refs(node: Any, pointer: str = "") -> Iterator[tuple[str, str]]:
@@ -105,6 +117,23 @@ def _refs(node: Any, pointer: str = "") -> Iterator[tuple[str, str]]:
             yield from _refs(v, f"{pointer}/{i}")
 
 
+def _unresolvable_ref(schema: dict[str, Any], cls: Any) -> tuple[str, str] | None:
+    """Every `$ref` must resolve inside the document; remote ones are never fetched, so they are refused. Refs are
+    looked up from the root; one that only resolves against a nested `$id` is checked when validation uses it."""
+    resolver = cls(schema, registry=NO_REMOTE)._resolver
+    nested_ids = _has_ids({k: v for k, v in schema.items() if k not in ("$id", "id")})
+    for pointer, ref in _refs(schema):
+        try:
+            resolver.lookup(ref)
+        except Unresolvable:
+            if ref.startswith("#") or not nested_ids:
+                return (f"$ref {ref!r} does not resolve inside the schema; Loupe never fetches schemas "
+                        "(inline it under $defs)", pointer)
+        except Exception as err:  # a malformed pointer or URI
+            return (f"unresolvable $ref {ref!r}: {type(err).__name__}", pointer)
+    return None
+
+
 def _has_ids(node: Any) -> bool:
     if isinstance(node, dict):
         return any(k in ("$id", "id") and isinstance(v, str) for k, v in node.items()) or any(
@@ -112,24 +141,11 @@ def _has_ids(node: Any) -> bool:
     return isinstance(node, list) and any(_has_ids(v) for v in node)
 
 
-def _unresolvable_ref(schema: dict[str, Any], cls: Any) -> tuple[str, str] | None:
-    """Local `$ref`s must resolve; remote ones are never fetched, so they are refused."""
-    resolver = cls(schema)._resolver
-    nested_ids = _has_ids({k: v for k, v in schema.items() if k not in ("$id", "id")})
-    for pointer, ref in _refs(schema):
-        if ref.startswith("#"):
-            try:
-                resolver.lookup(ref)
-            except Exception as err:
-                return (f"unresolvable $ref {ref!r}: {type(err).__name__}", pointer)
-        elif not nested_ids and not ref.startswith(str(schema.get("$id", "\0"))):
-            return (f"$ref {ref!r} points outside the schema; Loupe never fetches remote schemas "
-                    "(inline it under $defs)", pointer)
-    return None
-
-
 def validation_errors(schema: Any, instance: Any, limit: int = 5) -> list[str]:
     """Validator messages (with the JSON Pointer of each bad value), best first; [] when valid."""
     validator = _validator(schema)
-    errors = sorted(validator.iter_errors(instance), key=js_exc.relevance)
+    try:
+        errors = sorted(validator.iter_errors(instance), key=js_exc.relevance)
+    except Unresolvable as err:  # a $ref that points outside the document: never fetched, so never satisfied
+        return [f"/: $ref {err.ref!r} does not resolve inside the schema (never fetched)"]
     return [f"{pointer_of(e.absolute_path) or '/'}: {e.message}" for e in errors[:limit]]
