@@ -9,11 +9,14 @@ from fractions import Fraction
 from typing import Any
 
 import jsonschema
+import regex
 from jsonschema import _legacy_keywords
 from jsonschema import exceptions as js_exc
 from jsonschema.validators import validator_for
 from referencing import Registry
 from referencing.exceptions import NoSuchResource, Unresolvable
+
+from engine.schema.limits import document_problem
 
 
 def _never_fetch(uri: str) -> Any:
@@ -38,6 +41,9 @@ def schema_problem(schema: Any) -> tuple[str, str] | None:
         return (f"a JSON Schema must be an object or a boolean, not {type(schema).__name__}", "")
     if isinstance(schema, bool):
         return None
+    too_big = document_problem(schema)
+    if too_big:
+        return too_big
     cls = validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         cls.check_schema(schema)
@@ -57,6 +63,8 @@ def schema_problem(schema: Any) -> tuple[str, str] | None:
     except Unresolvable as err:
         return (f"$ref {err.ref!r} does not resolve inside the schema; Loupe never fetches schemas "
                 "(inline it under $defs)", "")
+    except RecursionError:
+        return ("the schema refers to itself without end (a $ref cycle that consumes no input)", "")
     return None
 
 
@@ -88,10 +96,69 @@ _IRI_REFERENCE = re.compile(r"[^\s<>\"{}|\\^`\x00-\x1f\x7f]*")
 FORMAT_CHECKER = _format_checker()
 
 
+PATTERN_TIMEOUT_S = 0.25  # per regex search of a user's value: Python's `re` backtracks without bound
+
+
+class PatternTimeout(Exception):
+    """A `pattern` / `patternProperties` regex took too long on a value (catastrophic backtracking)."""
+
+    def __init__(self, pattern: str) -> None:
+        super().__init__(pattern)
+        self.pattern = pattern
+
+
+def _search(pattern: str, text: str) -> bool:
+    """Whether `pattern` matches somewhere in `text`, within PATTERN_TIMEOUT_S (the `regex` module's timeout)."""
+    try:
+        return regex.search(pattern, text, timeout=PATTERN_TIMEOUT_S) is not None
+    except TimeoutError:
+        raise PatternTimeout(pattern) from None
+
+
+def _pattern(validator: Any, patrn: str, instance: Any, schema: Any) -> Iterator[js_exc.ValidationError]:
+    if validator.is_type(instance, "string") and not _search(patrn, instance):
+        yield js_exc.ValidationError(f"{instance!r} does not match {patrn!r}")
+
+
+def _pattern_properties(validator: Any, pp: dict[str, Any], instance: Any, schema: Any
+                        ) -> Iterator[js_exc.ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in pp.items():
+        for k, v in instance.items():
+            if _search(pattern, k):
+                yield from validator.descend(v, subschema, path=k, schema_path=pattern)
+
+
+def _additional_properties(validator: Any, ap: Any, instance: Any, schema: Any) -> Iterator[js_exc.ValidationError]:
+    """jsonschema's own rule, with its patternProperties matches made through `_search`."""
+    if not validator.is_type(instance, "object"):
+        return
+    properties, patterns = schema.get("properties", {}), schema.get("patternProperties", {})
+    extras = sorted((k for k in instance if k not in properties and not any(_search(p, k) for p in patterns)),
+                    key=str)
+    if validator.is_type(ap, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], ap, path=extra)
+    elif ap is False and extras:
+        if patterns:
+            joined = ", ".join(repr(e) for e in extras)
+            listed = ", ".join(repr(p) for p in sorted(patterns))
+            yield js_exc.ValidationError(f"{joined} {'does' if len(extras) == 1 else 'do'} not match any of the "
+                                         f"regexes: {listed}")
+        else:
+            were = "was" if len(extras) == 1 else "were"
+            yield js_exc.ValidationError(f"Additional properties are not allowed "
+                                         f"({', '.join(repr(e) for e in extras)} {were} unexpected)")
+
+
 @functools.cache
 def _exact_class(cls: type) -> Any:
-    """`cls` with exact multipleOf and the legacy `dependencies` keyword (built once per draft)."""
-    keywords = {"multipleOf": _exact_multiple_of}
+    """`cls` with exact multipleOf, the legacy `dependencies` keyword, and regexes that cannot hang (built once per
+    draft)."""
+    keywords: dict[str, Any] = {"multipleOf": _exact_multiple_of, "pattern": _pattern,
+                                "patternProperties": _pattern_properties,
+                                "additionalProperties": _additional_properties}
     if "dependencies" not in cls.VALIDATORS:  # type: ignore[attr-defined]  # 2019-09+ split it in two
         keywords["dependencies"] = _legacy_keywords.dependencies_draft4_draft6_draft7
     return jsonschema.validators.extend(cls, keywords)
@@ -148,4 +215,9 @@ def validation_errors(schema: Any, instance: Any, limit: int = 5) -> list[str]:
         errors = sorted(validator.iter_errors(instance), key=js_exc.relevance)
     except Unresolvable as err:  # a $ref that points outside the document: never fetched, so never satisfied
         return [f"/: $ref {err.ref!r} does not resolve inside the schema (never fetched)"]
+    except PatternTimeout as err:
+        return [f"/: the pattern {err.pattern!r} took over {PATTERN_TIMEOUT_S} s on this value, so it is not "
+                "accepted (simplify the pattern)"]
+    except RecursionError:
+        return ["/: the schema refers to itself without end ($ref cycle) or nests too deeply"]
     return [f"{pointer_of(e.absolute_path) or '/'}: {e.message}" for e in errors[:limit]]

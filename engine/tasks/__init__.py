@@ -13,6 +13,7 @@ import yaml
 
 from engine.constrain.llguidance import relaxation_notes
 from engine.errors import ConstraintError, TaskError
+from engine.schema.limits import document_problem
 from engine.schema.pointers import pointer_problem
 from engine.schema.validate import schema_problem
 
@@ -97,6 +98,9 @@ def task_from_dict(raw: Any, source: str, default_name: str = "task") -> Task:
     """Build a Task from parsed file content, refusing bad parts with their JSON Pointer."""
     if not isinstance(raw, dict):
         raise TaskError(source, "a task file must hold an object/table with `schema` and `instructions`")
+    too_big = document_problem(raw)
+    if too_big:
+        raise TaskError(source, too_big[0], too_big[1])
     unknown = set(raw) - {"name", "description", "schema", "instructions", "options", "escalation", "verdict",
                          "outputs"}
     if unknown:
@@ -116,6 +120,8 @@ def task_from_dict(raw: Any, source: str, default_name: str = "task") -> Task:
         notes = relaxation_notes(schema)
     except ConstraintError as exc:
         raise TaskError(source, f"the decoding constraint cannot enforce this schema: {exc}", "/schema") from None
+    except RecursionError:
+        raise TaskError(source, "the schema refers to itself without end ($ref cycle)", "/schema") from None
     name = raw.get("name", default_name)
     if not isinstance(name, str) or not name:
         raise TaskError(source, "`name` must be a non-empty string", "/name")
@@ -172,12 +178,29 @@ def _escalation(source: str, raw: Any, schema: Any) -> dict[str, Any] | None:
     return dict(raw)
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors' aliases: a task file has no need of them, and a few nested aliases expand to billions
+    of nodes (the "billion laughs") the moment anything walks the document."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not accepted in task files", mark)
+        return super().compose_node(parent, index)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_NoAliasLoader)
+
+
 _PARSERS = {
     ".json": lambda text: json.loads(text),
-    ".yaml": lambda text: yaml.safe_load(text),
-    ".yml": lambda text: yaml.safe_load(text),
+    ".yaml": _yaml,
+    ".yml": _yaml,
     ".toml": lambda text: tomllib.loads(text),
 }
+MAX_TASK_FILE_BYTES = 4 << 20  # a task with a long enum is ~1 MB; more is a mistake or an attack
+
 
 
 def load_task_file(path: str | Path) -> Task:
@@ -187,6 +210,9 @@ def load_task_file(path: str | Path) -> Task:
     if parser is None:
         raise TaskError(str(p), f"unknown task file type {p.suffix!r}; use .json, .yaml/.yml or .toml")
     try:
+        if p.stat().st_size > MAX_TASK_FILE_BYTES:
+            raise TaskError(str(p), f"task file is {p.stat().st_size / 2**20:.1f} MiB, over the "
+                            f"{MAX_TASK_FILE_BYTES >> 20} MiB limit")
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise TaskError(str(p), "no such task file") from None
@@ -195,8 +221,10 @@ def load_task_file(path: str | Path) -> Task:
     try:
         raw = parser(text)
     except (ValueError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise TaskError(str(p), f"not valid {p.suffix.lstrip('.').upper()}: {first}") from None
+        first = " ".join(str(exc).split()) if str(exc) else type(exc).__name__
+        raise TaskError(str(p), f"not valid {p.suffix.lstrip('.').upper()}: {first[:300]}") from None
+    except RecursionError:  # the parsers recurse per nesting level
+        raise TaskError(str(p), "nested too deeply for its parser") from None
     return task_from_dict(raw, str(p), default_name=p.stem)
 
 
