@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,6 +21,8 @@ from engine.types import Result, Timings
 
 ImageInput = str | Path | LoadedImage
 
+
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AnalyzeRequest:
@@ -59,6 +62,10 @@ class Engine:
             )
         except LoupeError as err:
             return error_result(request.task, self.backend.name, self.model, err, paths)
+        except Exception as err:  # a bug, never the caller's problem: an error result, and the traceback in the log
+            log.exception("analysis of %s failed unexpectedly", paths)
+            problem = " ".join(f"internal error ({type(err).__name__}: {err})".split())[:300]
+            return error_result(request.task, self.backend.name, self.model, problem, paths)
         if not self._load_reported:
             self._load_reported = True
             result = replace(result, timings=replace(result.timings, load_ms=round(self.backend.load_ms, 2)))

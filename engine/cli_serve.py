@@ -22,6 +22,10 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
     sp.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 picks a free one)")
     sp.add_argument("--allow-remote", action="store_true",
                     help="allow a non-loopback --host (needs an API token: $LOUPE_API_TOKEN or the keyring)")
+    sp.add_argument("--allow-path", action="append", default=[], metavar="DIR",
+                    help="/v1/analyze may read image and task files under DIR (repeatable; none by default)")
+    sp.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                    help="answer to this Host name too (besides localhost and the bound address)")
     model_args(sp)
     sp.add_argument("--db", help="the results store (default: $LOUPE_DB, else loupe.db in the user data dir)")
     sp.add_argument("--max-queue", type=int, default=32,
@@ -41,8 +45,13 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from engine.serve.worker import Workers
     from engine.store import default_db_path
 
+    roots = tuple(Path(d).expanduser().resolve() for d in args.allow_path)
+    missing = [str(r) for r in roots if not r.is_dir()]
+    if missing:
+        raise ServeUnavailable(f"--allow-path {missing[0]} is not a directory")
     config = check_config(ServeConfig(host=args.host, port=args.port, token=resolve_token(),
-                                      allow_remote=args.allow_remote))
+                                      allow_remote=args.allow_remote, allow_paths=roots,
+                                      allow_hosts=tuple(args.allow_host)))
     db = Path(args.db).expanduser() if args.db else default_db_path()
     backend, name = open_backend(args, err)
     workers = Workers(Engine(backend, model=name), db, max_queue=max(1, args.max_queue))

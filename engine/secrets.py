@@ -27,17 +27,18 @@ def _default_keyring() -> Any:
 
 def get_api_key(provider: str, env_var: str = "", *, ring: KeyringLike | None = None,
                 environ: Mapping[str, str] | None = None) -> str | None:
-    """The key for `provider`: the keyring first, then `env_var`; None when neither has one."""
-    ring = ring if ring is not None else _default_keyring()
-    if ring is not None:
-        try:
-            key = ring.get_password(SERVICE, provider)
-        except Exception:  # no usable keyring backend (headless, locked): fall back to the environment
-            key = None
-        if key:
-            return key
+    """The key for `provider`: `env_var` when set (an explicit setting wins over a stored, possibly stale one), else
+    the keyring's; None when neither has one."""
     env = os.environ if environ is None else environ
-    return env.get(env_var) or None if env_var else None
+    if env_var and env.get(env_var):
+        return env[env_var]
+    ring = ring if ring is not None else _default_keyring()
+    if ring is None:
+        return None
+    try:
+        return ring.get_password(SERVICE, provider) or None
+    except Exception:  # no usable keyring backend (headless, locked): nothing stored
+        return None
 
 
 def set_api_key(provider: str, key: str, *, ring: KeyringLike | None = None) -> None:

@@ -71,7 +71,8 @@ def find_boxes(
         raw = obj.get(BOX_KEY)
         if not _is_box(raw):
             continue
-        image_id = obj.get("image_id") if obj.get("image_id") in sizes else first
+        named = obj.get("image_id")
+        image_id = named if isinstance(named, str) and named in sizes else first  # any JSON may stand there
         w, h = sizes[image_id]
         label = next((str(obj[k]) for k in LABEL_KEYS if isinstance(obj.get(k), str)), None)
         box_ptr = f"{pointer}/{BOX_KEY}"

@@ -15,7 +15,9 @@ from engine.api import AnalyzeRequest
 from engine.errors import TaskError
 from engine.images.load import LoadedImage
 from engine.serve import schemas as s
+from engine.serve.config import ServeConfig
 from engine.serve.errors import bad_request
+from engine.serve.images import path_not_allowed
 from engine.serve.streaming import ClientLeft, log, until_disconnect
 from engine.serve.worker import Workers
 from engine.store import Store, StoredResult
@@ -33,7 +35,7 @@ class StoredOutcome:
     result: Result
 
 
-def task_for(body: s.AnalyzeBody) -> Task:
+def task_for(body: s.AnalyzeBody, config: ServeConfig) -> Task:
     """The task named by exactly one of `task`, `task_file`, `schema` (+ `instructions`), with option overrides."""
     given = [k for k, v in (("task", body.task), ("task_file", body.task_file), ("schema", body.schema_))
              if v is not None]
@@ -46,7 +48,10 @@ def task_for(body: s.AnalyzeBody) -> Task:
         if body.task is not None:
             task = builtin_task(body.task)
         elif body.task_file is not None:
-            task = load_task_file(body.task_file)
+            path = config.allowed_path(body.task_file)
+            if path is None:
+                raise path_not_allowed("task_file")
+            task = load_task_file(path)
         else:
             raw: dict[str, Any] = {"schema": body.schema_, "instructions": body.instructions or ""}
             task = task_from_dict(raw, "<request>", default_name="request")

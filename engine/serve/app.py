@@ -43,6 +43,14 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return f"{where or 'request'}: {first.get('msg', 'invalid request')}", where
 
 
+def _hostname(host: str) -> str:
+    """The name in a Host header, without its port: "[::1]:8765" -> "::1", "127.0.0.1:80" -> "127.0.0.1"."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
 def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
     """The API over one loaded engine; `config.token` (when set) is required as a bearer token."""
     app = FastAPI(title="Loupe local API", version="1", description=(
@@ -58,6 +66,17 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
         if not hmac.compare_digest(given.encode(), config.token.encode()):
             raise ApiError(401, "missing or wrong API token (send Authorization: Bearer <token>)",
                            type_="authentication_error", code="invalid_api_key")
+
+    hosts = config.hosts()
+
+    @app.middleware("http")
+    async def _host_check(request: Request, call_next: Any) -> Any:
+        """Without a token, answer only to this machine's names: a web page that had its own name resolved to
+        127.0.0.1 (DNS rebinding) sends that name in Host and is refused. With a token, the token is the check."""
+        if config.token is None and _hostname(request.headers.get("host", "")) not in hosts:
+            return _error(403, "this server answers only to localhost and its own address (loupe serve "
+                          "--allow-host NAME adds a name)", code="host_not_allowed")
+        return await call_next(request)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -110,8 +129,8 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
     async def analyze_image(body: s.AnalyzeBody, request: Request) -> dict[str, Any]:
         """One image with a task: the Result JSON (status, data, confidence, boxes), stored in the results store.
         A client that disconnects cancels its analysis; the `cancelled` result (status error) is stored."""
-        task = await asyncio.to_thread(analyze.task_for, body)
-        image = await asyncio.to_thread(read_image, body.image, "image", allow_paths=True)
+        task = await asyncio.to_thread(analyze.task_for, body, config)
+        image = await asyncio.to_thread(read_image, body.image, "image", config=config)
         return analyze.outcome_dict(await analyze.analyze_and_save(request, workers, task, image))
 
     @app.get("/v1/results", response_model=s.ResultsPage, responses=ERRORS, dependencies=guarded)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from engine.errors import LoupeError
 from engine.secrets import KeyringLike, get_api_key
@@ -36,6 +37,21 @@ class ServeConfig:
     token: str | None = None
     allow_remote: bool = False
     max_tokens_cap: int = 4096  # chat completions: the most tokens one request may ask for (and the default's cap)
+    allow_paths: tuple[Path, ...] = ()  # /v1/analyze reads image and task files only under these (none by default)
+    allow_hosts: tuple[str, ...] = ()  # Host header names accepted besides localhost and the bound address
+
+    def hosts(self) -> frozenset[str]:
+        """Host header names this server answers to without a token (a DNS-rebound page sends its own name)."""
+        return frozenset({"localhost", "127.0.0.1", "::1", self.host.lower().strip("[]"),
+                          *(h.lower() for h in self.allow_hosts)})
+
+    def allowed_path(self, value: str) -> Path | None:
+        """`value` resolved (symlinks followed), if it lies under an --allow-path root; else None."""
+        try:
+            path = Path(value).expanduser().resolve()
+        except (OSError, RuntimeError, ValueError):
+            return None
+        return path if any(path.is_relative_to(root) for root in self.allow_paths) else None
 
     def __repr__(self) -> str:  # never print the token
         return f"ServeConfig(host={self.host!r}, port={self.port}, token={'***' if self.token else None}, " \
@@ -43,7 +59,8 @@ class ServeConfig:
 
 
 def resolve_token(*, ring: KeyringLike | None = None, environ: Mapping[str, str] | None = None) -> str | None:
-    """The API token from the OS keyring (service `loupe`, name `loupe-api`), else $LOUPE_API_TOKEN."""
+    """The API token: $LOUPE_API_TOKEN when set (what the operator just said wins), else the OS keyring's
+    (service `loupe`, name `loupe-api`)."""
     return get_api_key(TOKEN_KEYRING_NAME, TOKEN_ENV, ring=ring, environ=environ)
 
 

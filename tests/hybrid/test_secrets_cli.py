@@ -29,13 +29,15 @@ class MemoryRing:
         self.data[(service_name, username)] = password
 
 
-def test_keyring_first_then_env_fallback() -> None:
+def test_environment_first_then_keyring() -> None:
+    """An explicit environment variable wins over a stored (possibly stale) keyring entry, for every secret."""
     ring = MemoryRing()
     env = {"OPENAI_API_KEY": "from-env"}
     assert get_api_key("openai", "OPENAI_API_KEY", ring=ring, environ=env) == "from-env"
     set_api_key("openai", "from-ring", ring=ring)
     assert ring.data == {("loupe", "openai"): "from-ring"}
-    assert get_api_key("openai", "OPENAI_API_KEY", ring=ring, environ=env) == "from-ring"
+    assert get_api_key("openai", "OPENAI_API_KEY", ring=ring, environ=env) == "from-env"
+    assert get_api_key("openai", "OPENAI_API_KEY", ring=ring, environ={}) == "from-ring"
     assert get_api_key("openai", "OPENAI_API_KEY", ring=MemoryRing(fail=True), environ=env) == "from-env"
     assert get_api_key("ollama", "", ring=MemoryRing(), environ=env) is None
     assert redact("Bearer sk-1 failed", "sk-1", None) == "Bearer *** failed"

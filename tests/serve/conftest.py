@@ -27,6 +27,13 @@ LONG_MAX = 8000  # seconds of decoding even for the tiny model (~2,000 tokens/s 
 Start = Callable[..., AbstractContextManager[Running]]
 
 
+def roots(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ...]:
+    """What the test servers may read files under (as `loupe serve --allow-path`): the samples and the test temp."""
+    from engine.cli import SAMPLE
+
+    return (SAMPLE.parent.resolve(), tmp_path_factory.getbasetemp().resolve())
+
+
 @pytest.fixture(scope="module")
 def start_server(tiny_models: dict, tmp_path_factory: pytest.TempPathFactory) -> Start:
     """Start a real server on a free 127.0.0.1 port: `with start_server(db=..., token=...) as running:`."""
@@ -35,6 +42,7 @@ def start_server(tiny_models: dict, tmp_path_factory: pytest.TempPathFactory) ->
         m = tiny_models["smolvlm"]
         backend = LlamaCppBackend(m.text_path, m.mmproj_path, model_id=MODEL, n_threads=2, n_ctx=4096)
         db = db or tmp_path_factory.mktemp("serve-db") / "loupe.db"
+        config.setdefault("allow_paths", roots(tmp_path_factory))
         return serve_in_thread(Workers(Engine(backend, model=MODEL), db),
                                ServeConfig(host="127.0.0.1", port=0, **config))  # type: ignore[arg-type]
 
@@ -54,7 +62,8 @@ def long_server(tiny_models: dict, tmp_path_factory: pytest.TempPathFactory) -> 
     m = tiny_models["smolvlm"]
     backend = LlamaCppBackend(m.text_path, m.mmproj_path, model_id=MODEL, n_threads=2, n_ctx=LONG_MAX + 512)
     workers = Workers(Engine(backend, model=MODEL), tmp_path_factory.mktemp("serve-db") / "loupe.db")
-    with serve_in_thread(workers, ServeConfig(host="127.0.0.1", port=0, max_tokens_cap=LONG_MAX)) as running:
+    config = ServeConfig(host="127.0.0.1", port=0, max_tokens_cap=LONG_MAX, allow_paths=roots(tmp_path_factory))
+    with serve_in_thread(workers, config) as running:
         yield running
 
 

@@ -28,7 +28,7 @@ def test_a_remote_bind_needs_the_flag_and_a_token(host: str) -> None:
     assert check_config(ServeConfig(host=host, allow_remote=True, token=TOKEN)).allow_remote
 
 
-def test_the_token_comes_from_the_keyring_then_the_environment_and_is_never_shown() -> None:
+def test_the_token_comes_from_the_environment_then_the_keyring_and_is_never_shown() -> None:
     class Ring:
         def __init__(self, key: str | None) -> None:
             self.key = key
@@ -39,7 +39,9 @@ def test_the_token_comes_from_the_keyring_then_the_environment_and_is_never_show
         def set_password(self, service: str, name: str, password: str) -> None:
             raise AssertionError("not called")
 
-    assert resolve_token(ring=Ring("from-keyring"), environ={"LOUPE_API_TOKEN": "env"}) == "from-keyring"
+    # the environment wins: `LOUPE_API_TOKEN=... loupe serve` must not silently serve an older keyring token
+    assert resolve_token(ring=Ring("from-keyring"), environ={"LOUPE_API_TOKEN": "env"}) == "env"
+    assert resolve_token(ring=Ring("from-keyring"), environ={}) == "from-keyring"
     assert resolve_token(ring=Ring(None), environ={"LOUPE_API_TOKEN": "env"}) == "env"
     assert resolve_token(ring=Ring(None), environ={}) is None
     assert TOKEN not in repr(ServeConfig(token=TOKEN))

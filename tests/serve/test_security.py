@@ -1,0 +1,83 @@
+"""What the local API trusts: DNS rebinding (a foreign Host) is refused, files are read only under --allow-path
+roots with one answer for everything outside, and the environment's token wins over the keyring's."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from pathlib import Path
+
+from engine.cli import SAMPLE
+from engine.serve.server import Running
+from tests.serve.conftest import data_url
+from tests.serve.test_analyze_results import GAUGE, call
+
+
+def _raw(server: Running, method: str, path: str, host: str, body: dict | None = None) -> tuple[int, dict]:
+    """A request with our own Host header, as a page on evil.example resolved to 127.0.0.1 would send it."""
+    port = int(server.url.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        conn.request(method, path, body=payload, headers={"Host": host, "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def test_a_foreign_host_header_is_refused_dns_rebinding(server: Running) -> None:
+    for path, method, body in (
+        ("/v1/results", "GET", None),
+        ("/v1/models", "GET", None),
+        ("/v1/analyze", "POST", {"image": data_url(SAMPLE), "task": "describe"}),
+    ):
+        status, r = _raw(server, method, path, "evil.example", body)
+        assert status == 403 and r["error"]["code"] == "host_not_allowed", (path, status, r)
+        status, r = _raw(server, method, path, "evil.example:8765", body)
+        assert status == 403
+    for host in ("127.0.0.1", "localhost", f"localhost:{server.url.rsplit(':', 1)[1]}"):
+        status, _ = _raw(server, "GET", "/v1/models", host)
+        assert status == 200, host
+
+
+def test_paths_outside_the_allowed_roots_get_one_answer_whatever_is_there(start_server, tmp_path: Path) -> None:
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "panel.jpg").write_bytes(SAMPLE.read_bytes())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "panel.jpg").write_bytes(SAMPLE.read_bytes())
+    (elsewhere / "task.json").write_text(json.dumps({"schema": GAUGE, "instructions": "Read."}))
+    (allowed / "link.jpg").symlink_to(elsewhere / "panel.jpg")  # a link out of the root is outside it
+    with start_server(allow_paths=(allowed.resolve(),)) as server:
+        answers = set()
+        for image in (
+            elsewhere / "panel.jpg",
+            elsewhere / "missing.jpg",
+            elsewhere,
+            "/etc/shadow",
+            "/etc/passwd",
+            allowed / "link.jpg",
+            allowed / ".." / "elsewhere" / "panel.jpg",
+        ):
+            status, r = call(server, "/v1/analyze", {"image": str(image), "task": "describe"})
+            assert status == 400 and r["error"]["code"] == "path_not_allowed", (image, r)
+            answers.add(r["error"]["message"])
+        assert len(answers) == 1  # nothing tells whether a path exists
+        status, r = call(server, "/v1/analyze", {"image": data_url(SAMPLE), "task_file": str(elsewhere / "task.json")})
+        assert status == 400 and r["error"]["code"] == "path_not_allowed"
+        status, r = call(
+            server,
+            "/v1/analyze",
+            {
+                "image": str(allowed / "panel.jpg"),
+                "schema": GAUGE,
+                "instructions": "Read.",
+                "options": {"max_tokens": 16},
+            },
+        )
+        assert status == 200 and r["images"][0]["width"] == 800
+    with start_server(allow_paths=()) as server:  # the default: no paths at all
+        status, r = call(server, "/v1/analyze", {"image": str(SAMPLE), "task": "describe"})
+        assert status == 400 and r["error"]["code"] == "path_not_allowed"
