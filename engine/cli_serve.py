@@ -26,6 +26,8 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
                     help="/v1/analyze may read image and task files under DIR (repeatable; none by default)")
     sp.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                     help="answer to this Host name too (besides localhost and the bound address)")
+    sp.add_argument("--max-body-mb", type=int, default=24,
+                    help="largest request body in MiB (default 24: a photo as a data URL); larger gets 413")
     model_args(sp)
     sp.add_argument("--db", help="the results store (default: $LOUPE_DB, else loupe.db in the user data dir)")
     sp.add_argument("--max-queue", type=int, default=32,
@@ -51,7 +53,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise ServeUnavailable(f"--allow-path {missing[0]} is not a directory")
     config = check_config(ServeConfig(host=args.host, port=args.port, token=resolve_token(),
                                       allow_remote=args.allow_remote, allow_paths=roots,
-                                      allow_hosts=tuple(args.allow_host)))
+                                      allow_hosts=tuple(args.allow_host), max_body=max(1, args.max_body_mb) << 20))
     db = Path(args.db).expanduser() if args.db else default_db_path()
     backend, name = open_backend(args, err)
     workers = Workers(Engine(backend, model=name), db, max_queue=max(1, args.max_queue))

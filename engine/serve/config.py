@@ -39,6 +39,7 @@ class ServeConfig:
     max_tokens_cap: int = 4096  # chat completions: the most tokens one request may ask for (and the default's cap)
     allow_paths: tuple[Path, ...] = ()  # /v1/analyze reads image and task files only under these (none by default)
     allow_hosts: tuple[str, ...] = ()  # Host header names accepted besides localhost and the bound address
+    max_body: int = 24 << 20  # bytes of one request body (engine.serve.limits)
 
     def hosts(self) -> frozenset[str]:
         """Host header names this server answers to without a token (a DNS-rebound page sends its own name)."""

@@ -12,6 +12,7 @@ import uvicorn
 
 from engine.serve.app import create_app
 from engine.serve.config import ServeConfig, check_config
+from engine.serve.limits import BodyLimit
 from engine.serve.worker import Workers
 
 
@@ -43,7 +44,7 @@ def bind(config: ServeConfig) -> socket.socket:
 
 
 def _server(workers: Workers, config: ServeConfig, log_level: str) -> _Server:
-    app = create_app(workers, check_config(config))
+    app = BodyLimit(create_app(workers, check_config(config)), config.max_body)
     return _Server(uvicorn.Config(app, log_level=log_level, access_log=log_level in ("info", "debug"),
                                   timeout_graceful_shutdown=5))
 

@@ -81,3 +81,40 @@ def test_paths_outside_the_allowed_roots_get_one_answer_whatever_is_there(start_
     with start_server(allow_paths=()) as server:  # the default: no paths at all
         status, r = call(server, "/v1/analyze", {"image": str(SAMPLE), "task": "describe"})
         assert status == 400 and r["error"]["code"] == "path_not_allowed"
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_a_50_mb_body_is_refused_with_413_before_it_is_read(server: Running) -> None:
+    """The server runs in this process: its RSS is ours. Declared or chunked, 50 MB never gets in."""
+    port = int(server.url.rsplit(":", 1)[1])
+    before = _rss_mib()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.putrequest("POST", "/v1/chat/completions")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(50 << 20))
+    conn.endheaders()
+    resp = conn.getresponse()  # answered on the headers alone
+    assert resp.status == 413 and json.loads(resp.read())["error"]["code"] == "request_too_large"
+    conn.close()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.putrequest("POST", "/v1/chat/completions")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    chunk = b'"' + b"x" * (1 << 20) + b'"'
+    try:
+        for _ in range(50):
+            conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server stopped reading at its limit and answered
+    resp = conn.getresponse()
+    assert resp.status == 413
+    conn.close()
+    grown = _rss_mib() - before
+    assert grown < 64, f"RSS grew {grown:.0f} MiB"  # at most the 24 MiB limit of one body, plus the allocator's slack
