@@ -115,6 +115,17 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
 
 
+def declared_pixels(data: bytes) -> int:
+    """Width x height as the image's header declares them (nothing decoded); 0 when it cannot be read (the decode
+    will say why)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as img:
+            w, h = img.size
+            return max(0, w) * max(0, h)
+    except Exception:
+        return 0
+
+
 def _check_dimensions(name: str, w: int, h: int) -> None:
     if w <= 0 or h <= 0:
         raise ImageError(name, f"image has no pixels ({w}x{h})")

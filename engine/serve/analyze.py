@@ -37,11 +37,15 @@ class StoredOutcome:
 
 def task_for(body: s.AnalyzeBody, config: ServeConfig) -> Task:
     """The task named by exactly one of `task`, `task_file`, `schema` (+ `instructions`), with option overrides."""
-    given = [k for k, v in (("task", body.task), ("task_file", body.task_file), ("schema", body.schema_))
-             if v is not None]
+    given = [
+        k for k, v in (("task", body.task), ("task_file", body.task_file), ("schema", body.schema_)) if v is not None
+    ]
     if len(given) != 1:
-        raise bad_request("give exactly one of `task` (a built-in name), `task_file` (a path), or `schema` with "
-                          f"`instructions` (got {', '.join(given) or 'none'})", param="task")
+        raise bad_request(
+            "give exactly one of `task` (a built-in name), `task_file` (a path), or `schema` with "
+            f"`instructions` (got {', '.join(given) or 'none'})",
+            param="task",
+        )
     if body.instructions is not None and body.schema_ is None:
         raise bad_request("`instructions` go with `schema`; a named task brings its own", param="instructions")
     try:
@@ -67,9 +71,14 @@ def save(store: Store, task: Task, image: LoadedImage, result: Result) -> Stored
     """Record the request as a one-item job and commit its result (call on the store thread). A cancelled result
     is committed too and its job is `done`: `interrupted` means items left for a resume by the job's key, and a
     serve job (a fresh key per request) is never resumed, so an item left pending would only hide the request."""
-    job = store.create_job(key=f"serve:{uuid.uuid4().hex}", task=task, model=result.model,
-                           settings={"source": "serve"}, launch={"source": "serve", "endpoint": "/v1/analyze"},
-                           paths=[image.path])
+    job = store.create_job(
+        key=f"serve:{uuid.uuid4().hex}",
+        task=task,
+        model=result.model,
+        settings={"source": "serve"},
+        launch={"source": "serve", "endpoint": "/v1/analyze"},
+        paths=[image.path],
+    )
     item = store.items(job.id)[0]
     rid = store.save_result(item.id, result, sha256=image.sha256, size=None, cache_key=None)
     store.set_state(job.id, "done")
@@ -83,8 +92,9 @@ async def analyze_and_save(request: Request, workers: Workers, task: Task, image
     (status `error`, error `cancelled`) is stored all the same, so the store shows the request was abandoned,
     the cancellation is logged, and ClientLeft is raised (nobody is left to read the answer)."""
     cancel = threading.Event()
-    work = asyncio.ensure_future(workers.model_lane.call(workers.engine.analyze, AnalyzeRequest((image,), task),
-                                                         cancel=cancel))
+    work = asyncio.ensure_future(
+        workers.model_lane.call(workers.engine.analyze, AnalyzeRequest((image,), task), cancel=cancel)
+    )
     watch = asyncio.ensure_future(until_disconnect(request))
     try:
         await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
@@ -103,12 +113,24 @@ async def analyze_and_save(request: Request, workers: Workers, task: Task, image
 def _log_cancelled(o: StoredOutcome, task: Task) -> None:
     r, request = o.result, f"analyze result {o.result_id}"
     stop = "cancelled" if r.error == "cancelled" else r.status.value  # it may have finished as the client left
-    log.info("%s cancelled: the client disconnected; the model stopped after %d of max_tokens=%d tokens; "
-             "stored with status %s (%s) in job %d", request, r.tokens.completion, task.options.max_tokens,
-             r.status.value, r.error or "it had finished", o.job_id,
-             extra={"loupe_request": request, "completion_tokens": r.tokens.completion,
-                    "max_tokens": task.options.max_tokens, "stop": stop, "result_id": o.result_id,
-                    "job_id": o.job_id})
+    log.info(
+        "%s cancelled: the client disconnected; the model stopped after %d of max_tokens=%d tokens; "
+        "stored with status %s (%s) in job %d",
+        request,
+        r.tokens.completion,
+        task.options.max_tokens,
+        r.status.value,
+        r.error or "it had finished",
+        o.job_id,
+        extra={
+            "loupe_request": request,
+            "completion_tokens": r.tokens.completion,
+            "max_tokens": task.options.max_tokens,
+            "stop": stop,
+            "result_id": o.result_id,
+            "job_id": o.job_id,
+        },
+    )
 
 
 def outcome_dict(o: StoredOutcome) -> dict[str, Any]:
@@ -126,8 +148,17 @@ def page(store: Store, *, offset: int, limit: int, status: str | None) -> s.Resu
     """Stored results, newest first, `limit` from `offset` (optionally only one status); reads only that page."""
     where, args = (" WHERE status = ?", (status,)) if status is not None else ("", ())
     total = int(store.conn.execute(f"SELECT COUNT(*) FROM results{where}", args).fetchone()[0])
-    ids = [int(r[0]) for r in store.conn.execute(f"SELECT id FROM results{where} ORDER BY id DESC LIMIT ? OFFSET ?",
-                                                 (*args, limit, offset))]
+    ids = [
+        int(r[0])
+        for r in store.conn.execute(
+            f"SELECT id FROM results{where} ORDER BY id DESC LIMIT ? OFFSET ?", (*args, limit, offset)
+        )
+    ]
     nxt = offset + limit if offset + limit < total else None
-    return s.ResultsPage(data=[s.StoredResultOut(**stored_dict(store.result(i))) for i in ids], total=total,
-                         offset=offset, limit=limit, next_offset=nxt)
+    return s.ResultsPage(
+        data=[s.StoredResultOut(**stored_dict(store.result(i))) for i in ids],
+        total=total,
+        offset=offset,
+        limit=limit,
+        next_offset=nxt,
+    )

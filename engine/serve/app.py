@@ -1,6 +1,5 @@
 """The FastAPI application: routes, bearer-token auth, and every error in OpenAI's shape."""
 
-
 import asyncio
 import hmac
 import time
@@ -21,14 +20,28 @@ from engine.serve.worker import LaneFull, Workers
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": s.ErrorBody, "description": why}
-    for code, why in ((400, "bad request"), (401, "missing or wrong API token"), (404, "no such model"),
-                      (429, "too many requests already waiting for the model"), (500, "server error"))
+    for code, why in (
+        (400, "bad request"),
+        (401, "missing or wrong API token"),
+        (404, "no such model"),
+        (429, "too many requests already waiting for the model"),
+        (500, "server error"),
+    )
 }
-STREAM: dict[int | str, dict[str, Any]] = {200: {"description": "the chat.completion, or with `stream: true` "
-                                                 "Server-Sent Events of chat.completion.chunk objects then [DONE]",
-                                                 "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
-_TYPES = {401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error", 429: "rate_limit_error",
-          500: "server_error"}
+STREAM: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the chat.completion, or with `stream: true` "
+        "Server-Sent Events of chat.completion.chunk objects then [DONE]",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+_TYPES = {
+    401: "authentication_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+}
 
 
 def _error(status: int, message: str, *, param: str | None = None, code: str | None = None) -> JSONResponse:
@@ -53,9 +66,14 @@ def _hostname(host: str) -> str:
 
 def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
     """The API over one loaded engine; `config.token` (when set) is required as a bearer token."""
-    app = FastAPI(title="Loupe local API", version="1", description=(
-        "Images in, schema-valid JSON out, on this machine. OpenAI-compatible chat completions (response_format "
-        "json_schema is enforced token by token) and Loupe's own analyze/results."))
+    app = FastAPI(
+        title="Loupe local API",
+        version="1",
+        description=(
+            "Images in, schema-valid JSON out, on this machine. OpenAI-compatible chat completions (response_format "
+            "json_schema is enforced token by token) and Loupe's own analyze/results."
+        ),
+    )
     bearer = HTTPBearer(auto_error=False, description="the server's API token (when it has one)")
     model_id = workers.engine.model
 
@@ -64,8 +82,12 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
             return
         given = creds.credentials if creds is not None else ""
         if not hmac.compare_digest(given.encode(), config.token.encode()):
-            raise ApiError(401, "missing or wrong API token (send Authorization: Bearer <token>)",
-                           type_="authentication_error", code="invalid_api_key")
+            raise ApiError(
+                401,
+                "missing or wrong API token (send Authorization: Bearer <token>)",
+                type_="authentication_error",
+                code="invalid_api_key",
+            )
 
     hosts = config.hosts()
 
@@ -74,8 +96,11 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
         """Without a token, answer only to this machine's names: a web page that had its own name resolved to
         127.0.0.1 (DNS rebinding) sends that name in Host and is refused. With a token, the token is the check."""
         if config.token is None and _hostname(request.headers.get("host", "")) not in hosts:
-            return _error(403, "this server answers only to localhost and its own address (loupe serve "
-                          "--allow-host NAME adds a name)", code="host_not_allowed")
+            return _error(
+                403,
+                "this server answers only to localhost and its own address (loupe serve --allow-host NAME adds a name)",
+                code="host_not_allowed",
+            )
         return await call_next(request)
 
     @app.exception_handler(ApiError)
@@ -110,15 +135,22 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
         """The one model this server has loaded."""
         return s.ModelList(data=[s.ModelCard(id=model_id, created=int(started))])
 
-    @app.post("/v1/chat/completions", response_model=s.ChatCompletion, responses={**ERRORS, **STREAM},
-              dependencies=guarded)
+    @app.post(
+        "/v1/chat/completions", response_model=s.ChatCompletion, responses={**ERRORS, **STREAM}, dependencies=guarded
+    )
     async def chat_completions(body: s.ChatRequest, request: Request) -> Any:
         """OpenAI-compatible: images as data URLs, response_format json_schema enforced, logprobs per token;
         `stream: true` sends chat.completion.chunk events as tokens are decoded. A client that disconnects
         cancels its generation."""
         t0 = time.perf_counter()
-        plan = await asyncio.to_thread(chat.plan, body, model_id, config.max_tokens_cap)
-        job = streaming.start(workers, plan, stream=bool(body.stream))
+        held: list[int] = []  # decoded pixels this request holds until its generation ends
+        try:
+            plan = await asyncio.to_thread(chat.plan, body, model_id, config.max_tokens_cap, workers.pixels, held)
+            job = streaming.start(workers, plan, stream=bool(body.stream))
+        except BaseException:
+            workers.pixels.give_back(sum(held))
+            raise
+        job.future.add_done_callback(lambda _: workers.pixels.give_back(sum(held)))
         if body.stream:
             first = await streaming.first_token(request, job)
             return streaming.EventStream(streaming.events(body, job, first, model_id, t0), job)
@@ -130,8 +162,14 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
         """One image with a task: the Result JSON (status, data, confidence, boxes), stored in the results store.
         A client that disconnects cancels its analysis; the `cancelled` result (status error) is stored."""
         task = await asyncio.to_thread(analyze.task_for, body, config)
-        image = await asyncio.to_thread(read_image, body.image, "image", config=config)
-        return analyze.outcome_dict(await analyze.analyze_and_save(request, workers, task, image))
+        held: list[int] = []  # decoded pixels this request holds until it is answered
+        try:
+            image = await asyncio.to_thread(
+                read_image, body.image, "image", config=config, budget=workers.pixels, held=held
+            )
+            return analyze.outcome_dict(await analyze.analyze_and_save(request, workers, task, image))
+        finally:
+            workers.pixels.give_back(sum(held))
 
     @app.get("/v1/results", response_model=s.ResultsPage, responses=ERRORS, dependencies=guarded)
     async def results(
@@ -141,7 +179,8 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
     ) -> s.ResultsPage:
         """Stored results (from /v1/analyze and `loupe batch` alike), newest first."""
         return await workers.store_lane.call(
-            lambda: analyze.page(workers.store(), offset=offset, limit=limit, status=status))
+            lambda: analyze.page(workers.store(), offset=offset, limit=limit, status=status)
+        )
 
     started = time.time()
     _document_400_not_422(app)

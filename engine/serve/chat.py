@@ -32,6 +32,7 @@ from engine.schema.validate import schema_problem, validation_errors
 from engine.serve import schemas as s
 from engine.serve.errors import ApiError, bad_request
 from engine.serve.images import decode_data_url
+from engine.serve.limits import PixelBudget
 from engine.tasks import Task, TaskOptions
 
 DEFAULT_MAX_TOKENS = 1024
@@ -55,29 +56,46 @@ def schema_of(req: s.ChatRequest) -> dict[str, Any] | bool:
     fmt = req.response_format
     if fmt is None or fmt.type == "text":
         raise bad_request(
-            "Loupe decodes only under a JSON Schema: set response_format to {\"type\": \"json_schema\", "
-            "\"json_schema\": {\"name\": ..., \"schema\": {...}}} or {\"type\": \"json_object\"}; plain text "
-            "generation is not offered", param="response_format", code="response_format_required")
+            'Loupe decodes only under a JSON Schema: set response_format to {"type": "json_schema", '
+            '"json_schema": {"name": ..., "schema": {...}}} or {"type": "json_object"}; plain text '
+            "generation is not offered",
+            param="response_format",
+            code="response_format_required",
+        )
     if fmt.type == "json_object":
         return {"type": "object"}
     if fmt.json_schema is None:
-        raise bad_request("response_format.json_schema is required when type is json_schema",
-                          param="response_format.json_schema")
+        raise bad_request(
+            "response_format.json_schema is required when type is json_schema", param="response_format.json_schema"
+        )
     schema = fmt.json_schema.schema_
     problem = schema_problem(schema)
     if problem:
         message, pointer = problem
-        raise bad_request(f"invalid JSON Schema at {pointer or '/'}: {message}",
-                          param="response_format.json_schema.schema", code="invalid_schema")
+        raise bad_request(
+            f"invalid JSON Schema at {pointer or '/'}: {message}",
+            param="response_format.json_schema.schema",
+            code="invalid_schema",
+        )
     try:
         relaxation_notes(schema)
     except ConstraintError as exc:
-        raise bad_request(f"the decoding constraint cannot enforce this schema: {exc}",
-                          param="response_format.json_schema.schema", code="unsupported_schema") from None
+        raise bad_request(
+            f"the decoding constraint cannot enforce this schema: {exc}",
+            param="response_format.json_schema.schema",
+            code="unsupported_schema",
+        ) from None
     return schema
 
 
-def _content(message: s.Message, index: int, images: list[LoadedImage], details: list[str]) -> str:
+def _content(
+    message: s.Message,
+    index: int,
+    images: list[LoadedImage],
+    details: list[str],
+    budget: PixelBudget | None = None,
+    held: list[int] | None = None,
+) -> str:
     if message.content is None or isinstance(message.content, str):
         return message.content or ""
     out = []
@@ -85,17 +103,30 @@ def _content(message: s.Message, index: int, images: list[LoadedImage], details:
         if isinstance(part, s.TextPart):
             out.append(part.text)
         else:
-            images.append(decode_data_url(part.image_url.url, f"messages[{index}].content[{j}].image_url.url"))
+            images.append(
+                decode_data_url(part.image_url.url, f"messages[{index}].content[{j}].image_url.url", budget, held)
+            )
             details.append(part.image_url.detail or "auto")
             out.append(MEDIA)
     return "\n".join(out)
 
 
-def plan(req: s.ChatRequest, model_id: str, max_tokens_cap: int = DEFAULT_MAX_TOKENS) -> ChatPlan:
-    """Check a request and decode its images (a 400/404 ApiError for anything wrong)."""
+def plan(
+    req: s.ChatRequest,
+    model_id: str,
+    max_tokens_cap: int = DEFAULT_MAX_TOKENS,
+    budget: PixelBudget | None = None,
+    held: list[int] | None = None,
+) -> ChatPlan:
+    """Check a request and decode its images (a 400/404 ApiError for anything wrong), each once `budget` has room
+    for it (what was taken is appended to `held`)."""
     if req.model != model_id:
-        raise ApiError(404, f"model {req.model!r} is not served here; this server serves {model_id!r}",
-                       param="model", code="model_not_found")
+        raise ApiError(
+            404,
+            f"model {req.model!r} is not served here; this server serves {model_id!r}",
+            param="model",
+            code="model_not_found",
+        )
     schema = schema_of(req)
     asked = req.max_completion_tokens or req.max_tokens
     if asked is not None and asked > max_tokens_cap:
@@ -105,7 +136,7 @@ def plan(req: s.ChatRequest, model_id: str, max_tokens_cap: int = DEFAULT_MAX_TO
     system, turns = [], []
     chat = any(m.role == "assistant" for m in req.messages)
     for i, m in enumerate(req.messages):
-        text = _content(m, i, images, details)
+        text = _content(m, i, images, details, budget, held)
         if m.role in ("system", "developer"):
             system.append(text)
         else:
@@ -113,28 +144,44 @@ def plan(req: s.ChatRequest, model_id: str, max_tokens_cap: int = DEFAULT_MAX_TO
     compact = json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
     text = "\n".join([*system, *turns, f"Answer with one JSON object that matches this JSON Schema: {compact}"])
     return ChatPlan(
-        text=text, images=tuple(images), schema=schema, detail="high" if "high" in details else "low",
+        text=text,
+        images=tuple(images),
+        schema=schema,
+        detail="high" if "high" in details else "low",
         max_tokens=asked or min(DEFAULT_MAX_TOKENS, max_tokens_cap),
-        temperature=req.temperature if req.temperature is not None else 0.0, seed=req.seed or 0,
+        temperature=req.temperature if req.temperature is not None else 0.0,
+        seed=req.seed or 0,
     )
 
 
-def generate(engine: Engine, p: ChatPlan, *, cancel: threading.Event | None = None,
-             on_token: OnToken | None = None) -> Generation:
+def generate(
+    engine: Engine, p: ChatPlan, *, cancel: threading.Event | None = None, on_token: OnToken | None = None
+) -> Generation:
     """Run the plan on the model (call on the model thread); `on_token` sees each token as it is decoded."""
     if cancel is not None and cancel.is_set():  # the client left while the request waited for the model
         return Generation(text="", stop="cancelled")
-    task = Task(name="chat", schema=p.schema, instructions="", options=TaskOptions(allow_refusal=False),
-                source="<chat request>")
+    task = Task(
+        name="chat", schema=p.schema, instructions="", options=TaskOptions(allow_refusal=False), source="<chat request>"
+    )
     try:
         constraint = engine.constraint_for(task)
     except ConstraintError as exc:
-        raise bad_request(f"the decoding constraint cannot enforce this schema: {exc}",
-                          param="response_format.json_schema.schema", code="unsupported_schema") from None
+        raise bad_request(
+            f"the decoding constraint cannot enforce this schema: {exc}",
+            param="response_format.json_schema.schema",
+            code="unsupported_schema",
+        ) from None
     prepared, _ = prepare(p.images, p.detail)
     request = GenerationRequest(
-        text=p.text, images=tuple(prepared), constraint=constraint, schema=p.schema, max_tokens=p.max_tokens,
-        temperature=p.temperature, seed=p.seed, allow_refusal=False, image_max_tokens=image_tokens_for(p.detail),
+        text=p.text,
+        images=tuple(prepared),
+        constraint=constraint,
+        schema=p.schema,
+        max_tokens=p.max_tokens,
+        temperature=p.temperature,
+        seed=p.seed,
+        allow_refusal=False,
+        image_max_tokens=image_tokens_for(p.detail),
         on_token=on_token,
     )
     try:
@@ -147,8 +194,11 @@ def generate(engine: Engine, p: ChatPlan, *, cancel: threading.Event | None = No
 
 def token_logprob(piece: bytes, prob: float) -> s.TokenLogprob:
     """One token's entry in `logprobs.content`."""
-    return s.TokenLogprob(token=piece.decode("utf-8", errors="replace"), bytes=list(piece),
-                          logprob=math.log(prob) if prob > 0 else -9999.0)
+    return s.TokenLogprob(
+        token=piece.decode("utf-8", errors="replace"),
+        bytes=list(piece),
+        logprob=math.log(prob) if prob > 0 else -9999.0,
+    )
 
 
 def _logprobs(gen: Generation) -> list[s.TokenLogprob]:
@@ -161,8 +211,9 @@ def finish_reason(gen: Generation) -> Literal["stop", "length"]:
     return "length" if gen.stop == "max_tokens" else "stop"
 
 
-def completion(req: s.ChatRequest, p: ChatPlan, gen: Generation, model_id: str, took_ms: float,
-               completion_id: str | None = None) -> s.ChatCompletion:
+def completion(
+    req: s.ChatRequest, p: ChatPlan, gen: Generation, model_id: str, took_ms: float, completion_id: str | None = None
+) -> s.ChatCompletion:
     """The chat.completion object for one generation (with Loupe's validity and confidence added)."""
     errors: Sequence[str] = []
     confidence: dict[str, float] = {}
@@ -183,13 +234,22 @@ def completion(req: s.ChatRequest, p: ChatPlan, gen: Generation, model_id: str, 
         id=completion_id or f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),
         model=model_id,
-        choices=[s.Choice(
-            message=s.AssistantMessage(content=gen.text),
-            finish_reason=finish_reason(gen),
-            logprobs=s.ChoiceLogprobs(content=_logprobs(gen)) if req.logprobs else None,
-        )],
-        usage=s.Usage(prompt_tokens=gen.prompt_tokens, completion_tokens=n_completion,
-                      total_tokens=gen.prompt_tokens + n_completion),
-        loupe=s.LoupeExtras(valid=not errors, errors=list(errors), confidence=confidence, timings={
-            **{k: round(v, 2) for k, v in gen.timings.items()}, "total_ms": round(took_ms, 2)}),
+        choices=[
+            s.Choice(
+                message=s.AssistantMessage(content=gen.text),
+                finish_reason=finish_reason(gen),
+                logprobs=s.ChoiceLogprobs(content=_logprobs(gen)) if req.logprobs else None,
+            )
+        ],
+        usage=s.Usage(
+            prompt_tokens=gen.prompt_tokens,
+            completion_tokens=n_completion,
+            total_tokens=gen.prompt_tokens + n_completion,
+        ),
+        loupe=s.LoupeExtras(
+            valid=not errors,
+            errors=list(errors),
+            confidence=confidence,
+            timings={**{k: round(v, 2) for k, v in gen.timings.items()}, "total_ms": round(took_ms, 2)},
+        ),
     )

@@ -43,8 +43,9 @@ class ServeConfig:
 
     def hosts(self) -> frozenset[str]:
         """Host header names this server answers to without a token (a DNS-rebound page sends its own name)."""
-        return frozenset({"localhost", "127.0.0.1", "::1", self.host.lower().strip("[]"),
-                          *(h.lower() for h in self.allow_hosts)})
+        return frozenset(
+            {"localhost", "127.0.0.1", "::1", self.host.lower().strip("[]"), *(h.lower() for h in self.allow_hosts)}
+        )
 
     def allowed_path(self, value: str) -> Path | None:
         """`value` resolved (symlinks followed), if it lies under an --allow-path root; else None."""
@@ -55,8 +56,10 @@ class ServeConfig:
         return path if any(path.is_relative_to(root) for root in self.allow_paths) else None
 
     def __repr__(self) -> str:  # never print the token
-        return f"ServeConfig(host={self.host!r}, port={self.port}, token={'***' if self.token else None}, " \
-               f"allow_remote={self.allow_remote})"
+        return (
+            f"ServeConfig(host={self.host!r}, port={self.port}, token={'***' if self.token else None}, "
+            f"allow_remote={self.allow_remote})"
+        )
 
 
 def resolve_token(*, ring: KeyringLike | None = None, environ: Mapping[str, str] | None = None) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 Scope = dict[str, Any]
@@ -69,3 +70,29 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+
+class PixelBudget:
+    """Decoded pixels the server holds at once. A request takes room for its images (their declared size, read from
+    the header) before decoding them and gives it back when it is answered; others wait, holding only their
+    compressed bytes. One image larger than the whole budget gets it alone."""
+
+    def __init__(self, max_pixels: int) -> None:
+        self.max_pixels = max_pixels
+        self.used = 0
+        self._room = threading.Condition()
+
+    def take(self, pixels: int, timeout: float = 300.0) -> int:
+        """Wait for room for `pixels` (at most the whole budget); the amount taken, to give back. TimeoutError when
+        no room came within `timeout`."""
+        n = max(0, min(pixels, self.max_pixels))
+        with self._room:
+            if not self._room.wait_for(lambda: self.used + n <= self.max_pixels, timeout):
+                raise TimeoutError(f"no room to decode {pixels / 1e6:.0f} Mpx within {timeout:.0f} s")
+            self.used += n
+        return n
+
+    def give_back(self, pixels: int) -> None:
+        with self._room:
+            self.used -= pixels
+            self._room.notify_all()

@@ -45,8 +45,9 @@ def bind(config: ServeConfig) -> socket.socket:
 
 def _server(workers: Workers, config: ServeConfig, log_level: str) -> _Server:
     app = BodyLimit(create_app(workers, check_config(config)), config.max_body)
-    return _Server(uvicorn.Config(app, log_level=log_level, access_log=log_level in ("info", "debug"),
-                                  timeout_graceful_shutdown=5))
+    return _Server(
+        uvicorn.Config(app, log_level=log_level, access_log=log_level in ("info", "debug"), timeout_graceful_shutdown=5)
+    )
 
 
 def serve_forever(workers: Workers, config: ServeConfig, *, log_level: str = "info") -> None:
@@ -69,8 +70,9 @@ class Running:
 
 
 @contextlib.contextmanager
-def serve_in_thread(workers: Workers, config: ServeConfig, *, log_level: str = "warning",
-                    start_timeout: float = 30.0) -> Iterator[Running]:
+def serve_in_thread(
+    workers: Workers, config: ServeConfig, *, log_level: str = "warning", start_timeout: float = 30.0
+) -> Iterator[Running]:
     """Start the API in a background thread; on exit stop it, join the thread and close `workers`."""
     server = _server(workers, config, log_level)
     sock = bind(config)

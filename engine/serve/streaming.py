@@ -54,10 +54,18 @@ class Job:
     def _log_cancelled(self, future: asyncio.Future[Generation]) -> None:
         gen = None if future.cancelled() or future.exception() is not None else future.result()
         n = len(gen.steps) if gen is not None else 0
-        log.info("%s cancelled: the client disconnected; the model stopped after %d of max_tokens=%d tokens",
-                 self.id, n, self.plan.max_tokens,
-                 extra={"loupe_request": self.id, "completion_tokens": n, "max_tokens": self.plan.max_tokens,
-                        "stop": gen.stop if gen is not None else None})
+        log.info(
+            "%s cancelled: the client disconnected; the model stopped after %d of max_tokens=%d tokens",
+            self.id,
+            n,
+            self.plan.max_tokens,
+            extra={
+                "loupe_request": self.id,
+                "completion_tokens": n,
+                "max_tokens": self.plan.max_tokens,
+                "stop": gen.stop if gen is not None else None,
+            },
+        )
 
 
 def start(workers: Workers, plan: chat.ChatPlan, *, stream: bool) -> Job:
@@ -72,8 +80,11 @@ def start(workers: Workers, plan: chat.ChatPlan, *, stream: bool) -> Job:
         except RuntimeError:  # the server stopped (its loop is closed): nobody is listening any more
             cancel.set()
 
-    future = asyncio.ensure_future(workers.model_lane.call(
-        chat.generate, workers.engine, plan, cancel=cancel, on_token=on_token if stream else None))
+    future = asyncio.ensure_future(
+        workers.model_lane.call(
+            chat.generate, workers.engine, plan, cancel=cancel, on_token=on_token if stream else None
+        )
+    )
     future.add_done_callback(lambda _: queue.put_nowait(None))  # after every token: they were queued first
     return Job(f"chatcmpl-{uuid.uuid4().hex}", plan, future, cancel, queue)
 
@@ -124,8 +135,9 @@ class EventStream(StreamingResponse):
     """
 
     def __init__(self, body: AsyncIterator[str], job: Job) -> None:
-        super().__init__(body, media_type="text/event-stream",
-                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        super().__init__(
+            body, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
         self.job = job
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -135,10 +147,12 @@ class EventStream(StreamingResponse):
             self.job.abandon()  # nothing if the generation had ended
 
 
-def _chunk(job: Job, model_id: str, created: int, *, usage: bool, loupe: s.LoupeExtras | None = None,
-           **choice: Any) -> dict[str, Any]:
-    chunk = s.ChatCompletionChunk(id=job.id, created=created, model=model_id, choices=[s.ChunkChoice(**choice)],
-                                  loupe=loupe)
+def _chunk(
+    job: Job, model_id: str, created: int, *, usage: bool, loupe: s.LoupeExtras | None = None, **choice: Any
+) -> dict[str, Any]:
+    chunk = s.ChatCompletionChunk(
+        id=job.id, created=created, model=model_id, choices=[s.ChunkChoice(**choice)], loupe=loupe
+    )
     leave_out = ({"usage"} if not usage else set()) | ({"loupe"} if loupe is None else set())
     body = chunk.model_dump(mode="json", exclude=leave_out)
     for c in body["choices"]:
@@ -176,13 +190,28 @@ async def events(req: s.ChatRequest, job: Job, first: Token | None, model_id: st
         return
     except Exception as exc:  # the stream has begun: report the failure in it, then close
         log.exception("%s failed after streaming began", job.id)
-        yield _error_event(ApiError(500, f"internal error: {type(exc).__name__}", type_="server_error",
-                                    code="internal_error"))
+        yield _error_event(
+            ApiError(500, f"internal error: {type(exc).__name__}", type_="server_error", code="internal_error")
+        )
         return
     done = chat.completion(req, job.plan, gen, model_id, (time.perf_counter() - t0) * 1000, job.id)
-    yield _data(_chunk(job, model_id, created, usage=usage, delta=s.Delta(content=utf8.decode(b"", final=True) or None),
-                       finish_reason=done.choices[0].finish_reason, loupe=done.loupe))
+    yield _data(
+        _chunk(
+            job,
+            model_id,
+            created,
+            usage=usage,
+            delta=s.Delta(content=utf8.decode(b"", final=True) or None),
+            finish_reason=done.choices[0].finish_reason,
+            loupe=done.loupe,
+        )
+    )
     if usage:
-        yield _data({**_chunk(job, model_id, created, usage=True, delta=s.Delta()), "choices": [],
-                     "usage": done.usage.model_dump(mode="json")})
+        yield _data(
+            {
+                **_chunk(job, model_id, created, usage=True, delta=s.Delta()),
+                "choices": [],
+                "usage": done.usage.model_dump(mode="json"),
+            }
+        )
     yield "data: [DONE]\n\n"

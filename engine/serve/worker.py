@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from engine.api import Engine
+from engine.images.load import MAX_PIXELS
+from engine.serve.limits import PixelBudget
 from engine.store import Store
 
 T = TypeVar("T")
@@ -44,8 +46,11 @@ class Lane:
 class Workers:
     """The loaded engine on its own lane, and the results store on another (SQLite wants one thread)."""
 
-    def __init__(self, engine: Engine, db_path: str | Path, *, max_queue: int = 32) -> None:
+    def __init__(
+        self, engine: Engine, db_path: str | Path, *, max_queue: int = 32, max_pixels: int = MAX_PIXELS
+    ) -> None:
         self.engine = engine
+        self.pixels = PixelBudget(max_pixels)  # decoded pixels held at once: one of the largest images allowed
         self.model_lane = Lane("loupe-serve-model", max_queue=max_queue)
         self.store_lane = Lane("loupe-serve-store")
         self.db_path = Path(db_path)
