@@ -70,6 +70,18 @@ def _enable_wal(conn: sqlite3.Connection, wait_s: float = WAL_WAIT_S) -> str:
             delay = min(delay * 2, 0.2)
 
 
+def _why(exc: sqlite3.OperationalError) -> str:
+    """What a write failure means for the user."""
+    text = str(exc).lower()
+    if "full" in text:
+        return "the disk (or the store's size limit) is full: free some space, then resume"
+    if "readonly" in text or "read-only" in text:
+        return "the store is read-only here: check its permissions, or pass --db elsewhere"
+    if "locked" in text or "busy" in text:
+        return "the store is locked by another program for too long"
+    return f"cannot write the store ({exc})"
+
+
 class Store:
     """One open store file. Use one Store per thread; every write is its own committed transaction."""
 
@@ -113,14 +125,19 @@ class Store:
         """One write transaction: committed (and fsynced) on success, rolled back on any exception."""
         if self.conn.in_transaction:  # left open by an interrupt between BEGIN and the try below
             self.conn.execute("ROLLBACK")
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.conn
-        except BaseException:
-            if self.conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                if self.conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+                    self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:  # the file system's problem, said in one line with the path
+            if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+            raise StoreError(f"{self.path}: {_why(exc)}; nothing was lost, what was committed is there") from None
 
     def integrity(self) -> str:
         """SQLite's integrity check ("ok" when the file is sound)."""

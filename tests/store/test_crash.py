@@ -119,3 +119,41 @@ def test_ctrl_c_stops_after_the_current_item_with_it_committed(tmp_path, model_a
     rest = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert rest.returncode == 0 and json.loads(rest.stdout.splitlines()[-1])["done"] == 40
     assert result_count(db) == 40
+
+
+def test_a_full_disk_mid_batch_is_one_line_and_the_job_resumes_after(tmp_path):
+    """SQLite's own "database or disk is full" (SQLITE_FULL), made by capping the file's pages on the store's
+    connection: the batch stops with one line naming the store, nothing committed is lost, and it resumes."""
+    from engine.api import AnalyzeRequest, Engine
+    from engine.backends.fake import FakeBackend
+    from engine.batch import BatchRunner, open_job
+    from engine.errors import LoupeError
+    from engine.store import Store
+    from engine.tasks import builtin_task
+    from tests.store.conftest import DEFECTS_OUT, make_images
+
+    folder = make_images(tmp_path / "imgs", 40)
+    task = builtin_task("defects")
+    engine = Engine(FakeBackend([DEFECTS_OUT]), model="fake")
+
+    def analyze(path, t):
+        return engine.analyze(AnalyzeRequest((path,), t))
+
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        paths = sorted(str(p) for p in folder.iterdir())
+        job, _ = open_job(store, inputs=[str(folder)], paths=paths, task=task, model="fake", settings={}, launch={})
+        pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+        store.conn.execute(f"PRAGMA max_page_count = {pages + 3}")  # room for a few results, not forty
+        try:
+            BatchRunner(store, analyze).run(job.id)
+        except LoupeError as exc:
+            message = str(exc)
+        else:
+            raise AssertionError("the store never filled up")
+        assert "\n" not in message and str(db) in message and "full" in message
+        done = store.counts(job.id)["done"]
+        assert 0 < done < 40 and store.integrity() == "ok"
+        store.conn.execute("PRAGMA max_page_count = 1073741823")  # space again
+        summary = BatchRunner(store, analyze).run(job.id)
+    assert summary.done == summary.items == 40
