@@ -77,6 +77,24 @@ def _check_sink(name: str, table: dict[str, Any], source: str) -> None:
             raise TaskError(source, f"url must look like {schemes[0]}://host[:port]...", f"/{name}/url")
     if name == "mqtt" and table.get("qos", 1) not in (0, 1, 2):
         raise TaskError(source, "qos is 0, 1 or 2", "/mqtt/qos")
+    if name == "mqtt" and "topic" in table:
+        problem = topic_problem(table["topic"])
+        if problem:
+            raise TaskError(source, problem, "/mqtt/topic")
+
+
+def topic_problem(topic: str) -> str | None:
+    """Why an MQTT topic template cannot be published to (None when it can): its only fields are {task} and
+    {verdict}, and a publish topic has no wildcards (+, #), no NUL and is not empty."""
+    try:
+        sample = topic.format(task="task", verdict="FAIL")
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        return f"topic {topic!r} has a field other than {{task}} and {{verdict}} ({type(exc).__name__}: {exc})"
+    if not sample or "+" in sample or "#" in sample or "\0" in sample:
+        return f"topic {topic!r} is not a topic one can publish to (empty, or a wildcard + or #)"
+    if len(sample.encode()) > 65535:
+        return "topic is longer than MQTT allows"
+    return None
 
 
 def _mqtt(settings: dict[str, Any]) -> Sink:

@@ -53,7 +53,12 @@ class Delivery:
                     if entry is None or (not ignore_backoff and entry.next_at > time.time()):
                         break
                     try:
-                        sink.send(entry.payload)
+                        try:
+                            sink.send(entry.payload)
+                        except OutputError:
+                            raise
+                        except Exception as exc:  # a sink's own bug or a library error: this sink's failure alone
+                            raise OutputError(f"{name}: {type(exc).__name__}: {exc}") from None
                     except OutputError as exc:
                         delay = min(self.max_backoff_s, self.base_backoff_s * 2 ** entry.attempts)
                         outbox.mark_failed(entry.id, str(exc), delay)

@@ -17,13 +17,16 @@ from tests.floor.conftest import Broker, Receiver, Subscriber
 def queue(store: Store, sinks: list, n: int, start: int = 0) -> None:
     outbox = Outbox(store)
     for i in range(start, start + n):
-        outbox.put([Message(s.name, s.destination, {"verdict": "FAIL", "task": "defects", "n": i}) for s in sinks],
-                   result_id=None)
+        outbox.put(
+            [Message(s.name, s.destination, {"verdict": "FAIL", "task": "defects", "n": i}) for s in sinks],
+            result_id=None,
+        )
 
 
 def test_mqtt_broker_restart_loses_nothing(broker: Broker, tmp_path: Path) -> None:
-    config = outputs_from_dict({"mqtt": {"url": f"mqtt://127.0.0.1:{broker.port}", "topic": "line1/{task}",
-                                         "timeout_s": 2}})
+    config = outputs_from_dict(
+        {"mqtt": {"url": f"mqtt://127.0.0.1:{broker.port}", "topic": "line1/{task}", "timeout_s": 2}}
+    )
     sinks = build_sinks(config)
     delivery = Delivery(tmp_path / "loupe.db", sinks)
     sub = Subscriber(broker.port, "line1/#")
@@ -138,3 +141,43 @@ def test_a_v2_store_gains_the_outbox_and_keeps_its_rows(tmp_path: Path) -> None:
         assert store.migrated_from == 2 and store.version == 3
         assert store.conn.execute("SELECT kind FROM audit").fetchall()[0][0] == "upload"
         assert Outbox(store).counts() == {}
+
+
+def test_a_topic_mqtt_rejects_is_refused_when_the_task_loads() -> None:
+    import pytest
+
+    from engine.errors import TaskError
+
+    for topic in ("line1/{nope}", "line1/#", "line1/+/x", "{0}", ""):
+        with pytest.raises(TaskError) as info:
+            outputs_from_dict({"mqtt": {"url": "mqtt://127.0.0.1:1883", "topic": topic}})
+        assert info.value.pointer == "/mqtt/topic" and "\n" not in str(info.value), topic
+    assert outputs_from_dict({"mqtt": {"url": "mqtt://127.0.0.1", "topic": "line1/{task}/{verdict}"}}).sinks
+
+
+def test_a_failing_sink_fails_alone_and_visibly_beside_a_working_one(broker: Broker, tmp_path: Path) -> None:
+    """A real MQTT sink whose topic template breaks at send time (built past the load-time check, as an older task
+    file or a bug would) next to a file drop: the file drop delivers everything; the MQTT sink keeps its messages
+    and its health says why."""
+    from engine.outputs.mqtt import MqttSink
+
+    image = tmp_path / "part.jpg"
+    image.write_bytes(b"jpeg")
+    broken = MqttSink(url=f"mqtt://127.0.0.1:{broker.port}", topic="line1/{nope}")
+    files = FileDropSink()
+    delivery = Delivery(tmp_path / "loupe.db", [broken, files])
+    with Store(tmp_path / "loupe.db") as store:
+        outbox = Outbox(store)
+        for i in range(3):
+            outbox.put(
+                [
+                    Message(s.name, s.destination, {"verdict": "FAIL", "task": "defects", "n": i, "image": str(image)})
+                    for s in (broken, files)
+                ]
+            )
+        assert delivery.deliver_once(store) == 3  # all three through the file drop
+        counts = outbox.counts()
+        assert counts["file"]["sent"] == 3 and counts["mqtt"]["pending"] == 3
+        health = {h.name: h for h in delivery.health(store)}
+        assert "KeyError" in (health["mqtt"].last_error or "") and not health["file"].last_error
+    assert json.loads((tmp_path / "part.jpg.json").read_text())["n"] == 2
