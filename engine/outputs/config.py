@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,7 @@ from engine.verdict import Verdict
 
 SINK_SETTINGS: dict[str, dict[str, tuple[type, ...]]] = {
     "mqtt": {"url": (str,), "topic": (str,), "qos": (int,), "retain": (bool,), "client_id": (str,),
-             "timeout_s": (int, float)},
+             "timeout_s": (int, float), "password": (dict,)},
     "webhook": {"url": (str,), "timeout_s": (int, float), "headers": (dict,)},
     "file": {"suffix": (str,)},
 }
@@ -69,12 +70,52 @@ def outputs_from_dict(raw: Any, source: str = "<outputs>") -> OutputsConfig:
     return OutputsConfig(sinks, frozenset(Verdict(v.upper()) for v in on), max_pending, float(backoff))
 
 
+# header names whose values are credentials: never written in a task file (it is stored with every job)
+SECRET_HEADER = re.compile(r"auth|token|key|secret|passw|cookie|session|signature", re.IGNORECASE)
+SECRET_REF = "a secret is named, not written: {env = \"NAME\"} (an environment variable) or {keyring = \"NAME\"}"
+
+
+def _check_secret_ref(value: Any, source: str, pointer: str) -> None:
+    if not (isinstance(value, dict) and len(value) == 1 and set(value) <= {"env", "keyring"}
+            and isinstance(next(iter(value.values())), str) and next(iter(value.values()))):
+        raise TaskError(source, SECRET_REF, pointer)
+
+
+def resolve_secret(ref: dict[str, str], what: str) -> str:
+    """The value a {env = NAME} / {keyring = NAME} reference names, read now (never stored)."""
+    import os
+
+    from engine.secrets import get_api_key
+
+    kind, name = next(iter(ref.items()))
+    value = os.environ.get(name) if kind == "env" else get_api_key(name, "")
+    if not value:
+        where = f"${name}" if kind == "env" else f"the keyring entry loupe/{name}"
+        raise TaskError("<outputs>", f"{what}: {where} is not set")
+    return value
+
+
 def _check_sink(name: str, table: dict[str, Any], source: str) -> None:
     if name in ("mqtt", "webhook"):
         url = table.get("url")
         schemes = ("mqtt", "tcp") if name == "mqtt" else ("http", "https")
         if not url or urlsplit(url).scheme not in schemes or not urlsplit(url).hostname:
             raise TaskError(source, f"url must look like {schemes[0]}://host[:port]...", f"/{name}/url")
+        if urlsplit(url).password is not None:
+            raise TaskError(source, "the url holds a password, which would be stored with every job: keep the "
+                            "user in the url and give `password` as {env = \"NAME\"} or {keyring = \"NAME\"}",
+                            f"/{name}/url")
+    if name == "mqtt" and "password" in table:
+        _check_secret_ref(table["password"], source, "/mqtt/password")
+    if name == "webhook":
+        for header, value in (table.get("headers") or {}).items():
+            pointer = "/webhook/headers/" + str(header).replace("~", "~0").replace("/", "~1")
+            if isinstance(value, dict):
+                _check_secret_ref(value, source, pointer)
+            elif not isinstance(value, str):
+                raise TaskError(source, "a header value is a string or a secret reference", pointer)
+            elif SECRET_HEADER.search(str(header)):
+                raise TaskError(source, f"header {header!r} carries a credential: {SECRET_REF}", pointer)
     if name == "mqtt" and table.get("qos", 1) not in (0, 1, 2):
         raise TaskError(source, "qos is 0, 1 or 2", "/mqtt/qos")
     if name == "mqtt" and "topic" in table:
@@ -100,13 +141,18 @@ def topic_problem(topic: str) -> str | None:
 def _mqtt(settings: dict[str, Any]) -> Sink:
     from engine.outputs.mqtt import MqttSink  # paho-mqtt is imported only there
 
+    settings = dict(settings)
+    if "password" in settings:
+        settings["password"] = resolve_secret(settings["password"], "mqtt password")
     return MqttSink(**settings)
 
 
 def _webhook(settings: dict[str, Any]) -> Sink:
     from engine.outputs.webhook import WebhookSink
 
-    return WebhookSink(**settings)
+    headers = {k: resolve_secret(v, f"webhook header {k}") if isinstance(v, dict) else v
+               for k, v in (settings.get("headers") or {}).items()}
+    return WebhookSink(**{**settings, "headers": headers})
 
 
 def _file(settings: dict[str, Any]) -> Sink:

@@ -19,10 +19,10 @@ class MqttSink:
     name = "mqtt"
 
     def __init__(self, url: str, topic: str = "loupe/{task}/verdict", qos: int = 1, retain: bool = False,
-                 client_id: str = "", timeout_s: float = 5.0) -> None:
+                 client_id: str = "", timeout_s: float = 5.0, password: str | None = None) -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 1883
-        self.username, self.password = parts.username, parts.password
+        self.username, self.password = parts.username, password if password is not None else parts.password
         self.topic, self.qos, self.retain, self.timeout_s = topic, qos, retain, float(timeout_s)
         self.client_id = client_id or f"loupe-{uuid.uuid4().hex[:8]}"
         self.destination = f"mqtt://{self.host}:{self.port}/{topic}"

@@ -152,6 +152,7 @@ class Receiver:
 
     def __init__(self, fail_first: int = 0) -> None:
         self.bodies: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self.fail_first = fail_first
         self.got = threading.Event()
         receiver = self
@@ -165,6 +166,7 @@ class Receiver:
                     self.end_headers()
                     return
                 receiver.bodies.append(json.loads(body))
+                receiver.headers.append(dict(self.headers))
                 receiver.got.set()
                 self.send_response(204)
                 self.end_headers()

@@ -181,3 +181,50 @@ def test_a_failing_sink_fails_alone_and_visibly_beside_a_working_one(broker: Bro
         health = {h.name: h for h in delivery.health(store)}
         assert "KeyError" in (health["mqtt"].last_error or "") and not health["file"].last_error
     assert json.loads((tmp_path / "part.jpg.json").read_text())["n"] == 2
+
+
+def test_output_credentials_are_named_never_written_and_never_stored(
+    receiver: Receiver, tmp_path: Path, monkeypatch
+) -> None:
+    import sqlite3
+
+    import pytest
+
+    from engine.errors import TaskError
+    from engine.tasks import task_from_dict
+
+    for outputs, pointer in (
+        ({"mqtt": {"url": "mqtt://line:hunter2@127.0.0.1"}}, "/mqtt/url"),
+        (
+            {"webhook": {"url": receiver.url, "headers": {"Authorization": "Bearer s3cret"}}},
+            "/webhook/headers/Authorization",
+        ),
+        ({"webhook": {"url": receiver.url, "headers": {"X-Api-Key": "s3cret"}}}, "/webhook/headers/X-Api-Key"),
+        ({"mqtt": {"url": "mqtt://line@127.0.0.1", "password": "hunter2"}}, "/mqtt/password"),
+    ):
+        with pytest.raises(TaskError) as info:
+            outputs_from_dict(outputs)
+        assert info.value.pointer == pointer and "s3cret" not in str(info.value) and "hunter2" not in str(info.value)
+
+    monkeypatch.setenv("LINE_TOKEN", "Bearer s3cret")
+    raw = {
+        "schema": {"type": "object"},
+        "instructions": "x",
+        "outputs": {
+            "webhook": {"url": receiver.url, "headers": {"Authorization": {"env": "LINE_TOKEN"}, "X-Line": "7"}}
+        },
+    }
+    task = task_from_dict(raw, "t.json")
+    sinks = build_sinks(outputs_from_dict(task.outputs))
+    with Store(tmp_path / "loupe.db") as store:
+        store.create_job(key="k", task=task, model="m", settings={}, launch={}, paths=["a.png"])
+        queue(store, sinks, 1)
+        delivery = Delivery(tmp_path / "loupe.db", sinks)
+        sent = [delivery.deliver_once(store, ignore_backoff=True) for _ in range(3)]  # the receiver 503s twice first
+        assert sent == [0, 0, 1]
+    assert receiver.headers[0]["Authorization"] == "Bearer s3cret" and receiver.headers[0]["X-Line"] == "7"
+    stored = sqlite3.connect(tmp_path / "loupe.db").execute("SELECT task FROM jobs").fetchone()[0]
+    assert "LINE_TOKEN" in stored and "s3cret" not in stored
+    monkeypatch.delenv("LINE_TOKEN")
+    with pytest.raises(TaskError, match=r"\$LINE_TOKEN is not set"):
+        build_sinks(outputs_from_dict(task.outputs))
