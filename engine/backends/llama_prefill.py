@@ -28,6 +28,16 @@ _NO_ABORT = llama_cpp.ggml_abort_callback()  # a NULL function pointer
 _ABORTED = 2  # what llama_decode returns when the abort callback stopped it (llama.cpp removes that ubatch)
 
 
+def _too_long(planned: list[tuple[Any, list[Unit]]], n_ctx: int, max_tokens: int) -> str:
+    """Why a prompt does not fit, naming the part that makes it too long."""
+    image = sum(unit_len(u) for _, units in planned if isinstance(units[0], ImageUnit) for u in units)
+    text = sum(unit_len(u) for _, units in planned if not isinstance(units[0], ImageUnit) for u in units)
+    fix = ("shorten the task's schema or instructions (a long enum, many properties)" if text + max_tokens >= n_ctx
+           else "lower the image detail or send fewer images")
+    return (f"the prompt does not fit the model's context of {n_ctx} tokens: {text} tokens of task text (instructions "
+            f"and schema) + {image} image tokens + max_tokens {max_tokens}; {fix}")
+
+
 class PrefillCancelled(Exception):
     """The cancel event was set while llama.cpp evaluated the prompt; the KV cache holds nothing reusable."""
 
@@ -125,7 +135,7 @@ class PrefillMixin:
                     skip -= len(units)
                     continue
                 if n_past + n - skip >= n_ctx:  # n_past already counts the `skip` tokens reused
-                    raise BackendError(f"prompt needs more than the context of {n_ctx} tokens; lower the image detail")
+                    raise BackendError(_too_long(planned, n_ctx, max_tokens))
                 stored = n_past == 0 and chunk is not planned[-1][0] and self._prefix_key(units)
                 if stored and self._prefix_from_disk(stored, len(units)):
                     n_past = counts["prefix_tokens_from_disk"] = counts["reused_tokens"] = len(units)

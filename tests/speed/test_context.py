@@ -12,6 +12,7 @@ from PIL import Image
 from engine.backends.llama_cpp import LlamaCppBackend
 from engine.backends.reuse import ImageUnit, drop_duplicate_view
 from engine.errors import BackendError
+from engine.prompt import MEDIA, user_text
 from tests.conftest import FAMILIES
 from tests.speed.test_reuse import _request, _same
 
@@ -52,8 +53,32 @@ def test_a_prompt_past_the_limit_is_refused_with_a_clear_error(tiny_models, pict
     model = tiny_models["smolvlm"]
     b = LlamaCppBackend(model.text_path, model.mmproj_path, n_threads=1, n_ctx=256)
     try:
-        with pytest.raises(BackendError, match="more than the context of 256 tokens"):
+        with pytest.raises(BackendError, match="does not fit the model's context of 256 tokens"):
             b.generate(_request(b, picture, detail="high"))
+    finally:
+        b.close()
+
+
+def test_a_prompt_too_long_says_which_part_makes_it_so(tiny_models, picture):
+    """A 100,000-value enum used to be blamed on the image detail; each cause is now named with its token counts."""
+    model = tiny_models["smolvlm"]
+    b = LlamaCppBackend(model.text_path, model.mmproj_path, n_threads=1, n_ctx=1024)
+    try:
+        request = _request(b, picture)
+        schema = {"type": "object", "properties": {"code": {"enum": [f"v{i}" for i in range(100_000)]}}}
+        huge = dataclasses.replace(
+            request,
+            text=user_text("Read the code.", schema, 1, allow_refusal=False),
+            constraint=b.compile(schema, allow_refusal=False),
+            schema=schema,
+        )
+        with pytest.raises(BackendError) as info:
+            b.generate(huge)
+        assert "shorten the task's schema or instructions" in str(info.value) and "image detail" not in str(info.value)
+        many = dataclasses.replace(request, images=request.images * 12, text=request.text + "\n" + MEDIA * 11)
+        with pytest.raises(BackendError) as info:
+            b.generate(many)
+        assert "lower the image detail or send fewer images" in str(info.value)
     finally:
         b.close()
 
@@ -75,19 +100,39 @@ def test_a_one_tile_idefics3_image_is_one_view_not_the_tile_and_its_overview(tin
         b.close()
 
 
-PIECES = {1: b"Look:", 2: b"<fake_token_around_image>", 3: b"<row_1_col_1>", 4: b"\n\n", 5: b"<global-img>",
-          6: b"\n", 7: b"<row_1_col_2>", 8: b"<fake_token_", 9: b"around_image>"}
+PIECES = {
+    1: b"Look:",
+    2: b"<fake_token_around_image>",
+    3: b"<row_1_col_1>",
+    4: b"\n\n",
+    5: b"<global-img>",
+    6: b"\n",
+    7: b"<row_1_col_2>",
+    8: b"<fake_token_",
+    9: b"around_image>",
+}
 
 
 def test_drop_duplicate_view_cuts_the_tile_and_its_markup_only_for_a_1x1_grid():
     img = [ImageUnit("a", i, 4) for i in range(3)]
     planned = [("t0", [1, 2, 3]), ("i0", [img[0]]), ("t1", [4, 2, 5]), ("i1", [img[1]]), ("t2", [2, 1])]
-    assert drop_duplicate_view(planned, PIECES.__getitem__) == [("t0", [1]), ("t1", [2, 5]), ("i1", [img[1]]),
-                                                                ("t2", [2, 1])]
+    assert drop_duplicate_view(planned, PIECES.__getitem__) == [
+        ("t0", [1]),
+        ("t1", [2, 5]),
+        ("i1", [img[1]]),
+        ("t2", [2, 1]),
+    ]
     split = [("t0", [1, 8, 9, 3]), ("i0", [img[0]]), ("t1", [4, 2, 5]), ("i1", [img[1]]), ("t2", [2])]
     assert drop_duplicate_view(split, PIECES.__getitem__)[0] == ("t0", [1])  # markup spelled by several tokens
-    wide = [("t0", [2, 3]), ("i0", [img[0]]), ("t1", [2, 7]), ("i1", [img[1]]), ("t2", [4, 2, 5]),
-            ("i2", [img[2]]), ("t3", [2])]  # 1x2 grid: three views of one picture, nothing is a duplicate
+    wide = [
+        ("t0", [2, 3]),
+        ("i0", [img[0]]),
+        ("t1", [2, 7]),
+        ("i1", [img[1]]),
+        ("t2", [4, 2, 5]),
+        ("i2", [img[2]]),
+        ("t3", [2]),
+    ]  # 1x2 grid: three views of one picture, nothing is a duplicate
     assert drop_duplicate_view(wide, PIECES.__getitem__) == wide
     other = [("t0", [1, 2, 3]), ("i0", [img[0]]), ("t1", [6, 2, 5]), ("i1", [img[1]]), ("t2", [2])]
     assert drop_duplicate_view(other, PIECES.__getitem__) == other  # not the layout we know: left alone
@@ -103,8 +148,9 @@ def test_an_image_decoded_both_ways_gets_a_micro_batch_that_holds_it(tiny_models
     picture = tmp_path / "p.png"
     Image.new("RGB", (160, 120), (90, 120, 150)).save(picture)
     for family in FAMILIES:
-        backend = LlamaCppBackend(tiny_models[family].text_path, tiny_models[family].mmproj_path, n_threads=1,
-                                  n_ubatch=4)
+        backend = LlamaCppBackend(
+            tiny_models[family].text_path, tiny_models[family].mmproj_path, n_threads=1, n_ubatch=4
+        )
         with Engine(backend) as engine:
             result = engine.analyze(AnalyzeRequest((picture,), builtin_task("describe").with_options(max_tokens=8)))
             assert result.status.value in ("ok", "truncated", "invalid")
