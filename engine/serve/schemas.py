@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_TOKENS_LIMIT = 8192
+MAX_TEXT = 256 * 1024  # characters of one text field: far past any prompt a small model's context holds
 
 
 class ImageUrl(BaseModel):
@@ -20,7 +21,7 @@ class TextPart(BaseModel):
     """A text content part."""
 
     type: Literal["text"]
-    text: str
+    text: str = Field(max_length=MAX_TEXT)
 
 
 class ImagePart(BaseModel):
@@ -35,7 +36,7 @@ class Message(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart | ImagePart] | None = None
+    content: Annotated[str, Field(max_length=MAX_TEXT)] | list[TextPart | ImagePart] | None = None
 
 
 class JsonSchemaFormat(BaseModel):
@@ -66,7 +67,7 @@ class ChatRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     model: str
-    messages: list[Message] = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1, max_length=256)
     response_format: ResponseFormat | None = None
     max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
@@ -200,7 +201,8 @@ class AnalyzeBody(BaseModel):
     task: str | None = Field(default=None, description="a built-in task name (see `loupe tasks`)")
     task_file: str | None = Field(default=None, description="path of a task file on the server's machine")
     schema_: dict[str, Any] | None = Field(default=None, alias="schema", description="a JSON Schema (object)")
-    instructions: str | None = Field(default=None, description="instructions that go with `schema`")
+    instructions: str | None = Field(default=None, max_length=MAX_TEXT,
+                                     description="instructions that go with `schema`")
     options: dict[str, Any] | None = Field(default=None, description="task option overrides (max_tokens, ...)")
 
 

@@ -153,3 +153,13 @@ def test_sixteen_huge_pictures_at_once_stay_within_the_pixel_budget(server: Runn
         f"\n16 x 9400x9400 PNG ({len(buf.getvalue()) >> 10} KiB each): peak RSS {peak - baseline:.0f} MiB over "
         f"{baseline:.0f} MiB"
     )
+
+
+def test_a_text_field_past_its_limit_is_a_400_naming_it(server: Running) -> None:
+    from engine.serve.schemas import MAX_TEXT
+    from tests.serve.conftest import MODEL
+
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "x" * (MAX_TEXT + 1)}],
+            "response_format": {"type": "json_object"}}
+    status, r = call(server, "/v1/chat/completions", body)
+    assert status == 400 and "messages" in r["error"]["message"] and "at most" in r["error"]["message"], r
