@@ -6,10 +6,19 @@ import multiprocessing
 import os
 import sys
 
+WORKER_FLAG = "--loupe-model-worker"  # engine.backends.worker.FROZEN_WORKER_FLAG
+
 
 def main() -> int:
     """Dispatch on the executable's name (both executables in the bundle run this script)."""
     multiprocessing.freeze_support()
+    if len(sys.argv) == 3 and sys.argv[1] == WORKER_FLAG:  # the model process (engine.backends.worker)
+        from multiprocessing.connection import Connection
+
+        from engine.backends.worker_child import main as worker_main
+
+        worker_main(Connection(int(sys.argv[2])))
+        return 0
     name = os.path.basename(sys.argv[0]).lower().removesuffix(".exe")
     if name.endswith("loupe-app"):
         from desktop.app import main as app_main

@@ -41,6 +41,7 @@ from engine.confidence import TokenStep
 from engine.errors import BackendError, ConstraintError, LoupeError, ModelLoadError
 
 ENV = "LOUPE_MODEL_WORKER"  # on (default) | off
+FROZEN_WORKER_FLAG = "--loupe-model-worker"  # argv[1] of a frozen bundle's executable that runs the model process
 CANCEL_GRACE_S = 0.5
 CRASHED = "the model process crashed"  # how a request's error begins when the worker died on it
 LOAD_TIMEOUT_S = 600.0  # a 4B model read from a slow disk; a child stuck longer is killed
@@ -55,9 +56,9 @@ _ERRORS: dict[str, type[LoupeError]] = {
 
 def enabled(environ: Any = os.environ) -> bool:
     """Whether backends run in a worker process: $LOUPE_MODEL_WORKER (default on), on POSIX (the child gets its pipe
-    by fd), outside a frozen bundle (whose executable is not a Python to run `-m` with)."""
+    by fd; elsewhere in-process)."""
     wanted = environ.get(ENV, "on").strip().lower() not in {"0", "off", "no", "false"}
-    return wanted and os.name == "posix" and not getattr(sys, "frozen", False)
+    return wanted and os.name == "posix"
 
 
 def memory_ceiling(files: list[str], environ: Any = os.environ, total: int | None = None) -> int | None:
@@ -132,9 +133,16 @@ class ModelProcess:
         ours, theirs = socket.socketpair()
         # the child's last words (a GGML_ASSERT, an abort) for the error; open while it lives
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        fd = str(theirs.fileno())
+        # in a frozen bundle the executable is Loupe itself, whose entry point (packaging/entry.py) runs the child
+        command = (
+            [sys.executable, FROZEN_WORKER_FLAG, fd]
+            if getattr(sys, "frozen", False)
+            else [sys.executable, "-m", "engine.backends.worker_child", fd]
+        )
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "engine.backends.worker_child", str(theirs.fileno())],
+                command,
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

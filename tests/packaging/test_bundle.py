@@ -68,6 +68,19 @@ def test_frozen_cli_analyses_an_image(bundle: Path, tiny_models: dict, tmp_path:
     print(f"\nfrozen `loupe tasks` {start_s:.2f} s; frozen `loupe analyze` (load + first result) {first_s:.2f} s")
 
 
+def test_frozen_cli_runs_the_model_in_its_own_process(bundle: Path, tiny_models: dict, tmp_path: Path) -> None:
+    """The bundle's executable starts itself as the model process (packaging/entry.py): a segfault there (the
+    test-only fault hook) is an error line for that image, and the frozen CLI exits normally."""
+    env = {**_env(tmp_path), "LOUPE_WORKER_FAULT": "decode:SIGSEGV"}
+    run = subprocess.run([str(bundle / "loupe"), "analyze", str(SAMPLE), "--json", "--max-tokens", "16",
+                          "--task-file", str(_gauge(tmp_path)), *_model_args(tiny_models)],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode in (0, 1), run.stderr
+    result = json.loads(run.stdout.splitlines()[-1])
+    assert result["status"] == "error" and "the model process crashed (SIGSEGV)" in result["error"]
+    assert "Traceback" not in run.stderr
+
+
 def test_frozen_serve_answers_analyze(bundle: Path, tiny_models: dict, tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
