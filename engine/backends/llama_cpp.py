@@ -30,7 +30,7 @@ from llama_cpp._internals import LlamaBatch
 from llama_cpp._utils import suppress_stdout_stderr
 
 from engine.backends.base import Capabilities, Generation, GenerationRequest
-from engine.backends.chat_template import load_chat_template, render_prompt
+from engine.backends.chat_template import load_chat_template, render_prompt, template_source
 from engine.backends.decode import TokenVocab, decode
 from engine.backends.gguf_file import check_gguf, projector_type, repacked
 from engine.backends.llama_cpu import CpuPlan, load_llama
@@ -155,7 +155,9 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
         self._projectors = projectors
         self.mmproj_file = projectors.path_for(self.mmproj_path) if projectors is not None else self.mmproj_path
         self._mtmd = self._init_mtmd(threads, image_max_tokens)
-        source = self._llm.metadata.get("tokenizer.chat_template")
+        source, note = template_source(self._llm.metadata.get("tokenizer.chat_template"), self.text_path,
+                                       self._projector)
+        self.notes: tuple[str, ...] = (note,) if note else ()  # what a user should know about this load
         self._template: jinja2.Template = load_chat_template(source, self.text_path)
         self._batch = LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
         self._n_batch = n_batch

@@ -266,6 +266,7 @@ class WorkerBackend:
         self.model_id: str = info["model_id"]
         self.capabilities: Capabilities = info["capabilities"]
         self.load_ms: float = info["load_ms"]
+        self.notes: tuple[str, ...] = info.get("notes", ())
 
     @classmethod
     def is_available(cls) -> bool:

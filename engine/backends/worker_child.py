@@ -78,6 +78,7 @@ def main(conn: Connection) -> None:
                             "model_id": backend.model_id,
                             "capabilities": backend.capabilities,
                             "load_ms": backend.load_ms,
+                            "notes": tuple(getattr(backend, "notes", ())),
                             "pid": os.getpid(),
                         },
                     )
