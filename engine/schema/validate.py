@@ -16,6 +16,7 @@ from jsonschema.validators import validator_for
 from referencing import Registry
 from referencing.exceptions import NoSuchResource, Unresolvable
 
+from engine.schema.formats import STRICT
 from engine.schema.limits import document_problem
 
 
@@ -87,6 +88,8 @@ def _format_checker() -> jsonschema.FormatChecker:
     for name, pattern in (("iri", _IRI), ("iri-reference", _IRI_REFERENCE)):
         if name not in checker.checkers:
             checker.checks(name)(lambda value, p=pattern: not isinstance(value, str) or bool(p.fullmatch(value)))
+    for name, check in STRICT.items():  # stricter than jsonschema's (engine.schema.formats)
+        checker.checks(name)(check)
     return checker
 
 
