@@ -11,8 +11,11 @@
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import re
 from collections.abc import Callable
+from typing import Any
 
 import idna
 import regex
@@ -53,7 +56,63 @@ def is_idn_hostname(value: object) -> bool:
     return len(encoded) <= 253
 
 
-_PY_GROUPS = re.compile(r"\(\?(?:P[<=>]|#|[aiLmsux-]+[:)]|>)|[*+?}]\+")  # named/comment/flag/atomic, possessive
+_PY_GROUPS = re.compile(r"\(\?(?:P[<=>]|#|[aiLmsux-]+[:)]|>)|(?:[*+?]|\{\d+(?:,\d*)?\})\+")  # Python-only syntax
+# ECMA-262's \s: its WhiteSpace and LineTerminator code points (U+FEFF included, unlike Python's)
+_ECMA_SPACE = "\\t\\n\\v\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
+_CLASS_ESCAPES = {"d": "0-9", "w": "A-Za-z0-9_", "s": _ECMA_SPACE}
+
+
+def translate(pattern: str) -> str:
+    """An ECMA-262 pattern rewritten for the `regex` module: \\d \\w \\s (and negations) as ECMA defines them,
+    `[]`, `[^]`, `\\cX` and `\\k<name>` in regex's spelling."""
+    out: list[str] = []
+    in_class = False
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            e = pattern[i + 1]
+            if e.lower() in _CLASS_ESCAPES:
+                body = _CLASS_ESCAPES[e.lower()]
+                if in_class:  # [\\d.] -> [0-9.]; a negated one inside a class ([\\D.]) keeps regex's meaning
+                    out.append(body if e.islower() else pattern[i : i + 2])
+                else:
+                    out.append(f"[{body}]" if e.islower() else f"[^{body}]")
+                i += 2
+                continue
+            if e == "c" and i + 2 < len(pattern) and pattern[i + 2].isalpha():
+                out.append(f"\\x{ord(pattern[i + 2].upper()) - 64:02x}")
+                i += 3
+                continue
+            if e == "k" and pattern[i + 2 : i + 3] == "<":
+                name = pattern[i + 3 : pattern.find(">", i + 3)]
+                out.append(f"(?P={name})")
+                i += 4 + len(name)
+                continue
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if not in_class and pattern.startswith("[^]", i):
+            out.append("[\\s\\S]")
+            i += 3
+            continue
+        if not in_class and pattern.startswith("[]", i):
+            out.append("(?!)")
+            i += 2
+            continue
+        if c == "[" and not in_class:
+            in_class = True
+        elif c == "]" and in_class:
+            in_class = False
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=512)
+def compiled(pattern: str) -> Any:
+    """The `regex` module's compiled form of an ECMA-262 pattern (regex.error when it is not one)."""
+    return regex.compile(translate(pattern))
 
 
 def is_ecma_regex(value: object) -> bool:
@@ -65,12 +124,9 @@ def is_ecma_regex(value: object) -> bool:
     for m in re.finditer(r"\\(.)", value, flags=re.S):  # escapes, paired left to right
         if m[1] in "aAZ" or (m[1] == "N" and value[m.end() : m.end() + 1] == "{"):
             return False
-    translated = value.replace("[^]", r"[\s\S]").replace("[]", "(?!)")
-    translated = re.sub(r"\\c([A-Za-z])", lambda m: f"\\x{ord(m.group(1).upper()) - 64:02x}", translated)
-    translated = re.sub(r"\\k<(\w+)>", r"(?P=\1)", translated)  # ECMA's named backreference
     try:
-        regex.compile(translated)
-    except (regex.error, OverflowError, RecursionError):
+        compiled(value)
+    except (regex.error, OverflowError, RecursionError, ValueError):
         return False
     return True
 
@@ -133,6 +189,32 @@ _RELATIVE_POINTER = re.compile(r"(?:0|[1-9][0-9]*)(?:#|(?:/(?:[^/~]|~[01])*)*)",
 
 def is_relative_json_pointer(value: object) -> bool:
     return not isinstance(value, str) or bool(_RELATIVE_POINTER.fullmatch(value))
+
+
+def _authority_ok(value: str) -> bool:
+    """The host of a URI/IRI reference with an authority: an IP literal in brackets must be a valid IPv6 address
+    (no leading zeros in an embedded IPv4), and an unbracketed host holds no colon but the port's."""
+    if "//" not in value:
+        return True
+    rest = value.split("//", 1)[1] if value.startswith("//") or "://" in value else ""
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[2]
+    if authority.startswith("["):
+        literal, _, after = authority[1:].partition("]")
+        if after and not re.fullmatch(r":[0-9]*", after):
+            return False
+        if literal[:1] in ("v", "V"):  # IPvFuture
+            return True
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            return False
+        return True
+    return authority.count(":") <= 1
+
+
+def with_authority(base: Callable[[object], bool]) -> Callable[[object], bool]:
+    """`base`, and the host of a URI/IRI as `_authority_ok` checks it."""
+    return lambda value: bool(base(value)) and (not isinstance(value, str) or _authority_ok(value))
 
 
 STRICT: dict[str, Callable[[object], bool]] = {

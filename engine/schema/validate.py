@@ -16,7 +16,7 @@ from jsonschema.validators import validator_for
 from referencing import Registry
 from referencing.exceptions import NoSuchResource, Unresolvable
 
-from engine.schema.formats import STRICT
+from engine.schema.formats import STRICT, compiled, with_authority
 from engine.schema.limits import document_problem
 
 
@@ -47,7 +47,7 @@ def schema_problem(schema: Any) -> tuple[str, str] | None:
         return too_big
     cls = validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
-        cls.check_schema(schema)
+        cls.check_schema(schema, format_checker=FORMAT_CHECKER)  # `pattern` values checked as ECMA-262 regexes
     except js_exc.SchemaError as err:
         best = js_exc.best_match([err]) if err.context else err
         return (best.message, pointer_of(best.path))
@@ -90,6 +90,9 @@ def _format_checker() -> jsonschema.FormatChecker:
             checker.checks(name)(lambda value, p=pattern: not isinstance(value, str) or bool(p.fullmatch(value)))
     for name, check in STRICT.items():  # stricter than jsonschema's (engine.schema.formats)
         checker.checks(name)(check)
+    for name in ("uri", "uri-reference", "iri", "iri-reference"):  # and their hosts checked as RFC 3986 says
+        if name in checker.checkers:
+            checker.checks(name)(with_authority(checker.checkers[name][0]))
     return checker
 
 
@@ -113,9 +116,11 @@ class PatternTimeout(Exception):
 def _search(pattern: str, text: str) -> bool:
     """Whether `pattern` matches somewhere in `text`, within PATTERN_TIMEOUT_S (the `regex` module's timeout)."""
     try:
-        return regex.search(pattern, text, timeout=PATTERN_TIMEOUT_S) is not None
+        return compiled(pattern).search(text, timeout=PATTERN_TIMEOUT_S) is not None
     except TimeoutError:
         raise PatternTimeout(pattern) from None
+    except regex.error:  # not an ECMA-262 regex (a task's are refused when it loads): nothing matches it
+        return False
 
 
 def _pattern(validator: Any, patrn: str, instance: Any, schema: Any) -> Iterator[js_exc.ValidationError]:

@@ -71,3 +71,34 @@ def test_the_suite_cases_of_each_strict_format(name: str):
 )
 def test_strict_formats(name: str, value: str, ok: bool):
     assert STRICT[name](value) is ok
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("http://[::1]:8080/x", True),
+        ("http://[::ffff:192.168.0.1]/", True),
+        ("http://[::ffff:192.168.0.01]", False),
+        ("http://2001:0db8:85a3:0000:0000:8a2e:0370:7334", False),
+        ("http://example.com:80/a", True),
+    ],
+)
+def test_uri_hosts(value: str, ok: bool):
+    assert (validation_errors({"format": "iri"}, value) == []) is ok
+    assert (validation_errors({"format": "uri-reference"}, value) == []) is ok
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "ok"),
+    [
+        ("^\\S$", "\ufeff", False),
+        ("^\\s$", "\u00a0", True),
+        ("^\\d+$", "\u0967\u0968", False),
+        ("^\\D$", "\u0967", True),
+        ("^\\w$", "\u00e9", False),
+        ("^\\cC$", "\x03", True),
+        ("^\\p{Letter}+$", "école", True),
+    ],
+)
+def test_patterns_follow_ecma_262(pattern: str, value: str, ok: bool):
+    assert (validation_errors({"type": "string", "pattern": pattern}, value) == []) is ok
