@@ -1,7 +1,8 @@
 """Strict `format` checks where jsonschema's are loose (measured on the JSON Schema Test Suite's optional/format).
 
 - hostname: RFC 1123 labels, ASCII only, no trailing dot, and `xn--` labels that are valid Punycode/IDNA A-labels.
-- idn-hostname: IDNA 2008 (the `idna` package), no trailing dot of any script.
+- idn-hostname: IDNA 2008 (the `idna` package), no trailing dot of any script, RFC 5893's Bidi rule on every
+  label of a domain name that has a right-to-left one.
 - regex: ECMA-262 syntax, not Python's: Python-only groups, inline flags and escapes are refused; ECMA-only forms
   (`(?<name>`, `\\k<name>`, `[]`, `[^]`, `\\cX`, variable lookbehind) are accepted.
 - uri-template: RFC 6570 level 4 grammar.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +53,10 @@ def is_idn_hostname(value: object) -> bool:
         return False
     try:
         encoded = idna.encode(value, uts46=False)
+        labels = value.split(".")
+        if any(unicodedata.bidirectional(c) in ("R", "AL", "AN") for c in value):  # a Bidi domain name: every
+            for label in labels:  # label keeps RFC 5893's Bidi rule, not only the right-to-left ones
+                idna.check_bidi(label, check_ltr=True)
     except (idna.IDNAError, UnicodeError, ValueError):
         return False
     return len(encoded) <= 253

@@ -34,9 +34,7 @@ def test_the_suite_cases_of_each_strict_format(name: str):
         for test in case["tests"]:
             if (not validation_errors(case["schema"], test["data"])) != test["valid"]:
                 wrong.append((test["description"], test["data"]))
-    # left: the Bidi rule across labels (RFC 5893), which the idna package checks only within a label
-    known = [w for w in wrong if name == "idn-hostname" and w[1] == "0a.\u05d0"]
-    assert wrong == known and len(known) <= 1
+    assert wrong == []
 
 
 @pytest.mark.parametrize(
