@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,7 @@ import llguidance as llg
 import numpy as np
 
 from engine.constrain.base import REFUSAL_PREFIX
-from engine.constrain.relax import relax
+from engine.constrain.relax import children, relax
 from engine.errors import ConstraintError
 
 if TYPE_CHECKING:
@@ -107,11 +108,12 @@ def plan(schema: dict[str, Any] | bool, tokenizer: LLTokenizer | None = None, *,
         return source, ()
     if isinstance(schema, bool):
         raise ConstraintError(f"cannot compile the schema for decoding: {strict_problem}")
-    loose = dict(schema)
+    loose, widened = widen_property_counts(schema)
     loose["x-guidance"] = {"lenient": True, "coerce_one_of": True, **(schema.get("x-guidance") or {})}
+    widened_notes = tuple(f"enforced after decoding only: {p}" for p in widened)
     source = grammar_for(loose, allow_refusal=allow_refusal)
     if _problem(source, tokenizer) is None:
-        return source, (f"enforced after decoding only: {strict_problem}",)
+        return source, (f"enforced after decoding only: {strict_problem}", *widened_notes)
 
     def compiles(candidate: Any) -> bool:
         return _problem(grammar_for(candidate, allow_refusal=allow_refusal), tokenizer) is None
@@ -120,7 +122,38 @@ def plan(schema: dict[str, Any] | bool, tokenizer: LLTokenizer | None = None, *,
     if not compiles(relaxed_schema):
         raise ConstraintError(f"cannot compile the schema for decoding: {strict_problem}")
     notes = tuple(f"not enforced while decoding (checked after): {p}" for p in pointers)
-    return grammar_for(relaxed_schema, allow_refusal=allow_refusal), (f"{strict_problem}", *notes)
+    return grammar_for(relaxed_schema, allow_refusal=allow_refusal), (f"{strict_problem}", *widened_notes, *notes)
+
+
+def widen_property_counts(schema: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A copy of `schema` without the minProperties/maxProperties LLGuidance cannot express (it supports them only
+    when every listed property is required; its lenient mode then demands an unlisted key instead), and the JSON
+    Pointers of what was dropped. Dropping a bound only widens: the grammar never refuses a valid instance, and
+    validation after decoding still enforces it."""
+    out = copy.deepcopy(schema)
+    dropped: list[str] = []
+    stack: list[str] = [""]
+    while stack:
+        pointer = stack.pop()
+        node = _resolve(out, pointer)
+        if isinstance(node, dict):
+            listed = set(node.get("properties") or {}) if isinstance(node.get("properties"), dict) else set()
+            required = set(node.get("required") or []) if isinstance(node.get("required"), list) else set()
+            if listed - required:
+                for key in ("minProperties", "maxProperties"):
+                    if key in node:
+                        del node[key]
+                        dropped.append(f"{pointer}/{key}")
+        stack.extend(children(node, pointer))
+    return out, dropped
+
+
+def _resolve(root: Any, pointer: str) -> Any:
+    node = root
+    for part in pointer.split("/")[1:]:
+        key = part.replace("~1", "/").replace("~0", "~")
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    return node
 
 
 class LLGuidanceCompiler:

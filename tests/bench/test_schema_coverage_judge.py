@@ -82,3 +82,16 @@ def test_an_engine_that_accepts_everything_is_caught(vocab):
     assert blind.invalid_reaching_user == 1 and not blind.passing
     numbers = summarise([out, blind])
     assert numbers["passing"] == 0 and numbers["invalid_reaching_user"] == 1 and numbers["with_tests"] == 2
+
+
+def test_min_properties_with_optional_properties_is_widened_never_narrowed(vocab, llguidance):
+    """LLGuidance expresses minProperties only when every listed property is required; its lenient mode used to
+    demand an unlisted key instead, refusing {"a": 1}. The bound is now dropped from the grammar (a widening) and
+    enforced after decoding."""
+    schema = {"type": "object", "minProperties": 1, "properties": {"a": {"type": "integer"}, "b": {"type": "boolean"}}}
+    out = judge(case(schema, (True, {"a": 1}), (True, {"a": 1, "b": True}), (True, {"c": 0}), (False, {})),
+                "llguidance", llguidance, vocab)
+    assert out.valid_rejected == 0 and out.invalid_reaching_user == 0 and out.passing
+    from engine.constrain.llguidance import relaxation_notes
+
+    assert "enforced after decoding only: /minProperties" in relaxation_notes(schema)
