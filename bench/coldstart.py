@@ -19,10 +19,11 @@ from typing import Any
 T_START = time.perf_counter()  # as early as this module runs; the parent also times the whole process
 
 
-def rss_bytes(field: str = "VmRSS") -> int:
-    """Resident set size now (VmRSS) or its high-water mark (VmHWM) from Linux /proc; 0 elsewhere."""
+def rss_bytes(field: str = "VmRSS", pid: int | str = "self") -> int:
+    """Resident set size now (VmRSS) or its high-water mark (VmHWM) of a process (this one by default) from Linux
+    /proc; 0 elsewhere."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:

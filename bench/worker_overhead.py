@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._models import DEFAULT_DIR, choices, synthetic
+from bench.coldstart import rss_bytes
 from bench.sides import bench_task
 from engine.api import AnalyzeRequest, Engine
 from engine.backends.llama_cpp import LlamaCppBackend
@@ -31,19 +32,12 @@ from engine.types import Status
 SAMPLE = Path(__file__).resolve().parent.parent / "engine" / "samples" / "scratched-panel.jpg"
 
 
-def _kib(pid: int | str, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 def measure(name: str, model_dir: Path, runs: int, threads: int, max_tokens: int) -> dict[str, Any]:
     model = synthetic(name, model_dir)
     task = bench_task("defects", max_tokens=max_tokens, detail="low")
     kwargs: dict[str, Any] = {"n_threads": threads, "adapt_threads": False, "projectors": None}
     worker = WorkerBackend(model.text_path, model.mmproj_path, **kwargs)
-    parent_rss_kib = _kib("self", "VmRSS")  # the worker holds the model; the parent holds Loupe
+    parent_rss = rss_bytes("VmRSS")  # the worker holds the model; the parent holds Loupe
     local = LlamaCppBackend(model.text_path, model.mmproj_path, **kwargs)
     sides = {"in_process": local, "worker": worker}
     rows: dict[str, list[float]] = {k: [] for k in sides}
@@ -62,7 +56,7 @@ def measure(name: str, model_dir: Path, runs: int, threads: int, max_tokens: int
                     rows[k].append(ms)
                     tokens[k].append(result.tokens.completion)
                 print(f"  {name} {k:10s} run {i}: {ms:.0f} ms, {result.tokens.completion} tokens", flush=True)
-        worker_peak_kib = _kib(worker.pid, "VmHWM") if worker.pid else 0
+        worker_peak = rss_bytes("VmHWM", worker.pid) if worker.pid else 0
     finally:
         local.close()
         worker.close()
@@ -75,8 +69,8 @@ def measure(name: str, model_dir: Path, runs: int, threads: int, max_tokens: int
         "rows_ms": rows,
         "tokens": tokens,
         "worker_overhead": med["worker"] / med["in_process"],
-        "parent_rss_mib_with_worker": parent_rss_kib / 1024,
-        "worker_peak_rss_mib": worker_peak_kib / 1024,
+        "parent_rss_mib_with_worker": parent_rss / 2**20,
+        "worker_peak_rss_mib": worker_peak / 2**20,
         "parent_peak_rss_mib_with_both": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 

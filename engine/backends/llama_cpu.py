@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -101,6 +102,7 @@ def decide(setting: str, buffer_types: Sequence[str] | None, features: Mapping[s
     return True, f"no AMX buffer here; repacked layouts allowed ({', '.join(buffer_types)})"
 
 
+@functools.cache  # what the loaded library was built with: fixed for the life of the process
 def system_features() -> dict[str, str]:
     """llama_print_system_info()'s CPU section as {feature: value}, e.g. {"AVX2": "1", "REPACK": "1"}."""
     info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
@@ -113,6 +115,7 @@ def system_features() -> dict[str, str]:
     return features
 
 
+@functools.cache  # asked once per process: the CPU and the library do not change under it
 def extra_buffer_types() -> tuple[str, ...] | None:
     """Names of the extra buffer types llama.cpp's CPU backend offers on this CPU ("AMX", "CPU_REPACK", ...), asked
     through ggml's backend registry exactly as llama.cpp's loader asks; None when that cannot be read."""
