@@ -145,7 +145,8 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
         t0 = time.perf_counter()
         held: list[int] = []  # decoded pixels this request holds until its generation ends
         try:
-            plan = await asyncio.to_thread(chat.plan, body, model_id, config.max_tokens_cap, workers.pixels, held)
+            plan = await workers.decode_lane.call(chat.plan, body, model_id, config.max_tokens_cap, workers.pixels,
+                                                  held)
             job = streaming.start(workers, plan, stream=bool(body.stream))
         except BaseException:
             workers.pixels.give_back(sum(held))
@@ -164,7 +165,7 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
         task = await asyncio.to_thread(analyze.task_for, body, config)
         held: list[int] = []  # decoded pixels this request holds until it is answered
         try:
-            image = await asyncio.to_thread(
+            image = await workers.decode_lane.call(
                 read_image, body.image, "image", config=config, budget=workers.pixels, held=held
             )
             return analyze.outcome_dict(await analyze.analyze_and_save(request, workers, task, image))
