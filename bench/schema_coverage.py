@@ -3,7 +3,7 @@
     python -m bench.schema_coverage PATH... [--engine llguidance|gbnf] [--vocab GGUF] [--json OUT]
 
 PATH is a MaskBench `.jsonl.gz` file or a folder of JSON Schema Test Suite `.json` files. Each
-instance is serialised as compact JSON, tokenised with the vocabulary, and fed token by token: a
+instance is serialised in the decoder's JSON layout, tokenised with the vocabulary, and fed token by token: a
 valid instance must be accepted at every token and at the end; an invalid one must be rejected by the
 grammar or, where the grammar does not express a keyword, by Loupe's post-decoding validation.
 Schemas run in worker processes with a time limit, so a hang or a crash in an engine is a counted
@@ -137,6 +137,7 @@ def judge(case: Case, engine: str, compiler: Any, vocab: Vocab, validate: Any = 
     even though Loupe's validator would catch the instance later.
     """
     from bench.canonical import canonical
+    from engine.constrain.base import DEFAULT_LAYOUT, LAYOUTS
     from engine.errors import ConstraintError
     from engine.schema.validate import validation_errors
 
@@ -161,7 +162,7 @@ def judge(case: Case, engine: str, compiler: Any, vocab: Vocab, validate: Any = 
     time_every = GBNF_MASK_SAMPLE if engine == "gbnf" else 1
     for test in case.tests:
         data = canonical(test["data"], case.schema) if test["valid"] else test["data"]
-        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        text = json.dumps(data, separators=LAYOUTS[DEFAULT_LAYOUT], ensure_ascii=False)
         accepted, times = feed(constraint.matcher(), vocab.tokenize(text), vocab.n_vocab, time_every)
         out.mask_us.extend(times)
         try:

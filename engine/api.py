@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.backends.base import Backend
-from engine.constrain.base import Constraint
+from engine.constrain.base import Constraint, with_layout
 from engine.errors import LoupeError
 from engine.images.load import LoadedImage, load_image
 from engine.pipeline import Event, error_result, run
@@ -44,9 +44,11 @@ class Engine:
 
     def constraint_for(self, task: Task) -> Constraint:
         """The compiled constraint for a task's schema (cached per schema)."""
-        key = json.dumps([task.schema, task.options.allow_refusal], sort_keys=True)
+        opts = task.options
+        key = json.dumps([task.schema, opts.allow_refusal, opts.layout], sort_keys=True)
         if key not in self._constraints:
-            self._constraints[key] = self.backend.compile(task.schema, allow_refusal=task.options.allow_refusal)
+            schema = with_layout(task.schema, opts.layout)
+            self._constraints[key] = self.backend.compile(schema, allow_refusal=opts.allow_refusal)
         return self._constraints[key]
 
     def analyze(

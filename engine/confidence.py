@@ -22,6 +22,7 @@ class TokenStep:
     end: int
     prob: float
     forced: bool = False
+    mass: float = 1.0  # the share of the model's whole probability that the constraint allowed at this step
 
 
 def field_confidence(

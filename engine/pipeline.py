@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from engine.backends.base import Backend, Generation, GenerationRequest, PreparedImage
 from engine.confidence import field_confidence
 from engine.constrain.base import REFUSAL_PREFIX, Constraint
+from engine.constrain.runaway import Limits
 from engine.errors import LoupeError
 from engine.images.boxes import find_boxes
 from engine.images.load import LoadedImage
@@ -57,6 +58,10 @@ def judge(gen: Generation, task: Task, max_tokens: int) -> Attempt:
     text = gen.text.strip()
     if text.startswith(REFUSAL_PREFIX):
         return Attempt(Status.REFUSED, gen, error=text[len(REFUSAL_PREFIX) :].strip() or "refused")
+    if gen.stop == "refusal_unmeant":
+        return Attempt(Status.ERROR, gen, error="the model began a refusal it did not mean")
+    if gen.stop == "loop" and gen.loop is not None:
+        return Attempt(Status.TRUNCATED, gen, error=f"output ran away: {gen.loop.describe()}")
     if gen.stop == "max_tokens":
         return Attempt(Status.TRUNCATED, gen, error=f"output reached max_tokens={max_tokens} before the JSON ended")
     try:
@@ -79,32 +84,53 @@ def run(
     cancel: threading.Event | None = None,
     on_event: Event | None = None,
 ) -> Result:
-    """Analyse `images` (one request, ids img_01...) with `task`; retries only invalid output. A `cancel` set before
+    """Analyse `images` (one request, ids img_01...) with `task`. Retries invalid output and runaway loops (a loop
+    retried differently, engine.constrain.runaway); a refusal the model did not mean runs once more without the
+    refusal branch. A `cancel` set before
     an attempt starts keeps it from the backend (a `cancelled` result without prefill)."""
     t0 = time.perf_counter()
     opts = task.options
     prepared, infos = prepare(images, opts.detail)
-    text = user_text(task.instructions, task.schema, len(prepared), allow_refusal=opts.allow_refusal)
+    text = user_text(task.instructions, task.schema, len(prepared), allow_refusal=opts.allow_refusal,
+                     layout=opts.layout)
     attempt: Attempt | None = None
-    n = 0
-    for n in range(1, opts.retries + 2):
+    limits = Limits.for_task(task.schema, opts.max_tokens) if opts.runaway_guard else None
+    refusal = opts.allow_refusal
+    spent: dict[str, float] = {}
+    looped = False
+    n = budget = 0
+    while n <= opts.retries + budget:
+        n += 1
+        # a retry after a loop decodes as the first attempt did (same prefix) but ends the looping value (runaway)
+        hot = n > 1 + budget and not looped
         request = GenerationRequest(
             text=text,
             images=tuple(prepared),
             constraint=constraint,
             schema=task.schema,
             max_tokens=opts.max_tokens,
-            temperature=opts.temperature if n == 1 else max(opts.temperature, RETRY_TEMPERATURE),
+            temperature=max(opts.temperature, RETRY_TEMPERATURE) if hot else opts.temperature,
             seed=opts.seed + n - 1,
-            allow_refusal=opts.allow_refusal,
+            allow_refusal=refusal,
             image_max_tokens=image_tokens_for(opts.detail),
+            limits=limits,
         )
         cancelled = cancel is not None and cancel.is_set()  # e.g. its client left while it waited for the model
         gen = Generation(text="", stop="cancelled") if cancelled else backend.generate(request, cancel=cancel)
+        for stage, ms in gen.timings.items():  # the result's timings are the whole analysis's, every attempt's
+            spent[stage] = spent.get(stage, 0.0) + ms
+        gen.timings = dict(spent)
         attempt = judge(gen, task, opts.max_tokens)
         if on_event:
             on_event("attempt", {"n": n, "status": attempt.status.value, "error": attempt.error})
-        if attempt.status is not Status.INVALID:
+        if gen.stop == "refusal_unmeant" and refusal:  # started "REFUSE:" by drift: once more, without the branch
+            refusal, budget = False, budget + 1
+            continue
+        looped = gen.stop == "loop" and gen.loop is not None and limits is not None
+        if looped:
+            assert gen.loop is not None and limits is not None
+            limits = limits.after_loop(gen.loop)
+        elif attempt.status is not Status.INVALID:
             break
     assert attempt is not None
     return _result(task, backend, model, infos, attempt, n, (time.perf_counter() - t0) * 1000)

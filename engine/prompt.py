@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.constrain.base import REFUSAL_PREFIX
+from engine.constrain.base import DEFAULT_LAYOUT, LAYOUTS, REFUSAL_PREFIX
 
 MEDIA = "<__media__>"  # placeholder a backend replaces with its own image marker
 
@@ -16,7 +16,8 @@ def image_id(index: int) -> str:
 
 
 def user_text(
-    instructions: str, schema: dict[str, Any] | bool, n_images: int, *, allow_refusal: bool = True
+    instructions: str, schema: dict[str, Any] | bool, n_images: int, *, allow_refusal: bool = True,
+    layout: str = DEFAULT_LAYOUT,
 ) -> str:
     """One user message: the instructions and the contract first, then each image tagged with its id.
 
@@ -24,9 +25,9 @@ def user_text(
     one prompt prefix, which a backend can keep in its KV cache instead of prefilling it again.
     """
     lines = [instructions]
-    compact = json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
-    lines.append(f"Answer with one JSON object that matches this JSON Schema: {compact}")
-    if "box_2d" in compact:
+    shown = json.dumps(schema, separators=LAYOUTS[layout], ensure_ascii=False)  # as the answer will be laid out
+    lines.append(f"Answer with one JSON object that matches this JSON Schema: {shown}")
+    if "box_2d" in shown:
         lines.append("Boxes are [ymin, xmin, ymax, xmax] normalised to 0-1000.")
     if allow_refusal:
         lines.append(f"If you cannot or must not answer, reply {REFUSAL_PREFIX} followed by the reason.")

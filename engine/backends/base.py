@@ -11,8 +11,9 @@ from PIL import Image
 
 from engine.confidence import TokenStep
 from engine.constrain.base import Constraint
+from engine.constrain.runaway import Limits, Loop
 
-StopReason = Literal["eos", "max_tokens", "cancelled"]
+StopReason = Literal["eos", "max_tokens", "cancelled", "loop", "refusal_unmeant"]
 # called on the decoding thread with each token's bytes and its step as the token is produced (e.g. to stream it)
 OnToken = Callable[[bytes, TokenStep], None]
 
@@ -38,6 +39,7 @@ class GenerationRequest:
     seed: int = 0
     allow_refusal: bool = False  # the constraint admits "REFUSE: ..."; backends gate it (constrain.base)
     image_max_tokens: int | None = None  # cap on image tokens per image (None: the model's default)
+    limits: Limits | None = None  # runaway guard for token-level backends (engine.constrain.runaway); None: off
     on_token: OnToken | None = field(default=None, compare=False, repr=False)  # token-level backends call it
 
 
@@ -53,6 +55,7 @@ class Generation:
     timings: dict[str, float] = field(default_factory=dict)
     # per image id: what the backend did to the picture it was given (e.g. llama.cpp's tiling), for the record
     image_steps: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    loop: Loop | None = None  # with stop "loop": which value repeated what
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,28 @@ from typing import Any, Protocol
 import numpy as np
 
 REFUSAL_PREFIX = "REFUSE:"
-# A refusal must be the model's clear choice: at the first step, the tokens that start "REFUSE:"
-# must hold at least this share of the allowed probability, else they are masked out. Without it,
-# a weak or random model drifts into refusing about as often as it opens a JSON object.
-REFUSAL_MIN_PROB = 0.8
+# A refusal must be the model's choice: at the first step, the tokens that start "REFUSE:" must hold at least this
+# share of the allowed probability, else they are masked out. The real Gemma 3 270M told to refuse gave them
+# 0.49-0.89 of it, on ordinary tasks 0.09-0.40 (bench.real_text).
+REFUSAL_MIN_PROB = 0.5
+# ... and it must be meant: the model's own unconstrained probability of the rest of "REFUSE:" that the grammar
+# forces (the product over its tokens) must reach this. A random-weight model that drifts into "R" gives each
+# forced token about 1/vocabulary; then the attempt stops ("refusal_unmeant") and is run again without the branch.
+REFUSAL_CONFIRM = 0.05
+# How the decoded JSON is laid out (item separator, key separator). A real model puts most of its probability on
+# a space after ":" and ","; compact JSON left 0.4-1.9 % of it allowed there (bench.real_text). The prompt shows the
+# schema in the same layout.
+LAYOUTS: dict[str, tuple[str, str]] = {"spaced": (", ", ": "), "compact": (",", ":")}
+DEFAULT_LAYOUT = "spaced"
+
+
+def with_layout(schema: dict[str, Any] | bool, layout: str) -> dict[str, Any] | bool:
+    """`schema` with the grammar option that lays its JSON out as `layout` (LLGuidance's x-guidance)."""
+    if isinstance(schema, bool):
+        return schema
+    items, keys = LAYOUTS[layout]
+    guidance = {**(schema.get("x-guidance") or {}), "item_separator": items, "key_separator": keys}
+    return {**schema, "x-guidance": guidance}
 
 
 class Matcher(Protocol):

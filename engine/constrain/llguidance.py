@@ -10,15 +10,19 @@ from typing import TYPE_CHECKING, Any
 import llguidance as llg
 import numpy as np
 
-from engine.constrain.base import REFUSAL_PREFIX
+from engine.constrain.base import DEFAULT_LAYOUT, LAYOUTS, REFUSAL_PREFIX
 from engine.constrain.relax import children, relax
 from engine.errors import ConstraintError
 
 if TYPE_CHECKING:
     from llguidance import LLTokenizer
 
-# compact JSON: no free whitespace, which random and small models would otherwise loop on
-JSON_OPTIONS: dict[str, Any] = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
+# fixed separators (engine.constrain.base.LAYOUTS), no free whitespace, which random and small models loop on
+JSON_OPTIONS: dict[str, Any] = {
+    "whitespace_flexible": False,
+    "item_separator": LAYOUTS[DEFAULT_LAYOUT][0],
+    "key_separator": LAYOUTS[DEFAULT_LAYOUT][1],
+}
 REFUSAL_MAX_CHARS = 300
 
 

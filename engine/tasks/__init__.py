@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from engine.constrain.base import DEFAULT_LAYOUT, LAYOUTS
 from engine.constrain.llguidance import relaxation_notes
 from engine.errors import ConstraintError, TaskError
 from engine.schema.limits import document_problem
@@ -31,6 +32,8 @@ class TaskOptions:
     seed: int = 0
     retries: int = 1  # extra attempts when the result fails validation
     allow_refusal: bool = True  # the model may answer "REFUSE: <reason>" instead of JSON
+    runaway_guard: bool = True  # end values that run away or loop (engine.constrain.runaway)
+    layout: str = DEFAULT_LAYOUT  # "spaced" or "compact" JSON (engine.constrain.base.LAYOUTS)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "seed": (int,),
     "retries": (int,),
     "allow_refusal": (bool,),
+    "runaway_guard": (bool,),
+    "layout": (str,),
 }
 
 
@@ -87,6 +92,8 @@ def _options(source: str, raw: Any) -> TaskOptions:
         raise TaskError(source, f"detail must be one of {DETAILS} or a pixel count", "/options/detail")
     if isinstance(opts.detail, int) and not 64 <= opts.detail <= 8192:
         raise TaskError(source, "detail in pixels must be within 64..8192", "/options/detail")
+    if opts.layout not in LAYOUTS:
+        raise TaskError(source, f"layout must be one of {', '.join(LAYOUTS)}", "/options/layout")
     if not 0.0 <= opts.review_threshold <= 1.0:
         raise TaskError(source, "review_threshold must be within 0..1", "/options/review_threshold")
     if opts.temperature < 0 or opts.retries < 0:

@@ -50,7 +50,7 @@ def test_probabilities_are_renormalised_over_the_allowed_tokens_and_forced_ones_
 
     timings: dict[str, float] = {}
     gen = decode(_request(constraint), vocab, logits(), feed, n_past=0, n_ctx=1000, timings=timings)
-    assert gen.stop == "eos" and gen.text in ('{"ok":true}', '{"ok":false}')
+    assert gen.stop == "eos" and gen.text in ('{"ok": true}', '{"ok": false}')  # the spaced layout
     assert "constraint_ms" in timings
     # replay each fed batch: its first token was chosen from the logits then current, the rest fast-forwarded
     matcher = constraint.matcher()

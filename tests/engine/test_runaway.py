@@ -1,0 +1,105 @@
+"""The runaway guard's logic on byte-level tokens: numbers and strings that may only end, loops found and retried."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.constrain.runaway import LOOP_BYTES, NUMBER_CHARS, Guard, Limits, Loop, token_tables
+
+# a byte vocabulary: token i is the byte i
+PIECES = [bytes([i]) for i in range(256)] + [b"\\u", b'"}', b"00"]
+TABLES = token_tables(len(PIECES), lambda t: PIECES[t])
+ALL = np.arange(len(PIECES))
+
+
+def _guard(limits: Limits, text: bytes) -> Guard:
+    g = Guard(limits, TABLES)
+    g.feed(text)
+    return g
+
+
+def _pieces(ids: np.ndarray) -> set[bytes]:
+    return {PIECES[int(t)] for t in ids}
+
+
+def test_a_long_number_may_only_end():
+    g = _guard(Limits(), b'{"w": 0.' + b"0" * (NUMBER_CHARS - 3))
+    assert g.kind == "number" and len(g.current) == NUMBER_CHARS - 1
+    assert g.narrow(ALL).size == ALL.size  # one digit more is still allowed
+    g.feed(b"5")
+    left = _pieces(g.narrow(ALL))
+    assert b"5" not in left and b"00" not in left and b"." not in left
+    assert b"}" in left and b"," in left and b'"}' in left
+
+
+def test_a_long_string_may_only_close_and_a_schema_maxlength_raises_the_bound():
+    limits = Limits.for_task({"type": "string"}, max_tokens=256)
+    assert limits.string_chars == 128
+    assert Limits.for_task({"type": "string", "maxLength": 900}, max_tokens=256).string_chars == 900
+    assert Limits.for_task({"type": "number", "maximum": 1e30}, 256).number_chars == NUMBER_CHARS  # 1e+30 is short
+    assert Limits.for_task({"type": "number", "minimum": 0.123456789012345678901}, 256).number_chars >= NUMBER_CHARS
+    g = _guard(limits, b'{"s": "' + "é".encode() * 127)
+    assert g.narrow(ALL).size == ALL.size
+    g.feed("é".encode())
+    assert _pieces(g.narrow(ALL)) == {b'"', b'"}'}  # characters, not bytes, are counted
+    g.feed(b'"')
+    assert g.kind == "" and g.narrow(ALL).size == ALL.size
+
+
+def test_escapes_are_followed_so_an_escaped_quote_does_not_end_the_string():
+    g = _guard(Limits(), b'{"s": "a\\"b\\\\')
+    assert g.kind == "string" and bytes(g.current) == b'a\\"b\\\\'
+    g.feed(b'"')
+    assert g.kind == ""
+
+
+def test_a_repeating_value_is_a_loop_with_where_it_began_and_a_varied_one_is_not():
+    g = _guard(Limits(), b'{"a": "x", "note": "Lorem ' + b"ipsum " * 10)
+    # value 3 (keys count); "m ipsu" repeats from character 4; one whole "ipsum " is kept on the retry
+    assert g.loop == Loop(value=3, start=4, unit=b"ipsum ", keep=len("Lorem ipsum "))
+    plain = _guard(Limits(), b'{"note": "' + bytes(range(65, 65 + 26)) * 2)  # 52 bytes, two repeats only
+    assert plain.loop is None
+    short = _guard(Limits(), b'{"n": "' + b"ab" * (LOOP_BYTES // 2 - 1))
+    assert short.loop is None  # under LOOP_BYTES
+    off = _guard(Limits(loop="off"), b'{"n": "' + b"ab" * LOOP_BYTES)
+    assert off.loop is None
+
+
+def test_after_a_loop_the_value_is_cut_and_new_loops_close_at_once():
+    first = _guard(Limits(), b'{"note": "go ' + b"on " * 20)
+    assert first.loop is not None
+    retry = Limits().after_loop(first.loop)
+    assert retry.loop == "close" and retry.cut == ((1, len("go on ")),)
+    g = _guard(retry, b'{"note": "go on ')  # the cut keeps one unit: "go on "
+    assert _pieces(g.narrow(ALL)) == {b'"', b'"}'}
+    other = _guard(retry, b'{"title": "a", "note": "' + b"zz" * 40)
+    assert other.loop is None and other.closing and _pieces(other.narrow(ALL)) == {b'"', b'"}'}
+
+
+def test_a_loop_through_unicode_escapes_is_retried_without_them():
+    g = _guard(Limits(), b'{"path": "C:' + b"\\u001c" * 10)
+    assert g.loop is not None
+    retry = Limits().after_loop(g.loop)
+    assert not retry.unicode_escapes and retry.cut == ()
+    again = _guard(retry, b'{"path": "C:\\')
+    left = _pieces(again.narrow(ALL))
+    assert b"u" not in left and b"\\u" not in left and b"\\" in left and b"U" in left
+    mid = _guard(retry, b'{"path": "C:')
+    assert b"\\u" not in _pieces(mid.narrow(ALL)) and b"\\" in _pieces(mid.narrow(ALL))
+
+
+def test_a_value_ends_where_the_model_would_rather_end_it_even_through_a_token_the_schema_forbids():
+    g = _guard(Limits(), b'{"row": 1')
+    allowed = np.array([ord(c) for c in "0123456789}"])  # the last property: "," is not allowed
+    logits = np.full(len(PIECES), -20.0, dtype=np.float32)
+    logits[ord(",")] = 2.0  # the model wants another key, which the schema forbids
+    logits[ord("0")] = 1.5  # its best allowed choice would be a digit
+    assert _pieces(g.narrow(allowed, logits)) == {b"}"}
+    logits[ord("0")] = 3.0  # it wants more digits more than it wants to end
+    assert g.narrow(allowed, logits).size == allowed.size
+    s = _guard(Limits(), b'{"name": "Ana')
+    words = np.array([ord(c) for c in 'abc"'])
+    logits = np.full(len(PIECES), -20.0, dtype=np.float32)
+    logits[len(PIECES) - 2] = 2.0  # '"}' : close the string and the object (not allowed here)
+    logits[ord("a")] = 1.0
+    assert _pieces(s.narrow(words, logits)) == {b'"'}
