@@ -42,14 +42,23 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-def _min_unconstrained(steps: Sequence[TokenStep], spans: dict[str, tuple[int, int]]) -> dict[str, float]:
-    scaled = [TokenStep(s.start, s.end, s.prob * s.mass, s.forced, s.mass) for s in steps]
-    return field_confidence(scaled, spans)
+def _joint(steps: Sequence[TokenStep], spans: dict[str, tuple[int, int]], *, unconstrained: bool) -> dict[str, float]:
+    """Per leaf: the product of its tokens' probabilities (renormalised, or the model's own)."""
+    out = {}
+    for pointer, (a, b) in spans.items():
+        p = 1.0
+        for s in steps:
+            if s.start < b and s.end > a and s.end > s.start:
+                p *= s.prob * s.mass if unconstrained else s.prob
+        out[pointer] = p
+    return out
 
 
 CONFIDENCES: dict[str, Callable[[Sequence[TokenStep], dict[str, tuple[int, int]]], dict[str, float]]] = {
     "min p' (renormalised)": field_confidence,
-    "min p'*allowed share (unconstrained)": _min_unconstrained,
+    "min p' x allowed share (model's own)": lambda steps, spans: field_confidence(steps, spans, unconstrained=True),
+    "product p'": lambda steps, spans: _joint(steps, spans, unconstrained=False),
+    "product p' x allowed share": lambda steps, spans: _joint(steps, spans, unconstrained=True),
 }
 
 
@@ -252,6 +261,7 @@ def run_config(engine: Engine, recording: Recording, options: dict[str, Any], ta
 
 def llama_json_path(gguf: Path, prompts: Sequence[str], tasks: Sequence[RealTask]) -> dict[str, Any]:
     """The same prompts through llama-cpp-python's JSON-schema grammar (json_schema_to_gbnf), greedy."""
+    import llama_cpp
     from llama_cpp import LlamaGrammar
     from llama_cpp._utils import suppress_stdout_stderr
 
@@ -267,12 +277,15 @@ def llama_json_path(gguf: Path, prompts: Sequence[str], tasks: Sequence[RealTask
             continue
         with suppress_stdout_stderr():
             grammar = LlamaGrammar.from_json_schema(json.dumps(t.schema), verbose=False)
+        llm.reset()  # no prompt reuse between tasks (Loupe's worker keeps none across different tasks either)
+        llama_cpp.llama_perf_context_reset(llm.ctx)
         t0 = time.perf_counter()
         out = llm.create_completion(prompt, max_tokens=MAX_TOKENS, temperature=0.0, grammar=grammar)
         elapsed = time.perf_counter() - t0
+        prefill_s = llama_cpp.llama_perf_context(llm.ctx).t_p_eval_ms / 1000
         usage = out["usage"]
         tokens += usage["completion_tokens"]
-        decode_s += elapsed  # prefill included: its timings are not split; the prompt is short beside the answer
+        decode_s += elapsed - prefill_s  # sampling under its grammar included, as Loupe's decode_ms includes masks
         try:
             data = json.loads(out["choices"][0]["text"])
         except ValueError:
@@ -291,7 +304,7 @@ def llama_json_path(gguf: Path, prompts: Sequence[str], tasks: Sequence[RealTask
         "fields_total": total,
         "field_accuracy": _round(right / total),
         "completion_tokens": tokens,
-        "time_s": round(decode_s, 2),
+        "decode_s": round(decode_s, 2),
         "tokens_per_s": round(tokens / decode_s, 2),
     }
 
@@ -316,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["configs"][name] = score(runs, time.perf_counter() - t0)
             report["configs"][name]["outputs"] = {r.task.id: [r.result.status.value, r.result.raw[:160]] for r in runs}
             print(name, json.dumps({k: v for k, v in report["configs"][name].items() if k != "outputs"}), flush=True)
+            if args.json:  # after each configuration: a long run that is stopped keeps what it measured
+                args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     finally:
         engine.close()
     if not args.no_llama_json:

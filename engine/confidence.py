@@ -4,7 +4,9 @@ Formula (also in the README): at every decoding step the model's softmax is reno
 tokens the constraint allowed, p'(t) = p(t) / sum_{a in allowed} p(a); a token the constraint forced
 (only one allowed) has p' = 1. A leaf value's confidence is the smallest p' among the tokens whose
 bytes overlap the value's bytes in the output (for strings, quotes included, so the decision to end
-the string counts): a value is as certain as its least certain token.
+the string counts): a value is as certain as its least certain token. The model confidence beside it takes each
+token's unrenormalised probability, p'(t) x sum_{a in allowed} p(a): it also falls where the schema forbade what
+the model wanted (bench.real_text compares both).
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ class TokenStep:
 
 
 def field_confidence(
-    steps: Sequence[TokenStep], spans: Mapping[str, tuple[int, int]]
+    steps: Sequence[TokenStep], spans: Mapping[str, tuple[int, int]], *, unconstrained: bool = False
 ) -> dict[str, float]:
-    """JSON Pointer -> confidence in [0, 1] for each leaf span (see module docstring)."""
+    """JSON Pointer -> confidence in [0, 1] for each leaf span (see module docstring); `unconstrained`: each token
+    counts with the model's own probability, p' x the share of its probability the constraint allowed."""
     starts = [s.start for s in steps]
     out: dict[str, float] = {}
     for pointer, (a, b) in spans.items():
@@ -37,7 +40,7 @@ def field_confidence(
         while i < len(steps) and steps[i].start < b:
             step = steps[i]
             if step.end > a and step.end > step.start:
-                lowest = min(lowest, step.prob)
+                lowest = min(lowest, step.prob * step.mass if unconstrained else step.prob)
             i += 1
         out[pointer] = round(max(0.0, min(1.0, lowest)), 6)
     return out

@@ -147,11 +147,14 @@ def _result(
 ) -> Result:
     gen = attempt.generation
     confidence: dict[str, float] = {}
+    model_confidence: dict[str, float] = {}
     boxes = ()
     if attempt.parsed:
         raw = gen.text.encode()
         lead = len(raw) - len(raw.lstrip())
-        confidence = field_confidence(gen.steps, leaf_spans(raw[lead:].rstrip(), offset=lead))
+        spans = leaf_spans(raw[lead:].rstrip(), offset=lead)
+        confidence = field_confidence(gen.steps, spans)
+        model_confidence = field_confidence(gen.steps, spans, unconstrained=True)
         sizes = {info.id: (info.width, info.height) for info in infos}
         boxes = find_boxes(attempt.data, sizes, confidence)
     if gen.image_steps:
@@ -178,6 +181,7 @@ def _result(
         tokens=Tokens(prompt=gen.prompt_tokens, image=gen.image_tokens, completion=len(gen.steps)),
         attempts=attempts,
         error=attempt.error,
+        model_confidence=model_confidence,
     )
 
 

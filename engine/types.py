@@ -82,6 +82,9 @@ class Result:
     tokens: Tokens = Tokens()
     attempts: int = 1
     error: str | None = None
+    # per leaf, the smallest probability the model itself gave the value's tokens before the schema's mask
+    # (p' x the allowed share): low where the schema forbade what the model wanted (engine.confidence)
+    model_confidence: dict[str, float] = field(default_factory=dict)
 
     @property
     def min_confidence(self) -> float | None:

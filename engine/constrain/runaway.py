@@ -3,9 +3,10 @@
 A grammar for a JSON Schema without `maxLength` or numeric bounds lets a value grow without end; a real model that
 wanted something the schema forbids (close the object, add a key) then keeps taking the least bad allowed token:
 `1000000…`, or `\\u001c\\u001c…` after a backslash it did not mean as an escape. The guard follows the output's
-JSON lexically and, over the tokens the grammar allows, (1) lets a number longer than `number_chars` only end,
-(2) lets a string longer than `string_chars` only close, and (3) ends the attempt with stop `loop` when the tail of
-one value repeats. The pipeline retries a loop differently (`Limits.after_loop`): the looping value is cut where
+JSON lexically and, over the tokens the grammar allows: (1) ends a number or string where the model itself would
+rather end it; (2) lets a number longer than `number_chars` only end, a string longer than `string_chars` only
+close, an array holding `array_items` only close; (3) ends the attempt with stop `loop` when the tail of one value
+repeats. The pipeline retries a loop differently (`Limits.after_loop`): the looping value is cut where
 its repetition began (or `\\u` escapes are not offered when the loop went through them), and a value that starts
 looping in the retry is closed at once instead of ending the attempt.
 """
@@ -19,6 +20,7 @@ import numpy as np
 
 NUMBER_CHARS = 24  # a double has 17 significant digits; sign, point and exponent fit in the rest
 MIN_STRING_CHARS = 64
+MIN_ITEMS = 16
 LOOP_BYTES = 48  # the repeated tail of one value must be at least this long ...
 LOOP_REPEATS = 4  # ... and hold its unit this many times
 LOOP_MAX_UNIT = 32
@@ -32,6 +34,7 @@ class Limits:
 
     number_chars: int = NUMBER_CHARS
     string_chars: int = 512
+    array_items: int = 64
     loop: str = "stop"  # a looping value ends the attempt ("stop"), is closed at once ("close"), or runs on ("off")
     unicode_escapes: bool = True  # False: after a loop through \\u escapes, they are no longer offered
     cut: tuple[tuple[int, int], ...] = ()  # (value ordinal, length): that value must end at that length
@@ -40,10 +43,15 @@ class Limits:
     def for_task(schema: dict[str, Any] | bool, max_tokens: int) -> Limits:
         """Limits for a schema and token budget: strings may run to half the budget in characters (at least
         MIN_STRING_CHARS, never below the schema's own largest maxLength), numbers to the digits the schema's
-        bounds need (at least NUMBER_CHARS)."""
-        lengths, numbers = _schema_extents(schema)
+        bounds need (at least NUMBER_CHARS), arrays to a sixteenth of the budget in items (at least MIN_ITEMS, never
+        below the schema's own largest maxItems or minItems)."""
+        lengths, numbers, items = _schema_extents(schema)
         strings = max([MIN_STRING_CHARS, max_tokens // 2, *lengths])
-        return Limits(number_chars=max([NUMBER_CHARS, *numbers]), string_chars=strings)
+        return Limits(
+            number_chars=max([NUMBER_CHARS, *numbers]),
+            string_chars=strings,
+            array_items=max([MIN_ITEMS, max_tokens // 16, *items]),
+        )
 
     def after_loop(self, loop: Loop) -> Limits:
         """The next attempt's limits after `loop`: no \\u escapes if it went through them, else cut that value."""
@@ -79,6 +87,7 @@ class Guard:
     current: bytearray = field(default_factory=bytearray)  # the current value's bytes (no quotes)
     loop: Loop | None = None
     closing: bool = False  # the current value looped (with Limits.loop "close"): it may only end
+    containers: list[list[int]] = field(default_factory=list)  # open [ and {: [kind byte, commas at that depth]
 
     def feed(self, piece: bytes) -> None:
         """Advance over one token's bytes."""
@@ -105,6 +114,12 @@ class Guard:
             elif b in _DIGITS or b == 0x2D:
                 self._start("number")
                 self.current.append(b)
+            elif b in b"[{":
+                self.containers.append([b, 0])
+            elif b in b"]}" and self.containers:
+                self.containers.pop()
+            elif b == 0x2C and self.containers:
+                self.containers[-1][1] += 1
         if self.limits.loop != "off" and self.kind and self.loop is None and not self.closing:
             found = _tail_loop(bytes(self.current), self.values)
             if found is not None and self.limits.loop == "close":
@@ -139,6 +154,11 @@ class Guard:
         ends = (t.ends_string if self.kind == "string" else t.ends_number) if self.kind and not self.escape else None
         if ends is not None and (self._ending_now() or (logits is not None and _wants_end(logits, allowed, ends))):
             keep = ends[allowed]
+        top = self.containers[-1] if self.containers else None
+        if top is not None and top[0] == 0x5B and top[1] + 1 >= self.limits.array_items and not self.escape:
+            # the array holds its limit of items: no token may end this item and add another (`",` or `, `)
+            comma = t.has_comma[allowed] if ends is None else t.has_comma[allowed] & ends[allowed]
+            keep = ~comma if keep is None else keep & ~comma
         if not self.limits.unicode_escapes and self.kind == "string":
             no_u = ~t.has_u_escape[allowed]
             if self.escape:
@@ -157,19 +177,22 @@ class TokenTables:
     has_u_escape: np.ndarray  # it holds the bytes \\u
     ends_number: np.ndarray  # it starts with a byte that cannot continue a JSON number
     ends_string: np.ndarray  # it starts with a quote
+    has_comma: np.ndarray  # it holds a comma
 
 
 def token_tables(n_vocab: int, piece: Any) -> TokenTables:
     """The guard's tables for a vocabulary (one pass over its pieces)."""
     first = np.full(n_vocab, 256, dtype=np.int16)
     has_u = np.zeros(n_vocab, dtype=bool)
+    comma = np.zeros(n_vocab, dtype=bool)
     for t in range(n_vocab):
         p = piece(t)
         if p:
             first[t] = p[0]
             has_u[t] = b"\\u" in p
+            comma[t] = b"," in p
     in_number = np.isin(first, np.frombuffer(b"0123456789.eE+-", dtype=np.uint8).astype(np.int16))
-    return TokenTables(first, has_u, ~in_number & (first != 256), first == 0x22)
+    return TokenTables(first, has_u, ~in_number & (first != 256), first == 0x22, comma)
 
 
 def _wants_end(logits: np.ndarray, allowed: np.ndarray, ends: np.ndarray) -> bool:
@@ -201,16 +224,18 @@ def _tail_loop(value: bytes, ordinal: int) -> Loop | None:
     return None
 
 
-def _schema_extents(schema: Any) -> tuple[list[int], list[int]]:
-    """Every maxLength in the schema, and the characters its numeric bounds need."""
+def _schema_extents(schema: Any) -> tuple[list[int], list[int], list[int]]:
+    """Every maxLength in the schema, the characters its numeric bounds need, and every maxItems/minItems."""
     lengths: list[int] = []
     numbers: list[int] = []
+    items: list[int] = []
     stack = [schema]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
             if isinstance(node.get("maxLength"), int):
                 lengths.append(node["maxLength"])
+            items += [node[k] for k in ("maxItems", "minItems") if isinstance(node.get(k), int)]
             for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"):
                 v = node.get(key)
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -218,4 +243,4 @@ def _schema_extents(schema: Any) -> tuple[list[int], list[int]]:
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
-    return lengths, numbers
+    return lengths, numbers, items

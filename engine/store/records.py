@@ -127,7 +127,7 @@ class StoredResult:
 
 
 RESULT_COLUMNS = ("status", "data", "confidence", "min_confidence", "boxes", "images", "raw", "timings", "tokens",
-                  "attempts", "error", "model", "backend")
+                  "attempts", "error", "model", "backend", "model_confidence")
 
 
 def result_columns(result: Result) -> tuple[Any, ...]:
@@ -135,7 +135,8 @@ def result_columns(result: Result) -> tuple[Any, ...]:
     d = result.to_dict()
     return (d["status"], None if result.data is None else dumps(result.data), dumps(d["confidence"]),
             result.min_confidence, dumps(d["boxes"]), dumps(d["images"]), result.raw, dumps(d["timings"]),
-            dumps(d["tokens"]), result.attempts, result.error, result.model, result.backend)
+            dumps(d["tokens"]), result.attempts, result.error, result.model, result.backend,
+            dumps(d["model_confidence"]))
 
 
 def result_from_row(row: Any, task_name: str) -> Result:
@@ -149,4 +150,5 @@ def result_from_row(row: Any, task_name: str) -> Result:
         data=None if row["data"] is None else json.loads(row["data"]), raw=row["raw"],
         confidence=json.loads(row["confidence"]), boxes=boxes, timings=Timings(**json.loads(row["timings"])),
         tokens=Tokens(**json.loads(row["tokens"])), attempts=row["attempts"], error=row["error"],
+        model_confidence=json.loads(row["model_confidence"]),
     )

@@ -7,7 +7,7 @@ import numpy as np
 from engine.constrain.runaway import LOOP_BYTES, NUMBER_CHARS, Guard, Limits, Loop, token_tables
 
 # a byte vocabulary: token i is the byte i
-PIECES = [bytes([i]) for i in range(256)] + [b"\\u", b'"}', b"00"]
+PIECES = [bytes([i]) for i in range(256)] + [b"\\u", b'"}', b"00", b'",', b", "]
 TABLES = token_tables(len(PIECES), lambda t: PIECES[t])
 ALL = np.arange(len(PIECES))
 
@@ -41,7 +41,7 @@ def test_a_long_string_may_only_close_and_a_schema_maxlength_raises_the_bound():
     g = _guard(limits, b'{"s": "' + "é".encode() * 127)
     assert g.narrow(ALL).size == ALL.size
     g.feed("é".encode())
-    assert _pieces(g.narrow(ALL)) == {b'"', b'"}'}  # characters, not bytes, are counted
+    assert _pieces(g.narrow(ALL)) == {b'"', b'"}', b'",'}  # characters, not bytes, are counted
     g.feed(b'"')
     assert g.kind == "" and g.narrow(ALL).size == ALL.size
 
@@ -71,9 +71,9 @@ def test_after_a_loop_the_value_is_cut_and_new_loops_close_at_once():
     retry = Limits().after_loop(first.loop)
     assert retry.loop == "close" and retry.cut == ((1, len("go on ")),)
     g = _guard(retry, b'{"note": "go on ')  # the cut keeps one unit: "go on "
-    assert _pieces(g.narrow(ALL)) == {b'"', b'"}'}
+    assert _pieces(g.narrow(ALL)) == {b'"', b'"}', b'",'}
     other = _guard(retry, b'{"title": "a", "note": "' + b"zz" * 40)
-    assert other.loop is None and other.closing and _pieces(other.narrow(ALL)) == {b'"', b'"}'}
+    assert other.loop is None and other.closing and _pieces(other.narrow(ALL)) == {b'"', b'"}', b'",'}
 
 
 def test_a_loop_through_unicode_escapes_is_retried_without_them():
@@ -100,6 +100,21 @@ def test_a_value_ends_where_the_model_would_rather_end_it_even_through_a_token_t
     s = _guard(Limits(), b'{"name": "Ana')
     words = np.array([ord(c) for c in 'abc"'])
     logits = np.full(len(PIECES), -20.0, dtype=np.float32)
-    logits[len(PIECES) - 2] = 2.0  # '"}' : close the string and the object (not allowed here)
+    logits[PIECES.index(b'"}')] = 2.0  # close the string and the object (not allowed here)
     logits[ord("a")] = 1.0
     assert _pieces(s.narrow(words, logits)) == {b'"'}
+
+
+def test_an_array_holding_its_limit_of_items_may_only_close_and_nested_commas_do_not_count():
+    limits = Limits.for_task({"type": "array"}, max_tokens=256)
+    assert limits.array_items == 16
+    assert Limits.for_task({"type": "array", "maxItems": 40}, max_tokens=256).array_items == 40
+    g = _guard(limits, b'{"stops": [' + b", ".join(b'"%d"' % i for i in range(15)))
+    assert g.narrow(ALL).size == ALL.size  # 15 items: one more may come
+    g.feed(b', "15"')
+    left = _pieces(g.narrow(ALL))
+    assert b"]" in left and b"," not in left and b", " not in left and b"5" in left
+    item = _guard(limits, b'{"stops": [' + b", ".join(b'"%d"' % i for i in range(15)) + b', "15')
+    assert b'",' not in _pieces(item.narrow(ALL)) and b'"' in _pieces(item.narrow(ALL))  # may end, not go on
+    nested = _guard(limits, b'{"rows": [' + b", ".join(b'{"a": 1, "b": 2, "c": 3}' for _ in range(5)))
+    assert nested.narrow(ALL).size == ALL.size  # 5 items, whatever the commas inside them

@@ -10,6 +10,7 @@ from engine.outputs.config import build_sinks, outputs_from_dict
 from engine.outputs.delivery import Delivery
 from engine.outputs.filedrop import FileDropSink
 from engine.store.outbox import Message, Outbox
+from engine.store.migrations import SCHEMA_VERSION
 from engine.store.sqlite import Store
 from tests.floor.conftest import Broker, Receiver, Subscriber
 
@@ -138,7 +139,7 @@ def test_a_v2_store_gains_the_outbox_and_keeps_its_rows(tmp_path: Path) -> None:
     conn.execute("INSERT INTO audit (at, kind) VALUES ('2026-01-01', 'upload')")
     conn.close()
     with Store(db) as store:
-        assert store.migrated_from == 2 and store.version == 3
+        assert store.migrated_from == 2 and store.version == SCHEMA_VERSION == 4
         assert store.conn.execute("SELECT kind FROM audit").fetchall()[0][0] == "upload"
         assert Outbox(store).counts() == {}
 
