@@ -9,8 +9,8 @@ from engine.outputs.base import FakeSink
 from engine.outputs.config import build_sinks, outputs_from_dict
 from engine.outputs.delivery import Delivery
 from engine.outputs.filedrop import FileDropSink
-from engine.store.outbox import Message, Outbox
 from engine.store.migrations import SCHEMA_VERSION
+from engine.store.outbox import Message, Outbox
 from engine.store.sqlite import Store
 from tests.floor.conftest import Broker, Receiver, Subscriber
 
