@@ -191,10 +191,9 @@ def score(runs: Sequence[Run], elapsed_s: float) -> dict[str, Any]:
     total_fields = sum(len(leaves(r.task.answer)) for r in ordinary)
     right_fields = sum(ok for _, _, ok in marks)
     valid = sum(r.result.status is Status.OK and not validation_errors(r.task.schema, r.result.data) for r in ordinary)
-    runaways = sum(
-        any("max_tokens" in (a.get("error") or "") or "ran away" in (a.get("error") or "") for a in r.attempts)
-        for r in ordinary
-    )
+    # a runaway reaches the user as `truncated`; a loop caught and retried cleanly is counted apart
+    runaways = statuses["truncated"]
+    loops_retried = sum(any("ran away" in (a.get("error") or "") for a in r.attempts) for r in ordinary)
     tokens = sum(r.result.tokens.completion for r in runs)
     decode_s = sum(r.result.timings.decode_ms for r in runs) / 1000
     confidence: dict[str, Any] = {}
@@ -213,6 +212,7 @@ def score(runs: Sequence[Run], elapsed_s: float) -> dict[str, Any]:
         "tasks": len(ordinary),
         "statuses": statuses,
         "runaways": runaways,
+        "loops_retried": loops_retried,
         "schema_valid_ok": valid,
         "fields_right": right_fields,
         "fields_total": total_fields,
