@@ -269,14 +269,18 @@ def llama_json_path(gguf: Path, prompts: Sequence[str], tasks: Sequence[RealTask
 
     with suppress_stdout_stderr():
         llm = load_llama(plan(), model_path=str(gguf), n_ctx=2048, n_threads=2, verbose=False)
-    parsed = valid = right = tokens = 0
+    parsed = valid = right = tokens = grammar_failed = 0
     total = sum(len(leaves(t.answer)) for t in tasks if t.answer is not None)
     decode_s = 0.0
     for prompt, t in zip(prompts, tasks, strict=True):
         if t.answer is None:
             continue
-        with suppress_stdout_stderr():
-            grammar = LlamaGrammar.from_json_schema(json.dumps(t.schema), verbose=False)
+        try:
+            with suppress_stdout_stderr():
+                grammar = LlamaGrammar.from_json_schema(json.dumps(t.schema), verbose=False)
+        except Exception:  # its converter writes GBNF that llama.cpp cannot parse (e.g. \d in a pattern)
+            grammar_failed += 1
+            continue
         llm.reset()  # no prompt reuse between tasks (Loupe's worker keeps none across different tasks either)
         llama_cpp.llama_perf_context_reset(llm.ctx)
         t0 = time.perf_counter()
@@ -298,6 +302,7 @@ def llama_json_path(gguf: Path, prompts: Sequence[str], tasks: Sequence[RealTask
     n = sum(t.answer is not None for t in tasks)
     return {
         "tasks": n,
+        "grammar_failed": grammar_failed,
         "parsed": parsed,
         "schema_valid": valid,
         "fields_right": right,

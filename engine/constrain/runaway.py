@@ -21,6 +21,7 @@ import numpy as np
 NUMBER_CHARS = 24  # a double has 17 significant digits; sign, point and exponent fit in the rest
 MIN_STRING_CHARS = 64
 MIN_ITEMS = 16
+WRAP_UP = 0.75  # share of max_tokens after which the output is brought to an end
 LOOP_BYTES = 48  # the repeated tail of one value must be at least this long ...
 LOOP_REPEATS = 4  # ... and hold its unit this many times
 LOOP_MAX_UNIT = 32
@@ -35,6 +36,7 @@ class Limits:
     number_chars: int = NUMBER_CHARS
     string_chars: int = 512
     array_items: int = 64
+    budget: int = 0  # the attempt's max_tokens: past WRAP_UP of it every value ends and every array closes (0: never)
     loop: str = "stop"  # a looping value ends the attempt ("stop"), is closed at once ("close"), or runs on ("off")
     unicode_escapes: bool = True  # False: after a loop through \\u escapes, they are no longer offered
     cut: tuple[tuple[int, int], ...] = ()  # (value ordinal, length): that value must end at that length
@@ -51,6 +53,7 @@ class Limits:
             number_chars=max([NUMBER_CHARS, *numbers]),
             string_chars=strings,
             array_items=max([MIN_ITEMS, max_tokens // 16, *items]),
+            budget=max_tokens,
         )
 
     def after_loop(self, loop: Loop) -> Limits:
@@ -88,9 +91,16 @@ class Guard:
     loop: Loop | None = None
     closing: bool = False  # the current value looped (with Limits.loop "close"): it may only end
     containers: list[list[int]] = field(default_factory=list)  # open [ and {: [kind byte, commas at that depth]
+    spent: int = 0  # tokens fed
+
+    @property
+    def wrapping_up(self) -> bool:
+        """Most of the token budget is spent: what is open should now end, so the JSON closes before it runs out."""
+        return bool(self.limits.budget) and self.spent >= self.limits.budget * WRAP_UP
 
     def feed(self, piece: bytes) -> None:
         """Advance over one token's bytes."""
+        self.spent += 1
         for b in piece:
             if self.kind == "string":
                 if self.escape:
@@ -133,7 +143,7 @@ class Guard:
 
     def _ending_now(self) -> bool:
         """The current value has reached its limit (or its cut from an earlier loop) and may only end."""
-        cut = 0 if self.closing else dict(self.limits.cut).get(self.values)
+        cut = 0 if self.closing or self.wrapping_up else dict(self.limits.cut).get(self.values)
         if self.kind == "string" and not self.escape:
             limit = self.limits.string_chars if cut is None else cut
             return len(self.current.decode("utf-8", errors="ignore")) >= limit
@@ -155,8 +165,10 @@ class Guard:
         if ends is not None and (self._ending_now() or (logits is not None and _wants_end(logits, allowed, ends))):
             keep = ends[allowed]
         top = self.containers[-1] if self.containers else None
-        if top is not None and top[0] == 0x5B and top[1] + 1 >= self.limits.array_items and not self.escape:
-            # the array holds its limit of items: no token may end this item and add another (`",` or `, `)
+        full = top is not None and (self.wrapping_up or top[0] == 0x5B and top[1] + 1 >= self.limits.array_items)
+        if full and not self.escape:
+            # an array holds its limit of items (or the budget is nearly spent, then objects too): no token may end
+            # this item and add another (`",` or `, `); where the schema requires more, nothing is narrowed
             comma = t.has_comma[allowed] if ends is None else t.has_comma[allowed] & ends[allowed]
             keep = ~comma if keep is None else keep & ~comma
         if not self.limits.unicode_escapes and self.kind == "string":

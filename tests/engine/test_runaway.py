@@ -118,3 +118,17 @@ def test_an_array_holding_its_limit_of_items_may_only_close_and_nested_commas_do
     assert b'",' not in _pieces(item.narrow(ALL)) and b'"' in _pieces(item.narrow(ALL))  # may end, not go on
     nested = _guard(limits, b'{"rows": [' + b", ".join(b'{"a": 1, "b": 2, "c": 3}' for _ in range(5)))
     assert nested.narrow(ALL).size == ALL.size  # 5 items, whatever the commas inside them
+
+
+def test_past_three_quarters_of_the_budget_values_end_and_containers_close():
+    limits = Limits.for_task({"type": "object"}, max_tokens=64)
+    g = _guard(limits, b'{"items": [{"name": "bolt"}, {"name": "nu')
+    for piece in [b"t"] * 46:  # 47 tokens fed: under 75 % of 64
+        assert g.narrow(ALL).size == ALL.size
+        g.feed(piece)
+    assert g.spent == 47 and not g.wrapping_up
+    g.feed(b"t")
+    assert g.wrapping_up and _pieces(g.narrow(ALL)) == {b'"', b'"}'}  # close, and add no key
+    g.feed(b'"}')
+    left = _pieces(g.narrow(ALL))
+    assert b"]" in left and b"," not in left and b", " not in left
