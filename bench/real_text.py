@@ -275,12 +275,17 @@ def llama_json_path(gguf: Path, prompts: Sequence[str], tasks: Sequence[RealTask
     for prompt, t in zip(prompts, tasks, strict=True):
         if t.answer is None:
             continue
-        try:
-            with suppress_stdout_stderr():
-                grammar = LlamaGrammar.from_json_schema(json.dumps(t.schema), verbose=False)
-        except Exception:  # its converter writes GBNF that llama.cpp cannot parse (e.g. \d in a pattern)
+        with suppress_stdout_stderr():
+            grammar = LlamaGrammar.from_json_schema(json.dumps(t.schema), verbose=False)
+            # its converter can write GBNF that llama.cpp cannot parse (\d in a pattern); sampling with it would
+            # crash (a NULL sampler), so parse it first
+            probe = llama_cpp.llama_sampler_init_grammar(
+                llm._model.vocab, grammar._grammar.encode(), grammar._root.encode()
+            )
+        if not probe:
             grammar_failed += 1
             continue
+        llama_cpp.llama_sampler_free(probe)
         llm.reset()  # no prompt reuse between tasks (Loupe's worker keeps none across different tasks either)
         llama_cpp.llama_perf_context_reset(llm.ctx)
         t0 = time.perf_counter()

@@ -44,3 +44,19 @@ def field_confidence(
             i += 1
         out[pointer] = round(max(0.0, min(1.0, lowest)), 6)
     return out
+
+
+def capped(
+    confidence: dict[str, float], spans: Mapping[str, tuple[int, int]], doubts: Sequence[tuple[int, int, float]]
+) -> dict[str, float]:
+    """`confidence` with each leaf inside a span the runaway guard ended against the model's wish (an array cut at
+    its item limit, a number at its length) capped by the model's p' of that ending: those values are as certain
+    as the decision to stop them."""
+    if not doubts:
+        return confidence
+    out = dict(confidence)
+    for pointer, (a, b) in spans.items():
+        for start, end, prob in doubts:
+            if start <= a and b <= end and pointer in out:
+                out[pointer] = round(min(out[pointer], prob), 6)
+    return out

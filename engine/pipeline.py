@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from engine.backends.base import Backend, Generation, GenerationRequest, PreparedImage
-from engine.confidence import field_confidence
+from engine.confidence import capped, field_confidence
 from engine.constrain.base import REFUSAL_PREFIX, Constraint
 from engine.constrain.runaway import Limits
 from engine.errors import LoupeError
@@ -153,8 +153,8 @@ def _result(
         raw = gen.text.encode()
         lead = len(raw) - len(raw.lstrip())
         spans = leaf_spans(raw[lead:].rstrip(), offset=lead)
-        confidence = field_confidence(gen.steps, spans)
-        model_confidence = field_confidence(gen.steps, spans, unconstrained=True)
+        confidence = capped(field_confidence(gen.steps, spans), spans, gen.doubts)
+        model_confidence = capped(field_confidence(gen.steps, spans, unconstrained=True), spans, gen.doubts)
         sizes = {info.id: (info.width, info.height) for info in infos}
         boxes = find_boxes(attempt.data, sizes, confidence)
     if gen.image_steps:

@@ -56,6 +56,8 @@ class Generation:
     # per image id: what the backend did to the picture it was given (e.g. llama.cpp's tiling), for the record
     image_steps: dict[str, tuple[str, ...]] = field(default_factory=dict)
     loop: Loop | None = None  # with stop "loop": which value repeated what
+    # (start byte, end byte, p'): spans the runaway guard ended against the model's wish, with its p' of that end
+    doubts: list[tuple[int, int, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

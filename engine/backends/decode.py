@@ -94,6 +94,8 @@ def decode(
         if token in vocab.eog:
             stop = "eos"
             break
+        if guard is not None and guard.ended_by_guard and among.size < allowed.size:
+            guard.doubt(prob)
         batch = [token]
         _append(out, steps, vocab.piece(token), prob, forced=allowed.size == 1, on_token=request.on_token, mass=mass,
                 guard=guard)
@@ -126,6 +128,8 @@ def decode(
     timings["constraint_ms"] = constraint_s * 1000
     gen = Generation(text=out.decode("utf-8", errors="replace"), steps=steps, stop=stop)  # type: ignore[arg-type]
     gen.loop = guard.loop if guard is not None and stop == "loop" else None
+    if guard is not None:
+        gen.doubts = [(a, b, p) for a, b, p in guard.doubts if b is not None]
     return gen
 
 

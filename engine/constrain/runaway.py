@@ -92,6 +92,13 @@ class Guard:
     closing: bool = False  # the current value looped (with Limits.loop "close"): it may only end
     containers: list[list[int]] = field(default_factory=list)  # open [ and {: [kind byte, commas at that depth]
     spent: int = 0  # tokens fed
+    pos: int = 0  # bytes fed
+    value_start: int = 0  # byte offset where the current value began
+    ended_by_guard: bool = False  # the last narrow() kept only tokens that end what is open
+    doubt_scope: str = "value"  # ... the value being written, or the container it is an item of
+    # [start, end (None while open), p']: what the guard ended against the model's wish; its leaves are as certain
+    # as the model's own choice of that ending (engine.pipeline caps their confidence with it)
+    doubts: list[list[Any]] = field(default_factory=list)
 
     @property
     def wrapping_up(self) -> bool:
@@ -102,6 +109,7 @@ class Guard:
         """Advance over one token's bytes."""
         self.spent += 1
         for b in piece:
+            self.pos += 1
             if self.kind == "string":
                 if self.escape:
                     self.escape = False
@@ -111,6 +119,7 @@ class Guard:
                     self.current.append(b)
                 elif b == 0x22:  # closing quote
                     self.kind = ""
+                    self._settle(self.value_start)
                 else:
                     self.current.append(b)
                 continue
@@ -119,15 +128,16 @@ class Guard:
                     self.current.append(b)
                     continue
                 self.kind = ""
+                self._settle(self.value_start, self.pos - 1)
             if b == 0x22:
                 self._start("string")
             elif b in _DIGITS or b == 0x2D:
                 self._start("number")
                 self.current.append(b)
             elif b in b"[{":
-                self.containers.append([b, 0])
+                self.containers.append([b, 0, self.pos - 1])
             elif b in b"]}" and self.containers:
-                self.containers.pop()
+                self._settle(self.containers.pop()[2])
             elif b == 0x2C and self.containers:
                 self.containers[-1][1] += 1
         if self.limits.loop != "off" and self.kind and self.loop is None and not self.closing:
@@ -137,7 +147,22 @@ class Guard:
             else:
                 self.loop = found
 
+    def doubt(self, prob: float) -> None:
+        """The token just chosen from a narrowed set ends what is open, with this p' among all the grammar allowed."""
+        if self.kind and (self.doubt_scope == "value" or not self.containers):
+            start = self.value_start
+        else:
+            start = self.containers[-1][2] if self.containers else 0
+        self.doubts.append([start, None, prob])
+
+    def _settle(self, start: int, end: int | None = None) -> None:
+        """What began at `start` has ended (at `end`, else here): close its open doubts."""
+        for d in self.doubts:
+            if d[0] == start and d[1] is None:
+                d[1] = self.pos if end is None else end
+
     def _start(self, kind: str) -> None:
+        self.value_start = self.pos - 1
         self.kind, self.values, self.escape, self.closing = kind, self.values + 1, False, False
         self.current.clear()
 
@@ -160,17 +185,23 @@ class Guard:
         exceeds that of the allowed tokens that continue it. That model wanted to close the object, not to add
         digits."""
         keep = None
+        self.ended_by_guard = False
         t = self.tables
         ends = (t.ends_string if self.kind == "string" else t.ends_number) if self.kind and not self.escape else None
-        if ends is not None and (self._ending_now() or (logits is not None and _wants_end(logits, allowed, ends))):
+        if ends is not None and self._ending_now():
             keep = ends[allowed]
+            self.ended_by_guard, self.doubt_scope = True, "value"  # against the model's wish: a doubtful value
+        elif ends is not None and logits is not None and _wants_end(logits, allowed, ends):
+            keep = ends[allowed]  # the model's own wish
         top = self.containers[-1] if self.containers else None
-        full = top is not None and (self.wrapping_up or top[0] == 0x5B and top[1] + 1 >= self.limits.array_items)
+        full = top is not None and (self.wrapping_up or (top[0] == 0x5B and top[1] + 1 >= self.limits.array_items))
         if full and not self.escape:
             # an array holds its limit of items (or the budget is nearly spent, then objects too): no token may end
             # this item and add another (`",` or `, `); where the schema requires more, nothing is narrowed
             comma = t.has_comma[allowed] if ends is None else t.has_comma[allowed] & ends[allowed]
             keep = ~comma if keep is None else keep & ~comma
+            if comma.any():
+                self.ended_by_guard, self.doubt_scope = True, "container"
         if not self.limits.unicode_escapes and self.kind == "string":
             no_u = ~t.has_u_escape[allowed]
             if self.escape:

@@ -132,3 +132,30 @@ def test_past_three_quarters_of_the_budget_values_end_and_containers_close():
     g.feed(b'"}')
     left = _pieces(g.narrow(ALL))
     assert b"]" in left and b"," not in left and b", " not in left
+
+
+def test_what_the_guard_ends_against_the_models_wish_is_recorded_as_a_doubt_over_its_bytes():
+    from engine.confidence import capped
+
+    limits = Limits.for_task({"type": "array"}, max_tokens=256)
+    text = b'{"s": [' + b", ".join(b'"%d"' % i for i in range(15)) + b', "15'
+    g = _guard(limits, text)
+    narrowed = g.narrow(ALL)
+    assert g.ended_by_guard and g.doubt_scope == "container" and narrowed.size < ALL.size
+    g.doubt(0.03)
+    g.feed(b'"')
+    g.feed(b"]}")
+    assert g.doubts == [[text.index(b"["), len(text) + 2, 0.03]]  # from "[" to after "]"
+    spans = {"/s/0": (text.index(b'"0"'), text.index(b'"0"') + 3), "/x": (0, 2)}
+    assert capped({"/s/0": 0.9, "/x": 0.8}, spans, [(7, len(text) + 2, 0.03)]) == {"/s/0": 0.03, "/x": 0.8}
+    n = _guard(Limits(number_chars=4), b'{"n": 1234')
+    n.narrow(ALL)
+    assert n.ended_by_guard and n.doubt_scope == "value"
+    n.doubt(0.2)
+    n.feed(b"}")
+    assert n.doubts == [[6, 10, 0.2]]  # the digits
+    wish = _guard(Limits(), b'{"row": 1')
+    logits = np.full(len(PIECES), -20.0, dtype=np.float32)
+    logits[ord(",")] = 2.0
+    wish.narrow(np.array([ord("0"), ord("}")]), logits)
+    assert not wish.ended_by_guard  # the model's own wish to end is no doubt
