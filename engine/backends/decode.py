@@ -83,12 +83,15 @@ def decode(
             stop = "eos"
             break
         gate = request.allow_refusal and not steps
-        among = guard.narrow(allowed, logits) if guard is not None else allowed
+        # the model's unnormalised probabilities over the whole vocabulary, once per step: the allowed share and the
+        # guard's "would the model rather end this value" both read them
+        weights = np.exp(logits - logits.max(), dtype=np.float32)
+        among = guard.narrow(allowed, weights) if guard is not None else allowed
         if not steps and not request.allow_refusal:  # the constraint may still hold the branch: never take it
             among = among[vocab.tables.first_bytes[among] != REFUSAL_PREFIX.encode()[0]]
             among = among if among.size else allowed
         token, prob, mass = choose(logits, allowed, request.temperature, rng, vocab.piece, gate_refusal_now=gate,
-                                   among=among)
+                                   among=among, weights=weights)
         if not matcher.consume(token):
             raise BackendError(f"constraint rejected its own token {token}: {matcher.error()}")
         if token in vocab.eog:
@@ -195,6 +198,7 @@ def choose(
     *,
     gate_refusal_now: bool,
     among: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> tuple[int, float, float]:
     """Pick among the allowed tokens (or the subset `among` of them, e.g. narrowed by a runaway guard); return it with
     its probability renormalised over all the allowed tokens, and the share of the model's probability they hold."""
@@ -204,7 +208,9 @@ def choose(
     sub = logits[allowed].astype(np.float64) - top
     p = np.exp(sub)
     allowed_sum = float(p.sum())
-    mass = min(1.0, allowed_sum / float(np.exp(logits - top, dtype=np.float32).sum(dtype=np.float64)))
+    if weights is None:  # exp(logits - max) over the whole vocabulary
+        weights = np.exp(logits - top, dtype=np.float32)
+    mass = min(1.0, allowed_sum / float(weights.sum(dtype=np.float64)))
     p /= allowed_sum
     if allowed.size == 1:
         return int(allowed[0]), 1.0, mass

@@ -177,13 +177,13 @@ class Guard:
             return len(self.current) >= limit and self.current[-1] in _DIGITS
         return False
 
-    def narrow(self, allowed: np.ndarray, logits: np.ndarray | None = None) -> np.ndarray:
+    def narrow(self, allowed: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """A subset of the grammar's `allowed` ids (never empty: when nothing would remain, `allowed` itself).
 
-        With `logits`, a value also ends where the model itself would rather end it: when its own probability of
-        the tokens that end the value (allowed or not: `",` or `},` after a last property, which the schema forbids)
-        exceeds that of the allowed tokens that continue it. That model wanted to close the object, not to add
-        digits."""
+        With `weights` (exp(logits - max) over the whole vocabulary), a value also ends where the model itself would
+        rather end it: when its own probability of the tokens that end the value (allowed or not: `",` or `},` after
+        a last property, which the schema forbids) exceeds that of the allowed tokens that continue it. That model
+        wanted to close the object, not to add digits."""
         keep = None
         self.ended_by_guard = False
         t = self.tables
@@ -191,7 +191,7 @@ class Guard:
         if ends is not None and self._ending_now():
             keep = ends[allowed]
             self.ended_by_guard, self.doubt_scope = True, "value"  # against the model's wish: a doubtful value
-        elif ends is not None and logits is not None and _wants_end(logits, allowed, ends):
+        elif ends is not None and weights is not None and _wants_end(weights, allowed, ends):
             keep = ends[allowed]  # the model's own wish
         top = self.containers[-1] if self.containers else None
         full = top is not None and (self.wrapping_up or (top[0] == 0x5B and top[1] + 1 >= self.limits.array_items))
@@ -238,12 +238,11 @@ def token_tables(n_vocab: int, piece: Any) -> TokenTables:
     return TokenTables(first, has_u, ~in_number & (first != 256), first == 0x22, comma)
 
 
-def _wants_end(logits: np.ndarray, allowed: np.ndarray, ends: np.ndarray) -> bool:
+def _wants_end(weights: np.ndarray, allowed: np.ndarray, ends: np.ndarray) -> bool:
     """The model's own probability of ending the value (any token that ends it) exceeds that of continuing it
-    within the grammar."""
-    p = np.exp(logits - logits.max(), dtype=np.float32)
+    within the grammar (`weights`: its unnormalised probabilities over the whole vocabulary)."""
     go_on = allowed[~ends[allowed]]
-    return float(p[ends].sum(dtype=np.float64)) > float(p[go_on].sum(dtype=np.float64))
+    return float(weights[ends].sum(dtype=np.float64)) > float(weights[go_on].sum(dtype=np.float64))
 
 
 def _tail_loop(value: bytes, ordinal: int) -> Loop | None:

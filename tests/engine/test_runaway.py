@@ -94,15 +94,15 @@ def test_a_value_ends_where_the_model_would_rather_end_it_even_through_a_token_t
     logits = np.full(len(PIECES), -20.0, dtype=np.float32)
     logits[ord(",")] = 2.0  # the model wants another key, which the schema forbids
     logits[ord("0")] = 1.5  # its best allowed choice would be a digit
-    assert _pieces(g.narrow(allowed, logits)) == {b"}"}
+    assert _pieces(g.narrow(allowed, np.exp(logits - logits.max()))) == {b"}"}
     logits[ord("0")] = 3.0  # it wants more digits more than it wants to end
-    assert g.narrow(allowed, logits).size == allowed.size
+    assert g.narrow(allowed, np.exp(logits - logits.max())).size == allowed.size
     s = _guard(Limits(), b'{"name": "Ana')
     words = np.array([ord(c) for c in 'abc"'])
     logits = np.full(len(PIECES), -20.0, dtype=np.float32)
     logits[PIECES.index(b'"}')] = 2.0  # close the string and the object (not allowed here)
     logits[ord("a")] = 1.0
-    assert _pieces(s.narrow(words, logits)) == {b'"'}
+    assert _pieces(s.narrow(words, np.exp(logits - logits.max()))) == {b'"'}
 
 
 def test_an_array_holding_its_limit_of_items_may_only_close_and_nested_commas_do_not_count():
@@ -157,5 +157,5 @@ def test_what_the_guard_ends_against_the_models_wish_is_recorded_as_a_doubt_over
     wish = _guard(Limits(), b'{"row": 1')
     logits = np.full(len(PIECES), -20.0, dtype=np.float32)
     logits[ord(",")] = 2.0
-    wish.narrow(np.array([ord("0"), ord("}")]), logits)
+    wish.narrow(np.array([ord("0"), ord("}")]), np.exp(logits - logits.max()))
     assert not wish.ended_by_guard  # the model's own wish to end is no doubt
