@@ -1,4 +1,4 @@
-"""Model files for the benchmarks: random-weight GGUFs with real dimensions, built by models.synthetic.
+"""Model files for the benchmarks: random-weight GGUFs with real dimensions, built by loupe.models.synthetic.
 
 The default file types are the ones the catalog ships for that model (models/catalog.toml), so the benchmark times
 what a user runs. K-quants (Q4_K_M, as published for Gemma 3 4B) cannot be written by the gguf package; they are
@@ -15,7 +15,7 @@ import llama_cpp
 from llama_cpp._utils import suppress_stdout_stderr
 from platformdirs import user_cache_dir
 
-from models.synthetic import SPECS, TEXT_TYPES, SyntheticModel, build
+from loupe.models.synthetic import SPECS, TEXT_TYPES, SyntheticModel, build
 
 # $LOUPE_BENCH_MODELS, else the user cache (the 4B model is ~5 GB: keep it out of the repo)
 DEFAULT_DIR = Path(os.environ.get("LOUPE_BENCH_MODELS") or Path(user_cache_dir("loupe")) / "bench-models")

@@ -49,11 +49,11 @@ def child(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--prefix-cache", default=None, help="a directory for the task prompt's KV state (default: none)")
     args = ap.parse_args(argv)
-    from engine.api import AnalyzeRequest, Engine
-    from engine.backends.llama_cpp import LlamaCppBackend
-    from engine.backends.prefix_store import PrefixStore
-    from engine.backends.projector_bf16 import ProjectorCache
-    from engine.tasks import builtin_task
+    from loupe.api import AnalyzeRequest, Engine
+    from loupe.backends.llama_cpp import LlamaCppBackend
+    from loupe.backends.prefix_store import PrefixStore
+    from loupe.backends.projector_bf16 import ProjectorCache
+    from loupe.tasks import builtin_task
 
     t_import = time.perf_counter()
     rss_imported = rss_bytes()

@@ -2,7 +2,7 @@
 
     python -m bench.cpu_buffers [--model smolvlm-256m --model gemma3-4b] [--runs 3] [--threads N] [--json OUT]
 
-On a CPU with AMX, Loupe loads weights with no extra buffer types (engine.backends.llama_cpu), because llama.cpp's AMX
+On a CPU with AMX, Loupe loads weights with no extra buffer types (loupe.backends.llama_cpu), because llama.cpp's AMX
 buffer crashes. That also gives up the CPU_REPACK layouts, which are the other option's whole gain: a llama.cpp built
 without its AMX path keeps them. This benchmark measures both choices on the machine it runs on, side by side in one
 process (`repack` = extra buffer types allowed as offered here, `plain` = none), each analysis cold (prompt KV and
@@ -23,11 +23,11 @@ from typing import Any
 
 from bench._models import DEFAULT_DIR, choices, synthetic
 from bench.sides import bench_task
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.llama_cpp import LlamaCppBackend
-from engine.backends.llama_cpu import CpuPlan, plan
-from engine.hardware import default_threads
-from engine.types import Result, Status
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.llama_cpp import LlamaCppBackend
+from loupe.backends.llama_cpu import CpuPlan, plan
+from loupe.hardware import default_threads
+from loupe.types import Result, Status
 
 SAMPLE = Path(__file__).resolve().parent.parent / "engine" / "samples" / "scratched-panel.jpg"
 

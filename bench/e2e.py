@@ -12,7 +12,7 @@ Sections (each prints a line; --json writes every number, raw rows included):
   matmul       encode + prefill FLOPs (bench.flops) / their time / matmul peak: encode_prefill_matmul_fraction
   reuse        image 1 cold, image 2 same task (prefix reused), image 2 again: batch_second_vs_first,
                repeat_vs_first, prefill tokens of each
-  projector    image encode with the BF16 projector copy A loads (engine.backends.projector_bf16) vs the published
+  projector    image encode with the BF16 projector copy A loads (loupe.backends.projector_bf16) vs the published
                file, alternating: projector_copy_vs_file
   busy         another program keeps one core busy: A's adaptive decode threads vs A with its thread count fixed,
                alternating: busy_decode_adaptive_vs_fixed (decode ms/token)
@@ -45,12 +45,12 @@ import llama_cpp
 from bench import coldstart, hf_side, machine, scenarios, worker_overhead
 from bench._models import DEFAULT_DIR, choices, default_types, synthetic, text_types
 from bench.sides import A_STAGES, LoupeSide, RawSide, bench_task, png_data_url
-from engine.hardware import default_threads
-from engine.images.load import load_image
-from engine.images.resize import image_tokens_for
-from engine.pipeline import prepare
-from engine.prompt import MEDIA, user_text
-from models.synthetic import SPECS
+from loupe.hardware import default_threads
+from loupe.images.load import load_image
+from loupe.images.resize import image_tokens_for
+from loupe.pipeline import prepare
+from loupe.prompt import MEDIA, user_text
+from loupe.models.synthetic import SPECS
 
 SAMPLE = Path(__file__).resolve().parent.parent / "engine" / "samples" / "scratched-panel.jpg"
 SECTIONS = ("llamacpp", "roofline", "matmul", "reuse", "projector", "busy", "detail", "transformers", "worker",
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{_f(cs.get('process_wall_ms'), 0)} ms), peak RSS {cs.get('peak_rss_bytes', 0) / 2**20:.0f} MiB = "
               f"{_f(cs.get('peak_rss_ratio'))}x model files "
               f"({_f(cs.get('peak_rss_vs_loaded_files'))}x the files loaded)", flush=True)
-        # a later process finds the task prompt's KV state saved by an earlier one (engine.backends.prefix_store)
+        # a later process finds the task prompt's KV state saved by an earlier one (loupe.backends.prefix_store)
         with tempfile.TemporaryDirectory(prefix="loupe-bench-kv-") as kv:
             runs_kv = [coldstart.measure(model.text_path, model.mmproj_path, args.image, threads=threads,
                                          max_tokens=max_tokens, prefix_cache=Path(kv)) for _ in range(2)]

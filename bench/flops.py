@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.synthetic import SyntheticSpec
+from loupe.models.synthetic import SyntheticSpec
 
 
 def vision_flops(spec: SyntheticSpec, n_tiles: int) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from models.synthetic import SyntheticSpec
+from loupe.models.synthetic import SyntheticSpec
 
 
 def available() -> str | None:

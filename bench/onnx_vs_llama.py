@@ -5,9 +5,9 @@
 
 Both sides are Engine.analyze on the same image, task (describe, refusal off so random weights answer) and
 max_tokens, with the same constraint layer and decode loop rules; only the model runtime differs:
-  llama.cpp  models.synthetic "smolvlm-256m" GGUF: text and projector f32 (--quant fp32), or text Q8_0 and
+  llama.cpp  loupe.models.synthetic "smolvlm-256m" GGUF: text and projector f32 (--quant fp32), or text Q8_0 and
              projector f16 (--quant q8)
-  ONNX       models.hf_synthetic.build_smolvlm(SMOLVLM_256M) exported by models.hf_onnx (three pieces, past KV),
+  ONNX       loupe.models.hf_synthetic.build_smolvlm(SMOLVLM_256M) exported by loupe.models.hf_onnx (three pieces, past KV),
              fp32, or int8 weights by onnxruntime's quantize_dynamic (the "_quantized" files, --quant q8),
              onnxruntime CPUExecutionProvider
 The two are built from different random weights and tokenizers (the GGUF has SmolVLM's 49,280-token vocabulary
@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from bench._models import DEFAULT_DIR, synthetic
-from engine.api import AnalyzeRequest, Engine
-from engine.tasks import builtin_task
+from loupe.api import AnalyzeRequest, Engine
+from loupe.tasks import builtin_task
 
 SAMPLE = Path(__file__).resolve().parent.parent / "engine" / "samples" / "scratched-panel.jpg"
 STAGES = ("preprocess_ms", "encode_ms", "prefill_ms", "decode_ms", "total_ms")
@@ -37,8 +37,8 @@ def onnx_model_dir(root: Path) -> Path:
     """The fp32 HF + ONNX SmolVLM-256M-dims model, built (needs torch) unless already there."""
     out = root / "hf-smolvlm-256m"
     if not (out / "hf" / "onnx" / "decoder_model_merged.onnx").is_file():
-        from models.hf_onnx import export_smolvlm
-        from models.hf_synthetic import SMOLVLM_256M, build_smolvlm
+        from loupe.models.hf_onnx import export_smolvlm
+        from loupe.models.hf_synthetic import SMOLVLM_256M, build_smolvlm
 
         model, processor = build_smolvlm(out, SMOLVLM_256M)
         export_smolvlm(model, processor, out / "hf" / "onnx")
@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--json", help="write the rows and medians here")
     args = ap.parse_args(argv)
 
-    from engine.backends.llama_cpp import LlamaCppBackend
-    from engine.backends.onnx import OnnxBackend
+    from loupe.backends.llama_cpp import LlamaCppBackend
+    from loupe.backends.onnx import OnnxBackend
 
     types = {"fp32": ("f32", "f32"), "q8": ("q8_0", "f16")}[args.quant]
     gguf = synthetic("smolvlm-256m", DEFAULT_DIR, text_type=types[0], mmproj_type=types[1])

@@ -24,15 +24,15 @@ import numpy as np
 
 from bench._models import DEFAULT_DIR
 from bench.real_text_tasks import TASKS, RealTask
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.base import Generation, GenerationRequest
-from engine.backends.worker import WorkerBackend
-from engine.confidence import TokenStep, field_confidence
-from engine.schema.spans import leaf_spans
-from engine.schema.validate import validation_errors
-from engine.tasks import TaskOptions, task_from_dict
-from engine.types import Result, Status
-from models.real import real_gemma3_270m
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.base import Generation, GenerationRequest
+from loupe.backends.worker import WorkerBackend
+from loupe.confidence import TokenStep, field_confidence
+from loupe.schema.spans import leaf_spans
+from loupe.schema.validate import validation_errors
+from loupe.tasks import TaskOptions, task_from_dict
+from loupe.types import Result, Status
+from loupe.models.real import real_gemma3_270m
 
 MAX_TOKENS = 256
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -88,7 +88,7 @@ class Run:
 
 
 def leaves(value: Any, pointer: str = "") -> dict[str, Any]:
-    """JSON Pointer -> scalar (empty containers count as leaves, as in engine.schema.spans)."""
+    """JSON Pointer -> scalar (empty containers count as leaves, as in loupe.schema.spans)."""
     if isinstance(value, dict) and value:
         out: dict[str, Any] = {}
         for k, v in value.items():
@@ -265,7 +265,7 @@ def llama_json_path(gguf: Path, prompts: Sequence[str], tasks: Sequence[RealTask
     from llama_cpp import LlamaGrammar
     from llama_cpp._utils import suppress_stdout_stderr
 
-    from engine.backends.llama_cpu import load_llama, plan
+    from loupe.backends.llama_cpu import load_llama, plan
 
     with suppress_stdout_stderr():
         llm = load_llama(plan(), model_path=str(gguf), n_ctx=2048, n_threads=2, verbose=False)
@@ -344,9 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         engine.close()
     if not args.no_llama_json:
-        from engine.backends.chat_template import load_chat_template, render_prompt, template_source
-        from engine.prompt import user_text
-        from models.chat_templates import BY_PROJECTOR
+        from loupe.backends.chat_template import load_chat_template, render_prompt, template_source
+        from loupe.prompt import user_text
+        from loupe.models.chat_templates import BY_PROJECTOR
 
         source, _ = template_source(None, gguf, "gemma3")
         template = load_chat_template(source or BY_PROJECTOR["gemma3"], gguf)

@@ -99,12 +99,12 @@ class Vocab:
 def make_compiler(engine: str, vocab: Vocab) -> Any:
     """The product's compiler for `engine`, bound to `vocab`."""
     if engine == "gbnf":
-        from engine.constrain.gbnf import GbnfCompiler
+        from loupe.constrain.gbnf import GbnfCompiler
 
         return GbnfCompiler(vocab.vocab, vocab.eos)
     from llguidance.llamacpp import lltokenizer_from_vocab
 
-    from engine.constrain.llguidance import LLGuidanceCompiler
+    from loupe.constrain.llguidance import LLGuidanceCompiler
 
     tok = lltokenizer_from_vocab(vocab.vocab, n_vocab=vocab.n_vocab, eos_token=vocab.eos)
     return LLGuidanceCompiler(tok)
@@ -113,7 +113,7 @@ def make_compiler(engine: str, vocab: Vocab) -> Any:
 # -- judging one schema ----------------------------------------------------------------------------
 def feed(matcher: Any, tokens: list[int], n_vocab: int, time_every: int) -> tuple[bool, list[float]]:
     """Feed tokens one by one; (accepted, mask times in µs). Checks the token against the mask."""
-    from engine.constrain.base import mask_words
+    from loupe.constrain.base import mask_words
 
     mask = np.zeros(mask_words(n_vocab), dtype=np.int32)
     times: list[float] = []
@@ -137,12 +137,12 @@ def judge(case: Case, engine: str, compiler: Any, vocab: Vocab, validate: Any = 
     even though Loupe's validator would catch the instance later.
     """
     from bench.canonical import canonical
-    from engine.constrain.base import DEFAULT_LAYOUT, LAYOUTS
-    from engine.errors import ConstraintError
-    from engine.schema.validate import validation_errors
+    from loupe.constrain.base import DEFAULT_LAYOUT, LAYOUTS
+    from loupe.errors import ConstraintError
+    from loupe.schema.validate import validation_errors
 
     validate = validate or validation_errors
-    from engine.schema.validate import schema_problem
+    from loupe.schema.validate import schema_problem
 
     out = Outcome(case.split, case.id, with_tests=bool(case.tests))
     refused = schema_problem(case.schema)  # what Loupe refuses when a task loads (e.g. remote $ref)
@@ -303,7 +303,7 @@ def default_vocab() -> Path:
     """The synthetic SmolVLM vocabulary (49,280 tokens), built once into the user cache."""
     from platformdirs import user_cache_dir
 
-    from models.synthetic import build
+    from loupe.models.synthetic import build
 
     return build("vocab-smolvlm", Path(user_cache_dir("loupe")) / "bench").text_path
 

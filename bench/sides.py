@@ -25,14 +25,14 @@ import llama_cpp.llama_chat_format as chat_format
 import llama_cpp.mtmd_cpp as mtmd
 from llama_cpp._utils import suppress_stdout_stderr
 
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.base import Generation, GenerationRequest
-from engine.backends.llama_cpp import LlamaCppBackend
-from engine.backends.llama_cpu import load_llama
-from engine.backends.projector_bf16 import ProjectorCache
-from engine.confidence import field_confidence
-from engine.schema.spans import leaf_spans
-from engine.tasks import Task, builtin_task
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.base import Generation, GenerationRequest
+from loupe.backends.llama_cpp import LlamaCppBackend
+from loupe.backends.llama_cpu import load_llama
+from loupe.backends.projector_bf16 import ProjectorCache
+from loupe.confidence import field_confidence
+from loupe.schema.spans import leaf_spans
+from loupe.tasks import Task, builtin_task
 
 A_STAGES = ("preprocess_ms", "encode_ms", "prefill_ms", "decode_ms", "constraint_ms", "total_ms")
 
@@ -97,9 +97,9 @@ class LoupeSide:
         adapt_threads: bool = True,
     ) -> None:
         """`projectors`: as a user's Loupe does, load the BF16 copy of the projector on a CPU with a BF16 dot product
-        (engine.backends.projector_bf16, in the user cache); False loads the file as it is.
+        (loupe.backends.projector_bf16, in the user cache); False loads the file as it is.
         `adapt_threads`: as a user's Loupe does when no thread count is given, let decoding try fewer threads and
-        keep the faster (engine.backends.thread_tuner); False keeps `threads`."""
+        keep the faster (loupe.backends.thread_tuner); False keeps `threads`."""
         cache = ProjectorCache.default() if projectors else None
         self.backend = LlamaCppBackend(text, mmproj, n_ctx=8192, n_threads=threads, projectors=cache,
                                        adapt_threads=adapt_threads)
@@ -158,7 +158,7 @@ class RawSide:
         image_max_tokens: int | None,
     ) -> None:
         self.handler = chat_format.MTMDChatHandler(clip_model_path=str(mmproj), verbose=False)
-        # the same weight-buffer choice as Loupe's side (engine.backends.llama_cpu: never the AMX buffer that crashes)
+        # the same weight-buffer choice as Loupe's side (loupe.backends.llama_cpu: never the AMX buffer that crashes)
         self.llm = load_llama(
             model_path=str(text), n_ctx=8192, n_threads=threads, n_threads_batch=threads, verbose=False,
             chat_handler=self.handler,

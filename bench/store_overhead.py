@@ -2,7 +2,7 @@
 
     python -m bench.store_overhead [--items 1000] [--dir DIR] [--synthetic 100]
 
-The model is the scripted fake backend (engine.backends.fake.FakeBackend: no inference) over real PNG files
+The model is the scripted fake backend (loupe.backends.fake.FakeBackend: no inference) over real PNG files
 on disk. The store's overhead is a batch's wall time minus the time spent inside analyze: hashing the file,
 the cache lookup, committing the result (WAL, synchronous=FULL: one fsync per result), job bookkeeping.
 `--synthetic N` repeats it on the tiny random-weight llama.cpp model (the overhead should not change).
@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.fake import FakeBackend
-from engine.batch import BatchRunner, BatchSummary, open_job
-from engine.store import Store
-from engine.tasks import Task, builtin_task
-from engine.types import Result
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.fake import FakeBackend
+from loupe.batch import BatchRunner, BatchSummary, open_job
+from loupe.store import Store
+from loupe.tasks import Task, builtin_task
+from loupe.types import Result
 
 CAPTION = '{"caption": "random noise", "tags": ["noise", "test"]}'
 
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     measure("fake backend", lambda path, task: fake.analyze(AnalyzeRequest((path,), task)), paths, describe,
             root / "fake.db", "fake")
     if args.synthetic:
-        from engine.backends.llama_cpp import LlamaCppBackend
-        from models.synthetic import build
+        from loupe.backends.llama_cpp import LlamaCppBackend
+        from loupe.models.synthetic import build
 
         model = build("tiny-smolvlm", root / "model")
         tiny = Engine(LlamaCppBackend(model.text_path, model.mmproj_path, model_id="tiny", n_threads=1), model="tiny")

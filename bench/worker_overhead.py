@@ -1,4 +1,4 @@
-"""What the model process costs: the same analyses in-process and through engine.backends.worker, alternating.
+"""What the model process costs: the same analyses in-process and through loupe.backends.worker, alternating.
 
     python -m bench.worker_overhead [--model smolvlm-256m] [--runs 4] [--threads N] [--json OUT]
     python -m bench.worker_overhead --cancel --model gemma3-4b      # cancel inside an image encode, timed
@@ -23,11 +23,11 @@ from typing import Any
 from bench._models import DEFAULT_DIR, choices, synthetic
 from bench.coldstart import rss_bytes
 from bench.sides import bench_task
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.llama_cpp import LlamaCppBackend
-from engine.backends.worker import WorkerBackend
-from engine.hardware import default_threads
-from engine.types import Status
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.llama_cpp import LlamaCppBackend
+from loupe.backends.worker import WorkerBackend
+from loupe.hardware import default_threads
+from loupe.types import Status
 
 SAMPLE = Path(__file__).resolve().parent.parent / "engine" / "samples" / "scratched-panel.jpg"
 
@@ -83,7 +83,7 @@ def cancel_during_encode(name: str, model_dir: Path, threads: int) -> dict[str, 
     import tempfile
     import threading
 
-    from engine.backends.worker_child import FAULT_ENV, MARK_ENV
+    from loupe.backends.worker_child import FAULT_ENV, MARK_ENV
 
     model = synthetic(name, model_dir)
     task = bench_task("defects", max_tokens=32, detail="low")

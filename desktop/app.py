@@ -8,25 +8,25 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from desktop.runner import LoadedModel
+from loupe.desktop.runner import LoadedModel
 
 if TYPE_CHECKING:
-    from desktop.bridge import EngineBridge
-    from desktop.main_window import MainWindow
+    from loupe.desktop.bridge import EngineBridge
+    from loupe.desktop.main_window import MainWindow
 
 def model_loader(model: str | None, model_path: str | None, mmproj: str | None,
                  threads: int | None = None, model_dir: str = "") -> Callable[[], LoadedModel]:
     """A loader for the worker thread, choosing the model like the CLI (the default falls back to synthetic); MLX /
-    ONNX catalog models load through the backend their format needs (desktop.loading)."""
+    ONNX catalog models load through the backend their format needs (loupe.desktop.loading)."""
     if bool(model_path) != bool(mmproj):
         raise SystemExit("loupe-app: --model-path and --mmproj go together")
 
     def load() -> LoadedModel:
-        from desktop.loading import load_from_store
-        from engine.api import Engine
-        from engine.backends.registry import backend_class
-        from engine.backends.user_caches import llama_cache_kwargs
-        from models.store import ModelStore, default_model_root
+        from loupe.desktop.loading import load_from_store
+        from loupe.api import Engine
+        from loupe.backends.registry import backend_class
+        from loupe.backends.user_caches import llama_cache_kwargs
+        from loupe.models.store import ModelStore, default_model_root
 
         if model_path and mmproj:
             name = Path(model_path).stem
@@ -41,7 +41,7 @@ def model_loader(model: str | None, model_path: str | None, mmproj: str | None,
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line."""
-    from engine.cli_gui import add_options
+    from loupe.cli_gui import add_options
 
     p = argparse.ArgumentParser(prog="loupe gui", description="Loupe desktop app: drop images, get checked JSON.")
     add_options(p)
@@ -70,12 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from desktop.bridge import EngineBridge
-    from desktop.main_window import MainWindow
-    from desktop.settings import load_settings
-    from engine.images.files import expand
-    from engine.store import Store, default_db_path
-    from models.store import ModelStore, default_model_root
+    from loupe.desktop.bridge import EngineBridge
+    from loupe.desktop.main_window import MainWindow
+    from loupe.desktop.settings import load_settings
+    from loupe.images.files import expand
+    from loupe.store import Store, default_db_path
+    from loupe.models.store import ModelStore, default_model_root
 
     args = parse_args(argv)
     app = QApplication.instance() or QApplication(sys.argv[:1])

@@ -9,12 +9,12 @@ from PIL import Image, ImageOps
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
-from desktop.runner import Batch, CloudAccess, LoadedModel, Runner
-from engine.errors import LoupeError
-from engine.images.load import load_image
-from engine.prefetch import Prefetcher
-from engine.tasks import Task
-from engine.types import Result
+from loupe.desktop.runner import Batch, CloudAccess, LoadedModel, Runner
+from loupe.errors import LoupeError
+from loupe.images.load import load_image
+from loupe.prefetch import Prefetcher
+from loupe.tasks import Task
+from loupe.types import Result
 
 THUMB_SIDE = 48
 

@@ -6,7 +6,7 @@ import threading
 
 from PySide6.QtCore import QObject, QThreadPool, Signal
 
-from models.store import ModelStore
+from loupe.models.store import ModelStore
 
 
 class DownloadCancelled(Exception):

@@ -1,4 +1,4 @@
-"""The Evaluate tab's wiring: the window's current task and model become an `engine.eval` Launcher."""
+"""The Evaluate tab's wiring: the window's current task and model become an `loupe.eval` Launcher."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 
 from platformdirs import user_data_path
 
-from desktop.runner import LoadedModel
-from desktop.widgets.eval_view import EvalView
-from engine.tasks import Task
+from loupe.desktop.runner import LoadedModel
+from loupe.desktop.widgets.eval_view import EvalView
+from loupe.tasks import Task
 
 MakeLoader = Callable[[str], Callable[[], LoadedModel]]
 
@@ -30,8 +30,8 @@ def eval_tab(db_path: Path, task: Callable[[], Task], model: Callable[[], str], 
     loader = make_loader
 
     def start(labelled: str, stop: threading.Event) -> Path:
-        from engine.eval.evaluate import Launcher
-        from engine.eval.runner import System
+        from loupe.eval.evaluate import Launcher
+        from loupe.eval.runner import System
 
         name = model()
         out = (out_root or reports_root()) / time.strftime("%Y%m%d-%H%M%S")

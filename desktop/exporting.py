@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.export import FORMATS, write_labelled, write_overlays
-from engine.store import ReviewQueue, Store, StoredResult
+from loupe.export import FORMATS, write_labelled, write_overlays
+from loupe.store import ReviewQueue, Store, StoredResult
 
 KINDS = ("jsonl", "csv", "overlays", "labelled")
 

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from desktop.runner import LoadedModel
-from engine.api import Engine
-from engine.backends.registry import backend_class, missing
-from engine.cli_backends import FORMAT_BACKEND
-from engine.errors import LoupeError
-from models.catalog import CatalogEntry
-from models.store import ModelNotInstalled, ModelStore
+from loupe.desktop.runner import LoadedModel
+from loupe.api import Engine
+from loupe.backends.registry import backend_class, missing
+from loupe.cli_backends import FORMAT_BACKEND
+from loupe.errors import LoupeError
+from loupe.models.catalog import CatalogEntry
+from loupe.models.store import ModelNotInstalled, ModelStore
 
 SYNTHETIC_FALLBACK = "synthetic-smolvlm"
 ONNX_EP = "cpu"  # the desktop runs ONNX models on the CPU execution provider unless told otherwise
@@ -56,7 +56,7 @@ def directory_model(store: ModelStore, name: str, threads: int | None) -> Loaded
 
 def gguf_model(store: ModelStore, name: str | None, threads: int | None) -> LoadedModel:
     """A GGUF model from the store through llama.cpp; with no name, the catalog default or else the synthetic one."""
-    from engine.backends.user_caches import llama_cache_kwargs
+    from loupe.backends.user_caches import llama_cache_kwargs
 
     chosen = name or store.catalog.default
     try:

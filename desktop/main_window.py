@@ -23,24 +23,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.bridge import Background, EngineBridge, ImageDecoder
-from desktop.eval_tab import eval_tab
-from desktop.exporting import export
-from desktop.runner import CloudAccess, LoadedModel
-from desktop.settings import AppSettings, load_settings, save_settings
-from desktop.widgets.drop_zone import DropZone
-from desktop.widgets.models_dialog import ModelPicker
-from desktop.widgets.queue_view import QueueView
-from desktop.widgets.result_view import ResultView
-from desktop.widgets.review_panel import ReviewPanel
-from desktop.widgets.settings_dialog import SettingsDialog
-from desktop.widgets.task_picker import TaskPicker
-from engine.images.files import expand
-from engine.secrets import KeyringLike, get_api_key
-from engine.store import Store
-from engine.tasks import Task
-from engine.types import Result
-from models.store import ModelStore, default_model_root
+from loupe.desktop.bridge import Background, EngineBridge, ImageDecoder
+from loupe.desktop.eval_tab import eval_tab
+from loupe.desktop.exporting import export
+from loupe.desktop.runner import CloudAccess, LoadedModel
+from loupe.desktop.settings import AppSettings, load_settings, save_settings
+from loupe.desktop.widgets.drop_zone import DropZone
+from loupe.desktop.widgets.models_dialog import ModelPicker
+from loupe.desktop.widgets.queue_view import QueueView
+from loupe.desktop.widgets.result_view import ResultView
+from loupe.desktop.widgets.review_panel import ReviewPanel
+from loupe.desktop.widgets.settings_dialog import SettingsDialog
+from loupe.desktop.widgets.task_picker import TaskPicker
+from loupe.images.files import expand
+from loupe.secrets import KeyringLike, get_api_key
+from loupe.store import Store
+from loupe.tasks import Task
+from loupe.types import Result
+from loupe.models.store import ModelStore, default_model_root
 
 MakeLoader = Callable[[str], Callable[[], LoadedModel]]
 

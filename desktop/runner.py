@@ -1,7 +1,7 @@
 """The desktop app's work loop, Qt-free: load the model, then run dropped batches as store jobs.
 
 One image at a time, with pause, cancel (one image or a whole batch) and retry; tasks with an `escalation` table
-climb their ladder. Like `loupe batch`, the next image is read and decoded (engine.prefetch) while the model works on
+climb their ladder. Like `loupe batch`, the next image is read and decoded (loupe.prefetch) while the model works on
 the current one.
 """
 
@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.cloud import CloudConfig
-from engine.batch import job_key
-from engine.errors import LoupeError
-from engine.images.load import LoadedImage, load_image
-from engine.prefetch import Prefetcher, Read
-from engine.store import Store
-from engine.store.records import cache_key
-from engine.tasks import Task
-from engine.types import Result, Status
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.cloud import CloudConfig
+from loupe.batch import job_key
+from loupe.errors import LoupeError
+from loupe.images.load import LoadedImage, load_image
+from loupe.prefetch import Prefetcher, Read
+from loupe.store import Store
+from loupe.store.records import cache_key
+from loupe.tasks import Task
+from loupe.types import Result, Status
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ class Runner:
         """The task's escalation ladder (cloud rungs only when the settings and the task allow), or None."""
         if task.escalation is None:
             return None
-        from engine.escalate.hybrid import Escalator
+        from loupe.escalate.hybrid import Escalator
 
         access = self.cloud()
         return Escalator(task, lambda: model.engine, access.config, api_key=access.api_key, store=store,
@@ -176,7 +176,7 @@ class Runner:
     def _run(self, store: Store, model: LoadedModel, batch: Batch, prefetch: Prefetcher) -> None:
         settings: dict[str, Any] = {"source": "desktop"}
         if batch.task.escalation is not None:
-            from engine.escalate.hybrid import settings_key
+            from loupe.escalate.hybrid import settings_key
 
             settings.update(settings_key(batch.task, self.cloud().config))
         job = store.create_job(key=f"{job_key(batch.paths, batch.task, model.name, settings)}:{uuid.uuid4().hex}",
@@ -212,7 +212,7 @@ class Runner:
 
     def _climb(self, ladder: Any, path: str, task: Task, image: LoadedImage | None) -> Any:
         """The ladder for one image, like `Escalator.__call__` but cancellable between and within rungs."""
-        from engine.escalate.policy import Escalation, escalate
+        from loupe.escalate.policy import Escalation, escalate
 
         try:
             images = [image if image is not None else load_image(path)]

@@ -1,5 +1,5 @@
-"""Screenshots of the real window for the README: `python -m desktop.screenshots OUT_DIR` (under Xvfb, e.g.
-`xvfb-run -s "-screen 0 1400x900x24" .venv/bin/python -m desktop.screenshots docs/screenshots`). It runs the real
+"""Screenshots of the real window for the README: `python -m loupe.desktop.screenshots OUT_DIR` (under Xvfb, e.g.
+`xvfb-run -s "-screen 0 1400x900x24" .venv/bin/python -m loupe.desktop.screenshots docs/screenshots`). It runs the real
 engine on the tiny synthetic model (random weights: the boxes and values are meaningless, the app is real).
 Run it from a checkout: the cloud page's connection test talks to the tests' stub server on 127.0.0.1."""
 
@@ -113,13 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from desktop.bridge import EngineBridge
-    from desktop.main_window import MainWindow
-    from desktop.runner import LoadedModel
-    from engine.api import Engine
-    from engine.store import Store
-    from models.store import ModelStore
-    from models.synthetic import build
+    from loupe.desktop.bridge import EngineBridge
+    from loupe.desktop.main_window import MainWindow
+    from loupe.desktop.runner import LoadedModel
+    from loupe.api import Engine
+    from loupe.store import Store
+    from loupe.models.store import ModelStore
+    from loupe.models.synthetic import build
 
     out = Path((argv or sys.argv[1:] or ["docs/screenshots"])[0])
     out.mkdir(parents=True, exist_ok=True)
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     tiny = build("tiny-smolvlm", work / "models")
 
     def load() -> LoadedModel:
-        from engine.backends.llama_cpp import LlamaCppBackend
+        from loupe.backends.llama_cpp import LlamaCppBackend
 
         backend = LlamaCppBackend(tiny.text_path, tiny.mmproj_path, model_id="tiny-smolvlm", n_threads=2)
         return LoadedModel(Engine(backend, model="tiny-smolvlm"), "tiny-smolvlm", synthetic=True)
@@ -225,9 +225,9 @@ def _cloud_page(window: Any, out: Path) -> None:
 def _models(window: Any, work: Path, out: Path) -> None:
     """The Models dialog after downloading a directory (ONNX) model through it from a local imitation of the Hub:
     the catalog plus the tiny test model (tests/backends/tiny) published there as `tiny-onnx`."""
-    from desktop.loading import format_problem
-    from models.catalog import DEFAULT_CATALOG_PATH, load_catalog
-    from models.store import ModelStore
+    from loupe.desktop.loading import format_problem
+    from loupe.models.catalog import DEFAULT_CATALOG_PATH, load_catalog
+    from loupe.models.store import ModelStore
     from tests.engine.fake_hub import FakeHub, serving
     from tests.engine.test_models_dirs import ENTRY, publish_dir
 

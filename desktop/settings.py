@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
-from engine.backends.cloud import PRESETS, CloudConfig
-from engine.escalate.hybrid import cloud_allowed
-from engine.tasks import Task
+from loupe.backends.cloud import PRESETS, CloudConfig
+from loupe.escalate.hybrid import cloud_allowed
+from loupe.tasks import Task
 
 MAX_RECENT = 10
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engine.backends.base import Backend
-from engine.constrain.base import Constraint, with_layout
-from engine.errors import LoupeError
-from engine.images.load import LoadedImage, load_image
-from engine.pipeline import Event, error_result, run
-from engine.tasks import Task
-from engine.types import Result, Timings
+from loupe.backends.base import Backend
+from loupe.constrain.base import Constraint, with_layout
+from loupe.errors import LoupeError
+from loupe.images.load import LoadedImage, load_image
+from loupe.pipeline import Event, error_result, run
+from loupe.tasks import Task
+from loupe.types import Result, Timings
 
 ImageInput = str | Path | LoadedImage
 

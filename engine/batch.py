@@ -9,16 +9,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.worker import CRASHED
-from engine.escalate.policy import Escalation
-from engine.images.load import LoadedImage
-from engine.prefetch import Prefetcher, file_identity
-from engine.store.records import ItemRecord, JobRecord, cache_key, digest, dumps, task_key
-from engine.store.review import ReviewQueue
-from engine.store.sqlite import Store
-from engine.tasks import Task
-from engine.types import Result, Status
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.worker import CRASHED
+from loupe.escalate.policy import Escalation
+from loupe.images.load import LoadedImage
+from loupe.prefetch import Prefetcher, file_identity
+from loupe.store.records import ItemRecord, JobRecord, cache_key, digest, dumps, task_key
+from loupe.store.review import ReviewQueue
+from loupe.store.sqlite import Store
+from loupe.tasks import Task
+from loupe.types import Result, Status
 
 # takes the item's path, or its image already read by a Prefetcher; an Escalation (--escalate) also stores its ladder
 Analyze = Callable[[str | LoadedImage, Task], "Result | Escalation"]
@@ -151,7 +151,7 @@ class BatchRunner:
 
 
 def _crashed(answer: Result | Escalation) -> bool:
-    """Whether the model process died on this item (engine.backends.worker's error), not a normal error."""
+    """Whether the model process died on this item (loupe.backends.worker's error), not a normal error."""
     result = answer.result if isinstance(answer, Escalation) else answer
     return result.status is Status.ERROR and (result.error or "").startswith(CRASHED)
 

@@ -11,15 +11,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from engine import cli_eval
-from engine.cli_backends import add_backend_args
-from engine.cli_gui import add_parsers as add_gui_parsers  # the desktop app, reached by name
-from engine.cli_gui import run_gui
-from engine.cli_serve import cmd_serve
-from engine.errors import LoupeError
-from engine.images.files import IMAGE_EXTENSIONS, expand  # noqa: F401  (re-exported for CLI modules)
-from engine.tasks import Task, builtin_names, builtin_task, load_task_file
-from engine.types import Result, Status
+from loupe import cli_eval
+from loupe.cli_backends import add_backend_args
+from loupe.cli_gui import add_parsers as add_gui_parsers  # the desktop app, reached by name
+from loupe.cli_gui import run_gui
+from loupe.cli_serve import cmd_serve
+from loupe.errors import LoupeError
+from loupe.images.files import IMAGE_EXTENSIONS, expand  # noqa: F401  (re-exported for CLI modules)
+from loupe.tasks import Task, builtin_names, builtin_task, load_task_file
+from loupe.types import Result, Status
 
 SAMPLE = Path(__file__).parent / "samples" / "scratched-panel.jpg"
 T = TypeVar("T")
@@ -48,12 +48,12 @@ def pick_task(args: argparse.Namespace) -> Task:
 
 def open_backend(args: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
     """Load the model named by --model, or the files given by --model-path/--mmproj."""
-    from engine.backends.registry import backend_class
-    from engine.cli_backends import open_directory_backend
+    from loupe.backends.registry import backend_class
+    from loupe.cli_backends import open_directory_backend
 
     if (other := open_directory_backend(args, err)) is not None:
         return other
-    from engine.backends.user_caches import llama_cache_kwargs
+    from loupe.backends.user_caches import llama_cache_kwargs
 
     backend_cls = backend_class("llama_cpp")
     threads = getattr(args, "threads", None)
@@ -68,8 +68,8 @@ def open_backend(args: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
         for note in getattr(backend, "notes", ()):
             print(f"note: {note}", file=err)
         return backend, name
-    from models.catalog import load_catalog
-    from models.store import ModelStore, default_model_root
+    from loupe.models.catalog import load_catalog
+    from loupe.models.store import ModelStore, default_model_root
 
     name = args.model or load_catalog().default
     resolved = ModelStore(default_model_root()).resolve(name)
@@ -118,7 +118,7 @@ def pretty(result: Result) -> str:
 # -- commands -------------------------------------------------------------------------------------
 def cmd_analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Analyse images; one JSON line per image (or per request with --together)."""
-    from engine.api import AnalyzeRequest, Engine
+    from loupe.api import AnalyzeRequest, Engine
 
     task = pick_task(args)
     for note in task.notes:
@@ -130,7 +130,7 @@ def cmd_analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     sink = open(args.out, "a", encoding="utf-8") if args.out else out  # noqa: SIM115
     groups = [paths] if args.together else [[p] for p in paths]
     failures = 0
-    from engine.cli_hybrid import ladder_for, ladder_text
+    from loupe.cli_hybrid import ladder_for, ladder_text
 
     try:
         with Engine(backend, model=name) as engine, ladder_for(args, task, engine, err) as ladder:
@@ -173,8 +173,8 @@ def _progress(
 
 def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """The main job on the bundled sample image with the default model (or the synthetic one)."""
-    from models.catalog import ModelError, load_catalog
-    from models.store import ModelNotInstalled, ModelStore, default_model_root
+    from loupe.models.catalog import ModelError, load_catalog
+    from loupe.models.store import ModelNotInstalled, ModelStore, default_model_root
 
     store = ModelStore(default_model_root())
     model = args.model or load_catalog().default
@@ -185,7 +185,7 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if isinstance(exc, ModelNotInstalled) and not offline():
             print(f"{model} is not installed; downloading it (Ctrl-C to skip)...", file=err)
             try:
-                from engine.cli_models import progress_bar
+                from loupe.cli_models import progress_bar
 
                 store.pull(model, progress=progress_bar(err, not args.json))
                 problem = ""
@@ -227,35 +227,35 @@ def cmd_tasks(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Delegate to the models command set."""
-    from engine.cli_models import run_models
+    from loupe.cli_models import run_models
 
     return run_models(args, out, err)
 
 
 def cmd_store(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Delegate to the results-store command set (batch, review, export)."""
-    from engine.cli_store import run_store
+    from loupe.cli_store import run_store
 
     return run_store(args, out, err)
 
 
 def cmd_hybrid(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Delegate to the hybrid-mode commands (audit, cloud)."""
-    from engine.cli_hybrid import run_hybrid
+    from loupe.cli_hybrid import run_hybrid
 
     return run_hybrid(args, out, err)
 
 
 def cmd_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Delegate to `loupe doctor` (llama.cpp's CPU features and weight buffers here)."""
-    from engine.cli_doctor import run_doctor
+    from loupe.cli_doctor import run_doctor
 
     return run_doctor(args, out, err)
 
 
 def cmd_floor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Delegate to the factory-floor commands (watch, kiosk, outbox)."""
-    from engine.cli_floor import run_floor
+    from loupe.cli_floor import run_floor
 
     return run_floor(args, out, err)
 
@@ -304,7 +304,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help="machine-readable output only")
     a.add_argument("--constraint", choices=["llguidance", "gbnf"], default="llguidance",
                    help="decoding constraint engine (gbnf: llama.cpp's own, for comparison; slower, less exact)")
-    from engine.cli_hybrid import add_escalate_args
+    from loupe.cli_hybrid import add_escalate_args
 
     add_escalate_args(a, db=True)
 
@@ -336,21 +336,21 @@ def parser() -> argparse.ArgumentParser:
     mv.add_argument("name", nargs="?")
     mv.add_argument("--json", action="store_true")
 
-    from engine.cli_store import add_parsers
+    from loupe.cli_store import add_parsers
 
     add_parsers(sub, model_args)
-    from engine.cli_hybrid import add_parsers as add_hybrid_parsers
+    from loupe.cli_hybrid import add_parsers as add_hybrid_parsers
 
     add_hybrid_parsers(sub)
-    from engine.cli_floor import add_parsers as add_floor_parsers
+    from loupe.cli_floor import add_parsers as add_floor_parsers
 
     add_floor_parsers(sub, model_args)
     cli_eval.add_parsers(sub)
     add_gui_parsers(sub)
-    from engine.cli_serve import add_parsers as add_serve_parsers
+    from loupe.cli_serve import add_parsers as add_serve_parsers
 
     add_serve_parsers(sub, model_args)
-    from engine.cli_doctor import add_parsers as add_doctor_parsers
+    from loupe.cli_doctor import add_parsers as add_doctor_parsers
 
     add_doctor_parsers(sub)
     return p
@@ -361,7 +361,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     out = out or sys.stdout
     err = err or sys.stderr
     args = parser().parse_args(argv)
-    from models.store import ModelError
+    from loupe.models.store import ModelError
 
     try:
         return COMMANDS[args.command](args, out, err)

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine.backends.registry import backend_class
-from engine.errors import LoupeError
+from loupe.backends.registry import backend_class
+from loupe.errors import LoupeError
 
 BACKEND_CHOICES = ("auto", "llama_cpp", "mlx", "onnx")
 FORMAT_BACKEND = {"mlx": "mlx", "onnx": "onnx"}
@@ -42,25 +42,25 @@ def choose_backend(args: argparse.Namespace, path: Path | None, fmt: str | None)
 
 def open_directory_backend(args: argparse.Namespace, err: TextIO) -> tuple[Any, str] | None:
     """Open an MLX/ONNX model named by --model or --model-path; None when the model is for llama.cpp."""
-    from engine.cli import offline
+    from loupe.cli import offline
 
     path = Path(args.model_path) if getattr(args, "model_path", None) else None
     entry = None
     if path is None and getattr(args, "model", None):
-        from models.catalog import load_catalog
+        from loupe.models.catalog import load_catalog
 
         entry = load_catalog().other_formats.get(args.model)
     backend = choose_backend(args, path, entry.format if entry else None)
     if backend == "llama_cpp":
         return None
     if entry is not None:
-        from models.hf_fetch import fetch
-        from models.store import default_model_root
+        from loupe.models.hf_fetch import fetch
+        from loupe.models.store import default_model_root
 
         if entry.format != backend:
             raise BackendChoiceError(f"model {entry.name!r} is in {entry.format} format; it needs --backend "
                                      f"{FORMAT_BACKEND[entry.format]}")
-        from engine.cli_models import progress_bar
+        from loupe.cli_models import progress_bar
 
         path = fetch(entry, default_model_root(), offline=offline(), progress=progress_bar(err, True))
     if path is None:

@@ -10,8 +10,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine.errors import BackendError
-from engine.hardware import default_threads, physical_cores
+from loupe.errors import BackendError
+from loupe.hardware import default_threads, physical_cores
 
 
 def add_parsers(sub: Any) -> None:
@@ -22,10 +22,10 @@ def add_parsers(sub: Any) -> None:
 def report() -> dict[str, Any]:
     """Everything `loupe doctor` says, as one JSON-able document."""
     try:
-        from engine.backends import llama_cpu
+        from loupe.backends import llama_cpu
     except ImportError as exc:
         raise BackendError(f"llama-cpp-python is not installed ({exc}); pip install -e .") from None
-    from engine.backends.worker import MEMORY_ENV, enabled
+    from loupe.backends.worker import MEMORY_ENV, enabled
 
     cpu = llama_cpu.plan()
     return {

@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from engine.errors import InputError
-from engine.tasks import Task
+from loupe.errors import InputError
+from loupe.tasks import Task
 
 if TYPE_CHECKING:
-    from engine.api import Engine
-    from engine.eval.labelled import LabelledSet
-    from engine.eval.runner import System
+    from loupe.api import Engine
+    from loupe.eval.labelled import LabelledSet
+    from loupe.eval.runner import System
 
 
 class EvalUsageError(InputError):
@@ -21,7 +21,7 @@ class EvalUsageError(InputError):
 
 
 def add_parsers(sub: Any) -> None:
-    """Register `eval` on the `loupe` parser (engine.cli imports this module at start-up: keep its imports light)."""
+    """Register `eval` on the `loupe` parser (loupe.cli imports this module at start-up: keep its imports light)."""
     e = sub.add_parser("eval", help="score models or ladders on your labelled images; calibration and thresholds")
     e.add_argument("labelled", metavar="LABELLED_SET",
                    help="a folder from `loupe export --labelled`, a .jsonl of {image, data}, or a COCO .json")
@@ -52,7 +52,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def _task(args: argparse.Namespace, labelled: LabelledSet) -> Task:
-    from engine.cli import pick_task
+    from loupe.cli import pick_task
 
     if args.task_file or args.task:
         return pick_task(args)
@@ -63,19 +63,19 @@ def _task(args: argparse.Namespace, labelled: LabelledSet) -> Task:
 
 
 def _systems(args: argparse.Namespace) -> list[System]:
-    from engine.eval.runner import System
+    from loupe.eval.runner import System
 
     if args.model_path or args.mmproj:
         if not (args.model_path and args.mmproj):
             raise EvalUsageError("--model-path and --mmproj go together")
         models = [Path(args.model_path).stem, *args.models]
     else:
-        from models.catalog import load_catalog
+        from loupe.models.catalog import load_catalog
 
         models = args.models or ([] if args.ladders else [load_catalog().default])
     local = models[0] if models else None
     if args.ladders and local is None:
-        from models.catalog import load_catalog
+        from loupe.models.catalog import load_catalog
 
         local = load_catalog().default
     systems = [System.of_model(m) for m in dict.fromkeys(models)]
@@ -91,14 +91,14 @@ def _model_ns(args: argparse.Namespace, name: str) -> argparse.Namespace:
 
 def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Run `loupe eval`."""
-    from engine.api import Engine
-    from engine.cli import open_backend, pick_task
-    from engine.cli_store import _db, _model_files
-    from engine.eval.evaluate import evaluate
-    from engine.eval.labelled import box_list_key, load_labelled
-    from engine.eval.metrics import Scoring
-    from engine.eval.runner import ModelPool
-    from engine.eval.thresholds import write_thresholds
+    from loupe.api import Engine
+    from loupe.cli import open_backend, pick_task
+    from loupe.cli_store import _db, _model_files
+    from loupe.eval.evaluate import evaluate
+    from loupe.eval.labelled import box_list_key, load_labelled
+    from loupe.eval.metrics import Scoring
+    from loupe.eval.runner import ModelPool
+    from loupe.eval.thresholds import write_thresholds
 
     if args.write_task and not (args.fit_thresholds and args.task_file):
         raise EvalUsageError("--write-task needs --fit-thresholds and a --task-file to write into")

@@ -9,14 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine.cli import CliError, open_backend, pick_task
-from engine.errors import TaskError
-from engine.line import Line, LineEvents, LineOutcome, RecordingEvents
-from engine.outputs.config import OutputsConfig, build_sinks, outputs_from_dict
-from engine.outputs.delivery import Delivery
-from engine.store import Store, default_db_path
-from engine.store.outbox import Outbox
-from engine.tasks import Task, builtin_names
+from loupe.cli import CliError, open_backend, pick_task
+from loupe.errors import TaskError
+from loupe.line import Line, LineEvents, LineOutcome, RecordingEvents
+from loupe.outputs.config import OutputsConfig, build_sinks, outputs_from_dict
+from loupe.outputs.delivery import Delivery
+from loupe.store import Store, default_db_path
+from loupe.store.outbox import Outbox
+from loupe.tasks import Task, builtin_names
 
 
 def line_args(sp: argparse.ArgumentParser, model_args: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -103,7 +103,7 @@ def model_name(args: argparse.Namespace) -> str:
         return Path(args.model_path).stem
     if args.model:
         return str(args.model)
-    from models.catalog import load_catalog
+    from loupe.models.catalog import load_catalog
 
     return load_catalog().default
 
@@ -111,8 +111,8 @@ def model_name(args: argparse.Namespace) -> str:
 def build_line(args: argparse.Namespace, err: TextIO, events: LineEvents, *, retry_model: bool = True,
                allow_missing: bool = False) -> tuple[Line, Delivery | None]:
     """The Line (and its output delivery, if the task has outputs) that `watch` and the kiosk run."""
-    from engine.api import Engine
-    from engine.sources import open_source
+    from loupe.api import Engine
+    from loupe.sources import open_source
 
     task, config = outputs_config(args, pick_task(args))
     db = Path(args.db or default_db_path())
@@ -135,7 +135,7 @@ def build_line(args: argparse.Namespace, err: TextIO, events: LineEvents, *, ret
 # -- commands ------------------------------------------------------------------------------------------
 def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Judge images from a folder or camera until Ctrl-C (or --max); one line per image."""
-    from engine.batch import stop_on_sigint
+    from loupe.batch import stop_on_sigint
 
     seen: list[LineOutcome] = []
     failed: list[str] = []
@@ -191,7 +191,7 @@ def cmd_kiosk(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Open the kiosk window. The engine must never import the desktop package (import-linter forbids it), so the
     window is reached by name at run time, only when this command runs."""
     try:
-        app = importlib.import_module("desktop.kiosk.app")
+        app = importlib.import_module("loupe.desktop.kiosk.app")
     except ImportError as exc:
         raise CliError(f"the kiosk needs the desktop extra (pip install 'loupe[desktop,floor]'): {exc}") from None
     return int(app.run(args))

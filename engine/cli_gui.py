@@ -1,7 +1,7 @@
 """`loupe gui [IMAGES...]`: opens the desktop app, reached by name at run time, never imported by the engine.
 
 The engine never imports the desktop package (an import-linter contract), so the app is reached through importlib,
-not by an import. The app's options are declared here once; `desktop.app` builds its own parser from the same table.
+not by an import. The app's options are declared here once; `loupe.desktop.app` builds its own parser from the same table.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 import importlib
 from typing import Any, TextIO
 
-APP_MODULE = "desktop.app"  # looked up by name only when the command runs
+APP_MODULE = "loupe.desktop.app"  # looked up by name only when the command runs
 
 OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("--model", {"help": "installed model name (default: the last one used, else the catalog default, else "

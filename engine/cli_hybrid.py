@@ -15,18 +15,18 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
-from engine.backends.cloud import PRESETS, CloudConfig
-from engine.errors import BackendError, TaskError
-from engine.escalate.audit import audit_rows, totals
-from engine.escalate.config import cloud_config_from_dict
-from engine.secrets import get_api_key, set_api_key
-from engine.store.sqlite import Store, default_db_path
-from engine.tasks import Task
-from engine.types import Result
+from loupe.backends.cloud import PRESETS, CloudConfig
+from loupe.errors import BackendError, TaskError
+from loupe.escalate.audit import audit_rows, totals
+from loupe.escalate.config import cloud_config_from_dict
+from loupe.secrets import get_api_key, set_api_key
+from loupe.store.sqlite import Store, default_db_path
+from loupe.tasks import Task
+from loupe.types import Result
 
 if TYPE_CHECKING:  # the ladder pulls in the whole engine; loaded only with --escalate
-    from engine.api import Engine
-    from engine.escalate.hybrid import Escalator
+    from loupe.api import Engine
+    from loupe.escalate.hybrid import Escalator
 
 CLOUD_CONFIG_ENV = "LOUPE_CLOUD_CONFIG"
 Ladder = Callable[[list[str]], tuple[Result, list[dict[str, Any]] | None]]
@@ -96,7 +96,7 @@ def escalation_settings(args: argparse.Namespace, task: Task) -> dict[str, Any]:
     """What --escalate adds to a batch job's settings (nothing without it)."""
     if not getattr(args, "escalate", False):
         return {}
-    from engine.escalate.hybrid import settings_key
+    from loupe.escalate.hybrid import settings_key
 
     return settings_key(task, load_cloud_config(args.cloud_config))
 
@@ -104,7 +104,7 @@ def escalation_settings(args: argparse.Namespace, task: Task) -> dict[str, Any]:
 def escalator(args: argparse.Namespace, task: Task, local: Callable[[], Engine], err: TextIO, *,
               store: Store | None = None, job_id: int | None = None) -> Escalator:
     """The ladder for --escalate: the API key from the keyring (env fallback), a note on where data may go."""
-    from engine.escalate.hybrid import Escalator, cloud_allowed, offline_veto
+    from loupe.escalate.hybrid import Escalator, cloud_allowed, offline_veto
 
     cloud = load_cloud_config(args.cloud_config)
     threads = getattr(args, "threads", None)
@@ -132,7 +132,7 @@ def ladder_for(args: argparse.Namespace, task: Task, engine: Engine, err: TextIO
     if not getattr(args, "escalate", False):
         yield None
         return
-    from engine.escalate.hybrid import cloud_allowed, offline_veto
+    from loupe.escalate.hybrid import cloud_allowed, offline_veto
 
     store = None
     cloud = load_cloud_config(args.cloud_config)
@@ -197,7 +197,7 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def _cloud_test(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """`loupe cloud test`: the desktop's Test connection, from the command line (exit 0 only when it answered)."""
-    from engine.escalate.connection import ConnectionCheck, check_connection
+    from loupe.escalate.connection import ConnectionCheck, check_connection
 
     cloud = load_cloud_config(args.cloud_config)
     if cloud is None:

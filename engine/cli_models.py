@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from models.store import ModelStore, default_model_root
+from loupe.models.store import ModelStore, default_model_root
 
 
 def _jsonable(obj: Any) -> Any:
@@ -58,11 +58,11 @@ def models_list(store: ModelStore, args: argparse.Namespace, out: TextIO, err: T
 
 
 def try_load(text: Path, mmproj: Path) -> None:
-    """Load a GGUF pair once in a model process (engine.backends.worker.ModelProbe): a file llama.cpp refuses or
+    """Load a GGUF pair once in a model process (loupe.backends.worker.ModelProbe): a file llama.cpp refuses or
     crashes on is a one-line ModelLoadError naming it, before anything relies on it. Skipped without llama.cpp or
     with the model process turned off ($LOUPE_MODEL_WORKER=off: loading it here could take this process down)."""
-    from engine.backends.registry import missing
-    from engine.backends.worker import ModelProbe, enabled
+    from loupe.backends.registry import missing
+    from loupe.backends.worker import ModelProbe, enabled
 
     if missing("llama_cpp") is not None or not enabled() or not text.is_file() or not mmproj.is_file():
         return  # the store's own checks name a missing file

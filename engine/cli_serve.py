@@ -1,4 +1,4 @@
-"""`loupe serve`: the local API (parser and command; the server itself lives in engine.serve)."""
+"""`loupe serve`: the local API (parser and command; the server itself lives in loupe.serve)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine.errors import LoupeError
+from loupe.errors import LoupeError
 
 
 class ServeUnavailable(LoupeError):
@@ -40,12 +40,12 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Check the bind, load the model once, then serve until Ctrl-C / SIGTERM."""
     if not all(importlib.util.find_spec(m) for m in ("fastapi", "uvicorn")):
         raise ServeUnavailable("`loupe serve` needs the serve extra: pip install 'loupe[serve]'")
-    from engine.api import Engine
-    from engine.cli import open_backend
-    from engine.serve.config import ServeConfig, check_config, resolve_token
-    from engine.serve.server import serve_forever
-    from engine.serve.worker import Workers
-    from engine.store import default_db_path
+    from loupe.api import Engine
+    from loupe.cli import open_backend
+    from loupe.serve.config import ServeConfig, check_config, resolve_token
+    from loupe.serve.server import serve_forever
+    from loupe.serve.worker import Workers
+    from loupe.store import default_db_path
 
     roots = tuple(Path(d).expanduser().resolve() for d in args.allow_path)
     missing = [str(r) for r in roots if not r.is_dir()]

@@ -11,13 +11,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from engine.cli import CliError, expand, open_backend, pick_task
-from engine.export import FORMATS, SUFFIXES, write_labelled, write_overlays
-from engine.store import ReviewQueue, Store, StoredResult, default_db_path
-from engine.types import Status
+from loupe.cli import CliError, expand, open_backend, pick_task
+from loupe.export import FORMATS, SUFFIXES, write_labelled, write_overlays
+from loupe.store import ReviewQueue, Store, StoredResult, default_db_path
+from loupe.types import Status
 
 if TYPE_CHECKING:  # the batch runner pulls in the whole engine; loaded when a batch runs
-    from engine.batch import BatchSummary, ItemOutcome
+    from loupe.batch import BatchSummary, ItemOutcome
 
 SELECTIONS: dict[str, Callable[[Store, int], list[StoredResult]]] = {
     "all": lambda store, job: store.results(job),
@@ -43,7 +43,7 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
     b.add_argument("--detail", help="image detail: low, high or a longest edge in pixels")
     b.add_argument("--resume", type=int, metavar="JOB", help="continue a stopped job with its own inputs and model")
     common(b)
-    from engine.cli_hybrid import add_escalate_args
+    from loupe.cli_hybrid import add_escalate_args
 
     add_escalate_args(b)
 
@@ -90,8 +90,8 @@ def _model_files(args: argparse.Namespace) -> tuple[str, list[Path]]:
         files = [Path(args.model_path).resolve(), Path(args.mmproj).resolve()]
         name = files[0].stem
     else:
-        from models.catalog import load_catalog
-        from models.store import ModelStore, default_model_root
+        from loupe.models.catalog import load_catalog
+        from loupe.models.store import ModelStore, default_model_root
 
         name = args.model or load_catalog().default
         resolved = ModelStore(default_model_root()).resolve(name)
@@ -104,7 +104,7 @@ def _model_files(args: argparse.Namespace) -> tuple[str, list[Path]]:
 
 def _start(store: Store, args: argparse.Namespace) -> tuple[int, argparse.Namespace]:
     """The job to run (resumed or new) and the model arguments to load it with."""
-    from engine.batch import open_job
+    from loupe.batch import open_job
 
     if args.resume is not None:
         given = (args.inputs, args.task, args.task_file, args.model, args.model_path, args.mmproj, args.max_tokens,
@@ -129,7 +129,7 @@ def _start(store: Store, args: argparse.Namespace) -> tuple[int, argparse.Namesp
     if not paths:
         raise CliError("no images found in " + " ".join(args.inputs))
     name, files = _model_files(args)
-    from engine.cli_hybrid import escalation_settings
+    from loupe.cli_hybrid import escalation_settings
 
     settings = {"backend": "llama_cpp", "model_files": [[f.name, f.stat().st_size] for f in files],
                 **escalation_settings(args, task)}
@@ -176,9 +176,9 @@ def _progress(store: Store, job_id: int, err: TextIO, bar_on: bool, quiet: bool)
 
 def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Analyse into the store, one committed result per image; re-run or --resume to continue."""
-    from engine.api import Engine
-    from engine.batch import BatchRunner, LazyEngine, stop_on_sigint
-    from engine.prefetch import Prefetcher
+    from loupe.api import Engine
+    from loupe.batch import BatchRunner, LazyEngine, stop_on_sigint
+    from loupe.prefetch import Prefetcher
 
     with _db(args) as store:
         job_id, model_ns = _start(store, args)
@@ -191,7 +191,7 @@ def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         analyze: Any = lazy.analyze
         ladder = None
         if model_ns.escalate:
-            from engine.cli_hybrid import escalator
+            from loupe.cli_hybrid import escalator
 
             ladder = escalator(model_ns, store.job(job_id).task, lazy.get, err, store=store, job_id=job_id)
             analyze = lambda path, task: ladder([path], task)  # noqa: E731

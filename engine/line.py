@@ -12,17 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine.api import AnalyzeRequest, Engine
-from engine.batch import file_identity
-from engine.outputs.config import OutputsConfig, outputs_from_dict
-from engine.outputs.delivery import Delivery
-from engine.sources.base import Backoff, Capture, Source, SourceHealth, where_now
-from engine.store.outbox import Message, Outbox
-from engine.store.records import cache_key, digest, now, task_key
-from engine.store.sqlite import Store
-from engine.tasks import Task
-from engine.types import Result, Status
-from engine.verdict import Judgement, Rules, judge, rules_from_dict
+from loupe.api import AnalyzeRequest, Engine
+from loupe.batch import file_identity
+from loupe.outputs.config import OutputsConfig, outputs_from_dict
+from loupe.outputs.delivery import Delivery
+from loupe.sources.base import Backoff, Capture, Source, SourceHealth, where_now
+from loupe.store.outbox import Message, Outbox
+from loupe.store.records import cache_key, digest, now, task_key
+from loupe.store.sqlite import Store
+from loupe.tasks import Task
+from loupe.types import Result, Status
+from loupe.verdict import Judgement, Rules, judge, rules_from_dict
 
 log = logging.getLogger("loupe.line")
 

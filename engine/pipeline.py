@@ -8,19 +8,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from engine.backends.base import Backend, Generation, GenerationRequest, PreparedImage
-from engine.confidence import capped, field_confidence
-from engine.constrain.base import REFUSAL_PREFIX, Constraint
-from engine.constrain.runaway import Limits
-from engine.errors import LoupeError
-from engine.images.boxes import find_boxes
-from engine.images.load import LoadedImage
-from engine.images.resize import fit, image_tokens_for, max_side_for
-from engine.prompt import image_id, user_text
-from engine.schema.spans import leaf_spans
-from engine.schema.validate import validation_errors
-from engine.tasks import Task
-from engine.types import ImageInfo, Result, Status, Timings, Tokens
+from loupe.backends.base import Backend, Generation, GenerationRequest, PreparedImage
+from loupe.confidence import capped, field_confidence
+from loupe.constrain.base import REFUSAL_PREFIX, Constraint
+from loupe.constrain.runaway import Limits
+from loupe.errors import LoupeError
+from loupe.images.boxes import find_boxes
+from loupe.images.load import LoadedImage
+from loupe.images.resize import fit, image_tokens_for, max_side_for
+from loupe.prompt import image_id, user_text
+from loupe.schema.spans import leaf_spans
+from loupe.schema.validate import validation_errors
+from loupe.tasks import Task
+from loupe.types import ImageInfo, Result, Status, Timings, Tokens
 
 RETRY_TEMPERATURE = 0.7
 Event = Callable[[str, dict], None]
@@ -85,7 +85,7 @@ def run(
     on_event: Event | None = None,
 ) -> Result:
     """Analyse `images` (one request, ids img_01...) with `task`. Retries invalid output and runaway loops (a loop
-    retried differently, engine.constrain.runaway); a refusal the model did not mean runs once more without the
+    retried differently, loupe.constrain.runaway); a refusal the model did not mean runs once more without the
     refusal branch. A `cancel` set before
     an attempt starts keeps it from the backend (a `cancelled` result without prefill)."""
     t0 = time.perf_counter()

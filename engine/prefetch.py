@@ -8,8 +8,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from engine.errors import LoupeError
-from engine.images.load import LoadedImage, load_image
+from loupe.errors import LoupeError
+from loupe.images.load import LoadedImage, load_image
 
 
 @dataclass(frozen=True)

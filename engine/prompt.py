@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.constrain.base import DEFAULT_LAYOUT, LAYOUTS, REFUSAL_PREFIX
+from loupe.constrain.base import DEFAULT_LAYOUT, LAYOUTS, REFUSAL_PREFIX
 
 MEDIA = "<__media__>"  # placeholder a backend replaces with its own image marker
 

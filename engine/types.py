@@ -83,7 +83,7 @@ class Result:
     attempts: int = 1
     error: str | None = None
     # per leaf, the smallest probability the model itself gave the value's tokens before the schema's mask
-    # (p' x the allowed share): low where the schema forbade what the model wanted (engine.confidence)
+    # (p' x the allowed share): low where the schema forbade what the model wanted (loupe.confidence)
     model_confidence: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import TaskError
-from engine.types import Result, Status
+from loupe.errors import TaskError
+from loupe.types import Result, Status
 
 
 class Verdict(enum.StrEnum):

@@ -17,7 +17,7 @@ Format = Literal["gguf", "mlx", "onnx"]  # gguf: llama.cpp; mlx: mlx-vlm; onnx: 
 FAMILIES: tuple[str, ...] = get_args(Family)
 SOURCES: tuple[str, ...] = get_args(Source)
 FORMATS: tuple[str, ...] = get_args(Format)
-ONNX_QUANTS = ("fp32", "fp16", "q4", "q8")  # engine.backends.onnx QUANT_SUFFIX keys
+ONNX_QUANTS = ("fp32", "fp16", "q4", "q8")  # loupe.backends.onnx QUANT_SUFFIX keys
 RESERVED_NAMES = frozenset({"imported", "synthetic"})  # directory names the store uses for itself
 DEFAULT_CATALOG_PATH = Path(__file__).with_name("catalog.toml")
 
@@ -62,7 +62,7 @@ class CatalogEntry:
     license: str = ""
     license_url: str = ""
     gated: bool = False
-    synthetic: str = ""  # builder name for models.synthetic.build(), when source == "synthetic"
+    synthetic: str = ""  # builder name for loupe.models.synthetic.build(), when source == "synthetic"
     note: str = ""
     format: Format = "gguf"
     files: tuple[str, ...] = ()  # mlx/onnx: the repo files to fetch (glob patterns), a model directory
@@ -81,7 +81,7 @@ class Catalog:
     """All catalog entries by name, plus the name of the default model.
 
     `entries` holds the GGUF models (llama.cpp, the model store's pairs); `other_formats` the MLX and ONNX model
-    directories (models.store_dirs lists, pulls and verifies them; engine.cli_backends opens them).
+    directories (loupe.models.store_dirs lists, pulls and verifies them; loupe.cli_backends opens them).
     """
 
     entries: Mapping[str, CatalogEntry]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from models.catalog import ModelError
+from loupe.models.catalog import ModelError
 
 ProgressFn = Callable[[str, int, int | None], None]
 """progress(filename, bytes_done, bytes_total_or_None), called as bytes arrive."""

@@ -1,6 +1,6 @@
 """Fetch an MLX / ONNX catalog model (a Hugging Face model directory) file by file, and pin its files.
 
-Directory models take the same resumable download as GGUF pairs (models.download.Fetcher): the repo's files
+Directory models take the same resumable download as GGUF pairs (loupe.models.download.Fetcher): the repo's files
 matching the entry's `files` patterns are listed at one commit, each goes to a `.part` beside its final name
 (resumed with a Range request after an interruption), LFS files are checked against the sha256 the Hub
 publishes, and only then renamed. When every file is in, <dir>/manifest.json records each file's sha256 (the
@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from models.catalog import CatalogEntry, ModelError
-from models.download import Fetcher, ProgressFn, RemoteFile, RemoteInfo, sha256_file
-from models.store_files import etag_tag, move_aside, now_iso, read_json, remove_stale_parts, write_json_atomic
-from models.store_records import ModelFileCorrupt
+from loupe.models.catalog import CatalogEntry, ModelError
+from loupe.models.download import Fetcher, ProgressFn, RemoteFile, RemoteInfo, sha256_file
+from loupe.models.store_files import etag_tag, move_aside, now_iso, read_json, remove_stale_parts, write_json_atomic
+from loupe.models.store_records import ModelFileCorrupt
 
 MANIFEST = "manifest.json"
 

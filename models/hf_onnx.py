@@ -2,7 +2,7 @@
 
 Build-time only (torch + onnxscript; `torch.onnx.export` with the dynamo exporter, since optimum cannot
 export idefics3 and the legacy exporter produced an invalid vision graph). The pieces and their I/O match
-the published onnx-community/SmolVLM-*-Instruct exports, so engine.backends.onnx runs both:
+the published onnx-community/SmolVLM-*-Instruct exports, so loupe.backends.onnx runs both:
   vision_encoder.onnx        pixel_values [N,3,H,W] f32, pixel_attention_mask [N,H,W] bool -> image_features [N,T,D]
   embed_tokens.onnx          input_ids [B,S] i64 -> inputs_embeds [B,S,D]
   decoder_model_merged.onnx  inputs_embeds, attention_mask [B,P+S] i64, position_ids [B,S] i64,

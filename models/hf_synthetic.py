@@ -1,6 +1,6 @@
 """Build tiny random-weight Hugging Face-format VLMs (SmolVLM/idefics3, Gemma 3) plus ONNX exports and goldens.
 
-Needs torch + transformers + onnx/onnxscript (build-time only): `python -m models.hf_synthetic OUT_DIR`.
+Needs torch + transformers + onnx/onnxscript (build-time only): `python -m loupe.models.hf_synthetic OUT_DIR`.
 The outputs are committed under tests/backends/tiny/ so the tests and CI need neither torch nor a download.
 For each model NAME it writes:
   NAME/hf/      config.json, model.safetensors, tokenizer + processor files (what transformers / mlx-vlm load)
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from models.synthetic_vocab import SMOLVLM_CHAT_TEMPLATE
+from loupe.models.synthetic_vocab import SMOLVLM_CHAT_TEMPLATE
 
 GOLDEN_TEXT = "Describe the defects in this image as JSON."
 SEED = 1234
@@ -75,7 +75,7 @@ def _seed() -> None:
     np.random.seed(SEED)
 
 
-# HuggingFaceTB/SmolVLM-256M-Instruct's dimensions (as models.synthetic's "smolvlm-256m" GGUF), for bench/
+# HuggingFaceTB/SmolVLM-256M-Instruct's dimensions (as loupe.models.synthetic's "smolvlm-256m" GGUF), for bench/
 SMOLVLM_256M = {
     "vision": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
                "image_size": 512, "patch_size": 16, "initializer_range": 0.02},
@@ -241,7 +241,7 @@ def main(argv: list[str]) -> int:
         model, processor = build(out)
         golden(out, model, processor)
         if name == "smolvlm":
-            from models.hf_onnx import export_smolvlm
+            from loupe.models.hf_onnx import export_smolvlm
 
             export_smolvlm(model, processor, out / "hf" / "onnx")
         print(f"built {out}")

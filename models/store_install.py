@@ -8,11 +8,11 @@ import shutil
 import uuid
 from pathlib import Path
 
-from models.catalog import Catalog, CatalogEntry
-from models.download import Fetcher, ProgressFn, RemoteFile, sha256_file
-from models.store_checks import fast_check, role_problem
-from models.store_files import etag_tag, move_aside, remove_stale_parts
-from models.store_records import (
+from loupe.models.catalog import Catalog, CatalogEntry
+from loupe.models.download import Fetcher, ProgressFn, RemoteFile, sha256_file
+from loupe.models.store_checks import fast_check, role_problem
+from loupe.models.store_files import etag_tag, move_aside, remove_stale_parts
+from loupe.models.store_records import (
     ModelFileCorrupt,
     ModelImportError,
     Role,

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from models.catalog import CatalogEntry, ModelError
-from models.download import RemoteInfo, sha256_file
-from models.store_files import now_iso, read_json, write_json_atomic
+from loupe.models.catalog import CatalogEntry, ModelError
+from loupe.models.download import RemoteInfo, sha256_file
+from loupe.models.store_files import now_iso, read_json, write_json_atomic
 
 Role = Literal["text", "mmproj"]
 Kind = Literal["catalog", "imported", "synthetic"]

@@ -16,8 +16,8 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFWriter, LlamaFileType, RopeScalingType
 from gguf.quants import quantize
 
-from models.synthetic_specs import SPECS, SyntheticSpec  # re-exported: `from models.synthetic import SPECS`
-from models.synthetic_vocab import GEMMA3_CHAT_TEMPLATE, SMOLVLM_CHAT_TEMPLATE, build_vocab
+from loupe.models.synthetic_specs import SPECS, SyntheticSpec  # re-exported: `from loupe.models.synthetic import SPECS`
+from loupe.models.synthetic_vocab import GEMMA3_CHAT_TEMPLATE, SMOLVLM_CHAT_TEMPLATE, build_vocab
 
 GENERATOR_VERSION = 2  # bump when the bytes written for a given spec/seed/type change
 _CHUNK_ELEMS = 1 << 24  # generate/quantize big tensors in ~64 MB float32 slices
@@ -330,7 +330,7 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m models.synthetic", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m loupe.models.synthetic", description=__doc__)
     parser.add_argument("name", choices=sorted(SPECS))
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--text-type", default="f32", choices=sorted(TEXT_TYPES))

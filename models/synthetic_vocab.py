@@ -2,7 +2,7 @@
 
 The compact vocabulary (tests) has only hand-made merge chains, so most text splits into single bytes. A vocabulary
 with the real size (benchmarks) also gets ~9k merges learned from English text (`synthetic_merges.txt`, made once
-by `python -m models.synthetic_vocab`), so a prompt becomes about as many tokens as a real tokenizer makes
+by `python -m loupe.models.synthetic_vocab`), so a prompt becomes about as many tokens as a real tokenizer makes
 (~3.4 characters per token for English, ~2.7 for the JSON Schema in a prompt) and prefill times are realistic.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gguf import TokenType
 
-from models.chat_templates import GEMMA3_CHAT_TEMPLATE, SMOLVLM_CHAT_TEMPLATE  # noqa: F401  (re-exported)
+from loupe.models.chat_templates import GEMMA3_CHAT_TEMPLATE, SMOLVLM_CHAT_TEMPLATE  # noqa: F401  (re-exported)
 
 # Pieces that get a merge chain each: JSON punctuation as the `smollm` pre-tokenizer splits it, whitespace runs,
 # and common English / JSON-key words, bare and with a leading space.

@@ -63,7 +63,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args()
     bundle = Path(args.bundle)
-    from models.synthetic import build
+    from loupe.models.synthetic import build
 
     with tempfile.TemporaryDirectory() as tmp:
         m = build("tiny-smolvlm", Path(tmp))

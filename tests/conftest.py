@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.synthetic import SyntheticModel, build
+from loupe.models.synthetic import SyntheticModel, build
 
 FAMILIES = ("smolvlm", "gemma3")
 
@@ -33,12 +33,12 @@ def picture(tmp_path: Path) -> Path:
 
 def defects_request(backend: Any, path: Path, max_tokens: int = 24) -> Any:
     """A GenerationRequest for the built-in defects task on one image, as the pipeline builds it (greedy)."""
-    from engine.backends.base import GenerationRequest
-    from engine.images.load import load_image
-    from engine.images.resize import image_tokens_for
-    from engine.pipeline import prepare
-    from engine.prompt import user_text
-    from engine.tasks import builtin_task
+    from loupe.backends.base import GenerationRequest
+    from loupe.images.load import load_image
+    from loupe.images.resize import image_tokens_for
+    from loupe.pipeline import prepare
+    from loupe.prompt import user_text
+    from loupe.tasks import builtin_task
 
     task = builtin_task("defects").with_options(max_tokens=max_tokens)
     prepared, _ = prepare([load_image(path)], task.options.detail)
@@ -54,7 +54,7 @@ def _prefix_cache_in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pyte
     """The prompt-prefix KV files the CLI/app keep between runs go to this session's temp dir, not ~/.cache
     (shared by the session's tests, so later runs of a task load what earlier ones saved, as on a user's machine)."""
     monkeypatch.setenv("LOUPE_PREFIX_CACHE", str(tmp_path_factory.getbasetemp() / "prefix-kv"))
-    # BF16 projector copies (engine.backends.projector_bf16) too; the tiny models' F32 projectors need none
+    # BF16 projector copies (loupe.backends.projector_bf16) too; the tiny models' F32 projectors need none
     monkeypatch.setenv("LOUPE_PROJECTOR_CACHE", str(tmp_path_factory.getbasetemp() / "projectors"))
 
 

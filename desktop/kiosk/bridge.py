@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.line import LineOutcome
-from engine.sources.base import SourceHealth
+from loupe.line import LineOutcome
+from loupe.sources.base import SourceHealth
 
 
 class LineBridge(QObject):
-    """Implements engine.line.LineEvents; connect the signals, hand the bridge to the Line as its events."""
+    """Implements loupe.line.LineEvents; connect the signals, hand the bridge to the Line as its events."""
 
     modelState = Signal(str, str)  # state, detail
     sourceState = Signal(object)  # SourceHealth

@@ -20,11 +20,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.bridge import ImageDecoder
-from desktop.kiosk.bridge import LineBridge
-from desktop.widgets.result_view import ImageCanvas
-from engine.line import LineOutcome
-from engine.sources.base import SourceHealth
+from loupe.desktop.bridge import ImageDecoder
+from loupe.desktop.kiosk.bridge import LineBridge
+from loupe.desktop.widgets.result_view import ImageCanvas
+from loupe.line import LineOutcome
+from loupe.sources.base import SourceHealth
 
 COLOURS = {"PASS": "#1b8a3a", "FAIL": "#c62828", "REVIEW": "#e0a800", "": "#455a64"}
 HEALTH = {"ok": "#43a047", "ready": "#43a047", "waiting": "#9e9e9e", "loading": "#e0a800",

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.bridge import Background
+from loupe.desktop.bridge import Background
 
 EvalStart = Callable[[str, threading.Event], Path]  # labelled set -> report folder; runs on a worker thread
 INLINE_PNG = re.compile(r'src="data:image/png;base64,([^"]+)"')
@@ -58,7 +58,7 @@ class ReportBrowser(QTextBrowser):
 class EvalView(QWidget):
     """A labelled-set field, Evaluate and Stop buttons, and the report (tables and plots) in a text browser.
 
-    `start` is built by the caller (e.g. engine.eval.evaluate.Launcher): the widget owns no engine.
+    `start` is built by the caller (e.g. loupe.eval.evaluate.Launcher): the widget owns no engine.
     """
 
     reportShown = Signal(str)  # the report folder

@@ -20,9 +20,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.downloads import Download
-from desktop.loading import format_problem
-from models.store import InstalledModel, ModelError, ModelStore
+from loupe.desktop.downloads import Download
+from loupe.desktop.loading import format_problem
+from loupe.models.store import InstalledModel, ModelError, ModelStore
 
 _GGUF = "GGUF models (*.gguf);;All files (*)"
 

@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.bridge import THUMB_SIDE, ImageDecoder
-from engine.types import Result, Status
+from loupe.desktop.bridge import THUMB_SIDE, ImageDecoder
+from loupe.types import Result, Status
 
 WAITING, RUNNING, DONE, REVIEW, ERROR, CANCELLED = "waiting", "running", "done", "needs review", "error", "cancelled"
 FINISHED = (DONE, REVIEW, ERROR, CANCELLED)

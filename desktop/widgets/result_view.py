@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.types import Box, Result, Status
+from loupe.types import Box, Result, Status
 
 LOW_MARK = "⚠ "
 

@@ -25,10 +25,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.widgets.result_view import ImageCanvas
-from engine.schema.validate import validation_errors
-from engine.store import ReviewError, ReviewQueue, Store, StoredResult
-from engine.store.review import for_review, needs_review
+from loupe.desktop.widgets.result_view import ImageCanvas
+from loupe.schema.validate import validation_errors
+from loupe.store import ReviewError, ReviewQueue, Store, StoredResult
+from loupe.store.review import for_review, needs_review
 
 
 def order(stored: StoredResult) -> tuple[float, int]:

@@ -1,5 +1,5 @@
 """Settings: threads, model directory, default task, review threshold, and hybrid mode's cloud settings (the API
-key goes to the OS keyring through engine.secrets, never into the settings file), with a connection test."""
+key goes to the OS keyring through loupe.secrets, never into the settings file), with a connection test."""
 
 from __future__ import annotations
 
@@ -26,13 +26,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.bridge import Background
-from desktop.settings import AppSettings, CloudSettings
-from engine.backends.cloud import PRESETS, CloudConfig
-from engine.escalate.connection import ConnectionCheck, check_connection
-from engine.escalate.hybrid import offline_veto
-from engine.secrets import KeyringLike, get_api_key, set_api_key
-from engine.tasks import builtin_names
+from loupe.desktop.bridge import Background
+from loupe.desktop.settings import AppSettings, CloudSettings
+from loupe.backends.cloud import PRESETS, CloudConfig
+from loupe.escalate.connection import ConnectionCheck, check_connection
+from loupe.escalate.hybrid import offline_veto
+from loupe.secrets import KeyringLike, get_api_key, set_api_key
+from loupe.tasks import builtin_names
 
 Spin = TypeVar("Spin", QSpinBox, QDoubleSpinBox)
 
@@ -212,7 +212,7 @@ class SettingsDialog(QDialog):
 
 def _probe(config: CloudConfig, key: str | None, db_path: Path) -> ConnectionCheck:
     """On a pool thread: the probe, audited into a store connection of this thread's own."""
-    from engine.store.sqlite import Store
+    from loupe.store.sqlite import Store
 
     with Store(db_path) as store:
         return check_connection(config, key, store)

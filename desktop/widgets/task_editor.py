@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.errors import TaskError
-from engine.tasks import Task, task_from_dict
+from loupe.errors import TaskError
+from loupe.tasks import Task, task_from_dict
 
 _BAD = "border: 1px solid #c62828;"
 FIELDS = ("name", "instructions", "schema", "escalation")

@@ -9,9 +9,9 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from PIL import Image
 
-from engine.confidence import TokenStep
-from engine.constrain.base import Constraint
-from engine.constrain.runaway import Limits, Loop
+from loupe.confidence import TokenStep
+from loupe.constrain.base import Constraint
+from loupe.constrain.runaway import Limits, Loop
 
 StopReason = Literal["eos", "max_tokens", "cancelled", "loop", "refusal_unmeant"]
 # called on the decoding thread with each token's bytes and its step as the token is produced (e.g. to stream it)
@@ -39,7 +39,7 @@ class GenerationRequest:
     seed: int = 0
     allow_refusal: bool = False  # the constraint admits "REFUSE: ..."; backends gate it (constrain.base)
     image_max_tokens: int | None = None  # cap on image tokens per image (None: the model's default)
-    limits: Limits | None = None  # runaway guard for token-level backends (engine.constrain.runaway); None: off
+    limits: Limits | None = None  # runaway guard for token-level backends (loupe.constrain.runaway); None: off
     on_token: OnToken | None = field(default=None, compare=False, repr=False)  # token-level backends call it
 
 

@@ -17,12 +17,12 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-from engine.backends.base import Capabilities, Generation, GenerationRequest
-from engine.constrain.base import REFUSAL_PREFIX, Constraint
-from engine.errors import BackendError
-from engine.images.resize import fit
-from engine.prompt import MEDIA
-from engine.secrets import redact
+from loupe.backends.base import Capabilities, Generation, GenerationRequest
+from loupe.constrain.base import REFUSAL_PREFIX, Constraint
+from loupe.errors import BackendError
+from loupe.images.resize import fit
+from loupe.prompt import MEDIA
+from loupe.secrets import redact
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 CANCEL_POLL_S = 0.05  # how often an in-flight request looks at its cancel event
@@ -56,7 +56,7 @@ PRESETS: dict[str, Preset] = {
 
 @dataclass(frozen=True)
 class CloudConfig:
-    """Everything about one cloud endpoint except its key (which lives in the keyring, see engine.secrets)."""
+    """Everything about one cloud endpoint except its key (which lives in the keyring, see loupe.secrets)."""
 
     preset: str = "openai"
     base_url: str = ""  # "" = the preset's
@@ -295,7 +295,7 @@ class CloudBackend:
     steerable: ClassVar[bool] = False
 
     config: CloudConfig
-    api_key: str | None = field(default=None, repr=False)  # never printed; see engine.secrets for where it lives
+    api_key: str | None = field(default=None, repr=False)  # never printed; see loupe.secrets for where it lives
     audit: AuditSink | None = None
     sleep: Callable[[float], None] = time.sleep  # the default waits on `cancel` instead, so a cancel cuts it short
     rand: Callable[[], float] = random.random

@@ -6,9 +6,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from engine.backends.base import Capabilities, Generation, GenerationRequest
-from engine.confidence import TokenStep
-from engine.constrain.base import Constraint
+from loupe.backends.base import Capabilities, Generation, GenerationRequest
+from loupe.confidence import TokenStep
+from loupe.constrain.base import Constraint
 
 
 class _NoConstraint:

@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from engine.backends import hf_inputs
-from engine.backends.base import Capabilities, Generation, GenerationRequest
-from engine.backends.decode import Feed, prefill_and_decode
-from engine.constrain.base import Constraint
+from loupe.backends import hf_inputs
+from loupe.backends.base import Capabilities, Generation, GenerationRequest
+from loupe.backends.decode import Feed, prefill_and_decode
+from loupe.constrain.base import Constraint
 
 
 class HfBackend:

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from engine.backends.base import GenerationRequest
-from engine.backends.decode import TokenVocab, eog_set
-from engine.constrain.llguidance import LLGuidanceCompiler
-from engine.errors import BackendError, ModelLoadError
-from engine.prompt import MEDIA
+from loupe.backends.base import GenerationRequest
+from loupe.backends.decode import TokenVocab, eog_set
+from loupe.constrain.llguidance import LLGuidanceCompiler
+from loupe.errors import BackendError, ModelLoadError
+from loupe.prompt import MEDIA
 
 
 def check_model_dir(path: Path, needs: tuple[str, ...] = ("config.json",)) -> None:

@@ -6,8 +6,8 @@ JSON when a schema fails to convert, and needs `logits_all=True` (~75 ms/token) 
 Here each step reads only the last logits, masks them with the compiled constraint, and keeps the
 renormalised probability of the chosen token for per-field confidence.
 Work is not repeated between requests: the KV cache keeps the prompt prefix a new request shares with the
-last one (the task's text comes before the images, see engine.prompt), and projector outputs are kept by
-image content (engine.backends.reuse), so a retry or second pass on the same image skips encoding.
+last one (the task's text comes before the images, see loupe.prompt), and projector outputs are kept by
+image content (loupe.backends.reuse), so a retry or second pass on the same image skips encoding.
 Memory follows the request: the context (KV cache) starts at 1024 positions and grows to the next power of two a
 request needs (prompt + images + max_tokens) up to n_ctx, and a 1x1 idefics3 grid is encoded once, not twice.
 """
@@ -29,23 +29,23 @@ import numpy as np
 from llama_cpp._internals import LlamaBatch
 from llama_cpp._utils import suppress_stdout_stderr
 
-from engine.backends.base import Capabilities, Generation, GenerationRequest
-from engine.backends.chat_template import load_chat_template, render_prompt, template_source
-from engine.backends.decode import TokenVocab, decode
-from engine.backends.gguf_file import check_gguf, projector_type, repacked
-from engine.backends.llama_cpu import CpuPlan, load_llama
-from engine.backends.llama_cpu import plan as cpu_plan
-from engine.backends.llama_mtmd import FIXED_SIZE_PROJECTORS, MtmdMixin
-from engine.backends.llama_prefill import PrefillCancelled, PrefillMixin
-from engine.backends.prefix_store import PrefixStore
-from engine.backends.projector_bf16 import ProjectorCache
-from engine.backends.reuse import DEFAULT_EMBED_CACHE_BYTES, EmbeddingCache, Unit
-from engine.backends.thread_tuner import ThreadTuner
-from engine.constrain.base import Constraint
-from engine.constrain.llguidance import LLGuidanceCompiler
-from engine.errors import BackendError, ModelLoadError
-from engine.hardware import default_threads
-from engine.images.resize import DETAIL_IMAGE_TOKENS
+from loupe.backends.base import Capabilities, Generation, GenerationRequest
+from loupe.backends.chat_template import load_chat_template, render_prompt, template_source
+from loupe.backends.decode import TokenVocab, decode
+from loupe.backends.gguf_file import check_gguf, projector_type, repacked
+from loupe.backends.llama_cpu import CpuPlan, load_llama
+from loupe.backends.llama_cpu import plan as cpu_plan
+from loupe.backends.llama_mtmd import FIXED_SIZE_PROJECTORS, MtmdMixin
+from loupe.backends.llama_prefill import PrefillCancelled, PrefillMixin
+from loupe.backends.prefix_store import PrefixStore
+from loupe.backends.projector_bf16 import ProjectorCache
+from loupe.backends.reuse import DEFAULT_EMBED_CACHE_BYTES, EmbeddingCache, Unit
+from loupe.backends.thread_tuner import ThreadTuner
+from loupe.constrain.base import Constraint
+from loupe.constrain.llguidance import LLGuidanceCompiler
+from loupe.errors import BackendError, ModelLoadError
+from loupe.hardware import default_threads
+from loupe.images.resize import DETAIL_IMAGE_TOKENS
 
 
 def _llguidance(vocab: Any, n_vocab: int, eos: list[int]) -> Any:
@@ -55,7 +55,7 @@ def _llguidance(vocab: Any, n_vocab: int, eos: list[int]) -> Any:
 
 
 def _gbnf(vocab: Any, n_vocab: int, eos: list[int]) -> Any:
-    from engine.constrain.gbnf import GbnfCompiler
+    from loupe.constrain.gbnf import GbnfCompiler
 
     return GbnfCompiler(vocab, eos)
 
@@ -65,8 +65,8 @@ CONSTRAINT_ENGINES = {"llguidance": _llguidance, "gbnf": _gbnf}
 
 
 class LlamaCppBackend(MtmdMixin, PrefillMixin):
-    """A loaded llama.cpp model with its multimodal projector (its projector side in engine.backends.llama_mtmd,
-    its prompt evaluation in engine.backends.llama_prefill)."""
+    """A loaded llama.cpp model with its multimodal projector (its projector side in loupe.backends.llama_mtmd,
+    its prompt evaluation in loupe.backends.llama_prefill)."""
 
     name: ClassVar[str] = "llama_cpp"
     steerable: ClassVar[bool] = True
@@ -96,12 +96,12 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
         detail's (`low`), so the usual first request does not reload the projector for its cap.
         `prefix_store`: where the task prompt's KV state is kept between processes (None: nowhere).
         `projectors`: where a BF16 copy of the projector is made and kept on CPUs that multiply BF16 natively
-        (engine.backends.projector_bf16; None: the mmproj file is loaded as it is).
-        `adapt_threads`: let decoding try fewer/more threads and keep the faster (engine.backends.thread_tuner);
+        (loupe.backends.projector_bf16; None: the mmproj file is loaded as it is).
+        `adapt_threads`: let decoding try fewer/more threads and keep the faster (loupe.backends.thread_tuner);
         None: only when `n_threads` is not given (a count the user chose is kept).
         `use_mmap`: None maps the file unless llama.cpp repacks its weights on this CPU (Q4_K, Q4_0, ... on x86-64):
         mapped, those pages stay resident beside the repacked copy (llama.cpp #16761), +2 GB for Gemma 3 4B Q4_K_M.
-        `cpu`: which weight buffers llama.cpp may use (engine.backends.llama_cpu; None: decided for this machine,
+        `cpu`: which weight buffers llama.cpp may use (loupe.backends.llama_cpu; None: decided for this machine,
         never the AMX buffer that crashes)."""
         t0 = time.perf_counter()
         self.text_path, self.mmproj_path = Path(text_path), Path(mmproj_path)
@@ -269,7 +269,7 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
     def _decode(
         self, request: GenerationRequest, n_past: int, timings: dict[str, float], cancel: threading.Event | None
     ) -> Generation:
-        """The shared constrained loop (engine.backends.decode) over llama.cpp's logits."""
+        """The shared constrained loop (loupe.backends.decode) over llama.cpp's logits."""
         past = n_past
 
         tuner = self._tuner

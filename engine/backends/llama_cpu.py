@@ -32,7 +32,7 @@ from typing import Any
 import llama_cpp
 import llama_cpp.llama as llama_module
 
-from engine.errors import BackendError
+from loupe.errors import BackendError
 
 ENV = "LOUPE_WEIGHT_REPACK"  # auto | on | off
 SETTINGS = ("auto", "on", "off")

@@ -11,9 +11,9 @@ import llama_cpp
 import llama_cpp.mtmd_cpp as mtmd
 from llama_cpp._utils import suppress_stdout_stderr
 
-from engine.backends.base import GenerationRequest
-from engine.backends.reuse import ImageUnit, Unit, image_key
-from engine.errors import BackendError, ModelLoadError
+from loupe.backends.base import GenerationRequest
+from loupe.backends.reuse import ImageUnit, Unit, image_key
+from loupe.errors import BackendError, ModelLoadError
 
 # projectors that always make the same number of image tokens: mtmd ignores image_max_tokens for them, so their
 # context is never remade for another cap (remaking reloads the projector: ~0.3 s for SmolVLM's, seconds for Gemma's)
@@ -32,7 +32,7 @@ class MtmdMixin:
     """The projector context of a LlamaCppBackend and what it does with images."""
 
     mmproj_path: Path
-    mmproj_file: Path  # what llama.cpp loads: mmproj_path, or its BF16 copy (engine.backends.projector_bf16)
+    mmproj_file: Path  # what llama.cpp loads: mmproj_path, or its BF16 copy (loupe.backends.projector_bf16)
     _projectors: Any  # ProjectorCache | None
     verbose: bool
     _llm: llama_cpp.Llama

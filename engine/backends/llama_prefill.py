@@ -16,9 +16,9 @@ import numpy as np
 from llama_cpp._internals import LlamaBatch, LlamaContext
 from llama_cpp._utils import suppress_stdout_stderr
 
-from engine.backends.prefix_store import MIN_TOKENS, PrefixStore
-from engine.backends.reuse import EmbeddingCache, ImageUnit, Unit, drop_duplicate_view, reusable_prefix, unit_len
-from engine.errors import BackendError
+from loupe.backends.prefix_store import MIN_TOKENS, PrefixStore
+from loupe.backends.reuse import EmbeddingCache, ImageUnit, Unit, drop_duplicate_view, reusable_prefix, unit_len
+from loupe.errors import BackendError
 
 # what _prefill reports in Generation.timings: times (ms), tokens evaluated, image chunks encoded vs from cache
 PREFILL_COUNTS = ("encode_ms", "prefill_ms", "prefill_tokens", "reused_tokens", "image_chunks_encoded",
@@ -61,8 +61,8 @@ class PrefillMixin:
     _model_key: str
     _n_embd: int
 
-    _units: Callable[[Any], list[tuple[Any, list[Unit]]]]  # engine.backends.llama_mtmd
-    _special_piece: Callable[[int], bytes]  # engine.backends.llama_cpp
+    _units: Callable[[Any], list[tuple[Any, list[Unit]]]]  # loupe.backends.llama_mtmd
+    _special_piece: Callable[[int], bytes]  # loupe.backends.llama_cpp
 
     @property
     def n_ctx(self) -> int:

@@ -19,11 +19,11 @@ import numpy as np
 from mlx_vlm import load as mlx_load
 from mlx_vlm.models.cache import make_prompt_cache
 
-from engine.backends import hf_inputs
-from engine.backends.base import GenerationRequest
-from engine.backends.decode import Feed
-from engine.backends.hf_backend import HfBackend
-from engine.errors import BackendError, ModelLoadError
+from loupe.backends import hf_inputs
+from loupe.backends.base import GenerationRequest
+from loupe.backends.decode import Feed
+from loupe.backends.hf_backend import HfBackend
+from loupe.errors import BackendError, ModelLoadError
 
 _TEXT_KEYS = ("input_ids", "pixel_values", "attention_mask")
 

@@ -17,11 +17,11 @@ from typing import ClassVar
 import numpy as np
 import onnxruntime as ort
 
-from engine.backends import hf_inputs
-from engine.backends.base import GenerationRequest
-from engine.backends.decode import Feed
-from engine.backends.hf_backend import HfBackend
-from engine.errors import BackendError, ModelLoadError
+from loupe.backends import hf_inputs
+from loupe.backends.base import GenerationRequest
+from loupe.backends.decode import Feed
+from loupe.backends.hf_backend import HfBackend
+from loupe.errors import BackendError, ModelLoadError
 
 # --ep NAME -> ONNX Runtime provider, in the order "best available" tries them
 EXECUTION_PROVIDERS: dict[str, str] = {

@@ -1,7 +1,7 @@
 """The task prompt's KV cache kept on disk, so a new process does not prefill the same instructions + schema again.
 
 Every request starts with the task's text (instructions and the schema, ~800 tokens for `defects`); within one
-process the KV cache already keeps it (engine.backends.reuse). A fresh process (`loupe analyze` run by a script,
+process the KV cache already keeps it (loupe.backends.reuse). A fresh process (`loupe analyze` run by a script,
 the app or a station restarted) would prefill it again: ~2 s on 2 cores for SmolVLM-256M, about a minute for
 Gemma 3 4B. The backend saves that prefix's KV state here once and loads it instead. Only text before the first
 image is ever stored (task instructions and schema, no image content), under the per-user cache directory.
@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.backends.cache_files import cache_root, trim_lru
+from loupe.backends.cache_files import cache_root, trim_lru
 
 DEFAULT_MAX_BYTES = 1 << 30  # Gemma 3 4B's ~800-token prefix is ~110 MB; SmolVLM-256M's ~18 MB
 MIN_TOKENS = 32  # shorter prefixes are cheaper to evaluate than to read

@@ -24,7 +24,7 @@ import logging
 import os
 from pathlib import Path
 
-from engine.backends.cache_files import cache_root, trim_lru
+from loupe.backends.cache_files import cache_root, trim_lru
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def _converted(tensor_type: int, n_dims: int) -> bool:
 
 def convertible(source: Path) -> bool:
     """Whether `source` has matrix weights this module would convert."""
-    from engine.backends.gguf_file import tensor_kinds
+    from loupe.backends.gguf_file import tensor_kinds
 
     return any(_converted(ttype, n_dims) for ttype, n_dims in tensor_kinds(source))
 

@@ -6,7 +6,7 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 
-from engine.errors import LoupeError
+from loupe.errors import LoupeError
 
 
 @dataclass(frozen=True)
@@ -17,16 +17,16 @@ class BackendEntry:
     cls: str
     requires: str  # import name of the optional dependency
     extra: str = ""  # the pip extra that installs it
-    worker: str = ""  # "module:Class" that runs this backend in a child process (engine.backends.worker)
+    worker: str = ""  # "module:Class" that runs this backend in a child process (loupe.backends.worker)
 
 
 BACKENDS: dict[str, BackendEntry] = {
-    "llama_cpp": BackendEntry("engine.backends.llama_cpp", "LlamaCppBackend", "llama_cpp",
-                              worker="engine.backends.worker:WorkerBackend"),
-    "cloud": BackendEntry("engine.backends.cloud", "CloudBackend", "openai", "cloud"),
-    "fake": BackendEntry("engine.backends.fake", "FakeBackend", "engine"),
-    "mlx": BackendEntry("engine.backends.mlx_vlm", "MlxVlmBackend", "mlx_vlm", "mlx"),
-    "onnx": BackendEntry("engine.backends.onnx", "OnnxBackend", "onnxruntime", "onnx"),
+    "llama_cpp": BackendEntry("loupe.backends.llama_cpp", "LlamaCppBackend", "llama_cpp",
+                              worker="loupe.backends.worker:WorkerBackend"),
+    "cloud": BackendEntry("loupe.backends.cloud", "CloudBackend", "openai", "cloud"),
+    "fake": BackendEntry("loupe.backends.fake", "FakeBackend", "loupe"),
+    "mlx": BackendEntry("loupe.backends.mlx_vlm", "MlxVlmBackend", "mlx_vlm", "mlx"),
+    "onnx": BackendEntry("loupe.backends.onnx", "OnnxBackend", "onnxruntime", "onnx"),
 }
 
 
@@ -53,7 +53,7 @@ def backend_class(name: str, *, in_process: bool = False) -> type:
     if problem is not None:
         raise LoupeError(problem)
     entry = BACKENDS[name]
-    from engine.backends.worker import enabled
+    from loupe.backends.worker import enabled
 
     if entry.worker and not in_process and enabled():
         module, _, cls = entry.worker.partition(":")

@@ -3,7 +3,7 @@
 llama.cpp is C++ running on files users bring: a malformed GGUF, a CPU path with a bug (the AMX crash), an
 out-of-memory kill or a future regression ends the process it runs in. `WorkerBackend` keeps the Backend protocol
 (compile, generate with streamed tokens and a cancel event, close) and runs the real backend in a child process
-(engine.backends.worker_child), as Ollama and LM Studio keep their runners apart:
+(loupe.backends.worker_child), as Ollama and LM Studio keep their runners apart:
 
 - a crash (SIGSEGV, SIGBUS, SIGILL, SIGABRT, SIGKILL...) becomes a BackendError naming the signal, which the Engine
   turns into an `error` result for that request; the next request starts a new worker and goes on;
@@ -36,9 +36,9 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, ClassVar
 
-from engine.backends.base import Capabilities, Generation, GenerationRequest
-from engine.confidence import TokenStep
-from engine.errors import BackendError, ConstraintError, LoupeError, ModelLoadError
+from loupe.backends.base import Capabilities, Generation, GenerationRequest
+from loupe.confidence import TokenStep
+from loupe.errors import BackendError, ConstraintError, LoupeError, ModelLoadError
 
 ENV = "LOUPE_MODEL_WORKER"  # on (default) | off
 FROZEN_WORKER_FLAG = "--loupe-model-worker"  # argv[1] of a frozen bundle's executable that runs the model process
@@ -125,7 +125,7 @@ class RemoteConstraint:
 
 
 class ModelProcess:
-    """One child process (`python -m engine.backends.worker_child FD`) and the pipe to it; gone once it dies."""
+    """One child process (`python -m loupe.backends.worker_child FD`) and the pipe to it; gone once it dies."""
 
     def __init__(self) -> None:
         # a fresh interpreter, not multiprocessing's spawn: that re-imports the caller's __main__, which breaks any
@@ -138,7 +138,7 @@ class ModelProcess:
         command = (
             [sys.executable, FROZEN_WORKER_FLAG, fd]
             if getattr(sys, "frozen", False)
-            else [sys.executable, "-m", "engine.backends.worker_child", fd]
+            else [sys.executable, "-m", "loupe.backends.worker_child", fd]
         )
         try:
             self.proc = subprocess.Popen(
@@ -250,7 +250,7 @@ class WorkerBackend:
 
     name: ClassVar[str] = "llama_cpp"
     steerable: ClassVar[bool] = True
-    module: ClassVar[str] = "engine.backends.llama_cpp"
+    module: ClassVar[str] = "loupe.backends.llama_cpp"
     cls: ClassVar[str] = "LlamaCppBackend"
 
     def __init__(self, *args: Any, cancel_grace: float = CANCEL_GRACE_S, **kwargs: Any) -> None:

@@ -1,6 +1,6 @@
 """The model process: loads one backend and serves compile/generate requests from the parent over a pipe.
 
-Runs as `python -m engine.backends.worker_child FD`, started by engine.backends.worker with its end of a socket
+Runs as `python -m loupe.backends.worker_child FD`, started by loupe.backends.worker with its end of a socket
 pair. Native code lives only here, so a segfault, an abort or a kill of this process costs the parent one request,
 never its own life. Messages are tuples:
 
@@ -30,9 +30,9 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from engine.errors import LoupeError, ModelLoadError
+from loupe.errors import LoupeError, ModelLoadError
 
-MEMORY_ENV = "LOUPE_WORKER_MEMORY"  # (engine.backends.worker sets the ceiling; named here in errors)
+MEMORY_ENV = "LOUPE_WORKER_MEMORY"  # (loupe.backends.worker sets the ceiling; named here in errors)
 FAULT_ENV = "LOUPE_WORKER_FAULT"
 MARK_ENV = "LOUPE_WORKER_FAULT_MARK"
 

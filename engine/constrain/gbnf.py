@@ -16,7 +16,7 @@ import llama_cpp
 import numpy as np
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-from engine.errors import ConstraintError
+from loupe.errors import ConstraintError
 
 # llama_token_data {int32 id; float logit; float p} as a numpy record, so whole arrays are filled at C speed
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Any
 import llguidance as llg
 import numpy as np
 
-from engine.constrain.base import DEFAULT_LAYOUT, LAYOUTS, REFUSAL_PREFIX
-from engine.constrain.relax import children, relax
-from engine.errors import ConstraintError
+from loupe.constrain.base import DEFAULT_LAYOUT, LAYOUTS, REFUSAL_PREFIX
+from loupe.constrain.relax import children, relax
+from loupe.errors import ConstraintError
 
 if TYPE_CHECKING:
     from llguidance import LLTokenizer
 
-# fixed separators (engine.constrain.base.LAYOUTS), no free whitespace, which random and small models loop on
+# fixed separators (loupe.constrain.base.LAYOUTS), no free whitespace, which random and small models loop on
 JSON_OPTIONS: dict[str, Any] = {
     "whitespace_flexible": False,
     "item_separator": LAYOUTS[DEFAULT_LAYOUT][0],
@@ -104,7 +104,7 @@ def plan(schema: dict[str, Any] | bool, tokenizer: LLTokenizer | None = None, *,
 
     Strict first. If LLGuidance refuses, retry with its `lenient` option (unimplemented keywords such as
     `not` are ignored) and `coerce_one_of` (oneOf decoded as anyOf); if it still refuses, loosen the
-    offending subschemas to `{}` (engine.constrain.relax). Raises ConstraintError only when even that fails.
+    offending subschemas to `{}` (loupe.constrain.relax). Raises ConstraintError only when even that fails.
     """
     source = grammar_for(schema, allow_refusal=allow_refusal)
     strict_problem = _problem(source, tokenizer)

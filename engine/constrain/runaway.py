@@ -97,7 +97,7 @@ class Guard:
     ended_by_guard: bool = False  # the last narrow() kept only tokens that end what is open
     doubt_scope: str = "value"  # ... the value being written, or the container it is an item of
     # [start, end (None while open), p']: what the guard ended against the model's wish; its leaves are as certain
-    # as the model's own choice of that ending (engine.pipeline caps their confidence with it)
+    # as the model's own choice of that ending (loupe.pipeline caps their confidence with it)
     doubts: list[list[Any]] = field(default_factory=list)
 
     @property

@@ -1,5 +1,5 @@
 """Hybrid mode: escalate doubtful results up a ladder of models, within a budget, auditing what leaves."""
 
-from engine.escalate.policy import Budget, Escalation, Ledger, Policy, Step, StepRecord, Thresholds, escalate
+from loupe.escalate.policy import Budget, Escalation, Ledger, Policy, Step, StepRecord, Thresholds, escalate
 
 __all__ = ["Budget", "Escalation", "Ledger", "Policy", "Step", "StepRecord", "Thresholds", "escalate"]

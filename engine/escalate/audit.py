@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine.store.sqlite import Store
+from loupe.store.sqlite import Store
 
 KIND = "cloud-request"
 

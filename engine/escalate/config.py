@@ -6,11 +6,11 @@ import re
 from dataclasses import fields
 from typing import Any
 
-from engine.backends.cloud import PRESETS, RESPONSE_FORMATS, CloudConfig
-from engine.errors import TaskError
-from engine.escalate.local import ModelSpec
-from engine.escalate.policy import ALWAYS_ESCALATE, Budget, Policy, Step, Thresholds
-from engine.types import Status
+from loupe.backends.cloud import PRESETS, RESPONSE_FORMATS, CloudConfig
+from loupe.errors import TaskError
+from loupe.escalate.local import ModelSpec
+from loupe.escalate.policy import ALWAYS_ESCALATE, Budget, Policy, Step, Thresholds
+from loupe.types import Status
 
 SECRET_NAMES = ("api_key", "key", "token", "password", "secret")
 BUILTIN_RUNNERS = ("local", "cloud")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from engine.backends.cloud import CloudBackend, CloudConfig, Sent, parse_completion
-from engine.errors import BackendError
-from engine.escalate.audit import StoreAudit
-from engine.escalate.hybrid import offline_veto
-from engine.store.sqlite import Store
+from loupe.backends.cloud import CloudBackend, CloudConfig, Sent, parse_completion
+from loupe.errors import BackendError
+from loupe.escalate.audit import StoreAudit
+from loupe.escalate.hybrid import offline_veto
+from loupe.store.sqlite import Store
 
 PROBE_TEXT = "Reply with the word OK."
 

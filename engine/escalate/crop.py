@@ -14,15 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from engine.images.boxes import BOX_KEY, find_boxes
-from engine.images.crops import CropWindow, cut, window
-from engine.images.load import LoadedImage
-from engine.schema.validate import validation_errors
-from engine.tasks import Task
-from engine.types import Result, Status
+from loupe.images.boxes import BOX_KEY, find_boxes
+from loupe.images.crops import CropWindow, cut, window
+from loupe.images.load import LoadedImage
+from loupe.schema.validate import validation_errors
+from loupe.tasks import Task
+from loupe.types import Result, Status
 
 if TYPE_CHECKING:
-    from engine.escalate.policy import StepRunner
+    from loupe.escalate.policy import StepRunner
 
 
 MAX_PROBLEM = 160  # characters of a schema problem quoted in a step's note

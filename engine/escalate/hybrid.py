@@ -16,18 +16,18 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.cloud import CloudConfig
-from engine.errors import BackendError, LoupeError
-from engine.escalate.audit import StoreAudit, spend_history
-from engine.escalate.config import policy_from_dict
-from engine.escalate.local import BackendFactory, ModelRunner, registry_backend
-from engine.escalate.policy import DAY, Escalation, Ledger, StepRunner, escalate
-from engine.escalate.runner import EngineRunner
-from engine.images.load import LoadedImage, load_image
-from engine.store.sqlite import Store
-from engine.tasks import Task
-from engine.types import Result
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.cloud import CloudConfig
+from loupe.errors import BackendError, LoupeError
+from loupe.escalate.audit import StoreAudit, spend_history
+from loupe.escalate.config import policy_from_dict
+from loupe.escalate.local import BackendFactory, ModelRunner, registry_backend
+from loupe.escalate.policy import DAY, Escalation, Ledger, StepRunner, escalate
+from loupe.escalate.runner import EngineRunner
+from loupe.images.load import LoadedImage, load_image
+from loupe.store.sqlite import Store
+from loupe.tasks import Task
+from loupe.types import Result
 
 
 @dataclass
@@ -124,7 +124,7 @@ class Escalator:
         if self.cloud_on and cloud is not None:
             if store is None:
                 raise BackendError("cloud: every request is audited; give a results store")
-            from engine.backends.cloud import CloudBackend
+            from loupe.backends.cloud import CloudBackend
 
             audit = StoreAudit(store, job_id)
             backend = CloudBackend(cloud, api_key=api_key, audit=audit, sleep=sleep)

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.api import Engine
-from engine.escalate.runner import EngineRunner
-from engine.images.load import LoadedImage
-from engine.pipeline import error_result
-from engine.tasks import Task
-from engine.types import Result
+from loupe.api import Engine
+from loupe.escalate.runner import EngineRunner
+from loupe.images.load import LoadedImage
+from loupe.pipeline import error_result
+from loupe.tasks import Task
+from loupe.types import Result
 
 
 @dataclass(frozen=True)
@@ -38,14 +38,14 @@ BackendFactory = Callable[[ModelSpec], Any]
 
 def registry_backend(spec: ModelSpec, *, threads: int | None = None) -> Any:
     """Load `spec` with the registry's llama.cpp backend (catalog names resolved through the model store)."""
-    from engine.backends.registry import backend_class
-    from engine.backends.user_caches import llama_cache_kwargs
+    from loupe.backends.registry import backend_class
+    from loupe.backends.user_caches import llama_cache_kwargs
 
     backend_cls = backend_class("llama_cpp")
     caches = llama_cache_kwargs()
     if spec.path:
         return backend_cls(spec.path, spec.mmproj, model_id=spec.label, n_threads=threads, **caches)
-    from models.store import ModelStore, default_model_root
+    from loupe.models.store import ModelStore, default_model_root
 
     resolved = ModelStore(default_model_root()).resolve(spec.model)
     return backend_cls(resolved.text_path, resolved.mmproj_path, model_id=spec.label, n_threads=threads,

@@ -8,10 +8,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from engine.images.load import LoadedImage
-from engine.tasks import Task
-from engine.types import Result, Status
-from engine.verdict import resolve
+from loupe.images.load import LoadedImage
+from loupe.tasks import Task
+from loupe.types import Result, Status
+from loupe.verdict import resolve
 
 ALWAYS_ESCALATE = frozenset({Status.INVALID, Status.TRUNCATED, Status.REFUSED, Status.ERROR})
 HOUR, DAY = 3600.0, 86400.0
@@ -226,7 +226,7 @@ def escalate(task: Task, images: Sequence[LoadedImage], policy: Policy, runners:
     The kept result is the newest `ok` one, else the first one (a failed cloud call never loses the local
     answer). Cloud rungs are skipped when the cloud is off for the task or the budget refuses them.
     """
-    from engine.escalate.crop import regions, run_crops  # crop rungs only; it imports this module's types
+    from loupe.escalate.crop import regions, run_crops  # crop rungs only; it imports this module's types
 
     records: list[StepRecord] = []
     kept: Result | None = None

@@ -6,12 +6,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from engine.api import AnalyzeRequest, Engine
-from engine.escalate.audit import StoreAudit
-from engine.images.load import LoadedImage
-from engine.images.resize import max_side_for
-from engine.tasks import Task
-from engine.types import Result
+from loupe.api import AnalyzeRequest, Engine
+from loupe.escalate.audit import StoreAudit
+from loupe.images.load import LoadedImage
+from loupe.images.resize import max_side_for
+from loupe.tasks import Task
+from loupe.types import Result
 
 CHARS_PER_TOKEN = 4
 TOKENS_PER_TILE, TILE = 170, 512  # OpenAI-style image pricing: ~170 tokens per 512 px tile, +85

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engine.eval.metrics import Sample
+from loupe.eval.metrics import Sample
 
 BINS = 10
 

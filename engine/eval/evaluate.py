@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.eval.labelled import LabelledSet
-from engine.eval.metrics import Scoring
-from engine.eval.runner import ModelPool, Prediction, System, run_system
-from engine.eval.summary import summarise
-from engine.store.records import now
-from engine.store.sqlite import Store
-from engine.tasks import Task
+from loupe.eval.labelled import LabelledSet
+from loupe.eval.metrics import Scoring
+from loupe.eval.runner import ModelPool, Prediction, System, run_system
+from loupe.eval.summary import summarise
+from loupe.store.records import now
+from loupe.store.sqlite import Store
+from loupe.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ def evaluate(store: Store, labelled: LabelledSet, task: Task, systems: Sequence[
              target: float | None = None, stop: threading.Event | None = None,
              on_system: Callable[[str], None] | None = None) -> Evaluation:
     """Run, score and report; `target` also fits per-field thresholds for that accuracy."""
-    from engine.eval.report import write_report  # matplotlib is needed only from here on
+    from loupe.eval.report import write_report  # matplotlib is needed only from here on
 
     scoring = scoring or Scoring()
     predictions: dict[str, list[Prediction]] = {}
@@ -62,7 +62,7 @@ class Launcher:
 
     def __call__(self, labelled_path: str, stop: threading.Event) -> Path:
         """Run the evaluation (stopping between images when `stop` is set); returns the folder of report.html."""
-        from engine.eval.labelled import box_list_key, load_labelled
+        from loupe.eval.labelled import box_list_key, load_labelled
 
         labelled = load_labelled(labelled_path, list_key=box_list_key(self.task.schema))
         pool = ModelPool(self.open_engine)

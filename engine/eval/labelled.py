@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import InputError
-from engine.store.records import task_from_dict
-from engine.tasks import Task
+from loupe.errors import InputError
+from loupe.store.records import task_from_dict
+from loupe.tasks import Task
 
 DEFAULT_BOX_LIST = "objects"
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.export.rows import atomic_open
+from loupe.export.rows import atomic_open
 
 DPI = 80
 MAX_FIELDS_PLOTTED = 8

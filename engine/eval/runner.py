@@ -7,17 +7,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from engine.api import AnalyzeRequest, Engine
-from engine.batch import BatchRunner, ItemOutcome, open_job
-from engine.errors import LoupeError
-from engine.escalate.config import policy_from_dict
-from engine.escalate.hybrid import DisabledCloud, LocalRunner
-from engine.escalate.policy import Escalation, Ledger, StepRunner, escalate
-from engine.eval.labelled import LabelledItem, LabelledSet
-from engine.images.load import LoadedImage, load_image
-from engine.store.sqlite import Store
-from engine.tasks import Task
-from engine.types import Result
+from loupe.api import AnalyzeRequest, Engine
+from loupe.batch import BatchRunner, ItemOutcome, open_job
+from loupe.errors import LoupeError
+from loupe.escalate.config import policy_from_dict
+from loupe.escalate.hybrid import DisabledCloud, LocalRunner
+from loupe.escalate.policy import Escalation, Ledger, StepRunner, escalate
+from loupe.eval.labelled import LabelledItem, LabelledSet
+from loupe.images.load import LoadedImage, load_image
+from loupe.store.sqlite import Store
+from loupe.tasks import Task
+from loupe.types import Result
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ from typing import Any
 
 import yaml
 
-from engine.errors import TaskError
-from engine.eval.calibration import coverage_curve
-from engine.eval.metrics import ItemScore, Sample
-from engine.export.rows import atomic_open
-from engine.schema.pointers import pointer_problem
+from loupe.errors import TaskError
+from loupe.eval.calibration import coverage_curve
+from loupe.eval.metrics import ItemScore, Sample
+from loupe.export.rows import atomic_open
+from loupe.schema.pointers import pointer_problem
 
 UNREACHABLE = 1.0  # a field that never reaches the target escalates whenever it is below certainty
 
@@ -132,8 +132,8 @@ def write_thresholds(task_file: str | Path, thresholds: dict[str, float]) -> lis
     th["fields"] = {**{k: v for k, v in old.items() if k not in replaced}, **thresholds}
     text = (json.dumps(raw, indent=2, ensure_ascii=False) + "\n" if path.suffix.lower() == ".json"
             else yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
-    from engine.escalate.config import policy_from_dict
-    from engine.tasks import task_from_dict
+    from loupe.escalate.config import policy_from_dict
+    from loupe.tasks import task_from_dict
 
     task = task_from_dict(load(text), str(path), default_name=path.stem)
     policy_from_dict(task.escalation or {}, str(path))

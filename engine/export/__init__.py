@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from engine.export.annotations import write_coco, write_labelstudio
-from engine.export.images import Written, write_labelled, write_overlays
-from engine.export.rows import Writer
-from engine.export.tables import write_csv, write_jsonl, write_parquet
+from loupe.export.annotations import write_coco, write_labelstudio
+from loupe.export.images import Written, write_labelled, write_overlays
+from loupe.export.rows import Writer
+from loupe.export.tables import write_csv, write_jsonl, write_parquet
 
 FORMATS: dict[str, Writer] = {
     "jsonl": write_jsonl,

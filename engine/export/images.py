@@ -9,12 +9,12 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from engine.errors import LoupeError
-from engine.export.rows import atomic_open, final_boxes
-from engine.images.load import load_image
-from engine.store.records import StoredResult, task_to_dict
-from engine.store.sqlite import Store
-from engine.types import Box
+from loupe.errors import LoupeError
+from loupe.export.rows import atomic_open, final_boxes
+from loupe.images.load import load_image
+from loupe.store.records import StoredResult, task_to_dict
+from loupe.store.sqlite import Store
+from loupe.types import Box
 
 COLORS = ((255, 64, 64), (64, 160, 255), (255, 200, 0), (80, 220, 120), (220, 80, 255), (255, 140, 40))
 

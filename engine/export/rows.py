@@ -10,9 +10,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
-from engine.images.boxes import find_boxes
-from engine.store.records import StoredResult
-from engine.types import Box
+from loupe.images.boxes import find_boxes
+from loupe.store.records import StoredResult
+from loupe.types import Box
 
 FIXED_COLUMNS = ("job", "item", "result", "path", "sha256", "status", "min_confidence", "error", "review")
 

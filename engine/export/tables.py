@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.export.rows import atomic_open, columns, flat_row, record
-from engine.store.records import StoredResult
-from engine.store.sqlite import StoreError
+from loupe.export.rows import atomic_open, columns, flat_row, record
+from loupe.store.records import StoredResult
+from loupe.store.sqlite import StoreError
 
 
 def write_jsonl(results: list[StoredResult], out: Path) -> int:

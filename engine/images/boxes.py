@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from engine.types import Box
+from loupe.types import Box
 
 BOX_KEY = "box_2d"
 LABEL_KEYS = ("label", "name", "category")

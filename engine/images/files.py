@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-# the names of the formats engine.images.load decodes (FORMATS); a folder's other files are not picked up
+# the names of the formats loupe.images.load decodes (FORMATS); a folder's other files are not picked up
 IMAGE_EXTENSIONS = {
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".heic", ".heif",
     ".avif",

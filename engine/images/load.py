@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from engine.errors import ImageError
+from loupe.errors import ImageError
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold (~89.5 Mpx)

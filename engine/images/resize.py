@@ -12,7 +12,7 @@ DETAIL_MAX_SIDE = {"low": 512, "high": 1536}
 # Image tokens a backend may spend per image. llama.cpp's idefics3 (SmolVLM) preprocessing otherwise
 # upscales every image to 2048 px: 13-17 tiles of 64 tokens, ~26 s of encoding at 256M dims on 2 cores.
 # 128 gives a 1x1 grid: mtmd adds the overview to the one 512 px tile, the same picture twice, so the backend keeps
-# only the overview (engine.backends.reuse.drop_duplicate_view): one 64-token view (~1.7 s). Gemma 3 is always
+# only the overview (loupe.backends.reuse.drop_duplicate_view): one 64-token view (~1.7 s). Gemma 3 is always
 # one 896 px tile (256 tokens). None: the model's own default.
 DETAIL_IMAGE_TOKENS: dict[str, int | None] = {"low": 128, "high": None}
 

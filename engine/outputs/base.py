@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol
 
-from engine.errors import LoupeError
+from loupe.errors import LoupeError
 
 
 class OutputError(LoupeError):

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from engine.errors import TaskError
-from engine.outputs.base import Sink
-from engine.store.outbox import DEFAULT_MAX_PENDING
-from engine.verdict import Verdict
+from loupe.errors import TaskError
+from loupe.outputs.base import Sink
+from loupe.store.outbox import DEFAULT_MAX_PENDING
+from loupe.verdict import Verdict
 
 SINK_SETTINGS: dict[str, dict[str, tuple[type, ...]]] = {
     "mqtt": {"url": (str,), "topic": (str,), "qos": (int,), "retain": (bool,), "client_id": (str,),
@@ -85,7 +85,7 @@ def resolve_secret(ref: dict[str, str], what: str) -> str:
     """The value a {env = NAME} / {keyring = NAME} reference names, read now (never stored)."""
     import os
 
-    from engine.secrets import get_api_key
+    from loupe.secrets import get_api_key
 
     kind, name = next(iter(ref.items()))
     value = os.environ.get(name) if kind == "env" else get_api_key(name, "")
@@ -139,7 +139,7 @@ def topic_problem(topic: str) -> str | None:
 
 
 def _mqtt(settings: dict[str, Any]) -> Sink:
-    from engine.outputs.mqtt import MqttSink  # paho-mqtt is imported only there
+    from loupe.outputs.mqtt import MqttSink  # paho-mqtt is imported only there
 
     settings = dict(settings)
     if "password" in settings:
@@ -148,7 +148,7 @@ def _mqtt(settings: dict[str, Any]) -> Sink:
 
 
 def _webhook(settings: dict[str, Any]) -> Sink:
-    from engine.outputs.webhook import WebhookSink
+    from loupe.outputs.webhook import WebhookSink
 
     headers = {k: resolve_secret(v, f"webhook header {k}") if isinstance(v, dict) else v
                for k, v in (settings.get("headers") or {}).items()}
@@ -156,7 +156,7 @@ def _webhook(settings: dict[str, Any]) -> Sink:
 
 
 def _file(settings: dict[str, Any]) -> Sink:
-    from engine.outputs.filedrop import FileDropSink
+    from loupe.outputs.filedrop import FileDropSink
 
     return FileDropSink(**settings)
 

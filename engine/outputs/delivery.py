@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.outputs.base import OutputError, Sink
-from engine.store.outbox import Outbox
-from engine.store.sqlite import Store
+from loupe.outputs.base import OutputError, Sink
+from loupe.store.outbox import Outbox
+from loupe.store.sqlite import Store
 
 log = logging.getLogger("loupe.outputs")
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engine.outputs.base import OutputError
+from loupe.outputs.base import OutputError
 
 
 class FileDropSink:

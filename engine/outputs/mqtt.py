@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 
-from engine.outputs.base import OutputError
+from loupe.outputs.base import OutputError
 
 
 class MqttSink:

@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from engine.outputs.base import OutputError
+from loupe.outputs.base import OutputError
 
 
 class WebhookSink:

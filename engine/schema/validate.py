@@ -16,8 +16,8 @@ from jsonschema.validators import validator_for
 from referencing import Registry
 from referencing.exceptions import NoSuchResource, Unresolvable
 
-from engine.schema.formats import STRICT, compiled, with_authority
-from engine.schema.limits import document_problem
+from loupe.schema.formats import STRICT, compiled, with_authority
+from loupe.schema.limits import document_problem
 
 
 def _never_fetch(uri: str) -> Any:
@@ -88,7 +88,7 @@ def _format_checker() -> jsonschema.FormatChecker:
     for name, pattern in (("iri", _IRI), ("iri-reference", _IRI_REFERENCE)):
         if name not in checker.checkers:
             checker.checks(name)(lambda value, p=pattern: not isinstance(value, str) or bool(p.fullmatch(value)))
-    for name, check in STRICT.items():  # stricter than jsonschema's (engine.schema.formats)
+    for name, check in STRICT.items():  # stricter than jsonschema's (loupe.schema.formats)
         checker.checks(name)(check)
     for name in ("uri", "uri-reference", "iri", "iri-reference"):  # and their hosts checked as RFC 3986 says
         if name in checker.checkers:

@@ -11,18 +11,18 @@ from typing import Any
 
 from starlette.requests import Request
 
-from engine.api import AnalyzeRequest
-from engine.errors import TaskError
-from engine.images.load import LoadedImage
-from engine.serve import schemas as s
-from engine.serve.config import ServeConfig
-from engine.serve.errors import bad_request
-from engine.serve.images import path_not_allowed
-from engine.serve.streaming import ClientLeft, log, until_disconnect
-from engine.serve.worker import Workers
-from engine.store import Store, StoredResult
-from engine.tasks import Task, builtin_task, load_task_file, task_from_dict
-from engine.types import Result
+from loupe.api import AnalyzeRequest
+from loupe.errors import TaskError
+from loupe.images.load import LoadedImage
+from loupe.serve import schemas as s
+from loupe.serve.config import ServeConfig
+from loupe.serve.errors import bad_request
+from loupe.serve.images import path_not_allowed
+from loupe.serve.streaming import ClientLeft, log, until_disconnect
+from loupe.serve.worker import Workers
+from loupe.store import Store, StoredResult
+from loupe.tasks import Task, builtin_task, load_task_file, task_from_dict
+from loupe.types import Result
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.serve import analyze, chat, streaming
-from engine.serve import schemas as s
-from engine.serve.config import ServeConfig
-from engine.serve.errors import ApiError
-from engine.serve.images import read_image
-from engine.serve.worker import LaneFull, Workers
+from loupe.serve import analyze, chat, streaming
+from loupe.serve import schemas as s
+from loupe.serve.config import ServeConfig
+from loupe.serve.errors import ApiError
+from loupe.serve.images import read_image
+from loupe.serve.worker import LaneFull, Workers
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": s.ErrorBody, "description": why}

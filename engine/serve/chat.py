@@ -18,22 +18,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from engine.api import Engine
-from engine.backends.base import Generation, GenerationRequest, OnToken
-from engine.confidence import field_confidence
-from engine.constrain.llguidance import relaxation_notes
-from engine.errors import BackendError, ConstraintError
-from engine.images.load import LoadedImage
-from engine.images.resize import image_tokens_for
-from engine.pipeline import prepare
-from engine.prompt import MEDIA
-from engine.schema.spans import leaf_spans
-from engine.schema.validate import schema_problem, validation_errors
-from engine.serve import schemas as s
-from engine.serve.errors import ApiError, bad_request
-from engine.serve.images import decode_data_url
-from engine.serve.limits import PixelBudget
-from engine.tasks import Task, TaskOptions
+from loupe.api import Engine
+from loupe.backends.base import Generation, GenerationRequest, OnToken
+from loupe.confidence import field_confidence
+from loupe.constrain.llguidance import relaxation_notes
+from loupe.errors import BackendError, ConstraintError
+from loupe.images.load import LoadedImage
+from loupe.images.resize import image_tokens_for
+from loupe.pipeline import prepare
+from loupe.prompt import MEDIA
+from loupe.schema.spans import leaf_spans
+from loupe.schema.validate import schema_problem, validation_errors
+from loupe.serve import schemas as s
+from loupe.serve.errors import ApiError, bad_request
+from loupe.serve.images import decode_data_url
+from loupe.serve.limits import PixelBudget
+from loupe.tasks import Task, TaskOptions
 
 DEFAULT_MAX_TOKENS = 1024
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import LoupeError
-from engine.secrets import KeyringLike, get_api_key
+from loupe.errors import LoupeError
+from loupe.secrets import KeyringLike, get_api_key
 
 TOKEN_ENV = "LOUPE_API_TOKEN"
 TOKEN_KEYRING_NAME = "loupe-api"  # `keyring set loupe loupe-api` stores it in the OS keyring
@@ -39,7 +39,7 @@ class ServeConfig:
     max_tokens_cap: int = 4096  # chat completions: the most tokens one request may ask for (and the default's cap)
     allow_paths: tuple[Path, ...] = ()  # /v1/analyze reads image and task files only under these (none by default)
     allow_hosts: tuple[str, ...] = ()  # Host header names accepted besides localhost and the bound address
-    max_body: int = 24 << 20  # bytes of one request body (engine.serve.limits)
+    max_body: int = 24 << 20  # bytes of one request body (loupe.serve.limits)
 
     def hosts(self) -> frozenset[str]:
         """Host header names this server answers to without a token (a DNS-rebound page sends its own name)."""

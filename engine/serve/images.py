@@ -7,11 +7,11 @@ import binascii
 import re
 from dataclasses import replace
 
-from engine.errors import ImageError
-from engine.images.load import MAX_FILE_BYTES, LoadedImage, declared_pixels, decode_image, load_image
-from engine.serve.config import ServeConfig
-from engine.serve.errors import ApiError, bad_request
-from engine.serve.limits import PixelBudget
+from loupe.errors import ImageError
+from loupe.images.load import MAX_FILE_BYTES, LoadedImage, declared_pixels, decode_image, load_image
+from loupe.serve.config import ServeConfig
+from loupe.serve.errors import ApiError, bad_request
+from loupe.serve.limits import PixelBudget
 
 _DATA_URL = re.compile(
     r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,", re.IGNORECASE

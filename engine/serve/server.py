@@ -10,10 +10,10 @@ from dataclasses import dataclass, replace
 
 import uvicorn
 
-from engine.serve.app import create_app
-from engine.serve.config import ServeConfig, check_config
-from engine.serve.limits import BodyLimit
-from engine.serve.worker import Workers
+from loupe.serve.app import create_app
+from loupe.serve.config import ServeConfig, check_config
+from loupe.serve.limits import BodyLimit
+from loupe.serve.worker import Workers
 
 
 class _Server(uvicorn.Server):

@@ -18,12 +18,12 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from engine.backends.base import Generation
-from engine.confidence import TokenStep
-from engine.serve import chat
-from engine.serve import schemas as s
-from engine.serve.errors import ApiError
-from engine.serve.worker import Workers
+from loupe.backends.base import Generation
+from loupe.confidence import TokenStep
+from loupe.serve import chat
+from loupe.serve import schemas as s
+from loupe.serve.errors import ApiError
+from loupe.serve.worker import Workers
 
 # a child of uvicorn's server log: cancelled requests show up beside the access log, at the server's log level
 log = logging.getLogger("uvicorn.error.loupe")

@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine.api import Engine
-from engine.images.load import MAX_PIXELS
-from engine.serve.limits import PixelBudget
-from engine.store import Store
+from loupe.api import Engine
+from loupe.images.load import MAX_PIXELS
+from loupe.serve.limits import PixelBudget
+from loupe.store import Store
 
 T = TypeVar("T")
 

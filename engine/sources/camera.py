@@ -15,7 +15,7 @@ from typing import Any
 
 import cv2
 
-from engine.sources.base import Backoff, Capture, SourceHealth
+from loupe.sources.base import Backoff, Capture, SourceHealth
 
 log = logging.getLogger("loupe.sources")
 

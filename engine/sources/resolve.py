@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.errors import InputError
-from engine.sources.base import Source
+from loupe.errors import InputError
+from loupe.sources.base import Source
 
 CAMERA_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://")
 
@@ -17,11 +17,11 @@ def open_source(spec: str, *, frames_dir: str | Path, after: str = "move", settl
     under `frames_dir`. A path that does not exist and is not a URL is refused (a typo should not wait forever),
     unless `allow_missing` (the kiosk at boot, before the share is mounted): then it is a folder to wait for."""
     if spec.isdigit() or spec.startswith(CAMERA_SCHEMES) or Path(spec).is_file():
-        from engine.sources.camera import CameraSource  # OpenCV is imported only for cameras
+        from loupe.sources.camera import CameraSource  # OpenCV is imported only for cameras
 
         return CameraSource(spec, frames_dir, interval_s=interval_s, trigger=trigger)
     if Path(spec).is_dir() or (allow_missing and not Path(spec).exists()):
-        from engine.sources.watch import WatchSource
+        from loupe.sources.watch import WatchSource
 
         return WatchSource(spec, after=after, settle_s=settle_s, poll=poll)
     raise InputError(f"{spec}: not a folder, a camera index, a stream URL (rtsp://, http://) or a video file")

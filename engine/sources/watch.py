@@ -26,8 +26,8 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from engine.images.files import IMAGE_EXTENSIONS
-from engine.sources.base import PROCESSED, Backoff, Capture, SourceHealth
+from loupe.images.files import IMAGE_EXTENSIONS
+from loupe.sources.base import PROCESSED, Backoff, Capture, SourceHealth
 
 log = logging.getLogger("loupe.sources")
 

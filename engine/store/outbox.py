@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.store.records import dumps, now
-from engine.store.sqlite import Store
+from loupe.store.records import dumps, now
+from loupe.store.sqlite import Store
 
 DEFAULT_MAX_PENDING = 10_000
 

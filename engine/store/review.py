@@ -7,10 +7,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from engine.schema.validate import validation_errors
-from engine.store.records import JobRecord, ReviewRecord, StoredResult
-from engine.store.sqlite import Store, StoreError
-from engine.types import Status
+from loupe.schema.validate import validation_errors
+from loupe.store.records import JobRecord, ReviewRecord, StoredResult
+from loupe.store.sqlite import Store, StoreError
+from loupe.types import Status
 
 
 class ReviewError(StoreError):

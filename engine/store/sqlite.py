@@ -11,9 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from engine.errors import LoupeError
-from engine.store.migrations import SCHEMA_VERSION, NewerStoreError, migrate, version
-from engine.store.records import (
+from loupe.errors import LoupeError
+from loupe.store.migrations import SCHEMA_VERSION, NewerStoreError, migrate, version
+from loupe.store.records import (
     DECISIONS,
     JOB_STATES,
     RESULT_COLUMNS,
@@ -29,9 +29,9 @@ from engine.store.records import (
     task_key,
     task_to_dict,
 )
-from engine.tasks import Task
-from engine.types import Result
-from models.paths import user_data_file
+from loupe.tasks import Task
+from loupe.types import Result
+from loupe.models.paths import user_data_file
 
 ENV_DB = "LOUPE_DB"
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import yaml
 
-from engine.constrain.base import DEFAULT_LAYOUT, LAYOUTS
-from engine.constrain.llguidance import relaxation_notes
-from engine.errors import ConstraintError, TaskError
-from engine.schema.limits import document_problem
-from engine.schema.pointers import pointer_problem
-from engine.schema.validate import schema_problem
+from loupe.constrain.base import DEFAULT_LAYOUT, LAYOUTS
+from loupe.constrain.llguidance import relaxation_notes
+from loupe.errors import ConstraintError, TaskError
+from loupe.schema.limits import document_problem
+from loupe.schema.pointers import pointer_problem
+from loupe.schema.validate import schema_problem
 
 DETAILS = ("low", "high")
 
@@ -32,8 +32,8 @@ class TaskOptions:
     seed: int = 0
     retries: int = 1  # extra attempts when the result fails validation
     allow_refusal: bool = True  # the model may answer "REFUSE: <reason>" instead of JSON
-    runaway_guard: bool = True  # end values that run away or loop (engine.constrain.runaway)
-    layout: str = DEFAULT_LAYOUT  # "spaced" or "compact" JSON (engine.constrain.base.LAYOUTS)
+    runaway_guard: bool = True  # end values that run away or loop (loupe.constrain.runaway)
+    layout: str = DEFAULT_LAYOUT  # "spaced" or "compact" JSON (loupe.constrain.base.LAYOUTS)
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,8 @@ class Task:
     source: str = "<built-in>"
     notes: tuple[str, ...] = ()  # parts of the schema enforced only by validation after decoding
     escalation: dict[str, Any] | None = None  # the task file's `escalation` table, raw (used with --escalate)
-    verdict: dict[str, Any] | None = None  # the `verdict` table, raw (PASS/FAIL/REVIEW rules, engine.verdict)
-    outputs: dict[str, Any] | None = None  # the `outputs` table, raw (line outputs, engine.outputs)
+    verdict: dict[str, Any] | None = None  # the `verdict` table, raw (PASS/FAIL/REVIEW rules, loupe.verdict)
+    outputs: dict[str, Any] | None = None  # the `outputs` table, raw (line outputs, loupe.outputs)
 
     def with_options(self, **changes: Any) -> Task:
         """A copy with some options changed (validated like a task file's)."""
@@ -150,8 +150,8 @@ def _floor_table(source: str, key: str, raw: Any) -> dict[str, Any] | None:
     """The `verdict` / `outputs` table as given, once it parses (errors point into /verdict or /outputs)."""
     if raw is None:
         return None
-    from engine.outputs.config import outputs_from_dict  # loaded only for tasks that have these tables
-    from engine.verdict import rules_from_dict
+    from loupe.outputs.config import outputs_from_dict  # loaded only for tasks that have these tables
+    from loupe.verdict import rules_from_dict
 
     check = rules_from_dict if key == "verdict" else outputs_from_dict
     try:
@@ -166,7 +166,7 @@ def _escalation(source: str, raw: Any, schema: Any) -> dict[str, Any] | None:
     schema (errors point into /escalation)."""
     if raw is None:
         return None
-    from engine.escalate.config import policy_from_dict  # the ladder imports Task: load it only when needed
+    from loupe.escalate.config import policy_from_dict  # the ladder imports Task: load it only when needed
 
     try:
         policy = policy_from_dict(raw, source)

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.backends.base import GenerationRequest, PreparedImage
-from engine.prompt import MEDIA
-from models.hf_synthetic import GOLDEN_TEXT, golden_image
+from loupe.backends.base import GenerationRequest, PreparedImage
+from loupe.prompt import MEDIA
+from loupe.models.hf_synthetic import GOLDEN_TEXT, golden_image
 
 TINY = Path(__file__).parent / "tiny"
 

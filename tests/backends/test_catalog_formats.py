@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from models.catalog import CatalogError, load_catalog
-from models.hf_fetch import pin, verify_dir
+from loupe.models.catalog import CatalogError, load_catalog
+from loupe.models.hf_fetch import pin, verify_dir
 from tests.backends.conftest import TINY
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from engine.cli import main
+from loupe.cli import main
 from tests.backends.conftest import TINY
 
 SMOL = str(TINY / "smolvlm" / "hf")
@@ -34,7 +34,7 @@ def test_backend_errors_are_one_clear_line(images):
     pytest.importorskip("onnxruntime")
     import onnxruntime
 
-    from engine.backends.onnx import EXECUTION_PROVIDERS
+    from loupe.backends.onnx import EXECUTION_PROVIDERS
 
     if EXECUTION_PROVIDERS["qnn"] not in onnxruntime.get_available_providers():
         rc, _, err = _run("analyze", str(images["jpeg"]), "--model-path", SMOL, "--ep", "qnn")

@@ -8,9 +8,9 @@ import threading
 import numpy as np
 import pytest
 
-from engine.backends.base import GenerationRequest
-from engine.backends.decode import decode
-from engine.constrain.base import allowed_ids, mask_words
+from loupe.backends.base import GenerationRequest
+from loupe.backends.decode import decode
+from loupe.constrain.base import allowed_ids, mask_words
 from tests.backends.conftest import TINY
 
 pytest.importorskip("transformers")
@@ -21,7 +21,7 @@ SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required
 
 @pytest.fixture(scope="module")
 def tok():
-    from engine.backends import hf_inputs
+    from loupe.backends import hf_inputs
 
     processor = hf_inputs.load_processor(TINY / "smolvlm" / "hf")
     return hf_inputs.vocabulary(processor, {})

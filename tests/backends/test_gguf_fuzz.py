@@ -1,5 +1,5 @@
 """Hostile model files: 1,000 mutated GGUF text models and projectors, each loaded by the real llama.cpp in a model
-process (engine.backends.worker.ModelProbe). The test process never crashes; each file loads, or is a one-line
+process (loupe.backends.worker.ModelProbe). The test process never crashes; each file loads, or is a one-line
 ModelLoadError, or a reported crash of the model process.
 
 Mutations (seeded): bit flips anywhere and in the header, truncation at random offsets, and header fields set to
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.backends.worker import CRASHED, ModelProbe
-from engine.errors import ModelLoadError
-from models.synthetic import SyntheticModel, build
+from loupe.backends.worker import CRASHED, ModelProbe
+from loupe.errors import ModelLoadError
+from loupe.models.synthetic import SyntheticModel, build
 
 N_FILES = int(os.environ.get("LOUPE_FUZZ_FILES", "1000"))
 _FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # GGUF value type -> bytes

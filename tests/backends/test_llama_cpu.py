@@ -1,4 +1,4 @@
-"""The weight-buffer decision (engine.backends.llama_cpu): never llama.cpp's AMX buffer, whose matrix product crashes.
+"""The weight-buffer decision (loupe.backends.llama_cpu): never llama.cpp's AMX buffer, whose matrix product crashes.
 
 The decision logic runs on faked inputs (an AMX CPU cannot be conjured on a machine without one); whether the choice
 reaches llama.cpp is checked on the real library through its own load log, and tests/integration/test_every_weight_type
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.backends import llama_cpu
-from engine.backends.llama_cpu import ENV, CpuPlan, decide, load_llama, plan, setting_from_env
-from engine.errors import BackendError
-from models.synthetic import build
+from loupe.backends import llama_cpu
+from loupe.backends.llama_cpu import ENV, CpuPlan, decide, load_llama, plan, setting_from_env
+from loupe.errors import BackendError
+from loupe.models.synthetic import build
 
 # the CPU line of llama_print_system_info() for a -march=native build on a Sapphire Rapids Xeon
 SPR_FEATURES = {"AVX2": "1", "AVX512": "1", "AVX512_VNNI": "1", "AVX512_BF16": "1", "AMX_INT8": "1", "REPACK": "1"}
@@ -126,7 +126,7 @@ def test_loupe_doctor_says_what_is_in_use_and_why(monkeypatch: pytest.MonkeyPatc
     import io
     import json
 
-    from engine.cli import main
+    from loupe.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     assert main(["doctor", "--json"], out, err) == 0

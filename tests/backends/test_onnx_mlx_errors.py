@@ -7,14 +7,14 @@ import shutil
 import numpy as np
 import pytest
 
-from engine.errors import BackendError, ModelLoadError
+from loupe.errors import BackendError, ModelLoadError
 from tests.backends.conftest import TINY
 
 ort = pytest.importorskip("onnxruntime")
 
 
 def test_default_provider_is_the_best_available():
-    from engine.backends.onnx import pick_provider
+    from loupe.backends.onnx import pick_provider
 
     assert pick_provider(None, ["CPUExecutionProvider"]) == "CPUExecutionProvider"
     assert pick_provider(None, ["OpenVINOExecutionProvider", "CPUExecutionProvider"]) == "OpenVINOExecutionProvider"
@@ -24,7 +24,7 @@ def test_default_provider_is_the_best_available():
 
 @pytest.mark.parametrize("ep", ["openvino", "qnn", "dml", "coreml"])
 def test_an_absent_provider_is_a_clear_error(ep):
-    from engine.backends.onnx import EXECUTION_PROVIDERS, pick_provider
+    from loupe.backends.onnx import EXECUTION_PROVIDERS, pick_provider
 
     if EXECUTION_PROVIDERS[ep] in ort.get_available_providers():
         pytest.skip(f"{ep} is available here")
@@ -33,7 +33,7 @@ def test_an_absent_provider_is_a_clear_error(ep):
 
 
 def test_unknown_provider_and_quantisation_are_named():
-    from engine.backends.onnx import OnnxBackend, pick_provider
+    from loupe.backends.onnx import OnnxBackend, pick_provider
 
     with pytest.raises(BackendError, match=r"unknown execution provider 'tpu'.*cpu"):
         pick_provider("tpu")
@@ -44,7 +44,7 @@ def test_unknown_provider_and_quantisation_are_named():
 
 
 def test_missing_or_corrupt_onnx_model_is_a_clear_error(tmp_path):
-    from engine.backends.onnx import OnnxBackend
+    from loupe.backends.onnx import OnnxBackend
 
     with pytest.raises(ModelLoadError, match="model directory not found"):
         OnnxBackend(tmp_path / "nope")
@@ -61,7 +61,7 @@ def test_missing_or_corrupt_onnx_model_is_a_clear_error(tmp_path):
 
 def test_kv_cache_matches_a_full_recompute():
     """Decoding with past KV gives the same logits as re-running the whole sequence."""
-    from engine.backends.onnx import OnnxBackend
+    from loupe.backends.onnx import OnnxBackend
     from tests.backends.conftest import golden_request
 
     b = OnnxBackend(TINY / "smolvlm" / "hf", n_threads=1)
@@ -79,7 +79,7 @@ def test_kv_cache_matches_a_full_recompute():
 
 def test_mlx_refuses_a_directory_without_weights(tmp_path):
     pytest.importorskip("mlx_vlm")
-    from engine.backends.mlx_vlm import MlxVlmBackend
+    from loupe.backends.mlx_vlm import MlxVlmBackend
 
     copy = tmp_path / "model"
     shutil.copytree(TINY / "smolvlm" / "hf", copy, ignore=shutil.ignore_patterns("*.safetensors", "onnx"))
@@ -90,7 +90,7 @@ def test_mlx_refuses_a_directory_without_weights(tmp_path):
 
 
 def test_registry_lists_the_new_backends_lazily():
-    from engine.backends.registry import BACKENDS, available, backend_class
+    from loupe.backends.registry import BACKENDS, available, backend_class
 
     assert {"mlx", "onnx"} <= set(BACKENDS)
     assert available()["onnx"] is True

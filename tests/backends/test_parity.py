@@ -20,14 +20,14 @@ GEMMA3_IMAGE_ON_MLX = 0.25
 
 def _onnx(family: str):
     pytest.importorskip("onnxruntime")
-    from engine.backends.onnx import OnnxBackend
+    from loupe.backends.onnx import OnnxBackend
 
     return OnnxBackend(TINY / family / "hf", ep="cpu", n_threads=1)
 
 
 def _mlx(family: str):
     pytest.importorskip("mlx_vlm")
-    from engine.backends.mlx_vlm import MlxVlmBackend
+    from loupe.backends.mlx_vlm import MlxVlmBackend
 
     return MlxVlmBackend(TINY / family / "hf")
 
@@ -57,8 +57,8 @@ def test_image_token_count_follows_the_processor_for_other_sizes():
     """SmolVLM tiles: a wide strip gives fewer tiles than a square; the backend counts what the processor expanded."""
     from PIL import Image
 
-    from engine.backends.base import GenerationRequest, PreparedImage
-    from engine.prompt import MEDIA
+    from loupe.backends.base import GenerationRequest, PreparedImage
+    from loupe.prompt import MEDIA
 
     b = _onnx("smolvlm")
     try:

@@ -1,7 +1,7 @@
-"""The model in a supervised child process (engine.backends.worker), through the real llama.cpp on the tiny models.
+"""The model in a supervised child process (loupe.backends.worker), through the real llama.cpp on the tiny models.
 
 Crashes are real: the child raises SIGSEGV inside mtmd's image encode or at the first generated token (the test-only
-LOUPE_WORKER_FAULT hook of engine.backends.worker_child), and the process dies of it as it would of a native fault.
+LOUPE_WORKER_FAULT hook of loupe.backends.worker_child), and the process dies of it as it would of a native fault.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.llama_cpp import LlamaCppBackend
-from engine.backends.registry import backend_class
-from engine.backends.worker import ENV, WorkerBackend, describe_exit, enabled
-from engine.backends.worker_child import FAULT_ENV, MARK_ENV
-from engine.errors import BackendError, ModelLoadError
-from engine.tasks import builtin_task
-from engine.types import Status
-from models.synthetic import SyntheticModel
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.llama_cpp import LlamaCppBackend
+from loupe.backends.registry import backend_class
+from loupe.backends.worker import ENV, WorkerBackend, describe_exit, enabled
+from loupe.backends.worker_child import FAULT_ENV, MARK_ENV
+from loupe.errors import BackendError, ModelLoadError
+from loupe.tasks import builtin_task
+from loupe.types import Status
+from loupe.models.synthetic import SyntheticModel
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_exit_descriptions():
 
 
 def test_the_memory_ceiling_follows_the_model_files_and_the_environment(tmp_path: Path):
-    from engine.backends.worker import MEMORY_ENV, memory_ceiling
+    from loupe.backends.worker import MEMORY_ENV, memory_ceiling
 
     f = tmp_path / "m.gguf"
     f.write_bytes(b"\0" * (1 << 20))
@@ -144,7 +144,7 @@ def test_the_memory_ceiling_follows_the_model_files_and_the_environment(tmp_path
 def test_a_model_past_the_memory_ceiling_is_a_clear_load_error_not_an_oom_kill(tiny, monkeypatch):
     """A ceiling below what llama.cpp needs for its buffers: the allocation fails inside the worker, and the error
     says which ceiling and how to raise it."""
-    from engine.backends.worker import MEMORY_ENV
+    from loupe.backends.worker import MEMORY_ENV
 
     monkeypatch.setenv(MEMORY_ENV, "1M")  # below the interpreter's own heap: the first large allocation fails
     with pytest.raises((ModelLoadError, BackendError)) as info:
@@ -157,7 +157,7 @@ def test_models_import_loads_the_pair_in_a_model_process_first(tiny, tmp_path: P
     import io
     import json
 
-    from engine.cli import main
+    from loupe.cli import main
 
     monkeypatch.setenv("LOUPE_MODEL_DIR", str(tmp_path / "models"))
     bad = tmp_path / "cut.gguf"
@@ -179,7 +179,7 @@ def test_models_import_loads_the_pair_in_a_model_process_first(tiny, tmp_path: P
 def test_a_caller_that_fails_mid_stream_leaves_no_half_answered_worker_behind(worker: WorkerBackend):
     """An on_token callback that raises (a client gone, a bug) abandons the request; the worker, out of step with
     the parent, is replaced, and the next request gets its own answer, not the rest of the previous one."""
-    from engine.backends.base import GenerationRequest
+    from loupe.backends.base import GenerationRequest
 
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     constraint = worker.compile(schema)

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from engine.backends.base import Generation, GenerationRequest
-from engine.backends.fake import FakeBackend
-from engine.tasks import builtin_names, builtin_task
+from loupe.backends.base import Generation, GenerationRequest
+from loupe.backends.fake import FakeBackend
+from loupe.tasks import builtin_names, builtin_task
 
 TINY = Path(__file__).parent.parent / "backends" / "tiny"
 
@@ -63,7 +63,7 @@ def _needs(*modules: str) -> None:
 
 def _llama(family: str, tiny_models: Any) -> Any:
     _needs("llama_cpp")
-    from engine.backends.llama_cpp import LlamaCppBackend
+    from loupe.backends.llama_cpp import LlamaCppBackend
 
     model = tiny_models[family]
     return LlamaCppBackend(model.text_path, model.mmproj_path, model_id=f"tiny-{family}", n_threads=1)
@@ -71,14 +71,14 @@ def _llama(family: str, tiny_models: Any) -> Any:
 
 def _mlx(family: str, tiny_models: Any) -> Any:
     _needs("mlx", "mlx_vlm", "transformers")
-    from engine.backends.mlx_vlm import MlxVlmBackend
+    from loupe.backends.mlx_vlm import MlxVlmBackend
 
     return MlxVlmBackend(TINY / family / "hf", model_id=f"tiny-{family}-mlx")
 
 
 def _onnx(family: str, tiny_models: Any) -> Any:
     _needs("onnxruntime", "transformers")
-    from engine.backends.onnx import OnnxBackend
+    from loupe.backends.onnx import OnnxBackend
 
     return OnnxBackend(TINY / family / "hf", ep="cpu", model_id=f"tiny-{family}-onnx", n_threads=1)
 

@@ -10,9 +10,9 @@ import threading
 
 import pytest
 
-from engine.api import AnalyzeRequest, Engine
-from engine.tasks import Task, builtin_names, builtin_task
-from engine.types import Status
+from loupe.api import AnalyzeRequest, Engine
+from loupe.tasks import Task, builtin_names, builtin_task
+from loupe.types import Status
 from tests.integration.test_llama_cpp_e2e import assert_valid, leaves
 
 

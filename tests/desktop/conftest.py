@@ -15,12 +15,12 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from desktop.bridge import EngineBridge
-from desktop.main_window import MainWindow
-from desktop.runner import LoadedModel
-from engine.api import Engine
-from engine.store import Store
-from models.synthetic import SyntheticModel
+from loupe.desktop.bridge import EngineBridge
+from loupe.desktop.main_window import MainWindow
+from loupe.desktop.runner import LoadedModel
+from loupe.api import Engine
+from loupe.store import Store
+from loupe.models.synthetic import SyntheticModel
 from tests.noise import write_noise_pngs
 
 
@@ -28,7 +28,7 @@ def tiny_loader(model: SyntheticModel) -> Callable[[], LoadedModel]:
     """Loads the tiny synthetic SmolVLM through the real llama.cpp backend, one thread."""
 
     def load() -> LoadedModel:
-        from engine.backends.llama_cpp import LlamaCppBackend
+        from loupe.backends.llama_cpp import LlamaCppBackend
 
         backend = LlamaCppBackend(model.text_path, model.mmproj_path, model_id="tiny-smolvlm", n_threads=1)
         return LoadedModel(Engine(backend, model="tiny-smolvlm"), "tiny-smolvlm", synthetic=True)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from desktop.main_window import LOCAL_ONLY
-from desktop.settings import AppSettings, CloudSettings
-from engine.escalate.audit import audit_rows
+from loupe.desktop.main_window import LOCAL_ONLY
+from loupe.desktop.settings import AppSettings, CloudSettings
+from loupe.escalate.audit import audit_rows
 from tests.desktop.conftest import Harness, write_images
 from tests.desktop.test_settings_and_tasks import MemoryRing
 from tests.hybrid.stub_server import StubCloud, completion

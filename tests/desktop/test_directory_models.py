@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from desktop.bridge import EngineBridge
-from desktop.loading import store_loader
-from desktop.main_window import MainWindow
-from desktop.widgets.queue_view import DONE, REVIEW
-from engine.images.load import LoadedImage, load_image
-from engine.prefetch import Prefetcher
-from engine.store import Store
-from models.store import ModelStore
-from models.synthetic import SyntheticModel
+from loupe.desktop.bridge import EngineBridge
+from loupe.desktop.loading import store_loader
+from loupe.desktop.main_window import MainWindow
+from loupe.desktop.widgets.queue_view import DONE, REVIEW
+from loupe.images.load import LoadedImage, load_image
+from loupe.prefetch import Prefetcher
+from loupe.store import Store
+from loupe.models.store import ModelStore
+from loupe.models.synthetic import SyntheticModel
 from tests.desktop.conftest import tiny_loader, write_images
 from tests.engine.fake_hub import FakeHub, hub  # noqa: F401  (hub is a fixture)
 from tests.engine.test_models_dirs import publish_dir
@@ -155,7 +155,7 @@ def test_a_directory_model_whose_extra_is_missing_says_how_to_install_it(
 
 
 def test_a_directory_download_can_be_cancelled_then_done(qtbot, hub: FakeHub, tmp_path: Path) -> None:  # noqa: F811
-    from desktop.widgets.models_dialog import ModelsDialog
+    from loupe.desktop.widgets.models_dialog import ModelsDialog
 
     store, wanted = publish_dir(hub, tmp_path)
     dialog = ModelsDialog(store)
@@ -192,10 +192,10 @@ note = "tiny"
 
 def test_an_mlx_entry_loads_through_the_mlx_backend(hub: FakeHub, tmp_path: Path) -> None:  # noqa: F811
     pytest.importorskip("mlx_vlm")
-    from desktop.loading import load_from_store
-    from engine.api import AnalyzeRequest
-    from engine.tasks import builtin_task
-    from models.catalog import load_catalog
+    from loupe.desktop.loading import load_from_store
+    from loupe.api import AnalyzeRequest
+    from loupe.tasks import builtin_task
+    from loupe.models.catalog import load_catalog
 
     onnx_store, _wanted = publish_dir(hub, tmp_path)  # the same tiny model's files, safetensors included
     catalog = tmp_path / "catalog-mlx.toml"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 
-from desktop.eval_tab import eval_tab
-from engine.tasks import Task, builtin_task
-from models.synthetic import SyntheticModel
+from loupe.desktop.eval_tab import eval_tab
+from loupe.tasks import Task, builtin_task
+from loupe.models.synthetic import SyntheticModel
 from tests.desktop.conftest import tiny_loader, write_images
 
 

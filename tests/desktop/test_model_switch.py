@@ -11,20 +11,20 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
-from desktop.bridge import EngineBridge
-from desktop.main_window import MainWindow
-from desktop.runner import LoadedModel
-from desktop.settings import load_settings
-from engine.api import Engine
-from engine.store import Store
-from models.store import ModelStore
-from models.synthetic import SyntheticModel
+from loupe.desktop.bridge import EngineBridge
+from loupe.desktop.main_window import MainWindow
+from loupe.desktop.runner import LoadedModel
+from loupe.desktop.settings import load_settings
+from loupe.api import Engine
+from loupe.store import Store
+from loupe.models.store import ModelStore
+from loupe.models.synthetic import SyntheticModel
 from tests.desktop.conftest import write_images
 
 
 def loader(model: SyntheticModel) -> Callable[[], LoadedModel]:
     def load() -> LoadedModel:
-        from engine.backends.llama_cpp import LlamaCppBackend
+        from loupe.backends.llama_cpp import LlamaCppBackend
 
         backend = LlamaCppBackend(model.text_path, model.mmproj_path, model_id=model.name, n_threads=1)
         return LoadedModel(Engine(backend, model=model.name), model.name, synthetic=True)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from desktop.widgets.models_dialog import ModelPicker, ModelsDialog
-from models.synthetic import SyntheticModel
+from loupe.desktop.widgets.models_dialog import ModelPicker, ModelsDialog
+from loupe.models.synthetic import SyntheticModel
 from tests.engine.fake_hub import FakeHub, hub, hub_store, publish  # noqa: F401  (hub is a fixture)
 
 
@@ -60,7 +60,7 @@ def test_cancelled_download_keeps_nothing_broken_and_a_failing_one_says_why(qtbo
 
 def test_import_local_files_and_refuse_a_non_gguf(qtbot, tiny_models: dict[str, SyntheticModel],
                                                   tmp_path: Path) -> None:
-    from models.store import ModelStore
+    from loupe.models.store import ModelStore
 
     store = ModelStore(tmp_path / "models")
     picker = ModelPicker(store, "")

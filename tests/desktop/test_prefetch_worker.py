@@ -1,4 +1,4 @@
-"""The desktop worker (desktop.runner, Qt-free) reads the next image ahead, and pause and cancel still hold.
+"""The desktop worker (loupe.desktop.runner, Qt-free) reads the next image ahead, and pause and cancel still hold.
 
 Real llama.cpp on the tiny synthetic model, a real SQLite store; the events arrive on the worker thread and the test
 steers the queue from them (pause and cancel while the first image is in hand), as the window's buttons would.
@@ -10,12 +10,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from desktop.runner import Runner
-from engine.images.load import LoadedImage, load_image
-from engine.prefetch import Prefetcher
-from engine.store import Store
-from engine.tasks import builtin_task
-from models.synthetic import SyntheticModel
+from loupe.desktop.runner import Runner
+from loupe.images.load import LoadedImage, load_image
+from loupe.prefetch import Prefetcher
+from loupe.store import Store
+from loupe.tasks import builtin_task
+from loupe.models.synthetic import SyntheticModel
 from tests.desktop.conftest import tiny_loader, write_images
 
 

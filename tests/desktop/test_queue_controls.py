@@ -12,9 +12,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from desktop.main_window import LOCAL_ONLY
-from desktop.widgets.queue_view import CANCELLED, DONE, ERROR, REVIEW, WAITING
-from models.synthetic import SyntheticModel
+from loupe.desktop.main_window import LOCAL_ONLY
+from loupe.desktop.widgets.queue_view import CANCELLED, DONE, ERROR, REVIEW, WAITING
+from loupe.models.synthetic import SyntheticModel
 from tests.desktop.conftest import Harness, write_images
 
 LOCAL_LADDER = """name: defects-ladder
@@ -102,14 +102,14 @@ def test_loupe_gui_opens_the_window_with_the_images_queued(tiny_models: dict[str
     tiny = tiny_models["smolvlm"]
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "LOUPE_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
            "LOUPE_MODEL_DIR": str(tmp_path / "models")}
-    run = subprocess.run([sys.executable, "-m", "engine.cli", "gui", "--model-path", str(tiny.text_path),
+    run = subprocess.run([sys.executable, "-m", "loupe.cli", "gui", "--model-path", str(tiny.text_path),
                           "--mmproj", str(tiny.mmproj_path), "--threads", "1", "--db", str(tmp_path / "l.db"),
                           "--settings", str(tmp_path / "s.ini"), "--screenshot", str(shot), str(image)],
                          capture_output=True, text=True, timeout=120, env=env)
     assert run.returncode == 0, run.stderr
     with Image.open(shot) as grabbed:
         assert grabbed.width >= 800 and grabbed.height >= 500
-    from engine.store import Store
+    from loupe.store import Store
 
     with Store(tmp_path / "l.db") as store:
         assert [Path(s.path).name for s in store.results()] == [image.name]
@@ -117,7 +117,7 @@ def test_loupe_gui_opens_the_window_with_the_images_queued(tiny_models: dict[str
 
 
 def test_thumbnails_are_upright_and_bad_files_get_none(qtbot, images: dict[str, Path]) -> None:
-    from desktop.bridge import THUMB_SIDE, ImageDecoder
+    from loupe.desktop.bridge import THUMB_SIDE, ImageDecoder
 
     decoder = ImageDecoder()
     got: dict[int, object] = {}

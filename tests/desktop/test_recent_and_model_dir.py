@@ -8,12 +8,12 @@ from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QSettings, QUrl
 
-from desktop.bridge import EngineBridge
-from desktop.main_window import MainWindow
-from desktop.settings import load_settings
-from engine.store import Store
-from models.store import ModelStore
-from models.synthetic import SyntheticModel
+from loupe.desktop.bridge import EngineBridge
+from loupe.desktop.main_window import MainWindow
+from loupe.desktop.settings import load_settings
+from loupe.store import Store
+from loupe.models.store import ModelStore
+from loupe.models.synthetic import SyntheticModel
 from tests.desktop.conftest import Harness, tiny_loader, write_images
 
 

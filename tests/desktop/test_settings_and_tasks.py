@@ -6,12 +6,12 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
-from desktop.main_window import LOCAL_ONLY
-from desktop.settings import AppSettings, CloudSettings, load_settings, save_settings
-from desktop.widgets.settings_dialog import SettingsDialog
-from desktop.widgets.task_editor import TaskEditor
-from desktop.widgets.task_picker import TaskPicker
-from engine.tasks import builtin_task
+from loupe.desktop.main_window import LOCAL_ONLY
+from loupe.desktop.settings import AppSettings, CloudSettings, load_settings, save_settings
+from loupe.desktop.widgets.settings_dialog import SettingsDialog
+from loupe.desktop.widgets.task_editor import TaskEditor
+from loupe.desktop.widgets.task_picker import TaskPicker
+from loupe.tasks import builtin_task
 
 SECRET = "sk-test-0123456789abcdef"
 CLOUD_TASK = """name: gauge-cloud
@@ -78,9 +78,9 @@ def test_a_broken_keyring_is_reported_and_the_dialog_stays_open(qtbot) -> None:
 
 
 def test_privacy_indicator_follows_the_task_and_the_settings(qtbot, tmp_path: Path) -> None:
-    from desktop.bridge import EngineBridge
-    from desktop.main_window import MainWindow
-    from engine.store import Store
+    from loupe.desktop.bridge import EngineBridge
+    from loupe.desktop.main_window import MainWindow
+    from loupe.store import Store
 
     task_file = tmp_path / "gauge.yaml"
     task_file.write_text(CLOUD_TASK)

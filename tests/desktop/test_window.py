@@ -12,10 +12,10 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from desktop.widgets.queue_view import DONE, ERROR, REVIEW, WAITING
-from desktop.widgets.result_view import LOW_MARK
-from desktop.widgets.task_picker import TaskPicker
-from engine.store import ReviewQueue
+from loupe.desktop.widgets.queue_view import DONE, ERROR, REVIEW, WAITING
+from loupe.desktop.widgets.result_view import LOW_MARK
+from loupe.desktop.widgets.task_picker import TaskPicker
+from loupe.store import ReviewQueue
 from tests.desktop.conftest import Harness, write_images
 
 
@@ -203,9 +203,9 @@ def test_closing_while_busy_asks_then_stops_cleanly(app_window: Harness, tmp_pat
 
 
 def test_model_failure_is_shown_in_the_window(qtbot, tmp_path: Path) -> None:
-    from desktop.bridge import EngineBridge
-    from desktop.main_window import MainWindow
-    from engine.store import Store
+    from loupe.desktop.bridge import EngineBridge
+    from loupe.desktop.main_window import MainWindow
+    from loupe.store import Store
 
     def broken() -> object:
         raise FileNotFoundError("model.gguf is missing")
@@ -245,9 +245,9 @@ def _mime(paths: list[Path]) -> QMimeData:
 def test_last_task_and_geometry_persist_between_runs(qtbot, tmp_path: Path) -> None:
     from PySide6.QtCore import QSettings
 
-    from desktop.bridge import EngineBridge
-    from desktop.main_window import MainWindow
-    from engine.store import Store
+    from loupe.desktop.bridge import EngineBridge
+    from loupe.desktop.main_window import MainWindow
+    from loupe.store import Store
 
     def never() -> object:
         raise AssertionError("not started")

@@ -2,7 +2,7 @@
 window stays up and the rest of the queue is analysed by a new model process.
 
 The crash is real: SIGSEGV raised in the worker at the first generated token of the 120x90 picture (the test-only
-hook of engine.backends.worker_child).
+hook of loupe.backends.worker_child).
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from desktop.bridge import EngineBridge
-from desktop.main_window import MainWindow
-from desktop.runner import LoadedModel
-from desktop.widgets.queue_view import DONE, ERROR, REVIEW
-from engine.api import Engine
-from engine.backends.worker import WorkerBackend
-from engine.backends.worker_child import FAULT_ENV
-from engine.store import Store
+from loupe.desktop.bridge import EngineBridge
+from loupe.desktop.main_window import MainWindow
+from loupe.desktop.runner import LoadedModel
+from loupe.desktop.widgets.queue_view import DONE, ERROR, REVIEW
+from loupe.api import Engine
+from loupe.backends.worker import WorkerBackend
+from loupe.backends.worker_child import FAULT_ENV
+from loupe.store import Store
 from tests.desktop.conftest import Harness, write_images
 from tests.desktop.test_window import drop, rows
 

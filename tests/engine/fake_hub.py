@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from models.catalog import load_catalog
-from models.store import ModelStore
+from loupe.models.catalog import load_catalog
+from loupe.models.store import ModelStore
 from tests.engine.model_files import catalog_toml, sha256, write_gguf
 
 COMMIT = "c0ffee" + "0" * 34

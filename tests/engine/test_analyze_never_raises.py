@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.fake import FakeBackend
-from engine.tasks import Task, builtin_task
-from engine.types import Status
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.fake import FakeBackend
+from loupe.tasks import Task, builtin_task
+from loupe.types import Status
 
 BOXED = {
     "type": "object",
@@ -49,7 +49,7 @@ class Broken(FakeBackend):
 
 
 def test_an_unexpected_exception_is_an_error_result_and_a_logged_traceback(images, caplog):
-    with caplog.at_level(logging.ERROR, logger="engine.api"):
+    with caplog.at_level(logging.ERROR, logger="loupe.api"):
         result = Engine(Broken(["{}"])).analyze(AnalyzeRequest((images["jpeg"],), builtin_task("describe")))
     assert result.status is Status.ERROR and result.error.startswith("internal error (RuntimeError: a bug")
     assert "\n" not in result.error

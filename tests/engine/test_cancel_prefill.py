@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.backends.llama_cpp import LlamaCppBackend
+from loupe.backends.llama_cpp import LlamaCppBackend
 from tests.conftest import FAMILIES, defects_request
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from gguf import GGUFWriter
 
-from engine.backends.gguf_file import check_gguf, projector_type, string_value
-from engine.errors import ModelLoadError
+from loupe.backends.gguf_file import check_gguf, projector_type, string_value
+from loupe.errors import ModelLoadError
 
 
 def _write(path: Path) -> Path:
@@ -60,7 +60,7 @@ def test_the_tensor_types_decide_whether_llama_cpp_repacks(tmp_path, tiny_models
     from gguf import GGMLQuantizationType as Q
     from gguf.quants import quantize
 
-    from engine.backends.gguf_file import repacked, tensor_types
+    from loupe.backends.gguf_file import repacked, tensor_types
 
     assert tensor_types(tiny_models["smolvlm"].text_path) == {int(Q.F32)}
     assert not repacked(tiny_models["smolvlm"].text_path, "x86_64")

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.fake import FakeBackend
-from engine.batch import BatchRunner, open_job
-from engine.errors import TaskError
-from engine.schema.validate import schema_problem, validation_errors
-from engine.store import ReviewQueue, Store
-from engine.store.review import ReviewError
-from engine.tasks import Task, builtin_task, load_task_file
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.fake import FakeBackend
+from loupe.batch import BatchRunner, open_job
+from loupe.errors import TaskError
+from loupe.schema.validate import schema_problem, validation_errors
+from loupe.store import ReviewQueue, Store
+from loupe.store.review import ReviewError
+from loupe.tasks import Task, builtin_task, load_task_file
 from tests.store.conftest import make_images
 
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.errors import ImageError
-from engine.images.boxes import find_boxes, to_pixels
-from engine.images.load import decode_image, load_image, to_rgb
-from engine.images.resize import fit
+from loupe.errors import ImageError
+from loupe.images.boxes import find_boxes, to_pixels
+from loupe.images.load import decode_image, load_image, to_rgb
+from loupe.images.resize import fit
 
 
 def test_exif_orientation_6_is_applied_before_anything(images):

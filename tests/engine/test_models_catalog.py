@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from models.catalog import CatalogError, UnknownModelError, load_catalog
+from loupe.models.catalog import CatalogError, UnknownModelError, load_catalog
 from tests.engine.model_files import catalog_toml
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.backends import registry
-from engine.cli import main
-from engine.cli_models import models_list, models_pull, models_verify
-from models.catalog import load_catalog
-from models.hf_fetch import pin
-from models.store import ModelDownloadError, ModelError, ModelImportError, ModelStore
+from loupe.backends import registry
+from loupe.cli import main
+from loupe.cli_models import models_list, models_pull, models_verify
+from loupe.models.catalog import load_catalog
+from loupe.models.hf_fetch import pin
+from loupe.models.store import ModelDownloadError, ModelError, ModelImportError, ModelStore
 from tests.backends.conftest import TINY
 from tests.engine.fake_hub import COMMIT, FakeHub, Seen
 from tests.engine.model_files import catalog_toml, flip_last_byte, write_gguf
@@ -198,7 +198,7 @@ def test_a_directory_fetched_earlier_is_listed_verified_and_used(tmp_path: Path,
     assert "onnx/decoder_model_merged_q4.onnx: ok" in out.getvalue()
 
     analyze = ["analyze", str(images["jpeg"]), "--task", "describe", "--model", "smolvlm-256m-onnx-q4", "--ep", "cpu"]
-    absent = registry.BackendEntry("engine.backends.onnx", "OnnxBackend", "loupe_absent_module", "onnx")
+    absent = registry.BackendEntry("loupe.backends.onnx", "OnnxBackend", "loupe_absent_module", "onnx")
     with monkeypatch.context() as patch:  # as if loupe[onnx] were not installed: told at use time, with the fix
         patch.setitem(registry.BACKENDS, "onnx", absent)
         err = io.StringIO()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from models.catalog import load_catalog
-from models.store import ModelDownloadError, ModelFileCorrupt, ModelNotInstalled, ModelStore
+from loupe.models.catalog import load_catalog
+from loupe.models.store import ModelDownloadError, ModelFileCorrupt, ModelNotInstalled, ModelStore
 from tests.engine.fake_hub import COMMIT, FakeHub, Remote, hub_store, publish, set_hf_offline
 from tests.engine.model_files import flip_last_byte, sha256
 
@@ -170,7 +170,7 @@ def test_pull_refuses_to_start_without_disk_space(
     hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     remote = publish(hub, tmp_path)
-    monkeypatch.setattr("models.download.free_bytes", lambda directory: 1000)
+    monkeypatch.setattr("loupe.models.download.free_bytes", lambda directory: 1000)
     with pytest.raises(
         ModelDownloadError,
         match=rf"disk space for {remote.text_file} .*: {len(remote.text)} bytes needed, 1000 free",

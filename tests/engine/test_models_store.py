@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from models.store import ModelFileCorrupt, ModelImportError, ModelNotInstalled, ModelStore, default_model_root
+from loupe.models.store import ModelFileCorrupt, ModelImportError, ModelNotInstalled, ModelStore, default_model_root
 from tests.engine.model_files import flip_last_byte, sha256, write_gguf
 
 
@@ -161,7 +161,7 @@ def test_default_model_root_honours_the_environment(monkeypatch: pytest.MonkeyPa
 
 @pytest.fixture
 def fake_synthetic(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Stand in for models.synthetic (written elsewhere) with a builder that records its calls."""
+    """Stand in for loupe.models.synthetic (written elsewhere) with a builder that records its calls."""
     calls: list[str] = []
 
     def build(name: str, out_dir: Path, **_: object) -> types.SimpleNamespace:
@@ -171,7 +171,7 @@ def fake_synthetic(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         mmproj = write_gguf(out_dir / f"mmproj-{name}.gguf", "clip", projector="idefics3")
         return types.SimpleNamespace(text_path=text, mmproj_path=mmproj)
 
-    monkeypatch.setitem(sys.modules, "models.synthetic", types.SimpleNamespace(build=build))
+    monkeypatch.setitem(sys.modules, "loupe.models.synthetic", types.SimpleNamespace(build=build))
     return calls
 
 
@@ -192,7 +192,7 @@ def test_synthetic_model_is_built_once_on_first_use(store: ModelStore, fake_synt
 
 @pytest.mark.parametrize(("name", "family"), [("synthetic-smolvlm", "smolvlm"), ("synthetic-gemma3", "gemma3")])
 def test_real_synthetic_models_build_and_import_as_their_family(store: ModelStore, name: str, family: str) -> None:
-    pytest.importorskip("models.synthetic")
+    pytest.importorskip("loupe.models.synthetic")
     built = store.resolve(name)
     assert built.family == family and built.synthetic
     assert store.import_local(built.text_path, built.mmproj_path, name=f"copy-of-{name}").family == family

@@ -13,9 +13,9 @@ from typing import ClassVar
 
 import pytest
 
-from engine.errors import TaskError
-from engine.schema.validate import schema_problem, validation_errors
-from engine.tasks import load_task_file
+from loupe.errors import TaskError
+from loupe.schema.validate import schema_problem, validation_errors
+from loupe.tasks import load_task_file
 
 
 class _Counting(BaseHTTPRequestHandler):

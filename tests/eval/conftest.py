@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from models.store import ModelStore
-from models.synthetic import SyntheticModel
+from loupe.models.store import ModelStore
+from loupe.models.synthetic import SyntheticModel
 from tests.store.conftest import DIGIT_TASK as STORE_DIGIT_TASK
 from tests.store.conftest import make_images
 

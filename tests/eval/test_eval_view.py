@@ -17,19 +17,19 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt
 
-from desktop.widgets.eval_view import EvalView
-from engine.api import Engine
-from engine.eval.evaluate import Launcher
-from engine.eval.runner import System
-from engine.tasks import load_task_file
-from models.synthetic import SyntheticModel
+from loupe.desktop.widgets.eval_view import EvalView
+from loupe.api import Engine
+from loupe.eval.evaluate import Launcher
+from loupe.eval.runner import System
+from loupe.tasks import load_task_file
+from loupe.models.synthetic import SyntheticModel
 
 
 def _launcher(tiny_models: dict[str, SyntheticModel], task_file: Path, tmp_path: Path) -> Launcher:
     model = tiny_models["smolvlm"]
 
     def open_engine(name: str) -> Engine:
-        from engine.backends.llama_cpp import LlamaCppBackend
+        from loupe.backends.llama_cpp import LlamaCppBackend
 
         return Engine(LlamaCppBackend(model.text_path, model.mmproj_path, model_id=name, n_threads=1), model=name)
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.batch import BatchRunner, open_job
-from engine.eval.labelled import LabelledSetError, box_list_key, coco_data, load_labelled
-from engine.export import write_labelled
-from engine.store import ReviewQueue, Store
-from engine.tasks import builtin_task
+from loupe.batch import BatchRunner, open_job
+from loupe.eval.labelled import LabelledSetError, box_list_key, coco_data, load_labelled
+from loupe.export import write_labelled
+from loupe.store import ReviewQueue, Store
+from loupe.tasks import builtin_task
 from tests.store.conftest import DEFECTS_OUT, fake_analyze, make_images
 
 

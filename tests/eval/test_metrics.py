@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.eval.calibration import coverage_curve, ece, reliability
-from engine.eval.metrics import (
+from loupe.eval.calibration import coverage_curve, ece, reliability
+from loupe.eval.metrics import (
     ItemScore,
     Sample,
     Scoring,
@@ -17,7 +17,7 @@ from engine.eval.metrics import (
     schema_enums,
     score_item,
 )
-from engine.eval.thresholds import fit, fit_field
+from loupe.eval.thresholds import fit, fit_field
 
 SCHEMA = {
     "type": "object",

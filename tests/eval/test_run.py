@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from desktop.widgets.review_panel import pending_everywhere
-from engine.cli import main
-from engine.store import ReviewQueue, Store
-from engine.tasks import load_task_file
+from loupe.desktop.widgets.review_panel import pending_everywhere
+from loupe.cli import main
+from loupe.store import ReviewQueue, Store
+from loupe.tasks import load_task_file
 
 
 def _eval(*args: str) -> tuple[int, str, str]:

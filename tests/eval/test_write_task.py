@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.errors import TaskError
-from engine.eval.thresholds import write_thresholds
-from engine.tasks import load_task_file
+from loupe.errors import TaskError
+from loupe.eval.thresholds import write_thresholds
+from loupe.tasks import load_task_file
 from tests.eval.conftest import DIGIT_TASK
 
 

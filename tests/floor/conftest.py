@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.api import Engine
-from engine.backends.fake import FakeBackend
-from engine.tasks import builtin_task
+from loupe.api import Engine
+from loupe.backends.fake import FakeBackend
+from loupe.tasks import builtin_task
 from tests.noise import noise_image
 
 DEFECTS = builtin_task("defects")

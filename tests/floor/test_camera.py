@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.sources.base import Backoff
-from engine.sources.camera import CameraSource
-from engine.sources.resolve import open_source
+from loupe.sources.base import Backoff
+from loupe.sources.camera import CameraSource
+from loupe.sources.resolve import open_source
 from tests.floor.conftest import write_video
 
 

@@ -16,12 +16,12 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt
 
-from desktop.kiosk.app import build, parse_args
-from desktop.kiosk.bridge import LineBridge, LineEventsAdapter
-from desktop.kiosk.window import KioskWindow
-from engine.line import Line
-from engine.sources.base import FakeSource, SourceHealth
-from models.synthetic import SyntheticModel
+from loupe.desktop.kiosk.app import build, parse_args
+from loupe.desktop.kiosk.bridge import LineBridge, LineEventsAdapter
+from loupe.desktop.kiosk.window import KioskWindow
+from loupe.line import Line
+from loupe.sources.base import FakeSource, SourceHealth
+from loupe.models.synthetic import SyntheticModel
 from tests.floor.conftest import DEFECTS, defects_json, fake_engine, png_bytes, write_video
 
 
@@ -131,7 +131,7 @@ def test_kiosk_on_a_watched_folder_with_the_tiny_model_restarts_where_it_stopped
 
 def test_loupe_kiosk_command_opens_the_window_and_saves_a_screenshot(
         tiny_models: dict[str, SyntheticModel], tmp_path: Path) -> None:
-    """The real entry point in its own process: `loupe kiosk` reaches desktop.kiosk by name (the engine never
+    """The real entry point in its own process: `loupe kiosk` reaches loupe.desktop.kiosk by name (the engine never
     imports the desktop package)."""
     import subprocess
     import sys
@@ -141,7 +141,7 @@ def test_loupe_kiosk_command_opens_the_window_and_saves_a_screenshot(
     (folder / "a.png").write_bytes(png_bytes(3, (120, 90)))
     model = tiny_models["smolvlm"]
     shot = tmp_path / "kiosk.png"
-    cmd = [sys.executable, "-m", "engine.cli", "kiosk", "--source", str(folder), "--model-path", str(model.text_path),
+    cmd = [sys.executable, "-m", "loupe.cli", "kiosk", "--source", str(folder), "--model-path", str(model.text_path),
            "--mmproj", str(model.mmproj_path), "--threads", "1", "--db", str(tmp_path / "loupe.db"), "--task",
            "describe", "--settle", "0.05", "--screenshot", str(shot)]
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
-from engine.line import Line, RecordingEvents, line_job_key, recent
-from engine.outputs.base import FakeSink
-from engine.outputs.delivery import Delivery
-from engine.sources.base import Capture, FakeSource
-from engine.store.outbox import Outbox
-from engine.store.sqlite import Store
-from engine.verdict import Verdict
-from models.synthetic import SyntheticModel
+from loupe.cli import main
+from loupe.line import Line, RecordingEvents, line_job_key, recent
+from loupe.outputs.base import FakeSink
+from loupe.outputs.delivery import Delivery
+from loupe.sources.base import Capture, FakeSource
+from loupe.store.outbox import Outbox
+from loupe.store.sqlite import Store
+from loupe.verdict import Verdict
+from loupe.models.synthetic import SyntheticModel
 from tests.floor.conftest import DEFECTS, defects_json, fake_engine, png_bytes
 
 

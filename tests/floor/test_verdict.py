@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from engine.errors import TaskError
-from engine.tasks import builtin_task, task_from_dict
-from engine.types import Result, Status
-from engine.verdict import DEFAULT_RULES, Verdict, judge, rules_from_dict
+from loupe.errors import TaskError
+from loupe.tasks import builtin_task, task_from_dict
+from loupe.types import Result, Status
+from loupe.verdict import DEFAULT_RULES, Verdict, judge, rules_from_dict
 
 DEFECTS = builtin_task("defects")
 RULES = rules_from_dict(DEFECTS.verdict, DEFECTS.source)

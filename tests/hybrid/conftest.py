@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from engine.backends.cloud import CloudBackend, CloudConfig
-from engine.escalate.audit import StoreAudit
-from engine.store.sqlite import Store
-from engine.tasks import Task
-from models.synthetic import SyntheticModel
+from loupe.backends.cloud import CloudBackend, CloudConfig
+from loupe.escalate.audit import StoreAudit
+from loupe.store.sqlite import Store
+from loupe.tasks import Task
+from loupe.models.synthetic import SyntheticModel
 from tests.hybrid.llama_server import LlamaServer
 from tests.hybrid.stub_server import StubCloud
 

@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.cloud import CloudBackend, CloudConfig
-from engine.escalate.audit import audit_rows
-from engine.escalate.hybrid import Escalator
-from engine.escalate.policy import escalate
-from engine.images.load import load_image
-from engine.store.sqlite import Store
-from engine.types import Status
-from models.synthetic import SyntheticModel
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.cloud import CloudBackend, CloudConfig
+from loupe.escalate.audit import audit_rows
+from loupe.escalate.hybrid import Escalator
+from loupe.escalate.policy import escalate
+from loupe.images.load import load_image
+from loupe.store.sqlite import Store
+from loupe.types import Status
+from loupe.models.synthetic import SyntheticModel
 from tests.hybrid.conftest import KEY, TASK
 from tests.hybrid.stub_server import HANG, StubCloud
 from tests.hybrid.test_faults import PET
@@ -88,7 +88,7 @@ def test_cancel_interrupts_a_hanging_request_and_audits_it(make_cloud: Callable[
 
 @pytest.fixture(scope="module")
 def local(tiny_models: dict[str, SyntheticModel]) -> Iterator[Engine]:
-    from engine.backends.llama_cpp import LlamaCppBackend
+    from loupe.backends.llama_cpp import LlamaCppBackend
 
     m = tiny_models["smolvlm"]
     with Engine(LlamaCppBackend(m.text_path, m.mmproj_path, n_threads=1, n_ctx=2048)) as engine:

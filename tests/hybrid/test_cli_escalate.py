@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-import engine.secrets
-from engine.cli import main
-from engine.errors import TaskError
-from engine.escalate.audit import audit_rows
-from engine.store.review import ReviewQueue
-from engine.store.sqlite import Store
-from engine.tasks import load_task_file
-from models.synthetic import SyntheticModel
+import loupe.secrets
+from loupe.cli import main
+from loupe.errors import TaskError
+from loupe.escalate.audit import audit_rows
+from loupe.store.review import ReviewQueue
+from loupe.store.sqlite import Store
+from loupe.tasks import load_task_file
+from loupe.models.synthetic import SyntheticModel
 from tests.hybrid.conftest import KEY, TASK, refuse_sockets
 from tests.hybrid.stub_server import StubCloud, completion
 from tests.noise import write_noise_pngs
@@ -25,7 +25,7 @@ from tests.noise import write_noise_pngs
 @pytest.fixture(autouse=True)
 def _no_real_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
     """The key comes from the environment here; the OS keyring is never touched."""
-    monkeypatch.setattr(engine.secrets, "_default_keyring", lambda: None)
+    monkeypatch.setattr(loupe.secrets, "_default_keyring", lambda: None)
     monkeypatch.delenv("LOUPE_CLOUD_CONFIG", raising=False)
 
 

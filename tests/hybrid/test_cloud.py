@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.cloud import CloudBackend, CloudConfig, encode_image, parse_completion
-from engine.errors import BackendError
-from engine.escalate.audit import audit_rows, totals
-from engine.images.load import LoadedImage, load_image
-from engine.store.sqlite import Store
-from engine.types import Result, Status
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.cloud import CloudBackend, CloudConfig, encode_image, parse_completion
+from loupe.errors import BackendError
+from loupe.escalate.audit import audit_rows, totals
+from loupe.images.load import LoadedImage, load_image
+from loupe.store.sqlite import Store
+from loupe.types import Result, Status
 from tests.hybrid.conftest import KEY, TASK
 from tests.hybrid.stub_server import Reply, StubCloud, completion, error
 from tests.noise import noise_image

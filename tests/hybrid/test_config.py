@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import TaskError
-from engine.escalate.config import cloud_config_from_dict, policy_from_dict
-from engine.escalate.policy import Step
-from engine.types import Status
+from loupe.errors import TaskError
+from loupe.escalate.config import cloud_config_from_dict, policy_from_dict
+from loupe.escalate.policy import Step
+from loupe.types import Status
 
 
 def test_policy_from_dict() -> None:

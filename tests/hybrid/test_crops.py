@@ -11,20 +11,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.api import Engine
-from engine.backends.cloud import CloudBackend
-from engine.backends.fake import FakeBackend
-from engine.escalate import Budget, Ledger, Policy, Step, Thresholds, escalate
-from engine.escalate.audit import audit_rows
-from engine.escalate.runner import EngineRunner
-from engine.images.boxes import to_normalised
-from engine.images.crops import cut, window
-from engine.images.load import load_image
-from engine.schema.validate import validation_errors
-from engine.store.sqlite import Store
-from engine.tasks import Task
-from engine.types import Status
-from models.synthetic import SyntheticModel
+from loupe.api import Engine
+from loupe.backends.cloud import CloudBackend
+from loupe.backends.fake import FakeBackend
+from loupe.escalate import Budget, Ledger, Policy, Step, Thresholds, escalate
+from loupe.escalate.audit import audit_rows
+from loupe.escalate.runner import EngineRunner
+from loupe.images.boxes import to_normalised
+from loupe.images.crops import cut, window
+from loupe.images.load import load_image
+from loupe.schema.validate import validation_errors
+from loupe.store.sqlite import Store
+from loupe.tasks import Task
+from loupe.types import Status
+from loupe.models.synthetic import SyntheticModel
 from tests.hybrid.stub_server import StubCloud, completion
 from tests.noise import noise_image
 
@@ -134,7 +134,7 @@ def test_crop_rung_without_boxes_is_skipped_and_a_bad_merge_is_invalid(tmp_path:
 
 
 def test_crop_rung_on_the_real_tiny_model(tiny_models: dict[str, SyntheticModel], tmp_path: Path) -> None:
-    from engine.backends.llama_cpp import LlamaCppBackend
+    from loupe.backends.llama_cpp import LlamaCppBackend
 
     m = tiny_models["smolvlm"]
     img = load_image(_photo(tmp_path, (320, 240)))
@@ -174,7 +174,7 @@ def test_cloud_crop_rung_sends_only_the_regions(stub: StubCloud, make_cloud: Cal
 
 def test_merged_regions_keep_the_most_confident_items_within_max_items() -> None:
     """Three regions each finding two marks make six; the schema allows three: the three surest are kept, in order."""
-    from engine.escalate.crop import _cap, _merge
+    from loupe.escalate.crop import _cap, _merge
 
     answers = [({"marks": [{"label": "dent", "box_2d": [0, 0, 1, 1]}, {"label": "scratch", "box_2d": [0, 0, 2, 2]}]},
                 {"/marks/0/label": 0.9, "/marks/1/label": 0.2, "/marks/1/box_2d/0": 0.8}),

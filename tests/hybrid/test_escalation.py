@@ -8,17 +8,17 @@ from typing import Any
 
 import pytest
 
-from engine.api import Engine
-from engine.backends.cloud import CloudBackend
-from engine.backends.fake import FakeBackend
-from engine.escalate import Budget, Ledger, Policy, Step, Thresholds, escalate
-from engine.escalate.audit import StoreAudit, audit_rows, spend_history
-from engine.escalate.runner import EngineRunner
-from engine.images.load import LoadedImage, load_image
-from engine.store.review import ReviewQueue
-from engine.store.sqlite import Store
-from engine.types import Status
-from models.synthetic import SyntheticModel
+from loupe.api import Engine
+from loupe.backends.cloud import CloudBackend
+from loupe.backends.fake import FakeBackend
+from loupe.escalate import Budget, Ledger, Policy, Step, Thresholds, escalate
+from loupe.escalate.audit import StoreAudit, audit_rows, spend_history
+from loupe.escalate.runner import EngineRunner
+from loupe.images.load import LoadedImage, load_image
+from loupe.store.review import ReviewQueue
+from loupe.store.sqlite import Store
+from loupe.types import Status
+from loupe.models.synthetic import SyntheticModel
 from tests.hybrid.conftest import TASK, refuse_sockets
 from tests.hybrid.stub_server import StubCloud, completion, error
 from tests.noise import write_noise_pngs
@@ -47,7 +47,7 @@ def _save(store: Store, img: LoadedImage, esc: Any) -> int:
 def test_low_confidence_tiny_model_escalates_to_cloud(tiny_models: dict[str, SyntheticModel], stub: StubCloud,
                                                       make_cloud: Callable[..., CloudBackend], store: Store,
                                                       tmp_path: Path) -> None:
-    from engine.backends.llama_cpp import LlamaCppBackend
+    from loupe.backends.llama_cpp import LlamaCppBackend
 
     m = tiny_models["smolvlm"]
     stub.script = [completion('{"n": 5}')]

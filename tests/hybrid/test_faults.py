@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from engine.api import Engine
-from engine.backends.cloud import CloudConfig
-from engine.escalate.audit import audit_rows
-from engine.escalate.hybrid import Escalator
-from engine.store.review import ReviewQueue
-from engine.store.sqlite import Store
-from engine.tasks import Task
-from models.synthetic import SyntheticModel
+from loupe.api import Engine
+from loupe.backends.cloud import CloudConfig
+from loupe.escalate.audit import audit_rows
+from loupe.escalate.hybrid import Escalator
+from loupe.store.review import ReviewQueue
+from loupe.store.sqlite import Store
+from loupe.tasks import Task
+from loupe.models.synthetic import SyntheticModel
 from tests.hybrid.conftest import KEY
 from tests.hybrid.stub_server import HANG, Reply, StubCloud, completion, error, garbage, refusal
 from tests.noise import noise_image
@@ -45,7 +45,7 @@ FAULTS: dict[str, tuple[list[Reply], str, str, int, list[float]]] = {
 
 @pytest.fixture(scope="module")
 def local(tiny_models: dict[str, SyntheticModel]) -> Iterator[Engine]:
-    from engine.backends.llama_cpp import LlamaCppBackend
+    from loupe.backends.llama_cpp import LlamaCppBackend
 
     m = tiny_models["smolvlm"]
     with Engine(LlamaCppBackend(m.text_path, m.mmproj_path, n_threads=1, n_ctx=2048)) as engine:

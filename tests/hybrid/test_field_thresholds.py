@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from engine.errors import TaskError
-from engine.escalate import Thresholds
-from engine.escalate.config import policy_from_dict
-from engine.eval.thresholds import FieldThreshold, Fit
-from engine.schema.pointers import pointer_problem
-from engine.tasks import task_from_dict
-from engine.types import Result, Status
+from loupe.errors import TaskError
+from loupe.escalate import Thresholds
+from loupe.escalate.config import policy_from_dict
+from loupe.eval.thresholds import FieldThreshold, Fit
+from loupe.schema.pointers import pointer_problem
+from loupe.tasks import task_from_dict
+from loupe.types import Result, Status
 
 ITEM = {"type": "object", "properties": {"severity": {"type": "integer"}, "label": {"type": "string"}}}
 SCHEMA = {"type": "object", "properties": {"defects": {"type": "array", "items": ITEM},

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
-import engine.secrets
-from engine.cli import main
-from engine.escalate.audit import audit_rows
-from engine.store.sqlite import Store
-from models.synthetic import SyntheticModel
+import loupe.secrets
+from loupe.cli import main
+from loupe.escalate.audit import audit_rows
+from loupe.store.sqlite import Store
+from loupe.models.synthetic import SyntheticModel
 from tests.hybrid.llama_server import LlamaServer
 from tests.noise import noise_image
 
@@ -34,7 +34,7 @@ ONE = {**TWO, "properties": {"label": {"enum": ["cat"]}}}  # one answer: the tin
 
 @pytest.fixture(autouse=True)
 def _no_real_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine.secrets, "_default_keyring", lambda: None)
+    monkeypatch.setattr(loupe.secrets, "_default_keyring", lambda: None)
     monkeypatch.delenv("LOUPE_CLOUD_CONFIG", raising=False)
 
 

@@ -12,16 +12,16 @@ from typing import Any
 
 import pytest
 
-from engine.api import Engine
-from engine.backends.worker import WorkerBackend
-from engine.cli import main
-from engine.errors import TaskError
-from engine.escalate.config import policy_from_dict
-from engine.escalate.hybrid import Escalator
-from engine.escalate.local import ModelSpec, registry_backend
-from engine.store.sqlite import Store
-from engine.tasks import Task
-from models.synthetic import SyntheticModel
+from loupe.api import Engine
+from loupe.backends.worker import WorkerBackend
+from loupe.cli import main
+from loupe.errors import TaskError
+from loupe.escalate.config import policy_from_dict
+from loupe.escalate.hybrid import Escalator
+from loupe.escalate.local import ModelSpec, registry_backend
+from loupe.store.sqlite import Store
+from loupe.tasks import Task
+from loupe.models.synthetic import SyntheticModel
 from tests.noise import write_noise_pngs
 
 PET_SCHEMA = {"type": "object", "properties": {"label": {"enum": ["cat", "dog"]}}, "required": ["label"],
@@ -42,7 +42,7 @@ def _images(tmp_path: Path, n: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def smol(tiny_models: dict[str, SyntheticModel]) -> Any:
-    from engine.backends.llama_cpp import LlamaCppBackend
+    from loupe.backends.llama_cpp import LlamaCppBackend
 
     m = tiny_models["smolvlm"]
     with Engine(LlamaCppBackend(m.text_path, m.mmproj_path, n_threads=1, n_ctx=2048)) as engine:

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-import engine.secrets
-from engine.api import Engine
-from engine.backends.cloud import CloudConfig
-from engine.backends.fake import FakeBackend
-from engine.cli import main
-from engine.escalate.hybrid import Escalator, is_loopback, offline_veto
-from engine.store.sqlite import Store
+import loupe.secrets
+from loupe.api import Engine
+from loupe.backends.cloud import CloudConfig
+from loupe.backends.fake import FakeBackend
+from loupe.cli import main
+from loupe.escalate.hybrid import Escalator, is_loopback, offline_veto
+from loupe.store.sqlite import Store
 from tests.hybrid.conftest import KEY, TASK
 from tests.hybrid.stub_server import StubCloud, completion
 from tests.noise import noise_image
@@ -73,7 +73,7 @@ def test_loopback_is_judged_without_dns() -> None:
 
 def test_cli_says_why_nothing_leaves_and_needs_no_key(
         no_sockets: list[Any], tiny_models: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine.secrets, "_default_keyring", lambda: None)
+    monkeypatch.setattr(loupe.secrets, "_default_keyring", lambda: None)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     task = tmp_path / "digit.json"
     task.write_text(json.dumps({"name": "digit", "instructions": TASK.instructions, "schema": TASK.schema,

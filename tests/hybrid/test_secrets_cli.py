@@ -7,10 +7,10 @@ import io
 import json
 from pathlib import Path
 
-from engine.cli import main
-from engine.escalate.audit import StoreAudit
-from engine.secrets import get_api_key, redact, set_api_key
-from engine.store.sqlite import Store
+from loupe.cli import main
+from loupe.escalate.audit import StoreAudit
+from loupe.secrets import get_api_key, redact, set_api_key
+from loupe.store.sqlite import Store
 
 
 class MemoryRing:

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.backends.llama_cpp import LlamaCppBackend
-from models.synthetic import SyntheticModel
+from loupe.backends.llama_cpp import LlamaCppBackend
+from loupe.models.synthetic import SyntheticModel
 from tests.conftest import FAMILIES
 
 

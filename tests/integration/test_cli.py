@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from engine.cli import main
+from loupe.cli import main
 
 
 def run(*argv: str) -> tuple[int, str, str]:

@@ -14,12 +14,12 @@ import jsonschema
 import pytest
 
 from bench._models import synthetic
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.gguf_file import tensor_types
-from engine.backends.llama_cpp import LlamaCppBackend
-from engine.backends.llama_cpu import ENV, plan
-from engine.tasks import builtin_task
-from engine.types import Status
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.gguf_file import tensor_types
+from loupe.backends.llama_cpp import LlamaCppBackend
+from loupe.backends.llama_cpu import ENV, plan
+from loupe.tasks import builtin_task
+from loupe.types import Status
 
 # ggml type numbers (ggml.h) the matrix weights of each file type must use
 GGML_TYPE = {"f16": 1, "bf16": 30, "q8_0": 8, "q4_0": 2, "q4_k_m": 12}

@@ -13,12 +13,12 @@ import jsonschema
 import pytest
 from PIL import Image
 
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.llama_cpp import LlamaCppBackend
-from engine.errors import TaskError
-from engine.images.load import LoadedImage
-from engine.tasks import task_from_dict
-from engine.types import Status
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.llama_cpp import LlamaCppBackend
+from loupe.errors import TaskError
+from loupe.images.load import LoadedImage
+from loupe.tasks import task_from_dict
+from loupe.types import Status
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "jsonschema"
 PER_SPLIT = 16  # 14 splits -> 224 schemas

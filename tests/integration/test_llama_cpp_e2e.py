@@ -16,12 +16,12 @@ import jsonschema
 import numpy as np
 import pytest
 
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.base import Generation, GenerationRequest
-from engine.backends.llama_cpp import LlamaCppBackend
-from engine.errors import ModelLoadError
-from engine.tasks import builtin_names, builtin_task
-from engine.types import Status
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.base import Generation, GenerationRequest
+from loupe.backends.llama_cpp import LlamaCppBackend
+from loupe.errors import ModelLoadError
+from loupe.tasks import builtin_names, builtin_task
+from loupe.types import Status
 
 
 def leaves(value: Any, pointer: str = "") -> set[str]:

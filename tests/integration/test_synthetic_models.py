@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.backends.llama_cpu import load_llama
-from models.synthetic import SPECS, SyntheticModel, build
+from loupe.backends.llama_cpu import load_llama
+from loupe.models.synthetic import SPECS, SyntheticModel, build
 
 llama_cpp = pytest.importorskip("llama_cpp")
 mtmd = pytest.importorskip("llama_cpp.mtmd_cpp")
@@ -28,7 +28,7 @@ def _render(template: str, messages: list[dict], bos: str) -> str:
 
 def _run_image_prompt(model: SyntheticModel, n_decode: int = 20) -> dict:
     # one thread: llama.cpp's spinning thread pool crawls when a shared CI box has no idle core
-    # weight buffers as the product chooses them (engine.backends.llama_cpu): on an AMX CPU, not the AMX one
+    # weight buffers as the product chooses them (loupe.backends.llama_cpu): on an AMX CPU, not the AMX one
     llm = load_llama(model_path=str(model.text_path), n_ctx=4096, n_threads=1, verbose=False)
     params = mtmd.mtmd_context_params_default()
     params.use_gpu = False

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import SAMPLE
+from loupe.cli import SAMPLE
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reason="the smoke test runs on Linux")]

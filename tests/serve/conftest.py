@@ -14,12 +14,12 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from engine.api import Engine
-from engine.backends.llama_cpp import LlamaCppBackend
-from engine.serve.config import ServeConfig
-from engine.serve.server import Running, serve_in_thread
-from engine.serve.streaming import log as serve_log
-from engine.serve.worker import Workers
+from loupe.api import Engine
+from loupe.backends.llama_cpp import LlamaCppBackend
+from loupe.serve.config import ServeConfig
+from loupe.serve.server import Running, serve_in_thread
+from loupe.serve.streaming import log as serve_log
+from loupe.serve.worker import Workers
 
 MODEL = "tiny-smolvlm"
 LONG = {"type": "object", "properties": {"s": {"type": "string", "minLength": 9000}}, "required": ["s"]}
@@ -29,7 +29,7 @@ Start = Callable[..., AbstractContextManager[Running]]
 
 def roots(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ...]:
     """What the test servers may read files under (as `loupe serve --allow-path`): the samples and the test temp."""
-    from engine.cli import SAMPLE
+    from loupe.cli import SAMPLE
 
     return (SAMPLE.parent.resolve(), tmp_path_factory.getbasetemp().resolve())
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import jsonschema
 
-from engine.cli import SAMPLE
-from engine.serve.server import Running
-from engine.store import Store
-from engine.tasks import builtin_task
+from loupe.cli import SAMPLE
+from loupe.serve.server import Running
+from loupe.store import Store
+from loupe.tasks import builtin_task
 from tests.serve.conftest import MODEL, data_url
 
 GAUGE = {"type": "object", "properties": {"value": {"type": "integer", "minimum": 0, "maximum": 10},

@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from engine.cli import main
-from engine.serve.config import ServeConfig, ServeConfigError, check_config, is_loopback, resolve_token
+from loupe.cli import main
+from loupe.serve.config import ServeConfig, ServeConfigError, check_config, is_loopback, resolve_token
 
 TOKEN = "a-long-enough-token-0123456789"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import time
 
-from engine.serve.server import Running
+from loupe.serve.server import Running
 from tests.hostile_images import corpus
 from tests.serve.test_analyze_results import GAUGE, call
 

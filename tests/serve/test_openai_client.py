@@ -12,8 +12,8 @@ import jsonschema
 import openai
 import pytest
 
-from engine.cli import SAMPLE
-from engine.serve.server import Running
+from loupe.cli import SAMPLE
+from loupe.serve.server import Running
 from tests.serve.conftest import MODEL, data_url
 
 SCHEMA = {

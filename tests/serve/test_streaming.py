@@ -10,13 +10,13 @@ import jsonschema
 import openai
 import pytest
 
-from engine.api import Engine
-from engine.backends.base import Generation, GenerationRequest
-from engine.backends.fake import FakeBackend
-from engine.errors import BackendError
-from engine.serve.config import ServeConfig
-from engine.serve.server import Running, serve_in_thread
-from engine.serve.worker import Workers
+from loupe.api import Engine
+from loupe.backends.base import Generation, GenerationRequest
+from loupe.backends.fake import FakeBackend
+from loupe.errors import BackendError
+from loupe.serve.config import ServeConfig
+from loupe.serve.server import Running, serve_in_thread
+from loupe.serve.worker import Workers
 from tests.serve.conftest import LONG, LONG_MAX, MODEL, Cancelled
 from tests.serve.test_openai_client import SCHEMA, client, image_message
 

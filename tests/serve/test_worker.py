@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from engine.serve.worker import Lane, LaneFull
+from loupe.serve.worker import Lane, LaneFull
 
 
 def test_lane_runs_in_order_on_one_thread_and_refuses_beyond_its_queue() -> None:

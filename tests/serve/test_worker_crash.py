@@ -1,7 +1,7 @@
 """`loupe serve` over a model process that dies: the request gets an error naming the signal, the server goes on.
 
 The crash is real: SIGSEGV raised inside the worker's image encode for a 40x30 picture (the test-only hook of
-engine.backends.worker_child); every other image is analysed normally, by a new worker after the crash.
+loupe.backends.worker_child); every other image is analysed normally, by a new worker after the crash.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import io
 
 from PIL import Image
 
-from engine.api import Engine
-from engine.backends.worker import WorkerBackend
-from engine.backends.worker_child import FAULT_ENV
-from engine.serve.config import ServeConfig
-from engine.serve.server import serve_in_thread
-from engine.serve.worker import Workers
+from loupe.api import Engine
+from loupe.backends.worker import WorkerBackend
+from loupe.backends.worker_child import FAULT_ENV
+from loupe.serve.config import ServeConfig
+from loupe.serve.server import serve_in_thread
+from loupe.serve.worker import Workers
 from tests.serve.conftest import MODEL
 from tests.serve.test_analyze_results import GAUGE, call
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.backends.llama_cpp import LlamaCppBackend
-from engine.backends.reuse import ImageUnit, drop_duplicate_view
-from engine.errors import BackendError
-from engine.prompt import MEDIA, user_text
+from loupe.backends.llama_cpp import LlamaCppBackend
+from loupe.backends.reuse import ImageUnit, drop_duplicate_view
+from loupe.errors import BackendError
+from loupe.prompt import MEDIA, user_text
 from tests.conftest import FAMILIES
 from tests.speed.test_reuse import _request, _same
 
@@ -142,8 +142,8 @@ def test_an_image_decoded_both_ways_gets_a_micro_batch_that_holds_it(tiny_models
     """Gemma 3 attends over its image tokens non-causally: llama.cpp aborts the whole process (GGML_ASSERT) when
     they do not fit in one micro-batch. Real Gemma 3 has 256 image tokens against our default n_ubatch of 128, so
     the context's micro-batch grows to the image; a causal model (SmolVLM) keeps its small one."""
-    from engine.api import AnalyzeRequest, Engine
-    from engine.tasks import builtin_task
+    from loupe.api import AnalyzeRequest, Engine
+    from loupe.tasks import builtin_task
 
     picture = tmp_path / "p.png"
     Image.new("RGB", (160, 120), (90, 120, 150)).save(picture)

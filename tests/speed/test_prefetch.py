@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import threading
 
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.fake import FakeBackend
-from engine.batch import BatchRunner, open_job
-from engine.images.files import expand
-from engine.images.load import LoadedImage, load_image
-from engine.prefetch import Prefetcher, file_identity, read
-from engine.store import Store
-from engine.tasks import builtin_task
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.fake import FakeBackend
+from loupe.batch import BatchRunner, open_job
+from loupe.images.files import expand
+from loupe.images.load import LoadedImage, load_image
+from loupe.prefetch import Prefetcher, file_identity, read
+from loupe.store import Store
+from loupe.tasks import builtin_task
 from tests.store.conftest import make_images
 
 CAPTION = '{"caption": "noise", "tags": ["noise"]}'

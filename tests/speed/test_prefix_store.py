@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.backends.llama_cpp import LlamaCppBackend
-from engine.backends.prefix_store import ENV, PrefixStore
-from models.synthetic import SyntheticModel
+from loupe.backends.llama_cpp import LlamaCppBackend
+from loupe.backends.prefix_store import ENV, PrefixStore
+from loupe.models.synthetic import SyntheticModel
 from tests.conftest import FAMILIES, defects_request
 
 

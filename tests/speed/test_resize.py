@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from engine.images.boxes import to_pixels
-from engine.images.resize import crop, fit
+from loupe.images.boxes import to_pixels
+from loupe.images.resize import crop, fit
 
 
 def test_downscale_keeps_aspect_so_normalised_boxes_map_straight_back():

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.fake import FakeBackend
-from engine.tasks import Task, builtin_task
-from engine.types import Result
-from models.synthetic import SyntheticModel, build
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.fake import FakeBackend
+from loupe.tasks import Task, builtin_task
+from loupe.types import Result
+from loupe.models.synthetic import SyntheticModel, build
 from tests.noise import write_noise_pngs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,4 +96,4 @@ def defects() -> Task:
 
 def batch_command(*args: str) -> list[str]:
     """`loupe batch ...` as a child process."""
-    return [sys.executable, "-m", "engine.cli", "batch", *args]
+    return [sys.executable, "-m", "loupe.cli", "batch", *args]

@@ -9,10 +9,10 @@ import threading
 
 import pytest
 
-from engine.batch import BatchRunner, ItemOutcome, LazyEngine, open_job, stop_on_sigint
-from engine.images.files import expand
-from engine.store import Store
-from engine.tasks import builtin_task
+from loupe.batch import BatchRunner, ItemOutcome, LazyEngine, open_job, stop_on_sigint
+from loupe.images.files import expand
+from loupe.store import Store
+from loupe.tasks import builtin_task
 from tests.store.conftest import fake_analyze, make_images
 
 CAPTION = '{"caption": "noise", "tags": ["noise"]}'

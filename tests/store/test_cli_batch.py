@@ -6,8 +6,8 @@ import io
 import json
 import sqlite3
 
-from engine.cli import main
-from engine.store import ReviewQueue, Store
+from loupe.cli import main
+from loupe.store import ReviewQueue, Store
 from tests.store.conftest import make_images
 
 
@@ -69,10 +69,10 @@ def test_a_file_that_crashes_the_model_every_time_is_skipped_and_the_rest_finish
     tmp_path, model_args, digit_task, monkeypatch
 ):
     """The worker really dies (SIGSEGV raised in the model process at the poison file's first token, the test-only
-    hook of engine.backends.worker_child); the batch gets an error for that file and goes on."""
+    hook of loupe.backends.worker_child); the batch gets an error for that file and goes on."""
     from PIL import Image
 
-    from engine.backends.worker_child import FAULT_ENV
+    from loupe.backends.worker_child import FAULT_ENV
 
     folder = make_images(tmp_path / "imgs", 3)
     Image.new("RGB", (40, 30), "red").save(folder / "001b-poison.png")

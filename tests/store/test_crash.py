@@ -124,12 +124,12 @@ def test_ctrl_c_stops_after_the_current_item_with_it_committed(tmp_path, model_a
 def test_a_full_disk_mid_batch_is_one_line_and_the_job_resumes_after(tmp_path):
     """SQLite's own "database or disk is full" (SQLITE_FULL), made by capping the file's pages on the store's
     connection: the batch stops with one line naming the store, nothing committed is lost, and it resumes."""
-    from engine.api import AnalyzeRequest, Engine
-    from engine.backends.fake import FakeBackend
-    from engine.batch import BatchRunner, open_job
-    from engine.errors import LoupeError
-    from engine.store import Store
-    from engine.tasks import builtin_task
+    from loupe.api import AnalyzeRequest, Engine
+    from loupe.backends.fake import FakeBackend
+    from loupe.batch import BatchRunner, open_job
+    from loupe.errors import LoupeError
+    from loupe.store import Store
+    from loupe.tasks import builtin_task
     from tests.store.conftest import DEFECTS_OUT, make_images
 
     folder = make_images(tmp_path / "imgs", 40)

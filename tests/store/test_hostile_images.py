@@ -9,10 +9,10 @@ import json
 import sqlite3
 import time
 
-from engine.cli import main
-from engine.errors import ImageError
-from engine.images.files import IMAGE_EXTENSIONS
-from engine.images.load import load_image
+from loupe.cli import main
+from loupe.errors import ImageError
+from loupe.images.files import IMAGE_EXTENSIONS
+from loupe.images.load import load_image
 from tests.hostile_images import corpus
 
 

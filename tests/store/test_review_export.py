@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from engine.api import AnalyzeRequest, Engine
-from engine.backends.fake import FakeBackend
-from engine.batch import BatchRunner, open_job
-from engine.cli import main
-from engine.export.images import COLORS
-from engine.export.rows import flatten
-from engine.store import ReviewQueue, Store
-from engine.tasks import Task
-from engine.types import Result
+from loupe.api import AnalyzeRequest, Engine
+from loupe.backends.fake import FakeBackend
+from loupe.batch import BatchRunner, open_job
+from loupe.cli import main
+from loupe.export.images import COLORS
+from loupe.export.rows import flatten
+from loupe.store import ReviewQueue, Store
+from loupe.tasks import Task
+from loupe.types import Result
 from tests.store.conftest import DEFECTS_OUT, make_images
 
 PROBS = {"000.png": 0.9, "001.png": 0.3, "002.png": 0.5}  # defects' review_threshold is 0.6
