@@ -13,9 +13,8 @@ from pathlib import Path
 
 import llama_cpp
 from llama_cpp._utils import suppress_stdout_stderr
-from platformdirs import user_cache_dir
-
 from loupe.models.synthetic import SPECS, TEXT_TYPES, SyntheticModel, build
+from platformdirs import user_cache_dir
 
 # $LOUPE_BENCH_MODELS, else the user cache (the 4B model is ~5 GB: keep it out of the repo)
 DEFAULT_DIR = Path(os.environ.get("LOUPE_BENCH_MODELS") or Path(user_cache_dir("loupe")) / "bench-models")

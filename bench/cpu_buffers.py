@@ -21,13 +21,14 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bench._models import DEFAULT_DIR, choices, synthetic
-from bench.sides import bench_task
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.backends.llama_cpu import CpuPlan, plan
 from loupe.hardware import default_threads
 from loupe.types import Result, Status
+
+from bench._models import DEFAULT_DIR, choices, synthetic
+from bench.sides import bench_task
 
 SAMPLE = Path(__file__).resolve().parent.parent / "engine" / "samples" / "scratched-panel.jpg"
 

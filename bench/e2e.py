@@ -41,16 +41,16 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
+from loupe.hardware import default_threads
+from loupe.images.load import load_image
+from loupe.images.resize import image_tokens_for
+from loupe.models.synthetic import SPECS
+from loupe.pipeline import prepare
+from loupe.prompt import MEDIA, user_text
 
 from bench import coldstart, hf_side, machine, scenarios, worker_overhead
 from bench._models import DEFAULT_DIR, choices, default_types, synthetic, text_types
 from bench.sides import A_STAGES, LoupeSide, RawSide, bench_task, png_data_url
-from loupe.hardware import default_threads
-from loupe.images.load import load_image
-from loupe.images.resize import image_tokens_for
-from loupe.pipeline import prepare
-from loupe.prompt import MEDIA, user_text
-from loupe.models.synthetic import SPECS
 
 SAMPLE = Path(__file__).resolve().parent.parent / "engine" / "samples" / "scratched-panel.jpg"
 SECTIONS = ("llamacpp", "roofline", "matmul", "reuse", "projector", "busy", "detail", "transformers", "worker",

@@ -25,9 +25,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bench._models import DEFAULT_DIR, synthetic
 from loupe.api import AnalyzeRequest, Engine
 from loupe.tasks import builtin_task
+
+from bench._models import DEFAULT_DIR, synthetic
 
 SAMPLE = Path(__file__).resolve().parent.parent / "engine" / "samples" / "scratched-panel.jpg"
 STAGES = ("preprocess_ms", "encode_ms", "prefill_ms", "decode_ms", "total_ms")

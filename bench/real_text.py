@@ -21,18 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from bench._models import DEFAULT_DIR
-from bench.real_text_tasks import TASKS, RealTask
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.base import Generation, GenerationRequest
 from loupe.backends.worker import WorkerBackend
 from loupe.confidence import TokenStep, field_confidence
+from loupe.models.real import real_gemma3_270m
 from loupe.schema.spans import leaf_spans
 from loupe.schema.validate import validation_errors
 from loupe.tasks import TaskOptions, task_from_dict
 from loupe.types import Result, Status
-from loupe.models.real import real_gemma3_270m
+
+from bench._models import DEFAULT_DIR
+from bench.real_text_tasks import TASKS, RealTask
 
 MAX_TOKENS = 256
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -264,7 +264,6 @@ def llama_json_path(gguf: Path, prompts: Sequence[str], tasks: Sequence[RealTask
     import llama_cpp
     from llama_cpp import LlamaGrammar
     from llama_cpp._utils import suppress_stdout_stderr
-
     from loupe.backends.llama_cpu import load_llama, plan
 
     with suppress_stdout_stderr():
@@ -345,8 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine.close()
     if not args.no_llama_json:
         from loupe.backends.chat_template import load_chat_template, render_prompt, template_source
-        from loupe.prompt import user_text
         from loupe.models.chat_templates import BY_PROJECTOR
+        from loupe.prompt import user_text
 
         source, _ = template_source(None, gguf, "gemma3")
         template = load_chat_template(source or BY_PROJECTOR["gemma3"], gguf)

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from loupe.models.synthetic import SPECS, SyntheticModel, build
 from PIL import Image, ImageDraw
 
 from bench.flops import text_flops, vision_flops
 from bench.sides import LoupeSide, bench_task
-from loupe.models.synthetic import SPECS, SyntheticModel, build
 
 BYTES_PER_WEIGHT = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_k_m": 144 / 256,
                     "q6_k": 210 / 256}

@@ -103,7 +103,6 @@ def make_compiler(engine: str, vocab: Vocab) -> Any:
 
         return GbnfCompiler(vocab.vocab, vocab.eos)
     from llguidance.llamacpp import lltokenizer_from_vocab
-
     from loupe.constrain.llguidance import LLGuidanceCompiler
 
     tok = lltokenizer_from_vocab(vocab.vocab, n_vocab=vocab.n_vocab, eos_token=vocab.eos)
@@ -136,10 +135,11 @@ def judge(case: Case, engine: str, compiler: Any, vocab: Vocab, validate: Any = 
     an engine that compiled a schema strictly and still lets an invalid instance through fails it,
     even though Loupe's validator would catch the instance later.
     """
-    from bench.canonical import canonical
     from loupe.constrain.base import DEFAULT_LAYOUT, LAYOUTS
     from loupe.errors import ConstraintError
     from loupe.schema.validate import validation_errors
+
+    from bench.canonical import canonical
 
     validate = validate or validation_errors
     from loupe.schema.validate import schema_problem
@@ -301,9 +301,8 @@ def table(report: dict[str, Any], engine: str) -> str:
 
 def default_vocab() -> Path:
     """The synthetic SmolVLM vocabulary (49,280 tokens), built once into the user cache."""
-    from platformdirs import user_cache_dir
-
     from loupe.models.synthetic import build
+    from platformdirs import user_cache_dir
 
     return build("vocab-smolvlm", Path(user_cache_dir("loupe")) / "bench").text_path
 

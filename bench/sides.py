@@ -24,7 +24,6 @@ import llama_cpp
 import llama_cpp.llama_chat_format as chat_format
 import llama_cpp.mtmd_cpp as mtmd
 from llama_cpp._utils import suppress_stdout_stderr
-
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.base import Generation, GenerationRequest
 from loupe.backends.llama_cpp import LlamaCppBackend

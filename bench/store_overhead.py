@@ -19,14 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.fake import FakeBackend
 from loupe.batch import BatchRunner, BatchSummary, open_job
 from loupe.store import Store
 from loupe.tasks import Task, builtin_task
 from loupe.types import Result
+from PIL import Image
 
 CAPTION = '{"caption": "random noise", "tags": ["noise", "test"]}'
 

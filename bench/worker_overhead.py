@@ -20,14 +20,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._models import DEFAULT_DIR, choices, synthetic
-from bench.coldstart import rss_bytes
-from bench.sides import bench_task
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.backends.worker import WorkerBackend
 from loupe.hardware import default_threads
 from loupe.types import Status
+
+from bench._models import DEFAULT_DIR, choices, synthetic
+from bench.coldstart import rss_bytes
+from bench.sides import bench_task
 
 SAMPLE = Path(__file__).resolve().parent.parent / "engine" / "samples" / "scratched-panel.jpg"
 

@@ -22,10 +22,10 @@ def model_loader(model: str | None, model_path: str | None, mmproj: str | None,
         raise SystemExit("loupe-app: --model-path and --mmproj go together")
 
     def load() -> LoadedModel:
-        from loupe.desktop.loading import load_from_store
         from loupe.api import Engine
         from loupe.backends.registry import backend_class
         from loupe.backends.user_caches import llama_cache_kwargs
+        from loupe.desktop.loading import load_from_store
         from loupe.models.store import ModelStore, default_model_root
 
         if model_path and mmproj:
@@ -67,15 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Build the QApplication, the window and the worker; the window shows before the model has loaded."""
     import os
 
-    from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QApplication
-
     from loupe.desktop.bridge import EngineBridge
     from loupe.desktop.main_window import MainWindow
     from loupe.desktop.settings import load_settings
     from loupe.images.files import expand
-    from loupe.store import Store, default_db_path
     from loupe.models.store import ModelStore, default_model_root
+    from loupe.store import Store, default_db_path
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
 
     args = parse_args(argv)
     app = QApplication.instance() or QApplication(sys.argv[:1])

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from PySide6.QtCore import QObject, QThreadPool, Signal
-
 from loupe.models.store import ModelStore
+from PySide6.QtCore import QObject, QThreadPool, Signal
 
 
 class DownloadCancelled(Exception):

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loupe.desktop.runner import LoadedModel
 from loupe.api import Engine
 from loupe.backends.registry import backend_class, missing
 from loupe.cli_backends import FORMAT_BACKEND
+from loupe.desktop.runner import LoadedModel
 from loupe.errors import LoupeError
 from loupe.models.catalog import CatalogEntry
 from loupe.models.store import ModelNotInstalled, ModelStore

@@ -109,17 +109,16 @@ def _labelled_set(folder: Path, images: list[Path]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Drive the window through a session and save desk-*.png into OUT_DIR."""
-    from PIL import Image
-    from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QApplication
-
+    from loupe.api import Engine
     from loupe.desktop.bridge import EngineBridge
     from loupe.desktop.main_window import MainWindow
     from loupe.desktop.runner import LoadedModel
-    from loupe.api import Engine
-    from loupe.store import Store
     from loupe.models.store import ModelStore
     from loupe.models.synthetic import build
+    from loupe.store import Store
+    from PIL import Image
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
 
     out = Path((argv or sys.argv[1:] or ["docs/screenshots"])[0])
     out.mkdir(parents=True, exist_ok=True)
@@ -228,6 +227,7 @@ def _models(window: Any, work: Path, out: Path) -> None:
     from loupe.desktop.loading import format_problem
     from loupe.models.catalog import DEFAULT_CATALOG_PATH, load_catalog
     from loupe.models.store import ModelStore
+
     from tests.engine.fake_hub import FakeHub, serving
     from tests.engine.test_models_dirs import ENTRY, publish_dir
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
-
 from loupe.backends.cloud import PRESETS, CloudConfig
 from loupe.errors import BackendError, TaskError
 from loupe.escalate.audit import audit_rows, totals

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
-
 from loupe.models.synthetic_vocab import SMOLVLM_CHAT_TEMPLATE
+from PIL import Image, ImageDraw
 
 GOLDEN_TEXT = "Describe the defects in this image as JSON."
 SEED = 1234

@@ -15,7 +15,6 @@ from typing import NamedTuple
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFWriter, LlamaFileType, RopeScalingType
 from gguf.quants import quantize
-
 from loupe.models.synthetic_specs import SPECS, SyntheticSpec  # re-exported: `from loupe.models.synthetic import SPECS`
 from loupe.models.synthetic_vocab import GEMMA3_CHAT_TEMPLATE, SMOLVLM_CHAT_TEMPLATE, build_vocab
 

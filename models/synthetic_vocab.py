@@ -13,7 +13,6 @@ from functools import cache
 from pathlib import Path
 
 from gguf import TokenType
-
 from loupe.models.chat_templates import GEMMA3_CHAT_TEMPLATE, SMOLVLM_CHAT_TEMPLATE  # noqa: F401  (re-exported)
 
 # Pieces that get a merge chain each: JSON punctuation as the `smollm` pre-tokenizer splits it, whitespace runs,

@@ -8,9 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from loupe.models.synthetic import SyntheticModel, build
+from PIL import Image
 
 FAMILIES = ("smolvlm", "gemma3")
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Signal
-
 from loupe.line import LineOutcome
 from loupe.sources.base import SourceHealth
+from PySide6.QtCore import QObject, Signal
 
 
 class LineBridge(QObject):

@@ -6,6 +6,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from loupe.desktop.bridge import ImageDecoder
+from loupe.desktop.kiosk.bridge import LineBridge
+from loupe.desktop.widgets.result_view import ImageCanvas
+from loupe.line import LineOutcome
+from loupe.sources.base import SourceHealth
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QColor, QFont, QImage, QKeyEvent
 from PySide6.QtWidgets import (
@@ -19,12 +24,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from loupe.desktop.bridge import ImageDecoder
-from loupe.desktop.kiosk.bridge import LineBridge
-from loupe.desktop.widgets.result_view import ImageCanvas
-from loupe.line import LineOutcome
-from loupe.sources.base import SourceHealth
 
 COLOURS = {"PASS": "#1b8a3a", "FAIL": "#c62828", "REVIEW": "#e0a800", "": "#455a64"}
 HEALTH = {"ok": "#43a047", "ready": "#43a047", "waiting": "#9e9e9e", "loading": "#e0a800",

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from loupe.desktop.bridge import Background
 from PySide6.QtCore import Qt, QThreadPool, QUrl, Signal
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
@@ -20,8 +21,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from loupe.desktop.bridge import Background
 
 EvalStart = Callable[[str, threading.Event], Path]  # labelled set -> report folder; runs on a worker thread
 INLINE_PNG = re.compile(r'src="data:image/png;base64,([^"]+)"')

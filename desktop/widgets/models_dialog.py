@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from loupe.desktop.downloads import Download
+from loupe.desktop.loading import format_problem
+from loupe.models.store import InstalledModel, ModelError, ModelStore
 from PySide6.QtCore import QThreadPool, Signal
 from PySide6.QtWidgets import (
     QComboBox,
@@ -19,10 +22,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from loupe.desktop.downloads import Download
-from loupe.desktop.loading import format_problem
-from loupe.models.store import InstalledModel, ModelError, ModelStore
 
 _GGUF = "GGUF models (*.gguf);;All files (*)"
 

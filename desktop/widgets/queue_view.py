@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from loupe.desktop.bridge import THUMB_SIDE, ImageDecoder
+from loupe.types import Result, Status
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
@@ -19,9 +21,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from loupe.desktop.bridge import THUMB_SIDE, ImageDecoder
-from loupe.types import Result, Status
 
 WAITING, RUNNING, DONE, REVIEW, ERROR, CANCELLED = "waiting", "running", "done", "needs review", "error", "cancelled"
 FINISHED = (DONE, REVIEW, ERROR, CANCELLED)

@@ -10,6 +10,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from loupe.desktop.widgets.result_view import ImageCanvas
+from loupe.schema.validate import validation_errors
+from loupe.store import ReviewError, ReviewQueue, Store, StoredResult
+from loupe.store.review import for_review, needs_review
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
@@ -24,11 +28,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from loupe.desktop.widgets.result_view import ImageCanvas
-from loupe.schema.validate import validation_errors
-from loupe.store import ReviewError, ReviewQueue, Store, StoredResult
-from loupe.store.review import for_review, needs_review
 
 
 def order(stored: StoredResult) -> tuple[float, int]:

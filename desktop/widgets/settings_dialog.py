@@ -7,6 +7,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
+from loupe.backends.cloud import PRESETS, CloudConfig
+from loupe.desktop.bridge import Background
+from loupe.desktop.settings import AppSettings, CloudSettings
+from loupe.escalate.connection import ConnectionCheck, check_connection
+from loupe.escalate.hybrid import offline_veto
+from loupe.secrets import KeyringLike, get_api_key, set_api_key
+from loupe.tasks import builtin_names
 from PySide6.QtCore import QThreadPool
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -25,14 +32,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from loupe.desktop.bridge import Background
-from loupe.desktop.settings import AppSettings, CloudSettings
-from loupe.backends.cloud import PRESETS, CloudConfig
-from loupe.escalate.connection import ConnectionCheck, check_connection
-from loupe.escalate.hybrid import offline_veto
-from loupe.secrets import KeyringLike, get_api_key, set_api_key
-from loupe.tasks import builtin_names
 
 Spin = TypeVar("Spin", QSpinBox, QDoubleSpinBox)
 

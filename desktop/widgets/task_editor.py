@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from loupe.errors import TaskError
+from loupe.tasks import Task, task_from_dict
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -27,9 +29,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from loupe.errors import TaskError
-from loupe.tasks import Task, task_from_dict
 
 _BAD = "border: 1px solid #c62828;"
 FIELDS = ("name", "instructions", "schema", "escalation")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QWidget
-
 from loupe.desktop.widgets.task_editor import TaskEditor
 from loupe.errors import TaskError
 from loupe.tasks import Task, builtin_names, builtin_task, load_task_file
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QWidget
 
 
 class TaskPicker(QWidget):

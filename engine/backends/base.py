@@ -7,11 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
-from PIL import Image
-
 from loupe.confidence import TokenStep
 from loupe.constrain.base import Constraint
 from loupe.constrain.runaway import Limits, Loop
+from PIL import Image
 
 StopReason = Literal["eos", "max_tokens", "cancelled", "loop", "refusal_unmeant"]
 # called on the decoding thread with each token's bytes and its step as the token is produced (e.g. to stream it)

@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from PIL import Image
-
 from loupe.backends.base import Capabilities, Generation, GenerationRequest
 from loupe.constrain.base import REFUSAL_PREFIX, Constraint
 from loupe.errors import BackendError
 from loupe.images.resize import fit
 from loupe.prompt import MEDIA
 from loupe.secrets import redact
+from PIL import Image
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 CANCEL_POLL_S = 0.05  # how often an in-flight request looks at its cancel event

@@ -20,7 +20,6 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-
 from loupe.backends.base import Generation, GenerationRequest, OnToken
 from loupe.confidence import TokenStep
 from loupe.constrain.base import REFUSAL_CONFIRM, REFUSAL_PREFIX, allowed_ids, gate_refusal, mask_words

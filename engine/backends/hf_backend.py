@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-
 from loupe.backends import hf_inputs
 from loupe.backends.base import Capabilities, Generation, GenerationRequest
 from loupe.backends.decode import Feed, prefill_and_decode

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from loupe.backends.base import GenerationRequest
 from loupe.backends.decode import TokenVocab, eog_set
 from loupe.constrain.llguidance import LLGuidanceCompiler

@@ -28,7 +28,6 @@ import llama_cpp.mtmd_cpp as mtmd
 import numpy as np
 from llama_cpp._internals import LlamaBatch
 from llama_cpp._utils import suppress_stdout_stderr
-
 from loupe.backends.base import Capabilities, Generation, GenerationRequest
 from loupe.backends.chat_template import load_chat_template, render_prompt, template_source
 from loupe.backends.decode import TokenVocab, decode

@@ -10,7 +10,6 @@ from typing import Any
 import llama_cpp
 import llama_cpp.mtmd_cpp as mtmd
 from llama_cpp._utils import suppress_stdout_stderr
-
 from loupe.backends.base import GenerationRequest
 from loupe.backends.reuse import ImageUnit, Unit, image_key
 from loupe.errors import BackendError, ModelLoadError

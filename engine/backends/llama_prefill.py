@@ -15,7 +15,6 @@ import llama_cpp.mtmd_cpp as mtmd
 import numpy as np
 from llama_cpp._internals import LlamaBatch, LlamaContext
 from llama_cpp._utils import suppress_stdout_stderr
-
 from loupe.backends.prefix_store import MIN_TOKENS, PrefixStore
 from loupe.backends.reuse import EmbeddingCache, ImageUnit, Unit, drop_duplicate_view, reusable_prefix, unit_len
 from loupe.errors import BackendError

@@ -16,14 +16,13 @@ from typing import Any, ClassVar
 
 import mlx.core as mx
 import numpy as np
-from mlx_vlm import load as mlx_load
-from mlx_vlm.models.cache import make_prompt_cache
-
 from loupe.backends import hf_inputs
 from loupe.backends.base import GenerationRequest
 from loupe.backends.decode import Feed
 from loupe.backends.hf_backend import HfBackend
 from loupe.errors import BackendError, ModelLoadError
+from mlx_vlm import load as mlx_load
+from mlx_vlm.models.cache import make_prompt_cache
 
 _TEXT_KEYS = ("input_ids", "pixel_values", "attention_mask")
 

@@ -16,7 +16,6 @@ from typing import ClassVar
 
 import numpy as np
 import onnxruntime as ort
-
 from loupe.backends import hf_inputs
 from loupe.backends.base import GenerationRequest
 from loupe.backends.decode import Feed

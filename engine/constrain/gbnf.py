@@ -15,7 +15,6 @@ from typing import Any
 import llama_cpp
 import numpy as np
 from llama_cpp.llama_grammar import json_schema_to_gbnf
-
 from loupe.errors import ConstraintError
 
 # llama_token_data {int32 id; float logit; float p} as a numpy record, so whole arrays are filled at C speed

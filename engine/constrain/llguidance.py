@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import llguidance as llg
 import numpy as np
-
 from loupe.constrain.base import DEFAULT_LAYOUT, LAYOUTS, REFUSAL_PREFIX
 from loupe.constrain.relax import children, relax
 from loupe.errors import ConstraintError

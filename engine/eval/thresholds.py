@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from loupe.errors import TaskError
 from loupe.eval.calibration import coverage_curve
 from loupe.eval.metrics import ItemScore, Sample

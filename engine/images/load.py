@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
-
 from loupe.errors import ImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold (~89.5 Mpx)

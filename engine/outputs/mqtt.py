@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-
 from loupe.outputs.base import OutputError
 
 

@@ -13,11 +13,10 @@ import regex
 from jsonschema import _legacy_keywords
 from jsonschema import exceptions as js_exc
 from jsonschema.validators import validator_for
-from referencing import Registry
-from referencing.exceptions import NoSuchResource, Unresolvable
-
 from loupe.schema.formats import STRICT, compiled, with_authority
 from loupe.schema.limits import document_problem
+from referencing import Registry
+from referencing.exceptions import NoSuchResource, Unresolvable
 
 
 def _never_fetch(uri: str) -> Any:

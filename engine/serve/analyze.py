@@ -9,8 +9,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import Request
-
 from loupe.api import AnalyzeRequest
 from loupe.errors import TaskError
 from loupe.images.load import LoadedImage
@@ -23,6 +21,7 @@ from loupe.serve.worker import Workers
 from loupe.store import Store, StoredResult
 from loupe.tasks import Task, builtin_task, load_task_file, task_from_dict
 from loupe.types import Result
+from starlette.requests import Request
 
 
 @dataclass(frozen=True)

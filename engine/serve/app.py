@@ -9,14 +9,13 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
 from loupe.serve import analyze, chat, streaming
 from loupe.serve import schemas as s
 from loupe.serve.config import ServeConfig
 from loupe.serve.errors import ApiError
 from loupe.serve.images import read_image
 from loupe.serve.worker import LaneFull, Workers
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": s.ErrorBody, "description": why}

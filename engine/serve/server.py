@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import uvicorn
-
 from loupe.serve.app import create_app
 from loupe.serve.config import ServeConfig, check_config
 from loupe.serve.limits import BodyLimit

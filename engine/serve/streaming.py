@@ -14,16 +14,15 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from starlette.requests import Request
-from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
-
 from loupe.backends.base import Generation
 from loupe.confidence import TokenStep
 from loupe.serve import chat
 from loupe.serve import schemas as s
 from loupe.serve.errors import ApiError
 from loupe.serve.worker import Workers
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 # a child of uvicorn's server log: cancelled requests show up beside the access log, at the server's log level
 log = logging.getLogger("uvicorn.error.loupe")

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-
 from loupe.sources.base import Backoff, Capture, SourceHealth
 
 log = logging.getLogger("loupe.sources")

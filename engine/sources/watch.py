@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from loupe.images.files import IMAGE_EXTENSIONS
+from loupe.sources.base import PROCESSED, Backoff, Capture, SourceHealth
 from watchdog.events import (
     FileClosedEvent,
     FileCreatedEvent,
@@ -25,9 +27,6 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
-
-from loupe.images.files import IMAGE_EXTENSIONS
-from loupe.sources.base import PROCESSED, Backoff, Capture, SourceHealth
 
 log = logging.getLogger("loupe.sources")
 

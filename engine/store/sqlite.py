@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from loupe.errors import LoupeError
+from loupe.models.paths import user_data_file
 from loupe.store.migrations import SCHEMA_VERSION, NewerStoreError, migrate, version
 from loupe.store.records import (
     DECISIONS,
@@ -31,7 +32,6 @@ from loupe.store.records import (
 )
 from loupe.tasks import Task
 from loupe.types import Result
-from loupe.models.paths import user_data_file
 
 ENV_DB = "LOUPE_DB"
 

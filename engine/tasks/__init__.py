@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from loupe.constrain.base import DEFAULT_LAYOUT, LAYOUTS
 from loupe.constrain.llguidance import relaxation_notes
 from loupe.errors import ConstraintError, TaskError

@@ -8,10 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from loupe.backends.base import GenerationRequest, PreparedImage
-from loupe.prompt import MEDIA
 from loupe.models.hf_synthetic import GOLDEN_TEXT, golden_image
+from loupe.prompt import MEDIA
 
 TINY = Path(__file__).parent / "tiny"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from loupe.models.catalog import CatalogError, load_catalog
 from loupe.models.hf_fetch import pin, verify_dir
+
 from tests.backends.conftest import TINY
 
 

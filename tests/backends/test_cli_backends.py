@@ -6,8 +6,8 @@ import io
 import json
 
 import pytest
-
 from loupe.cli import main
+
 from tests.backends.conftest import TINY
 
 SMOL = str(TINY / "smolvlm" / "hf")
@@ -33,7 +33,6 @@ def test_analyze_a_model_directory(images, backend, module):
 def test_backend_errors_are_one_clear_line(images):
     pytest.importorskip("onnxruntime")
     import onnxruntime
-
     from loupe.backends.onnx import EXECUTION_PROVIDERS
 
     if EXECUTION_PROVIDERS["qnn"] not in onnxruntime.get_available_providers():

@@ -7,10 +7,10 @@ import threading
 
 import numpy as np
 import pytest
-
 from loupe.backends.base import GenerationRequest
 from loupe.backends.decode import decode
 from loupe.constrain.base import allowed_ids, mask_words
+
 from tests.backends.conftest import TINY
 
 pytest.importorskip("transformers")

@@ -16,7 +16,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from loupe.backends.worker import CRASHED, ModelProbe
 from loupe.errors import ModelLoadError
 from loupe.models.synthetic import SyntheticModel, build

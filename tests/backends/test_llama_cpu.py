@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from loupe.backends import llama_cpu
 from loupe.backends.llama_cpu import ENV, CpuPlan, decide, load_llama, plan, setting_from_env
 from loupe.errors import BackendError

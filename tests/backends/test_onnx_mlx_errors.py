@@ -6,8 +6,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from loupe.errors import BackendError, ModelLoadError
+
 from tests.backends.conftest import TINY
 
 ort = pytest.importorskip("onnxruntime")
@@ -62,6 +62,7 @@ def test_missing_or_corrupt_onnx_model_is_a_clear_error(tmp_path):
 def test_kv_cache_matches_a_full_recompute():
     """Decoding with past KV gives the same logits as re-running the whole sequence."""
     from loupe.backends.onnx import OnnxBackend
+
     from tests.backends.conftest import golden_request
 
     b = OnnxBackend(TINY / "smolvlm" / "hf", n_threads=1)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from loupe.backends.projector_bf16 import cpu_has_bf16
+from loupe.models.synthetic import SPECS
 
 from bench import e2e, flops, machine
 from bench.hf_side import available
-from loupe.backends.projector_bf16 import cpu_has_bf16
-from loupe.models.synthetic import SPECS
 
 
 def test_quick_run_on_the_tiny_model_writes_every_ratio(tmp_path):
@@ -59,9 +59,9 @@ def test_transformers_side_builds_the_same_architecture_and_generates_the_asked_
 
 def test_cold_start_child_reports_its_own_peak_rss_not_the_parents(tmp_path):
     import numpy as np
+    from loupe.models.synthetic import build
 
     from bench.coldstart import measure
-    from loupe.models.synthetic import build
 
     model = build("tiny-smolvlm", tmp_path)
     ballast = np.ones(300 * 2**20 // 8)  # this process holds 300 MB; Linux's ru_maxrss would carry it over exec
@@ -72,11 +72,11 @@ def test_cold_start_child_reports_its_own_peak_rss_not_the_parents(tmp_path):
 
 
 def test_busy_core_scenario_compares_adaptive_and_fixed_threads(tmp_path):
+    from loupe.models.synthetic import build
     from PIL import Image
 
     from bench import scenarios
     from bench.sides import LoupeSide, bench_task
-    from loupe.models.synthetic import build
 
     model = build("tiny-smolvlm", tmp_path)
     Image.new("RGB", (64, 48), (90, 120, 30)).save(tmp_path / "img.png")

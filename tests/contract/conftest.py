@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from loupe.backends.base import Generation, GenerationRequest
 from loupe.backends.fake import FakeBackend
 from loupe.tasks import builtin_names, builtin_task

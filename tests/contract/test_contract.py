@@ -9,10 +9,10 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from loupe.api import AnalyzeRequest, Engine
 from loupe.tasks import Task, builtin_names, builtin_task
 from loupe.types import Status
+
 from tests.integration.test_llama_cpp_e2e import assert_valid, leaves
 
 

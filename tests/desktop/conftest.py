@@ -15,12 +15,13 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
+from loupe.api import Engine
 from loupe.desktop.bridge import EngineBridge
 from loupe.desktop.main_window import MainWindow
 from loupe.desktop.runner import LoadedModel
-from loupe.api import Engine
-from loupe.store import Store
 from loupe.models.synthetic import SyntheticModel
+from loupe.store import Store
+
 from tests.noise import write_noise_pngs
 
 

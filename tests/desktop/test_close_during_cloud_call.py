@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from loupe.desktop.settings import AppSettings, CloudSettings
 from loupe.escalate.audit import audit_rows
 from loupe.store import Store
+
 from tests.desktop.conftest import Harness, write_images
 from tests.desktop.test_cloud_from_the_window import CLOUD_LADDER
 from tests.hybrid.stub_server import HANG, StubCloud

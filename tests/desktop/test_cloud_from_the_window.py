@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from loupe.desktop.main_window import LOCAL_ONLY
 from loupe.desktop.settings import AppSettings, CloudSettings
 from loupe.escalate.audit import audit_rows
+
 from tests.desktop.conftest import Harness, write_images
 from tests.desktop.test_settings_and_tasks import MemoryRing
 from tests.hybrid.stub_server import StubCloud, completion

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from loupe.desktop.eval_tab import eval_tab
+from loupe.models.synthetic import SyntheticModel
+from loupe.tasks import Task, builtin_task
 from PySide6.QtCore import Qt
 
-from loupe.desktop.eval_tab import eval_tab
-from loupe.tasks import Task, builtin_task
-from loupe.models.synthetic import SyntheticModel
 from tests.desktop.conftest import tiny_loader, write_images
 
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QSettings
-
+from loupe.api import Engine
 from loupe.desktop.bridge import EngineBridge
 from loupe.desktop.main_window import MainWindow
 from loupe.desktop.runner import LoadedModel
 from loupe.desktop.settings import load_settings
-from loupe.api import Engine
-from loupe.store import Store
 from loupe.models.store import ModelStore
 from loupe.models.synthetic import SyntheticModel
+from loupe.store import Store
+from PySide6.QtCore import QSettings
+
 from tests.desktop.conftest import write_images
 
 

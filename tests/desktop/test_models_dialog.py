@@ -9,6 +9,7 @@ from pathlib import Path
 
 from loupe.desktop.widgets.models_dialog import ModelPicker, ModelsDialog
 from loupe.models.synthetic import SyntheticModel
+
 from tests.engine.fake_hub import FakeHub, hub, hub_store, publish  # noqa: F401  (hub is a fixture)
 
 

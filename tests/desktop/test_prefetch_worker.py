@@ -12,10 +12,11 @@ from typing import Any
 
 from loupe.desktop.runner import Runner
 from loupe.images.load import LoadedImage, load_image
+from loupe.models.synthetic import SyntheticModel
 from loupe.prefetch import Prefetcher
 from loupe.store import Store
 from loupe.tasks import builtin_task
-from loupe.models.synthetic import SyntheticModel
+
 from tests.desktop.conftest import tiny_loader, write_images
 
 

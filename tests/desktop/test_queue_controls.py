@@ -10,11 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from PIL import Image
-
 from loupe.desktop.main_window import LOCAL_ONLY
 from loupe.desktop.widgets.queue_view import CANCELLED, DONE, ERROR, REVIEW, WAITING
 from loupe.models.synthetic import SyntheticModel
+from PIL import Image
+
 from tests.desktop.conftest import Harness, write_images
 
 LOCAL_LADDER = """name: defects-ladder

@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QSettings, QUrl
-
 from loupe.desktop.bridge import EngineBridge
 from loupe.desktop.main_window import MainWindow
 from loupe.desktop.settings import load_settings
-from loupe.store import Store
 from loupe.models.store import ModelStore
 from loupe.models.synthetic import SyntheticModel
+from loupe.store import Store
+from PySide6.QtCore import QMimeData, QSettings, QUrl
+
 from tests.desktop.conftest import Harness, tiny_loader, write_images
 
 

@@ -11,13 +11,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QSettings
-
 from loupe.desktop.settings import AppSettings, CloudSettings, load_settings, save_settings
 from loupe.desktop.widgets.settings_dialog import SettingsDialog
 from loupe.escalate.audit import audit_rows
 from loupe.escalate.connection import PROBE_TEXT
 from loupe.store import Store
+from PySide6.QtCore import QSettings
+
 from tests.desktop.conftest import Harness
 from tests.desktop.test_settings_and_tasks import MemoryRing
 from tests.hybrid.stub_server import Reply, StubCloud, completion, error, garbage

@@ -8,14 +8,14 @@ import time
 import warnings
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication
-
 from loupe.desktop.widgets.queue_view import DONE, ERROR, REVIEW, WAITING
 from loupe.desktop.widgets.result_view import LOW_MARK
 from loupe.desktop.widgets.task_picker import TaskPicker
 from loupe.store import ReviewQueue
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
 from tests.desktop.conftest import Harness, write_images
 
 
@@ -243,11 +243,10 @@ def _mime(paths: list[Path]) -> QMimeData:
 
 
 def test_last_task_and_geometry_persist_between_runs(qtbot, tmp_path: Path) -> None:
-    from PySide6.QtCore import QSettings
-
     from loupe.desktop.bridge import EngineBridge
     from loupe.desktop.main_window import MainWindow
     from loupe.store import Store
+    from PySide6.QtCore import QSettings
 
     def never() -> object:
         raise AssertionError("not started")

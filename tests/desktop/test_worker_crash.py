@@ -10,14 +10,15 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from loupe.api import Engine
+from loupe.backends.worker import WorkerBackend
+from loupe.backends.worker_child import FAULT_ENV
 from loupe.desktop.bridge import EngineBridge
 from loupe.desktop.main_window import MainWindow
 from loupe.desktop.runner import LoadedModel
 from loupe.desktop.widgets.queue_view import DONE, ERROR, REVIEW
-from loupe.api import Engine
-from loupe.backends.worker import WorkerBackend
-from loupe.backends.worker_child import FAULT_ENV
 from loupe.store import Store
+
 from tests.desktop.conftest import Harness, write_images
 from tests.desktop.test_window import drop, rows
 

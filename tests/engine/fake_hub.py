@@ -14,9 +14,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
 from loupe.models.catalog import load_catalog
 from loupe.models.store import ModelStore
+
 from tests.engine.model_files import catalog_toml, sha256, write_gguf
 
 COMMIT = "c0ffee" + "0" * 34

@@ -6,8 +6,8 @@ knows the prompt was stopped part-way without timing anything."""
 from __future__ import annotations
 
 import pytest
-
 from loupe.backends.llama_cpp import LlamaCppBackend
+
 from tests.conftest import FAMILIES, defects_request
 
 

@@ -8,8 +8,6 @@ import threading
 import llguidance as llg
 import numpy as np
 import pytest
-from PIL import Image
-
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.fake import FakeBackend
 from loupe.confidence import TokenStep, field_confidence
@@ -20,6 +18,7 @@ from loupe.schema.spans import leaf_spans
 from loupe.schema.validate import validation_errors
 from loupe.tasks import builtin_task
 from loupe.types import Status
+from PIL import Image
 
 
 class ByteTokenizer:

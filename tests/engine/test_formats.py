@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from loupe.schema.formats import STRICT
 from loupe.schema.validate import validation_errors
 

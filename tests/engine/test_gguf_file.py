@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gguf import GGUFWriter
-
 from loupe.backends.gguf_file import check_gguf, projector_type, string_value
 from loupe.errors import ModelLoadError
 
@@ -59,7 +58,6 @@ def test_check_gguf_names_the_problem(tmp_path):
 def test_the_tensor_types_decide_whether_llama_cpp_repacks(tmp_path, tiny_models):
     from gguf import GGMLQuantizationType as Q
     from gguf.quants import quantize
-
     from loupe.backends.gguf_file import repacked, tensor_types
 
     assert tensor_types(tiny_models["smolvlm"].text_path) == {int(Q.F32)}

@@ -10,7 +10,6 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.fake import FakeBackend
 from loupe.batch import BatchRunner, open_job
@@ -19,6 +18,7 @@ from loupe.schema.validate import schema_problem, validation_errors
 from loupe.store import ReviewQueue, Store
 from loupe.store.review import ReviewError
 from loupe.tasks import Task, builtin_task, load_task_file
+
 from tests.store.conftest import make_images
 
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from loupe.errors import ImageError
 from loupe.images.boxes import find_boxes, to_pixels
 from loupe.images.load import decode_image, load_image, to_rgb
 from loupe.images.resize import fit
+from PIL import Image
 
 
 def test_exif_orientation_6_is_applied_before_anything(images):

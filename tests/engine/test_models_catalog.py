@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from loupe.models.catalog import CatalogError, UnknownModelError, load_catalog
+
 from tests.engine.model_files import catalog_toml
 
 

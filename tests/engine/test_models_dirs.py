@@ -14,13 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from loupe.backends import registry
 from loupe.cli import main
 from loupe.cli_models import models_list, models_pull, models_verify
 from loupe.models.catalog import load_catalog
 from loupe.models.hf_fetch import pin
 from loupe.models.store import ModelDownloadError, ModelError, ModelImportError, ModelStore
+
 from tests.backends.conftest import TINY
 from tests.engine.fake_hub import COMMIT, FakeHub, Seen
 from tests.engine.model_files import catalog_toml, flip_last_byte, write_gguf

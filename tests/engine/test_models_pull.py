@@ -7,9 +7,9 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from loupe.models.catalog import load_catalog
 from loupe.models.store import ModelDownloadError, ModelFileCorrupt, ModelNotInstalled, ModelStore
+
 from tests.engine.fake_hub import COMMIT, FakeHub, Remote, hub_store, publish, set_hf_offline
 from tests.engine.model_files import flip_last_byte, sha256
 

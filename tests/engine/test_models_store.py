@@ -8,8 +8,8 @@ import types
 from pathlib import Path
 
 import pytest
-
 from loupe.models.store import ModelFileCorrupt, ModelImportError, ModelNotInstalled, ModelStore, default_model_root
+
 from tests.engine.model_files import flip_last_byte, sha256, write_gguf
 
 

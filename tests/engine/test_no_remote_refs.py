@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-
 from loupe.errors import TaskError
 from loupe.schema.validate import schema_problem, validation_errors
 from loupe.tasks import load_task_file

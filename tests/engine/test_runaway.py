@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from loupe.constrain.runaway import LOOP_BYTES, NUMBER_CHARS, Guard, Limits, Loop, token_tables
 
 # a byte vocabulary: token i is the byte i

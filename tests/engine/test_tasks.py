@@ -6,7 +6,6 @@ import json
 
 import jsonschema
 import pytest
-
 from loupe.errors import TaskError
 from loupe.tasks import builtin_names, builtin_task, load_task_file
 

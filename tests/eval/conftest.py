@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 from loupe.models.store import ModelStore
 from loupe.models.synthetic import SyntheticModel
+
 from tests.store.conftest import DIGIT_TASK as STORE_DIGIT_TASK
 from tests.store.conftest import make_images
 

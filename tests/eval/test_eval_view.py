@@ -15,14 +15,13 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import Qt
-
-from loupe.desktop.widgets.eval_view import EvalView
 from loupe.api import Engine
+from loupe.desktop.widgets.eval_view import EvalView
 from loupe.eval.evaluate import Launcher
 from loupe.eval.runner import System
-from loupe.tasks import load_task_file
 from loupe.models.synthetic import SyntheticModel
+from loupe.tasks import load_task_file
+from PySide6.QtCore import Qt
 
 
 def _launcher(tiny_models: dict[str, SyntheticModel], task_file: Path, tmp_path: Path) -> Launcher:

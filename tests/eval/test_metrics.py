@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from loupe.eval.calibration import coverage_curve, ece, reliability
 from loupe.eval.metrics import (
     ItemScore,

@@ -9,12 +9,11 @@ import re
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
-from loupe.desktop.widgets.review_panel import pending_everywhere
 from loupe.cli import main
+from loupe.desktop.widgets.review_panel import pending_everywhere
 from loupe.store import ReviewQueue, Store
 from loupe.tasks import load_task_file
+from PIL import Image
 
 
 def _eval(*args: str) -> tuple[int, str, str]:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from loupe.errors import TaskError
 from loupe.eval.thresholds import write_thresholds
 from loupe.tasks import load_task_file
+
 from tests.eval.conftest import DIGIT_TASK
 
 

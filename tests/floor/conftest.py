@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from loupe.api import Engine
 from loupe.backends.fake import FakeBackend
 from loupe.tasks import builtin_task
+
 from tests.noise import noise_image
 
 DEFECTS = builtin_task("defects")

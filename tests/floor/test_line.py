@@ -8,16 +8,16 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from loupe.cli import main
 from loupe.line import Line, RecordingEvents, line_job_key, recent
+from loupe.models.synthetic import SyntheticModel
 from loupe.outputs.base import FakeSink
 from loupe.outputs.delivery import Delivery
 from loupe.sources.base import Capture, FakeSource
 from loupe.store.outbox import Outbox
 from loupe.store.sqlite import Store
 from loupe.verdict import Verdict
-from loupe.models.synthetic import SyntheticModel
+
 from tests.floor.conftest import DEFECTS, defects_json, fake_engine, png_bytes
 
 

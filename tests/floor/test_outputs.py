@@ -12,6 +12,7 @@ from loupe.outputs.filedrop import FileDropSink
 from loupe.store.migrations import SCHEMA_VERSION
 from loupe.store.outbox import Message, Outbox
 from loupe.store.sqlite import Store
+
 from tests.floor.conftest import Broker, Receiver, Subscriber
 
 
@@ -146,7 +147,6 @@ def test_a_v2_store_gains_the_outbox_and_keeps_its_rows(tmp_path: Path) -> None:
 
 def test_a_topic_mqtt_rejects_is_refused_when_the_task_loads() -> None:
     import pytest
-
     from loupe.errors import TaskError
 
     for topic in ("line1/{nope}", "line1/#", "line1/+/x", "{0}", ""):
@@ -190,7 +190,6 @@ def test_output_credentials_are_named_never_written_and_never_stored(
     import sqlite3
 
     import pytest
-
     from loupe.errors import TaskError
     from loupe.tasks import task_from_dict
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from loupe.errors import TaskError
 from loupe.tasks import builtin_task, task_from_dict
 from loupe.types import Result, Status

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from loupe.sources.base import Backoff, Capture
 from loupe.sources.watch import WatchSource
+
 from tests.floor.conftest import png_bytes
 
 

@@ -12,17 +12,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.cloud import CloudBackend, CloudConfig
 from loupe.escalate.audit import audit_rows
 from loupe.escalate.hybrid import Escalator
 from loupe.escalate.policy import escalate
 from loupe.images.load import load_image
+from loupe.models.synthetic import SyntheticModel
 from loupe.store.sqlite import Store
 from loupe.types import Status
-from loupe.models.synthetic import SyntheticModel
+from PIL import Image
+
 from tests.hybrid.conftest import KEY, TASK
 from tests.hybrid.stub_server import HANG, StubCloud
 from tests.hybrid.test_faults import PET

@@ -7,16 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import loupe.secrets
+import pytest
 from loupe.cli import main
 from loupe.errors import TaskError
 from loupe.escalate.audit import audit_rows
+from loupe.models.synthetic import SyntheticModel
 from loupe.store.review import ReviewQueue
 from loupe.store.sqlite import Store
 from loupe.tasks import load_task_file
-from loupe.models.synthetic import SyntheticModel
+
 from tests.hybrid.conftest import KEY, TASK, refuse_sockets
 from tests.hybrid.stub_server import StubCloud, completion
 from tests.noise import write_noise_pngs

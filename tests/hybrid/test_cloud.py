@@ -10,8 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.cloud import CloudBackend, CloudConfig, encode_image, parse_completion
 from loupe.errors import BackendError
@@ -19,6 +17,8 @@ from loupe.escalate.audit import audit_rows, totals
 from loupe.images.load import LoadedImage, load_image
 from loupe.store.sqlite import Store
 from loupe.types import Result, Status
+from PIL import Image
+
 from tests.hybrid.conftest import KEY, TASK
 from tests.hybrid.stub_server import Reply, StubCloud, completion, error
 from tests.noise import noise_image

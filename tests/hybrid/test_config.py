@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from loupe.errors import TaskError
 from loupe.escalate.config import cloud_config_from_dict, policy_from_dict
 from loupe.escalate.policy import Step

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from loupe.api import Engine
 from loupe.backends.cloud import CloudBackend
 from loupe.backends.fake import FakeBackend
@@ -20,11 +18,13 @@ from loupe.escalate.runner import EngineRunner
 from loupe.images.boxes import to_normalised
 from loupe.images.crops import cut, window
 from loupe.images.load import load_image
+from loupe.models.synthetic import SyntheticModel
 from loupe.schema.validate import validation_errors
 from loupe.store.sqlite import Store
 from loupe.tasks import Task
 from loupe.types import Status
-from loupe.models.synthetic import SyntheticModel
+from PIL import Image
+
 from tests.hybrid.stub_server import StubCloud, completion
 from tests.noise import noise_image
 

@@ -11,16 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from loupe.api import Engine
 from loupe.backends.cloud import CloudConfig
 from loupe.escalate.audit import audit_rows
 from loupe.escalate.hybrid import Escalator
+from loupe.models.synthetic import SyntheticModel
 from loupe.store.review import ReviewQueue
 from loupe.store.sqlite import Store
 from loupe.tasks import Task
-from loupe.models.synthetic import SyntheticModel
+from PIL import Image
+
 from tests.hybrid.conftest import KEY
 from tests.hybrid.stub_server import HANG, Reply, StubCloud, completion, error, garbage, refusal
 from tests.noise import noise_image

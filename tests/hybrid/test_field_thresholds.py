@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from loupe.errors import TaskError
 from loupe.escalate import Thresholds
 from loupe.escalate.config import policy_from_dict

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from loupe.escalate.config import policy_from_dict
-from loupe.tasks import load_task_file
 from loupe.models.synthetic import SyntheticModel
+from loupe.tasks import load_task_file
+
 from tests.hybrid.test_cli_escalate import _model, _run
 from tests.noise import write_noise_pngs
 

@@ -16,14 +16,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
-from PIL import Image
-
 import loupe.secrets
+import pytest
 from loupe.cli import main
 from loupe.escalate.audit import audit_rows
-from loupe.store.sqlite import Store
 from loupe.models.synthetic import SyntheticModel
+from loupe.store.sqlite import Store
+from PIL import Image
+
 from tests.hybrid.llama_server import LlamaServer
 from tests.noise import noise_image
 

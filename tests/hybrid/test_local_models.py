@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from loupe.api import Engine
 from loupe.backends.worker import WorkerBackend
 from loupe.cli import main
@@ -19,9 +18,10 @@ from loupe.errors import TaskError
 from loupe.escalate.config import policy_from_dict
 from loupe.escalate.hybrid import Escalator
 from loupe.escalate.local import ModelSpec, registry_backend
+from loupe.models.synthetic import SyntheticModel
 from loupe.store.sqlite import Store
 from loupe.tasks import Task
-from loupe.models.synthetic import SyntheticModel
+
 from tests.noise import write_noise_pngs
 
 PET_SCHEMA = {"type": "object", "properties": {"label": {"enum": ["cat", "dog"]}}, "required": ["label"],

@@ -11,15 +11,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import loupe.secrets
+import pytest
 from loupe.api import Engine
 from loupe.backends.cloud import CloudConfig
 from loupe.backends.fake import FakeBackend
 from loupe.cli import main
 from loupe.escalate.hybrid import Escalator, is_loopback, offline_veto
 from loupe.store.sqlite import Store
+
 from tests.hybrid.conftest import KEY, TASK
 from tests.hybrid.stub_server import StubCloud, completion
 from tests.noise import noise_image

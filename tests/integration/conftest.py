@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.models.synthetic import SyntheticModel
+
 from tests.conftest import FAMILIES
 
 

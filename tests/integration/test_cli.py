@@ -6,7 +6,6 @@ import io
 import json
 
 import pytest
-
 from loupe.cli import main
 
 

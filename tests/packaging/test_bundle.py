@@ -17,7 +17,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from loupe.cli import SAMPLE
 
 ROOT = Path(__file__).resolve().parents[2]

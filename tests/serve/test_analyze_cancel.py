@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx2
 import pytest
-
 from loupe.cli import SAMPLE
 from loupe.serve.server import Running
+
 from tests.serve.conftest import LONG, LONG_MAX, Cancelled
 from tests.serve.test_analyze_results import GAUGE, call
 from tests.serve.test_streaming import long_body

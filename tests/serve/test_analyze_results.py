@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-
 from loupe.cli import SAMPLE
 from loupe.serve.server import Running
 from loupe.store import Store
 from loupe.tasks import builtin_task
+
 from tests.serve.conftest import MODEL, data_url
 
 GAUGE = {"type": "object", "properties": {"value": {"type": "integer", "minimum": 0, "maximum": 10},

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 
 import pytest
-
 from loupe.cli import main
 from loupe.serve.config import ServeConfig, ServeConfigError, check_config, is_loopback, resolve_token
 

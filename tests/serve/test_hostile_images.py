@@ -7,6 +7,7 @@ import base64
 import time
 
 from loupe.serve.server import Running
+
 from tests.hostile_images import corpus
 from tests.serve.test_analyze_results import GAUGE, call
 

@@ -11,6 +11,7 @@ from tests.engine.test_no_remote_refs import listener, tricks  # noqa: F401  (li
 
 def test_through_loupe_serve_neither_schema_nor_task_file_fetches(listener, server, tmp_path: Path):  # noqa: F811
     from loupe.cli import SAMPLE
+
     from tests.serve.conftest import data_url
     from tests.serve.test_analyze_results import call
 

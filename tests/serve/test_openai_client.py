@@ -11,9 +11,9 @@ from pathlib import Path
 import jsonschema
 import openai
 import pytest
-
 from loupe.cli import SAMPLE
 from loupe.serve.server import Running
+
 from tests.serve.conftest import MODEL, data_url
 
 SCHEMA = {

@@ -13,8 +13,8 @@ import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
-
 from loupe.serve.server import Running  # noqa: E402
+
 from tests.serve.conftest import MODEL  # noqa: E402
 
 TOKEN = "schemathesis-token-0123456789"

@@ -7,9 +7,10 @@ import http.client
 import json
 from pathlib import Path
 
-from bench.coldstart import rss_bytes
 from loupe.cli import SAMPLE
 from loupe.serve.server import Running
+
+from bench.coldstart import rss_bytes
 from tests.serve.conftest import data_url
 from tests.serve.test_analyze_results import GAUGE, call
 
@@ -147,6 +148,7 @@ def test_sixteen_huge_pictures_at_once_stay_within_the_pixel_budget(server: Runn
 
 def test_a_text_field_past_its_limit_is_a_400_naming_it(server: Running) -> None:
     from loupe.serve.schemas import MAX_TEXT
+
     from tests.serve.conftest import MODEL
 
     body = {"model": MODEL, "messages": [{"role": "user", "content": "x" * (MAX_TEXT + 1)}],

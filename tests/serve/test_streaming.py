@@ -9,7 +9,6 @@ import httpx2
 import jsonschema
 import openai
 import pytest
-
 from loupe.api import Engine
 from loupe.backends.base import Generation, GenerationRequest
 from loupe.backends.fake import FakeBackend
@@ -17,6 +16,7 @@ from loupe.errors import BackendError
 from loupe.serve.config import ServeConfig
 from loupe.serve.server import Running, serve_in_thread
 from loupe.serve.worker import Workers
+
 from tests.serve.conftest import LONG, LONG_MAX, MODEL, Cancelled
 from tests.serve.test_openai_client import SCHEMA, client, image_message
 

@@ -6,7 +6,6 @@ import asyncio
 import threading
 
 import pytest
-
 from loupe.serve.worker import Lane, LaneFull
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 import base64
 import io
 
-from PIL import Image
-
 from loupe.api import Engine
 from loupe.backends.worker import WorkerBackend
 from loupe.backends.worker_child import FAULT_ENV
 from loupe.serve.config import ServeConfig
 from loupe.serve.server import serve_in_thread
 from loupe.serve.worker import Workers
+from PIL import Image
+
 from tests.serve.conftest import MODEL
 from tests.serve.test_analyze_results import GAUGE, call
 

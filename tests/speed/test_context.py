@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.backends.reuse import ImageUnit, drop_duplicate_view
 from loupe.errors import BackendError
 from loupe.prompt import MEDIA, user_text
+from PIL import Image
+
 from tests.conftest import FAMILIES
 from tests.speed.test_reuse import _request, _same
 

@@ -13,6 +13,7 @@ from loupe.images.load import LoadedImage, load_image
 from loupe.prefetch import Prefetcher, file_identity, read
 from loupe.store import Store
 from loupe.tasks import builtin_task
+
 from tests.store.conftest import make_images
 
 CAPTION = '{"caption": "noise", "tags": ["noise"]}'

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.backends.prefix_store import ENV, PrefixStore
 from loupe.models.synthetic import SyntheticModel
+from PIL import Image
+
 from tests.conftest import FAMILIES, defects_request
 
 

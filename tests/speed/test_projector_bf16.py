@@ -10,14 +10,14 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
-
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends import projector_bf16
 from loupe.backends.gguf_file import projector_type, tensor_kinds
 from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.backends.projector_bf16 import ENV, ProjectorCache, convert, convertible
-from loupe.tasks import builtin_task
 from loupe.models.synthetic import SyntheticModel, build
+from loupe.tasks import builtin_task
+
 from tests.conftest import FAMILIES
 
 F16, BF16 = int(gguf.GGMLQuantizationType.F16), int(gguf.GGMLQuantizationType.BF16)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from PIL import Image
-
 from loupe.images.boxes import to_pixels
 from loupe.images.resize import crop, fit
+from PIL import Image
 
 
 def test_downscale_keeps_aspect_so_normalised_boxes_map_straight_back():

@@ -8,18 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from loupe.backends.base import Generation, GenerationRequest
 from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.backends.reuse import EmbeddingCache, ImageUnit, reusable_prefix
 from loupe.hardware import physical_cores
 from loupe.images.load import load_image
 from loupe.images.resize import image_tokens_for
+from loupe.models.synthetic import SyntheticModel
 from loupe.pipeline import prepare
 from loupe.prompt import user_text
 from loupe.tasks import builtin_task
-from loupe.models.synthetic import SyntheticModel
+from PIL import Image
+
 from tests.conftest import FAMILIES
 
 

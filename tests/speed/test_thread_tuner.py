@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import llama_cpp
 import pytest
-
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.backends.thread_tuner import ThreadTuner

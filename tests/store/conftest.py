@@ -9,12 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.fake import FakeBackend
+from loupe.models.synthetic import SyntheticModel, build
 from loupe.tasks import Task, builtin_task
 from loupe.types import Result
-from loupe.models.synthetic import SyntheticModel, build
+
 from tests.noise import write_noise_pngs
 
 REPO = Path(__file__).resolve().parents[2]

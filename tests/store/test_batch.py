@@ -8,11 +8,11 @@ import signal
 import threading
 
 import pytest
-
 from loupe.batch import BatchRunner, ItemOutcome, LazyEngine, open_job, stop_on_sigint
 from loupe.images.files import expand
 from loupe.store import Store
 from loupe.tasks import builtin_task
+
 from tests.store.conftest import fake_analyze, make_images
 
 CAPTION = '{"caption": "noise", "tags": ["noise"]}'

@@ -8,6 +8,7 @@ import sqlite3
 
 from loupe.cli import main
 from loupe.store import ReviewQueue, Store
+
 from tests.store.conftest import make_images
 
 
@@ -70,9 +71,8 @@ def test_a_file_that_crashes_the_model_every_time_is_skipped_and_the_rest_finish
 ):
     """The worker really dies (SIGSEGV raised in the model process at the poison file's first token, the test-only
     hook of loupe.backends.worker_child); the batch gets an error for that file and goes on."""
-    from PIL import Image
-
     from loupe.backends.worker_child import FAULT_ENV
+    from PIL import Image
 
     folder = make_images(tmp_path / "imgs", 3)
     Image.new("RGB", (40, 30), "red").save(folder / "001b-poison.png")

@@ -130,6 +130,7 @@ def test_a_full_disk_mid_batch_is_one_line_and_the_job_resumes_after(tmp_path):
     from loupe.errors import LoupeError
     from loupe.store import Store
     from loupe.tasks import builtin_task
+
     from tests.store.conftest import DEFECTS_OUT, make_images
 
     folder = make_images(tmp_path / "imgs", 40)

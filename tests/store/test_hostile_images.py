@@ -13,6 +13,7 @@ from loupe.cli import main
 from loupe.errors import ImageError
 from loupe.images.files import IMAGE_EXTENSIONS
 from loupe.images.load import load_image
+
 from tests.hostile_images import corpus
 
 

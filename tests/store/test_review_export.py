@@ -9,8 +9,6 @@ import os
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.fake import FakeBackend
 from loupe.batch import BatchRunner, open_job
@@ -20,6 +18,8 @@ from loupe.export.rows import flatten
 from loupe.store import ReviewQueue, Store
 from loupe.tasks import Task
 from loupe.types import Result
+from PIL import Image
+
 from tests.store.conftest import DEFECTS_OUT, make_images
 
 PROBS = {"000.png": 0.9, "001.png": 0.3, "002.png": 0.5}  # defects' review_threshold is 0.6
