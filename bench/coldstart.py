@@ -53,7 +53,7 @@ def child(argv: list[str] | None = None) -> dict[str, Any]:
     from loupe.backends.llama_cpp import LlamaCppBackend
     from loupe.backends.prefix_store import PrefixStore
     from loupe.backends.projector_bf16 import ProjectorCache
-    from loupe.tasks import builtin_task
+    from loupe.core.tasks import builtin_task
 
     t_import = time.perf_counter()
     rss_imported = rss_bytes()

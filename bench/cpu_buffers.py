@@ -24,8 +24,8 @@ from typing import Any
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.backends.llama_cpu import CpuPlan, plan
-from loupe.hardware import default_threads
-from loupe.types import Result, Status
+from loupe.core.hardware import default_threads
+from loupe.core.types import Result, Status
 
 from bench._models import DEFAULT_DIR, choices, synthetic
 from bench.sides import bench_task

@@ -41,12 +41,12 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
-from loupe.hardware import default_threads
-from loupe.images.load import load_image
-from loupe.images.resize import image_tokens_for
+from loupe.api.pipeline import prepare
+from loupe.core.hardware import default_threads
+from loupe.core.images.load import load_image
+from loupe.core.images.resize import image_tokens_for
+from loupe.core.prompt import MEDIA, user_text
 from loupe.models.synthetic import SPECS
-from loupe.pipeline import prepare
-from loupe.prompt import MEDIA, user_text
 
 from bench import coldstart, hf_side, machine, scenarios, worker_overhead
 from bench._models import DEFAULT_DIR, choices, default_types, synthetic, text_types

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from loupe.api import AnalyzeRequest, Engine
-from loupe.tasks import builtin_task
+from loupe.core.tasks import builtin_task
 
 from bench._models import DEFAULT_DIR, synthetic
 

@@ -24,12 +24,12 @@ import numpy as np
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.base import Generation, GenerationRequest
 from loupe.backends.worker import WorkerBackend
-from loupe.confidence import TokenStep, field_confidence
+from loupe.core.confidence import TokenStep, field_confidence
+from loupe.core.schema.spans import leaf_spans
+from loupe.core.schema.validate import validation_errors
+from loupe.core.tasks import TaskOptions, task_from_dict
+from loupe.core.types import Result, Status
 from loupe.models.real import real_gemma3_270m
-from loupe.schema.spans import leaf_spans
-from loupe.schema.validate import validation_errors
-from loupe.tasks import TaskOptions, task_from_dict
-from loupe.types import Result, Status
 
 from bench._models import DEFAULT_DIR
 from bench.real_text_tasks import TASKS, RealTask
@@ -88,7 +88,7 @@ class Run:
 
 
 def leaves(value: Any, pointer: str = "") -> dict[str, Any]:
-    """JSON Pointer -> scalar (empty containers count as leaves, as in loupe.schema.spans)."""
+    """JSON Pointer -> scalar (empty containers count as leaves, as in loupe.core.schema.spans)."""
     if isinstance(value, dict) and value:
         out: dict[str, Any] = {}
         for k, v in value.items():
@@ -344,8 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine.close()
     if not args.no_llama_json:
         from loupe.backends.chat_template import load_chat_template, render_prompt, template_source
+        from loupe.core.prompt import user_text
         from loupe.models.chat_templates import BY_PROJECTOR
-        from loupe.prompt import user_text
 
         source, _ = template_source(None, gguf, "gemma3")
         template = load_chat_template(source or BY_PROJECTOR["gemma3"], gguf)

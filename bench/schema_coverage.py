@@ -99,11 +99,11 @@ class Vocab:
 def make_compiler(engine: str, vocab: Vocab) -> Any:
     """The product's compiler for `engine`, bound to `vocab`."""
     if engine == "gbnf":
-        from loupe.constrain.gbnf import GbnfCompiler
+        from loupe.core.constrain.gbnf import GbnfCompiler
 
         return GbnfCompiler(vocab.vocab, vocab.eos)
     from llguidance.llamacpp import lltokenizer_from_vocab
-    from loupe.constrain.llguidance import LLGuidanceCompiler
+    from loupe.core.constrain.llguidance import LLGuidanceCompiler
 
     tok = lltokenizer_from_vocab(vocab.vocab, n_vocab=vocab.n_vocab, eos_token=vocab.eos)
     return LLGuidanceCompiler(tok)
@@ -112,7 +112,7 @@ def make_compiler(engine: str, vocab: Vocab) -> Any:
 # -- judging one schema ----------------------------------------------------------------------------
 def feed(matcher: Any, tokens: list[int], n_vocab: int, time_every: int) -> tuple[bool, list[float]]:
     """Feed tokens one by one; (accepted, mask times in µs). Checks the token against the mask."""
-    from loupe.constrain.base import mask_words
+    from loupe.core.constrain.base import mask_words
 
     mask = np.zeros(mask_words(n_vocab), dtype=np.int32)
     times: list[float] = []
@@ -135,14 +135,14 @@ def judge(case: Case, engine: str, compiler: Any, vocab: Vocab, validate: Any = 
     an engine that compiled a schema strictly and still lets an invalid instance through fails it,
     even though Loupe's validator would catch the instance later.
     """
-    from loupe.constrain.base import DEFAULT_LAYOUT, LAYOUTS
-    from loupe.errors import ConstraintError
-    from loupe.schema.validate import validation_errors
+    from loupe.core.constrain.base import DEFAULT_LAYOUT, LAYOUTS
+    from loupe.core.errors import ConstraintError
+    from loupe.core.schema.validate import validation_errors
 
     from bench.canonical import canonical
 
     validate = validate or validation_errors
-    from loupe.schema.validate import schema_problem
+    from loupe.core.schema.validate import schema_problem
 
     out = Outcome(case.split, case.id, with_tests=bool(case.tests))
     refused = schema_problem(case.schema)  # what Loupe refuses when a task loads (e.g. remote $ref)

@@ -29,9 +29,9 @@ from loupe.backends.base import Generation, GenerationRequest
 from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.backends.llama_cpu import load_llama
 from loupe.backends.projector_bf16 import ProjectorCache
-from loupe.confidence import field_confidence
-from loupe.schema.spans import leaf_spans
-from loupe.tasks import Task, builtin_task
+from loupe.core.confidence import field_confidence
+from loupe.core.schema.spans import leaf_spans
+from loupe.core.tasks import Task, builtin_task
 
 A_STAGES = ("preprocess_ms", "encode_ms", "prefill_ms", "decode_ms", "constraint_ms", "total_ms")
 

@@ -22,9 +22,9 @@ import numpy as np
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.fake import FakeBackend
 from loupe.batch import BatchRunner, BatchSummary, open_job
+from loupe.core.tasks import Task, builtin_task
+from loupe.core.types import Result
 from loupe.store import Store
-from loupe.tasks import Task, builtin_task
-from loupe.types import Result
 from PIL import Image
 
 CAPTION = '{"caption": "random noise", "tags": ["noise", "test"]}'

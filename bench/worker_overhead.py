@@ -23,8 +23,8 @@ from typing import Any
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.backends.worker import WorkerBackend
-from loupe.hardware import default_threads
-from loupe.types import Status
+from loupe.core.hardware import default_threads
+from loupe.core.types import Status
 
 from bench._models import DEFAULT_DIR, choices, synthetic
 from bench.coldstart import rss_bytes

@@ -41,7 +41,7 @@ def model_loader(model: str | None, model_path: str | None, mmproj: str | None,
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line."""
-    from loupe.cli_gui import add_options
+    from loupe.cli.gui import add_options
 
     p = argparse.ArgumentParser(prog="loupe gui", description="Loupe desktop app: drop images, get checked JSON.")
     add_options(p)
@@ -67,10 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Build the QApplication, the window and the worker; the window shows before the model has loaded."""
     import os
 
+    from loupe.core.images.files import expand
     from loupe.desktop.bridge import EngineBridge
     from loupe.desktop.main_window import MainWindow
     from loupe.desktop.settings import load_settings
-    from loupe.images.files import expand
     from loupe.models.store import ModelStore, default_model_root
     from loupe.store import Store, default_db_path
     from PySide6.QtCore import QSettings

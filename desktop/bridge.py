@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from loupe.core.errors import LoupeError
+from loupe.core.images.load import load_image
+from loupe.core.prefetch import Prefetcher
+from loupe.core.tasks import Task
+from loupe.core.types import Result
 from loupe.desktop.runner import Batch, CloudAccess, LoadedModel, Runner
-from loupe.errors import LoupeError
-from loupe.images.load import load_image
-from loupe.prefetch import Prefetcher
-from loupe.tasks import Task
-from loupe.types import Result
 from PIL import Image, ImageOps
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage

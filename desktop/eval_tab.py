@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loupe.core.tasks import Task
 from loupe.desktop.runner import LoadedModel
 from loupe.desktop.widgets.eval_view import EvalView
-from loupe.tasks import Task
 from platformdirs import user_data_path
 
 MakeLoader = Callable[[str], Callable[[], LoadedModel]]

@@ -9,9 +9,9 @@ from typing import Any
 
 from loupe.api import Engine
 from loupe.backends.registry import backend_class, missing
-from loupe.cli_backends import FORMAT_BACKEND
+from loupe.cli.backends import FORMAT_BACKEND
+from loupe.core.errors import LoupeError
 from loupe.desktop.runner import LoadedModel
-from loupe.errors import LoupeError
 from loupe.models.catalog import CatalogEntry
 from loupe.models.store import ModelNotInstalled, ModelStore
 

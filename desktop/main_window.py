@@ -8,6 +8,10 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+from loupe.core.images.files import expand
+from loupe.core.secrets import KeyringLike, get_api_key
+from loupe.core.tasks import Task
+from loupe.core.types import Result
 from loupe.desktop.bridge import Background, EngineBridge, ImageDecoder
 from loupe.desktop.eval_tab import eval_tab
 from loupe.desktop.exporting import export
@@ -20,12 +24,8 @@ from loupe.desktop.widgets.result_view import ResultView
 from loupe.desktop.widgets.review_panel import ReviewPanel
 from loupe.desktop.widgets.settings_dialog import SettingsDialog
 from loupe.desktop.widgets.task_picker import TaskPicker
-from loupe.images.files import expand
 from loupe.models.store import ModelStore, default_model_root
-from loupe.secrets import KeyringLike, get_api_key
 from loupe.store import Store
-from loupe.tasks import Task
-from loupe.types import Result
 from PySide6.QtCore import QMimeData, QSettings, Qt, QThreadPool, QTimer
 from PySide6.QtGui import QCloseEvent, QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import (

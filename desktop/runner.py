@@ -1,7 +1,7 @@
 """The desktop app's work loop, Qt-free: load the model, then run dropped batches as store jobs.
 
 One image at a time, with pause, cancel (one image or a whole batch) and retry; tasks with an `escalation` table
-climb their ladder. Like `loupe batch`, the next image is read and decoded (loupe.prefetch) while the model works on
+climb their ladder. Like `loupe batch`, the next image is read and decoded (loupe.core.prefetch) while the model works on
 the current one.
 """
 
@@ -18,13 +18,13 @@ from typing import Any, Protocol
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.cloud import CloudConfig
 from loupe.batch import job_key
-from loupe.errors import LoupeError
-from loupe.images.load import LoadedImage, load_image
-from loupe.prefetch import Prefetcher, Read
+from loupe.core.errors import LoupeError
+from loupe.core.images.load import LoadedImage, load_image
+from loupe.core.prefetch import Prefetcher, Read
+from loupe.core.tasks import Task
+from loupe.core.types import Result, Status
 from loupe.store import Store
 from loupe.store.records import cache_key
-from loupe.tasks import Task
-from loupe.types import Result, Status
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
 from loupe.backends.cloud import PRESETS, CloudConfig
+from loupe.core.tasks import Task
 from loupe.escalate.hybrid import cloud_allowed
-from loupe.tasks import Task
 
 MAX_RECENT = 10
 

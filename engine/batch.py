@@ -11,14 +11,14 @@ from typing import Any
 
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.worker import CRASHED
+from loupe.core.images.load import LoadedImage
+from loupe.core.prefetch import Prefetcher, file_identity
+from loupe.core.tasks import Task
+from loupe.core.types import Result, Status
 from loupe.escalate.policy import Escalation
-from loupe.images.load import LoadedImage
-from loupe.prefetch import Prefetcher, file_identity
 from loupe.store.records import ItemRecord, JobRecord, cache_key, digest, dumps, task_key
 from loupe.store.review import ReviewQueue
 from loupe.store.sqlite import Store
-from loupe.tasks import Task
-from loupe.types import Result, Status
 
 # takes the item's path, or its image already read by a Prefetcher; an Escalation (--escalate) also stores its ladder
 Analyze = Callable[[str | LoadedImage, Task], "Result | Escalation"]

@@ -81,7 +81,7 @@ class Catalog:
     """All catalog entries by name, plus the name of the default model.
 
     `entries` holds the GGUF models (llama.cpp, the model store's pairs); `other_formats` the MLX and ONNX model
-    directories (loupe.models.store_dirs lists, pulls and verifies them; loupe.cli_backends opens them).
+    directories (loupe.models.store_dirs lists, pulls and verifies them; loupe.cli.backends opens them).
     """
 
     entries: Mapping[str, CatalogEntry]

@@ -32,12 +32,12 @@ def picture(tmp_path: Path) -> Path:
 
 def defects_request(backend: Any, path: Path, max_tokens: int = 24) -> Any:
     """A GenerationRequest for the built-in defects task on one image, as the pipeline builds it (greedy)."""
+    from loupe.api.pipeline import prepare
     from loupe.backends.base import GenerationRequest
-    from loupe.images.load import load_image
-    from loupe.images.resize import image_tokens_for
-    from loupe.pipeline import prepare
-    from loupe.prompt import user_text
-    from loupe.tasks import builtin_task
+    from loupe.core.images.load import load_image
+    from loupe.core.images.resize import image_tokens_for
+    from loupe.core.prompt import user_text
+    from loupe.core.tasks import builtin_task
 
     task = builtin_task("defects").with_options(max_tokens=max_tokens)
     prepared, _ = prepare([load_image(path)], task.options.detail)

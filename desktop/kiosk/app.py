@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from loupe.desktop.kiosk.bridge import LineBridge, LineEventsAdapter
 from loupe.desktop.kiosk.window import KioskWindow, shift_start
-from loupe.line import Line, recent
-from loupe.outputs.delivery import Delivery
+from loupe.floor.line import Line, recent
+from loupe.floor.outputs.delivery import Delivery
 from loupe.store import Store, default_db_path
 
 DEFAULT_PIN = "0000"
@@ -30,7 +30,7 @@ def outputs_text(delivery: Delivery | None, store: Store) -> str:
 
 def build(args: argparse.Namespace, bridge: LineBridge) -> tuple[KioskWindow, Line, Delivery | None, Store]:
     """The window and the line behind it (not started); the window shows the shift so far from the store."""
-    from loupe.cli_floor import build_line
+    from loupe.cli.floor import build_line
 
     # a share that is not mounted yet is waited for (shown in place), not refused
     line, delivery = build_line(args, sys.stderr, LineEventsAdapter(bridge), allow_missing=True)
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """`loupe-kiosk`'s command line (the same as `loupe kiosk`)."""
-    from loupe.cli_floor import kiosk_args, line_args
+    from loupe.cli.floor import kiosk_args, line_args
 
     p = argparse.ArgumentParser(prog="loupe-kiosk", description="Loupe's fullscreen PASS/FAIL/REVIEW line screen.")
     p.add_argument("--source", required=True, metavar="DIR|CAMERA")
@@ -101,7 +101,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `loupe-kiosk` script."""
-    from loupe.errors import LoupeError
+    from loupe.core.errors import LoupeError
 
     args = parse_args(argv)
     try:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from loupe.line import LineOutcome
-from loupe.sources.base import SourceHealth
+from loupe.floor.line import LineOutcome
+from loupe.floor.sources.base import SourceHealth
 from PySide6.QtCore import QObject, Signal
 
 
 class LineBridge(QObject):
-    """Implements loupe.line.LineEvents; connect the signals, hand the bridge to the Line as its events."""
+    """Implements loupe.floor.line.LineEvents; connect the signals, hand the bridge to the Line as its events."""
 
     modelState = Signal(str, str)  # state, detail
     sourceState = Signal(object)  # SourceHealth

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loupe.images.files import IMAGE_EXTENSIONS
+from loupe.core.images.files import IMAGE_EXTENSIONS
 from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget

@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from loupe.core.types import Result, Status
 from loupe.desktop.bridge import THUMB_SIDE, ImageDecoder
-from loupe.types import Result, Status
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (

@@ -6,7 +6,7 @@ import html
 import json
 from typing import Any
 
-from loupe.types import Box, Result, Status
+from loupe.core.types import Box, Result, Status
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen, QPixmap, QWheelEvent
 from PySide6.QtWidgets import (

@@ -10,8 +10,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from loupe.core.schema.validate import validation_errors
 from loupe.desktop.widgets.result_view import ImageCanvas
-from loupe.schema.validate import validation_errors
 from loupe.store import ReviewError, ReviewQueue, Store, StoredResult
 from loupe.store.review import for_review, needs_review
 from PySide6.QtCore import Qt, Signal

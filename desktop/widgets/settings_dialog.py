@@ -1,5 +1,5 @@
 """Settings: threads, model directory, default task, review threshold, and hybrid mode's cloud settings (the API
-key goes to the OS keyring through loupe.secrets, never into the settings file), with a connection test."""
+key goes to the OS keyring through loupe.core.secrets, never into the settings file), with a connection test."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from loupe.backends.cloud import PRESETS, CloudConfig
+from loupe.core.secrets import KeyringLike, get_api_key, set_api_key
+from loupe.core.tasks import builtin_names
 from loupe.desktop.bridge import Background
 from loupe.desktop.settings import AppSettings, CloudSettings
 from loupe.escalate.connection import ConnectionCheck, check_connection
 from loupe.escalate.hybrid import offline_veto
-from loupe.secrets import KeyringLike, get_api_key, set_api_key
-from loupe.tasks import builtin_names
 from PySide6.QtCore import QThreadPool
 from PySide6.QtWidgets import (
     QCheckBox,

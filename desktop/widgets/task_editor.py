@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from loupe.errors import TaskError
-from loupe.tasks import Task, task_from_dict
+from loupe.core.errors import TaskError
+from loupe.core.tasks import Task, task_from_dict
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,

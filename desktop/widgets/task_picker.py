@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from loupe.core.errors import TaskError
+from loupe.core.tasks import Task, builtin_names, builtin_task, load_task_file
 from loupe.desktop.widgets.task_editor import TaskEditor
-from loupe.errors import TaskError
-from loupe.tasks import Task, builtin_names, builtin_task, load_task_file
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QWidget
 

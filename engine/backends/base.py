@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
-from loupe.confidence import TokenStep
-from loupe.constrain.base import Constraint
-from loupe.constrain.runaway import Limits, Loop
+from loupe.core.confidence import TokenStep
+from loupe.core.constrain.base import Constraint
+from loupe.core.constrain.runaway import Limits, Loop
 from PIL import Image
 
 StopReason = Literal["eos", "max_tokens", "cancelled", "loop", "refusal_unmeant"]
@@ -38,7 +38,7 @@ class GenerationRequest:
     seed: int = 0
     allow_refusal: bool = False  # the constraint admits "REFUSE: ..."; backends gate it (constrain.base)
     image_max_tokens: int | None = None  # cap on image tokens per image (None: the model's default)
-    limits: Limits | None = None  # runaway guard for token-level backends (loupe.constrain.runaway); None: off
+    limits: Limits | None = None  # runaway guard for token-level backends (loupe.core.constrain.runaway); None: off
     on_token: OnToken | None = field(default=None, compare=False, repr=False)  # token-level backends call it
 
 

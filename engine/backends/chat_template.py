@@ -6,9 +6,9 @@ from pathlib import Path
 
 import jinja2
 import jinja2.sandbox
-from loupe.errors import BackendError, ModelLoadError
+from loupe.core.errors import BackendError, ModelLoadError
+from loupe.core.prompt import MEDIA
 from loupe.models.chat_templates import BY_PROJECTOR
-from loupe.prompt import MEDIA
 
 
 def template_source(embedded: str | None, model_path: Path, projector: str) -> tuple[str, str]:

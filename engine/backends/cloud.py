@@ -16,11 +16,11 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from loupe.backends.base import Capabilities, Generation, GenerationRequest
-from loupe.constrain.base import REFUSAL_PREFIX, Constraint
-from loupe.errors import BackendError
-from loupe.images.resize import fit
-from loupe.prompt import MEDIA
-from loupe.secrets import redact
+from loupe.core.constrain.base import REFUSAL_PREFIX, Constraint
+from loupe.core.errors import BackendError
+from loupe.core.images.resize import fit
+from loupe.core.prompt import MEDIA
+from loupe.core.secrets import redact
 from PIL import Image
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -55,7 +55,7 @@ PRESETS: dict[str, Preset] = {
 
 @dataclass(frozen=True)
 class CloudConfig:
-    """Everything about one cloud endpoint except its key (which lives in the keyring, see loupe.secrets)."""
+    """Everything about one cloud endpoint except its key (which lives in the keyring, see loupe.core.secrets)."""
 
     preset: str = "openai"
     base_url: str = ""  # "" = the preset's
@@ -294,7 +294,7 @@ class CloudBackend:
     steerable: ClassVar[bool] = False
 
     config: CloudConfig
-    api_key: str | None = field(default=None, repr=False)  # never printed; see loupe.secrets for where it lives
+    api_key: str | None = field(default=None, repr=False)  # never printed; see loupe.core.secrets for where it lives
     audit: AuditSink | None = None
     sleep: Callable[[float], None] = time.sleep  # the default waits on `cancel` instead, so a cancel cuts it short
     rand: Callable[[], float] = random.random

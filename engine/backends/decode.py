@@ -6,7 +6,7 @@ token that was the only choice has probability 1); tokens the constraint forces 
 without sampling and counted certain; at the first step the refusal branch is gated (constrain.base).
 Each token is handed to `request.on_token` (when set) as soon as it is chosen. Each step also records the share of
 the model's whole probability that the constraint allowed (`TokenStep.mass`). With `request.limits` set, a runaway
-guard (loupe.constrain.runaway) narrows the choice when a value runs on, and ends a looping attempt (stop `loop`).
+guard (loupe.core.constrain.runaway) narrows the choice when a value runs on, and ends a looping attempt (stop `loop`).
 A backend supplies `first` (logits after prefill) and `feed(tokens) -> logits after them`.
 """
 
@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 from loupe.backends.base import Generation, GenerationRequest, OnToken
-from loupe.confidence import TokenStep
-from loupe.constrain.base import REFUSAL_CONFIRM, REFUSAL_PREFIX, allowed_ids, gate_refusal, mask_words
-from loupe.constrain.runaway import Guard, TokenTables, token_tables
-from loupe.errors import BackendError
+from loupe.core.confidence import TokenStep
+from loupe.core.constrain.base import REFUSAL_CONFIRM, REFUSAL_PREFIX, allowed_ids, gate_refusal, mask_words
+from loupe.core.constrain.runaway import Guard, TokenTables, token_tables
+from loupe.core.errors import BackendError
 
 Feed = Callable[[list[int]], np.ndarray]
 FirstLogits = Callable[[GenerationRequest, dict[str, float]], tuple[np.ndarray, Any, int, int]]

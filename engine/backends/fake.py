@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from loupe.backends.base import Capabilities, Generation, GenerationRequest
-from loupe.confidence import TokenStep
-from loupe.constrain.base import Constraint
+from loupe.core.confidence import TokenStep
+from loupe.core.constrain.base import Constraint
 
 
 class _NoConstraint:

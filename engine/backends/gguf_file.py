@@ -10,7 +10,7 @@ import struct
 from pathlib import Path
 from typing import BinaryIO
 
-from loupe.errors import ModelLoadError
+from loupe.core.errors import ModelLoadError
 
 GGUF_MAGIC = b"GGUF"
 # GGUF value types -> fixed byte size (8 = string and 9 = array are read separately)

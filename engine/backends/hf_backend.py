@@ -15,7 +15,7 @@ import numpy as np
 from loupe.backends import hf_inputs
 from loupe.backends.base import Capabilities, Generation, GenerationRequest
 from loupe.backends.decode import Feed, prefill_and_decode
-from loupe.constrain.base import Constraint
+from loupe.core.constrain.base import Constraint
 
 
 class HfBackend:

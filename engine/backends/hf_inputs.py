@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 from loupe.backends.base import GenerationRequest
 from loupe.backends.decode import TokenVocab, eog_set
-from loupe.constrain.llguidance import LLGuidanceCompiler
-from loupe.errors import BackendError, ModelLoadError
-from loupe.prompt import MEDIA
+from loupe.core.constrain.llguidance import LLGuidanceCompiler
+from loupe.core.errors import BackendError, ModelLoadError
+from loupe.core.prompt import MEDIA
 
 
 def check_model_dir(path: Path, needs: tuple[str, ...] = ("config.json",)) -> None:

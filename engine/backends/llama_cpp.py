@@ -6,7 +6,7 @@ JSON when a schema fails to convert, and needs `logits_all=True` (~75 ms/token) 
 Here each step reads only the last logits, masks them with the compiled constraint, and keeps the
 renormalised probability of the chosen token for per-field confidence.
 Work is not repeated between requests: the KV cache keeps the prompt prefix a new request shares with the
-last one (the task's text comes before the images, see loupe.prompt), and projector outputs are kept by
+last one (the task's text comes before the images, see loupe.core.prompt), and projector outputs are kept by
 image content (loupe.backends.reuse), so a retry or second pass on the same image skips encoding.
 Memory follows the request: the context (KV cache) starts at 1024 positions and grows to the next power of two a
 request needs (prompt + images + max_tokens) up to n_ctx, and a 1x1 idefics3 grid is encoded once, not twice.
@@ -40,11 +40,11 @@ from loupe.backends.prefix_store import PrefixStore
 from loupe.backends.projector_bf16 import ProjectorCache
 from loupe.backends.reuse import DEFAULT_EMBED_CACHE_BYTES, EmbeddingCache, Unit
 from loupe.backends.thread_tuner import ThreadTuner
-from loupe.constrain.base import Constraint
-from loupe.constrain.llguidance import LLGuidanceCompiler
-from loupe.errors import BackendError, ModelLoadError
-from loupe.hardware import default_threads
-from loupe.images.resize import DETAIL_IMAGE_TOKENS
+from loupe.core.constrain.base import Constraint
+from loupe.core.constrain.llguidance import LLGuidanceCompiler
+from loupe.core.errors import BackendError, ModelLoadError
+from loupe.core.hardware import default_threads
+from loupe.core.images.resize import DETAIL_IMAGE_TOKENS
 
 
 def _llguidance(vocab: Any, n_vocab: int, eos: list[int]) -> Any:
@@ -54,7 +54,7 @@ def _llguidance(vocab: Any, n_vocab: int, eos: list[int]) -> Any:
 
 
 def _gbnf(vocab: Any, n_vocab: int, eos: list[int]) -> Any:
-    from loupe.constrain.gbnf import GbnfCompiler
+    from loupe.core.constrain.gbnf import GbnfCompiler
 
     return GbnfCompiler(vocab, eos)
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import llama_cpp
 import llama_cpp.llama as llama_module
-from loupe.errors import BackendError
+from loupe.core.errors import BackendError
 
 ENV = "LOUPE_WEIGHT_REPACK"  # auto | on | off
 SETTINGS = ("auto", "on", "off")

@@ -12,7 +12,7 @@ import llama_cpp.mtmd_cpp as mtmd
 from llama_cpp._utils import suppress_stdout_stderr
 from loupe.backends.base import GenerationRequest
 from loupe.backends.reuse import ImageUnit, Unit, image_key
-from loupe.errors import BackendError, ModelLoadError
+from loupe.core.errors import BackendError, ModelLoadError
 
 # projectors that always make the same number of image tokens: mtmd ignores image_max_tokens for them, so their
 # context is never remade for another cap (remaking reloads the projector: ~0.3 s for SmolVLM's, seconds for Gemma's)

@@ -17,7 +17,7 @@ from llama_cpp._internals import LlamaBatch, LlamaContext
 from llama_cpp._utils import suppress_stdout_stderr
 from loupe.backends.prefix_store import MIN_TOKENS, PrefixStore
 from loupe.backends.reuse import EmbeddingCache, ImageUnit, Unit, drop_duplicate_view, reusable_prefix, unit_len
-from loupe.errors import BackendError
+from loupe.core.errors import BackendError
 
 # what _prefill reports in Generation.timings: times (ms), tokens evaluated, image chunks encoded vs from cache
 PREFILL_COUNTS = ("encode_ms", "prefill_ms", "prefill_tokens", "reused_tokens", "image_chunks_encoded",

@@ -20,7 +20,7 @@ from loupe.backends import hf_inputs
 from loupe.backends.base import GenerationRequest
 from loupe.backends.decode import Feed
 from loupe.backends.hf_backend import HfBackend
-from loupe.errors import BackendError, ModelLoadError
+from loupe.core.errors import BackendError, ModelLoadError
 from mlx_vlm import load as mlx_load
 from mlx_vlm.models.cache import make_prompt_cache
 

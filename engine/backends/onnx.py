@@ -20,7 +20,7 @@ from loupe.backends import hf_inputs
 from loupe.backends.base import GenerationRequest
 from loupe.backends.decode import Feed
 from loupe.backends.hf_backend import HfBackend
-from loupe.errors import BackendError, ModelLoadError
+from loupe.core.errors import BackendError, ModelLoadError
 
 # --ep NAME -> ONNX Runtime provider, in the order "best available" tries them
 EXECUTION_PROVIDERS: dict[str, str] = {

@@ -6,7 +6,7 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 
-from loupe.errors import LoupeError
+from loupe.core.errors import LoupeError
 
 
 @dataclass(frozen=True)

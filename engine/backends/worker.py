@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from loupe.backends.base import Capabilities, Generation, GenerationRequest
-from loupe.confidence import TokenStep
-from loupe.errors import BackendError, ConstraintError, LoupeError, ModelLoadError
+from loupe.core.confidence import TokenStep
+from loupe.core.errors import BackendError, ConstraintError, LoupeError, ModelLoadError
 
 ENV = "LOUPE_MODEL_WORKER"  # on (default) | off
 FROZEN_WORKER_FLAG = "--loupe-model-worker"  # argv[1] of a frozen bundle's executable that runs the model process

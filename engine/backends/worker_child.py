@@ -30,7 +30,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from loupe.errors import LoupeError, ModelLoadError
+from loupe.core.errors import LoupeError, ModelLoadError
 
 MEMORY_ENV = "LOUPE_WORKER_MEMORY"  # (loupe.backends.worker sets the ceiling; named here in errors)
 FAULT_ENV = "LOUPE_WORKER_FAULT"

@@ -7,10 +7,10 @@ from dataclasses import fields
 from typing import Any
 
 from loupe.backends.cloud import PRESETS, RESPONSE_FORMATS, CloudConfig
-from loupe.errors import TaskError
+from loupe.core.errors import TaskError
+from loupe.core.types import Status
 from loupe.escalate.local import ModelSpec
 from loupe.escalate.policy import ALWAYS_ESCALATE, Budget, Policy, Step, Thresholds
-from loupe.types import Status
 
 SECRET_NAMES = ("api_key", "key", "token", "password", "secret")
 BUILTIN_RUNNERS = ("local", "cloud")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from loupe.backends.cloud import CloudBackend, CloudConfig, Sent, parse_completion
-from loupe.errors import BackendError
+from loupe.core.errors import BackendError
 from loupe.escalate.audit import StoreAudit
 from loupe.escalate.hybrid import offline_veto
 from loupe.store.sqlite import Store

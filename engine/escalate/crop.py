@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from loupe.images.boxes import BOX_KEY, find_boxes
-from loupe.images.crops import CropWindow, cut, window
-from loupe.images.load import LoadedImage
-from loupe.schema.validate import validation_errors
-from loupe.tasks import Task
-from loupe.types import Result, Status
+from loupe.core.images.boxes import BOX_KEY, find_boxes
+from loupe.core.images.crops import CropWindow, cut, window
+from loupe.core.images.load import LoadedImage
+from loupe.core.schema.validate import validation_errors
+from loupe.core.tasks import Task
+from loupe.core.types import Result, Status
 
 if TYPE_CHECKING:
     from loupe.escalate.policy import StepRunner

@@ -18,16 +18,16 @@ from urllib.parse import urlsplit
 
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.cloud import CloudConfig
-from loupe.errors import BackendError, LoupeError
+from loupe.core.errors import BackendError, LoupeError
+from loupe.core.images.load import LoadedImage, load_image
+from loupe.core.tasks import Task
+from loupe.core.types import Result
 from loupe.escalate.audit import StoreAudit, spend_history
 from loupe.escalate.config import policy_from_dict
 from loupe.escalate.local import BackendFactory, ModelRunner, registry_backend
 from loupe.escalate.policy import DAY, Escalation, Ledger, StepRunner, escalate
 from loupe.escalate.runner import EngineRunner
-from loupe.images.load import LoadedImage, load_image
 from loupe.store.sqlite import Store
-from loupe.tasks import Task
-from loupe.types import Result
 
 
 @dataclass

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from loupe.api import Engine
+from loupe.api.pipeline import error_result
+from loupe.core.images.load import LoadedImage
+from loupe.core.tasks import Task
+from loupe.core.types import Result
 from loupe.escalate.runner import EngineRunner
-from loupe.images.load import LoadedImage
-from loupe.pipeline import error_result
-from loupe.tasks import Task
-from loupe.types import Result
 
 
 @dataclass(frozen=True)

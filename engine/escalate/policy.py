@@ -8,10 +8,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from loupe.images.load import LoadedImage
-from loupe.tasks import Task
-from loupe.types import Result, Status
-from loupe.verdict import resolve
+from loupe.core.images.load import LoadedImage
+from loupe.core.tasks import Task
+from loupe.core.types import Result, Status
+from loupe.core.verdict import resolve
 
 ALWAYS_ESCALATE = frozenset({Status.INVALID, Status.TRUNCATED, Status.REFUSED, Status.ERROR})
 HOUR, DAY = 3600.0, 86400.0

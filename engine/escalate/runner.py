@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from loupe.api import AnalyzeRequest, Engine
+from loupe.core.images.load import LoadedImage
+from loupe.core.images.resize import max_side_for
+from loupe.core.tasks import Task
+from loupe.core.types import Result
 from loupe.escalate.audit import StoreAudit
-from loupe.images.load import LoadedImage
-from loupe.images.resize import max_side_for
-from loupe.tasks import Task
-from loupe.types import Result
 
 CHARS_PER_TOKEN = 4
 TOKENS_PER_TILE, TILE = 170, 512  # OpenAI-style image pricing: ~170 tokens per 512 px tile, +85

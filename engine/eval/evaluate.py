@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loupe.core.tasks import Task
 from loupe.eval.labelled import LabelledSet
 from loupe.eval.metrics import Scoring
 from loupe.eval.runner import ModelPool, Prediction, System, run_system
 from loupe.eval.summary import summarise
 from loupe.store.records import now
 from loupe.store.sqlite import Store
-from loupe.tasks import Task
 
 
 @dataclass(frozen=True)

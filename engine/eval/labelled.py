@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loupe.errors import InputError
+from loupe.core.errors import InputError
+from loupe.core.tasks import Task
 from loupe.store.records import task_from_dict
-from loupe.tasks import Task
 
 DEFAULT_BOX_LIST = "objects"
 

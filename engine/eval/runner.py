@@ -9,15 +9,15 @@ from typing import Any
 
 from loupe.api import AnalyzeRequest, Engine
 from loupe.batch import BatchRunner, ItemOutcome, open_job
-from loupe.errors import LoupeError
+from loupe.core.errors import LoupeError
+from loupe.core.images.load import LoadedImage, load_image
+from loupe.core.tasks import Task
+from loupe.core.types import Result
 from loupe.escalate.config import policy_from_dict
 from loupe.escalate.hybrid import DisabledCloud, LocalRunner
 from loupe.escalate.policy import Escalation, Ledger, StepRunner, escalate
 from loupe.eval.labelled import LabelledItem, LabelledSet
-from loupe.images.load import LoadedImage, load_image
 from loupe.store.sqlite import Store
-from loupe.tasks import Task
-from loupe.types import Result
 
 
 @dataclass(frozen=True)

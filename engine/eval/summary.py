@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+from loupe.core.tasks import Task
+from loupe.core.types import Status
 from loupe.eval.calibration import coverage_curve, ece, reliability
 from loupe.eval.metrics import ItemScore, Sample, Scoring, aggregate, record_accuracy, schema_enums, score_item
 from loupe.eval.runner import Prediction
 from loupe.eval.thresholds import fit
-from loupe.tasks import Task
-from loupe.types import Status
 
 RECORD = "(whole record)"
 

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from loupe.errors import TaskError
+from loupe.core.errors import TaskError
+from loupe.core.schema.pointers import pointer_problem
 from loupe.eval.calibration import coverage_curve
 from loupe.eval.metrics import ItemScore, Sample
 from loupe.export.rows import atomic_open
-from loupe.schema.pointers import pointer_problem
 
 UNREACHABLE = 1.0  # a field that never reaches the target escalates whenever it is below certainty
 
@@ -131,8 +131,8 @@ def write_thresholds(task_file: str | Path, thresholds: dict[str, float]) -> lis
     th["fields"] = {**{k: v for k, v in old.items() if k not in replaced}, **thresholds}
     text = (json.dumps(raw, indent=2, ensure_ascii=False) + "\n" if path.suffix.lower() == ".json"
             else yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
+    from loupe.core.tasks import task_from_dict
     from loupe.escalate.config import policy_from_dict
-    from loupe.tasks import task_from_dict
 
     task = task_from_dict(load(text), str(path), default_name=path.stem)
     policy_from_dict(task.escalation or {}, str(path))

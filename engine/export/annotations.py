@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from loupe.core.types import Box, ImageInfo
 from loupe.export.rows import atomic_open, final_boxes
 from loupe.store.records import StoredResult
-from loupe.types import Box, ImageInfo
 
 DEFAULT_LABEL = "object"
 

@@ -7,12 +7,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from loupe.errors import LoupeError
+from loupe.core.errors import LoupeError
+from loupe.core.images.load import load_image
+from loupe.core.types import Box
 from loupe.export.rows import atomic_open, final_boxes
-from loupe.images.load import load_image
 from loupe.store.records import StoredResult, task_to_dict
 from loupe.store.sqlite import Store
-from loupe.types import Box
 from PIL import Image, ImageDraw, ImageFont
 
 COLORS = ((255, 64, 64), (64, 160, 255), (255, 200, 0), (80, 220, 120), (220, 80, 255), (255, 140, 40))

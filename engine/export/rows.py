@@ -10,9 +10,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
-from loupe.images.boxes import find_boxes
+from loupe.core.images.boxes import find_boxes
+from loupe.core.types import Box
 from loupe.store.records import StoredResult
-from loupe.types import Box
 
 FIXED_COLUMNS = ("job", "item", "result", "path", "sha256", "status", "min_confidence", "error", "review")
 

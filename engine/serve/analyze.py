@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from loupe.api import AnalyzeRequest
-from loupe.errors import TaskError
-from loupe.images.load import LoadedImage
+from loupe.core.errors import TaskError
+from loupe.core.images.load import LoadedImage
+from loupe.core.tasks import Task, builtin_task, load_task_file, task_from_dict
+from loupe.core.types import Result
 from loupe.serve import schemas as s
 from loupe.serve.config import ServeConfig
 from loupe.serve.errors import bad_request
@@ -19,8 +21,6 @@ from loupe.serve.images import path_not_allowed
 from loupe.serve.streaming import ClientLeft, log, until_disconnect
 from loupe.serve.worker import Workers
 from loupe.store import Store, StoredResult
-from loupe.tasks import Task, builtin_task, load_task_file, task_from_dict
-from loupe.types import Result
 from starlette.requests import Request
 
 

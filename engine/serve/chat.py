@@ -19,21 +19,21 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from loupe.api import Engine
+from loupe.api.pipeline import prepare
 from loupe.backends.base import Generation, GenerationRequest, OnToken
-from loupe.confidence import field_confidence
-from loupe.constrain.llguidance import relaxation_notes
-from loupe.errors import BackendError, ConstraintError
-from loupe.images.load import LoadedImage
-from loupe.images.resize import image_tokens_for
-from loupe.pipeline import prepare
-from loupe.prompt import MEDIA
-from loupe.schema.spans import leaf_spans
-from loupe.schema.validate import schema_problem, validation_errors
+from loupe.core.confidence import field_confidence
+from loupe.core.constrain.llguidance import relaxation_notes
+from loupe.core.errors import BackendError, ConstraintError
+from loupe.core.images.load import LoadedImage
+from loupe.core.images.resize import image_tokens_for
+from loupe.core.prompt import MEDIA
+from loupe.core.schema.spans import leaf_spans
+from loupe.core.schema.validate import schema_problem, validation_errors
+from loupe.core.tasks import Task, TaskOptions
 from loupe.serve import schemas as s
 from loupe.serve.errors import ApiError, bad_request
 from loupe.serve.images import decode_data_url
 from loupe.serve.limits import PixelBudget
-from loupe.tasks import Task, TaskOptions
 
 DEFAULT_MAX_TOKENS = 1024
 

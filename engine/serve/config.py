@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from loupe.errors import LoupeError
-from loupe.secrets import KeyringLike, get_api_key
+from loupe.core.errors import LoupeError
+from loupe.core.secrets import KeyringLike, get_api_key
 
 TOKEN_ENV = "LOUPE_API_TOKEN"
 TOKEN_KEYRING_NAME = "loupe-api"  # `keyring set loupe loupe-api` stores it in the OS keyring

@@ -7,8 +7,8 @@ import binascii
 import re
 from dataclasses import replace
 
-from loupe.errors import ImageError
-from loupe.images.load import MAX_FILE_BYTES, LoadedImage, declared_pixels, decode_image, load_image
+from loupe.core.errors import ImageError
+from loupe.core.images.load import MAX_FILE_BYTES, LoadedImage, declared_pixels, decode_image, load_image
 from loupe.serve.config import ServeConfig
 from loupe.serve.errors import ApiError, bad_request
 from loupe.serve.limits import PixelBudget

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from loupe.backends.base import Generation
-from loupe.confidence import TokenStep
+from loupe.core.confidence import TokenStep
 from loupe.serve import chat
 from loupe.serve import schemas as s
 from loupe.serve.errors import ApiError

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from loupe.api import Engine
-from loupe.images.load import MAX_PIXELS
+from loupe.core.images.load import MAX_PIXELS
 from loupe.serve.limits import PixelBudget
 from loupe.store import Store
 

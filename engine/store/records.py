@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from loupe.tasks import Task, TaskOptions
-from loupe.types import Box, ImageInfo, Result, Status, Timings, Tokens
+from loupe.core.tasks import Task, TaskOptions
+from loupe.core.types import Box, ImageInfo, Result, Status, Timings, Tokens
 
 JOB_STATES = ("running", "interrupted", "done")
 DECISIONS = ("accept", "edit", "reject")

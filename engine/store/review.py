@@ -7,10 +7,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from loupe.schema.validate import validation_errors
+from loupe.core.schema.validate import validation_errors
+from loupe.core.types import Status
 from loupe.store.records import JobRecord, ReviewRecord, StoredResult
 from loupe.store.sqlite import Store, StoreError
-from loupe.types import Status
 
 
 class ReviewError(StoreError):

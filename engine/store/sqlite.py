@@ -11,7 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from loupe.errors import LoupeError
+from loupe.core.errors import LoupeError
+from loupe.core.tasks import Task
+from loupe.core.types import Result
 from loupe.models.paths import user_data_file
 from loupe.store.migrations import SCHEMA_VERSION, NewerStoreError, migrate, version
 from loupe.store.records import (
@@ -30,8 +32,6 @@ from loupe.store.records import (
     task_key,
     task_to_dict,
 )
-from loupe.tasks import Task
-from loupe.types import Result
 
 ENV_DB = "LOUPE_DB"
 

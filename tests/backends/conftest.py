@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 from loupe.backends.base import GenerationRequest, PreparedImage
+from loupe.core.prompt import MEDIA
 from loupe.models.hf_synthetic import GOLDEN_TEXT, golden_image
-from loupe.prompt import MEDIA
 
 TINY = Path(__file__).parent / "tiny"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from loupe.backends.base import GenerationRequest
 from loupe.backends.decode import decode
-from loupe.constrain.base import allowed_ids, mask_words
+from loupe.core.constrain.base import allowed_ids, mask_words
 
 from tests.backends.conftest import TINY
 

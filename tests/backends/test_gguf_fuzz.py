@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from loupe.backends.worker import CRASHED, ModelProbe
-from loupe.errors import ModelLoadError
+from loupe.core.errors import ModelLoadError
 from loupe.models.synthetic import SyntheticModel, build
 
 N_FILES = int(os.environ.get("LOUPE_FUZZ_FILES", "1000"))

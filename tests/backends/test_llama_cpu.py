@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from loupe.backends import llama_cpu
 from loupe.backends.llama_cpu import ENV, CpuPlan, decide, load_llama, plan, setting_from_env
-from loupe.errors import BackendError
+from loupe.core.errors import BackendError
 from loupe.models.synthetic import build
 
 # the CPU line of llama_print_system_info() for a -march=native build on a Sapphire Rapids Xeon

@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from loupe.errors import BackendError, ModelLoadError
+from loupe.core.errors import BackendError, ModelLoadError
 
 from tests.backends.conftest import TINY
 

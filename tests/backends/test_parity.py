@@ -56,7 +56,7 @@ def test_first_step_logits_match_transformers(backend, family, tol):
 def test_image_token_count_follows_the_processor_for_other_sizes():
     """SmolVLM tiles: a wide strip gives fewer tiles than a square; the backend counts what the processor expanded."""
     from loupe.backends.base import GenerationRequest, PreparedImage
-    from loupe.prompt import MEDIA
+    from loupe.core.prompt import MEDIA
     from PIL import Image
 
     b = _onnx("smolvlm")

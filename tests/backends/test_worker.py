@@ -18,10 +18,10 @@ from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.backends.registry import backend_class
 from loupe.backends.worker import ENV, WorkerBackend, describe_exit, enabled
 from loupe.backends.worker_child import FAULT_ENV, MARK_ENV
-from loupe.errors import BackendError, ModelLoadError
+from loupe.core.errors import BackendError, ModelLoadError
+from loupe.core.tasks import builtin_task
+from loupe.core.types import Status
 from loupe.models.synthetic import SyntheticModel
-from loupe.tasks import builtin_task
-from loupe.types import Status
 
 
 @pytest.fixture(scope="module")

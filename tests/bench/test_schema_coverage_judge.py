@@ -92,6 +92,6 @@ def test_min_properties_with_optional_properties_is_widened_never_narrowed(vocab
     out = judge(case(schema, (True, {"a": 1}), (True, {"a": 1, "b": True}), (True, {"c": 0}), (False, {})),
                 "llguidance", llguidance, vocab)
     assert out.valid_rejected == 0 and out.invalid_reaching_user == 0 and out.passing
-    from loupe.constrain.llguidance import relaxation_notes
+    from loupe.core.constrain.llguidance import relaxation_notes
 
     assert "enforced after decoding only: /minProperties" in relaxation_notes(schema)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from loupe.backends.base import Generation, GenerationRequest
 from loupe.backends.fake import FakeBackend
-from loupe.tasks import builtin_names, builtin_task
+from loupe.core.tasks import builtin_names, builtin_task
 
 TINY = Path(__file__).parent.parent / "backends" / "tiny"
 

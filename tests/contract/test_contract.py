@@ -10,8 +10,8 @@ import threading
 
 import pytest
 from loupe.api import AnalyzeRequest, Engine
-from loupe.tasks import Task, builtin_names, builtin_task
-from loupe.types import Status
+from loupe.core.tasks import Task, builtin_names, builtin_task
+from loupe.core.types import Status
 
 from tests.integration.test_llama_cpp_e2e import assert_valid, leaves
 

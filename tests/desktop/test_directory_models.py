@@ -13,14 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+from loupe.core.images.load import LoadedImage, load_image
+from loupe.core.prefetch import Prefetcher
 from loupe.desktop.bridge import EngineBridge
 from loupe.desktop.loading import store_loader
 from loupe.desktop.main_window import MainWindow
 from loupe.desktop.widgets.queue_view import DONE, REVIEW
-from loupe.images.load import LoadedImage, load_image
 from loupe.models.store import ModelStore
 from loupe.models.synthetic import SyntheticModel
-from loupe.prefetch import Prefetcher
 from loupe.store import Store
 
 from tests.desktop.conftest import tiny_loader, write_images
@@ -193,9 +193,9 @@ note = "tiny"
 def test_an_mlx_entry_loads_through_the_mlx_backend(hub: FakeHub, tmp_path: Path) -> None:  # noqa: F811
     pytest.importorskip("mlx_vlm")
     from loupe.api import AnalyzeRequest
+    from loupe.core.tasks import builtin_task
     from loupe.desktop.loading import load_from_store
     from loupe.models.catalog import load_catalog
-    from loupe.tasks import builtin_task
 
     onnx_store, _wanted = publish_dir(hub, tmp_path)  # the same tiny model's files, safetensors included
     catalog = tmp_path / "catalog-mlx.toml"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from loupe.core.tasks import load_task_file, task_from_dict
 from loupe.desktop.widgets.task_editor import TaskEditor
-from loupe.tasks import load_task_file, task_from_dict
 
 SCHEMA = {"type": "object", "properties": {"parts": {"type": "array", "items": {
     "type": "object", "properties": {"v": {"type": "integer"}}}}}, "required": ["parts"]}

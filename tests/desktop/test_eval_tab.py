@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from loupe.core.tasks import Task, builtin_task
 from loupe.desktop.eval_tab import eval_tab
 from loupe.models.synthetic import SyntheticModel
-from loupe.tasks import Task, builtin_task
 from PySide6.QtCore import Qt
 
 from tests.desktop.conftest import tiny_loader, write_images

@@ -10,12 +10,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from loupe.core.images.load import LoadedImage, load_image
+from loupe.core.prefetch import Prefetcher
+from loupe.core.tasks import builtin_task
 from loupe.desktop.runner import Runner
-from loupe.images.load import LoadedImage, load_image
 from loupe.models.synthetic import SyntheticModel
-from loupe.prefetch import Prefetcher
 from loupe.store import Store
-from loupe.tasks import builtin_task
 
 from tests.desktop.conftest import tiny_loader, write_images
 

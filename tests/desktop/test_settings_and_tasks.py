@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from loupe.core.tasks import builtin_task
 from loupe.desktop.main_window import LOCAL_ONLY
 from loupe.desktop.settings import AppSettings, CloudSettings, load_settings, save_settings
 from loupe.desktop.widgets.settings_dialog import SettingsDialog
 from loupe.desktop.widgets.task_editor import TaskEditor
 from loupe.desktop.widgets.task_picker import TaskPicker
-from loupe.tasks import builtin_task
 from PySide6.QtCore import QSettings
 
 SECRET = "sk-test-0123456789abcdef"

@@ -8,8 +8,8 @@ from typing import Any
 
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.fake import FakeBackend
-from loupe.tasks import Task, builtin_task
-from loupe.types import Status
+from loupe.core.tasks import Task, builtin_task
+from loupe.core.types import Status
 
 BOXED = {
     "type": "object",

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.fake import FakeBackend
-from loupe.confidence import TokenStep, field_confidence
-from loupe.constrain.base import allowed_ids, mask_words, with_layout
-from loupe.constrain.llguidance import LLGuidanceCompiler, check_schema_compiles
-from loupe.images.load import LoadedImage
-from loupe.schema.spans import leaf_spans
-from loupe.schema.validate import validation_errors
-from loupe.tasks import builtin_task
-from loupe.types import Status
+from loupe.core.confidence import TokenStep, field_confidence
+from loupe.core.constrain.base import allowed_ids, mask_words, with_layout
+from loupe.core.constrain.llguidance import LLGuidanceCompiler, check_schema_compiles
+from loupe.core.images.load import LoadedImage
+from loupe.core.schema.spans import leaf_spans
+from loupe.core.schema.validate import validation_errors
+from loupe.core.tasks import builtin_task
+from loupe.core.types import Status
 from PIL import Image
 
 
@@ -97,7 +97,7 @@ def test_unsupported_parts_are_loosened_and_reported(compiler):
 
 
 def test_relax_finds_the_deepest_culprit():
-    from loupe.constrain.relax import relax
+    from loupe.core.constrain.relax import relax
 
     schema = {"type": "object", "properties": {"ok": {"type": "integer"},
                                                "bad": {"type": "array", "items": {"x-unsupported": 1}}}}
@@ -184,7 +184,7 @@ def test_bad_image_is_an_error_result_not_an_exception(images):
 
 
 def test_refusal_needs_a_majority():
-    from loupe.constrain.base import gate_refusal
+    from loupe.core.constrain.base import gate_refusal
 
     starts = np.array([True, False, False])
     assert gate_refusal(np.array([0.45, 0.35, 0.2]), starts).tolist() == [False, True, True]

@@ -1,4 +1,4 @@
-"""Strict `format` checks (loupe.schema.formats) on the official JSON Schema Test Suite's own cases, where the
+"""Strict `format` checks (loupe.core.schema.formats) on the official JSON Schema Test Suite's own cases, where the
 suite is beside the checkout (../shared), and on cases written here."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from loupe.schema.formats import STRICT
-from loupe.schema.validate import validation_errors
+from loupe.core.schema.formats import STRICT
+from loupe.core.schema.validate import validation_errors
 
 SUITE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "jsonschema" / "test-suite" / "draft2020-12"
 FILES = {

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from gguf import GGUFWriter
 from loupe.backends.gguf_file import check_gguf, projector_type, string_value
-from loupe.errors import ModelLoadError
+from loupe.core.errors import ModelLoadError
 
 
 def _write(path: Path) -> Path:

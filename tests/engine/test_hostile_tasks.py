@@ -13,11 +13,11 @@ import pytest
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.fake import FakeBackend
 from loupe.batch import BatchRunner, open_job
-from loupe.errors import TaskError
-from loupe.schema.validate import schema_problem, validation_errors
+from loupe.core.errors import TaskError
+from loupe.core.schema.validate import schema_problem, validation_errors
+from loupe.core.tasks import Task, builtin_task, load_task_file
 from loupe.store import ReviewQueue, Store
 from loupe.store.review import ReviewError
-from loupe.tasks import Task, builtin_task, load_task_file
 
 from tests.store.conftest import make_images
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from loupe.errors import ImageError
-from loupe.images.boxes import find_boxes, to_pixels
-from loupe.images.load import decode_image, load_image, to_rgb
-from loupe.images.resize import fit
+from loupe.core.errors import ImageError
+from loupe.core.images.boxes import find_boxes, to_pixels
+from loupe.core.images.load import decode_image, load_image, to_rgb
+from loupe.core.images.resize import fit
 from PIL import Image
 
 

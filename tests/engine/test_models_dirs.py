@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from loupe.backends import registry
 from loupe.cli import main
-from loupe.cli_models import models_list, models_pull, models_verify
+from loupe.cli.models import models_list, models_pull, models_verify
 from loupe.models.catalog import load_catalog
 from loupe.models.hf_fetch import pin
 from loupe.models.store import ModelDownloadError, ModelError, ModelImportError, ModelStore

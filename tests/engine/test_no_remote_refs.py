@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from loupe.errors import TaskError
-from loupe.schema.validate import schema_problem, validation_errors
-from loupe.tasks import load_task_file
+from loupe.core.errors import TaskError
+from loupe.core.schema.validate import schema_problem, validation_errors
+from loupe.core.tasks import load_task_file
 
 
 class _Counting(BaseHTTPRequestHandler):

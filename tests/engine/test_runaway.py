@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from loupe.constrain.runaway import LOOP_BYTES, NUMBER_CHARS, Guard, Limits, Loop, token_tables
+from loupe.core.constrain.runaway import LOOP_BYTES, NUMBER_CHARS, Guard, Limits, Loop, token_tables
 
 # a byte vocabulary: token i is the byte i
 PIECES = [bytes([i]) for i in range(256)] + [b"\\u", b'"}', b"00", b'",', b", "]
@@ -134,7 +134,7 @@ def test_past_three_quarters_of_the_budget_values_end_and_containers_close():
 
 
 def test_what_the_guard_ends_against_the_models_wish_is_recorded_as_a_doubt_over_its_bytes():
-    from loupe.confidence import capped
+    from loupe.core.confidence import capped
 
     limits = Limits.for_task({"type": "array"}, max_tokens=256)
     text = b'{"s": [' + b", ".join(b'"%d"' % i for i in range(15)) + b', "15'

@@ -6,8 +6,8 @@ import json
 
 import jsonschema
 import pytest
-from loupe.errors import TaskError
-from loupe.tasks import builtin_names, builtin_task, load_task_file
+from loupe.core.errors import TaskError
+from loupe.core.tasks import builtin_names, builtin_task, load_task_file
 
 
 def test_builtin_tasks_are_valid_schemas():

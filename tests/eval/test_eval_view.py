@@ -16,11 +16,11 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
 from loupe.api import Engine
+from loupe.core.tasks import load_task_file
 from loupe.desktop.widgets.eval_view import EvalView
 from loupe.eval.evaluate import Launcher
 from loupe.eval.runner import System
 from loupe.models.synthetic import SyntheticModel
-from loupe.tasks import load_task_file
 from PySide6.QtCore import Qt
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from loupe.batch import BatchRunner, open_job
+from loupe.core.tasks import builtin_task
 from loupe.eval.labelled import LabelledSetError, box_list_key, coco_data, load_labelled
 from loupe.export import write_labelled
 from loupe.store import ReviewQueue, Store
-from loupe.tasks import builtin_task
 
 from tests.store.conftest import DEFECTS_OUT, fake_analyze, make_images
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from loupe.cli import main
+from loupe.core.tasks import load_task_file
 from loupe.desktop.widgets.review_panel import pending_everywhere
 from loupe.store import ReviewQueue, Store
-from loupe.tasks import load_task_file
 from PIL import Image
 
 

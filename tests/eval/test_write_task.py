@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from loupe.errors import TaskError
+from loupe.core.errors import TaskError
+from loupe.core.tasks import load_task_file
 from loupe.eval.thresholds import write_thresholds
-from loupe.tasks import load_task_file
 
 from tests.eval.conftest import DIGIT_TASK
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from loupe.api import Engine
 from loupe.backends.fake import FakeBackend
-from loupe.tasks import builtin_task
+from loupe.core.tasks import builtin_task
 
 from tests.noise import noise_image
 

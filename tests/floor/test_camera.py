@@ -10,9 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from loupe.sources.base import Backoff
-from loupe.sources.camera import CameraSource
-from loupe.sources.resolve import open_source
+from loupe.floor.sources.base import Backoff
+from loupe.floor.sources.camera import CameraSource
+from loupe.floor.sources.resolve import open_source
 
 from tests.floor.conftest import write_video
 

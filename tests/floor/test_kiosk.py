@@ -17,9 +17,9 @@ pytest.importorskip("pytestqt")
 from loupe.desktop.kiosk.app import build, parse_args
 from loupe.desktop.kiosk.bridge import LineBridge, LineEventsAdapter
 from loupe.desktop.kiosk.window import KioskWindow
-from loupe.line import Line
+from loupe.floor.line import Line
+from loupe.floor.sources.base import FakeSource, SourceHealth
 from loupe.models.synthetic import SyntheticModel
-from loupe.sources.base import FakeSource, SourceHealth
 from PySide6.QtCore import Qt
 
 from tests.floor.conftest import DEFECTS, defects_json, fake_engine, png_bytes, write_video

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 from loupe.cli import main
-from loupe.line import Line, RecordingEvents, line_job_key, recent
+from loupe.core.verdict import Verdict
+from loupe.floor.line import Line, RecordingEvents, line_job_key, recent
+from loupe.floor.outputs.base import FakeSink
+from loupe.floor.outputs.delivery import Delivery
+from loupe.floor.sources.base import Capture, FakeSource
 from loupe.models.synthetic import SyntheticModel
-from loupe.outputs.base import FakeSink
-from loupe.outputs.delivery import Delivery
-from loupe.sources.base import Capture, FakeSource
 from loupe.store.outbox import Outbox
 from loupe.store.sqlite import Store
-from loupe.verdict import Verdict
 
 from tests.floor.conftest import DEFECTS, defects_json, fake_engine, png_bytes
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from loupe.outputs.base import FakeSink
-from loupe.outputs.config import build_sinks, outputs_from_dict
-from loupe.outputs.delivery import Delivery
-from loupe.outputs.filedrop import FileDropSink
+from loupe.floor.outputs.base import FakeSink
+from loupe.floor.outputs.config import build_sinks, outputs_from_dict
+from loupe.floor.outputs.delivery import Delivery
+from loupe.floor.outputs.filedrop import FileDropSink
 from loupe.store.migrations import SCHEMA_VERSION
 from loupe.store.outbox import Message, Outbox
 from loupe.store.sqlite import Store
@@ -147,7 +147,7 @@ def test_a_v2_store_gains_the_outbox_and_keeps_its_rows(tmp_path: Path) -> None:
 
 def test_a_topic_mqtt_rejects_is_refused_when_the_task_loads() -> None:
     import pytest
-    from loupe.errors import TaskError
+    from loupe.core.errors import TaskError
 
     for topic in ("line1/{nope}", "line1/#", "line1/+/x", "{0}", ""):
         with pytest.raises(TaskError) as info:
@@ -160,7 +160,7 @@ def test_a_failing_sink_fails_alone_and_visibly_beside_a_working_one(broker: Bro
     """A real MQTT sink whose topic template breaks at send time (built past the load-time check, as an older task
     file or a bug would) next to a file drop: the file drop delivers everything; the MQTT sink keeps its messages
     and its health says why."""
-    from loupe.outputs.mqtt import MqttSink
+    from loupe.floor.outputs.mqtt import MqttSink
 
     image = tmp_path / "part.jpg"
     image.write_bytes(b"jpeg")
@@ -190,8 +190,8 @@ def test_output_credentials_are_named_never_written_and_never_stored(
     import sqlite3
 
     import pytest
-    from loupe.errors import TaskError
-    from loupe.tasks import task_from_dict
+    from loupe.core.errors import TaskError
+    from loupe.core.tasks import task_from_dict
 
     for outputs, pointer in (
         ({"mqtt": {"url": "mqtt://line:hunter2@127.0.0.1"}}, "/mqtt/url"),

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from loupe.errors import TaskError
-from loupe.tasks import builtin_task, task_from_dict
-from loupe.types import Result, Status
-from loupe.verdict import DEFAULT_RULES, Verdict, judge, rules_from_dict
+from loupe.core.errors import TaskError
+from loupe.core.tasks import builtin_task, task_from_dict
+from loupe.core.types import Result, Status
+from loupe.core.verdict import DEFAULT_RULES, Verdict, judge, rules_from_dict
 
 DEFECTS = builtin_task("defects")
 RULES = rules_from_dict(DEFECTS.verdict, DEFECTS.source)

@@ -7,8 +7,8 @@ import threading
 from contextlib import closing
 from pathlib import Path
 
-from loupe.sources.base import Backoff, Capture
-from loupe.sources.watch import WatchSource
+from loupe.floor.sources.base import Backoff, Capture
+from loupe.floor.sources.watch import WatchSource
 
 from tests.floor.conftest import png_bytes
 

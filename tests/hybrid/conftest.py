@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from loupe.backends.cloud import CloudBackend, CloudConfig
+from loupe.core.tasks import Task
 from loupe.escalate.audit import StoreAudit
 from loupe.models.synthetic import SyntheticModel
 from loupe.store.sqlite import Store
-from loupe.tasks import Task
 
 from tests.hybrid.llama_server import LlamaServer
 from tests.hybrid.stub_server import StubCloud

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.cloud import CloudBackend, CloudConfig
+from loupe.core.images.load import load_image
+from loupe.core.types import Status
 from loupe.escalate.audit import audit_rows
 from loupe.escalate.hybrid import Escalator
 from loupe.escalate.policy import escalate
-from loupe.images.load import load_image
 from loupe.models.synthetic import SyntheticModel
 from loupe.store.sqlite import Store
-from loupe.types import Status
 from PIL import Image
 
 from tests.hybrid.conftest import KEY, TASK

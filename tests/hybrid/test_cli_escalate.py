@@ -7,15 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-import loupe.secrets
+import loupe.core.secrets
 import pytest
 from loupe.cli import main
-from loupe.errors import TaskError
+from loupe.core.errors import TaskError
+from loupe.core.tasks import load_task_file
 from loupe.escalate.audit import audit_rows
 from loupe.models.synthetic import SyntheticModel
 from loupe.store.review import ReviewQueue
 from loupe.store.sqlite import Store
-from loupe.tasks import load_task_file
 
 from tests.hybrid.conftest import KEY, TASK, refuse_sockets
 from tests.hybrid.stub_server import StubCloud, completion
@@ -25,7 +25,7 @@ from tests.noise import write_noise_pngs
 @pytest.fixture(autouse=True)
 def _no_real_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
     """The key comes from the environment here; the OS keyring is never touched."""
-    monkeypatch.setattr(loupe.secrets, "_default_keyring", lambda: None)
+    monkeypatch.setattr(loupe.core.secrets, "_default_keyring", lambda: None)
     monkeypatch.delenv("LOUPE_CLOUD_CONFIG", raising=False)
 
 

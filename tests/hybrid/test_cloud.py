@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.cloud import CloudBackend, CloudConfig, encode_image, parse_completion
-from loupe.errors import BackendError
+from loupe.core.errors import BackendError
+from loupe.core.images.load import LoadedImage, load_image
+from loupe.core.types import Result, Status
 from loupe.escalate.audit import audit_rows, totals
-from loupe.images.load import LoadedImage, load_image
 from loupe.store.sqlite import Store
-from loupe.types import Result, Status
 from PIL import Image
 
 from tests.hybrid.conftest import KEY, TASK

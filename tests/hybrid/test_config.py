@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from loupe.errors import TaskError
+from loupe.core.errors import TaskError
+from loupe.core.types import Status
 from loupe.escalate.config import cloud_config_from_dict, policy_from_dict
 from loupe.escalate.policy import Step
-from loupe.types import Status
 
 
 def test_policy_from_dict() -> None:

@@ -12,17 +12,17 @@ import pytest
 from loupe.api import Engine
 from loupe.backends.cloud import CloudBackend
 from loupe.backends.fake import FakeBackend
+from loupe.core.images.boxes import to_normalised
+from loupe.core.images.crops import cut, window
+from loupe.core.images.load import load_image
+from loupe.core.schema.validate import validation_errors
+from loupe.core.tasks import Task
+from loupe.core.types import Status
 from loupe.escalate import Budget, Ledger, Policy, Step, Thresholds, escalate
 from loupe.escalate.audit import audit_rows
 from loupe.escalate.runner import EngineRunner
-from loupe.images.boxes import to_normalised
-from loupe.images.crops import cut, window
-from loupe.images.load import load_image
 from loupe.models.synthetic import SyntheticModel
-from loupe.schema.validate import validation_errors
 from loupe.store.sqlite import Store
-from loupe.tasks import Task
-from loupe.types import Status
 from PIL import Image
 
 from tests.hybrid.stub_server import StubCloud, completion

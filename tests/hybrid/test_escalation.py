@@ -10,14 +10,14 @@ import pytest
 from loupe.api import Engine
 from loupe.backends.cloud import CloudBackend
 from loupe.backends.fake import FakeBackend
+from loupe.core.images.load import LoadedImage, load_image
+from loupe.core.types import Status
 from loupe.escalate import Budget, Ledger, Policy, Step, Thresholds, escalate
 from loupe.escalate.audit import StoreAudit, audit_rows, spend_history
 from loupe.escalate.runner import EngineRunner
-from loupe.images.load import LoadedImage, load_image
 from loupe.models.synthetic import SyntheticModel
 from loupe.store.review import ReviewQueue
 from loupe.store.sqlite import Store
-from loupe.types import Status
 
 from tests.hybrid.conftest import TASK, refuse_sockets
 from tests.hybrid.stub_server import StubCloud, completion, error

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from loupe.api import Engine
 from loupe.backends.cloud import CloudConfig
+from loupe.core.tasks import Task
 from loupe.escalate.audit import audit_rows
 from loupe.escalate.hybrid import Escalator
 from loupe.models.synthetic import SyntheticModel
 from loupe.store.review import ReviewQueue
 from loupe.store.sqlite import Store
-from loupe.tasks import Task
 from PIL import Image
 
 from tests.hybrid.conftest import KEY

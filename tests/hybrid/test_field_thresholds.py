@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from loupe.errors import TaskError
+from loupe.core.errors import TaskError
+from loupe.core.schema.pointers import pointer_problem
+from loupe.core.tasks import task_from_dict
+from loupe.core.types import Result, Status
 from loupe.escalate import Thresholds
 from loupe.escalate.config import policy_from_dict
 from loupe.eval.thresholds import FieldThreshold, Fit
-from loupe.schema.pointers import pointer_problem
-from loupe.tasks import task_from_dict
-from loupe.types import Result, Status
 
 ITEM = {"type": "object", "properties": {"severity": {"type": "integer"}, "label": {"type": "string"}}}
 SCHEMA = {"type": "object", "properties": {"defects": {"type": "array", "items": ITEM},

@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from loupe.core.tasks import load_task_file
 from loupe.escalate.config import policy_from_dict
 from loupe.models.synthetic import SyntheticModel
-from loupe.tasks import load_task_file
 
 from tests.hybrid.test_cli_escalate import _model, _run
 from tests.noise import write_noise_pngs

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import loupe.secrets
+import loupe.core.secrets
 import pytest
 from loupe.cli import main
 from loupe.escalate.audit import audit_rows
@@ -34,7 +34,7 @@ ONE = {**TWO, "properties": {"label": {"enum": ["cat"]}}}  # one answer: the tin
 
 @pytest.fixture(autouse=True)
 def _no_real_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loupe.secrets, "_default_keyring", lambda: None)
+    monkeypatch.setattr(loupe.core.secrets, "_default_keyring", lambda: None)
     monkeypatch.delenv("LOUPE_CLOUD_CONFIG", raising=False)
 
 

@@ -14,13 +14,13 @@ import pytest
 from loupe.api import Engine
 from loupe.backends.worker import WorkerBackend
 from loupe.cli import main
-from loupe.errors import TaskError
+from loupe.core.errors import TaskError
+from loupe.core.tasks import Task
 from loupe.escalate.config import policy_from_dict
 from loupe.escalate.hybrid import Escalator
 from loupe.escalate.local import ModelSpec, registry_backend
 from loupe.models.synthetic import SyntheticModel
 from loupe.store.sqlite import Store
-from loupe.tasks import Task
 
 from tests.noise import write_noise_pngs
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import loupe.secrets
+import loupe.core.secrets
 import pytest
 from loupe.api import Engine
 from loupe.backends.cloud import CloudConfig
@@ -73,7 +73,7 @@ def test_loopback_is_judged_without_dns() -> None:
 
 def test_cli_says_why_nothing_leaves_and_needs_no_key(
         no_sockets: list[Any], tiny_models: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loupe.secrets, "_default_keyring", lambda: None)
+    monkeypatch.setattr(loupe.core.secrets, "_default_keyring", lambda: None)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     task = tmp_path / "digit.json"
     task.write_text(json.dumps({"name": "digit", "instructions": TASK.instructions, "schema": TASK.schema,

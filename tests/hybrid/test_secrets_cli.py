@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from loupe.cli import main
+from loupe.core.secrets import get_api_key, redact, set_api_key
 from loupe.escalate.audit import StoreAudit
-from loupe.secrets import get_api_key, redact, set_api_key
 from loupe.store.sqlite import Store
 
 

@@ -16,8 +16,8 @@ from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.gguf_file import tensor_types
 from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.backends.llama_cpu import ENV, plan
-from loupe.tasks import builtin_task
-from loupe.types import Status
+from loupe.core.tasks import builtin_task
+from loupe.core.types import Status
 
 from bench._models import synthetic
 

@@ -13,10 +13,10 @@ import jsonschema
 import pytest
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.llama_cpp import LlamaCppBackend
-from loupe.errors import TaskError
-from loupe.images.load import LoadedImage
-from loupe.tasks import task_from_dict
-from loupe.types import Status
+from loupe.core.errors import TaskError
+from loupe.core.images.load import LoadedImage
+from loupe.core.tasks import task_from_dict
+from loupe.core.types import Status
 from PIL import Image
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "jsonschema"

@@ -18,9 +18,9 @@ import pytest
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.base import Generation, GenerationRequest
 from loupe.backends.llama_cpp import LlamaCppBackend
-from loupe.errors import ModelLoadError
-from loupe.tasks import builtin_names, builtin_task
-from loupe.types import Status
+from loupe.core.errors import ModelLoadError
+from loupe.core.tasks import builtin_names, builtin_task
+from loupe.core.types import Status
 
 
 def leaves(value: Any, pointer: str = "") -> set[str]:

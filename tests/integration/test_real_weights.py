@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.worker import WorkerBackend
+from loupe.core.tasks import task_from_dict
+from loupe.core.types import Result, Status
 from loupe.models.real import real_gemma3_270m
-from loupe.tasks import task_from_dict
-from loupe.types import Result, Status
 
 from bench.real_text_tasks import TASKS
 
@@ -103,7 +103,7 @@ def _strings(value) -> Iterator[str]:
 
 def test_a_template_fallback_needs_a_known_family(tmp_path: Path):
     from loupe.backends.chat_template import template_source
-    from loupe.errors import ModelLoadError
+    from loupe.core.errors import ModelLoadError
 
     assert template_source("{{ x }}", tmp_path / "m.gguf", "gemma3") == ("{{ x }}", "")  # the file's own first
     text, note = template_source(None, tmp_path / "m.gguf", "idefics3")

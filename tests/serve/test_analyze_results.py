@@ -10,9 +10,9 @@ from typing import Any
 
 import jsonschema
 from loupe.cli import SAMPLE
+from loupe.core.tasks import builtin_task
 from loupe.serve.server import Running
 from loupe.store import Store
-from loupe.tasks import builtin_task
 
 from tests.serve.conftest import MODEL, data_url
 

@@ -12,7 +12,7 @@ import pytest
 from loupe.api import Engine
 from loupe.backends.base import Generation, GenerationRequest
 from loupe.backends.fake import FakeBackend
-from loupe.errors import BackendError
+from loupe.core.errors import BackendError
 from loupe.serve.config import ServeConfig
 from loupe.serve.server import Running, serve_in_thread
 from loupe.serve.worker import Workers

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.backends.reuse import ImageUnit, drop_duplicate_view
-from loupe.errors import BackendError
-from loupe.prompt import MEDIA, user_text
+from loupe.core.errors import BackendError
+from loupe.core.prompt import MEDIA, user_text
 from PIL import Image
 
 from tests.conftest import FAMILIES
@@ -143,7 +143,7 @@ def test_an_image_decoded_both_ways_gets_a_micro_batch_that_holds_it(tiny_models
     they do not fit in one micro-batch. Real Gemma 3 has 256 image tokens against our default n_ubatch of 128, so
     the context's micro-batch grows to the image; a causal model (SmolVLM) keeps its small one."""
     from loupe.api import AnalyzeRequest, Engine
-    from loupe.tasks import builtin_task
+    from loupe.core.tasks import builtin_task
 
     picture = tmp_path / "p.png"
     Image.new("RGB", (160, 120), (90, 120, 150)).save(picture)

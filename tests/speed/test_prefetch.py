@@ -8,11 +8,11 @@ import threading
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.fake import FakeBackend
 from loupe.batch import BatchRunner, open_job
-from loupe.images.files import expand
-from loupe.images.load import LoadedImage, load_image
-from loupe.prefetch import Prefetcher, file_identity, read
+from loupe.core.images.files import expand
+from loupe.core.images.load import LoadedImage, load_image
+from loupe.core.prefetch import Prefetcher, file_identity, read
+from loupe.core.tasks import builtin_task
 from loupe.store import Store
-from loupe.tasks import builtin_task
 
 from tests.store.conftest import make_images
 

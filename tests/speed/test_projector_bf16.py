@@ -15,8 +15,8 @@ from loupe.backends import projector_bf16
 from loupe.backends.gguf_file import projector_type, tensor_kinds
 from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.backends.projector_bf16 import ENV, ProjectorCache, convert, convertible
+from loupe.core.tasks import builtin_task
 from loupe.models.synthetic import SyntheticModel, build
-from loupe.tasks import builtin_task
 
 from tests.conftest import FAMILIES
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from loupe.images.boxes import to_pixels
-from loupe.images.resize import crop, fit
+from loupe.core.images.boxes import to_pixels
+from loupe.core.images.resize import crop, fit
 from PIL import Image
 
 

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from loupe.api.pipeline import prepare
 from loupe.backends.base import Generation, GenerationRequest
 from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.backends.reuse import EmbeddingCache, ImageUnit, reusable_prefix
-from loupe.hardware import physical_cores
-from loupe.images.load import load_image
-from loupe.images.resize import image_tokens_for
+from loupe.core.hardware import physical_cores
+from loupe.core.images.load import load_image
+from loupe.core.images.resize import image_tokens_for
+from loupe.core.prompt import user_text
+from loupe.core.tasks import builtin_task
 from loupe.models.synthetic import SyntheticModel
-from loupe.pipeline import prepare
-from loupe.prompt import user_text
-from loupe.tasks import builtin_task
 from PIL import Image
 
 from tests.conftest import FAMILIES
@@ -147,15 +147,15 @@ def test_physical_cores_counts_smt_siblings_once(tmp_path, monkeypatch):
         topo.mkdir(parents=True)
         (topo / "physical_package_id").write_text("0\n")
         (topo / "core_id").write_text(f"{core}\n")
-    monkeypatch.setattr("loupe.hardware.usable_cpus", lambda: {0, 1, 2, 3})
+    monkeypatch.setattr("loupe.core.hardware.usable_cpus", lambda: {0, 1, 2, 3})
     assert physical_cores(tmp_path) == 2
-    monkeypatch.setattr("loupe.hardware.usable_cpus", lambda: {0, 1, 2, 3, 4})  # cpu4 has no topology
+    monkeypatch.setattr("loupe.core.hardware.usable_cpus", lambda: {0, 1, 2, 3, 4})  # cpu4 has no topology
     assert physical_cores(tmp_path) == 5
 
 
 def test_the_tiling_is_recorded_with_the_resize_so_boxes_map_back(backend, model, tmp_path):
     from loupe.api import AnalyzeRequest, Engine
-    from loupe.images.resize import DETAIL_IMAGE_TOKENS
+    from loupe.core.images.resize import DETAIL_IMAGE_TOKENS
 
     big = tmp_path / "big.jpg"
     Image.new("RGB", (1600, 1200), (90, 120, 150)).save(big)

@@ -8,7 +8,7 @@ import pytest
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.backends.thread_tuner import ThreadTuner
-from loupe.tasks import builtin_task
+from loupe.core.tasks import builtin_task
 
 QUIET = {1: 0.0126, 2: 0.0093}  # s/token measured on the 2-core VM, nothing else running
 BUSY = {1: 0.0147, 2: 0.0508}  # the same with another program keeping one core busy
@@ -116,7 +116,7 @@ def test_the_backend_switches_threads_mid_answer_and_the_answer_is_the_same(tiny
 
 
 def test_a_thread_count_the_user_chose_is_kept_and_the_default_adapts(tiny_models):
-    from loupe.hardware import default_threads
+    from loupe.core.hardware import default_threads
 
     model = tiny_models["smolvlm"]
     fixed = LlamaCppBackend(model.text_path, model.mmproj_path, n_threads=2)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.fake import FakeBackend
+from loupe.core.tasks import Task, builtin_task
+from loupe.core.types import Result
 from loupe.models.synthetic import SyntheticModel, build
-from loupe.tasks import Task, builtin_task
-from loupe.types import Result
 
 from tests.noise import write_noise_pngs
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from loupe.core.tasks import builtin_task
+from loupe.core.types import ImageInfo, Result, Status, Timings, Tokens
 from loupe.store.migrations import migrate
 from loupe.store.records import RESULT_COLUMNS, dumps, result_columns, task_key, task_to_dict
-from loupe.tasks import builtin_task
-from loupe.types import ImageInfo, Result, Status, Timings, Tokens
 
 FIXTURE = Path(__file__).parent / "fixtures" / "loupe-v1.db"
 STAMP = "2025-01-02T03:04:05.000+00:00"

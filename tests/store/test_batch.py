@@ -9,9 +9,9 @@ import threading
 
 import pytest
 from loupe.batch import BatchRunner, ItemOutcome, LazyEngine, open_job, stop_on_sigint
-from loupe.images.files import expand
+from loupe.core.images.files import expand
+from loupe.core.tasks import builtin_task
 from loupe.store import Store
-from loupe.tasks import builtin_task
 
 from tests.store.conftest import fake_analyze, make_images
 

@@ -127,9 +127,9 @@ def test_a_full_disk_mid_batch_is_one_line_and_the_job_resumes_after(tmp_path):
     from loupe.api import AnalyzeRequest, Engine
     from loupe.backends.fake import FakeBackend
     from loupe.batch import BatchRunner, open_job
-    from loupe.errors import LoupeError
+    from loupe.core.errors import LoupeError
+    from loupe.core.tasks import builtin_task
     from loupe.store import Store
-    from loupe.tasks import builtin_task
 
     from tests.store.conftest import DEFECTS_OUT, make_images
 

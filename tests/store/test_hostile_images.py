@@ -10,9 +10,9 @@ import sqlite3
 import time
 
 from loupe.cli import main
-from loupe.errors import ImageError
-from loupe.images.files import IMAGE_EXTENSIONS
-from loupe.images.load import load_image
+from loupe.core.errors import ImageError
+from loupe.core.images.files import IMAGE_EXTENSIONS
+from loupe.core.images.load import load_image
 
 from tests.hostile_images import corpus
 

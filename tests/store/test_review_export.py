@@ -13,11 +13,11 @@ from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.fake import FakeBackend
 from loupe.batch import BatchRunner, open_job
 from loupe.cli import main
+from loupe.core.tasks import Task
+from loupe.core.types import Result
 from loupe.export.images import COLORS
 from loupe.export.rows import flatten
 from loupe.store import ReviewQueue, Store
-from loupe.tasks import Task
-from loupe.types import Result
 from PIL import Image
 
 from tests.store.conftest import DEFECTS_OUT, make_images

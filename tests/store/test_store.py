@@ -7,11 +7,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from loupe.core.tasks import builtin_task
+from loupe.core.types import Box, ImageInfo, Result, Status, Timings, Tokens
 from loupe.store import SCHEMA_VERSION, ReviewQueue, Store, StoreError, default_db_path
 from loupe.store.migrations import migrate
 from loupe.store.sqlite import DuplicateResultError
-from loupe.tasks import builtin_task
-from loupe.types import Box, ImageInfo, Result, Status, Timings, Tokens
 
 from tests.store.make_fixture import FIXTURE, V1_RESULT
 

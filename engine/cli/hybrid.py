@@ -1,0 +1,234 @@
+"""`loupe audit` (what left the machine) and `loupe cloud` (presets, API key into the OS keyring)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import getpass
+import json
+import os
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import yaml
+from loupe.backends.cloud import PRESETS, CloudConfig
+from loupe.core.errors import BackendError, TaskError
+from loupe.core.secrets import get_api_key, set_api_key
+from loupe.core.tasks import Task
+from loupe.core.types import Result
+from loupe.escalate.audit import audit_rows, totals
+from loupe.escalate.config import cloud_config_from_dict
+from loupe.store.sqlite import Store, default_db_path
+
+if TYPE_CHECKING:  # the ladder pulls in the whole engine; loaded only with --escalate
+    from loupe.api import Engine
+    from loupe.escalate.hybrid import Escalator
+
+CLOUD_CONFIG_ENV = "LOUPE_CLOUD_CONFIG"
+Ladder = Callable[[list[str]], tuple[Result, list[dict[str, Any]] | None]]
+
+AUDIT_COLUMNS = ("id", "at", "job_id", "destination", "model", "status", "bytes_out", "bytes_in", "prompt_tokens",
+                 "completion_tokens", "cost_usd", "image_sha256", "source_sha256")
+
+
+def add_parsers(sub: Any) -> None:
+    """Register `audit` and `cloud` on the `loupe` parser."""
+    a = sub.add_parser("audit", help="every request that left the machine: when, where, bytes, images, cost")
+    a.add_argument("--job", type=int, help="only this job's requests")
+    a.add_argument("--out", help="write them to a .csv or .jsonl file")
+    a.add_argument("--db", help="the results store (default: $LOUPE_DB, else loupe.db in the user data dir)")
+    a.add_argument("--json", action="store_true", help="machine-readable output only")
+
+    c = sub.add_parser("cloud", help="cloud presets; store a provider's API key in the OS keyring")
+    csub = c.add_subparsers(dest="action", required=True)
+    cp = csub.add_parser("presets", help="the known providers and their endpoints")
+    cp.add_argument("--json", action="store_true")
+    ck = csub.add_parser("key", help="read an API key from stdin (or a prompt) into the OS keyring")
+    ck.add_argument("provider", choices=sorted(PRESETS))
+    ck.add_argument("--json", action="store_true")
+    ct = csub.add_parser("test", help="send one short text request (no image) to the configured endpoint; audited")
+    ct.add_argument("--cloud-config", metavar="FILE",
+                    help=f"cloud settings (default: ${CLOUD_CONFIG_ENV}); the cloud must be enabled there")
+    ct.add_argument("--db", help="where the request is audited (default: $LOUPE_DB, else loupe.db in the user "
+                                 "data dir)")
+    ct.add_argument("--json", action="store_true")
+
+
+def add_escalate_args(sp: argparse.ArgumentParser, *, db: bool = False) -> None:
+    """`--escalate` and `--cloud-config` (and `--db`, where the command has none, for the audit trail)."""
+    sp.add_argument("--escalate", action="store_true",
+                    help="climb the task file's `escalation` ladder for doubtful results (local rungs only unless "
+                         "both the task and the cloud settings enable the cloud)")
+    sp.add_argument("--cloud-config", metavar="FILE",
+                    help=f"cloud settings (.toml, .json, .yaml; default: ${CLOUD_CONFIG_ENV}); keys stay in the "
+                         "keyring")
+    if db:
+        sp.add_argument("--db", help="where cloud requests are audited (default: $LOUPE_DB, else loupe.db in the user "
+                                     "data dir)")
+
+
+def load_cloud_config(path: str | None) -> CloudConfig | None:
+    """The cloud settings from `path` (or $LOUPE_CLOUD_CONFIG): the whole file, or its `cloud` table; None without."""
+    path = path or os.environ.get(CLOUD_CONFIG_ENV) or None
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TaskError(str(p), f"cannot read cloud settings ({exc.strerror or exc})") from None
+    try:
+        raw = tomllib.loads(text) if p.suffix.lower() == ".toml" else (
+            json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text))
+    except (ValueError, yaml.YAMLError) as exc:
+        raise TaskError(str(p), f"cannot parse cloud settings: {str(exc).splitlines()[0] if str(exc) else exc}") \
+            from None
+    if isinstance(raw, dict) and isinstance(raw.get("cloud"), dict):
+        raw = raw["cloud"]
+    return cloud_config_from_dict(raw, str(p))
+
+
+def escalation_settings(args: argparse.Namespace, task: Task) -> dict[str, Any]:
+    """What --escalate adds to a batch job's settings (nothing without it)."""
+    if not getattr(args, "escalate", False):
+        return {}
+    from loupe.escalate.hybrid import settings_key
+
+    return settings_key(task, load_cloud_config(args.cloud_config))
+
+
+def escalator(args: argparse.Namespace, task: Task, local: Callable[[], Engine], err: TextIO, *,
+              store: Store | None = None, job_id: int | None = None) -> Escalator:
+    """The ladder for --escalate: the API key from the keyring (env fallback), a note on where data may go."""
+    from loupe.escalate.hybrid import Escalator, cloud_allowed, offline_veto
+
+    cloud = load_cloud_config(args.cloud_config)
+    threads = getattr(args, "threads", None)
+    if not cloud_allowed(task, cloud):
+        print("note: escalating on this machine only (the cloud is off for this task or in the settings)", file=err)
+        return Escalator(task, local, cloud, threads=threads)
+    veto = offline_veto(cloud)
+    if veto is not None:
+        print(f"note: escalating on this machine only: {veto}; cases that need the cloud go to review", file=err)
+        return Escalator(task, local, cloud, threads=threads)
+    assert cloud is not None
+    base_url, model = cloud.resolved()
+    env = PRESETS[cloud.preset].key_env
+    key = get_api_key(cloud.preset, env)
+    if key is None and env:
+        raise BackendError(f"cloud: no API key for {cloud.preset}; run `loupe cloud key {cloud.preset}` or set ${env}")
+    print(f"note: doubtful results may be sent to {base_url} ({model}); every request is audited "
+          "(`loupe audit`)", file=err)
+    return Escalator(task, local, cloud, api_key=key, store=store, job_id=job_id, threads=threads)
+
+
+@contextmanager
+def ladder_for(args: argparse.Namespace, task: Task, engine: Engine, err: TextIO) -> Iterator[Ladder | None]:
+    """For `analyze`: None without --escalate, else a function (images -> result, its ladder records)."""
+    if not getattr(args, "escalate", False):
+        yield None
+        return
+    from loupe.escalate.hybrid import cloud_allowed, offline_veto
+
+    store = None
+    cloud = load_cloud_config(args.cloud_config)
+    if cloud_allowed(task, cloud) and offline_veto(cloud) is None:  # the audit trail needs the store
+        store = Store(Path(args.db).expanduser() if args.db else default_db_path())
+    try:
+        ladder = escalator(args, task, lambda: engine, err, store=store)
+        try:
+            def run(paths: list[str]) -> tuple[Result, list[dict[str, Any]] | None]:
+                esc = ladder(paths, task)
+                return esc.result, esc.records()
+
+            yield run
+        finally:
+            ladder.close()
+    finally:
+        if store is not None:
+            store.close()
+
+
+def ladder_text(steps: list[dict[str, Any]] | None) -> str:
+    """One `ladder` line for `--pretty` output (empty without escalation)."""
+    if not steps:
+        return ""
+    parts = [f"{s['step']} {s.get('outcome', '')}".strip() + (f" ({s['why']})" if s["step"] == "review" else "")
+             for s in steps]
+    return "ladder  " + " -> ".join(parts) + "\n"
+
+
+def run_hybrid(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Run `audit` or `cloud`."""
+    return _COMMANDS[args.command](args, out, err)
+
+
+def _audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    with Store(Path(args.db).expanduser() if args.db else default_db_path()) as store:
+        rows = audit_rows(store, job_id=args.job)
+    if args.out:
+        _write(Path(args.out), rows)
+    if args.json:
+        out.write(json.dumps({"totals": totals(rows), "requests": [] if args.out else rows}) + "\n")
+        return 0
+    for r in [] if args.out else rows:
+        out.write(f"{r['at']}  {r['destination']}  {r.get('model', '')}  {r.get('status')}  "
+                  f"out {r.get('bytes_out', 0)} B  in {r.get('bytes_in', 0)} B  ${r.get('cost_usd', 0):.6f}\n")
+    t = totals(rows)
+    print(f"{t['requests']} request(s), {t['bytes_out']} B out, {t['bytes_in']} B in, ~${t['cost_usd']:.6f}"
+          + (f"; written to {args.out}" if args.out else ""), file=err)
+    return 0
+
+
+def _write(path: Path, rows: list[dict[str, Any]]) -> None:
+    if path.suffix.lower() == ".csv":
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, AUDIT_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: " ".join(v) if isinstance(v, list) else v for k, v in r.items()})
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _cloud_test(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`loupe cloud test`: the desktop's Test connection, from the command line (exit 0 only when it answered)."""
+    from loupe.escalate.connection import ConnectionCheck, check_connection
+
+    cloud = load_cloud_config(args.cloud_config)
+    if cloud is None:
+        check = ConnectionCheck("refused", f"no cloud settings: pass --cloud-config FILE or set ${CLOUD_CONFIG_ENV}")
+    else:
+        env = PRESETS[cloud.preset].key_env
+        with Store(Path(args.db).expanduser() if args.db else default_db_path()) as store:
+            check = check_connection(cloud, get_api_key(cloud.preset, env), store)
+    if args.json:
+        out.write(json.dumps({"verdict": check.verdict, "message": check.message}) + "\n")
+    else:
+        out.write(f"{check.verdict}: {check.message}\n")
+    return 0 if check.ok else 1
+
+
+def _cloud(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.action == "test":
+        return _cloud_test(args, out, err)
+    if args.action == "presets":
+        table = {name: {"base_url": p.base_url, "model": p.model, "key_env": p.key_env} for name, p in PRESETS.items()}
+        if args.json:
+            out.write(json.dumps(table) + "\n")
+        else:
+            for name, p in table.items():
+                out.write(f"{name:18} {p['base_url']}  {p['model'] or '-'}  {p['key_env'] or '(no key)'}\n")
+        return 0
+    key = getpass.getpass(f"{args.provider} API key: ")
+    set_api_key(args.provider, key.strip())
+    print(f"stored the {args.provider} key in the OS keyring", file=err)
+    if args.json:
+        out.write(json.dumps({"stored": args.provider}) + "\n")
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {"audit": _audit, "cloud": _cloud}

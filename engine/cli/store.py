@@ -1,0 +1,298 @@
+"""`loupe batch | review | export`: the command side of the results store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from loupe.cli import CliError, expand, open_backend, pick_task
+from loupe.core.types import Status
+from loupe.export import FORMATS, SUFFIXES, write_labelled, write_overlays
+from loupe.store import ReviewQueue, Store, StoredResult, default_db_path
+
+if TYPE_CHECKING:  # the batch runner pulls in the whole engine; loaded when a batch runs
+    from loupe.batch import BatchSummary, ItemOutcome
+
+SELECTIONS: dict[str, Callable[[Store, int], list[StoredResult]]] = {
+    "all": lambda store, job: store.results(job),
+    "review": lambda store, job: ReviewQueue(store).pending(job),
+    "labelled": lambda store, job: ReviewQueue(store).labelled(job),
+}
+
+
+def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Register batch, review and export on the `loupe` parser."""
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--db", help="the results store (default: $LOUPE_DB, else loupe.db in the user data dir)")
+        sp.add_argument("--json", action="store_true", help="machine-readable output only")
+
+    b = sub.add_parser("batch", help="analyse images or folders into the results store (resumable)")
+    b.add_argument("inputs", nargs="*", metavar="IMAGE|DIR")
+    g = b.add_mutually_exclusive_group()
+    g.add_argument("--task", default=None, help="built-in task (default: defects)")
+    g.add_argument("--task-file", help="a task file (.json, .yaml, .toml) with schema and instructions")
+    model_args(b)
+    b.add_argument("--max-tokens", type=int, help="override the task's max tokens")
+    b.add_argument("--detail", help="image detail: low, high or a longest edge in pixels")
+    b.add_argument("--resume", type=int, metavar="JOB", help="continue a stopped job with its own inputs and model")
+    common(b)
+    from loupe.cli.hybrid import add_escalate_args
+
+    add_escalate_args(b)
+
+    r = sub.add_parser("review", help="results that need a person: list, accept, edit, reject")
+    rsub = r.add_subparsers(dest="action", required=True)
+    rl = rsub.add_parser("list", help="the review queue of a job (default: the latest), lowest confidence first")
+    rl.add_argument("job", nargs="?", type=int)
+    common(rl)
+    for action, text in (("accept", "the answer is right"), ("edit", "store corrected data (checked against the "
+                         "task's schema)"), ("reject", "the answer is wrong")):
+        ra = rsub.add_parser(action, help=text)
+        ra.add_argument("result", type=int, metavar="RESULT")
+        if action == "edit":
+            ra.add_argument("data", metavar="JSON|@FILE", help="the corrected data, or @file.json")
+        ra.add_argument("--note", default="")
+        common(ra)
+
+    e = sub.add_parser("export", help="write a job's results (default: the latest job) for other tools")
+    e.add_argument("job", nargs="?", type=int)
+    e.add_argument("--out", help="output file (or folder with --labelled)")
+    e.add_argument("--format", choices=sorted(FORMATS), help="default: from --out's suffix, else jsonl")
+    e.add_argument("--overlays", metavar="DIR", help="also write PNGs with the boxes drawn, label and confidence")
+    e.add_argument("--select", choices=sorted(SELECTIONS), default="all", help="which results (default: all)")
+    e.add_argument("--labelled", action="store_true",
+                   help="accepted and edited results (of JOB, else of every job) as images/ + labels.jsonl in --out")
+    common(e)
+
+
+def run_store(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Run one of the store commands."""
+    return _COMMANDS[args.command](args, out, err)
+
+
+def _db(args: argparse.Namespace) -> Store:
+    return Store(Path(args.db).expanduser() if args.db else default_db_path())
+
+
+# -- batch ----------------------------------------------------------------------------------------
+def _model_files(args: argparse.Namespace) -> tuple[str, list[Path]]:
+    """The model's name and files, found without loading it (its file names and sizes key the cache)."""
+    if args.model_path or args.mmproj:
+        if not (args.model_path and args.mmproj):
+            raise CliError("--model-path and --mmproj go together")
+        files = [Path(args.model_path).resolve(), Path(args.mmproj).resolve()]
+        name = files[0].stem
+    else:
+        from loupe.models.catalog import load_catalog
+        from loupe.models.store import ModelStore, default_model_root
+
+        name = args.model or load_catalog().default
+        resolved = ModelStore(default_model_root()).resolve(name)
+        files = [resolved.text_path, resolved.mmproj_path]
+    for f in files:
+        if not f.is_file():
+            raise CliError(f"model file not found: {f}")
+    return name, files
+
+
+def _start(store: Store, args: argparse.Namespace) -> tuple[int, argparse.Namespace]:
+    """The job to run (resumed or new) and the model arguments to load it with."""
+    from loupe.batch import open_job
+
+    if args.resume is not None:
+        given = (args.inputs, args.task, args.task_file, args.model, args.model_path, args.mmproj, args.max_tokens,
+                 args.detail)
+        if any(given) or args.escalate or args.cloud_config:
+            raise CliError("--resume JOB runs the job's own inputs, task and model; give only --db, --threads, --json")
+        job = store.job(args.resume)
+        launch = job.launch
+        if "inputs" not in launch:
+            raise CliError(f"job {job.id} was not started by `loupe batch`; resume it where it was started")
+        store.add_items(job.id, [os.path.abspath(p) for p in expand(launch["inputs"])])
+        return job.id, argparse.Namespace(model=launch.get("model"), model_path=launch.get("model_path"),
+                                          mmproj=launch.get("mmproj"), threads=args.threads,
+                                          escalate=launch.get("escalate", False),
+                                          cloud_config=launch.get("cloud_config"))
+    if not args.inputs:
+        raise CliError("give images or folders to analyse, or --resume JOB")
+    args.task = args.task or "defects"
+    task = pick_task(args)
+    inputs = [os.path.abspath(i) for i in args.inputs]
+    paths = [os.path.abspath(p) for p in expand(inputs)]
+    if not paths:
+        raise CliError("no images found in " + " ".join(args.inputs))
+    name, files = _model_files(args)
+    from loupe.cli.hybrid import escalation_settings
+
+    settings = {"backend": "llama_cpp", "model_files": [[f.name, f.stat().st_size] for f in files],
+                **escalation_settings(args, task)}
+    launch = {"inputs": inputs, "model": args.model,
+              "model_path": str(files[0]) if args.model_path else None,
+              "mmproj": str(files[1]) if args.model_path else None}
+    if args.escalate:
+        launch.update(escalate=True, cloud_config=args.cloud_config and os.path.abspath(args.cloud_config))
+    job, _ = open_job(store, inputs=inputs, paths=paths, task=task, model=name, settings=settings, launch=launch)
+    return job.id, args
+
+
+@contextmanager
+def _progress(store: Store, job_id: int, err: TextIO, bar_on: bool, quiet: bool) -> Iterator[Callable[[ItemOutcome],
+                                                                                                       None]]:
+    """A per-item callback: a rich bar (rate + ETA) on a terminal, and a line per failed image unless quiet."""
+    def report(outcome: ItemOutcome, say: Callable[[str], None]) -> None:
+        if not quiet and outcome.result.status is Status.ERROR:
+            say(f"error: {outcome.result.error}")
+
+    if not bar_on:
+        yield lambda o: report(o, lambda line: print(line, file=err))
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(f"{task.speed:.1f} img/s" if task.speed else "… img/s")
+
+    counts = store.counts(job_id)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=Console(file=err)) as bar:
+        tid = bar.add_task(f"job {job_id}", total=counts["items"], completed=counts["done"])
+
+        def advance(outcome: ItemOutcome) -> None:
+            report(outcome, bar.console.print)
+            bar.advance(tid)
+
+        yield advance
+
+
+def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Analyse into the store, one committed result per image; re-run or --resume to continue."""
+    from loupe.api import Engine
+    from loupe.batch import BatchRunner, LazyEngine, stop_on_sigint
+    from loupe.core.prefetch import Prefetcher
+
+    with _db(args) as store:
+        job_id, model_ns = _start(store, args)
+
+        def load() -> Engine:
+            backend, name = open_backend(model_ns, err)
+            return Engine(backend, model=name)
+
+        lazy = LazyEngine(load)
+        analyze: Any = lazy.analyze
+        ladder = None
+        if model_ns.escalate:
+            from loupe.cli.hybrid import escalator
+
+            ladder = escalator(model_ns, store.job(job_id).task, lazy.get, err, store=store, job_id=job_id)
+            analyze = lambda path, task: ladder([path], task)  # noqa: E731
+        stop = threading.Event()
+        prefetch = None if ladder is not None else Prefetcher()  # the ladder reads its images itself
+
+        def notice() -> None:
+            print("stopping after the current image (Ctrl-C again to stop now)", file=err)
+
+        try:
+            with stop_on_sigint(stop, notice), \
+                    _progress(store, job_id, err, not args.json and err.isatty(), args.json) as on_item:
+                summary = BatchRunner(store, analyze, prefetch=prefetch).run(job_id, stop=stop, on_item=on_item)
+        finally:
+            if prefetch is not None:
+                prefetch.close()
+            if ladder is not None:
+                ladder.close()
+            lazy.close()
+        _report(summary, store, args, out, err)
+    if summary.stopped:
+        return 130
+    return 1 if summary.errors else 0
+
+
+def _report(s: BatchSummary, store: Store, args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    if args.json:
+        out.write(json.dumps(s.to_dict()) + "\n")
+    else:
+        out.write(f"job {s.job}: {s.items} images, {s.done} done ({s.cached} from the store), {s.errors} errors, "
+                  f"{s.review} to review; results in {store.path}\n")
+    if s.stopped:
+        print(f"stopped; continue with `loupe batch --resume {s.job}` (or run the same command again)", file=err)
+
+
+# -- review ---------------------------------------------------------------------------------------
+def _queue_line(s: StoredResult) -> dict[str, Any]:
+    low = min(s.result.confidence.items(), key=lambda kv: kv[1], default=(None, None))
+    return {"result": s.id, "job": s.job_id, "path": s.path, "status": s.result.status.value,
+            "min_confidence": low[1], "lowest": low[0], "error": s.result.error, "data": s.result.data}
+
+
+def cmd_review(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """List the review queue, or record a decision on one result."""
+    with _db(args) as store:
+        queue = ReviewQueue(store)
+        if args.action == "list":
+            for s in queue.pending(args.job):
+                line = _queue_line(s)
+                if args.json:
+                    out.write(json.dumps(line, ensure_ascii=False) + "\n")
+                else:
+                    conf = "  -  " if line["min_confidence"] is None else f"{line['min_confidence']:.2f}"
+                    why = line["error"] or f"lowest {line['lowest']}"
+                    out.write(f"{s.id:>6}  {conf}  {line['status']:<9} {s.path}  ({why})\n")
+            return 0
+        if args.action == "edit":
+            text = Path(args.data[1:]).read_text(encoding="utf-8") if args.data.startswith("@") else args.data
+            review = queue.edit_json(args.result, text, note=args.note)
+        else:
+            review = getattr(queue, args.action)(args.result, note=args.note)
+        if args.json:
+            out.write(json.dumps({"result": review.result_id, "review": review.id, "decision": review.decision}) + "\n")
+        else:
+            out.write(f"result {review.result_id}: {review.decision} recorded\n")
+    return 0
+
+
+# -- export ---------------------------------------------------------------------------------------
+def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Write results in a format other tools read, overlay images, or the labelled set."""
+    report: dict[str, Any] = {}
+    with _db(args) as store:
+        if args.labelled:
+            if not args.out or args.format or args.overlays or args.select != "all":
+                raise CliError("--labelled takes --out DIR only (it writes images/, labels.jsonl and tasks.json)")
+            written = write_labelled(store, ReviewQueue(store).labelled(args.job), Path(args.out))
+            report.update(labelled=written.written, out=args.out, skipped=list(written.skipped))
+        else:
+            if not args.out and not args.overlays:
+                raise CliError("give --out PATH (and --format), --overlays DIR, or both")
+            job = store.job(args.job) if args.job is not None else store.latest_job()
+            results = SELECTIONS[args.select](store, job.id)
+            report["job"] = job.id
+            if args.out:
+                fmt = args.format or SUFFIXES.get(Path(args.out).suffix.lower(), "jsonl")
+                report.update(format=fmt, out=args.out, written=FORMATS[fmt](results, Path(args.out)))
+            if args.overlays:
+                written = write_overlays(results, Path(args.overlays))
+                report.update(overlays=written.written, overlays_dir=args.overlays, skipped=list(written.skipped))
+    if args.json:
+        out.write(json.dumps(report) + "\n")
+    else:
+        out.write(", ".join(f"{k} {v}" for k, v in report.items() if k != "skipped") + "\n")
+        for problem in report.get("skipped", []):
+            print(f"skipped: {problem}", file=err)
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
+    "batch": cmd_batch,
+    "review": cmd_review,
+    "export": cmd_export,
+}

@@ -1,0 +1,230 @@
+"""The schema is a contract: check schemas when a task loads, validate every result after decoding."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Iterator
+from fractions import Fraction
+from typing import Any
+
+import jsonschema
+import regex
+from jsonschema import _legacy_keywords
+from jsonschema import exceptions as js_exc
+from jsonschema.validators import validator_for
+from loupe.core.schema.formats import STRICT, compiled, with_authority
+from loupe.core.schema.limits import document_problem
+from referencing import Registry
+from referencing.exceptions import NoSuchResource, Unresolvable
+
+
+def _never_fetch(uri: str) -> Any:
+    """A `$ref` outside the document is never retrieved (no HTTP, no files): it is simply not there."""
+    raise NoSuchResource(ref=uri)
+
+
+# every validator Loupe builds resolves references in this registry: the document itself (its embedded `$id`
+# resources included, found by crawling it) and nothing else. Without one, jsonschema falls back to its deprecated
+# RefResolver, which fetches any http(s) URL a `$ref` names.
+NO_REMOTE = Registry(retrieve=_never_fetch)  # type: ignore[call-arg]
+
+
+def pointer_of(path: Iterable[Any]) -> str:
+    """A JSON Pointer (RFC 6901) for a jsonschema error path ("" is the whole document)."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+def schema_problem(schema: Any) -> tuple[str, str] | None:
+    """None when `schema` is a usable JSON Schema, else (message, JSON Pointer of the bad part)."""
+    if not isinstance(schema, dict | bool):
+        return (f"a JSON Schema must be an object or a boolean, not {type(schema).__name__}", "")
+    if isinstance(schema, bool):
+        return None
+    too_big = document_problem(schema)
+    if too_big:
+        return too_big
+    cls = validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        cls.check_schema(schema, format_checker=FORMAT_CHECKER)  # `pattern` values checked as ECMA-262 regexes
+    except js_exc.SchemaError as err:
+        best = js_exc.best_match([err]) if err.context else err
+        return (best.message, pointer_of(best.path))
+    bad_ref = _unresolvable_ref(schema, cls)
+    if bad_ref:
+        return bad_ref
+    try:  # unresolvable $ref shows up only when used; exercise them now
+        validator = cls(schema, registry=NO_REMOTE)
+        validator.is_valid(None)
+        validator.is_valid({})
+        validator.is_valid([])
+    except js_exc._RefResolutionError as err:  # type: ignore[attr-defined]
+        return (f"unresolvable $ref: {err}", "")
+    except Unresolvable as err:
+        return (f"$ref {err.ref!r} does not resolve inside the schema; Loupe never fetches schemas "
+                "(inline it under $defs)", "")
+    except RecursionError:
+        return ("the schema refers to itself without end (a $ref cycle that consumes no input)", "")
+    return None
+
+
+def _exact_multiple_of(validator: Any, d_b: Any, instance: Any, schema: Any) -> Iterator[js_exc.ValidationError]:
+    """`multipleOf` in exact decimal arithmetic (jsonschema's float division rejects 19.99 / 0.01)."""
+    if not validator.is_type(instance, "number") or not validator.is_type(d_b, "number"):
+        return
+    try:
+        exact = Fraction(str(instance)) % Fraction(str(d_b)) == 0
+    except (ValueError, ZeroDivisionError, OverflowError):
+        exact = False
+    if not exact:
+        yield js_exc.ValidationError(f"{instance!r} is not a multiple of {d_b}")
+
+
+def _format_checker() -> jsonschema.FormatChecker:
+    """Every format this jsonschema checks, whatever the schema's draft, plus IRIs without a GPL parser."""
+    checker = jsonschema.FormatChecker()
+    checker.checkers = dict(jsonschema.Draft202012Validator.FORMAT_CHECKER.checkers)
+    for name, pattern in (("iri", _IRI), ("iri-reference", _IRI_REFERENCE)):
+        if name not in checker.checkers:
+            checker.checks(name)(lambda value, p=pattern: not isinstance(value, str) or bool(p.fullmatch(value)))
+    for name, check in STRICT.items():  # stricter than jsonschema's (loupe.core.schema.formats)
+        checker.checks(name)(check)
+    for name in ("uri", "uri-reference", "iri", "iri-reference"):  # and their hosts checked as RFC 3986 says
+        if name in checker.checkers:
+            checker.checks(name)(with_authority(checker.checkers[name][0]))
+    return checker
+
+
+# RFC 3987 in outline: a scheme, then no spaces, controls or characters RFC 3986 excludes
+_IRI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`\x00-\x1f\x7f]*")
+_IRI_REFERENCE = re.compile(r"[^\s<>\"{}|\\^`\x00-\x1f\x7f]*")
+FORMAT_CHECKER = _format_checker()
+
+
+PATTERN_TIMEOUT_S = 0.25  # per regex search of a user's value: Python's `re` backtracks without bound
+
+
+class PatternTimeout(Exception):
+    """A `pattern` / `patternProperties` regex took too long on a value (catastrophic backtracking)."""
+
+    def __init__(self, pattern: str) -> None:
+        super().__init__(pattern)
+        self.pattern = pattern
+
+
+def _search(pattern: str, text: str) -> bool:
+    """Whether `pattern` matches somewhere in `text`, within PATTERN_TIMEOUT_S (the `regex` module's timeout)."""
+    try:
+        return compiled(pattern).search(text, timeout=PATTERN_TIMEOUT_S) is not None
+    except TimeoutError:
+        raise PatternTimeout(pattern) from None
+    except regex.error:  # not an ECMA-262 regex (a task's are refused when it loads): nothing matches it
+        return False
+
+
+def _pattern(validator: Any, patrn: str, instance: Any, schema: Any) -> Iterator[js_exc.ValidationError]:
+    if validator.is_type(instance, "string") and not _search(patrn, instance):
+        yield js_exc.ValidationError(f"{instance!r} does not match {patrn!r}")
+
+
+def _pattern_properties(validator: Any, pp: dict[str, Any], instance: Any, schema: Any
+                        ) -> Iterator[js_exc.ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in pp.items():
+        for k, v in instance.items():
+            if _search(pattern, k):
+                yield from validator.descend(v, subschema, path=k, schema_path=pattern)
+
+
+def _additional_properties(validator: Any, ap: Any, instance: Any, schema: Any) -> Iterator[js_exc.ValidationError]:
+    """jsonschema's own rule, with its patternProperties matches made through `_search`."""
+    if not validator.is_type(instance, "object"):
+        return
+    properties, patterns = schema.get("properties", {}), schema.get("patternProperties", {})
+    extras = sorted((k for k in instance if k not in properties and not any(_search(p, k) for p in patterns)),
+                    key=str)
+    if validator.is_type(ap, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], ap, path=extra)
+    elif ap is False and extras:
+        if patterns:
+            joined = ", ".join(repr(e) for e in extras)
+            listed = ", ".join(repr(p) for p in sorted(patterns))
+            yield js_exc.ValidationError(f"{joined} {'does' if len(extras) == 1 else 'do'} not match any of the "
+                                         f"regexes: {listed}")
+        else:
+            were = "was" if len(extras) == 1 else "were"
+            yield js_exc.ValidationError(f"Additional properties are not allowed "
+                                         f"({', '.join(repr(e) for e in extras)} {were} unexpected)")
+
+
+@functools.cache
+def _exact_class(cls: type) -> Any:
+    """`cls` with exact multipleOf, the legacy `dependencies` keyword, and regexes that cannot hang (built once per
+    draft)."""
+    keywords: dict[str, Any] = {"multipleOf": _exact_multiple_of, "pattern": _pattern,
+                                "patternProperties": _pattern_properties,
+                                "additionalProperties": _additional_properties}
+    if "dependencies" not in cls.VALIDATORS:  # type: ignore[attr-defined]  # 2019-09+ split it in two
+        keywords["dependencies"] = _legacy_keywords.dependencies_draft4_draft6_draft7
+    return jsonschema.validators.extend(cls, keywords)
+
+
+def _validator(schema: Any) -> Any:
+    cls = validator_for(schema, default=jsonschema.Draft202012Validator)
+    # every format this jsonschema knows, whatever the draft: a draft-04 schema saying "iri" means an IRI
+    return _exact_class(cls)(schema, format_checker=FORMAT_CHECKER, registry=NO_REMOTE)
+
+
+def _refs(node: Any, pointer: str = "") -> Iterator[tuple[str, str]]:
+    """(JSON Pointer of the `$ref`, its value) everywhere in a schema."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            p = f"{pointer}/{str(k).replace('~', '~0').replace('/', '~1')}"
+            if k == "$ref" and isinstance(v, str):
+                yield p, v
+            else:
+                yield from _refs(v, p)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _refs(v, f"{pointer}/{i}")
+
+
+def _unresolvable_ref(schema: dict[str, Any], cls: Any) -> tuple[str, str] | None:
+    """Every `$ref` must resolve inside the document; remote ones are never fetched, so they are refused. Refs are
+    looked up from the root; one that only resolves against a nested `$id` is checked when validation uses it."""
+    resolver = cls(schema, registry=NO_REMOTE)._resolver
+    nested_ids = _has_ids({k: v for k, v in schema.items() if k not in ("$id", "id")})
+    for pointer, ref in _refs(schema):
+        try:
+            resolver.lookup(ref)
+        except Unresolvable:
+            if ref.startswith("#") or not nested_ids:
+                return (f"$ref {ref!r} does not resolve inside the schema; Loupe never fetches schemas "
+                        "(inline it under $defs)", pointer)
+        except Exception as err:  # a malformed pointer or URI
+            return (f"unresolvable $ref {ref!r}: {type(err).__name__}", pointer)
+    return None
+
+
+def _has_ids(node: Any) -> bool:
+    if isinstance(node, dict):
+        return any(k in ("$id", "id") and isinstance(v, str) for k, v in node.items()) or any(
+            _has_ids(v) for v in node.values())
+    return isinstance(node, list) and any(_has_ids(v) for v in node)
+
+
+def validation_errors(schema: Any, instance: Any, limit: int = 5) -> list[str]:
+    """Validator messages (with the JSON Pointer of each bad value), best first; [] when valid."""
+    validator = _validator(schema)
+    try:
+        errors = sorted(validator.iter_errors(instance), key=js_exc.relevance)
+    except Unresolvable as err:  # a $ref that points outside the document: never fetched, so never satisfied
+        return [f"/: $ref {err.ref!r} does not resolve inside the schema (never fetched)"]
+    except PatternTimeout as err:
+        return [f"/: the pattern {err.pattern!r} took over {PATTERN_TIMEOUT_S} s on this value, so it is not "
+                "accepted (simplify the pattern)"]
+    except RecursionError:
+        return ["/: the schema refers to itself without end ($ref cycle) or nests too deeply"]
+    return [f"{pointer_of(e.absolute_path) or '/'}: {e.message}" for e in errors[:limit]]

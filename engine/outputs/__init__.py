@@ -1,7 +1,0 @@
-"""Line outputs: each verdict to the line (MQTT, HTTP webhook, JSON file drop), never losing one."""
-
-from loupe.outputs.base import FakeSink, OutputError, Sink
-from loupe.outputs.config import OutputsConfig, build_sinks, outputs_from_dict
-from loupe.outputs.delivery import Delivery
-
-__all__ = ["Delivery", "FakeSink", "OutputError", "OutputsConfig", "Sink", "build_sinks", "outputs_from_dict"]
