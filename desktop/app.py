@@ -22,29 +22,22 @@ def model_loader(model: str | None, model_path: str | None, mmproj: str | None,
         raise SystemExit("loupe-app: --model-path and --mmproj go together")
 
     def load() -> LoadedModel:
-        from loupe.api import Engine
-        from loupe.backends.registry import backend_class
-        from loupe.backends.user_caches import llama_cache_kwargs
-        from loupe.desktop.loading import load_from_store
-        from loupe.models.store import ModelStore, default_model_root
+        from loupe.api.models import ModelSpec
+        from loupe.desktop.loading import load_spec
 
-        if model_path and mmproj:
-            name = Path(model_path).stem
-            backend = backend_class("llama_cpp")(model_path, mmproj, model_id=name, n_threads=threads,
-                                                 **llama_cache_kwargs())
-            return LoadedModel(Engine(backend, model=name), name, synthetic=False)
-        store = ModelStore(Path(model_dir) if model_dir else default_model_root())
-        return load_from_store(store, model, threads)
+        return load_spec(ModelSpec(model=model or "", path=model_path or "", mmproj=mmproj or "", threads=threads,
+                                   model_dir=model_dir, fallback=True))
 
     return load
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line."""
-    from loupe.cli.gui import add_options
+    from loupe.wiring import options
 
     p = argparse.ArgumentParser(prog="loupe gui", description="Loupe desktop app: drop images, get checked JSON.")
-    add_options(p)
+    p.add_argument("images", nargs="*", help="images or folders to queue at start")
+    options.add(p, options.GUI)
     return p.parse_args(argv)
 
 

@@ -1,8 +1,8 @@
 """The desktop app's work loop, Qt-free: load the model, then run dropped batches as store jobs.
 
 One image at a time, with pause, cancel (one image or a whole batch) and retry; tasks with an `escalation` table
-climb their ladder. Like `loupe batch`, the next image is read and decoded (loupe.core.prefetch) while the model works on
-the current one.
+climb their ladder. Like `loupe batch`, the next image is read and decoded (loupe.core.prefetch) while the model
+works on the current one.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from loupe import taskfile
 from loupe.api import AnalyzeRequest, Engine
-from loupe.backends.cloud import CloudConfig
 from loupe.batch import job_key
+from loupe.core.cloud import CloudConfig
 from loupe.core.errors import LoupeError
 from loupe.core.images.load import LoadedImage, load_image
 from loupe.core.prefetch import Prefetcher, Read
@@ -170,15 +171,15 @@ class Runner:
         from loupe.escalate.hybrid import Escalator
 
         access = self.cloud()
-        return Escalator(task, lambda: model.engine, access.config, api_key=access.api_key, store=store,
-                         job_id=job_id)
+        return Escalator(taskfile.parse(task).policy, lambda: model.engine, access.config, api_key=access.api_key,
+                         store=store, job_id=job_id)
 
     def _run(self, store: Store, model: LoadedModel, batch: Batch, prefetch: Prefetcher) -> None:
         settings: dict[str, Any] = {"source": "desktop"}
         if batch.task.escalation is not None:
             from loupe.escalate.hybrid import settings_key
 
-            settings.update(settings_key(batch.task, self.cloud().config))
+            settings.update(settings_key(batch.task, taskfile.parse(batch.task).policy, self.cloud().config))
         job = store.create_job(key=f"{job_key(batch.paths, batch.task, model.name, settings)}:{uuid.uuid4().hex}",
                                task=batch.task, model=model.name, settings=settings,
                                launch={"app": "loupe-app", "batch": batch.id}, paths=batch.paths)

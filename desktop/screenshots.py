@@ -109,7 +109,6 @@ def _labelled_set(folder: Path, images: list[Path]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Drive the window through a session and save desk-*.png into OUT_DIR."""
-    from loupe.api import Engine
     from loupe.desktop.bridge import EngineBridge
     from loupe.desktop.main_window import MainWindow
     from loupe.desktop.runner import LoadedModel
@@ -129,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     tiny = build("tiny-smolvlm", work / "models")
 
     def load() -> LoadedModel:
-        from loupe.backends.llama_cpp import LlamaCppBackend
+        from loupe.api.models import ModelSpec, open_model
 
-        backend = LlamaCppBackend(tiny.text_path, tiny.mmproj_path, model_id="tiny-smolvlm", n_threads=2)
-        return LoadedModel(Engine(backend, model="tiny-smolvlm"), "tiny-smolvlm", synthetic=True)
+        spec = ModelSpec(model="tiny-smolvlm", path=str(tiny.text_path), mmproj=str(tiny.mmproj_path), threads=2)
+        return LoadedModel(open_model(spec), "tiny-smolvlm", synthetic=True)
 
     store = Store(work / "loupe.db")
     bridge = EngineBridge(load, work / "loupe.db")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
-from loupe.backends.cloud import PRESETS, CloudConfig
+from loupe import taskfile
+from loupe.core.cloud import PRESETS, CloudConfig
 from loupe.core.tasks import Task
 from loupe.escalate.hybrid import cloud_allowed
 
@@ -69,7 +70,7 @@ class AppSettings:
 
     def sends_data(self, task: Task) -> bool:
         """Whether running `task` may send images off this machine."""
-        return cloud_allowed(task, self.cloud.config())
+        return cloud_allowed(taskfile.parse(task).policy, self.cloud.config())
 
 
 _SCALARS = {"threads": int, "model_dir": str, "default_task": str, "review_threshold": float, "model": str}

@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
+from loupe.api.models import open_model
 from loupe.desktop.kiosk.bridge import LineBridge, LineEventsAdapter
 from loupe.desktop.kiosk.window import KioskWindow, shift_start
 from loupe.floor.line import Line, recent
 from loupe.floor.outputs.delivery import Delivery
-from loupe.store import Store, default_db_path
+from loupe.store import Store
+from loupe.wiring import options
+from loupe.wiring.line import build_line
 
 DEFAULT_PIN = "0000"
 
@@ -28,30 +32,33 @@ def outputs_text(delivery: Delivery | None, store: Store) -> str:
     return "outputs: " + "; ".join(parts)
 
 
-def build(args: argparse.Namespace, bridge: LineBridge) -> tuple[KioskWindow, Line, Delivery | None, Store]:
-    """The window and the line behind it (not started); the window shows the shift so far from the store."""
-    from loupe.cli.floor import build_line
-
+def build(values: Mapping[str, Any], bridge: LineBridge) -> tuple[KioskWindow, Line, Delivery | None, Store]:
+    """The window and the line behind it (not started); the window shows the shift so far from the store.
+    `values`: the parsed LINE, KIOSK and MODEL options (loupe.wiring.options) and the source."""
+    settings = options.line_settings(values, options.task_of(values))
+    spec = options.model_spec(values)
     # a share that is not mounted yet is waited for (shown in place), not refused
-    line, delivery = build_line(args, sys.stderr, LineEventsAdapter(bridge), allow_missing=True)
-    store = Store(args.db or default_db_path())
+    line, delivery = build_line(settings, lambda: open_model(spec), options.model_name(spec),
+                                LineEventsAdapter(bridge), allow_missing=True)
+    store = Store(settings.db)
     job = line.open_job(store)
-    began = shift_start(datetime.now(UTC), args.shift_hours).astimezone(UTC).isoformat(timespec="milliseconds")
-    history, counts = recent(store, job, line.task, limit=args.last, since=began)
+    began = shift_start(datetime.now(UTC), values["shift_hours"]).astimezone(UTC).isoformat(timespec="milliseconds")
+    history, counts = recent(store, job, line.task, line.rules, limit=values["last"], since=began)
 
     def leave() -> None:
         line.stop()
         if delivery is not None:
             delivery.stop()
 
-    window = KioskWindow(bridge, task=line.task.name, pin=args.pin or os.environ.get("LOUPE_KIOSK_PIN") or DEFAULT_PIN,
-                         history=history, counts=counts, last_n=args.last, shift_hours=args.shift_hours,
+    pin = values.get("pin") or os.environ.get("LOUPE_KIOSK_PIN") or DEFAULT_PIN
+    window = KioskWindow(bridge, task=line.task.name, pin=pin, history=history, counts=counts,
+                         last_n=values["last"], shift_hours=values["shift_hours"],
                          outputs_health=lambda: outputs_text(delivery, store), on_leave=leave,
                          on_trigger=getattr(line.source, "trigger", None))
     return window, line, delivery, store
 
 
-def run(args: argparse.Namespace) -> int:
+def run(values: Mapping[str, Any]) -> int:
     """Run the kiosk until the operator leaves with the PIN."""
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
@@ -59,15 +66,16 @@ def run(args: argparse.Namespace) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Loupe kiosk")
     bridge = LineBridge()
-    window, line, delivery, store = build(args, bridge)
-    if args.windowed or args.screenshot:
+    window, line, delivery, store = build(values, bridge)
+    screenshot = values.get("screenshot")
+    if values.get("windowed") or screenshot:
         window.resize(1600, 900)
         window.show()
     else:
         window.showFullScreen()
-    if args.screenshot:
+    if screenshot:
         def grab(*_: object) -> None:
-            QTimer.singleShot(1500, lambda: (window.refresh_outputs(), window.grab().save(args.screenshot),
+            QTimer.singleShot(1500, lambda: (window.refresh_outputs(), window.grab().save(screenshot),
                                              setattr(window, "unlocked", True), window.close()))
         bridge.outcome.connect(grab)
     if delivery is not None:
@@ -82,20 +90,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """`loupe-kiosk`'s command line (the same as `loupe kiosk`)."""
-    from loupe.cli.floor import kiosk_args, line_args
-
+    """`loupe-kiosk`'s command line (the same options as `loupe kiosk`: loupe.wiring.options)."""
     p = argparse.ArgumentParser(prog="loupe-kiosk", description="Loupe's fullscreen PASS/FAIL/REVIEW line screen.")
     p.add_argument("--source", required=True, metavar="DIR|CAMERA")
-
-    def model_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--model", default=None)
-        sp.add_argument("--model-path")
-        sp.add_argument("--mmproj")
-        sp.add_argument("--threads", type=int, default=None)
-
-    line_args(p, model_args)
-    kiosk_args(p)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--task", default="defects", help="built-in task")
+    g.add_argument("--task-file", help="a task file with schema, instructions and its verdict/outputs tables")
+    options.add(p, options.MODEL)
+    options.add(p, options.LINE)
+    options.add(p, options.KIOSK)
     return p.parse_args(argv)
 
 
@@ -105,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     try:
-        return run(args)
+        return run(vars(args))
     except LoupeError as exc:
         print(f"loupe-kiosk: {exc}", file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
-from loupe.backends.cloud import PRESETS, CloudConfig
+from loupe.core.cloud import PRESETS, CloudConfig
 from loupe.core.secrets import KeyringLike, get_api_key, set_api_key
 from loupe.core.tasks import builtin_names
 from loupe.desktop.bridge import Background

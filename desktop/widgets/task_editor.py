@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from loupe import taskfile
 from loupe.core.errors import TaskError
-from loupe.core.tasks import Task, task_from_dict
+from loupe.core.tasks import Task
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -49,7 +50,7 @@ def draft_problems(name: str, instructions: str, schema_text: str, escalation: d
     if options:
         raw["options"] = options
     try:
-        return {}, task_from_dict(raw, "<task editor>")
+        return {}, taskfile.from_dict(raw, "<task editor>").task
     except TaskError as exc:
         top = exc.pointer.split("/")[1] if exc.pointer.count("/") else "schema"
         field = top if top in FIELDS else "schema"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from loupe import taskfile
 from loupe.core.errors import TaskError
-from loupe.core.tasks import Task, builtin_names, builtin_task, load_task_file
+from loupe.core.tasks import Task, builtin_names, builtin_task
 from loupe.desktop.widgets.task_editor import TaskEditor
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QWidget
@@ -44,7 +45,7 @@ class TaskPicker(QWidget):
     def add_file(self, path: str) -> bool:
         """Load a task file and select it; False (and `problem`) when it is refused."""
         try:
-            task = load_task_file(path)
+            task = taskfile.load(path).task  # every section checked on load
         except TaskError as exc:
             self.problem.emit(str(exc))
             return False

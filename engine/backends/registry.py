@@ -1,32 +1,70 @@
-"""Backend name -> (module, class), resolved lazily so optional dependencies stay optional."""
+"""Backend name -> its class, imported only when asked for, so optional dependencies stay optional.
+
+Dispatch by table; each entry's loader is a plain import inside a function (visible to import-linter, never a
+module name looked up at run time).
+"""
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from loupe.core.errors import LoupeError
 
 
+def _llama_cpp() -> type:
+    from loupe.backends.llama_cpp import LlamaCppBackend
+
+    return LlamaCppBackend
+
+
+def _llama_cpp_worker() -> type:
+    from loupe.backends.worker import WorkerBackend
+
+    return WorkerBackend
+
+
+def _cloud() -> type:
+    from loupe.backends.cloud import CloudBackend
+
+    return CloudBackend
+
+
+def _fake() -> type:
+    from loupe.backends.fake import FakeBackend
+
+    return FakeBackend
+
+
+def _mlx() -> type:
+    from loupe.backends.mlx_vlm import MlxVlmBackend
+
+    return MlxVlmBackend
+
+
+def _onnx() -> type:
+    from loupe.backends.onnx import OnnxBackend
+
+    return OnnxBackend
+
+
 @dataclass(frozen=True)
 class BackendEntry:
-    """Where a backend lives and which package it needs."""
+    """How to get a backend's class and which package it needs."""
 
-    module: str
-    cls: str
+    load: Callable[[], type]
     requires: str  # import name of the optional dependency
     extra: str = ""  # the pip extra that installs it
-    worker: str = ""  # "module:Class" that runs this backend in a child process (loupe.backends.worker)
+    worker: Callable[[], type] | None = None  # the class that runs this backend in a child process
 
 
 BACKENDS: dict[str, BackendEntry] = {
-    "llama_cpp": BackendEntry("loupe.backends.llama_cpp", "LlamaCppBackend", "llama_cpp",
-                              worker="loupe.backends.worker:WorkerBackend"),
-    "cloud": BackendEntry("loupe.backends.cloud", "CloudBackend", "openai", "cloud"),
-    "fake": BackendEntry("loupe.backends.fake", "FakeBackend", "loupe"),
-    "mlx": BackendEntry("loupe.backends.mlx_vlm", "MlxVlmBackend", "mlx_vlm", "mlx"),
-    "onnx": BackendEntry("loupe.backends.onnx", "OnnxBackend", "onnxruntime", "onnx"),
+    "llama_cpp": BackendEntry(_llama_cpp, "llama_cpp", worker=_llama_cpp_worker),
+    "cloud": BackendEntry(_cloud, "openai", "cloud"),
+    "fake": BackendEntry(_fake, "loupe"),
+    "mlx": BackendEntry(_mlx, "mlx_vlm", "mlx"),
+    "onnx": BackendEntry(_onnx, "onnxruntime", "onnx"),
 }
 
 
@@ -55,7 +93,6 @@ def backend_class(name: str, *, in_process: bool = False) -> type:
     entry = BACKENDS[name]
     from loupe.backends.worker import enabled
 
-    if entry.worker and not in_process and enabled():
-        module, _, cls = entry.worker.partition(":")
-        return getattr(importlib.import_module(module), cls)
-    return getattr(importlib.import_module(entry.module), entry.cls)
+    if entry.worker is not None and not in_process and enabled():
+        return entry.worker()
+    return entry.load()

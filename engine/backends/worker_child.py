@@ -21,7 +21,6 @@ mtmd's is); a suffix `@WxH` limits the fault to requests whose first image is W 
 
 from __future__ import annotations
 
-import importlib
 import os
 import queue
 import signal
@@ -30,12 +29,30 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from loupe.core.errors import LoupeError, ModelLoadError
+from loupe.core.errors import BackendError, LoupeError, ModelLoadError
 
 MEMORY_ENV = "LOUPE_WORKER_MEMORY"  # (loupe.backends.worker sets the ceiling; named here in errors)
 FAULT_ENV = "LOUPE_WORKER_FAULT"
 MARK_ENV = "LOUPE_WORKER_FAULT_MARK"
 
+
+
+def _llama_cpp() -> type:
+    from loupe.backends.llama_cpp import LlamaCppBackend
+
+    return LlamaCppBackend
+
+
+# what a parent may ask this process to load: (module, class) as loupe.backends.worker names it -> the class
+_CLASSES: dict[tuple[str, str], Any] = {("loupe.backends.llama_cpp", "LlamaCppBackend"): _llama_cpp}
+
+
+def _backend_class(module: str, cls: str) -> type:
+    """The class the parent named, from the table (never a module looked up by name)."""
+    load = _CLASSES.get((module, cls))
+    if load is None:
+        raise BackendError(f"the model process cannot load {module}.{cls}")
+    return load()
 
 def main(conn: Connection) -> None:
     """Serve until "close" or until the parent is gone."""
@@ -57,7 +74,7 @@ def main(conn: Connection) -> None:
                     os.kill(os.getpid(), getattr(signal, os.environ[FAULT_ENV].partition(":")[2]))
                 ceiling = _limit_memory(limit)
                 try:
-                    backend = getattr(importlib.import_module(module), cls)(*args, **kwargs)
+                    backend = _backend_class(module, cls)(*args, **kwargs)
                 except ModelLoadError as exc:
                     if ceiling is None:
                         raise

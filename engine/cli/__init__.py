@@ -8,9 +8,12 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+from loupe import taskfile
+from loupe.api.models import ModelSpec
 from loupe.cli import eval as cli_eval
 from loupe.cli.backends import add_backend_args
 from loupe.cli.gui import add_parsers as add_gui_parsers  # the desktop app, reached by name
@@ -18,8 +21,10 @@ from loupe.cli.gui import run_gui
 from loupe.cli.serve import cmd_serve
 from loupe.core.errors import LoupeError
 from loupe.core.images.files import IMAGE_EXTENSIONS, expand  # noqa: F401  (re-exported for CLI modules)
-from loupe.core.tasks import Task, builtin_names, builtin_task, load_task_file
+from loupe.core.tasks import builtin_names, builtin_task, load_task_file
 from loupe.core.types import Result, Status
+from loupe.taskfile import TaskFile
+from loupe.wiring import options
 
 SAMPLE = Path(__file__).parent.parent / "samples" / "scratched-panel.jpg"
 T = TypeVar("T")
@@ -35,51 +40,39 @@ class CliError(LoupeError):
 
 
 # -- helpers --------------------------------------------------------------------------------------
-def pick_task(args: argparse.Namespace) -> Task:
-    """The task from --task-file or --task (default: defects), with CLI option overrides."""
-    task = load_task_file(args.task_file) if getattr(args, "task_file", None) else builtin_task(args.task)
+def pick_task(args: argparse.Namespace) -> TaskFile:
+    """The task from --task-file or --task (default: defects), every section parsed, with CLI option overrides."""
+    job = taskfile.load(args.task_file) if getattr(args, "task_file", None) else taskfile.builtin(args.task)
     changes: dict[str, Any] = {}
     if getattr(args, "max_tokens", None):
         changes["max_tokens"] = args.max_tokens
     if getattr(args, "detail", None):
         changes["detail"] = int(args.detail) if args.detail.isdigit() else args.detail
-    return task.with_options(**changes) if changes else task
+    return replace(job, task=job.task.with_options(**changes)) if changes else job
+
+
+def model_spec(args: argparse.Namespace) -> ModelSpec:
+    """The model options of a command (--model, --model-path/--mmproj, --backend, ...) as a ModelSpec."""
+    return options.model_spec(vars(args))
 
 
 def open_backend(args: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
-    """Load the model named by --model, or the files given by --model-path/--mmproj."""
-    from loupe.backends.registry import backend_class
-    from loupe.cli.backends import open_directory_backend
+    """Load the model the command's options name (loupe.api.open_backend); directory models are downloaded here
+    when missing (unless offline), with a progress bar."""
+    from loupe.api.models import open_backend as open_spec
 
-    if (other := open_directory_backend(args, err)) is not None:
-        return other
-    from loupe.backends.user_caches import llama_cache_kwargs
+    def fetch(entry: Any, root: Path) -> Path:
+        from loupe.cli.models import progress_bar
+        from loupe.models.hf_fetch import fetch as hf_fetch
 
-    backend_cls = backend_class("llama_cpp")
-    threads = getattr(args, "threads", None)
-    engine = getattr(args, "constraint", None) or "llguidance"
-    caches = llama_cache_kwargs()  # task-prefix KV state and BF16 projector copies, kept between runs
-    if args.model_path or args.mmproj:
-        if not (args.model_path and args.mmproj):
-            raise CliError("--model-path and --mmproj go together")
-        name = Path(args.model_path).stem
-        backend = backend_cls(args.model_path, args.mmproj, model_id=name, n_threads=threads,
-                              constraint_engine=engine, **caches)
-        for note in getattr(backend, "notes", ()):
-            print(f"note: {note}", file=err)
-        return backend, name
-    from loupe.models.catalog import load_catalog
-    from loupe.models.store import ModelStore, default_model_root
+        return hf_fetch(entry, root, offline=offline(), progress=progress_bar(err, True))
 
-    name = args.model or load_catalog().default
-    resolved = ModelStore(default_model_root()).resolve(name)
-    if resolved.synthetic and not getattr(args, "pretty", False):  # the demo has said so already
-        print(f"note: {name} is a synthetic model with random weights: its output is meaningless", file=err)
-    backend = backend_cls(resolved.text_path, resolved.mmproj_path, model_id=name, n_threads=threads,
-                          constraint_engine=engine, **caches)
-    for note in getattr(backend, "notes", ()):
+    opened = open_spec(model_spec(args), fetch=fetch)
+    if opened.synthetic and not getattr(args, "pretty", False):  # the demo has said so already
+        print(f"note: {opened.name} is a synthetic model with random weights: its output is meaningless", file=err)
+    for note in opened.notes:
         print(f"note: {note}", file=err)
-    return backend, name
+    return opened.backend, opened.name
 
 
 def short(result: Result) -> str:
@@ -120,7 +113,8 @@ def cmd_analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Analyse images; one JSON line per image (or per request with --together)."""
     from loupe.api import AnalyzeRequest, Engine
 
-    task = pick_task(args)
+    job = pick_task(args)
+    task = job.task
     for note in task.notes:
         print(f"note: task {task.name}: {note}", file=err)
     paths = list(expand(args.inputs))
@@ -133,7 +127,7 @@ def cmd_analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from loupe.cli.hybrid import ladder_for, ladder_text
 
     try:
-        with Engine(backend, model=name) as engine, ladder_for(args, task, engine, err) as ladder:
+        with Engine(backend, model=name) as engine, ladder_for(args, job, engine, err) as ladder:
             work = ladder or (lambda g: (engine.analyze(AnalyzeRequest(tuple(g), task)), None))
             for result, steps in _progress(groups, work, args, err):
                 if getattr(args, "pretty", False) and not args.json:

@@ -55,11 +55,11 @@ def _task(args: argparse.Namespace, labelled: LabelledSet) -> Task:
     from loupe.cli import pick_task
 
     if args.task_file or args.task:
-        return pick_task(args)
+        return pick_task(args).task
     if len(labelled.tasks) == 1:
         return labelled.tasks[0]
     args.task = "defects"
-    return pick_task(args)
+    return pick_task(args).task
 
 
 def _systems(args: argparse.Namespace) -> list[System]:
@@ -106,7 +106,7 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise EvalUsageError("--target-accuracy is a share in (0, 1], e.g. 0.98")
     key = "objects"
     if args.task_file or args.task:
-        key = box_list_key(pick_task(args).schema)
+        key = box_list_key(pick_task(args).task.schema)
     labelled = load_labelled(args.labelled, kind=args.kind, list_key=key)
     task = _task(args, labelled)
     systems = _systems(args)

@@ -3,42 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TextIO
 
 from loupe.cli import CliError, open_backend, pick_task
-from loupe.core.errors import TaskError
-from loupe.core.tasks import Task, builtin_names
+from loupe.core.tasks import builtin_names
 from loupe.floor.line import Line, LineEvents, LineOutcome, RecordingEvents
-from loupe.floor.outputs.config import OutputsConfig, build_sinks, outputs_from_dict
 from loupe.floor.outputs.delivery import Delivery
 from loupe.store import Store, default_db_path
 from loupe.store.outbox import Outbox
+from loupe.wiring import options
+from loupe.wiring.line import LineSettingsError
+from loupe.wiring.line import build_line as build
 
 
 def line_args(sp: argparse.ArgumentParser, model_args: Callable[[argparse.ArgumentParser], None]) -> None:
-    """The arguments `loupe watch`, `loupe kiosk` and `loupe-kiosk` share."""
+    """The arguments `loupe watch`, `loupe kiosk` and `loupe-kiosk` share (loupe.wiring.options.LINE)."""
     g = sp.add_mutually_exclusive_group()
     g.add_argument("--task", default="defects", help=f"built-in task ({', '.join(builtin_names())})")
     g.add_argument("--task-file", help="a task file with schema, instructions and its verdict/outputs tables")
     model_args(sp)
-    sp.add_argument("--db", help="the results store (default: $LOUPE_DB, else loupe.db in the user data dir)")
-    sp.add_argument("--after", choices=["move", "mark"], default="move",
-                    help="what happens to a judged file in a watched folder: move it to processed/ (default) or "
-                         "leave it and write a hidden .NAME.loupe-done marker")
-    sp.add_argument("--settle", type=float, default=1.0, metavar="S",
-                    help="a file found without a close event is ready once unchanged this long (default 1 s)")
-    sp.add_argument("--poll", action="store_true", help="poll the folder instead of inotify (network shares)")
-    sp.add_argument("--interval", type=float, default=1.0, metavar="S", help="camera: seconds between grabs")
-    sp.add_argument("--trigger", action="store_true",
-                    help="camera: grab a frame only when triggered (in the kiosk: the space bar or a foot pedal)")
-    sp.add_argument("--frames", metavar="DIR", help="camera: where grabbed frames are saved (default: beside the db)")
-    sp.add_argument("--mqtt", metavar="URL", help="publish verdicts: mqtt://host[:port]/topic (adds to the task's)")
-    sp.add_argument("--webhook", metavar="URL", help="POST verdicts as JSON to this URL (adds to the task's)")
-    sp.add_argument("--drop", action="store_true", help="write each verdict as JSON next to its image")
+    options.add(sp, options.LINE)
 
 
 def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -61,13 +47,8 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
 
 
 def kiosk_args(sp: argparse.ArgumentParser) -> None:
-    """The kiosk's own arguments."""
-    sp.add_argument("--pin", default=None, help="operator PIN to leave (default: $LOUPE_KIOSK_PIN, else 0000)")
-    sp.add_argument("--last", type=int, default=8, metavar="N", help="how many recent results to list")
-    sp.add_argument("--shift-hours", type=float, default=8.0, help="shift length; counts reset each shift (from 06:00)")
-    sp.add_argument("--windowed", action="store_true", help="a normal window instead of fullscreen")
-    sp.add_argument("--screenshot", metavar="PNG", help="save the window after the first result, then quit")
-
+    """The kiosk's own arguments (loupe.wiring.options.KIOSK)."""
+    options.add(sp, options.KIOSK)
 
 def run_floor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Run one of the floor commands."""
@@ -75,61 +56,22 @@ def run_floor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 # -- building a line ---------------------------------------------------------------------------------
-def outputs_config(args: argparse.Namespace, task: Task) -> tuple[Task, OutputsConfig]:
-    """The task's `outputs` table with --mqtt / --webhook / --drop added (checked like a task file's)."""
-    raw: dict[str, Any] = dict(task.outputs or {})
-    if getattr(args, "mqtt", None):
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(args.mqtt)
-        raw["mqtt"] = {"url": f"{parts.scheme}://{parts.netloc}", **(
-            {"topic": parts.path.lstrip("/")} if parts.path.strip("/") else {})}
-    if getattr(args, "webhook", None):
-        raw["webhook"] = {"url": args.webhook}
-    if getattr(args, "drop", False):
-        raw["file"] = {}
-    try:
-        config = outputs_from_dict(raw, "command line")
-    except TaskError as exc:
-        raise CliError(f"outputs: {exc.problem}" + (f" at /outputs{exc.pointer}" if exc.pointer else "")) from None
-    from dataclasses import replace
-
-    return replace(task, outputs=raw or None), config
-
-
-def model_name(args: argparse.Namespace) -> str:
-    """The model's name as the job records it (without loading it)."""
-    if args.model_path:
-        return Path(args.model_path).stem
-    if args.model:
-        return str(args.model)
-    from loupe.models.catalog import load_catalog
-
-    return load_catalog().default
-
-
 def build_line(args: argparse.Namespace, err: TextIO, events: LineEvents, *, retry_model: bool = True,
                allow_missing: bool = False) -> tuple[Line, Delivery | None]:
-    """The Line (and its output delivery, if the task has outputs) that `watch` and the kiosk run."""
+    """The Line (and its output delivery, if the task has outputs) that `watch` runs."""
     from loupe.api import Engine
-    from loupe.floor.sources import open_source
 
-    task, config = outputs_config(args, pick_task(args))
-    db = Path(args.db or default_db_path())
-    frames = Path(args.frames) if args.frames else db.parent / "frames"
-    source = open_source(args.source, frames_dir=frames, after=args.after, settle_s=args.settle, poll=args.poll,
-                         interval_s=args.interval, trigger=getattr(args, "trigger", False), allow_missing=allow_missing)
-    delivery = None
-    if config.sinks:
-        delivery = Delivery(db, build_sinks(config), max_backoff_s=config.max_backoff_s)
+    try:
+        settings = options.line_settings(vars(args), pick_task(args))
+    except LineSettingsError as exc:
+        raise CliError(str(exc)) from None
 
     def load() -> Engine:
         backend, name = open_backend(args, err)
         return Engine(backend, model=name)
 
-    line = Line(source=source, task=task, db_path=db, load=load, model=model_name(args), events=events,
-                delivery=delivery, retry_model=retry_model)
-    return line, delivery
+    name = options.model_name(options.model_spec(vars(args)))
+    return build(settings, load, name, events, retry_model=retry_model, allow_missing=allow_missing)
 
 
 # -- commands ------------------------------------------------------------------------------------------
@@ -188,13 +130,12 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_kiosk(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Open the kiosk window. The engine must never import the desktop package (import-linter forbids it), so the
-    window is reached by name at run time, only when this command runs."""
+    """Open the kiosk window (the desktop extra's; the CLI is the one layer above the desktop)."""
     try:
-        app = importlib.import_module("loupe.desktop.kiosk.app")
+        from loupe.desktop.kiosk.app import run
     except ImportError as exc:
         raise CliError(f"the kiosk needs the desktop extra (pip install 'loupe[desktop,floor]'): {exc}") from None
-    return int(app.run(args))
+    return run(vars(args))
 
 
 def cmd_outbox(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -17,11 +17,11 @@ import yaml
 from loupe.backends.cloud import PRESETS, CloudConfig
 from loupe.core.errors import BackendError, TaskError
 from loupe.core.secrets import get_api_key, set_api_key
-from loupe.core.tasks import Task
 from loupe.core.types import Result
 from loupe.escalate.audit import audit_rows, totals
 from loupe.escalate.config import cloud_config_from_dict
 from loupe.store.sqlite import Store, default_db_path
+from loupe.taskfile import TaskFile
 
 if TYPE_CHECKING:  # the ladder pulls in the whole engine; loaded only with --escalate
     from loupe.api import Engine
@@ -91,29 +91,29 @@ def load_cloud_config(path: str | None) -> CloudConfig | None:
     return cloud_config_from_dict(raw, str(p))
 
 
-def escalation_settings(args: argparse.Namespace, task: Task) -> dict[str, Any]:
+def escalation_settings(args: argparse.Namespace, job: TaskFile) -> dict[str, Any]:
     """What --escalate adds to a batch job's settings (nothing without it)."""
     if not getattr(args, "escalate", False):
         return {}
     from loupe.escalate.hybrid import settings_key
 
-    return settings_key(task, load_cloud_config(args.cloud_config))
+    return settings_key(job.task, job.policy, load_cloud_config(args.cloud_config))
 
 
-def escalator(args: argparse.Namespace, task: Task, local: Callable[[], Engine], err: TextIO, *,
+def escalator(args: argparse.Namespace, job: TaskFile, local: Callable[[], Engine], err: TextIO, *,
               store: Store | None = None, job_id: int | None = None) -> Escalator:
     """The ladder for --escalate: the API key from the keyring (env fallback), a note on where data may go."""
     from loupe.escalate.hybrid import Escalator, cloud_allowed, offline_veto
 
     cloud = load_cloud_config(args.cloud_config)
     threads = getattr(args, "threads", None)
-    if not cloud_allowed(task, cloud):
+    if not cloud_allowed(job.policy, cloud):
         print("note: escalating on this machine only (the cloud is off for this task or in the settings)", file=err)
-        return Escalator(task, local, cloud, threads=threads)
+        return Escalator(job.policy, local, cloud, threads=threads)
     veto = offline_veto(cloud)
     if veto is not None:
         print(f"note: escalating on this machine only: {veto}; cases that need the cloud go to review", file=err)
-        return Escalator(task, local, cloud, threads=threads)
+        return Escalator(job.policy, local, cloud, threads=threads)
     assert cloud is not None
     base_url, model = cloud.resolved()
     env = PRESETS[cloud.preset].key_env
@@ -122,11 +122,11 @@ def escalator(args: argparse.Namespace, task: Task, local: Callable[[], Engine],
         raise BackendError(f"cloud: no API key for {cloud.preset}; run `loupe cloud key {cloud.preset}` or set ${env}")
     print(f"note: doubtful results may be sent to {base_url} ({model}); every request is audited "
           "(`loupe audit`)", file=err)
-    return Escalator(task, local, cloud, api_key=key, store=store, job_id=job_id, threads=threads)
+    return Escalator(job.policy, local, cloud, api_key=key, store=store, job_id=job_id, threads=threads)
 
 
 @contextmanager
-def ladder_for(args: argparse.Namespace, task: Task, engine: Engine, err: TextIO) -> Iterator[Ladder | None]:
+def ladder_for(args: argparse.Namespace, job: TaskFile, engine: Engine, err: TextIO) -> Iterator[Ladder | None]:
     """For `analyze`: None without --escalate, else a function (images -> result, its ladder records)."""
     if not getattr(args, "escalate", False):
         yield None
@@ -135,10 +135,11 @@ def ladder_for(args: argparse.Namespace, task: Task, engine: Engine, err: TextIO
 
     store = None
     cloud = load_cloud_config(args.cloud_config)
-    if cloud_allowed(task, cloud) and offline_veto(cloud) is None:  # the audit trail needs the store
+    if cloud_allowed(job.policy, cloud) and offline_veto(cloud) is None:  # the audit trail needs the store
         store = Store(Path(args.db).expanduser() if args.db else default_db_path())
     try:
-        ladder = escalator(args, task, lambda: engine, err, store=store)
+        ladder = escalator(args, job, lambda: engine, err, store=store)
+        task = job.task
         try:
             def run(paths: list[str]) -> tuple[Result, list[dict[str, Any]] | None]:
                 esc = ladder(paths, task)

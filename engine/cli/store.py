@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from loupe import taskfile
 from loupe.cli import CliError, expand, open_backend, pick_task
 from loupe.core.types import Status
 from loupe.export import FORMATS, SUFFIXES, write_labelled, write_overlays
@@ -123,7 +124,8 @@ def _start(store: Store, args: argparse.Namespace) -> tuple[int, argparse.Namesp
     if not args.inputs:
         raise CliError("give images or folders to analyse, or --resume JOB")
     args.task = args.task or "defects"
-    task = pick_task(args)
+    job = pick_task(args)
+    task = job.task
     inputs = [os.path.abspath(i) for i in args.inputs]
     paths = [os.path.abspath(p) for p in expand(inputs)]
     if not paths:
@@ -132,7 +134,7 @@ def _start(store: Store, args: argparse.Namespace) -> tuple[int, argparse.Namesp
     from loupe.cli.hybrid import escalation_settings
 
     settings = {"backend": "llama_cpp", "model_files": [[f.name, f.stat().st_size] for f in files],
-                **escalation_settings(args, task)}
+                **escalation_settings(args, job)}
     launch = {"inputs": inputs, "model": args.model,
               "model_path": str(files[0]) if args.model_path else None,
               "mmproj": str(files[1]) if args.model_path else None}
@@ -193,7 +195,8 @@ def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if model_ns.escalate:
             from loupe.cli.hybrid import escalator
 
-            ladder = escalator(model_ns, store.job(job_id).task, lazy.get, err, store=store, job_id=job_id)
+            stored = taskfile.parse(store.job(job_id).task)  # the job's task as stored, its tables parsed once here
+            ladder = escalator(model_ns, stored, lazy.get, err, store=store, job_id=job_id)
             analyze = lambda path, task: ladder([path], task)  # noqa: E731
         stop = threading.Event()
         prefetch = None if ladder is not None else Prefetcher()  # the ladder reads its images itself

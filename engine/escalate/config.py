@@ -6,10 +6,10 @@ import re
 from dataclasses import fields
 from typing import Any
 
+from loupe.api.models import ModelSpec
 from loupe.backends.cloud import PRESETS, RESPONSE_FORMATS, CloudConfig
 from loupe.core.errors import TaskError
 from loupe.core.types import Status
-from loupe.escalate.local import ModelSpec
 from loupe.escalate.policy import ALWAYS_ESCALATE, Budget, Policy, Step, Thresholds
 
 SECRET_NAMES = ("api_key", "key", "token", "password", "secret")

@@ -23,9 +23,8 @@ from loupe.core.images.load import LoadedImage, load_image
 from loupe.core.tasks import Task
 from loupe.core.types import Result
 from loupe.escalate.audit import StoreAudit, spend_history
-from loupe.escalate.config import policy_from_dict
 from loupe.escalate.local import BackendFactory, ModelRunner, registry_backend
-from loupe.escalate.policy import DAY, Escalation, Ledger, StepRunner, escalate
+from loupe.escalate.policy import DAY, Escalation, Ledger, Policy, StepRunner, escalate
 from loupe.escalate.runner import EngineRunner
 from loupe.store.sqlite import Store
 
@@ -69,10 +68,9 @@ class LocalRunner:
         return 0.0
 
 
-def cloud_allowed(task: Task, cloud: CloudConfig | None) -> bool:
+def cloud_allowed(policy: Policy, cloud: CloudConfig | None) -> bool:
     """Whether anything may leave the machine: the task's `escalation.cloud` and the settings' `enabled`."""
-    return bool(cloud is not None and cloud.enabled and policy_from_dict(task.escalation or {}, task.source)
-                .cloud_enabled)
+    return bool(cloud is not None and cloud.enabled and policy.cloud_enabled)
 
 
 def is_loopback(base_url: str) -> bool:
@@ -97,21 +95,20 @@ def offline_veto(cloud: CloudConfig | None, environ: Mapping[str, str] | None = 
     return f"LOUPE_OFFLINE=1 forbids sending to {urlsplit(base_url).netloc or base_url} (not this machine)"
 
 
-def settings_key(task: Task, cloud: CloudConfig | None) -> dict[str, Any]:
+def settings_key(task: Task, policy: Policy, cloud: CloudConfig | None) -> dict[str, Any]:
     """What escalation adds to a job's settings (so escalated and plain results never share a cache entry)."""
-    on = cloud_allowed(task, cloud)
+    on = cloud_allowed(policy, cloud)
     return {"escalation": {"policy": task.escalation or {}, "cloud": asdict(cloud) if on and cloud else None}}
 
 
 class Escalator:
     """Runs the task's ladder per request. With the cloud off no cloud backend (nor `openai`) is even made."""
 
-    def __init__(self, task: Task, local: Callable[[], Engine], cloud: CloudConfig | None = None, *,
+    def __init__(self, policy: Policy, local: Callable[[], Engine], cloud: CloudConfig | None = None, *,
                  api_key: str | None = None, store: Store | None = None, job_id: int | None = None,
                  sleep: Callable[[float], None] = time.sleep, threads: int | None = None,
                  model_backend: BackendFactory | None = None) -> None:
-        policy = policy_from_dict(task.escalation or {}, task.source)
-        switches = cloud_allowed(task, cloud)
+        switches = cloud_allowed(policy, cloud)
         self.veto = offline_veto(cloud) if switches else None
         self.cloud_on = switches and self.veto is None
         self.policy = replace(policy, cloud_enabled=switches, cloud_veto=self.veto)

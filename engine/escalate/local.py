@@ -1,55 +1,29 @@
 """Extra local rungs (`models: {local-4b: {model: gemma-3-4b}}`), each loaded once per job and closed with it.
 
-They are loaded through the backend registry, on first use.
+They are loaded like every model (loupe.api.models.open_model), on first use.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from loupe.api import Engine
+from loupe.api.models import ModelSpec, open_backend
 from loupe.api.pipeline import error_result
 from loupe.core.images.load import LoadedImage
 from loupe.core.tasks import Task
 from loupe.core.types import Result
 from loupe.escalate.runner import EngineRunner
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which model a local rung runs: a catalog/imported name, or a text GGUF with its mmproj."""
-
-    model: str = ""
-    path: str = ""
-    mmproj: str = ""
-
-    @property
-    def label(self) -> str:
-        """The model's name (the catalog name, else the GGUF file's stem)."""
-        return self.model or Path(self.path).stem
-
-
 BackendFactory = Callable[[ModelSpec], Any]
 
 
 def registry_backend(spec: ModelSpec, *, threads: int | None = None) -> Any:
-    """Load `spec` with the registry's llama.cpp backend (catalog names resolved through the model store)."""
-    from loupe.backends.registry import backend_class
-    from loupe.backends.user_caches import llama_cache_kwargs
-
-    backend_cls = backend_class("llama_cpp")
-    caches = llama_cache_kwargs()
-    if spec.path:
-        return backend_cls(spec.path, spec.mmproj, model_id=spec.label, n_threads=threads, **caches)
-    from loupe.models.store import ModelStore, default_model_root
-
-    resolved = ModelStore(default_model_root()).resolve(spec.model)
-    return backend_cls(resolved.text_path, resolved.mmproj_path, model_id=spec.label, n_threads=threads,
-                       **caches)
+    """Load `spec` the way every model is loaded (loupe.api.models.open_backend), with this job's threads."""
+    return open_backend(replace(spec, threads=threads)).backend
 
 
 @dataclass

@@ -16,8 +16,8 @@ from loupe.api import AnalyzeRequest, Engine
 from loupe.batch import file_identity
 from loupe.core.tasks import Task
 from loupe.core.types import Result, Status
-from loupe.core.verdict import Judgement, Rules, judge, rules_from_dict
-from loupe.floor.outputs.config import OutputsConfig, outputs_from_dict
+from loupe.core.verdict import Judgement, Rules, judge
+from loupe.floor.outputs.config import OutputsConfig
 from loupe.floor.outputs.delivery import Delivery
 from loupe.floor.sources.base import Backoff, Capture, Source, SourceHealth, where_now
 from loupe.store.outbox import Message, Outbox
@@ -91,15 +91,15 @@ def message(task: Task, outcome: LineOutcome) -> dict[str, Any]:
 class Line:
     """Source -> engine -> store -> verdict -> outbox -> source.finish, one capture at a time on one thread."""
 
-    def __init__(self, *, source: Source, task: Task, db_path: str | Path, load: Callable[[], Engine],
+    def __init__(self, *, source: Source, task: Task, rules: Rules, outputs: OutputsConfig, db_path: str | Path,
+                 load: Callable[[], Engine],
                  model: str, events: LineEvents, delivery: Delivery | None = None,
                  settings: dict[str, Any] | None = None, retry_model: bool = True) -> None:
         self.source, self.task, self.db_path, self.load, self.model = source, task, Path(db_path), load, model
         self.events, self.delivery = events, delivery
         self.settings = settings or {"source": "line"}
         self.retry_model = retry_model  # the kiosk keeps trying; `loupe watch` gives up and says why
-        self.rules: Rules = rules_from_dict(task.verdict, task.source)
-        self.outputs: OutputsConfig = outputs_from_dict(task.outputs, task.source)
+        self.rules, self.outputs = rules, outputs  # the task file's `verdict` and `outputs`, parsed by the loader
         self.stop_event = threading.Event()
         self.engine: Engine | None = None
         self.job_id: int | None = None
@@ -260,11 +260,10 @@ class Line:
                                       (self.job_id, path)).fetchone()[0])
 
 
-def recent(store: Store, job_id: int, task: Task, *, limit: int = 12, since: str = "") -> tuple[
+def recent(store: Store, job_id: int, task: Task, rules: Rules, *, limit: int = 12, since: str = "") -> tuple[
         list[LineOutcome], dict[str, int]]:
     """What the kiosk shows after a restart: the last `limit` outcomes (newest first) and verdict counts since
     `since` (an ISO timestamp: the shift's start)."""
-    rules = rules_from_dict(task.verdict, task.source)
     counts = {"PASS": 0, "FAIL": 0, "REVIEW": 0}
     last: list[LineOutcome] = []
     for stored in store.results(job_id):

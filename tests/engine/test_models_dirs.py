@@ -198,7 +198,7 @@ def test_a_directory_fetched_earlier_is_listed_verified_and_used(tmp_path: Path,
     assert "onnx/decoder_model_merged_q4.onnx: ok" in out.getvalue()
 
     analyze = ["analyze", str(images["jpeg"]), "--task", "describe", "--model", "smolvlm-256m-onnx-q4", "--ep", "cpu"]
-    absent = registry.BackendEntry("loupe.backends.onnx", "OnnxBackend", "loupe_absent_module", "onnx")
+    absent = registry.BackendEntry(registry.BACKENDS["onnx"].load, "loupe_absent_module", "onnx")
     with monkeypatch.context() as patch:  # as if loupe[onnx] were not installed: told at use time, with the fix
         patch.setitem(registry.BACKENDS, "onnx", absent)
         err = io.StringIO()

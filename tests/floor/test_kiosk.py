@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from loupe import taskfile
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
 
 import threading
@@ -38,11 +40,25 @@ def test_outcomes_counts_health_problems_and_the_pin(qtbot, tmp_path: Path) -> N
     bridge = LineBridge()
     source = FakeSource()
     engine = fake_engine(defects_json(), defects_json(1, 4), defects_json(2, 3))
-    line = Line(source=source, task=DEFECTS, db_path=tmp_path / "loupe.db", load=lambda: engine, model="fake",
-                events=LineEventsAdapter(bridge))
+    line = Line(
+        source=source,
+        task=DEFECTS,
+        rules=taskfile.parse(DEFECTS).rules,
+        outputs=taskfile.parse(DEFECTS).outputs,
+        db_path=tmp_path / "loupe.db",
+        load=lambda: engine,
+        model="fake",
+        events=LineEventsAdapter(bridge),
+    )
     left: list[bool] = []
-    window = KioskWindow(bridge, task="defects", pin="4321", last_n=2,
-                         on_leave=lambda: left.append(line.stop()), outputs_health=lambda: "outputs: none")
+    window = KioskWindow(
+        bridge,
+        task="defects",
+        pin="4321",
+        last_n=2,
+        on_leave=lambda: left.append(line.stop()),
+        outputs_health=lambda: "outputs: none",
+    )
     qtbot.addWidget(window)
     window.show()
     line.start()
@@ -56,8 +72,9 @@ def test_outcomes_counts_health_problems_and_the_pin(qtbot, tmp_path: Path) -> N
     assert [window.count_labels[k].text() for k in ("PASS", "FAIL", "REVIEW")] == ["1", "2", "0"]
     assert window.verdict.text() == "FAIL" and "severity >= 3 (3)" in window.reason.text()
     assert window.recent.count() == 2 and "part-2.png" in window.recent.item(0).text()  # newest first, N kept
-    qtbot.waitUntil(lambda: len(window.canvas.box_items) == 2 and len(window.canvas.scene().items()) > 4,
-                    timeout=10000)  # the two boxes over the decoded picture
+    qtbot.waitUntil(
+        lambda: len(window.canvas.box_items) == 2 and len(window.canvas.scene().items()) > 4, timeout=10000
+    )  # the two boxes over the decoded picture
     assert "source: ok" in window.source_health.text() and window.outputs_label.text() == "outputs: none"
 
     bridge.source_state(SourceHealth("reconnecting", "/mnt/line1 is not there; retrying in 2 s"))
@@ -87,16 +104,34 @@ def test_outcomes_counts_health_problems_and_the_pin(qtbot, tmp_path: Path) -> N
 
 
 def test_kiosk_on_a_watched_folder_with_the_tiny_model_restarts_where_it_stopped(
-        qtbot, tiny_models: dict[str, SyntheticModel], tmp_path: Path) -> None:
+    qtbot, tiny_models: dict[str, SyntheticModel], tmp_path: Path
+) -> None:
     folder = tmp_path / "line"  # not there yet: the share is mounted after the kiosk starts
     model = tiny_models["smolvlm"]
-    argv = ["--source", str(folder), "--model-path", str(model.text_path), "--mmproj", str(model.mmproj_path),
-            "--threads", "1", "--db", str(tmp_path / "loupe.db"), "--task", "describe", "--settle", "0.05",
-            "--pin", "1", "--drop", "--windowed"]
+    argv = [
+        "--source",
+        str(folder),
+        "--model-path",
+        str(model.text_path),
+        "--mmproj",
+        str(model.mmproj_path),
+        "--threads",
+        "1",
+        "--db",
+        str(tmp_path / "loupe.db"),
+        "--task",
+        "describe",
+        "--settle",
+        "0.05",
+        "--pin",
+        "1",
+        "--drop",
+        "--windowed",
+    ]
 
     def open_kiosk() -> tuple[KioskWindow, LineBridge, Line]:
         bridge = LineBridge()
-        window, line, delivery, store = build(parse_args(argv), bridge)
+        window, line, delivery, store = build(vars(parse_args(argv)), bridge)
         qtbot.addWidget(window)
         window.show()
         if delivery is not None:
@@ -130,7 +165,8 @@ def test_kiosk_on_a_watched_folder_with_the_tiny_model_restarts_where_it_stopped
 
 
 def test_loupe_kiosk_command_opens_the_window_and_saves_a_screenshot(
-        tiny_models: dict[str, SyntheticModel], tmp_path: Path) -> None:
+    tiny_models: dict[str, SyntheticModel], tmp_path: Path
+) -> None:
     """The real entry point in its own process: `loupe kiosk` reaches loupe.desktop.kiosk by name (the engine never
     imports the desktop package)."""
     import subprocess
@@ -141,9 +177,28 @@ def test_loupe_kiosk_command_opens_the_window_and_saves_a_screenshot(
     (folder / "a.png").write_bytes(png_bytes(3, (120, 90)))
     model = tiny_models["smolvlm"]
     shot = tmp_path / "kiosk.png"
-    cmd = [sys.executable, "-m", "loupe.cli", "kiosk", "--source", str(folder), "--model-path", str(model.text_path),
-           "--mmproj", str(model.mmproj_path), "--threads", "1", "--db", str(tmp_path / "loupe.db"), "--task",
-           "describe", "--settle", "0.05", "--screenshot", str(shot)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "loupe.cli",
+        "kiosk",
+        "--source",
+        str(folder),
+        "--model-path",
+        str(model.text_path),
+        "--mmproj",
+        str(model.mmproj_path),
+        "--threads",
+        "1",
+        "--db",
+        str(tmp_path / "loupe.db"),
+        "--task",
+        "describe",
+        "--settle",
+        "0.05",
+        "--screenshot",
+        str(shot),
+    ]
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -157,11 +212,26 @@ def test_space_bar_triggers_a_camera_grab(qtbot, tiny_models: dict[str, Syntheti
     video = tmp_path / "cam.avi"
     write_video(video, frames=4)
     model = tiny_models["smolvlm"]
-    argv = ["--source", str(video), "--trigger", "--model-path", str(model.text_path), "--mmproj",
-            str(model.mmproj_path), "--threads", "1", "--db", str(tmp_path / "loupe.db"), "--task", "describe",
-            "--frames", str(tmp_path / "frames"), "--windowed"]
+    argv = [
+        "--source",
+        str(video),
+        "--trigger",
+        "--model-path",
+        str(model.text_path),
+        "--mmproj",
+        str(model.mmproj_path),
+        "--threads",
+        "1",
+        "--db",
+        str(tmp_path / "loupe.db"),
+        "--task",
+        "describe",
+        "--frames",
+        str(tmp_path / "frames"),
+        "--windowed",
+    ]
     bridge = LineBridge()
-    window, line, _, store = build(parse_args(argv), bridge)
+    window, line, _, store = build(vars(parse_args(argv)), bridge)
     qtbot.addWidget(window)
     window.show()
     line.start()

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from loupe import taskfile
 from loupe.cli import main
 from loupe.core.verdict import Verdict
 from loupe.floor.line import Line, RecordingEvents, line_job_key, recent
@@ -23,8 +24,17 @@ from tests.floor.conftest import DEFECTS, defects_json, fake_engine, png_bytes
 
 def make_line(tmp_path: Path, source: FakeSource, engine, sink: FakeSink, events: RecordingEvents) -> Line:
     delivery = Delivery(tmp_path / "loupe.db", [sink])
-    line = Line(source=source, task=DEFECTS, db_path=tmp_path / "loupe.db", load=lambda: engine, model="fake",
-                events=events, delivery=delivery)
+    line = Line(
+        source=source,
+        task=DEFECTS,
+        rules=taskfile.parse(DEFECTS).rules,
+        outputs=taskfile.parse(DEFECTS).outputs,
+        db_path=tmp_path / "loupe.db",
+        load=lambda: engine,
+        model="fake",
+        events=events,
+        delivery=delivery,
+    )
     return line
 
 
@@ -51,7 +61,7 @@ def test_each_capture_is_judged_stored_and_announced(tmp_path: Path) -> None:
         assert [o.judgement.verdict for o in outcomes if o] == [Verdict.PASS, Verdict.FAIL, Verdict.PASS]
         assert [len(r.result.boxes) for r in store.results(line.job_id)] == [0, 2, 1]
         assert line.delivery is not None and line.delivery.deliver_once(store) == 3
-        history, counts = recent(store, line.job_id, DEFECTS, limit=2)
+        history, counts = recent(store, line.job_id, DEFECTS, taskfile.parse(DEFECTS).rules, limit=2)
     assert counts == {"PASS": 2, "FAIL": 1, "REVIEW": 0}
     assert [h.image for h in history] == [paths[2], paths[1]]  # newest first
     assert [m["verdict"] for m in sink.sent] == ["PASS", "FAIL", "PASS"]
@@ -128,8 +138,16 @@ def test_a_model_that_cannot_load_is_reported_and_retried(tmp_path: Path) -> Non
                 failed.set()
 
     events = Events()
-    line = Line(source=FakeSource(), task=DEFECTS, db_path=tmp_path / "loupe.db", load=load, model="m",
-                events=events)
+    line = Line(
+        source=FakeSource(),
+        task=DEFECTS,
+        rules=taskfile.parse(DEFECTS).rules,
+        outputs=taskfile.parse(DEFECTS).outputs,
+        db_path=tmp_path / "loupe.db",
+        load=load,
+        model="m",
+        events=events,
+    )
     line.start()
     assert failed.wait(10)
     assert line.stop(10)
@@ -140,9 +158,26 @@ def test_loupe_watch_with_the_real_tiny_model(tiny_models: dict[str, SyntheticMo
     folder = tmp_path / "line"
     paths = images(folder, 2)
     model = tiny_models["smolvlm"]
-    argv = ["watch", str(folder), "--model-path", str(model.text_path), "--mmproj", str(model.mmproj_path),
-            "--threads", "1", "--db", str(tmp_path / "loupe.db"), "--max", "2", "--json", "--drop",
-            "--settle", "0.05", "--task", "describe"]
+    argv = [
+        "watch",
+        str(folder),
+        "--model-path",
+        str(model.text_path),
+        "--mmproj",
+        str(model.mmproj_path),
+        "--threads",
+        "1",
+        "--db",
+        str(tmp_path / "loupe.db"),
+        "--max",
+        "2",
+        "--json",
+        "--drop",
+        "--settle",
+        "0.05",
+        "--task",
+        "describe",
+    ]
     out, err = io.StringIO(), io.StringIO()
     assert main(argv, out, err) == 0, err.getvalue()
     lines = [json.loads(x) for x in out.getvalue().splitlines()]
@@ -170,22 +205,56 @@ def test_loupe_watch_refuses_what_it_cannot_use(tmp_path: Path) -> None:
     assert main(["watch", str(tmp_path), "--mqtt", "http://x", "--db", str(tmp_path / "db")], out, err) == 2
     assert "outputs: url must look like mqtt://" in err.getvalue()
     err = io.StringIO()
-    assert main(["watch", str(tmp_path), "--model-path", str(tmp_path / "m.gguf"), "--mmproj", str(tmp_path / "p"),
-                 "--db", str(tmp_path / "db")], out, err) == 2
+    assert (
+        main(
+            [
+                "watch",
+                str(tmp_path),
+                "--model-path",
+                str(tmp_path / "m.gguf"),
+                "--mmproj",
+                str(tmp_path / "p"),
+                "--db",
+                str(tmp_path / "db"),
+            ],
+            out,
+            err,
+        )
+        == 2
+    )
     assert "the model cannot be loaded" in err.getvalue()
 
 
-def test_loupe_watch_publishes_verdicts_to_a_real_broker(broker, tiny_models: dict[str, SyntheticModel],
-                                                         tmp_path: Path) -> None:
+def test_loupe_watch_publishes_verdicts_to_a_real_broker(
+    broker, tiny_models: dict[str, SyntheticModel], tmp_path: Path
+) -> None:
     from tests.floor.conftest import Subscriber
 
     folder = tmp_path / "line"
     images(folder, 2, seed=7)
     sub = Subscriber(broker.port, "line9/#")
     model = tiny_models["smolvlm"]
-    argv = ["watch", str(folder), "--model-path", str(model.text_path), "--mmproj", str(model.mmproj_path),
-            "--threads", "1", "--db", str(tmp_path / "loupe.db"), "--max", "2", "--json", "--settle", "0.05",
-            "--task", "describe", "--mqtt", f"mqtt://127.0.0.1:{broker.port}/line9/{{task}}/{{verdict}}"]
+    argv = [
+        "watch",
+        str(folder),
+        "--model-path",
+        str(model.text_path),
+        "--mmproj",
+        str(model.mmproj_path),
+        "--threads",
+        "1",
+        "--db",
+        str(tmp_path / "loupe.db"),
+        "--max",
+        "2",
+        "--json",
+        "--settle",
+        "0.05",
+        "--task",
+        "describe",
+        "--mqtt",
+        f"mqtt://127.0.0.1:{broker.port}/line9/{{task}}/{{verdict}}",
+    ]
     out, err = io.StringIO(), io.StringIO()
     assert main(argv, out, err) == 0, err.getvalue()
     assert sub.wait_for(2)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from loupe import taskfile
 from loupe.core.errors import TaskError
-from loupe.core.tasks import builtin_task, task_from_dict
+from loupe.core.tasks import builtin_task
 from loupe.core.types import Result, Status
 from loupe.core.verdict import DEFAULT_RULES, Verdict, judge, rules_from_dict
 
@@ -69,7 +70,7 @@ def test_a_result_that_is_not_ok_never_passes_by_default() -> None:
 def test_bad_tables_are_refused_with_a_pointer(table: dict, pointer: str, words: str) -> None:
     raw = {**json.loads(json.dumps({"schema": DEFECTS.schema, "instructions": "x"})), "verdict": table}
     with pytest.raises(TaskError) as exc:
-        task_from_dict(raw, "line.json")
+        taskfile.from_dict(raw, "line.json")
     assert exc.value.pointer == pointer
     assert words in exc.value.problem
 
@@ -77,11 +78,11 @@ def test_bad_tables_are_refused_with_a_pointer(table: dict, pointer: str, words:
 def test_bad_outputs_table_is_refused_with_a_pointer() -> None:
     raw = {"schema": DEFECTS.schema, "instructions": "x", "outputs": {"mqtt": {"url": "http://broker"}}}
     with pytest.raises(TaskError) as exc:
-        task_from_dict(raw, "line.json")
+        taskfile.from_dict(raw, "line.json")
     assert exc.value.pointer == "/outputs/mqtt/url"
     raw["outputs"] = {"webhook": {"url": "http://h/x", "retries": 3}}
     with pytest.raises(TaskError) as exc:
-        task_from_dict(raw, "line.json")
+        taskfile.from_dict(raw, "line.json")
     assert exc.value.pointer == "/outputs/webhook/retries"
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from loupe import taskfile
 from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.cloud import CloudBackend, CloudConfig
 from loupe.core.images.load import load_image
@@ -102,7 +103,7 @@ def test_cancel_during_the_cloud_rung_keeps_the_local_result(local: Engine, stub
     Image.fromarray(np.random.default_rng(7).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(path)
     config = CloudConfig(preset="openai", base_url=stub.base_url, model="stub-model", enabled=True, max_side=64,
                          timeout_s=30.0, max_retries=2)
-    ladder = Escalator(PET, lambda: local, config, api_key=KEY, store=store)
+    ladder = Escalator(taskfile.parse(PET).policy, lambda: local, config, api_key=KEY, store=store)
     cancel = threading.Event()
     thread, box = _cancel_on_arrival(stub, cancel)
     try:

@@ -9,9 +9,9 @@ from typing import Any
 
 import loupe.core.secrets
 import pytest
+from loupe import taskfile
 from loupe.cli import main
 from loupe.core.errors import TaskError
-from loupe.core.tasks import load_task_file
 from loupe.escalate.audit import audit_rows
 from loupe.models.synthetic import SyntheticModel
 from loupe.store.review import ReviewQueue
@@ -152,14 +152,14 @@ def test_escalate_with_the_cloud_disabled_opens_no_socket(
 
 
 def test_task_file_escalation_errors_point_into_the_table(tmp_path: Path) -> None:
-    task = load_task_file(_task_file(tmp_path, cloud=False))
+    task = taskfile.load(_task_file(tmp_path, cloud=False)).task
     assert task.escalation is not None and task.escalation["ladder"] == ["local@low", "cloud@high"]
     for bad, pointer in (({"thresholds": {"overall": "high"}}, "/escalation/thresholds/overall"),
                          ({"budget": {"max_calls_per_job": -1}}, "/escalation/budget/max_calls_per_job"),
                          ({"ladder": ["local@low", "cloud@huge"]}, "/escalation/ladder/1"),
                          ({"colud": True}, "/escalation/colud")):
         with pytest.raises(TaskError) as info:
-            load_task_file(_task_file(tmp_path, cloud=False, **bad))
+            taskfile.load(_task_file(tmp_path, cloud=False, **bad))
         assert info.value.pointer == pointer
 
 

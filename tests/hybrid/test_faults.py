@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from loupe import taskfile
 from loupe.api import Engine
 from loupe.backends.cloud import CloudConfig
 from loupe.core.tasks import Task
@@ -71,7 +72,7 @@ def test_cloud_fault_keeps_the_local_result_and_sends_the_case_to_review(
     config = CloudConfig(preset="openai", base_url=stub.base_url, model="stub-model", enabled=True, max_side=64,
                          timeout_s=0.3, max_retries=1, backoff_s=0.5, price_in_per_mtok=1.0)
     sleeps: list[float] = []
-    ladder = Escalator(PET, lambda: local, config, api_key=KEY, store=store, sleep=sleeps.append)
+    ladder = Escalator(taskfile.parse(PET).policy, lambda: local, config, api_key=KEY, store=store, sleep=sleeps.append)
     ladder.runners["cloud"].engine.backend.rand = lambda: 0.0  # type: ignore[union-attr]  # no jitter
     try:
         esc = ladder([str(_gps_photo(tmp_path))], PET)
@@ -100,7 +101,7 @@ def test_429_then_success_honours_retry_after(local: Engine, stub: StubCloud, st
     stub.script = [error(429, retry_after="3"), completion('{"label": "dog"}')]
     config = CloudConfig(preset="openai", base_url=stub.base_url, model="stub-model", enabled=True, max_side=64)
     sleeps: list[float] = []
-    ladder = Escalator(PET, lambda: local, config, api_key=KEY, store=store, sleep=sleeps.append)
+    ladder = Escalator(taskfile.parse(PET).policy, lambda: local, config, api_key=KEY, store=store, sleep=sleeps.append)
     try:
         esc = ladder([str(_gps_photo(tmp_path))], PET)
     finally:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from loupe import taskfile
 from loupe.core.errors import TaskError
 from loupe.core.schema.pointers import pointer_problem
-from loupe.core.tasks import task_from_dict
 from loupe.core.types import Result, Status
 from loupe.escalate import Thresholds
 from loupe.escalate.config import policy_from_dict
@@ -65,8 +65,8 @@ def test_keys_that_match_nothing_are_ignored():
 
 
 def _task(fields: dict[str, Any], schema: Any = SCHEMA) -> Any:
-    return task_from_dict({"name": "t", "instructions": "Look.", "schema": schema,
-                           "escalation": {"thresholds": {"fields": fields}}}, "t.json")
+    return taskfile.from_dict({"name": "t", "instructions": "Look.", "schema": schema,
+                           "escalation": {"thresholds": {"fields": fields}}}, "t.json").task
 
 
 @pytest.mark.parametrize(("fields", "message", "pointer"), [

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loupe import taskfile
 from loupe.api import Engine
 from loupe.backends.worker import WorkerBackend
 from loupe.cli import main
@@ -58,7 +59,7 @@ def test_second_local_model_is_loaded_once_per_job_and_closed(smol: Engine, tiny
         return made[-1]
 
     task = _task(tiny_models)
-    ladder = Escalator(task, lambda: smol, None, model_backend=counting)
+    ladder = Escalator(taskfile.parse(task).policy, lambda: smol, None, model_backend=counting)
     try:
         escs = [ladder([p], task) for p in _images(tmp_path, 3)]
     finally:
@@ -80,7 +81,7 @@ def test_second_model_is_not_loaded_when_nothing_climbs(smol: Engine, tiny_model
     made: list[ModelSpec] = []
     sure = {**PET_SCHEMA, "properties": {"label": {"enum": ["cat"]}}}  # one answer: confidence 1.0
     task = _task(tiny_models, sure)
-    ladder = Escalator(task, lambda: smol, None, model_backend=lambda spec: made.append(spec))
+    ladder = Escalator(taskfile.parse(task).policy, lambda: smol, None, model_backend=lambda spec: made.append(spec))
     esc = ladder(_images(tmp_path, 1), task)
     ladder.close()
     assert [s.outcome for s in esc.steps] == ["accepted"] and made == []
@@ -95,7 +96,7 @@ def test_a_model_that_cannot_load_is_an_error_step_once_and_the_local_answer_sta
         calls.append(spec)
         return registry_backend(spec, threads=1)
 
-    ladder = Escalator(task, lambda: smol, None, model_backend=failing)
+    ladder = Escalator(taskfile.parse(task).policy, lambda: smol, None, model_backend=failing)
     escs = [ladder([p], task) for p in _images(tmp_path, 2)]
     ladder.close()
     assert len(calls) == 1  # tried once per job, not once per image

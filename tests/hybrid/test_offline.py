@@ -13,6 +13,7 @@ from typing import Any
 
 import loupe.core.secrets
 import pytest
+from loupe import taskfile
 from loupe.api import Engine
 from loupe.backends.cloud import CloudConfig
 from loupe.backends.fake import FakeBackend
@@ -38,7 +39,7 @@ def _image(tmp_path: Path) -> str:
 def test_offline_vetoes_a_remote_endpoint_and_the_case_goes_to_review(
         no_sockets: list[Any], store: Store, tmp_path: Path) -> None:
     local = Engine(FakeBackend(['{"n": 4}'], prob=0.6))
-    ladder = Escalator(TASK_E, lambda: local, REMOTE, api_key=KEY, store=store)
+    ladder = Escalator(taskfile.parse(TASK_E).policy, lambda: local, REMOTE, api_key=KEY, store=store)
     esc = ladder([_image(tmp_path)], TASK_E)
     ladder.close()
     reason = "LOUPE_OFFLINE=1 forbids sending to api.openai.com (not this machine)"
@@ -53,7 +54,7 @@ def test_loopback_endpoints_stay_allowed_offline(stub: StubCloud, store: Store, 
     port = stub.base_url.split(":")[2].split("/")[0]
     config = CloudConfig(preset="openai", base_url=f"http://localhost:{port}/v1", model="m", enabled=True)
     local = Engine(FakeBackend(['{"n": 4}'], prob=0.6))
-    ladder = Escalator(TASK_E, lambda: local, config, api_key=KEY, store=store)
+    ladder = Escalator(taskfile.parse(TASK_E).policy, lambda: local, config, api_key=KEY, store=store)
     esc = ladder([_image(tmp_path)], TASK_E)
     ladder.close()
     assert esc.result.backend == "cloud" and esc.result.data == {"n": 6} and len(stub.received) == 1

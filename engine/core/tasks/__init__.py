@@ -14,7 +14,6 @@ from loupe.core.constrain.base import DEFAULT_LAYOUT, LAYOUTS
 from loupe.core.constrain.llguidance import relaxation_notes
 from loupe.core.errors import ConstraintError, TaskError
 from loupe.core.schema.limits import document_problem
-from loupe.core.schema.pointers import pointer_problem
 from loupe.core.schema.validate import schema_problem
 
 DETAILS = ("low", "high")
@@ -46,13 +45,14 @@ class Task:
     description: str = ""
     source: str = "<built-in>"
     notes: tuple[str, ...] = ()  # parts of the schema enforced only by validation after decoding
-    escalation: dict[str, Any] | None = None  # the task file's `escalation` table, raw (used with --escalate)
-    verdict: dict[str, Any] | None = None  # the `verdict` table, raw (PASS/FAIL/REVIEW rules, loupe.core.verdict)
-    outputs: dict[str, Any] | None = None  # the `outputs` table, raw (line outputs, loupe.floor.outputs)
+    # the feature tables as written (stored with a job, shown in the editor); loupe.taskfile parses them once
+    escalation: dict[str, Any] | None = None  # the ladder (loupe.escalate), used with --escalate
+    verdict: dict[str, Any] | None = None  # PASS/FAIL/REVIEW rules (loupe.core.verdict)
+    outputs: dict[str, Any] | None = None  # line outputs (loupe.floor.outputs)
 
     def with_options(self, **changes: Any) -> Task:
         """A copy with some options changed (validated like a task file's)."""
-        return replace(self, options=_options(self.source, {**_as_dict(self.options), **changes}))
+        return replace(self, options=options_from_dict(self.source, {**_as_dict(self.options), **changes}))
 
 
 def _as_dict(opts: TaskOptions) -> dict[str, Any]:
@@ -72,7 +72,8 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _options(source: str, raw: Any) -> TaskOptions:
+def options_from_dict(source: str, raw: Any) -> TaskOptions:
+    """A task's `options` table, checked (errors point into /options)."""
     if raw is None:
         return TaskOptions()
     if not isinstance(raw, dict):
@@ -135,52 +136,23 @@ def task_from_dict(raw: Any, source: str, default_name: str = "task") -> Task:
         name=name,
         schema=schema,
         instructions=instructions.strip(),
-        options=_options(source, raw.get("options")),
+        options=options_from_dict(source, raw.get("options")),
         description=str(raw.get("description", "")),
         source=source,
         notes=notes,
-        escalation=_escalation(source, raw.get("escalation"), schema),
-        verdict=_floor_table(source, "verdict", raw.get("verdict")),
-        outputs=_floor_table(source, "outputs", raw.get("outputs")),
+        escalation=_table(source, "escalation", raw.get("escalation")),
+        verdict=_table(source, "verdict", raw.get("verdict")),
+        outputs=_table(source, "outputs", raw.get("outputs")),
     )
 
 
-def _floor_table(source: str, key: str, raw: Any) -> dict[str, Any] | None:
-    """The `verdict` / `outputs` table as given, once it parses (errors point into /verdict or /outputs)."""
+def _table(source: str, key: str, raw: Any) -> dict[str, Any] | None:
+    """A feature's table (`escalation`, `verdict`, `outputs`) as given: its feature parses it once, in
+    loupe.taskfile, which loads task files for the CLI and the desktop (the core never imports a feature)."""
     if raw is None:
         return None
-    from loupe.core.verdict import rules_from_dict
-    from loupe.floor.outputs.config import outputs_from_dict  # loaded only for tasks that have these tables
-
-    check = rules_from_dict if key == "verdict" else outputs_from_dict
-    try:
-        check(raw, source)
-    except TaskError as exc:
-        raise TaskError(source, exc.problem, f"/{key}" + exc.pointer) from None
-    return dict(raw)
-
-
-def _escalation(source: str, raw: Any, schema: Any) -> dict[str, Any] | None:
-    """The `escalation` table as given, once it parses as a policy whose field thresholds name places in the
-    schema (errors point into /escalation)."""
-    if raw is None:
-        return None
-    from loupe.escalate.config import policy_from_dict  # the ladder imports Task: load it only when needed
-
-    try:
-        policy = policy_from_dict(raw, source)
-    except TaskError as exc:
-        raise TaskError(source, exc.problem, "/escalation" + exc.pointer) from None
-    for i, step in enumerate(policy.ladder):
-        try:
-            _options(source, {"detail": step.detail})
-        except TaskError as exc:
-            raise TaskError(source, f"step {step.label!r}: {exc.problem}", f"/escalation/ladder/{i}") from None
-    for key in policy.thresholds.fields:
-        problem = pointer_problem(schema, key)
-        if problem:
-            raise TaskError(source, f"threshold key {key!r}: {problem}",
-                            "/escalation/thresholds/fields/" + key.replace("~", "~0").replace("/", "~1"))
+    if not isinstance(raw, dict):
+        raise TaskError(source, f"`{key}` must be a table/object", f"/{key}")
     return dict(raw)
 
 
