@@ -214,7 +214,9 @@ class MtmdEncoder:
             raise BackendError(f"llama.cpp failed to decode image embeddings (code {rc})")
         return int(new_past.value)
 
-    def describe_tiling(self, request: GenerationRequest, keys: list[str], slices: dict[str, list[int]]) -> dict:
+    def describe_tiling(
+        self, request: GenerationRequest, keys: list[str], slices: dict[str, list[int]]
+    ) -> dict[str, tuple[str, ...]]:
         """Per image id, how mtmd cut the picture: its slices (overview + tiles for idefics3) and their tokens.
         Each slice covers the whole picture or a grid cell of it, so 0-1000 boxes stay relative to the picture."""
         cap = f", cap {self.cap} image tokens" if self.cap else ""
