@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           flush=True)
     # the synthetic vocabulary has few merges, so text splits finer than a real tokenizer's (~3-4 characters per
     # token): every side prefills more tokens than with the real model; recorded so the bias is visible
-    n_text = len(a.backend._llm.tokenize(text.replace(MEDIA, "").encode(), add_bos=False, special=True))
+    n_text = len(a.backend.model.live().tokenize(text.replace(MEDIA, "").encode(), add_bos=False, special=True))
     report["prompt_text"] = {"chars": len(text) - len(MEDIA), "tokens": n_text,
                              "chars_per_token": (len(text) - len(MEDIA)) / n_text if n_text else None}
     print(f"prompt: {report['prompt_text']['chars']} characters of task text -> {n_text} tokens "

@@ -49,7 +49,7 @@ def projector_copy(side: LoupeSide, image: Path, *, runs: int) -> dict[str, Any]
     """Image encoding with the BF16 projector copy A loads vs the published file, cold, alternating."""
     if side.backend.mmproj_file == side.backend.mmproj_path:
         return {"skipped": "no BF16 copy here (no BF16 dot product on this CPU, or nothing to convert)"}
-    plain = LoupeSide(side.backend.text_path, side.backend.mmproj_path, side.backend._threads, side.task, image,
+    plain = LoupeSide(side.backend.text_path, side.backend.mmproj_path, side.backend.model.threads, side.task, image,
                       projectors=False)
     try:
         plain.run()  # first-use costs
@@ -67,7 +67,7 @@ def projector_copy(side: LoupeSide, image: Path, *, runs: int) -> dict[str, Any]
 def busy_core(side: LoupeSide, image: Path, *, runs: int) -> dict[str, Any]:
     """Decode speed while another program keeps one core busy: A's adaptive decode threads vs the same backend with
     its thread count fixed, alternating, after warm-up runs under the load (three for the tuner to notice it)."""
-    fixed = LoupeSide(side.backend.text_path, side.backend.mmproj_path, side.backend._threads, side.task, image,
+    fixed = LoupeSide(side.backend.text_path, side.backend.mmproj_path, side.backend.model.threads, side.task, image,
                       adapt_threads=False)
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:

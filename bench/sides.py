@@ -111,7 +111,7 @@ class LoupeSide:
         """One analysis; cold (nothing reused from earlier runs) unless `warm`."""
         if not warm:
             self.backend.forget()
-        llama_cpp.llama_perf_context_reset(self.backend._ctx)
+        llama_cpp.llama_perf_context_reset(self.backend.model.ctx)
         t0 = time.perf_counter()
         res = self.engine.analyze(AnalyzeRequest((str(image or self.image),), task or self.task))
         wall = (time.perf_counter() - t0) * 1000
@@ -131,7 +131,7 @@ class LoupeSide:
             confidence_ms=confidence_ms(gen) if gen is not None and res.status.value in ("ok", "invalid") else None,
             reuse={k: gen.timings.get(k) for k in ("prefill_tokens", "reused_tokens", "image_chunks_encoded",
                                                    "image_chunks_cached")} if gen is not None else {},
-            llama_perf=_perf(self.backend._ctx),
+            llama_perf=_perf(self.backend.model.ctx),
         )
         return row
 
@@ -141,7 +141,7 @@ class LoupeSide:
         times = []
         for i in range(n):
             t = time.perf_counter()
-            self.backend._eval_tokens([1 + i], i)
+            self.backend.model.eval_tokens([1 + i], i)
             times.append((time.perf_counter() - t) * 1000)
         self.backend.forget()
         return sorted(times)[len(times) // 2]

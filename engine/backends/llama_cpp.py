@@ -14,31 +14,26 @@ request needs (prompt + images + max_tokens) up to n_ctx, and a 1x1 idefics3 gri
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
-import platform
 import threading
 import time
 from pathlib import Path
 from typing import Any, ClassVar
 
 import jinja2
-import llama_cpp
-import llama_cpp.mtmd_cpp as mtmd
 import numpy as np
-from llama_cpp._internals import LlamaBatch
-from llama_cpp._utils import suppress_stdout_stderr
 from loupe.backends.base import Capabilities, Generation, GenerationRequest
 from loupe.backends.chat_template import load_chat_template, render_prompt, template_source
-from loupe.backends.decode import TokenVocab, decode
-from loupe.backends.gguf_file import check_gguf, projector_type, repacked
-from loupe.backends.llama_cpu import CpuPlan, load_llama
+from loupe.backends.decode import decode
+from loupe.backends.gguf_file import check_gguf
+from loupe.backends.llama_cpu import CpuPlan
 from loupe.backends.llama_cpu import plan as cpu_plan
-from loupe.backends.llama_mtmd import FIXED_SIZE_PROJECTORS, MtmdMixin
-from loupe.backends.llama_prefill import PrefillCancelled, PrefillMixin
+from loupe.backends.llama_model import LlamaModel, PrefillCancelled
+from loupe.backends.llama_mtmd import MtmdEncoder
+from loupe.backends.llama_prefill import Prefiller, SavedPrefixes
 from loupe.backends.prefix_store import PrefixStore
 from loupe.backends.projector_bf16 import ProjectorCache
-from loupe.backends.reuse import DEFAULT_EMBED_CACHE_BYTES, EmbeddingCache, Unit
+from loupe.backends.reuse import DEFAULT_EMBED_CACHE_BYTES, EmbeddingCache
 from loupe.backends.thread_tuner import ThreadTuner
 from loupe.core.constrain.base import Constraint
 from loupe.core.constrain.llguidance import LLGuidanceCompiler
@@ -63,9 +58,10 @@ def _gbnf(vocab: Any, n_vocab: int, eos: list[int]) -> Any:
 CONSTRAINT_ENGINES = {"llguidance": _llguidance, "gbnf": _gbnf}
 
 
-class LlamaCppBackend(MtmdMixin, PrefillMixin):
-    """A loaded llama.cpp model with its multimodal projector (its projector side in loupe.backends.llama_mtmd,
-    its prompt evaluation in loupe.backends.llama_prefill)."""
+class LlamaCppBackend:
+    """A loaded llama.cpp model with its multimodal projector, made of parts that each own their state: `model` (the
+    text model and its context, loupe.backends.llama_model), `encoder` (the projector, loupe.backends.llama_mtmd),
+    `prefiller` (prompt evaluation and what is reused, loupe.backends.llama_prefill) and the decode thread tuner."""
 
     name: ClassVar[str] = "llama_cpp"
     steerable: ClassVar[bool] = True
@@ -114,64 +110,72 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
         self.verbose = verbose
         threads = n_threads or default_threads()
         self.cpu = cpu or cpu_plan()
-        if use_mmap is None:
-            use_mmap = not (self.cpu.extra_buffers and repacked(self.text_path, platform.machine()))
-        try:
-            with suppress_stdout_stderr(disable=verbose):
-                self._llm = load_llama(
-                    self.cpu,
-                    model_path=str(self.text_path),
-                    n_ctx=min(n_ctx, n_ctx_start),  # the KV cache grows to what a request needs (_fit_context)
-                    n_batch=n_batch,
-                    # llama.cpp splits a batch into ubatches; the compute buffer is sized for one: 128 tokens take
-                    # ~17 MB less peak memory than 512 at SmolVLM-256M dims, with no measurable prefill cost on 2 cores
-                    n_ubatch=min(n_ubatch, n_batch),
-                    n_threads=threads,
-                    n_threads_batch=threads,
-                    use_mmap=use_mmap,
-                    logits_all=False,
-                    verbose=verbose,
-                )
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelLoadError(
-                f"llama.cpp could not load the text model {self.text_path} ({exc}); the file may be "
-                "truncated or corrupt: run `loupe models verify`"
-            ) from None
-        self._ctx = self._llm._ctx.ctx
-        self._max_ctx = min(n_ctx, int(llama_cpp.llama_model_n_ctx_train(self._llm.model)) or n_ctx)
-        self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
-        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
-        self._threads = threads
-        self._threads_now = threads  # the context's thread count now (fewer only while the tuner decodes)
-        self._abort_cb = None  # set only while a prompt is evaluated with a cancel event (llama_prefill._watch)
-        self._cancel: threading.Event | None = None
+        self.model = LlamaModel(
+            self.text_path,
+            cpu=self.cpu,
+            n_ctx=n_ctx,
+            n_ctx_start=n_ctx_start,
+            threads=threads,
+            n_batch=n_batch,
+            n_ubatch=n_ubatch,
+            use_mmap=use_mmap,
+            verbose=verbose,
+        )
+        self.n_vocab = self.model.n_vocab
         adapt = n_threads is None if adapt_threads is None else adapt_threads
-        self._tuner = ThreadTuner(threads) if adapt and threads > 1 else None
-        self._projector = projector_type(self.mmproj_path)
-        if self._projector in FIXED_SIZE_PROJECTORS:
-            image_max_tokens = None
-        self._mtmd_cap: int | None = image_max_tokens
-        self._projectors = projectors
-        self.mmproj_file = projectors.path_for(self.mmproj_path) if projectors is not None else self.mmproj_path
-        self._mtmd = self._init_mtmd(threads, image_max_tokens)
-        source, note = template_source(self._llm.metadata.get("tokenizer.chat_template"), self.text_path,
-                                       self._projector)
+        self._tuner: ThreadTuner | None = ThreadTuner(threads) if adapt and threads > 1 else None
+        try:
+            self.encoder = MtmdEncoder(
+                self.mmproj_path,
+                self.model,
+                threads=threads,
+                image_max_tokens=image_max_tokens,
+                projectors=projectors,
+                verbose=verbose,
+            )
+        except ModelLoadError:
+            self.model.close()
+            raise
+        source, note = template_source(self.model.chat_template, self.text_path, self.encoder.projector)
         self.notes: tuple[str, ...] = (note,) if note else ()  # what a user should know about this load
         self._template: jinja2.Template = load_chat_template(source, self.text_path)
-        self._batch = LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
-        self._n_batch = n_batch
-        self._pieces: dict[int, bytes] = {}
-        self._tv: TokenVocab | None = None
+        saved = SavedPrefixes(prefix_store, self.model) if prefix_store is not None else None
+        self.prefiller = Prefiller(self.model, self.encoder, EmbeddingCache(embed_cache_bytes), saved)
         self._compiler: Any = None
-        self._kv: list[Unit] = []  # what the KV cache holds for sequence 0, in order (prompt units only)
-        self._embeds = EmbeddingCache(embed_cache_bytes)
-        self._prefix_store = prefix_store
-        st = self.text_path.stat()
-        self._model_key = f"{self.text_path.resolve()}|{st.st_size}|{st.st_mtime_ns}|llama.cpp {llama_cpp.__version__}"
-        self._n_embd = int(llama_cpp.llama_model_n_embd_inp(self._llm.model))
         self._lock = threading.Lock()
-        self.capabilities = Capabilities(max_context=self._max_ctx)
+        self.capabilities = Capabilities(max_context=self.model.max_ctx)
         self.load_ms = (time.perf_counter() - t0) * 1000
+
+    # -- what callers and tests read ------------------------------------------------------------
+    @property
+    def n_ctx(self) -> int:
+        """Positions the context holds now (it grows per request up to `capabilities.max_context`)."""
+        return self.model.n_ctx
+
+    @property
+    def mmproj_file(self) -> Path:
+        """What llama.cpp loaded for the projector: mmproj_path, or its BF16 copy (loupe.backends.projector_bf16)."""
+        return self.encoder.file
+
+    @property
+    def _llm(self) -> Any:
+        """The llama_cpp.Llama (None once closed)."""
+        return self.model.llm
+
+    @property
+    def _mtmd(self) -> Any:
+        """The mtmd context now (a new one each time the image-token cap changes)."""
+        return self.encoder.ctx
+
+    @property
+    def _projector(self) -> str:
+        """The projector type named in the mmproj file (`idefics3`, `gemma3`, ...)."""
+        return self.encoder.projector
+
+    @property
+    def _embeds(self) -> EmbeddingCache:
+        """Image embeddings kept by content."""
+        return self.prefiller.embeds
 
     # -- loading --------------------------------------------------------------------------------
     @classmethod
@@ -182,18 +186,14 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
     def compile(self, schema: dict[str, Any] | bool, *, allow_refusal: bool = True) -> Constraint:
         """Compile for this model's vocabulary (the compiler is built once, on first use)."""
         if self._compiler is None:
-            self._compiler = CONSTRAINT_ENGINES[self.constraint_engine](self._vocab, self.n_vocab, self._eos_tokens())
+            engine = CONSTRAINT_ENGINES[self.constraint_engine]
+            self._compiler = engine(self.model.vocab, self.n_vocab, self.model.eos_tokens())
         return self._compiler.compile(schema, allow_refusal=allow_refusal)
-
-    def _eos_tokens(self) -> list[int]:
-        eog = [t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self._vocab, t)]
-        first = int(llama_cpp.llama_vocab_eos(self._vocab))
-        return ([first] if first >= 0 else []) + [t for t in eog if t != first]
 
     # -- one generation -------------------------------------------------------------------------
     def render(self, text: str) -> str:
         """The full prompt text: the model's own chat template around one user message."""
-        return render_prompt(self._template, text, mtmd.mtmd_default_marker().decode())
+        return render_prompt(self._template, text, MtmdEncoder.marker())
 
     def generate(self, request: GenerationRequest, *, cancel: threading.Event | None = None) -> Generation:
         """Prefill prompt + images, then decode under the constraint (one request at a time)."""
@@ -203,108 +203,65 @@ class LlamaCppBackend(MtmdMixin, PrefillMixin):
     def _generate(self, request: GenerationRequest, cancel: threading.Event | None) -> Generation:
         if request.constraint is None:
             raise BackendError("the llama.cpp backend needs a compiled constraint")
-        cap = None if self._projector in FIXED_SIZE_PROJECTORS else request.image_max_tokens
-        self._use_image_cap(cap)
+        cap = self.encoder.request_cap(request.image_max_tokens)
+        try:
+            self.encoder.use_cap(cap)
+        except ModelLoadError:  # the projector could not be made again: the model goes with it
+            self.model.close()
+            raise
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        bitmaps = [self._bitmap(img.image, img.id, cap) for img in request.images]
+        bitmaps = [self.encoder.bitmap(img.image, img.id, cap) for img in request.images]
         timings["preprocess_ms"] = (time.perf_counter() - t0) * 1000
         steps: dict[str, list[int]] = {}
-        keys = [mtmd.mtmd_bitmap_get_id(bm).decode() for bm in bitmaps]
+        keys = [MtmdEncoder.bitmap_key(bm) for bm in bitmaps]
         # the prompt's text and image embeddings run on the count decoding last found fastest (a busy machine slows
         # wide batches too); the projector's own encode keeps the threads it was made with
-        self._set_threads(self._tuner.current if self._tuner is not None else self._threads)
+        self.model.set_threads(self._tuner.current if self._tuner is not None else self.model.threads)
         try:
-            n_past, n_prompt, n_image = self._prefill(self.render(request.text), bitmaps, timings, steps,
-                                                      request.max_tokens, cancel)
+            n_past, n_prompt, n_image = self.prefiller.prefill(
+                self.render(request.text), bitmaps, timings, steps, request.max_tokens, cancel
+            )
         except PrefillCancelled:
             gen = Generation(text="", steps=[], stop="cancelled")
             gen.timings = timings
             return gen
         finally:
-            for bm in bitmaps:
-                mtmd.mtmd_bitmap_free(bm)
+            MtmdEncoder.free(bitmaps)
         t1 = time.perf_counter()
         gen = self._decode(request, n_past, timings, cancel)
         timings["decode_ms"] = (time.perf_counter() - t1) * 1000
         gen.prompt_tokens, gen.image_tokens, gen.timings = n_prompt, n_image, timings
-        gen.image_steps = self._describe_tiling(request, keys, steps)
+        gen.image_steps = self.encoder.describe_tiling(request, keys, steps)
         return gen
-
-    def forget(self) -> None:
-        """Drop the reusable prompt prefix and the image embeddings (the next request runs cold)."""
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
-        self._kv = []
-        self._embeds.clear()
-
-    # -- decoding -------------------------------------------------------------------------------
-    def _piece(self, token: int) -> bytes:
-        piece = self._pieces.get(token)
-        if piece is None:
-            buf = ctypes.create_string_buffer(256)
-            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, 256, 0, False)
-            if n < 0:
-                buf = ctypes.create_string_buffer(-n)
-                n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
-            piece = self._pieces[token] = buf.raw[:n]
-        return piece
-
-    def _special_piece(self, token: int) -> bytes:
-        """A token's text with control tokens spelled out (`<global-img>`), as the chat template writes them."""
-        buf = ctypes.create_string_buffer(256)
-        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, 256, 0, True)
-        return buf.raw[: max(0, n)]
-
-    def _logits(self) -> np.ndarray:
-        """The last position's logits, as a view on llama.cpp's buffer (no copy)."""
-        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, -1), shape=(self.n_vocab,))
-
-    def _token_vocab(self) -> TokenVocab:
-        """What the shared decode loop needs of this tokenizer (end tokens scanned once)."""
-        if self._tv is None:
-            self._tv = TokenVocab(self.n_vocab, self._piece, frozenset(self._eos_tokens()))
-        return self._tv
 
     def _decode(
         self, request: GenerationRequest, n_past: int, timings: dict[str, float], cancel: threading.Event | None
     ) -> Generation:
         """The shared constrained loop (loupe.backends.decode) over llama.cpp's logits."""
-        past = n_past
-
         tuner = self._tuner
-
-        def feed(tokens: list[int]) -> np.ndarray:
-            nonlocal past
-            if tuner is None:
-                past = self._eval_tokens(tokens, past)
-                return self._logits()
-            # the grammar's forced runs (a few tokens at once) use the same count: OpenMP threads left spinning
-            # after a wider region would take the core back from the one decoding
-            n = tuner.next_threads()
-            self._set_threads(n)
-            t = time.perf_counter()
-            past = self._eval_tokens(tokens, past)
-            if len(tokens) == 1:
-                tuner.record(n, time.perf_counter() - t)
-            return self._logits()
-
-        gen = decode(request, self._token_vocab(), self._logits(), feed, n_past=n_past, n_ctx=self._llm.n_ctx(),
-                     timings=timings, cancel=cancel)
+        first: np.ndarray = self.model.logits()
+        gen = decode(
+            request,
+            self.model.token_vocab(),
+            first,
+            self.model.feed(n_past, tuner),
+            n_past=n_past,
+            n_ctx=self.model.n_ctx,
+            timings=timings,
+            cancel=cancel,
+        )
         if tuner is not None:
             timings["decode_threads"] = float(tuner.current)
         return gen
 
-    def _set_threads(self, n: int) -> None:
-        if n != self._threads_now:
-            llama_cpp.llama_set_n_threads(self._ctx, n, n)
-            self._threads_now = n
+    def forget(self) -> None:
+        """Drop the reusable prompt prefix and the image embeddings (the next request runs cold)."""
+        self.prefiller.forget()
 
     def close(self) -> None:
         """Free the projector and the model."""
-        if getattr(self, "_mtmd", None) is not None:
-            mtmd.mtmd_free(self._mtmd)
-            self._mtmd = None
-        if getattr(self, "_llm", None) is not None:
-            self._batch.close()
-            self._llm.close()
-            self._llm = None  # type: ignore[assignment]
+        if getattr(self, "encoder", None) is not None:
+            self.encoder.close()
+        if getattr(self, "model", None) is not None:
+            self.model.close()
