@@ -20,7 +20,7 @@ from loupe.core.prompt import image_id, user_text
 from loupe.core.schema.spans import leaf_spans
 from loupe.core.schema.validate import validation_errors
 from loupe.core.tasks import Task
-from loupe.core.types import ImageInfo, Result, Status, Timings, Tokens
+from loupe.core.types import Box, ImageInfo, Result, Status, Timings, Tokens
 
 RETRY_TEMPERATURE = 0.7
 Event = Callable[[str, dict], None]
@@ -148,7 +148,7 @@ def _result(
     gen = attempt.generation
     confidence: dict[str, float] = {}
     model_confidence: dict[str, float] = {}
-    boxes = ()
+    boxes: tuple[Box, ...] = ()
     if attempt.parsed:
         raw = gen.text.encode()
         lead = len(raw) - len(raw.lstrip())
