@@ -62,15 +62,6 @@ class Constraint(Protocol):
         """A fresh matcher at the start of the output."""
 
 
-class ConstraintCompiler(Protocol):
-    """Compiles JSON Schemas for one tokenizer."""
-
-    name: str
-
-    def compile(self, schema: dict[str, Any] | bool, *, allow_refusal: bool = True) -> Constraint:
-        """Compile `schema` (raises ConstraintError naming the unsupported part)."""
-
-
 def mask_words(n_vocab: int) -> int:
     """How many int32 words a bitmask over `n_vocab` tokens needs."""
     return (n_vocab + 31) // 32
