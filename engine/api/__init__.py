@@ -1,4 +1,4 @@
-"""The engine's public face: what clients (CLI, desktop, features) import to analyse images."""
+"""The engine's public face: what clients (CLI, desktop, features) import to analyze images."""
 
 from loupe.api.engine import AnalyzeRequest, Engine, ImageInput
 

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AnalyzeRequest:
-    """Images analysed together in one request (ids img_01, img_02, ... in order) with one task."""
+    """Images analyzed together in one request (ids img_01, img_02, ... in order) with one task."""
 
     images: tuple[ImageInput, ...]
     task: Task

@@ -158,7 +158,7 @@ def test_invalid_output_is_retried_then_reported_invalid_never_ok():
     assert fixed.status is Status.OK and fixed.attempts == 2
 
 
-def test_a_request_cancelled_before_it_starts_never_reaches_the_backend():
+def test_a_request_canceled_before_it_starts_never_reaches_the_backend():
     backend, cancel = FakeBackend(['{"caption":"x","tags":[]}']), threading.Event()
     cancel.set()  # e.g. a server request whose client left while it waited for the model
     res = Engine(backend).analyze(AnalyzeRequest((_image(),), builtin_task("describe")), cancel=cancel)

@@ -24,7 +24,7 @@ def to_pixels(box_2d: list[float] | tuple[float, ...], width: int, height: int) 
     )
 
 
-def to_normalised(pixels: tuple[int, int, int, int], width: int, height: int) -> tuple[float, ...]:
+def to_normalized(pixels: tuple[int, int, int, int], width: int, height: int) -> tuple[float, ...]:
     """`(x0, y0, x1, y1)` pixels -> `[ymin, xmin, ymax, xmax]` in 0–1000 (for crops and tests)."""
     x0, y0, x1, y1 = pixels
     return (y0 / height * 1000, x0 / width * 1000, y1 / height * 1000, x1 / width * 1000)
