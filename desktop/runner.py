@@ -1,8 +1,8 @@
 """The desktop app's work loop, Qt-free: load the model, then run dropped batches as store jobs.
 
 One image at a time, with pause, cancel (one image or a whole batch) and retry; tasks with an `escalation` table
-climb their ladder. Like `loupe batch`, the next image is read and decoded (loupe.core.prefetch) while the model works on
-the current one.
+climb their ladder. Like `loupe batch`, the next image is read and decoded (loupe.core.prefetch) while the model works
+on the current one.
 """
 
 from __future__ import annotations

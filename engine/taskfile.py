@@ -1,1 +1,1 @@
-"""The task-file loader: every section of a task file (schema, escalation, verdict, outputs) parsed once into objects."""
+"""The task-file loader: each section of a task file (schema, escalation, verdict, outputs) parsed once into objects."""
