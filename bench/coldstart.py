@@ -38,7 +38,7 @@ def peak_rss_bytes() -> int:
 
 
 def child(argv: list[str] | None = None) -> dict[str, Any]:
-    """Load, analyse, report (in this process)."""
+    """Load, analyze, report (in this process)."""
     ap = argparse.ArgumentParser(prog="python -m bench.coldstart")
     ap.add_argument("text")
     ap.add_argument("mmproj")

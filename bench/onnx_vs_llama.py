@@ -7,8 +7,8 @@ Both sides are Engine.analyze on the same image, task (describe, refusal off so 
 max_tokens, with the same constraint layer and decode loop rules; only the model runtime differs:
   llama.cpp  loupe.models.synthetic "smolvlm-256m" GGUF: text and projector f32 (--quant fp32), or text Q8_0 and
              projector f16 (--quant q8)
-  ONNX       loupe.models.hf_synthetic.build_smolvlm(SMOLVLM_256M) exported by loupe.models.hf_onnx (three pieces, past KV),
-             fp32, or int8 weights by onnxruntime's quantize_dynamic (the "_quantized" files, --quant q8),
+  ONNX       loupe.models.hf_synthetic.build_smolvlm(SMOLVLM_256M) exported by loupe.models.hf_onnx (three pieces,
+             past KV), fp32, or int8 weights by onnxruntime's quantize_dynamic (the "_quantized" files, --quant q8),
              onnxruntime CPUExecutionProvider
 The two are built from different random weights and tokenizers (the GGUF has SmolVLM's 49,280-token vocabulary
 layout, the HF model the tiny BPE with a 49,280-row embedding), so prompt/image token counts are printed and

@@ -43,7 +43,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 
 def _joint(steps: Sequence[TokenStep], spans: dict[str, tuple[int, int]], *, unconstrained: bool) -> dict[str, float]:
-    """Per leaf: the product of its tokens' probabilities (renormalised, or the model's own)."""
+    """Per leaf: the product of its tokens' probabilities (renormalized, or the model's own)."""
     out = {}
     for pointer, (a, b) in spans.items():
         p = 1.0

@@ -3,7 +3,7 @@
     python -m bench.schema_coverage PATH... [--engine llguidance|gbnf] [--vocab GGUF] [--json OUT]
 
 PATH is a MaskBench `.jsonl.gz` file or a folder of JSON Schema Test Suite `.json` files. Each
-instance is serialised in the decoder's JSON layout, tokenised with the vocabulary, and fed token by token: a
+instance is serialized in the decoder's JSON layout, tokenised with the vocabulary, and fed token by token: a
 valid instance must be accepted at every token and at the end; an invalid one must be rejected by the
 grammar or, where the grammar does not express a keyword, by Loupe's post-decoding validation.
 Schemas run in worker processes with a time limit, so a hang or a crash in an engine is a counted
@@ -255,7 +255,7 @@ class Pool:
 
 
 # -- report ----------------------------------------------------------------------------------------
-def summarise(outcomes: list[Outcome]) -> dict[str, Any]:
+def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
     """The numbers the issue asks for, over a group of outcomes."""
     compile_ms = np.array([o.compile_ms for o in outcomes if o.compiled] or [0.0])
     mask = np.array([t for o in outcomes for t in o.mask_us] or [0.0])
@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     for o in outcomes:
         splits.setdefault(o.split, []).append(o)
     report = {"engine": args.engine, "vocab": str(gguf), "seconds": round(time.time() - t0, 1),
-              "overall": summarise(outcomes), "splits": {k: summarise(v) for k, v in splits.items()}}
+              "overall": summarize(outcomes), "splits": {k: summarize(v) for k, v in splits.items()}}
     print(table(report, args.engine))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

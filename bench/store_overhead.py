@@ -75,12 +75,12 @@ def measure(label: str, analyze: Callable[[str, Task], Result], paths: list[str]
             return summary, (time.perf_counter() - t0) * 1000 / n
 
         first, wall = batch()
-        analyse = spent[0] * 1000 / n
+        analyze = spent[0] * 1000 / n
         again, rerun = batch()
     assert first.done == n and again.done == n and first.cached == 0
     print(f"[{label}] {n} images")
-    print(f"  batch through the store  {wall:8.2f} ms/image, of which analysis {analyse:.2f} "
-          f"-> store overhead {wall - analyse:.2f} ms/image")
+    print(f"  batch through the store  {wall:8.2f} ms/image, of which analysis {analyze:.2f} "
+          f"-> store overhead {wall - analyze:.2f} ms/image")
     print(f"  re-run of the same batch {rerun:8.2f} ms/image -> cache hits {again.cached}/{again.items} "
           f"= {100 * again.cached / again.items:.1f} %")
 

@@ -25,7 +25,7 @@ class EngineBridge(QObject):
     modelFailed = Signal(str)
     itemStarted = Signal(int, int)  # batch, index
     itemFinished = Signal(int, int, int, object, bool, object)  # batch, index, result id, Result, cached, steps
-    itemCancelled = Signal(int, int)  # batch, index
+    itemCanceled = Signal(int, int)  # batch, index
     batchDone = Signal(int, int)  # batch, job id
     batchFailed = Signal(int, str)
 
@@ -92,8 +92,8 @@ class EngineBridge(QObject):
                       steps: list[dict[str, object]]) -> None:
         self.itemFinished.emit(batch, index, result_id, result, cached, steps)
 
-    def item_cancelled(self, batch: int, index: int) -> None:
-        self.itemCancelled.emit(batch, index)
+    def item_canceled(self, batch: int, index: int) -> None:
+        self.itemCanceled.emit(batch, index)
 
     def batch_done(self, batch: int, job_id: int) -> None:
         self.batchDone.emit(batch, job_id)

@@ -8,18 +8,18 @@ from loupe.models.store import ModelStore
 from PySide6.QtCore import QObject, QThreadPool, Signal
 
 
-class DownloadCancelled(Exception):
+class DownloadCanceled(Exception):
     """Raised from the progress callback to stop a pull; the `.part` file stays, so a later pull resumes."""
 
 
 class Download(QObject):
     """`progress(file, done, total)` while bytes arrive (total -1 when unknown), then `finished(name)`,
-    `failed(message)` or `cancelled()`, all delivered on the GUI thread."""
+    `failed(message)` or `canceled()`, all delivered on the GUI thread."""
 
     progress = Signal(str, int, int)
     finished = Signal(str)
     failed = Signal(str)
-    cancelled = Signal()
+    canceled = Signal()
 
     def __init__(self, store: ModelStore, name: str, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -42,7 +42,7 @@ class Download(QObject):
 
     def _progress(self, filename: str, done: int, total: int | None) -> None:
         if self._cancel.is_set():
-            raise DownloadCancelled(filename)
+            raise DownloadCanceled(filename)
         self.progress.emit(filename, done, -1 if total is None else total)
 
     def _run(self) -> None:
@@ -51,8 +51,8 @@ class Download(QObject):
                 self.store.directories.pull(self.name, progress=self._progress)
             else:
                 self.store.pull(self.name, progress=self._progress)
-        except DownloadCancelled:
-            self.cancelled.emit()
+        except DownloadCanceled:
+            self.canceled.emit()
         except Exception as exc:  # ModelDownloadError, ModelFileCorrupt, disk errors: said plainly
             self.failed.emit(str(exc) or type(exc).__name__)
         else:

@@ -49,8 +49,8 @@ _BANNER = "padding: 6px; border-radius: 4px; color: white; background: {};"
 
 def ask_to_stop(parent: QWidget, unfinished: int) -> bool:
     """Ask whether to stop with images still in the queue."""
-    answer = QMessageBox.question(parent, "Stop analysing?",
-                                  f"{unfinished} image(s) are not analysed yet. Stop and quit? "
+    answer = QMessageBox.question(parent, "Stop analyzing?",
+                                  f"{unfinished} image(s) are not analyzed yet. Stop and quit? "
                                   "Finished results are already saved.")
     return answer == QMessageBox.StandardButton.Yes
 
@@ -112,7 +112,7 @@ class MainWindow(QMainWindow):
         split.addWidget(self.result_view)
         split.setSizes([330, 870])
         self.tabs = QTabWidget()
-        self.tabs.addTab(split, "Analyse")
+        self.tabs.addTab(split, "Analyze")
         self.tabs.addTab(self.review, "Review")
         self.evaluate = eval_tab(bridge.db_path, lambda: self.tasks.task, self._model_name, make_loader)
         self.tabs.addTab(self.evaluate, "Evaluate")
@@ -135,7 +135,7 @@ class MainWindow(QMainWindow):
         self.queue.cancelAll.connect(bridge.cancel_all)
         self.queue.cancelOne.connect(bridge.cancel_item)
         self.queue.retryOne.connect(self.retry)
-        bridge.itemCancelled.connect(self.queue.mark_cancelled)
+        bridge.itemCanceled.connect(self.queue.mark_canceled)
         QShortcut(QKeySequence.StandardKey.Paste, self, self.paste)
         self.tasks.problem.connect(lambda text: self.statusBar().showMessage(f"Task refused: {text}"))
         self.queue.resultSelected.connect(self._show_result)
@@ -239,7 +239,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"{len(batch.paths)} image(s) queued ({batch.task.name})")
 
     def retry(self, batch: int, index: int, path: str) -> None:
-        """Analyse one image again (never from the cache), in its own row."""
+        """Analyze one image again (never from the cache), in its own row."""
         again = self.bridge.submit([path], self._tasks[batch], fresh=True)
         self._tasks[again.id] = again.task
         self.queue.rekey((batch, index), (again.id, 0))
@@ -333,7 +333,7 @@ class MainWindow(QMainWindow):
 
     def _model_failed(self, message: str) -> None:
         self.model_label.setText("No model")
-        self.drop.setEnabled(False)  # nothing could analyse what is dropped now
+        self.drop.setEnabled(False)  # nothing could analyze what is dropped now
         self._show_banner(f"The model could not be loaded: {message}", "#c62828")
 
     def _item_finished(self, batch: int, index: int, result_id: int, result: Result, cached: bool,
@@ -363,9 +363,9 @@ class MainWindow(QMainWindow):
         elif token == self._review_token:
             self.review.set_image(image)
 
-    def _show_banner(self, text: str, colour: str) -> None:
+    def _show_banner(self, text: str, color: str) -> None:
         self.banner.setText(text)
-        self.banner.setStyleSheet(_BANNER.format(colour))
+        self.banner.setStyleSheet(_BANNER.format(color))
         self.banner.show()
 
     def _update_review_tab(self) -> None:

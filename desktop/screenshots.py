@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     editor.reject()
     window.close()
     store.close()
-    for png in sorted(out.glob("desk-*.png")):  # 256 colours: small files, no visible loss for a UI
+    for png in sorted(out.glob("desk-*.png")):  # 256 colors: small files, no visible loss for a UI
         with Image.open(png) as shot:
             shot.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(png, optimize=True)
         print(png, png.stat().st_size // 1024, "KB")

@@ -211,7 +211,7 @@ def _explain(exc: BaseException, remote: RemoteFile, host: str, repo_page: str) 
         return f"cannot download {what}: offline mode is on (HF_HUB_OFFLINE); unset it to download"
     if isinstance(exc, errors.GatedRepoError):
         return (
-            f"{remote.repo_id} is gated: accept its licence at {repo_page} and log in "
+            f"{remote.repo_id} is gated: accept its license at {repo_page} and log in "
             "(`hf auth login` or HF_TOKEN), then pull again"
         )
     if isinstance(exc, errors.RepositoryNotFoundError):

@@ -156,7 +156,7 @@ def build_gemma3(out: Path) -> Any:
         initializer_range=0.2, pad_token_id=ids["<pad>"], bos_token_id=ids["<bos>"], eos_token_id=ids["<eos>"],
     )
     model = Gemma3ForConditionalGeneration(config).eval()
-    with torch.no_grad():  # zero-initialised upstream: the model would ignore images
+    with torch.no_grad():  # zero-initialized upstream: the model would ignore images
         proj = model.model.multi_modal_projector.mm_input_projection_weight
         proj.copy_(torch.randn(proj.shape) * 0.2)
     processor = Gemma3Processor(

@@ -203,7 +203,7 @@ class ModelStore:
         files = tuple(catalog_file(entry, role, model_dir, recorded.get(role)) for role in ROLES)
         fix = f"run `loupe models pull {entry.name}` (or use your own files: {IMPORT_HINT})"
         if entry.gated:
-            fix += f"; {entry.repo_id} is gated: accept its licence on Hugging Face and log in first"
+            fix += f"; {entry.repo_id} is gated: accept its license on Hugging Face and log in first"
         return ModelRecord(entry.name, "catalog", entry.family, files, fix)  # type: ignore[arg-type]
 
     def _synthetic_record(self, entry: CatalogEntry, *, build: bool) -> ModelRecord:

@@ -85,7 +85,7 @@ def _text_tensors(spec: SyntheticSpec, n_vocab: int, text_type: str) -> list[_Te
         return _Tensor(name, (rows, cols), qtype)
 
     def norm(name: str, size: int) -> _Tensor:
-        return _Tensor(name, (size,), Q.F32, "one")  # gemma3 stores 1 + w; HF initialises w = 0
+        return _Tensor(name, (size,), Q.F32, "one")  # gemma3 stores 1 + w; HF initializes w = 0
 
     e, hd, gemma = spec.n_embd, spec.n_head_dim, spec.family == "gemma3"
     out = [mat("token_embd.weight", n_vocab, e), norm("output_norm.weight", e)]

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-COLOURS = {"PASS": "#1b8a3a", "FAIL": "#c62828", "REVIEW": "#e0a800", "": "#455a64"}
+COLORS = {"PASS": "#1b8a3a", "FAIL": "#c62828", "REVIEW": "#e0a800", "": "#455a64"}
 HEALTH = {"ok": "#43a047", "ready": "#43a047", "waiting": "#9e9e9e", "loading": "#e0a800",
           "reconnecting": "#e53935", "failed": "#e53935", "ended": "#9e9e9e"}
 Health = Callable[[], str]  # a one-line outputs status, read every few seconds
@@ -98,7 +98,7 @@ class KioskWindow(QWidget):
         for col, name in enumerate(("PASS", "FAIL", "REVIEW")):
             title = QLabel(name, self)
             title.setFont(_font(18, bold=True))
-            title.setStyleSheet(f"color: {COLOURS[name]};")
+            title.setStyleSheet(f"color: {COLORS[name]};")
             value = QLabel("0", self)
             value.setFont(_font(48, bold=True))
             counts.addWidget(title, 0, col, Qt.AlignmentFlag.AlignCenter)
@@ -183,7 +183,7 @@ class KioskWindow(QWidget):
         self.shown = outcome
         name = outcome.judgement.verdict.value
         self.verdict.setText(name)
-        self.verdict.setStyleSheet(f"background: {COLOURS[name]}; color: white; border-radius: 12px;")
+        self.verdict.setStyleSheet(f"background: {COLORS[name]}; color: white; border-radius: 12px;")
         self.reason.setText(f"{Path(outcome.image).name}\n{outcome.judgement.reason}")
         self._token = self.decoder.request(outcome.image)
         self.canvas.show_boxes(outcome.result.boxes, None)
@@ -199,7 +199,7 @@ class KioskWindow(QWidget):
         except ValueError:
             at = outcome.at
         item = QListWidgetItem(f"{at}  {name:6}  {Path(outcome.image).name}")
-        item.setForeground(QColor(COLOURS[name]))
+        item.setForeground(QColor(COLORS[name]))
         item.setToolTip(outcome.judgement.reason)
         self.recent.insertItem(0, item)
         while self.recent.count() > self.last_n:

@@ -115,7 +115,7 @@ class ModelsDialog(QDialog):
         self.download.progress.connect(self._progress)
         self.download.finished.connect(lambda n: self._ended(f"{n} is installed.", error=False))
         self.download.failed.connect(lambda text: self._ended(f"Download failed: {text}", error=True))
-        self.download.cancelled.connect(lambda: self._ended("Download cancelled; what arrived is kept and a "
+        self.download.canceled.connect(lambda: self._ended("Download canceled; what arrived is kept and a "
                                                             "later download resumes from there.", error=False))
         self.bar.setRange(0, 0)
         self.bar.show()

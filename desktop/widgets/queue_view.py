@@ -22,9 +22,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-WAITING, RUNNING, DONE, REVIEW, ERROR, CANCELLED = "waiting", "running", "done", "needs review", "error", "cancelled"
-FINISHED = (DONE, REVIEW, ERROR, CANCELLED)
-_COLOURS = {RUNNING: "#1e6fd9", DONE: "#2e7d32", REVIEW: "#b26a00", ERROR: "#c62828", CANCELLED: "#757575"}
+WAITING, RUNNING, DONE, REVIEW, ERROR, CANCELED = "waiting", "running", "done", "needs review", "error", "canceled"
+FINISHED = (DONE, REVIEW, ERROR, CANCELED)
+_COLORS = {RUNNING: "#1e6fd9", DONE: "#2e7d32", REVIEW: "#b26a00", ERROR: "#c62828", CANCELED: "#757575"}
 _RESULT = Qt.ItemDataRole.UserRole
 _KEY = Qt.ItemDataRole.UserRole + 1
 
@@ -124,7 +124,7 @@ class QueueView(QWidget):
         self._update_progress()
 
     def mark_running(self, batch: int, index: int) -> None:
-        """The image is being analysed."""
+        """The image is being analyzed."""
         self._started[(batch, index)] = time.monotonic()
         if self._first_start is None:
             self._first_start = time.monotonic()
@@ -145,11 +145,11 @@ class QueueView(QWidget):
             self.tree.setCurrentItem(row)
         return state
 
-    def mark_cancelled(self, batch: int, index: int) -> None:
-        """The image was cancelled before a result was stored."""
+    def mark_canceled(self, batch: int, index: int) -> None:
+        """The image was canceled before a result was stored."""
         row = self._rows[(batch, index)]
         self._started.pop((batch, index), None)
-        self._set_state(row, CANCELLED)
+        self._set_state(row, CANCELED)
         self._update_progress()
 
     def unfinished(self) -> int:
@@ -162,7 +162,7 @@ class QueueView(QWidget):
 
     def _set_state(self, row: QTreeWidgetItem, state: str) -> None:
         row.setText(1, state)
-        row.setForeground(1, QColor(_COLOURS.get(state, "#616161")))
+        row.setForeground(1, QColor(_COLORS.get(state, "#616161")))
         self._update_buttons()
 
     def _update_progress(self) -> None:

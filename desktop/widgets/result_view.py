@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 LOW_MARK = "⚠ "
 
 
-def confidence_colour(confidence: float | None) -> QColor:
+def confidence_color(confidence: float | None) -> QColor:
     """Green when sure, amber when unsure, red when doubtful, grey when unknown."""
     if confidence is None:
         return QColor("#9e9e9e")
@@ -65,8 +65,8 @@ class ImageCanvas(QGraphicsView):
             scene.addPixmap(QPixmap.fromImage(image))
         for box in boxes:
             x0, y0, x1, y1 = box.pixels
-            colour = confidence_colour(box.confidence)
-            pen = QPen(colour, 2)
+            color = confidence_color(box.confidence)
+            pen = QPen(color, 2)
             pen.setCosmetic(True)  # stays 2 px wide at any zoom
             rect = scene.addRect(QRectF(x0, y0, x1 - x0, y1 - y0), pen)
             conf = "" if box.confidence is None else f" {box.confidence:.2f}"
@@ -76,7 +76,7 @@ class ImageCanvas(QGraphicsView):
             text = label.boundingRect()
             # a filled tag above the box's top-left corner, readable on any image
             tag = scene.addRect(QRectF(0, -text.height() - 2, text.width() + 6, text.height() + 2),
-                                QPen(Qt.PenStyle.NoPen), QBrush(colour))
+                                QPen(Qt.PenStyle.NoPen), QBrush(color))
             tag.setFlag(tag.GraphicsItemFlag.ItemIgnoresTransformations)  # same size on screen at any zoom
             tag.setPos(x0, y0)
             label.setParentItem(tag)
@@ -138,7 +138,7 @@ class JsonTree(QTreeWidget):
             if conf is not None:
                 low = conf < threshold
                 target.setText(2, f"{LOW_MARK if low else ''}{conf:.2f}")
-                target.setForeground(2, confidence_colour(conf))
+                target.setForeground(2, confidence_color(conf))
                 if low:
                     target.setToolTip(2, f"below the review threshold {threshold:.2f}")
         for child_key, child in children:
@@ -197,7 +197,7 @@ class ResultView(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.status = QLabel("Drop images to analyse them.")
+        self.status = QLabel("Drop images to analyze them.")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.canvas = ImageCanvas()

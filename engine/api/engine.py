@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +25,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AnalyzeRequest:
-    """Images analysed together in one request (ids img_01, img_02, ... in order) with one task."""
+    """Images analyzed together in one request (ids img_01, img_02, ... in order) with one task."""
 
     images: tuple[ImageInput, ...]
     task: Task
@@ -77,10 +76,6 @@ class Engine:
                on_event: Event | None = None) -> Future[Result]:
         """Queue a request on the engine's worker thread; the Future never raises for bad input."""
         return self._pool.submit(self.analyze, request, cancel=cancel, on_event=on_event)
-
-    def analyze_each(self, paths: Sequence[ImageInput], task: Task) -> list[Result]:
-        """One request per image (the batch shape the CLI uses)."""
-        return [self.analyze(AnalyzeRequest((p,), task)) for p in paths]
 
     def close(self) -> None:
         """Stop the worker and free the model."""

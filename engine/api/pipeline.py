@@ -20,7 +20,7 @@ from loupe.core.prompt import image_id, user_text
 from loupe.core.schema.spans import leaf_spans
 from loupe.core.schema.validate import validation_errors
 from loupe.core.tasks import Task
-from loupe.core.types import ImageInfo, Result, Status, Timings, Tokens
+from loupe.core.types import Box, ImageInfo, Result, Status, Timings, Tokens
 
 RETRY_TEMPERATURE = 0.7
 Event = Callable[[str, dict], None]
@@ -52,7 +52,7 @@ def prepare(images: Sequence[LoadedImage], detail: str | int) -> tuple[list[Prep
 
 
 def judge(gen: Generation, task: Task, max_tokens: int) -> Attempt:
-    """Turn raw output into an outcome: ok, refused, truncated, invalid, or error (cancelled)."""
+    """Turn raw output into an outcome: ok, refused, truncated, invalid, or error (canceled)."""
     if gen.stop == "cancelled":
         return Attempt(Status.ERROR, gen, error="cancelled")
     text = gen.text.strip()
@@ -84,7 +84,7 @@ def run(
     cancel: threading.Event | None = None,
     on_event: Event | None = None,
 ) -> Result:
-    """Analyse `images` (one request, ids img_01...) with `task`. Retries invalid output and runaway loops (a loop
+    """Analyze `images` (one request, ids img_01...) with `task`. Retries invalid output and runaway loops (a loop
     retried differently, loupe.core.constrain.runaway); a refusal the model did not mean runs once more without the
     refusal branch. A `cancel` set before
     an attempt starts keeps it from the backend (a `cancelled` result without prefill)."""
@@ -115,8 +115,8 @@ def run(
             image_max_tokens=image_tokens_for(opts.detail),
             limits=limits,
         )
-        cancelled = cancel is not None and cancel.is_set()  # e.g. its client left while it waited for the model
-        gen = Generation(text="", stop="cancelled") if cancelled else backend.generate(request, cancel=cancel)
+        canceled = cancel is not None and cancel.is_set()  # e.g. its client left while it waited for the model
+        gen = Generation(text="", stop="cancelled") if canceled else backend.generate(request, cancel=cancel)
         for stage, ms in gen.timings.items():  # the result's timings are the whole analysis's, every attempt's
             spent[stage] = spent.get(stage, 0.0) + ms
         gen.timings = dict(spent)
@@ -148,7 +148,7 @@ def _result(
     gen = attempt.generation
     confidence: dict[str, float] = {}
     model_confidence: dict[str, float] = {}
-    boxes = ()
+    boxes: tuple[Box, ...] = ()
     if attempt.parsed:
         raw = gen.text.encode()
         lead = len(raw) - len(raw.lstrip())

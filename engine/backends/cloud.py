@@ -190,10 +190,10 @@ class Sent:
         return self.status in RETRY_STATUSES or self.status in ("timeout", "connection")
 
 
-_CANCELLED = object()
+_CANCELED = object()
 
 
-async def _until_cancelled(coro: Any, cancel: threading.Event | None) -> Any:
+async def _until_canceled(coro: Any, cancel: threading.Event | None) -> Any:
     """Await `coro`, but abandon it (closing its connection) within CANCEL_POLL_S of `cancel` being set."""
     task = asyncio.ensure_future(coro)
     while cancel is not None and not task.done():
@@ -202,7 +202,7 @@ async def _until_cancelled(coro: Any, cancel: threading.Event | None) -> Any:
             try:
                 return await task  # it may have finished in the meantime
             except asyncio.CancelledError:
-                return _CANCELLED
+                return _CANCELED
         await asyncio.wait({task}, timeout=CANCEL_POLL_S)
     return await task
 
@@ -332,13 +332,13 @@ class CloudBackend:
 
     async def _send(self, client: Any, body: dict[str, Any], shas: tuple[str, ...],
                     cancel: threading.Event | None) -> Sent:
-        """One HTTP request, recorded through `audit` whatever its outcome (a cancelled one too)."""
+        """One HTTP request, recorded through `audit` whatever its outcome (a canceled one too)."""
         import openai
 
         bytes_out = len(json.dumps(body, separators=(",", ":")).encode())  # replaced by the real count when known
         t = time.perf_counter()
         try:
-            raw = await _until_cancelled(client.chat.completions.with_raw_response.create(**body), cancel)
+            raw = await _until_canceled(client.chat.completions.with_raw_response.create(**body), cancel)
         except openai.APITimeoutError as exc:
             self._record("timeout", _body_len(exc.request, bytes_out), 0, shas, t)
             return Sent("timeout", problem=f"timed out after {self.config.timeout_s:g} s")
@@ -352,7 +352,7 @@ class CloudBackend:
             if exc.status_code not in RETRY_STATUSES:
                 problem += f": {redact(str(exc)[:200], self.api_key)}"
             return Sent(exc.status_code, problem=problem, wait=retry_after(resp.headers))
-        if raw is _CANCELLED:
+        if raw is _CANCELED:
             self._record("cancelled", bytes_out, 0, shas, t)
             return Sent("cancelled", problem="cancelled")
         reply: bytes = raw.content

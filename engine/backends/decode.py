@@ -1,7 +1,7 @@
 """The constrained decoding loop shared by backends whose model hands back next-token logits as numpy.
 
 Same rules as the llama.cpp backend's loop: at each step the compiled constraint's bitmask selects the
-allowed tokens among the last logits; the chosen token's probability is renormalised over that set (a
+allowed tokens among the last logits; the chosen token's probability is renormalized over that set (a
 token that was the only choice has probability 1); tokens the constraint forces are fast-forwarded
 without sampling and counted certain; at the first step the refusal branch is gated (constrain.base).
 Each token is handed to `request.on_token` (when set) as soon as it is chosen. Each step also records the share of
@@ -82,7 +82,7 @@ def decode(
             stop = "eos"
             break
         gate = request.allow_refusal and not steps
-        # the model's unnormalised probabilities over the whole vocabulary, once per step: the allowed share and the
+        # the model's unnormalized probabilities over the whole vocabulary, once per step: the allowed share and the
         # guard's "would the model rather end this value" both read them
         weights = np.exp(logits - logits.max(), dtype=np.float32)
         among = guard.narrow(allowed, weights) if guard is not None else allowed
@@ -200,7 +200,7 @@ def choose(
     weights: np.ndarray | None = None,
 ) -> tuple[int, float, float]:
     """Pick among the allowed tokens (or the subset `among` of them, e.g. narrowed by a runaway guard); return it with
-    its probability renormalised over all the allowed tokens, and the share of the model's probability they hold."""
+    its probability renormalized over all the allowed tokens, and the share of the model's probability they hold."""
     if int(allowed[-1]) >= logits.shape[-1]:
         raise BackendError(f"the constraint allows token {int(allowed[-1])} beyond the model's {logits.shape[-1]}")
     top = float(logits.max())

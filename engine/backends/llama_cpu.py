@@ -187,7 +187,7 @@ def _model_params(extra_buffers: bool) -> Iterator[None]:
     """Within: llama_cpp.Llama() loads with `use_extra_bufts = extra_buffers`.
 
     Llama() takes no argument for it and fills its llama_model_params from llama_model_default_params(), so the
-    default is wrapped for the duration of one load, under a lock (loads are serialised; a load takes ~0.1-2 s)."""
+    default is wrapped for the duration of one load, under a lock (loads are serialized; a load takes ~0.1-2 s)."""
     with _LOAD_LOCK:
         default = llama_module.llama_cpp.llama_model_default_params
 

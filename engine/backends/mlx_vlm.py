@@ -3,7 +3,7 @@
 mlx-vlm loads the weights and runs the vision tower and the language model (Apple GPU on macOS, the
 CPU build elsewhere); we drive the model's forward pass with its KV cache ourselves instead of
 `mlx_vlm.generate`, so the shared constrained loop (backends.decode) masks the logits with our
-constraint, keeps renormalised probabilities and fast-forwards forced tokens exactly as on llama.cpp.
+constraint, keeps renormalized probabilities and fast-forwards forced tokens exactly as on llama.cpp.
 (mlx-vlm's own llguidance processor masks with a Metal-only kernel and cannot run on Linux.)
 """
 

@@ -203,7 +203,7 @@ class ModelProcess:
                     with contextlib.suppress(OSError):
                         self.conn.send(("cancel",))
                 elif now - cancel_sent > grace:
-                    self.kill(f"cancelled: the model did not stop within {grace:.1f} s (it was killed)")
+                    self.kill(f"canceled: the model did not stop within {grace:.1f} s (it was killed)")
                     return "cancelled", None
             if deadline is not None and now > deadline:
                 self.kill("timed out")

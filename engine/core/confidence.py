@@ -1,11 +1,11 @@
 """Per-field confidence from the probabilities of the tokens that produced each value.
 
-Formula (also in the README): at every decoding step the model's softmax is renormalised over the
+Formula (also in the README): at every decoding step the model's softmax is renormalized over the
 tokens the constraint allowed, p'(t) = p(t) / sum_{a in allowed} p(a); a token the constraint forced
 (only one allowed) has p' = 1. A leaf value's confidence is the smallest p' among the tokens whose
 bytes overlap the value's bytes in the output (for strings, quotes included, so the decision to end
 the string counts): a value is as certain as its least certain token. The model confidence beside it takes each
-token's unrenormalised probability, p'(t) x sum_{a in allowed} p(a): it also falls where the schema forbade what
+token's unrenormalized probability, p'(t) x sum_{a in allowed} p(a): it also falls where the schema forbade what
 the model wanted (bench.real_text compares both).
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class TokenStep:
-    """One generated token: its byte span in the output and its renormalised probability."""
+    """One generated token: its byte span in the output and its renormalized probability."""
 
     start: int
     end: int

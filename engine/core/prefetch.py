@@ -37,7 +37,7 @@ def read(path: str, load: Callable[[str], LoadedImage] = load_image) -> Read:
         return Read(file_identity(path), None)
     try:
         size = os.path.getsize(path)
-    except OSError:  # gone since it was read: the bytes we decoded are still what we analyse
+    except OSError:  # gone since it was read: the bytes we decoded are still what we analyze
         size = 0
     return Read((img.sha256, size), img)
 

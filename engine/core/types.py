@@ -23,7 +23,7 @@ class Box:
 
     pointer: str
     label: str | None
-    box_2d: tuple[float, float, float, float]  # [ymin, xmin, ymax, xmax] normalised 0–1000
+    box_2d: tuple[float, float, float, float]  # [ymin, xmin, ymax, xmax] normalized 0–1000
     pixels: tuple[int, int, int, int]  # [x0, y0, x1, y1] in the upright image's pixels
     image_id: str
     confidence: float | None = None

@@ -7,7 +7,6 @@ every request is audited into the store.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import os
 import threading
 import time
@@ -20,6 +19,7 @@ from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.cloud import CloudConfig
 from loupe.core.errors import BackendError, LoupeError
 from loupe.core.images.load import LoadedImage, load_image
+from loupe.core.net import is_loopback
 from loupe.core.tasks import Task
 from loupe.core.types import Result
 from loupe.escalate.audit import StoreAudit, spend_history
@@ -73,24 +73,13 @@ def cloud_allowed(policy: Policy, cloud: CloudConfig | None) -> bool:
     return bool(cloud is not None and cloud.enabled and policy.cloud_enabled)
 
 
-def is_loopback(base_url: str) -> bool:
-    """Whether `base_url` points at this machine (localhost, 127.0.0.0/8, ::1), judged without any DNS lookup."""
-    host = (urlsplit(base_url).hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def offline_veto(cloud: CloudConfig | None, environ: Mapping[str, str] | None = None) -> str | None:
     """Why LOUPE_OFFLINE=1 forbids this endpoint (None when it is not set, or the endpoint is on this machine)."""
     env = os.environ if environ is None else environ
     if cloud is None or env.get("LOUPE_OFFLINE", "").lower() not in ("1", "true", "yes"):
         return None
     base_url = cloud.resolved()[0]
-    if is_loopback(base_url):
+    if is_loopback(urlsplit(base_url).hostname or ""):
         return None
     return f"LOUPE_OFFLINE=1 forbids sending to {urlsplit(base_url).netloc or base_url} (not this machine)"
 

@@ -12,7 +12,7 @@ from loupe.core.tasks import Task
 from loupe.eval.labelled import LabelledSet
 from loupe.eval.metrics import Scoring
 from loupe.eval.runner import ModelPool, Prediction, System, run_system
-from loupe.eval.summary import summarise
+from loupe.eval.summary import summarize
 from loupe.store.records import now
 from loupe.store.sqlite import Store
 
@@ -41,9 +41,9 @@ def evaluate(store: Store, labelled: LabelledSet, task: Task, systems: Sequence[
         predictions[system.name] = run_system(store, labelled, task, system, pool, settings_of, stop=stop)
     doc = {"task": task.name, "labelled_set": labelled.source, "labelled_kind": labelled.kind,
            "images": len(labelled.items), "created": now(),
-           "scoring": {"normalise_strings": scoring.normalise_strings, "abs_tol": scoring.abs_tol,
+           "scoring": {"normalise_strings": scoring.normalize_strings, "abs_tol": scoring.abs_tol,
                        "rel_tol": scoring.rel_tol, "iou": scoring.iou},
-           "systems": [summarise(task, name, preds, scoring, target) for name, preds in predictions.items()]}
+           "systems": [summarize(task, name, preds, scoring, target) for name, preds in predictions.items()]}
     return Evaluation(doc, write_report(doc, out_dir), predictions)
 
 

@@ -92,7 +92,7 @@ def load_export(folder: Path) -> LabelledSet:
 
 def coco_data(doc: dict[str, Any], list_key: str = DEFAULT_BOX_LIST) -> dict[Any, dict[str, Any]]:
     """Per COCO image id, Loupe data `{list_key: [{"label", "box_2d"}]}` with boxes as [ymin, xmin, ymax, xmax]
-    normalised to 0–1000 (COCO boxes are pixel [x, y, width, height])."""
+    normalized to 0–1000 (COCO boxes are pixel [x, y, width, height])."""
     names = {c["id"]: c["name"] for c in doc.get("categories", [])}
     sizes = {im["id"]: (im["width"], im["height"]) for im in doc["images"]}
     out: dict[Any, dict[str, Any]] = {im_id: {list_key: []} for im_id in sizes}

@@ -15,9 +15,9 @@ IOU_MATCH = 0.5
 
 @dataclass(frozen=True)
 class Scoring:
-    """How strict the scoring is: normalised string match, number tolerances, box IoU for a match."""
+    """How strict the scoring is: normalized string match, number tolerances, box IoU for a match."""
 
-    normalise_strings: bool = False  # casefold, strip accents and punctuation, squeeze spaces
+    normalize_strings: bool = False  # casefold, strip accents and punctuation, squeeze spaces
     abs_tol: float = 0.0  # a number is right when |error| <= max(abs_tol, rel_tol * |truth|)
     rel_tol: float = 0.0
     iou: float = IOU_MATCH
@@ -74,7 +74,7 @@ def greedy_match(truth: list[list[float]], pred: list[list[float]], threshold: f
     return sorted(out)
 
 
-def normalise(text: str) -> str:
+def normalize(text: str) -> str:
     """Casefolded, accent-free, punctuation-free, single-spaced text."""
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
@@ -143,13 +143,13 @@ class _Scorer:
             return
         if isinstance(truth, str) and isinstance(pred, str):
             self.out.pairs.append((pattern or "/", truth, pred))
-            same = normalise(truth) == normalise(pred) if self.s.normalise_strings else truth == pred
+            same = normalize(truth) == normalize(pred) if self.s.normalize_strings else truth == pred
             self._sample(pattern, pointer, same)
             return
         self._sample(pattern, pointer, type(truth) is type(pred) and truth == pred)
 
     def bag(self, truth: list[Any], pred: list[Any], pattern: str, pointer: str) -> None:
-        key = (lambda v: normalise(v) if isinstance(v, str) else repr(v)) if self.s.normalise_strings else repr
+        key = (lambda v: normalize(v) if isinstance(v, str) else repr(v)) if self.s.normalize_strings else repr
         t, p = Counter(map(key, truth)), Counter(map(key, pred))
         tp = sum((t & p).values())
         self.out.counts.append((pattern or "/", tp, sum(p.values()) - tp, sum(t.values()) - tp))

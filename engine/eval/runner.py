@@ -190,10 +190,3 @@ def run_system(store: Store, labelled: LabelledSet, task: Task, system: System, 
         out.append(Prediction(item, result, tuple(x for x in s.escalation if isinstance(x, dict)),
                               s.cached_from is not None))
     return out
-
-
-def run_all(store: Store, labelled: LabelledSet, task: Task, systems: Sequence[System], pool: ModelPool,
-            settings_of: Callable[[str], dict[str, Any]], *, stop: threading.Event | None = None
-            ) -> dict[str, list[Prediction]]:
-    """Each system in turn (name -> predictions)."""
-    return {s.name: run_system(store, labelled, task, s, pool, settings_of, stop=stop) for s in systems}

@@ -66,7 +66,7 @@ def calibration_of(samples: Sequence[Sample]) -> dict[str, Any]:
             "coverage": [asdict(p) for p in coverage_curve(samples)]}
 
 
-def summarise(task: Task, name: str, preds: Sequence[Prediction], scoring: Scoring | None = None,
+def summarize(task: Task, name: str, preds: Sequence[Prediction], scoring: Scoring | None = None,
               target: float | None = None) -> dict[str, Any]:
     """Everything the report shows for one system, JSON-ready."""
     scoring = scoring or Scoring()

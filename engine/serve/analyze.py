@@ -1,4 +1,4 @@
-"""Loupe's own endpoints: analyse one image with a task (stored like a batch result, cancelled when its client
+"""Loupe's own endpoints: analyze one image with a task (stored like a batch result, canceled when its client
 leaves) and page the results."""
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def task_for(body: s.AnalyzeBody, config: ServeConfig) -> Task:
 
 
 def save(store: Store, task: Task, image: LoadedImage, result: Result) -> StoredOutcome:
-    """Record the request as a one-item job and commit its result (call on the store thread). A cancelled result
+    """Record the request as a one-item job and commit its result (call on the store thread). A canceled result
     is committed too and its job is `done`: `interrupted` means items left for a resume by the job's key, and a
     serve job (a fresh key per request) is never resumed, so an item left pending would only hide the request."""
     job = store.create_job(
@@ -86,7 +86,7 @@ def save(store: Store, task: Task, image: LoadedImage, result: Result) -> Stored
 
 
 async def analyze_and_save(request: Request, workers: Workers, task: Task, image: LoadedImage) -> StoredOutcome:
-    """Analyse on the model lane, then store the result. A client that disconnects first cancels the analysis
+    """Analyze on the model lane, then store the result. A client that disconnects first cancels the analysis
     (within a token, or before it reaches the model if it was still queued); the engine's `cancelled` result
     (status `error`, error `cancelled`) is stored all the same, so the store shows the request was abandoned,
     the cancellation is logged, and ClientLeft is raised (nobody is left to read the answer)."""
@@ -104,16 +104,16 @@ async def analyze_and_save(request: Request, workers: Workers, task: Task, image
     result = await work
     outcome = await workers.store_lane.call(lambda: save(workers.store(), task, image, result))
     if cancel.is_set():
-        _log_cancelled(outcome, task)
+        _log_canceled(outcome, task)
         raise ClientLeft(f"analyze result {outcome.result_id}")
     return outcome
 
 
-def _log_cancelled(o: StoredOutcome, task: Task) -> None:
+def _log_canceled(o: StoredOutcome, task: Task) -> None:
     r, request = o.result, f"analyze result {o.result_id}"
     stop = "cancelled" if r.error == "cancelled" else r.status.value  # it may have finished as the client left
     log.info(
-        "%s cancelled: the client disconnected; the model stopped after %d of max_tokens=%d tokens; "
+        "%s canceled: the client disconnected; the model stopped after %d of max_tokens=%d tokens; "
         "stored with status %s (%s) in job %d",
         request,
         r.tokens.completion,

@@ -116,7 +116,7 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
 
     @app.exception_handler(streaming.ClientLeft)
     async def _gone(request: Request, exc: streaming.ClientLeft) -> JSONResponse:  # nobody reads it: the client left
-        return _error(499, f"{exc}: the client disconnected; the generation was cancelled", code="client_closed")
+        return _error(499, f"{exc}: the client disconnected; the generation was canceled", code="client_closed")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

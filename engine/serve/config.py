@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from loupe.core.errors import LoupeError
+from loupe.core.net import is_loopback
 from loupe.core.secrets import KeyringLike, get_api_key
 
 TOKEN_ENV = "LOUPE_API_TOKEN"
@@ -16,16 +16,6 @@ TOKEN_KEYRING_NAME = "loupe-api"  # `keyring set loupe loupe-api` stores it in t
 
 class ServeConfigError(LoupeError):
     """A server configuration that must not start (e.g. a remote bind without a token)."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and `localhost`; False for any other name or address (0.0.0.0 included)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

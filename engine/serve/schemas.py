@@ -95,7 +95,7 @@ class TokenLogprob(TopLogprob):
 
 
 class ChoiceLogprobs(BaseModel):
-    """Per-token log probabilities of the constrained decode (renormalised over the tokens the schema allowed)."""
+    """Per-token log probabilities of the constrained decode (renormalized over the tokens the schema allowed)."""
 
     content: list[TokenLogprob] | None = None
     refusal: list[TokenLogprob] | None = None

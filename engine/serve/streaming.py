@@ -1,5 +1,5 @@
-"""Chat generations watched from the event loop: tokens streamed as Server-Sent Events, work cancelled when the
-client goes away (streaming or not), and each cancelled request recorded in the server log."""
+"""Chat generations watched from the event loop: tokens streamed as Server-Sent Events, work canceled when the
+client goes away (streaming or not), and each canceled request recorded in the server log."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-# a child of uvicorn's server log: cancelled requests show up beside the access log, at the server's log level
+# a child of uvicorn's server log: canceled requests show up beside the access log, at the server's log level
 log = logging.getLogger("uvicorn.error.loupe")
 
 Token = tuple[bytes, TokenStep]
@@ -43,18 +43,18 @@ class Job:
     client_left: bool = False
 
     def abandon(self) -> None:
-        """The client is gone: stop the model within a token and log the request as cancelled when it ends."""
+        """The client is gone: stop the model within a token and log the request as canceled when it ends."""
         if self.client_left or self.future.done():
             return
         self.client_left = True
         self.cancel.set()
-        self.future.add_done_callback(self._log_cancelled)
+        self.future.add_done_callback(self._log_canceled)
 
-    def _log_cancelled(self, future: asyncio.Future[Generation]) -> None:
+    def _log_canceled(self, future: asyncio.Future[Generation]) -> None:
         gen = None if future.cancelled() or future.exception() is not None else future.result()
         n = len(gen.steps) if gen is not None else 0
         log.info(
-            "%s cancelled: the client disconnected; the model stopped after %d of max_tokens=%d tokens",
+            "%s canceled: the client disconnected; the model stopped after %d of max_tokens=%d tokens",
             self.id,
             n,
             self.plan.max_tokens,
@@ -95,7 +95,7 @@ async def until_disconnect(request: Request) -> None:
 
 
 class ClientLeft(Exception):
-    """The client disconnected before its answer was ready (its generation was cancelled)."""
+    """The client disconnected before its answer was ready (its generation was canceled)."""
 
 
 async def _unless_client_leaves(request: Request, job: Job, awaitable: Awaitable[T]) -> T:

@@ -92,7 +92,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX outbox_by_state ON outbox (state, sink, id)",
         "CREATE INDEX outbox_by_result ON outbox (result_id)",
     ),
-    (  # 4: the model's own (unconstrained) per-field confidence, beside the renormalised one
+    (  # 4: the model's own (unconstrained) per-field confidence, beside the renormalized one
         "ALTER TABLE results ADD COLUMN model_confidence TEXT NOT NULL DEFAULT '{}'",
     ),
 )

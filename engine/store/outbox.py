@@ -68,11 +68,6 @@ class Outbox:
                                       (sink,)).fetchone()
         return None if row is None else _entry(row)
 
-    def sinks_pending(self) -> list[str]:
-        """Sinks with something pending."""
-        return [r[0] for r in self.store.conn.execute(
-            "SELECT DISTINCT sink FROM outbox WHERE state = 'pending' ORDER BY sink")]
-
     def mark_sent(self, entry_id: int) -> None:
         """The sink took it."""
         with self.store._tx() as c:

@@ -31,7 +31,7 @@ def _request(constraint, **kw) -> GenerationRequest:
     return GenerationRequest(text="x", images=(), constraint=constraint, schema=SCHEMA, **kw)
 
 
-def test_probabilities_are_renormalised_over_the_allowed_tokens_and_forced_ones_are_certain(tok):
+def test_probabilities_are_renormalized_over_the_allowed_tokens_and_forced_ones_are_certain(tok):
     compiler, vocab = tok
     constraint = compiler.compile(SCHEMA, allow_refusal=False)
     rng = np.random.default_rng(7)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from bench.canonical import canonical
-from bench.schema_coverage import Case, Vocab, judge, make_compiler, summarise
+from bench.schema_coverage import Case, Vocab, judge, make_compiler, summarize
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_an_engine_that_accepts_everything_is_caught(vocab):
     assert out.invalid_accepted_grammar == 2 and not out.passing  # undeclared: post-validation may not excuse it
     blind = judge(case(schema, (False, 11)), "accept-all", AcceptEverything(), vocab, validate=lambda s, d: [])
     assert blind.invalid_reaching_user == 1 and not blind.passing
-    numbers = summarise([out, blind])
+    numbers = summarize([out, blind])
     assert numbers["passing"] == 0 and numbers["invalid_reaching_user"] == 1 and numbers["with_tests"] == 2
 
 

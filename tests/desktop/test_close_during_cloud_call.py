@@ -1,5 +1,5 @@
 """Closing the window while a cloud request hangs (the hybrid tests' stub server on 127.0.0.1 never answers,
-with the default 60 s timeout) stops at once: the request is aborted and audited as cancelled, and the local
+with the default 60 s timeout) stops at once: the request is aborted and audited as canceled, and the local
 result of that image is kept in the store."""
 
 from __future__ import annotations

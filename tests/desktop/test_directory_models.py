@@ -154,7 +154,7 @@ def test_a_directory_model_whose_extra_is_missing_says_how_to_install_it(
     window.store.close()
 
 
-def test_a_directory_download_can_be_cancelled_then_done(qtbot, hub: FakeHub, tmp_path: Path) -> None:  # noqa: F811
+def test_a_directory_download_can_be_canceled_then_done(qtbot, hub: FakeHub, tmp_path: Path) -> None:  # noqa: F811
     from loupe.desktop.widgets.models_dialog import ModelsDialog
 
     store, wanted = publish_dir(hub, tmp_path)
@@ -166,7 +166,7 @@ def test_a_directory_download_can_be_cancelled_then_done(qtbot, hub: FakeHub, tm
     download.cancel()  # before the first chunk arrives: stopped at the first progress callback
     with qtbot.waitSignal(dialog.changed, timeout=15000):
         pass
-    assert "cancelled" in dialog.message.text()
+    assert "canceled" in dialog.message.text()
     assert store.directories.status("tiny-onnx").state == "missing"  # no manifest: never half-installed
     dialog.select("tiny-onnx")
     assert dialog.download_button.isEnabled()  # the user can start it again

@@ -34,7 +34,7 @@ def test_download_shows_progress_and_installs_the_model(qtbot, hub: FakeHub, tmp
     assert store.resolve("tiny").text_path.read_bytes() == remote.text
 
 
-def test_cancelled_download_keeps_nothing_broken_and_a_failing_one_says_why(qtbot, hub: FakeHub,  # noqa: F811
+def test_canceled_download_keeps_nothing_broken_and_a_failing_one_says_why(qtbot, hub: FakeHub,  # noqa: F811
                                                                            tmp_path: Path) -> None:
     remote = publish(hub, tmp_path)
     store = hub_store(hub, remote, tmp_path)
@@ -46,7 +46,7 @@ def test_cancelled_download_keeps_nothing_broken_and_a_failing_one_says_why(qtbo
     download.cancel()  # before the first chunk arrives: stopped at the first progress callback
     with qtbot.waitSignal(dialog.changed, timeout=10000):
         pass
-    assert "cancelled" in dialog.message.text()
+    assert "canceled" in dialog.message.text()
     assert not (store.root / "tiny" / remote.text_file).exists()  # nothing half-done under the final name
 
     hub.fail = (500, {})

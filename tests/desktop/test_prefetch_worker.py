@@ -49,8 +49,8 @@ class Steer:
         if index == 0:
             self.first_done.set()
 
-    def item_cancelled(self, batch: int, index: int) -> None:
-        self.log.append(("cancelled", index))
+    def item_canceled(self, batch: int, index: int) -> None:
+        self.log.append(("canceled", index))
 
     def batch_done(self, batch: int, job_id: int) -> None:
         self.ended.set()
@@ -77,13 +77,13 @@ def test_next_image_is_read_ahead_and_pause_and_cancel_still_hold(tiny_models: d
         runner.submit([str(p) for p in images], builtin_task("describe"))
         assert events.first_done.wait(60) and not events.failures
         assert runner.paused and not events.ended.is_set()  # held after image 0, as the Pause button does
-        # While image 0 ran, the next image not cancelled (image 2) was read and decoded on the prefetch thread.
+        # While image 0 ran, the next image not canceled (image 2) was read and decoded on the prefetch thread.
         assert decoded == [(images[2].name, decoded[0][1])] and decoded[0][1].startswith("loupe-prefetch")
         runner.pause(False)
         assert events.ended.wait(60) and not events.failures
     finally:
         assert runner.stop(30)
-    assert events.log == [("started", 0), ("finished", 0), ("cancelled", 1), ("started", 2), ("finished", 2)]
+    assert events.log == [("started", 0), ("finished", 0), ("canceled", 1), ("started", 2), ("finished", 2)]
     assert [name for name, _ in decoded] == [images[2].name]  # image 2 read once, ahead; image 1 never
     with Store(tmp_path / "loupe.db") as store:
         stored = store.results()

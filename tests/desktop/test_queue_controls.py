@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from loupe.desktop.main_window import LOCAL_ONLY
-from loupe.desktop.widgets.queue_view import CANCELLED, DONE, ERROR, REVIEW, WAITING
+from loupe.desktop.widgets.queue_view import CANCELED, DONE, ERROR, REVIEW, WAITING
 from loupe.models.synthetic import SyntheticModel
 from PIL import Image
 
@@ -47,7 +47,7 @@ def test_pause_cancel_one_retry_one_and_thumbnails(app_window: Harness, tmp_path
     q.pause_button.click()  # resume
     qtbot.waitUntil(lambda: q.unfinished() == 0, timeout=20000)
     states = q.states()
-    assert states[images[1].name] == CANCELLED and states["later.png"] == ERROR
+    assert states[images[1].name] == CANCELED and states["later.png"] == ERROR
     assert {states[images[0].name], states[images[2].name]} <= {DONE, REVIEW}
     assert q.progress.value() == q.progress.maximum() == 4
     assert {Path(s.path).name for s in app_window.store.results()} == {images[0].name, images[2].name, "later.png"}
@@ -68,7 +68,7 @@ def test_cancel_all_stops_the_rest(app_window: Harness, tmp_path: Path, qtbot) -
     w.queue.cancel_all_button.click()
     w.queue.pause_button.click()
     qtbot.waitUntil(lambda: w.queue.unfinished() == 0, timeout=20000)
-    assert set(w.queue.states().values()) == {CANCELLED}
+    assert set(w.queue.states().values()) == {CANCELED}
     assert app_window.store.results() == []
     assert not app_window.close_questions
 

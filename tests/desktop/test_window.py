@@ -38,7 +38,7 @@ def rows(harness: Harness) -> list[tuple[str, str]]:
     return [(tree.topLevelItem(i).text(0), tree.topLevelItem(i).text(1)) for i in range(tree.topLevelItemCount())]
 
 
-def test_drop_files_and_folder_analysed_with_boxes_drawn(app_window: Harness, tmp_path: Path, qtbot,
+def test_drop_files_and_folder_analyzed_with_boxes_drawn(app_window: Harness, tmp_path: Path, qtbot,
                                                          monkeypatch) -> None:
     w = app_window.window
     reloads: list[int] = []
@@ -75,7 +75,7 @@ def test_drop_files_and_folder_analysed_with_boxes_drawn(app_window: Harness, tm
     # ready thread waiting that long, so the budget grows with the measured load (both are printed).
     load = os.getloadavg()[0] / (os.cpu_count() or 1)
     budget = 0.1 * max(1.0, load)
-    print(f"\nworst GUI event-loop gap while analysing: {worst * 1000:.0f} ms over {len(gaps)} ticks "
+    print(f"\nworst GUI event-loop gap while analyzing: {worst * 1000:.0f} ms over {len(gaps)} ticks "
           f"(load {load:.1f} per core, budget {budget * 1000:.0f} ms)")
     assert worst < budget, f"GUI event loop stalled for {worst * 1000:.0f} ms"
 

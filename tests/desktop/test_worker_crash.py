@@ -1,5 +1,5 @@
 """The desktop window over a model process that dies on one picture: that row is an error naming the signal, the
-window stays up and the rest of the queue is analysed by a new model process.
+window stays up and the rest of the queue is analyzed by a new model process.
 
 The crash is real: SIGSEGV raised in the worker at the first generated token of the 120x90 picture (the test-only
 hook of loupe.backends.worker_child).

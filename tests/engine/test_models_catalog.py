@@ -57,7 +57,7 @@ def test_catalog_get_unknown_name_lists_the_known_ones() -> None:
     ("change", "message"),
     [
         ({"text_sha256": "abc"}, "64 lowercase hex"),
-        ({"colour": "red"}, "unknown keys colour"),
+        ({"color": "red"}, "unknown keys color"),
         ({"family": "llava"}, "family 'llava'"),
         ({"repo_id": ""}, "missing repo_id"),
     ],

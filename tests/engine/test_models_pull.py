@@ -130,11 +130,11 @@ def test_server_error_becomes_a_one_line_download_error(hub: FakeHub, tmp_path: 
     assert not (store.root / "tiny" / remote.text_file).exists()
 
 
-def test_gated_repository_says_to_accept_the_licence(hub: FakeHub, tmp_path: Path) -> None:
+def test_gated_repository_says_to_accept_the_license(hub: FakeHub, tmp_path: Path) -> None:
     remote = publish(hub, tmp_path)
     hub.fail = (403, {"X-Error-Code": "GatedRepo", "X-Error-Message": "gated"})
     store = hub_store(hub, remote, tmp_path)
-    with pytest.raises(ModelDownloadError, match=r"is gated: accept its licence at http://127\.0\.0\.1:\d+/test-org"):
+    with pytest.raises(ModelDownloadError, match=r"is gated: accept its license at http://127\.0\.0\.1:\d+/test-org"):
         store.pull("tiny")
 
 

@@ -67,7 +67,7 @@ def test_invalid_schema_is_refused_with_json_pointer(tmp_path):
         ({"schema": {}, "instructions": ""}, "/instructions"),
         ({"instructions": "x"}, "/schema"),
         ({"schema": {}, "instructions": "x", "options": {"max_tokens": "many"}}, "/options/max_tokens"),
-        ({"schema": {}, "instructions": "x", "options": {"colour": 1}}, "/options/colour"),
+        ({"schema": {}, "instructions": "x", "options": {"color": 1}}, "/options/color"),
         ({"schema": {}, "instructions": "x", "extra": 1}, "/extra"),
     ],
 )

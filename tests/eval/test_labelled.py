@@ -60,7 +60,7 @@ def test_jsonl_paths_are_relative_to_the_file_and_mistakes_name_the_line(tmp_pat
         load_labelled(tmp_path / "pics")
 
 
-def test_coco_boxes_become_normalised_box_2d(tmp_path: Path):
+def test_coco_boxes_become_normalized_box_2d(tmp_path: Path):
     make_images(tmp_path, 1)
     doc = {"images": [{"id": 7, "file_name": "000.png", "width": 200, "height": 100}],
            "annotations": [{"id": 1, "image_id": 7, "category_id": 2, "bbox": [20, 10, 100, 50]}],

@@ -11,7 +11,7 @@ from loupe.eval.metrics import (
     aggregate,
     greedy_match,
     iou,
-    normalise,
+    normalize,
     record_accuracy,
     schema_enums,
     score_item,
@@ -82,9 +82,9 @@ def test_every_field_kind_scored_by_hand():
     assert by_ptr["/defects/1/label"].confidence == 0.4 and not by_ptr["/defects/1/label"].correct
 
 
-def test_normalised_strings_tolerances_and_whole_record():
-    assert normalise("  ACME  Corp.!") == "acme corp" and normalise("Café") == "cafe"
-    loose = score_item(TRUTH, PRED, scoring=Scoring(normalise_strings=True, rel_tol=0.1))
+def test_normalized_strings_tolerances_and_whole_record():
+    assert normalize("  ACME  Corp.!") == "acme corp" and normalize("Café") == "cafe"
+    loose = score_item(TRUTH, PRED, scoring=Scoring(normalize_strings=True, rel_tol=0.1))
     assert next(s for s in loose.samples if s.field == "/vendor").correct
     strict = score_item({"total": 10.0}, {"total": 10.5})
     assert not strict.samples[0].correct and not strict.record_correct

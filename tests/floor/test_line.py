@@ -282,7 +282,7 @@ def test_stopping_the_station_mid_image_leaves_that_capture_for_the_next_start(t
     line = make_line(tmp_path, source, engine, sink, events)
     with Store(tmp_path / "loupe.db") as store:
         line.job_id, line.engine = line.open_job(store), engine
-        line.stop_event.set()  # the stop came while this capture was being analysed
+        line.stop_event.set()  # the stop came while this capture was being analyzed
         assert line.process(store, Capture(paths[0], "fake")) is None
         assert store.results(line.job_id) == [] and source.finished == [] and events.outcomes == []
         assert engine.backend.requests == []  # a set cancel never reaches the model

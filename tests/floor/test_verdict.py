@@ -60,7 +60,7 @@ def test_a_result_that_is_not_ok_never_passes_by_default() -> None:
     ({"rules": [{"if": "any", "then": "FAIL", "value": 3}]}, "/verdict/rules/0/pointer", "JSON Pointer"),
     ({"rules": [{"if": "sometimes", "then": "FAIL"}]}, "/verdict/rules/0/if", "must be one of"),
     ({"rules": [{"if": "status_not_ok", "then": "MAYBE"}]}, "/verdict/rules/0/then", "PASS, FAIL, REVIEW"),
-    ({"rules": [{"if": "status_not_ok", "then": "FAIL", "colour": "red"}]}, "/verdict/rules/0/colour", "unknown"),
+    ({"rules": [{"if": "status_not_ok", "then": "FAIL", "color": "red"}]}, "/verdict/rules/0/color", "unknown"),
     ({"rules": [{"if": "any", "pointer": "/a", "op": "~", "value": 1, "then": "FAIL"}]}, "/verdict/rules/0/op", "op"),
     ({"rules": [{"if": "count", "pointer": "/a", "value": "two", "then": "FAIL"}]}, "/verdict/rules/0/value", "number"),
     ({"otherwise": "GREEN"}, "/verdict/otherwise", "verdict"),

@@ -1,5 +1,5 @@
 """A cancel interrupts a cloud request in flight: the stub server on 127.0.0.1 never answers (a hanging reply),
-the backend returns within about a second of the cancel, the request is audited as cancelled, and through the
+the backend returns within about a second of the cancel, the request is audited as canceled, and through the
 ladder the local result (the real tiny model on llama.cpp) is kept."""
 
 from __future__ import annotations

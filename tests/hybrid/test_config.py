@@ -39,7 +39,7 @@ def test_cloud_config_refuses_keys_and_bad_values() -> None:
     config = cloud_config_from_dict({"preset": "ollama", "model": "llava", "enabled": True, "timeout_s": 10})
     assert config.resolved() == ("http://127.0.0.1:11434/v1", "llava") and config.enabled
     for raw, pointer in (({"api_key": "sk-x"}, "/api_key"), ({"preset": "nope"}, "/preset"),
-                         ({"max_side": "big"}, "/max_side"), ({"colour": 1}, "/colour"),
+                         ({"max_side": "big"}, "/max_side"), ({"color": 1}, "/color"),
                          ({"response_format": "xml"}, "/response_format")):
         with pytest.raises(TaskError) as info:
             cloud_config_from_dict(raw)

@@ -12,7 +12,7 @@ import pytest
 from loupe.api import Engine
 from loupe.backends.cloud import CloudBackend
 from loupe.backends.fake import FakeBackend
-from loupe.core.images.boxes import to_normalised
+from loupe.core.images.boxes import to_normalized
 from loupe.core.images.crops import cut, window
 from loupe.core.images.load import load_image
 from loupe.core.schema.validate import validation_errors
@@ -75,10 +75,10 @@ def test_a_box_maps_from_the_crop_back_to_the_image(pixels: tuple[int, int, int,
     win = window(pixels, size)
     w, h = win.size
     inside = (pixels[0] - win.x0, pixels[1] - win.y0, pixels[2] - win.x0, pixels[3] - win.y0)
-    in_crop = [round(v) for v in to_normalised(inside, w, h)]
+    in_crop = [round(v) for v in to_normalized(inside, w, h)]
     back = win.box_to_image(in_crop, size)
-    assert back == pytest.approx([round(v) for v in to_normalised(pixels, *size)], abs=1.5)
-    assert win.box_to_image([0, 0, 1000, 1000], size) == [round(v) for v in to_normalised(
+    assert back == pytest.approx([round(v) for v in to_normalized(pixels, *size)], abs=1.5)
+    assert win.box_to_image([0, 0, 1000, 1000], size) == [round(v) for v in to_normalized(
         (win.x0, win.y0, win.x1, win.y1), *size)]
 
 

@@ -18,7 +18,7 @@ from loupe.api import Engine
 from loupe.backends.cloud import CloudConfig
 from loupe.backends.fake import FakeBackend
 from loupe.cli import main
-from loupe.escalate.hybrid import Escalator, is_loopback, offline_veto
+from loupe.escalate.hybrid import Escalator, offline_veto
 from loupe.store.sqlite import Store
 
 from tests.hybrid.conftest import KEY, TASK
@@ -61,12 +61,14 @@ def test_loopback_endpoints_stay_allowed_offline(stub: StubCloud, store: Store, 
 
 
 def test_loopback_is_judged_without_dns() -> None:
+    offline = {"LOUPE_OFFLINE": "1"}
     for url in ("http://127.0.0.1:8080/v1", "http://127.8.9.10/v1", "http://[::1]:1234/v1", "http://localhost/v1",
-                "http://LOCALHOST:11434", "http://app.localhost/v1"):
-        assert is_loopback(url), url
+                "http://LOCALHOST:11434"):
+        assert offline_veto(replace(REMOTE, base_url=url), offline) is None, url
+    # a subdomain of localhost resolves through the system's resolver, which may ask the network (loupe.core.net)
     for url in ("https://api.openai.com/v1", "http://192.168.1.20:11434/v1", "http://10.0.0.1/v1",
-                "http://localhost.evil.com/v1", "http://[::2]/v1", "not a url"):
-        assert not is_loopback(url), url
+                "http://localhost.evil.com/v1", "http://[::2]/v1", "http://app.localhost/v1", "not a url"):
+        assert offline_veto(replace(REMOTE, base_url=url), offline) is not None, url
     assert offline_veto(REMOTE, {"LOUPE_OFFLINE": "1"}) is not None
     assert offline_veto(REMOTE, {}) is None and offline_veto(REMOTE, {"LOUPE_OFFLINE": "0"}) is None
     assert offline_veto(CloudConfig(preset="ollama"), {"LOUPE_OFFLINE": "yes"}) is None

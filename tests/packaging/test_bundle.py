@@ -1,4 +1,4 @@
-"""Smoke test of the frozen one-folder app: build it (packaging/build.sh), then analyse, serve and open the GUI.
+"""Smoke test of the frozen one-folder app: build it (packaging/build.sh), then analyze, serve and open the GUI.
 
 Opt-in (`pytest -m slow tests/packaging`): the build takes minutes. Set LOUPE_BUNDLE=<dist/loupe> to test an
 existing bundle instead of building one.

@@ -1,5 +1,5 @@
 """Fixtures for the local API: the real server (uvicorn in a thread) over a tiny synthetic llama.cpp model, one whose
-context fits a very long generation, and the server log's cancelled-request records."""
+context fits a very long generation, and the server log's canceled-request records."""
 
 from __future__ import annotations
 
@@ -67,8 +67,8 @@ def long_server(tiny_models: dict, tmp_path_factory: pytest.TempPathFactory) -> 
         yield running
 
 
-class Cancelled(logging.Handler):
-    """Collects the server log's cancelled-request records; `wait(n)` blocks until there are n of them."""
+class Canceled(logging.Handler):
+    """Collects the server log's canceled-request records; `wait(n)` blocks until there are n of them."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
@@ -83,14 +83,14 @@ class Cancelled(logging.Handler):
 
     def wait(self, n: int = 1, timeout: float = 30) -> list[logging.LogRecord]:
         with self._more:
-            assert self._more.wait_for(lambda: len(self.records) >= n, timeout), "no cancelled request was logged"
+            assert self._more.wait_for(lambda: len(self.records) >= n, timeout), "no canceled request was logged"
             return list(self.records)
 
 
 @pytest.fixture
-def cancelled() -> Iterator[Cancelled]:
-    """The cancelled requests the server logs during one test."""
-    handler, level = Cancelled(), serve_log.level
+def canceled() -> Iterator[Canceled]:
+    """The canceled requests the server logs during one test."""
+    handler, level = Canceled(), serve_log.level
     serve_log.addHandler(handler)
     serve_log.setLevel(logging.INFO)
     try:

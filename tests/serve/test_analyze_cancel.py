@@ -1,4 +1,4 @@
-"""/v1/analyze on the real server when its client leaves: the analysis is cancelled, stored as cancelled, and logged."""
+"""/v1/analyze on the real server when its client leaves: the analysis is canceled, stored as canceled, and logged."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from loupe.cli import SAMPLE
 from loupe.serve.server import Running
 
-from tests.serve.conftest import LONG, LONG_MAX, Cancelled
+from tests.serve.conftest import LONG, LONG_MAX, Canceled
 from tests.serve.test_analyze_results import GAUGE, call
 from tests.serve.test_streaming import long_body
 
@@ -24,16 +24,16 @@ def _analyze_then_give_up(server: Running) -> None:
 
 
 def _stored(server: Running, record: logging.LogRecord) -> dict[str, Any]:
-    """The stored row a cancelled-request record names, as GET /v1/results shows it."""
+    """The stored row a canceled-request record names, as GET /v1/results shows it."""
     status, page = call(server, "/v1/results?status=error&limit=500")
     assert status == 200, page
     return next(r for r in page["data"] if r["id"] == record.result_id)  # type: ignore[attr-defined]
 
 
 def test_a_client_that_times_out_cancels_the_analysis_and_the_store_says_so(long_server: Running,
-                                                                            cancelled: Cancelled) -> None:
+                                                                            canceled: Canceled) -> None:
     _analyze_then_give_up(long_server)
-    [record] = cancelled.wait()
+    [record] = canceled.wait()
     assert record.stop == "cancelled" and record.completion_tokens < LONG_MAX  # type: ignore[attr-defined]
     assert record.loupe_request == f"analyze result {record.result_id}"  # type: ignore[attr-defined]
     row = _stored(long_server, record)
@@ -44,17 +44,17 @@ def test_a_client_that_times_out_cancels_the_analysis_and_the_store_says_so(long
                                                   "options": {"max_tokens": 64}})
     assert status == 200 and r["status"] == "ok", r  # the next request is served normally
     assert r["id"] > record.result_id  # type: ignore[attr-defined]
-    assert len(cancelled.records) == 1  # and a request that completes is not logged as cancelled
+    assert len(canceled.records) == 1  # and a request that completes is not logged as canceled
 
 
 def test_an_analysis_whose_client_left_while_it_waited_never_reaches_the_model(long_server: Running,
-                                                                               cancelled: Cancelled) -> None:
+                                                                               canceled: Canceled) -> None:
     url = long_server.url + "/v1/chat/completions"
     with httpx2.Client(timeout=60) as http, http.stream("POST", url, json=long_body(stream=True)) as busy:
         lines = busy.iter_lines()  # kept: dropping a half-read iterator closes the connection
         next(line for line in lines if line.startswith("data: "))  # the model is now busy with this stream
         _analyze_then_give_up(long_server)  # queued behind the stream, then given up on
-    stream, queued = cancelled.wait(2)  # the stream is cancelled when closed; then the analysis is skipped
+    stream, queued = canceled.wait(2)  # the stream is canceled when closed; then the analysis is skipped
     assert stream.loupe_request.startswith("chatcmpl-")  # type: ignore[attr-defined]
     assert queued.stop == "cancelled" and queued.completion_tokens == 0  # type: ignore[attr-defined]
     row = _stored(long_server, queued)

@@ -6,7 +6,8 @@ import io
 
 import pytest
 from loupe.cli import main
-from loupe.serve.config import ServeConfig, ServeConfigError, check_config, is_loopback, resolve_token
+from loupe.core.net import is_loopback
+from loupe.serve.config import ServeConfig, ServeConfigError, check_config, resolve_token
 
 TOKEN = "a-long-enough-token-0123456789"
 

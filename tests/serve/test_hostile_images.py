@@ -12,7 +12,7 @@ from tests.hostile_images import corpus
 from tests.serve.test_analyze_results import GAUGE, call
 
 
-def test_hostile_images_are_refused_one_by_one_and_good_ones_still_analysed(server: Running, tmp_path) -> None:
+def test_hostile_images_are_refused_one_by_one_and_good_ones_still_analyzed(server: Running, tmp_path) -> None:
     good, bad = corpus(tmp_path)
     body = {"schema": GAUGE, "instructions": "Read the gauge.", "options": {"max_tokens": 16}}
     for path in bad:

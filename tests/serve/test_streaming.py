@@ -1,4 +1,4 @@
-"""Streaming chat completions (SSE) through the official `openai` client, and client disconnects cancelling work."""
+"""Streaming chat completions (SSE) through the official `openai` client, and client disconnects canceling work."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from loupe.serve.config import ServeConfig
 from loupe.serve.server import Running, serve_in_thread
 from loupe.serve.worker import Workers
 
-from tests.serve.conftest import LONG, LONG_MAX, MODEL, Cancelled
+from tests.serve.conftest import LONG, LONG_MAX, MODEL, Canceled
 from tests.serve.test_openai_client import SCHEMA, client, image_message
 
 
@@ -77,37 +77,37 @@ def test_stream_errors_before_the_first_byte_are_json_errors(server: Running) ->
     assert info.value.code == "invalid_schema"
 
 
-def test_a_stream_closed_after_its_first_chunk_cancels_the_generation(server: Running, cancelled: Cancelled) -> None:
+def test_a_stream_closed_after_its_first_chunk_cancels_the_generation(server: Running, canceled: Canceled) -> None:
     with httpx2.Client(timeout=60) as http, \
             http.stream("POST", server.url + "/v1/chat/completions", json=long_body(stream=True)) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         first = next(line for line in r.iter_lines() if line.startswith("data: "))
         assert json.loads(first[6:])["choices"][0]["delta"]["role"] == "assistant"
     # leaving the `with` closed the connection mid-stream
-    [record] = cancelled.wait()
+    [record] = canceled.wait()
     assert record.stop == "cancelled" and record.completion_tokens < LONG_MAX  # type: ignore[attr-defined]
     r2 = client(server).chat.completions.create(**_panel(max_tokens=200))
     assert r2.choices[0].finish_reason == "stop"  # the server goes on normally
 
 
-def test_a_non_stream_client_that_times_out_cancels_the_generation(server: Running, cancelled: Cancelled) -> None:
+def test_a_non_stream_client_that_times_out_cancels_the_generation(server: Running, canceled: Canceled) -> None:
     with httpx2.Client(timeout=httpx2.Timeout(60, read=0.25)) as http, pytest.raises(httpx2.ReadTimeout):
         http.post(server.url + "/v1/chat/completions", json=long_body(stream=False))
-    [record] = cancelled.wait()
+    [record] = canceled.wait()
     assert record.stop == "cancelled" and record.completion_tokens < LONG_MAX  # type: ignore[attr-defined]
     r2 = client(server).chat.completions.create(**_panel(max_tokens=200))
     assert r2.choices[0].finish_reason == "stop"
 
 
 def test_a_request_whose_client_left_while_it_waited_never_reaches_the_model(server: Running,
-                                                                             cancelled: Cancelled) -> None:
+                                                                             canceled: Canceled) -> None:
     url = server.url + "/v1/chat/completions"
     with httpx2.Client(timeout=60) as http, http.stream("POST", url, json=long_body(stream=True)) as busy:
         lines = busy.iter_lines()  # kept: dropping a half-read iterator closes the connection
         next(line for line in lines if line.startswith("data: "))  # the model is now busy with this stream
         with httpx2.Client(timeout=httpx2.Timeout(60, read=0.25)) as impatient, pytest.raises(httpx2.ReadTimeout):
             impatient.post(url, json=long_body(stream=False))  # queued behind the stream, then given up on
-    first, queued = cancelled.wait(2)  # the stream is cancelled when closed; then the queued one is skipped
+    first, queued = canceled.wait(2)  # the stream is canceled when closed; then the queued one is skipped
     assert first.completion_tokens > 0 and queued.completion_tokens == 0  # type: ignore[attr-defined]
     assert queued.stop == "cancelled"  # type: ignore[attr-defined]
 

@@ -1,7 +1,7 @@
 """`loupe serve` over a model process that dies: the request gets an error naming the signal, the server goes on.
 
 The crash is real: SIGSEGV raised inside the worker's image encode for a 40x30 picture (the test-only hook of
-loupe.backends.worker_child); every other image is analysed normally, by a new worker after the crash.
+loupe.backends.worker_child); every other image is analyzed normally, by a new worker after the crash.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from tests.serve.conftest import MODEL
 from tests.serve.test_analyze_results import GAUGE, call
 
 
-def _png(size: tuple[int, int], colour: str) -> str:
+def _png(size: tuple[int, int], color: str) -> str:
     buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, format="PNG")
+    Image.new("RGB", size, color).save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -37,7 +37,7 @@ def test_a_worker_crash_is_one_error_response_and_the_server_goes_on(tiny_models
         status, r = call(server, "/v1/analyze", {**body, "image": _png((40, 30), "red")})
         assert r["status"] == "error" and "the model process crashed (SIGSEGV)" in r["error"], (status, r)
         assert "\n" not in r["error"] and "Traceback" not in str(r)
-        for colour in ("white", "blue"):  # the next requests run on a new model process
-            status, r = call(server, "/v1/analyze", {**body, "image": _png((48, 36), colour)})
+        for color in ("white", "blue"):  # the next requests run on a new model process
+            status, r = call(server, "/v1/analyze", {**body, "image": _png((48, 36), color)})
             assert status == 200 and r["status"] in ("ok", "truncated"), r
     assert backend.restarts == 1

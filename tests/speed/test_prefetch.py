@@ -1,4 +1,4 @@
-"""Batch prefetch: the next image is read and decoded on one worker thread while the current one is analysed."""
+"""Batch prefetch: the next image is read and decoded on one worker thread while the current one is analyzed."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _job(store: Store, folder):
     return job
 
 
-def test_next_image_is_decoded_on_the_worker_while_the_current_one_is_analysed(tmp_path):
+def test_next_image_is_decoded_on_the_worker_while_the_current_one_is_analyzed(tmp_path):
     folder = make_images(tmp_path / "imgs", 4)
     (folder / "003.png").write_bytes(b"not a png")  # a bad file is still reported by the engine
     loaded: dict[str, threading.Event] = {}

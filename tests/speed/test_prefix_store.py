@@ -28,7 +28,7 @@ def picture(tmp_path: Path) -> Path:
 
 
 def _run(model: SyntheticModel, store: PrefixStore | None, picture: Path):
-    """A fresh backend (as a new process would have) analysing the picture once."""
+    """A fresh backend (as a new process would have) analyzing the picture once."""
     b = LlamaCppBackend(model.text_path, model.mmproj_path, n_threads=1, prefix_store=store)
     try:
         return b.generate(defects_request(b, picture))

@@ -8,7 +8,7 @@ from loupe.core.images.resize import crop, fit
 from PIL import Image
 
 
-def test_downscale_keeps_aspect_so_normalised_boxes_map_straight_back():
+def test_downscale_keeps_aspect_so_normalized_boxes_map_straight_back():
     img = Image.new("RGB", (1600, 1200))
     small, note = fit(img, 512)
     assert small.size == (512, 384) and note == "downscaled 1600x1200 -> 512x384"

@@ -32,10 +32,10 @@ def model(request: pytest.FixtureRequest, tiny_models: dict[str, SyntheticModel]
 def pictures(tmp_path: Path) -> list[Path]:
     """Two different photos-like images (gradients with a blob), as JPEG files."""
     out = []
-    for i, colour in enumerate([(200, 40, 40), (40, 40, 200)]):
+    for i, color in enumerate([(200, 40, 40), (40, 40, 200)]):
         arr = np.linspace(0, 255, 160 * 120 * 3).reshape(120, 160, 3).astype(np.uint8)
         img = Image.fromarray(arr)
-        img.paste(colour, (20 + 30 * i, 20, 80 + 30 * i, 70))
+        img.paste(color, (20 + 30 * i, 20, 80 + 30 * i, 70))
         out.append(tmp_path / f"p{i}.jpg")
         img.save(out[-1], quality=90)
     return out

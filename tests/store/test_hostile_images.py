@@ -1,6 +1,6 @@
 """Hostile images through the real CLI and model (tests/hostile_images.py): malformed headers and truncations of
 every allowed format, DDS/EPS/PDF (some named .png), bombs, empty and text files, between good pictures. Each is
-answered quickly, none kills or stops the run, every good picture is analysed, and a resumed batch finishes."""
+answered quickly, none kills or stops the run, every good picture is analyzed, and a resumed batch finishes."""
 
 from __future__ import annotations
 

@@ -188,7 +188,7 @@ def test_labelstudio_export_has_percent_rectangles(job_db, tmp_path):
     assert annotation["result"][0]["value"]["rectanglelabels"] == ["crack"]
 
 
-def test_overlays_draw_each_box_in_its_colour(job_db, tmp_path):
+def test_overlays_draw_each_box_in_its_color(job_db, tmp_path):
     db, _ = job_db
     code, out, _ = run("export", "--db", str(db), "--overlays", str(tmp_path / "ov"), "--select", "all", "--json")
     assert code == 0 and json.loads(out)["overlays"] == 3

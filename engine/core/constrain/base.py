@@ -62,15 +62,6 @@ class Constraint(Protocol):
         """A fresh matcher at the start of the output."""
 
 
-class ConstraintCompiler(Protocol):
-    """Compiles JSON Schemas for one tokenizer."""
-
-    name: str
-
-    def compile(self, schema: dict[str, Any] | bool, *, allow_refusal: bool = True) -> Constraint:
-        """Compile `schema` (raises ConstraintError naming the unsupported part)."""
-
-
 def mask_words(n_vocab: int) -> int:
     """How many int32 words a bitmask over `n_vocab` tokens needs."""
     return (n_vocab + 31) // 32
@@ -85,7 +76,7 @@ def allowed_ids(mask: np.ndarray, n_vocab: int) -> np.ndarray:
 def gate_refusal(probs: np.ndarray, starts_refusal: np.ndarray, min_prob: float = REFUSAL_MIN_PROB) -> np.ndarray:
     """At the first step: keep only refusal tokens if they hold >= `min_prob` of the mass, else drop them.
 
-    `probs` are the renormalised probabilities of the allowed tokens, `starts_refusal` flags which
+    `probs` are the renormalized probabilities of the allowed tokens, `starts_refusal` flags which
     of them begin the refusal branch. Returns a boolean keep-mask over the allowed tokens.
     """
     if not starts_refusal.any() or starts_refusal.all():

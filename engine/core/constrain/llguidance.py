@@ -168,7 +168,7 @@ class LLGuidanceCompiler:
         self.tokenizer = tokenizer
 
     def compile(self, schema: dict[str, Any] | bool, *, allow_refusal: bool = True) -> LLGuidanceConstraint:
-        """See `ConstraintCompiler.compile`."""
+        """Compile `schema` (raises ConstraintError naming the unsupported part)."""
         source, relaxed = plan(schema, self.tokenizer, allow_refusal=allow_refusal)
         return LLGuidanceConstraint(self.tokenizer, source, relaxed)
 
@@ -179,15 +179,6 @@ def _first_lines(message: str) -> str:
     keep = [re.sub(r"^at \d+\(\d+\): ", "", lines[0])] if lines else ["unknown error"]
     keep += [ln for ln in lines[1:] if ln.startswith("error:")]
     return " ".join(keep)
-
-
-def check_schema_compiles(schema: dict[str, Any] | bool) -> str | None:
-    """None if the schema can be decoded under some grammar (strict or relaxed), else why not."""
-    try:
-        plan(schema, None)
-    except ConstraintError as exc:
-        return str(exc).removeprefix("cannot compile the schema for decoding: ")
-    return None
 
 
 def relaxation_notes(schema: dict[str, Any] | bool) -> tuple[str, ...]:

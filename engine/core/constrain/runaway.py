@@ -240,7 +240,7 @@ def token_tables(n_vocab: int, piece: Any) -> TokenTables:
 
 def _wants_end(weights: np.ndarray, allowed: np.ndarray, ends: np.ndarray) -> bool:
     """The model's own probability of ending the value (any token that ends it) exceeds that of continuing it
-    within the grammar (`weights`: its unnormalised probabilities over the whole vocabulary)."""
+    within the grammar (`weights`: its unnormalized probabilities over the whole vocabulary)."""
     go_on = allowed[~ends[allowed]]
     return float(weights[ends].sum(dtype=np.float64)) > float(weights[go_on].sum(dtype=np.float64))
 

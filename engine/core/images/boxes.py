@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from loupe.core.types import Box
 
@@ -24,7 +24,7 @@ def to_pixels(box_2d: list[float] | tuple[float, ...], width: int, height: int) 
     )
 
 
-def to_normalised(pixels: tuple[int, int, int, int], width: int, height: int) -> tuple[float, ...]:
+def to_normalized(pixels: tuple[int, int, int, int], width: int, height: int) -> tuple[float, ...]:
     """`(x0, y0, x1, y1)` pixels -> `[ymin, xmin, ymax, xmax]` in 0–1000 (for crops and tests)."""
     x0, y0, x1, y1 = pixels
     return (y0 / height * 1000, x0 / width * 1000, y1 / height * 1000, x1 / width * 1000)
@@ -44,7 +44,7 @@ def _walk(value: Any, pointer: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
             yield from _walk(v, f"{pointer}/{i}")
 
 
-def _is_box(v: Any) -> bool:
+def _is_box(v: Any) -> TypeGuard[list[float]]:
     return (
         isinstance(v, list)
         and len(v) == 4
@@ -77,11 +77,12 @@ def find_boxes(
         label = next((str(obj[k]) for k in LABEL_KEYS if isinstance(obj.get(k), str)), None)
         box_ptr = f"{pointer}/{BOX_KEY}"
         confs = [c for p, c in confidence.items() if p.startswith(box_ptr + "/")]
+        ymin, xmin, ymax, xmax = (float(v) for v in raw)
         boxes.append(
             Box(
                 pointer=box_ptr,
                 label=label,
-                box_2d=tuple(float(v) for v in raw),  # type: ignore[arg-type]
+                box_2d=(ymin, xmin, ymax, xmax),
                 pixels=to_pixels(raw, w, h),
                 image_id=image_id,
                 confidence=min(confs) if confs else None,

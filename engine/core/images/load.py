@@ -77,7 +77,8 @@ def decode_image(data: bytes, name: str = "<bytes>") -> LoadedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=FORMATS)  # Pillow skips a format it lacks (HEIF, AVIF)
+            # Pillow skips a format it lacks (HEIF, AVIF)
+            img: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
             fmt = img.format or "unknown"
             w, h = img.size
             _check_dimensions(name, w, h)

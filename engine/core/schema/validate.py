@@ -21,13 +21,14 @@ from referencing.exceptions import NoSuchResource, Unresolvable
 
 def _never_fetch(uri: str) -> Any:
     """A `$ref` outside the document is never retrieved (no HTTP, no files): it is simply not there."""
-    raise NoSuchResource(ref=uri)
+    # referencing builds its exceptions with its own attrs wrapper, so mypy does not see the `ref` field's __init__
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]
 
 
 # every validator Loupe builds resolves references in this registry: the document itself (its embedded `$id`
 # resources included, found by crawling it) and nothing else. Without one, jsonschema falls back to its deprecated
 # RefResolver, which fetches any http(s) URL a `$ref` names.
-NO_REMOTE = Registry(retrieve=_never_fetch)  # type: ignore[call-arg]
+NO_REMOTE = Registry(retrieve=_never_fetch)  # type: ignore[call-arg]  # attrs alias `retrieve` (of _retrieve) unseen by mypy
 
 
 def pointer_of(path: Iterable[Any]) -> str:
@@ -58,7 +59,7 @@ def schema_problem(schema: Any) -> tuple[str, str] | None:
         validator.is_valid(None)
         validator.is_valid({})
         validator.is_valid([])
-    except js_exc._RefResolutionError as err:  # type: ignore[attr-defined]
+    except js_exc._RefResolutionError as err:
         return (f"unresolvable $ref: {err}", "")
     except Unresolvable as err:
         return (f"$ref {err.ref!r} does not resolve inside the schema; Loupe never fetches schemas "

@@ -20,7 +20,7 @@ def where_now(path: str) -> str:
 
 @dataclass(frozen=True)
 class Capture:
-    """One image ready to analyse: a complete file on disk, and where it came from."""
+    """One image ready to analyze: a complete file on disk, and where it came from."""
 
     path: str
     origin: str  # the watched folder, or the camera it was grabbed from
