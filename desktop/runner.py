@@ -63,7 +63,7 @@ class RunnerEvents(Protocol):
     def item_started(self, batch: int, index: int) -> None: ...
     def item_finished(self, batch: int, index: int, result_id: int, result: Result, cached: bool,
                       steps: list[dict[str, Any]]) -> None: ...
-    def item_cancelled(self, batch: int, index: int) -> None: ...
+    def item_canceled(self, batch: int, index: int) -> None: ...
     def batch_done(self, batch: int, job_id: int) -> None: ...
     def batch_failed(self, batch: int, message: str) -> None: ...
 
@@ -84,7 +84,7 @@ class Runner:
         self._thread = threading.Thread(target=self._main, name="loupe-desktop-runner", daemon=False)
         self._next_id = 0
         self._lock = threading.Lock()
-        self._skip: set[tuple[int, int]] = set()  # cancelled before they started
+        self._skip: set[tuple[int, int]] = set()  # canceled before they started
         self._current: tuple[int, int] | None = None
         self._item_cancel = threading.Event()  # the image in hand
         self._resume = threading.Event()  # cleared while paused
@@ -193,14 +193,14 @@ class Runner:
                 with self._lock:
                     if (batch.id, index) in self._skip:
                         self._skip.discard((batch.id, index))
-                        self.events.item_cancelled(batch.id, index)
+                        self.events.item_canceled(batch.id, index)
                         continue
                     self._current = (batch.id, index)
                     self._item_cancel.clear()
                 self.events.item_started(batch.id, index)
                 with self._lock:
                     ahead = next((items[j].path for j in range(index + 1, len(items))
-                                  if (batch.id, j) not in self._skip), None)  # the next one not cancelled
+                                  if (batch.id, j) not in self._skip), None)  # the next one not canceled
                 self._one(store, model, batch, index, item, job, ladder, prefetch, ahead)
                 with self._lock:
                     self._current = None
@@ -212,7 +212,7 @@ class Runner:
         self.events.batch_done(batch.id, job.id)
 
     def _climb(self, ladder: Any, path: str, task: Task, image: LoadedImage | None) -> Any:
-        """The ladder for one image, like `Escalator.__call__` but cancellable between and within rungs."""
+        """The ladder for one image, like `Escalator.__call__` but cancelable between and within rungs."""
         from loupe.escalate.policy import Escalation, escalate
 
         try:
@@ -242,7 +242,7 @@ class Runner:
             image = got.image if got.image is not None else item.path
             result = model.engine.analyze(AnalyzeRequest((image,), batch.task), cancel=self._item_cancel)
         if self._item_cancel.is_set() and result.error == "cancelled":
-            self.events.item_cancelled(batch.id, index)  # not stored: the item stays pending in the job
+            self.events.item_canceled(batch.id, index)  # not stored: the item stays pending in the job
             return
         if result.status is Status.ERROR:
             key = None  # errors are never answered from the cache
