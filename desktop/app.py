@@ -22,7 +22,7 @@ def model_loader(model: str | None, model_path: str | None, mmproj: str | None,
         raise SystemExit("loupe-app: --model-path and --mmproj go together")
 
     def load() -> LoadedModel:
-        from loupe.api.models import ModelSpec
+        from loupe.api import ModelSpec
         from loupe.desktop.loading import load_spec
 
         return load_spec(ModelSpec(model=model or "", path=model_path or "", mmproj=mmproj or "", threads=threads,
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from loupe.desktop.bridge import EngineBridge
     from loupe.desktop.main_window import MainWindow
     from loupe.desktop.settings import load_settings
-    from loupe.models.store import ModelStore, default_model_root
+    from loupe.models import ModelStore, default_model_root
     from loupe.store import Store, default_db_path
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from loupe.models.store import ModelStore
+from loupe.models import ModelStore
 from PySide6.QtCore import QObject, QThreadPool, Signal
 
 

@@ -29,8 +29,7 @@ def eval_tab(db_path: Path, task: Callable[[], Task], model: Callable[[], str], 
     loader = make_loader
 
     def start(labelled: str, stop: threading.Event) -> Path:
-        from loupe.eval.evaluate import Launcher
-        from loupe.eval.runner import System
+        from loupe.eval import Launcher, System
 
         name = model()
         out = (out_root or reports_root()) / time.strftime("%Y%m%d-%H%M%S")

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from loupe.api import Engine
-from loupe.api.models import ModelSpec, format_problem, open_backend
+from loupe.api import Engine, ModelSpec, format_problem, open_backend
 from loupe.desktop.runner import LoadedModel
-from loupe.models.store import ModelStore
+from loupe.models import ModelStore
 
 __all__ = ["format_problem", "load_from_store", "load_spec", "store_loader"]
 

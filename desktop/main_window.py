@@ -24,7 +24,7 @@ from loupe.desktop.widgets.result_view import ResultView
 from loupe.desktop.widgets.review_panel import ReviewPanel
 from loupe.desktop.widgets.settings_dialog import SettingsDialog
 from loupe.desktop.widgets.task_picker import TaskPicker
-from loupe.models.store import ModelStore, default_model_root
+from loupe.models import ModelStore, default_model_root
 from loupe.store import Store
 from PySide6.QtCore import QMimeData, QSettings, Qt, QThreadPool, QTimer
 from PySide6.QtGui import QCloseEvent, QImage, QKeySequence, QShortcut

@@ -24,8 +24,7 @@ from loupe.core.images.load import LoadedImage, load_image
 from loupe.core.prefetch import Prefetcher, Read
 from loupe.core.tasks import Task
 from loupe.core.types import Result, Status
-from loupe.store import Store
-from loupe.store.records import cache_key
+from loupe.store import Store, cache_key
 
 
 @dataclass(frozen=True)
@@ -168,7 +167,7 @@ class Runner:
         """The task's escalation ladder (cloud rungs only when the settings and the task allow), or None."""
         if task.escalation is None:
             return None
-        from loupe.escalate.hybrid import Escalator
+        from loupe.escalate import Escalator
 
         access = self.cloud()
         return Escalator(taskfile.parse(task).policy, lambda: model.engine, access.config, api_key=access.api_key,
@@ -177,7 +176,7 @@ class Runner:
     def _run(self, store: Store, model: LoadedModel, batch: Batch, prefetch: Prefetcher) -> None:
         settings: dict[str, Any] = {"source": "desktop"}
         if batch.task.escalation is not None:
-            from loupe.escalate.hybrid import settings_key
+            from loupe.escalate import settings_key
 
             settings.update(settings_key(batch.task, taskfile.parse(batch.task).policy, self.cloud().config))
         job = store.create_job(key=f"{job_key(batch.paths, batch.task, model.name, settings)}:{uuid.uuid4().hex}",
@@ -213,7 +212,7 @@ class Runner:
 
     def _climb(self, ladder: Any, path: str, task: Task, image: LoadedImage | None) -> Any:
         """The ladder for one image, like `Escalator.__call__` but cancelable between and within rungs."""
-        from loupe.escalate.policy import Escalation, escalate
+        from loupe.escalate import Escalation, escalate
 
         try:
             images = [image if image is not None else load_image(path)]

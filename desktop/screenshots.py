@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     from loupe.desktop.bridge import EngineBridge
     from loupe.desktop.main_window import MainWindow
     from loupe.desktop.runner import LoadedModel
-    from loupe.models.store import ModelStore
+    from loupe.models import ModelStore
     from loupe.models.synthetic import build
     from loupe.store import Store
     from PIL import Image
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     tiny = build("tiny-smolvlm", work / "models")
 
     def load() -> LoadedModel:
-        from loupe.api.models import ModelSpec, open_model
+        from loupe.api import ModelSpec, open_model
 
         spec = ModelSpec(model="tiny-smolvlm", path=str(tiny.text_path), mmproj=str(tiny.mmproj_path), threads=2)
         return LoadedModel(open_model(spec), "tiny-smolvlm", synthetic=True)
@@ -224,8 +224,7 @@ def _models(window: Any, work: Path, out: Path) -> None:
     """The Models dialog after downloading a directory (ONNX) model through it from a local imitation of the Hub:
     the catalog plus the tiny test model (tests/backends/tiny) published there as `tiny-onnx`."""
     from loupe.desktop.loading import format_problem
-    from loupe.models.catalog import DEFAULT_CATALOG_PATH, load_catalog
-    from loupe.models.store import ModelStore
+    from loupe.models import DEFAULT_CATALOG_PATH, ModelStore, load_catalog
 
     from tests.engine.fake_hub import FakeHub, serving
     from tests.engine.test_models_dirs import ENTRY, publish_dir

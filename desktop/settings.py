@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from loupe import taskfile
 from loupe.core.cloud import PRESETS, CloudConfig
 from loupe.core.tasks import Task
-from loupe.escalate.hybrid import cloud_allowed
+from loupe.escalate import cloud_allowed
 
 MAX_RECENT = 10
 

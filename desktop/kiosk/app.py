@@ -9,14 +9,12 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from loupe.api.models import open_model
+from loupe.api import open_model
 from loupe.desktop.kiosk.bridge import LineBridge, LineEventsAdapter
 from loupe.desktop.kiosk.window import KioskWindow, shift_start
-from loupe.floor.line import Line, recent
-from loupe.floor.outputs.delivery import Delivery
+from loupe.floor import Delivery, Line, recent
 from loupe.store import Store
-from loupe.wiring import options
-from loupe.wiring.line import build_line
+from loupe.wiring import build_line, options
 
 DEFAULT_PIN = "0000"
 

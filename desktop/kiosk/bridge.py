@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from loupe.floor.line import LineOutcome
-from loupe.floor.sources.base import SourceHealth
+from loupe.floor import LineOutcome, SourceHealth
 from PySide6.QtCore import QObject, Signal
 
 

@@ -9,8 +9,7 @@ from pathlib import Path
 from loupe.desktop.bridge import ImageDecoder
 from loupe.desktop.kiosk.bridge import LineBridge
 from loupe.desktop.widgets.result_view import ImageCanvas
-from loupe.floor.line import LineOutcome
-from loupe.floor.sources.base import SourceHealth
+from loupe.floor import LineOutcome, SourceHealth
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QColor, QFont, QImage, QKeyEvent
 from PySide6.QtWidgets import (

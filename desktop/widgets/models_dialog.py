@@ -7,7 +7,7 @@ from pathlib import Path
 
 from loupe.desktop.downloads import Download
 from loupe.desktop.loading import format_problem
-from loupe.models.store import InstalledModel, ModelError, ModelStore
+from loupe.models import InstalledModel, ModelError, ModelStore
 from PySide6.QtCore import QThreadPool, Signal
 from PySide6.QtWidgets import (
     QComboBox,
@@ -186,7 +186,7 @@ def picker_label(model: InstalledModel) -> str:
 
 
 class ModelPicker(QWidget):
-    """Which model analyses: every catalog entry with its format (those not downloaded shown but disabled), plus
+    """Which model analyzes: every catalog entry with its format (those not downloaded shown but disabled), plus
     'Models…' (download, import)."""
 
     chosen = Signal(str)

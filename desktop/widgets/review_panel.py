@@ -12,8 +12,7 @@ from pathlib import Path
 
 from loupe.core.schema.validate import validation_errors
 from loupe.desktop.widgets.result_view import ImageCanvas
-from loupe.store import ReviewError, ReviewQueue, Store, StoredResult
-from loupe.store.review import for_review, needs_review
+from loupe.store import ReviewError, ReviewQueue, Store, StoredResult, for_review, needs_review
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import (

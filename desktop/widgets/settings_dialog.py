@@ -12,8 +12,7 @@ from loupe.core.secrets import KeyringLike, get_api_key, set_api_key
 from loupe.core.tasks import builtin_names
 from loupe.desktop.bridge import Background
 from loupe.desktop.settings import AppSettings, CloudSettings
-from loupe.escalate.connection import ConnectionCheck, check_connection
-from loupe.escalate.hybrid import offline_veto
+from loupe.escalate import ConnectionCheck, check_connection, offline_veto
 from PySide6.QtCore import QThreadPool
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -211,7 +210,7 @@ class SettingsDialog(QDialog):
 
 def _probe(config: CloudConfig, key: str | None, db_path: Path) -> ConnectionCheck:
     """On a pool thread: the probe, audited into a store connection of this thread's own."""
-    from loupe.store.sqlite import Store
+    from loupe.store import Store
 
     with Store(db_path) as store:
         return check_connection(config, key, store)

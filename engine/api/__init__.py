@@ -8,7 +8,7 @@
 from pathlib import Path
 
 from loupe.api.engine import AnalyzeRequest, Engine, ImageInput
-from loupe.api.models import ModelSpec, open_model
+from loupe.api.models import ModelSpec, Opened, format_problem, open_backend, open_model
 from loupe.core.tasks import Task, builtin_task, load_task_file
 from loupe.core.types import Result, Status
 
@@ -18,5 +18,5 @@ def load_task(name_or_path: str | Path) -> Task:
     return load_task_file(name_or_path) if Path(name_or_path).suffix else builtin_task(str(name_or_path))
 
 
-__all__ = ["AnalyzeRequest", "Engine", "ImageInput", "ModelSpec", "Result", "Status", "Task", "load_task",
-           "open_model"]
+__all__ = ["AnalyzeRequest", "Engine", "ImageInput", "ModelSpec", "Opened", "Result", "Status", "Task",
+           "format_problem", "load_task", "open_backend", "open_model"]

@@ -32,7 +32,7 @@ class AnalyzeRequest:
 
 
 class Engine:
-    """Owns one loaded backend; analyses requests one at a time on a worker thread when submitted."""
+    """Owns one loaded backend; analyzes requests one at a time on a worker thread when submitted."""
 
     def __init__(self, backend: Backend, *, model: str | None = None) -> None:
         self.backend = backend

@@ -111,7 +111,7 @@ def pretty(result: Result) -> str:
 
 # -- commands -------------------------------------------------------------------------------------
 def cmd_analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Analyse images; one JSON line per image (or per request with --together)."""
+    """Analyze images; one JSON line per image (or per request with --together)."""
     from loupe.api import AnalyzeRequest, Engine
 
     job = pick_task(args)
@@ -160,7 +160,7 @@ def _progress(
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(file=err)) as bar:
-        job = bar.add_task("analysing", total=len(groups))
+        job = bar.add_task("analyzing", total=len(groups))
         for g in groups:
             yield work(g)
             bar.advance(job)
@@ -287,7 +287,7 @@ def parser() -> argparse.ArgumentParser:
                         help="CPU threads, fixed (default: one per physical core, fewer while others keep cores busy)")
         add_backend_args(sp)
 
-    a = sub.add_parser("analyze", help="analyse images or folders")
+    a = sub.add_parser("analyze", help="analyze images or folders")
     a.add_argument("inputs", nargs="+", metavar="IMAGE|DIR")
     g = a.add_mutually_exclusive_group()
     g.add_argument("--task", default="defects", help=f"built-in task ({', '.join(builtin_names())})")

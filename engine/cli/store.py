@@ -34,7 +34,7 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
         sp.add_argument("--db", help="the results store (default: $LOUPE_DB, else loupe.db in the user data dir)")
         sp.add_argument("--json", action="store_true", help="machine-readable output only")
 
-    b = sub.add_parser("batch", help="analyse images or folders into the results store (resumable)")
+    b = sub.add_parser("batch", help="analyze images or folders into the results store (resumable)")
     b.add_argument("inputs", nargs="*", metavar="IMAGE|DIR")
     g = b.add_mutually_exclusive_group()
     g.add_argument("--task", default=None, help="built-in task (default: defects)")
@@ -122,7 +122,7 @@ def _start(store: Store, args: argparse.Namespace) -> tuple[int, argparse.Namesp
                                           escalate=launch.get("escalate", False),
                                           cloud_config=launch.get("cloud_config"))
     if not args.inputs:
-        raise CliError("give images or folders to analyse, or --resume JOB")
+        raise CliError("give images or folders to analyze, or --resume JOB")
     args.task = args.task or "defects"
     job = pick_task(args)
     task = job.task
@@ -177,7 +177,7 @@ def _progress(store: Store, job_id: int, err: TextIO, bar_on: bool, quiet: bool)
 
 
 def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Analyse into the store, one committed result per image; re-run or --resume to continue."""
+    """Analyze into the store, one committed result per image; re-run or --resume to continue."""
     from loupe.api import Engine
     from loupe.batch import BatchRunner, LazyEngine, stop_on_sigint
     from loupe.core.prefetch import Prefetcher

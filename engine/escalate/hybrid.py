@@ -60,7 +60,7 @@ class LocalRunner:
 
     def run(self, task: Task, images: Sequence[LoadedImage], *,
             cancel: threading.Event | None = None) -> tuple[Result, float, int]:
-        """Analyse locally: no spend, no requests."""
+        """Analyze locally: no spend, no requests."""
         return EngineRunner(self.engine_of()).run(task, images, cancel=cancel)
 
     def estimate(self, task: Task, images: Sequence[LoadedImage]) -> float:

@@ -44,7 +44,7 @@ class ModelRunner:
 
     def run(self, task: Task, images: Sequence[LoadedImage], *,
             cancel: threading.Event | None = None) -> tuple[Result, float, int]:
-        """Analyse on this model; a model that cannot be loaded gives an `error` result (the ladder goes on)."""
+        """Analyze on this model; a model that cannot be loaded gives an `error` result (the ladder goes on)."""
         if self._engine is None and self._failed is None:
             try:
                 self._engine = Engine(self.make(self.spec), model=self.spec.label)

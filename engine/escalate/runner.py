@@ -32,7 +32,7 @@ class EngineRunner:
 
     def run(self, task: Task, images: Sequence[LoadedImage], *,
             cancel: threading.Event | None = None) -> tuple[Result, float, int]:
-        """Analyse once; (result, USD spent, requests sent)."""
+        """Analyze once; (result, USD spent, requests sent)."""
         calls = getattr(self.engine.backend, "calls", None)
         before = len(calls) if calls is not None else 0
         if self.audit is not None:

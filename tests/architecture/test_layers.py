@@ -83,3 +83,26 @@ def test_nothing_is_imported_by_a_name_computed_at_run_time() -> None:
                     if name.endswith("import_module") or name == "__import__":
                         found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
     assert found == []
+
+
+# The desktop reaches features through their package's face (its __init__), never a module inside one; the core
+# (plain data: Task, Result, errors, images) is everyone's vocabulary. screenshots.py is a developer's tool that
+# builds a synthetic model for the README's pictures.
+FACES = {"loupe", "loupe.api", "loupe.wiring", "loupe.taskfile", "loupe.store", "loupe.batch", "loupe.escalate",
+         "loupe.eval", "loupe.export", "loupe.floor", "loupe.models"}
+EXCEPTIONS = {("screenshots.py", "loupe.models.synthetic")}
+
+
+def test_the_desktop_uses_the_facade_the_wiring_and_package_faces_only() -> None:
+    desktop = package_dirs()["loupe.desktop"]
+    reached = []
+    for path in desktop.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                if not name.startswith("loupe") or name.startswith(("loupe.desktop", "loupe.core")):
+                    continue
+                if name not in FACES and (path.name, name) not in EXCEPTIONS:
+                    reached.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}")
+    assert reached == []
