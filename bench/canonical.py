@@ -15,8 +15,12 @@ from jsonschema import Draft202012Validator
 
 def _resolve(schema: Any, root: Any, depth: int = 0) -> Any:
     """Follow a local `$ref` (`#/...`), leaving other refs as they are."""
-    while isinstance(schema, dict) and isinstance(schema.get("$ref"), str) and schema["$ref"].startswith("#") \
-            and depth < 32:
+    while (
+        isinstance(schema, dict)
+        and isinstance(schema.get("$ref"), str)
+        and schema["$ref"].startswith("#")
+        and depth < 32
+    ):
         node = root
         for part in schema["$ref"][1:].split("/")[1:]:
             part = part.replace("~1", "/").replace("~0", "~")
@@ -34,8 +38,11 @@ def _resolve(schema: Any, root: Any, depth: int = 0) -> Any:
 
 def _valid(instance: Any, schema: Any, root: Any) -> bool:
     try:
-        merged = {**schema, "$defs": root.get("$defs", {}), "definitions": root.get("definitions", {})} \
-            if isinstance(schema, dict) and isinstance(root, dict) else schema
+        merged = (
+            {**schema, "$defs": root.get("$defs", {}), "definitions": root.get("definitions", {})}
+            if isinstance(schema, dict) and isinstance(root, dict)
+            else schema
+        )
         return Draft202012Validator(merged).is_valid(instance)
     except Exception:
         return False

@@ -58,8 +58,9 @@ def child(argv: list[str] | None = None) -> dict[str, Any]:
     t_import = time.perf_counter()
     rss_imported = rss_bytes()
     store = PrefixStore(Path(args.prefix_cache)) if args.prefix_cache else None
-    backend = LlamaCppBackend(args.text, args.mmproj, n_threads=args.threads, prefix_store=store,
-                              projectors=ProjectorCache.default())  # as the CLI does (made once, before the bench)
+    backend = LlamaCppBackend(
+        args.text, args.mmproj, n_threads=args.threads, prefix_store=store, projectors=ProjectorCache.default()
+    )  # as the CLI does (made once, before the bench)
     t_load = time.perf_counter()
     rss_loaded = rss_bytes()
     task = builtin_task(args.task).with_options(detail=args.detail, max_tokens=args.max_tokens, retries=0)
@@ -82,11 +83,27 @@ def child(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def measure(
-    text: Path, mmproj: Path, image: Path, *, threads: int, max_tokens: int = 32, prefix_cache: Path | None = None,
+    text: Path,
+    mmproj: Path,
+    image: Path,
+    *,
+    threads: int,
+    max_tokens: int = 32,
+    prefix_cache: Path | None = None,
 ) -> dict[str, Any]:
     """Run the child in a fresh interpreter; add the wall time from spawn to exit and the model file sizes."""
-    cmd = [sys.executable, "-m", "bench.coldstart", str(text), str(mmproj), str(image), "--threads", str(threads),
-           "--max-tokens", str(max_tokens)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.coldstart",
+        str(text),
+        str(mmproj),
+        str(image),
+        "--threads",
+        str(threads),
+        "--max-tokens",
+        str(max_tokens),
+    ]
     if prefix_cache is not None:
         cmd += ["--prefix-cache", str(prefix_cache)]
     t = time.perf_counter()
@@ -98,8 +115,13 @@ def measure(
     files = text.stat().st_size + mmproj.stat().st_size
     # the ratio is to the files the user downloaded; with a BF16 projector copy loaded instead, also to the files loaded
     loaded = text.stat().st_size + out.get("projector_file_bytes", mmproj.stat().st_size)
-    out.update(process_wall_ms=wall, model_file_bytes=files, peak_rss_ratio=out["peak_rss_bytes"] / files,
-               loaded_file_bytes=loaded, peak_rss_vs_loaded_files=out["peak_rss_bytes"] / loaded)
+    out.update(
+        process_wall_ms=wall,
+        model_file_bytes=files,
+        peak_rss_ratio=out["peak_rss_bytes"] / files,
+        loaded_file_bytes=loaded,
+        peak_rss_vs_loaded_files=out["peak_rss_bytes"] / loaded,
+    )
     return out
 
 

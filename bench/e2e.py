@@ -53,8 +53,19 @@ from bench._models import DEFAULT_DIR, choices, default_types, synthetic, text_t
 from bench.sides import A_STAGES, LoupeSide, RawSide, bench_task, png_data_url
 
 SAMPLE = Path(__file__).resolve().parent.parent / "engine" / "samples" / "scratched-panel.jpg"
-SECTIONS = ("llamacpp", "roofline", "matmul", "reuse", "projector", "busy", "detail", "transformers", "worker",
-            "coldstart", "vocab")
+SECTIONS = (
+    "llamacpp",
+    "roofline",
+    "matmul",
+    "reuse",
+    "projector",
+    "busy",
+    "detail",
+    "transformers",
+    "worker",
+    "coldstart",
+    "vocab",
+)
 
 
 def _median(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -73,15 +84,38 @@ def side_by_side(a: LoupeSide, b: RawSide, runs: int, warmup: int, max_tokens: i
     for i in range(warmup + runs):
         ra, rb = a.run(), b.run(max_tokens)
         tag = "warmup" if i < warmup else f"run {i - warmup + 1}"
-        print(f"  {tag}: A {ra['total_ms']:.0f} ms ({ra['completion_tokens']} tok, {ra['status']}), "
-              f"B {rb['total_ms']:.0f} ms ({rb['completion_tokens']} tok, {rb['finish_reason']})", flush=True)
+        print(
+            f"  {tag}: A {ra['total_ms']:.0f} ms ({ra['completion_tokens']} tok, {ra['status']}), "
+            f"B {rb['total_ms']:.0f} ms ({rb['completion_tokens']} tok, {rb['finish_reason']})",
+            flush=True,
+        )
         if i >= warmup:
             rows_a.append(ra)
             rows_b.append(rb)
-    med_a = {k: _median(rows_a, k) for k in (*A_STAGES, "other_ms", "wall_ms", "decode_ms_per_token",
-                                             "completion_tokens", "confidence_ms", "prompt_tokens", "image_tokens")}
-    med_b = {k: _median(rows_b, k) for k in ("total_ms", "before_generation_ms", "generation_ms",
-                                             "decode_ms_per_token", "completion_tokens", "prompt_tokens")}
+    med_a = {
+        k: _median(rows_a, k)
+        for k in (
+            *A_STAGES,
+            "other_ms",
+            "wall_ms",
+            "decode_ms_per_token",
+            "completion_tokens",
+            "confidence_ms",
+            "prompt_tokens",
+            "image_tokens",
+        )
+    }
+    med_b = {
+        k: _median(rows_b, k)
+        for k in (
+            "total_ms",
+            "before_generation_ms",
+            "generation_ms",
+            "decode_ms_per_token",
+            "completion_tokens",
+            "prompt_tokens",
+        )
+    }
     share = None
     if med_a["decode_ms"]:
         share = ((med_a["constraint_ms"] or 0) + (med_a["confidence_ms"] or 0)) / med_a["decode_ms"]
@@ -94,8 +128,11 @@ def side_by_side(a: LoupeSide, b: RawSide, runs: int, warmup: int, max_tokens: i
     return {
         "loupe_vs_llamacpp": med_a["total_ms"] / med_b["total_ms"] if med_b["total_ms"] else None,
         "loupe_vs_llamacpp_same_tokens": same,
-        "decode_per_token_A_over_B": (med_a["decode_ms_per_token"] / med_b["decode_ms_per_token"]
-                                      if med_a["decode_ms_per_token"] and med_b["decode_ms_per_token"] else None),
+        "decode_per_token_A_over_B": (
+            med_a["decode_ms_per_token"] / med_b["decode_ms_per_token"]
+            if med_a["decode_ms_per_token"] and med_b["decode_ms_per_token"]
+            else None
+        ),
         "constraint_confidence_share": share,
         "median": {"A": med_a, "B": med_b},
         "raw": {"A": rows_a, "B": rows_b},
@@ -103,13 +140,18 @@ def side_by_side(a: LoupeSide, b: RawSide, runs: int, warmup: int, max_tokens: i
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.e2e", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="fewer runs and tokens (< 10 min on a quiet 2-core box)")
     ap.add_argument("--model", default="smolvlm-256m", choices=choices())
     ap.add_argument("--model-dir", type=Path, default=DEFAULT_DIR)
-    ap.add_argument("--text-type", default=None, choices=text_types(),
-                    help="default: the catalog's (q8_0 for SmolVLM, q4_k_m for Gemma 3 4B; f32 for tiny-*)")
+    ap.add_argument(
+        "--text-type",
+        default=None,
+        choices=text_types(),
+        help="default: the catalog's (q8_0 for SmolVLM, q4_k_m for Gemma 3 4B; f32 for tiny-*)",
+    )
     ap.add_argument("--mmproj-type", default=None, help="default: the catalog's (q8_0 for SmolVLM, f16 for Gemma 3)")
     ap.add_argument("--task", default="defects")
     ap.add_argument("--image", type=Path, default=SAMPLE)
@@ -131,38 +173,67 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model = synthetic(args.model, args.model_dir, text_type=text_type, mmproj_type=args.mmproj_type)
     task = bench_task(args.task, max_tokens=max_tokens, detail=detail)
     report: dict[str, Any] = {
-        "model": args.model, "text_path": str(model.text_path), "mmproj_path": str(model.mmproj_path),
-        "task": task.name, "image": str(args.image), "detail": detail, "threads": threads, "max_tokens": max_tokens,
-        "runs": runs, "warmup": args.warmup, "quick": args.quick,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "loadavg": os.getloadavg(),
-                    "llama_cpp_python": llama_cpp.__version__},
+        "model": args.model,
+        "text_path": str(model.text_path),
+        "mmproj_path": str(model.mmproj_path),
+        "task": task.name,
+        "image": str(args.image),
+        "detail": detail,
+        "threads": threads,
+        "max_tokens": max_tokens,
+        "runs": runs,
+        "warmup": args.warmup,
+        "quick": args.quick,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "loadavg": os.getloadavg(),
+            "llama_cpp_python": llama_cpp.__version__,
+        },
     }
     report["machine"].update(machine.measure(threads))
     m = report["machine"]
-    print(f"machine: read {m['read_gbs']:.1f} GB/s ({threads} threads), matmul {m['matmul_gflops']:.0f} GFLOP/s fp32, "
-          f"load {m['loadavg'][0]:.2f}", flush=True)
+    print(
+        f"machine: read {m['read_gbs']:.1f} GB/s ({threads} threads), matmul {m['matmul_gflops']:.0f} GFLOP/s fp32, "
+        f"load {m['loadavg'][0]:.2f}",
+        flush=True,
+    )
 
     prepared, _ = prepare([load_image(str(args.image))], detail)
     text = user_text(task.instructions, task.schema, 1, allow_refusal=task.options.allow_refusal)
     before, _, after = text.partition(MEDIA)
     a = LoupeSide(model.text_path, model.mmproj_path, threads, task, args.image)
     report["projector_file"] = str(a.backend.mmproj_file)
-    print(f"projector: A loads {a.backend.mmproj_file.name}"
-          f"{' (BF16 copy)' if a.backend.mmproj_file != model.mmproj_path else ''}, B {model.mmproj_path.name}",
-          flush=True)
+    print(
+        f"projector: A loads {a.backend.mmproj_file.name}"
+        f"{' (BF16 copy)' if a.backend.mmproj_file != model.mmproj_path else ''}, B {model.mmproj_path.name}",
+        flush=True,
+    )
     # the synthetic vocabulary has few merges, so text splits finer than a real tokenizer's (~3-4 characters per
     # token): every side prefills more tokens than with the real model; recorded so the bias is visible
     n_text = len(a.backend.model.live().tokenize(text.replace(MEDIA, "").encode(), add_bos=False, special=True))
-    report["prompt_text"] = {"chars": len(text) - len(MEDIA), "tokens": n_text,
-                             "chars_per_token": (len(text) - len(MEDIA)) / n_text if n_text else None}
-    print(f"prompt: {report['prompt_text']['chars']} characters of task text -> {n_text} tokens "
-          f"({_f(report['prompt_text']['chars_per_token'])} characters/token with the synthetic vocabulary)",
-          flush=True)
+    report["prompt_text"] = {
+        "chars": len(text) - len(MEDIA),
+        "tokens": n_text,
+        "chars_per_token": (len(text) - len(MEDIA)) / n_text if n_text else None,
+    }
+    print(
+        f"prompt: {report['prompt_text']['chars']} characters of task text -> {n_text} tokens "
+        f"({_f(report['prompt_text']['chars_per_token'])} characters/token with the synthetic vocabulary)",
+        flush=True,
+    )
     work = tempfile.TemporaryDirectory(prefix="loupe-bench-")
     try:
         if "llamacpp" not in skip:
-            b = RawSide(model.text_path, model.mmproj_path, threads, task, png_data_url(prepared[0].image),
-                        (before, after), image_tokens_for(detail))
+            b = RawSide(
+                model.text_path,
+                model.mmproj_path,
+                threads,
+                task,
+                png_data_url(prepared[0].image),
+                (before, after),
+                image_tokens_for(detail),
+            )
             try:
                 ab = side_by_side(a, b, runs, args.warmup, max_tokens)
             finally:
@@ -172,41 +243,56 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             report["loupe_vs_llamacpp_same_tokens"] = ab["loupe_vs_llamacpp_same_tokens"]
             report["constraint_confidence_share"] = ab["constraint_confidence_share"]
             med = ab["median"]["A"]
-            print(f"llamacpp: loupe_vs_llamacpp {_f(ab['loupe_vs_llamacpp'], 3)} (A {_f(med['total_ms'], 0)} ms vs B "
-                  f"{_f(ab['median']['B']['total_ms'], 0)} ms; at B's token count "
-                  f"{_f(ab['loupe_vs_llamacpp_same_tokens'], 3)}); decode/token A/B "
-                  f"{_f(ab['decode_per_token_A_over_B'])}; "
-                  f"constraint_confidence_share {_f(ab['constraint_confidence_share'], 3)}", flush=True)
+            print(
+                f"llamacpp: loupe_vs_llamacpp {_f(ab['loupe_vs_llamacpp'], 3)} (A {_f(med['total_ms'], 0)} ms vs B "
+                f"{_f(ab['median']['B']['total_ms'], 0)} ms; at B's token count "
+                f"{_f(ab['loupe_vs_llamacpp_same_tokens'], 3)}); decode/token A/B "
+                f"{_f(ab['decode_per_token_A_over_B'])}; "
+                f"constraint_confidence_share {_f(ab['constraint_confidence_share'], 3)}",
+                flush=True,
+            )
         else:
             a.run()  # warm-up: first-use costs stay out of the comparisons below, as in the A/B section
             med = a.run()
         if "matmul" not in skip:
             report["encode_prefill"] = scenarios.matmul_fraction(model, med, m["matmul_gflops"])
             report["encode_prefill_matmul_fraction"] = report["encode_prefill"]["fraction"]
-            print(f"matmul: encode+prefill {report['encode_prefill']['achieved_gflops']:.1f} GFLOP/s = "
-                  f"{report['encode_prefill_matmul_fraction']:.2f} of peak", flush=True)
+            print(
+                f"matmul: encode+prefill {report['encode_prefill']['achieved_gflops']:.1f} GFLOP/s = "
+                f"{report['encode_prefill_matmul_fraction']:.2f} of peak",
+                flush=True,
+            )
         if "roofline" not in skip:
             report["roofline"] = scenarios.roofline(a, model, text_type, m["read_gbs"])
             report["roofline_fraction"] = report["roofline"]["fraction"]
             r = report["roofline"]
-            print(f"roofline: forward {r['forward_ms_per_token']:.2f} ms/token vs {r['roofline_ms_per_token']:.2f} "
-                  f"floor = {r['fraction']:.2f}", flush=True)
+            print(
+                f"roofline: forward {r['forward_ms_per_token']:.2f} ms/token vs {r['roofline_ms_per_token']:.2f} "
+                f"floor = {r['fraction']:.2f}",
+                flush=True,
+            )
         if "reuse" not in skip:
             other = scenarios.photo(Path(work.name) / "other.jpg", (800, 600), seed=1)
             reuse = scenarios.batch_and_repeat(a, args.image, other)
             report["reuse"] = reuse
             report["batch_second_vs_first"] = reuse["batch_second_vs_first"]
             report["repeat_vs_first"] = reuse["repeat_vs_first"]
-            print(f"reuse: prefill tokens {reuse['prefill_tokens']}, batch_second_vs_first "
-                  f"{reuse['batch_second_vs_first']:.2f}, repeat_vs_first {reuse['repeat_vs_first']:.3f}", flush=True)
+            print(
+                f"reuse: prefill tokens {reuse['prefill_tokens']}, batch_second_vs_first "
+                f"{reuse['batch_second_vs_first']:.2f}, repeat_vs_first {reuse['repeat_vs_first']:.3f}",
+                flush=True,
+            )
         if "projector" not in skip:
             pc = scenarios.projector_copy(a, args.image, runs=3 if args.quick else 5)
             report["projector"] = pc
             report["projector_copy_vs_file"] = pc.get("copy_vs_file")
             if "encode_ms" in pc:
-                print(f"projector: encode {statistics.median(pc['encode_ms']['copy']):.0f} ms with the BF16 copy vs "
-                      f"{statistics.median(pc['encode_ms']['file']):.0f} ms with the file: "
-                      f"{pc['copy_vs_file']:.3f}", flush=True)
+                print(
+                    f"projector: encode {statistics.median(pc['encode_ms']['copy']):.0f} ms with the BF16 copy vs "
+                    f"{statistics.median(pc['encode_ms']['file']):.0f} ms with the file: "
+                    f"{pc['copy_vs_file']:.3f}",
+                    flush=True,
+                )
             else:
                 print(f"projector: {pc['skipped']}", flush=True)
         if "detail" not in skip:
@@ -214,9 +300,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             lh = scenarios.low_vs_high(a, big, max_tokens=min(max_tokens, 16))
             report["detail_compare"] = lh
             report["low_vs_high"] = lh["ratio"]
-            print(f"detail: low {lh['low']['total_ms']:.0f} ms ({lh['low']['image_tokens']} image tokens) vs high "
-                  f"{lh['high']['total_ms']:.0f} ms ({lh['high']['image_tokens']}): low_vs_high {lh['ratio']:.3f}",
-                  flush=True)
+            print(
+                f"detail: low {lh['low']['total_ms']:.0f} ms ({lh['low']['image_tokens']} image tokens) vs high "
+                f"{lh['high']['total_ms']:.0f} ms ({lh['high']['image_tokens']}): low_vs_high {lh['ratio']:.3f}",
+                flush=True,
+            )
         if "transformers" not in skip:
             _transformers(report, model.name, a, med, threads, runs=3 if args.quick else 5)
         # last of A's sections: the load it makes leaves A's thread tuner at fewer threads for a while
@@ -224,10 +312,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             busy = scenarios.busy_core(a, args.image, runs=2 if args.quick else 3)
             report["busy"] = busy
             report["busy_decode_adaptive_vs_fixed"] = busy["decode_adaptive_vs_fixed"]
-            print(f"busy: with one core taken, decode {busy['adaptive']['decode_ms_per_token']:.1f} ms/token adaptive "
-                  f"(threads {busy['adaptive']['decode_threads']}) vs {busy['fixed']['decode_ms_per_token']:.1f} fixed "
-                  f"at {threads}: {busy['decode_adaptive_vs_fixed']:.3f}; whole analysis "
-                  f"{busy['total_adaptive_vs_fixed']:.3f}", flush=True)
+            print(
+                f"busy: with one core taken, decode {busy['adaptive']['decode_ms_per_token']:.1f} ms/token adaptive "
+                f"(threads {busy['adaptive']['decode_threads']}) vs {busy['fixed']['decode_ms_per_token']:.1f} fixed "
+                f"at {threads}: {busy['decode_adaptive_vs_fixed']:.3f}; whole analysis "
+                f"{busy['total_adaptive_vs_fixed']:.3f}",
+                flush=True,
+            )
     finally:
         a.close()
 
@@ -235,39 +326,64 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         wo = worker_overhead.measure(args.model, args.model_dir, 2 if args.quick else 4, threads, max_tokens)
         report["worker"] = wo
         report["worker_overhead"] = wo["worker_overhead"]
-        print(f"worker: worker_overhead {wo['worker_overhead']:.3f} (through the model process "
-              f"{wo['median_ms']['worker']:.0f} ms vs in-process {wo['median_ms']['in_process']:.0f} ms); parent RSS "
-              f"{wo['parent_rss_mib_with_worker']:.0f} MiB, worker peak {wo['worker_peak_rss_mib']:.0f} MiB",
-              flush=True)
+        print(
+            f"worker: worker_overhead {wo['worker_overhead']:.3f} (through the model process "
+            f"{wo['median_ms']['worker']:.0f} ms vs in-process {wo['median_ms']['in_process']:.0f} ms); parent RSS "
+            f"{wo['parent_rss_mib_with_worker']:.0f} MiB, worker peak {wo['worker_peak_rss_mib']:.0f} MiB",
+            flush=True,
+        )
 
     if "coldstart" not in skip:
         cs = coldstart.measure(model.text_path, model.mmproj_path, args.image, threads=threads, max_tokens=max_tokens)
         report["coldstart"] = cs
         report["peak_rss_ratio"] = cs.get("peak_rss_ratio")
         report["cold_start_ms"] = cs.get("first_result_ms")
-        print(f"coldstart: first result {_f(cs.get('first_result_ms'), 0)} ms after start (process "
-              f"{_f(cs.get('process_wall_ms'), 0)} ms), peak RSS {cs.get('peak_rss_bytes', 0) / 2**20:.0f} MiB = "
-              f"{_f(cs.get('peak_rss_ratio'))}x model files "
-              f"({_f(cs.get('peak_rss_vs_loaded_files'))}x the files loaded)", flush=True)
+        print(
+            f"coldstart: first result {_f(cs.get('first_result_ms'), 0)} ms after start (process "
+            f"{_f(cs.get('process_wall_ms'), 0)} ms), peak RSS {cs.get('peak_rss_bytes', 0) / 2**20:.0f} MiB = "
+            f"{_f(cs.get('peak_rss_ratio'))}x model files "
+            f"({_f(cs.get('peak_rss_vs_loaded_files'))}x the files loaded)",
+            flush=True,
+        )
         # a later process finds the task prompt's KV state saved by an earlier one (loupe.backends.prefix_store)
         with tempfile.TemporaryDirectory(prefix="loupe-bench-kv-") as kv:
-            runs_kv = [coldstart.measure(model.text_path, model.mmproj_path, args.image, threads=threads,
-                                         max_tokens=max_tokens, prefix_cache=Path(kv)) for _ in range(2)]
+            runs_kv = [
+                coldstart.measure(
+                    model.text_path,
+                    model.mmproj_path,
+                    args.image,
+                    threads=threads,
+                    max_tokens=max_tokens,
+                    prefix_cache=Path(kv),
+                )
+                for _ in range(2)
+            ]
         report["coldstart_prefix_from_disk"] = {"saving": runs_kv[0], "loading": runs_kv[1]}
         report["cold_start_prefix_from_disk_ms"] = runs_kv[1].get("first_result_ms")
         pre = [r.get("timings", {}).get("prefill_ms") for r in (cs, runs_kv[1])]
-        print(f"coldstart: a later process with the task prefix on disk: first result "
-              f"{_f(runs_kv[1].get('first_result_ms'), 0)} ms (prefill {_f(pre[1], 0)} ms vs {_f(pre[0], 0)} ms)",
-              flush=True)
+        print(
+            f"coldstart: a later process with the task prefix on disk: first result "
+            f"{_f(runs_kv[1].get('first_result_ms'), 0)} ms (prefill {_f(pre[1], 0)} ms vs {_f(pre[0], 0)} ms)",
+            flush=True,
+        )
     if "vocab" not in skip:
         vocab_dir = args.model_dir
-        report["vocab"] = {fam: scenarios.constraint_per_token(scenarios.vocab_model(fam, vocab_dir), args.image,
-                                                               threads, runs=1 if args.quick else 3,
-                                                               max_tokens=max_tokens)
-                           for fam in ("smolvlm", "gemma3")}
+        report["vocab"] = {
+            fam: scenarios.constraint_per_token(
+                scenarios.vocab_model(fam, vocab_dir),
+                args.image,
+                threads,
+                runs=1 if args.quick else 3,
+                max_tokens=max_tokens,
+            )
+            for fam in ("smolvlm", "gemma3")
+        }
         v = report["vocab"]
-        print(f"vocab: constraint {_f(v['smolvlm']['constraint_ms_per_token'], 3)} ms/token ({v['smolvlm']['n_vocab']}"
-              f" tokens) vs {_f(v['gemma3']['constraint_ms_per_token'], 3)} ({v['gemma3']['n_vocab']})", flush=True)
+        print(
+            f"vocab: constraint {_f(v['smolvlm']['constraint_ms_per_token'], 3)} ms/token ({v['smolvlm']['n_vocab']}"
+            f" tokens) vs {_f(v['gemma3']['constraint_ms_per_token'], 3)} ({v['gemma3']['n_vocab']})",
+            flush=True,
+        )
     work.cleanup()
     _remeasure(report, threads)
     report["bench_seconds"] = time.perf_counter() - t_run
@@ -284,8 +400,10 @@ def _remeasure(report: dict[str, Any], threads: int) -> None:
     peak measured in a slow minute inflated a fraction past 1 once. The fractions are recomputed if it changed."""
     m, again = report["machine"], machine.measure(threads)
     m["at_end"] = again
-    m["read_gbs"], m["matmul_gflops"] = max(m["read_gbs"], again["read_gbs"]), max(m["matmul_gflops"],
-                                                                                  again["matmul_gflops"])
+    m["read_gbs"], m["matmul_gflops"] = (
+        max(m["read_gbs"], again["read_gbs"]),
+        max(m["matmul_gflops"], again["matmul_gflops"]),
+    )
     if "encode_prefill" in report:
         ep = report["encode_prefill"]
         ep["fraction"] = report["encode_prefill_matmul_fraction"] = ep["achieved_gflops"] / m["matmul_gflops"]
@@ -293,9 +411,12 @@ def _remeasure(report: dict[str, Any], threads: int) -> None:
         r = report["roofline"]
         r["roofline_ms_per_token"] = r["bytes_per_token"] / (m["read_gbs"] * 1e9) * 1000
         r["fraction"] = report["roofline_fraction"] = r["roofline_ms_per_token"] / r["forward_ms_per_token"]
-    print(f"machine at the end: read {again['read_gbs']:.1f} GB/s, matmul {again['matmul_gflops']:.0f} GFLOP/s; "
-          f"fractions use the better: roofline {_f(report.get('roofline_fraction'))}, matmul "
-          f"{_f(report.get('encode_prefill_matmul_fraction'))}", flush=True)
+    print(
+        f"machine at the end: read {again['read_gbs']:.1f} GB/s, matmul {again['matmul_gflops']:.0f} GFLOP/s; "
+        f"fractions use the better: roofline {_f(report.get('roofline_fraction'))}, matmul "
+        f"{_f(report.get('encode_prefill_matmul_fraction'))}",
+        flush=True,
+    )
 
 
 def _transformers(
@@ -323,11 +444,19 @@ def _transformers(
         rows.append(c.run(*work))
     c_total = statistics.median(r["total_ms"] for r in rows)
     a_total = statistics.median(r["total_ms"] for r in a_rows)
-    report["transformers"] = {"rows": rows, "a_total_ms": [r["total_ms"] for r in a_rows], "params": c.params,
-                              "tiles": tiles, "new_tokens": new}
+    report["transformers"] = {
+        "rows": rows,
+        "a_total_ms": [r["total_ms"] for r in a_rows],
+        "params": c.params,
+        "tiles": tiles,
+        "new_tokens": new,
+    }
     report["loupe_vs_transformers"] = a_total / c_total
-    print(f"transformers: C {c_total:.0f} ms for {tiles} tiles + {new} tokens vs A {a_total:.0f} ms (alternating): "
-          f"loupe_vs_transformers {report['loupe_vs_transformers']:.3f}", flush=True)
+    print(
+        f"transformers: C {c_total:.0f} ms for {tiles} tiles + {new} tokens vs A {a_total:.0f} ms (alternating): "
+        f"loupe_vs_transformers {report['loupe_vs_transformers']:.3f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

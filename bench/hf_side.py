@@ -38,16 +38,25 @@ class TransformersSide:
         self.image_token = vocab - 1
         config = Idefics3Config(
             text_config={
-                "model_type": "llama", "hidden_size": spec.n_embd, "num_hidden_layers": spec.n_layer,
-                "num_attention_heads": spec.n_head, "num_key_value_heads": spec.n_head_kv,
-                "intermediate_size": spec.n_ff, "vocab_size": vocab, "rope_theta": spec.rope_theta,
-                "rms_norm_eps": spec.rms_eps, "max_position_embeddings": spec.n_ctx,
+                "model_type": "llama",
+                "hidden_size": spec.n_embd,
+                "num_hidden_layers": spec.n_layer,
+                "num_attention_heads": spec.n_head,
+                "num_key_value_heads": spec.n_head_kv,
+                "intermediate_size": spec.n_ff,
+                "vocab_size": vocab,
+                "rope_theta": spec.rope_theta,
+                "rms_norm_eps": spec.rms_eps,
+                "max_position_embeddings": spec.n_ctx,
                 "tie_word_embeddings": spec.tie_embeddings,
             },
             vision_config={
-                "hidden_size": spec.v_n_embd, "num_hidden_layers": spec.v_n_layer,
-                "num_attention_heads": spec.v_n_head, "intermediate_size": spec.v_n_ff,
-                "image_size": spec.v_image_size, "patch_size": spec.v_patch_size,
+                "hidden_size": spec.v_n_embd,
+                "num_hidden_layers": spec.v_n_layer,
+                "num_attention_heads": spec.v_n_head,
+                "intermediate_size": spec.v_n_ff,
+                "image_size": spec.v_image_size,
+                "patch_size": spec.v_patch_size,
             },
             scale_factor=spec.scale_factor,
             image_token_id=self.image_token,
@@ -68,8 +77,12 @@ class TransformersSide:
         ids = torch.cat([head, image, tail]).unsqueeze(0)
         pixels = torch.rand((1, tiles, 3, s.v_image_size, s.v_image_size), generator=gen)
         mask = torch.ones((1, tiles, s.v_image_size, s.v_image_size), dtype=torch.bool)
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": pixels,
-                "pixel_attention_mask": mask}
+        return {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "pixel_values": pixels,
+            "pixel_attention_mask": mask,
+        }
 
     def run(self, text_tokens: int, tiles: int, new_tokens: int) -> dict[str, float]:
         """One analysis: prefill (vision + prompt) timed alone, then generate() end to end."""
@@ -78,11 +91,14 @@ class TransformersSide:
             t0 = time.perf_counter()
             self.model(**inputs)
             t1 = time.perf_counter()
-            out = self.model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                                      do_sample=False)
+            out = self.model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
             t2 = time.perf_counter()
         made = int(out.shape[1] - inputs["input_ids"].shape[1])
         prefill_ms, total_ms = (t1 - t0) * 1000, (t2 - t1) * 1000
-        return {"total_ms": total_ms, "prefill_ms": prefill_ms, "new_tokens": made,
-                "decode_ms_per_token": (total_ms - prefill_ms) / made if made else float("nan"),
-                "prompt_tokens": int(inputs["input_ids"].shape[1])}
+        return {
+            "total_ms": total_ms,
+            "prefill_ms": prefill_ms,
+            "new_tokens": made,
+            "decode_ms_per_token": (total_ms - prefill_ms) / made if made else float("nan"),
+            "prompt_tokens": int(inputs["input_ids"].shape[1]),
+        }

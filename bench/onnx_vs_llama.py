@@ -59,8 +59,12 @@ def quantized_q8(model_dir: Path) -> None:
 def _row(result: Any) -> dict[str, Any]:
     t = result.timings
     row = {k: getattr(t, k) for k in STAGES}
-    row.update(status=result.status.value, prompt=result.tokens.prompt, image=result.tokens.image,
-               completion=result.tokens.completion)
+    row.update(
+        status=result.status.value,
+        prompt=result.tokens.prompt,
+        image=result.tokens.image,
+        completion=result.tokens.completion,
+    )
     row["ms_per_token"] = t.decode_ms / max(1, result.tokens.completion)
     return row
 
@@ -70,9 +74,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=32)
-    ap.add_argument("--detail", default="low", help="image detail (low, high or a longest edge in pixels); low "
-                    "caps image tokens at 128: llama.cpp fits its tiles to it, SmolVLM on ONNX takes one 64-token "
-                    "view (high tiles up to 2048 px: 13 tiles, ~9 GB of RAM for ONNX)")
+    ap.add_argument(
+        "--detail",
+        default="low",
+        help="image detail (low, high or a longest edge in pixels); low "
+        "caps image tokens at 128: llama.cpp fits its tiles to it, SmolVLM on ONNX takes one 64-token "
+        "view (high tiles up to 2048 px: 13 tiles, ~9 GB of RAM for ONNX)",
+    )
     ap.add_argument("--quant", choices=["fp32", "q8"], default="fp32")
     ap.add_argument("--json", help="write the rows and medians here")
     args = ap.parse_args(argv)
@@ -86,8 +94,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.quant == "q8":
         quantized_q8(onnx_dir)
     detail = int(args.detail) if args.detail.isdigit() else args.detail
-    task = builtin_task("describe").with_options(max_tokens=args.max_tokens, allow_refusal=False, detail=detail,
-                                                 retries=0)
+    task = builtin_task("describe").with_options(
+        max_tokens=args.max_tokens, allow_refusal=False, detail=detail, retries=0
+    )
     sides = {
         "llama.cpp": Engine(LlamaCppBackend(gguf.text_path, gguf.mmproj_path, n_threads=args.threads)),
         "onnx-cpu": Engine(OnnxBackend(onnx_dir, ep="cpu", quant=args.quant, n_threads=args.threads)),
@@ -99,16 +108,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             row = _row(engine.analyze(request))
             if run:  # the first pair is the warm-up
                 rows[name].append(row)
-    medians = {name: {k: statistics.median(r[k] for r in rs) for k in (*STAGES, "ms_per_token")}
-               for name, rs in rows.items()}
+    medians = {
+        name: {k: statistics.median(r[k] for r in rs) for k in (*STAGES, "ms_per_token")} for name, rs in rows.items()
+    }
     cpu = platform.processor() or platform.machine()
-    print(f"SmolVLM-256M dims ({args.quant}), random weights, {args.threads} threads, {cpu}, "
-          f"median of {args.runs} (after 1 warm-up)")
+    print(
+        f"SmolVLM-256M dims ({args.quant}), random weights, {args.threads} threads, {cpu}, "
+        f"median of {args.runs} (after 1 warm-up)"
+    )
     print(f"{'':10}" + "".join(f"{k.removesuffix('_ms'):>13}" for k in (*STAGES, "ms_per_token")) + "   tokens p/i/c")
     for name, med in medians.items():
         last = rows[name][-1]
-        print(f"{name:10}" + "".join(f"{med[k]:13.1f}" for k in (*STAGES, "ms_per_token"))
-              + f"   {last['prompt']}/{last['image']}/{last['completion']} ({last['status']})")
+        print(
+            f"{name:10}"
+            + "".join(f"{med[k]:13.1f}" for k in (*STAGES, "ms_per_token"))
+            + f"   {last['prompt']}/{last['image']}/{last['completion']} ({last['status']})"
+        )
     for engine in sides.values():
         engine.close()
     report = {"rows": rows, "medians": medians, "args": vars(args)}

@@ -16,8 +16,15 @@ from PIL import Image, ImageDraw
 from bench.flops import text_flops, vision_flops
 from bench.sides import LoupeSide, bench_task
 
-BYTES_PER_WEIGHT = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_k_m": 144 / 256,
-                    "q6_k": 210 / 256}
+BYTES_PER_WEIGHT = {
+    "f32": 4.0,
+    "f16": 2.0,
+    "bf16": 2.0,
+    "q8_0": 34 / 32,
+    "q4_0": 18 / 32,
+    "q4_k_m": 144 / 256,
+    "q6_k": 210 / 256,
+}
 
 
 def photo(path: Path, size: tuple[int, int] = (1600, 1200), seed: int = 0) -> Path:
@@ -30,8 +37,10 @@ def photo(path: Path, size: tuple[int, int] = (1600, 1200), seed: int = 0) -> Pa
     draw = ImageDraw.Draw(img)
     for _ in range(12):
         x, y = int(rng.integers(0, w - 200)), int(rng.integers(0, h - 200))
-        draw.ellipse((x, y, x + int(rng.integers(40, 200)), y + int(rng.integers(40, 200))),
-                     fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+        draw.ellipse(
+            (x, y, x + int(rng.integers(40, 200)), y + int(rng.integers(40, 200))),
+            fill=tuple(int(c) for c in rng.integers(0, 255, 3)),
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, quality=90)
     return path
@@ -39,8 +48,10 @@ def photo(path: Path, size: tuple[int, int] = (1600, 1200), seed: int = 0) -> Pa
 
 def low_vs_high(side: LoupeSide, image: Path, *, max_tokens: int) -> dict[str, Any]:
     """The same photo at detail low and high (cold each): total time ratio and image tokens."""
-    rows = {d: side.run(image, task=bench_task(side.task.name.split("-")[0], max_tokens=max_tokens, detail=d))
-            for d in ("low", "high")}
+    rows = {
+        d: side.run(image, task=bench_task(side.task.name.split("-")[0], max_tokens=max_tokens, detail=d))
+        for d in ("low", "high")
+    }
     low, high = rows["low"], rows["high"]
     return {"ratio": low["total_ms"] / high["total_ms"], "low": low, "high": high}
 
@@ -49,8 +60,9 @@ def projector_copy(side: LoupeSide, image: Path, *, runs: int) -> dict[str, Any]
     """Image encoding with the BF16 projector copy A loads vs the published file, cold, alternating."""
     if side.backend.mmproj_file == side.backend.mmproj_path:
         return {"skipped": "no BF16 copy here (no BF16 dot product on this CPU, or nothing to convert)"}
-    plain = LoupeSide(side.backend.text_path, side.backend.mmproj_path, side.backend.model.threads, side.task, image,
-                      projectors=False)
+    plain = LoupeSide(
+        side.backend.text_path, side.backend.mmproj_path, side.backend.model.threads, side.task, image, projectors=False
+    )
     try:
         plain.run()  # first-use costs
         rows: dict[str, list[float]] = {"copy": [], "file": []}
@@ -60,15 +72,25 @@ def projector_copy(side: LoupeSide, image: Path, *, runs: int) -> dict[str, Any]
     finally:
         plain.close()
     copy, file = statistics.median(rows["copy"]), statistics.median(rows["file"])
-    return {"encode_ms": rows, "copy_vs_file": copy / file, "copy": str(side.backend.mmproj_file),
-            "file": str(side.backend.mmproj_path)}
+    return {
+        "encode_ms": rows,
+        "copy_vs_file": copy / file,
+        "copy": str(side.backend.mmproj_file),
+        "file": str(side.backend.mmproj_path),
+    }
 
 
 def busy_core(side: LoupeSide, image: Path, *, runs: int) -> dict[str, Any]:
     """Decode speed while another program keeps one core busy: A's adaptive decode threads vs the same backend with
     its thread count fixed, alternating, after warm-up runs under the load (three for the tuner to notice it)."""
-    fixed = LoupeSide(side.backend.text_path, side.backend.mmproj_path, side.backend.model.threads, side.task, image,
-                      adapt_threads=False)
+    fixed = LoupeSide(
+        side.backend.text_path,
+        side.backend.mmproj_path,
+        side.backend.model.threads,
+        side.task,
+        image,
+        adapt_threads=False,
+    )
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         for _ in range(3):  # the tuner notices the load within ~3 answers (ThreadTuner.max_every)
@@ -86,8 +108,9 @@ def busy_core(side: LoupeSide, image: Path, *, runs: int) -> dict[str, Any]:
     def med(name: str, key: str) -> float:
         return statistics.median(r[key] for r in rows[name] if r.get(key) is not None)
 
-    out: dict[str, Any] = {name: {k: med(name, k) for k in ("decode_ms_per_token", "encode_ms", "prefill_ms",
-                                                             "total_ms")} for name in rows}
+    out: dict[str, Any] = {
+        name: {k: med(name, k) for k in ("decode_ms_per_token", "encode_ms", "prefill_ms", "total_ms")} for name in rows
+    }
     out["adaptive"]["decode_threads"] = [r["decode_threads"] for r in rows["adaptive"]]
     out["decode_adaptive_vs_fixed"] = out["adaptive"]["decode_ms_per_token"] / out["fixed"]["decode_ms_per_token"]
     out["total_adaptive_vs_fixed"] = out["adaptive"]["total_ms"] / out["fixed"]["total_ms"]
@@ -102,8 +125,11 @@ def batch_and_repeat(side: LoupeSide, first: Path, second: Path) -> dict[str, An
     return {
         "batch_second_vs_first": two["total_ms"] / one["total_ms"],
         "repeat_vs_first": again["total_ms"] / two["total_ms"],
-        "prefill_tokens": {"first": one["reuse"].get("prefill_tokens"), "second": two["reuse"].get("prefill_tokens"),
-                           "repeat": again["reuse"].get("prefill_tokens")},
+        "prefill_tokens": {
+            "first": one["reuse"].get("prefill_tokens"),
+            "second": two["reuse"].get("prefill_tokens"),
+            "repeat": again["reuse"].get("prefill_tokens"),
+        },
         "prefill_ms": {"first": one["prefill_ms"], "second": two["prefill_ms"], "repeat": again["prefill_ms"]},
         "encode_ms": {"first": one["encode_ms"], "second": two["encode_ms"], "repeat": again["encode_ms"]},
         "rows": {"first": one, "second": two, "repeat": again},
@@ -125,8 +151,12 @@ def roofline(side: LoupeSide, model: SyntheticModel, text_type: str, read_gbs: f
     forward = side.forward_ms_per_token()
     bytes_ = text_bytes_per_token(model, text_type)
     floor = bytes_ / (read_gbs * 1e9) * 1000
-    return {"fraction": floor / forward, "forward_ms_per_token": forward, "roofline_ms_per_token": floor,
-            "bytes_per_token": bytes_}
+    return {
+        "fraction": floor / forward,
+        "forward_ms_per_token": forward,
+        "roofline_ms_per_token": floor,
+        "bytes_per_token": bytes_,
+    }
 
 
 def matmul_fraction(model: SyntheticModel, row: dict[str, Any], gflops_peak: float) -> dict[str, Any]:
@@ -150,12 +180,16 @@ def vocab_model(family: str, out_dir: Path) -> SyntheticModel:
 
 def constraint_per_token(model: SyntheticModel, image: Path, threads: int, *, runs: int, max_tokens: int) -> dict:
     """Median constraint ms per sampled token (mask + forced tokens) on a task, through the real backend."""
-    side = LoupeSide(model.text_path, model.mmproj_path, threads, bench_task("defects", max_tokens=max_tokens,
-                                                                               detail="low"), image)
+    side = LoupeSide(
+        model.text_path, model.mmproj_path, threads, bench_task("defects", max_tokens=max_tokens, detail="low"), image
+    )
     try:
         rows = [side.run() for _ in range(runs + 1)][1:]
     finally:
         side.close()
     per = [r["constraint_ms"] / r["completion_tokens"] for r in rows if r["completion_tokens"]]
-    return {"constraint_ms_per_token": statistics.median(per) if per else None, "n_vocab": side.backend.n_vocab,
-            "completion_tokens": [r["completion_tokens"] for r in rows]}
+    return {
+        "constraint_ms_per_token": statistics.median(per) if per else None,
+        "n_vocab": side.backend.n_vocab,
+        "completion_tokens": [r["completion_tokens"] for r in rows],
+    }

@@ -282,17 +282,48 @@ def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
     }
 
 
-COLUMNS = [("schemas", 7), ("with_tests", 6), ("compiled", 8), ("relaxed", 7), ("passing", 7), ("passing_pct", 6),
-           ("valid_rejected", 6), ("invalid_accepted_grammar", 7), ("invalid_reaching_user", 7), ("timeouts", 4),
-           ("crashes", 4), ("compile_ms_p99", 8), ("mask_us_avg", 8), ("mask_us_p99", 8), ("mask_us_max", 9)]
-HEADERS = ["schemas", "tests", "compiled", "relaxed", "passing", "pass%", "v.rej", "inv.acc", "to.user", "t/o",
-           "crash", "cmp p99", "mask avg", "mask p99", "mask max"]
+COLUMNS = [
+    ("schemas", 7),
+    ("with_tests", 6),
+    ("compiled", 8),
+    ("relaxed", 7),
+    ("passing", 7),
+    ("passing_pct", 6),
+    ("valid_rejected", 6),
+    ("invalid_accepted_grammar", 7),
+    ("invalid_reaching_user", 7),
+    ("timeouts", 4),
+    ("crashes", 4),
+    ("compile_ms_p99", 8),
+    ("mask_us_avg", 8),
+    ("mask_us_p99", 8),
+    ("mask_us_max", 9),
+]
+HEADERS = [
+    "schemas",
+    "tests",
+    "compiled",
+    "relaxed",
+    "passing",
+    "pass%",
+    "v.rej",
+    "inv.acc",
+    "to.user",
+    "t/o",
+    "crash",
+    "cmp p99",
+    "mask avg",
+    "mask p99",
+    "mask max",
+]
 
 
 def table(report: dict[str, Any], engine: str) -> str:
     """A plain-text table: one row per split, then overall."""
-    lines = [f"engine: {engine}   (compile in ms, mask in µs per token)",
-             f"{'split':24}" + "".join(f"{h:>{w + 1}}" for h, (_, w) in zip(HEADERS, COLUMNS, strict=True))]
+    lines = [
+        f"engine: {engine}   (compile in ms, mask in µs per token)",
+        f"{'split':24}" + "".join(f"{h:>{w + 1}}" for h, (_, w) in zip(HEADERS, COLUMNS, strict=True)),
+    ]
     rows = [*sorted(report["splits"].items()), ("OVERALL", report["overall"])]
     for name, numbers in rows:
         lines.append(f"{name[:24]:24}" + "".join(f"{numbers[k]:>{w + 1}}" for k, w in COLUMNS))
@@ -333,8 +364,13 @@ def main(argv: list[str] | None = None) -> int:
     splits: dict[str, list[Outcome]] = {}
     for o in outcomes:
         splits.setdefault(o.split, []).append(o)
-    report = {"engine": args.engine, "vocab": str(gguf), "seconds": round(time.time() - t0, 1),
-              "overall": summarize(outcomes), "splits": {k: summarize(v) for k, v in splits.items()}}
+    report = {
+        "engine": args.engine,
+        "vocab": str(gguf),
+        "seconds": round(time.time() - t0, 1),
+        "overall": summarize(outcomes),
+        "splits": {k: summarize(v) for k, v in splits.items()},
+    }
     print(table(report, args.engine))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

@@ -92,7 +92,14 @@ def _perf(ctx: Any) -> dict[str, float]:
 # -- A: Loupe ---------------------------------------------------------------------------------------
 class LoupeSide:
     def __init__(
-        self, text: Path, mmproj: Path, threads: int, task: Task, image: Path, *, projectors: bool = True,
+        self,
+        text: Path,
+        mmproj: Path,
+        threads: int,
+        task: Task,
+        image: Path,
+        *,
+        projectors: bool = True,
         adapt_threads: bool = True,
     ) -> None:
         """`projectors`: as a user's Loupe does, load the BF16 copy of the projector on a CPU with a BF16 dot product
@@ -100,8 +107,9 @@ class LoupeSide:
         `adapt_threads`: as a user's Loupe does when no thread count is given, let decoding try fewer threads and
         keep the faster (loupe.backends.thread_tuner); False keeps `threads`."""
         cache = ProjectorCache.default() if projectors else None
-        self.backend = LlamaCppBackend(text, mmproj, n_ctx=8192, n_threads=threads, projectors=cache,
-                                       adapt_threads=adapt_threads)
+        self.backend = LlamaCppBackend(
+            text, mmproj, n_ctx=8192, n_threads=threads, projectors=cache, adapt_threads=adapt_threads
+        )
         self.recorder = Recorder(self.backend)
         self.engine = Engine(self.recorder)
         self.task = task
@@ -129,8 +137,12 @@ class LoupeSide:
             status=res.status.value,
             decode_threads=gen.timings.get("decode_threads") if gen is not None else None,
             confidence_ms=confidence_ms(gen) if gen is not None and res.status.value in ("ok", "invalid") else None,
-            reuse={k: gen.timings.get(k) for k in ("prefill_tokens", "reused_tokens", "image_chunks_encoded",
-                                                   "image_chunks_cached")} if gen is not None else {},
+            reuse={
+                k: gen.timings.get(k)
+                for k in ("prefill_tokens", "reused_tokens", "image_chunks_encoded", "image_chunks_cached")
+            }
+            if gen is not None
+            else {},
             llama_perf=_perf(self.backend.model.ctx),
         )
         return row
@@ -153,13 +165,23 @@ class LoupeSide:
 # -- B: raw llama-cpp-python ------------------------------------------------------------------------
 class RawSide:
     def __init__(
-        self, text: Path, mmproj: Path, threads: int, task: Task, url: str, parts: tuple[str, str],
+        self,
+        text: Path,
+        mmproj: Path,
+        threads: int,
+        task: Task,
+        url: str,
+        parts: tuple[str, str],
         image_max_tokens: int | None,
     ) -> None:
         self.handler = chat_format.MTMDChatHandler(clip_model_path=str(mmproj), verbose=False)
         # the same weight-buffer choice as Loupe's side (loupe.backends.llama_cpu: never the AMX buffer that crashes)
         self.llm = load_llama(
-            model_path=str(text), n_ctx=8192, n_threads=threads, n_threads_batch=threads, verbose=False,
+            model_path=str(text),
+            n_ctx=8192,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
             chat_handler=self.handler,
         )
         if image_max_tokens:

@@ -52,8 +52,9 @@ def fs_type(path: Path) -> str:
     return best[1] if best else "unknown"
 
 
-def measure(label: str, analyze: Callable[[str, Task], Result], paths: list[str], task: Task, db: Path,
-            model: str) -> None:
+def measure(
+    label: str, analyze: Callable[[str, Task], Result], paths: list[str], task: Task, db: Path, model: str
+) -> None:
     """A batch through the store (its wall time minus the time spent inside analyze is the store's share),
     then a re-run of the same batch, answered from the store."""
     spent = [0.0]
@@ -67,10 +68,18 @@ def measure(label: str, analyze: Callable[[str, Task], Result], paths: list[str]
 
     n = len(paths)
     with Store(db) as store:
+
         def batch() -> tuple[BatchSummary, float]:
             t0 = time.perf_counter()
-            job, _ = open_job(store, inputs=[str(Path(paths[0]).parent)], paths=paths, task=task, model=model,
-                              settings={"bench": label}, launch={})
+            job, _ = open_job(
+                store,
+                inputs=[str(Path(paths[0]).parent)],
+                paths=paths,
+                task=task,
+                model=model,
+                settings={"bench": label},
+                launch={},
+            )
             summary = BatchRunner(store, timed).run(job.id)
             return summary, (time.perf_counter() - t0) * 1000 / n
 
@@ -79,10 +88,14 @@ def measure(label: str, analyze: Callable[[str, Task], Result], paths: list[str]
         again, rerun = batch()
     assert first.done == n and again.done == n and first.cached == 0
     print(f"[{label}] {n} images")
-    print(f"  batch through the store  {wall:8.2f} ms/image, of which analysis {analyze:.2f} "
-          f"-> store overhead {wall - analyze:.2f} ms/image")
-    print(f"  re-run of the same batch {rerun:8.2f} ms/image -> cache hits {again.cached}/{again.items} "
-          f"= {100 * again.cached / again.items:.1f} %")
+    print(
+        f"  batch through the store  {wall:8.2f} ms/image, of which analysis {analyze:.2f} "
+        f"-> store overhead {wall - analyze:.2f} ms/image"
+    )
+    print(
+        f"  re-run of the same batch {rerun:8.2f} ms/image -> cache hits {again.cached}/{again.items} "
+        f"= {100 * again.cached / again.items:.1f} %"
+    )
 
 
 def commit_ms(db: Path, n: int = 200) -> float:
@@ -91,8 +104,9 @@ def commit_ms(db: Path, n: int = 200) -> float:
     result = Engine(FakeBackend([CAPTION])).analyze(AnalyzeRequest((str(db.parent / "imgs" / "00000.png"),), task))
     times = []
     with Store(db) as store:
-        job = store.create_job(key="commit", task=task, model="fake", settings={}, launch={},
-                               paths=[f"/c/{i}" for i in range(n)])
+        job = store.create_job(
+            key="commit", task=task, model="fake", settings={}, launch={}, paths=[f"/c/{i}" for i in range(n)]
+        )
         for item in store.items(job.id):
             t0 = time.perf_counter()
             store.save_result(item.id, result, sha256="x", size=1, cache_key=None)
@@ -113,8 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"one commit alone: {commit_ms(root / 'commit.db'):.2f} ms (median)")
     describe = builtin_task("describe")
     fake = Engine(FakeBackend([CAPTION]), model="fake")
-    measure("fake backend", lambda path, task: fake.analyze(AnalyzeRequest((path,), task)), paths, describe,
-            root / "fake.db", "fake")
+    measure(
+        "fake backend",
+        lambda path, task: fake.analyze(AnalyzeRequest((path,), task)),
+        paths,
+        describe,
+        root / "fake.db",
+        "fake",
+    )
     if args.synthetic:
         from loupe.backends.llama_cpp import LlamaCppBackend
         from loupe.models.synthetic import build
@@ -122,8 +142,14 @@ def main(argv: list[str] | None = None) -> int:
         model = build("tiny-smolvlm", root / "model")
         tiny = Engine(LlamaCppBackend(model.text_path, model.mmproj_path, model_id="tiny", n_threads=1), model="tiny")
         task = describe.with_options(max_tokens=24)
-        measure("tiny llama.cpp model", lambda path, t: tiny.analyze(AnalyzeRequest((path,), t)),
-                paths[: args.synthetic], task, root / "tiny.db", "tiny")
+        measure(
+            "tiny llama.cpp model",
+            lambda path, t: tiny.analyze(AnalyzeRequest((path,), t)),
+            paths[: args.synthetic],
+            task,
+            root / "tiny.db",
+            "tiny",
+        )
         tiny.close()
     return 0
 

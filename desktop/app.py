@@ -14,8 +14,10 @@ if TYPE_CHECKING:
     from loupe.desktop.bridge import EngineBridge
     from loupe.desktop.main_window import MainWindow
 
-def model_loader(model: str | None, model_path: str | None, mmproj: str | None,
-                 threads: int | None = None, model_dir: str = "") -> Callable[[], LoadedModel]:
+
+def model_loader(
+    model: str | None, model_path: str | None, mmproj: str | None, threads: int | None = None, model_dir: str = ""
+) -> Callable[[], LoadedModel]:
     """A loader for the worker thread, choosing the model like the CLI (the default falls back to synthetic); MLX /
     ONNX catalog models load through the backend their format needs (loupe.desktop.loading)."""
     if bool(model_path) != bool(mmproj):
@@ -25,8 +27,16 @@ def model_loader(model: str | None, model_path: str | None, mmproj: str | None,
         from loupe.api import ModelSpec
         from loupe.desktop.loading import load_spec
 
-        return load_spec(ModelSpec(model=model or "", path=model_path or "", mmproj=mmproj or "", threads=threads,
-                                   model_dir=model_dir, fallback=True))
+        return load_spec(
+            ModelSpec(
+                model=model or "",
+                path=model_path or "",
+                mmproj=mmproj or "",
+                threads=threads,
+                model_dir=model_dir,
+                fallback=True,
+            )
+        )
 
     return load
 
@@ -92,8 +102,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     bridge = EngineBridge(model_loader(model_name, args.model_path, args.mmproj, threads, chosen.model_dir), db)
     models = ModelStore(Path(chosen.model_dir) if chosen.model_dir else default_model_root())
-    window = MainWindow(bridge, store, default_task=args.task, settings=qsettings, model_store=models,
-                        make_loader=make_loader, model_name=model_name or "")
+    window = MainWindow(
+        bridge,
+        store,
+        default_task=args.task,
+        settings=qsettings,
+        model_store=models,
+        make_loader=make_loader,
+        model_name=model_name or "",
+    )
     window.show()
     bridge.start()
     if args.images:

@@ -29,9 +29,15 @@ class EngineBridge(QObject):
     batchDone = Signal(int, int)  # batch, job id
     batchFailed = Signal(int, str)
 
-    def __init__(self, load: Callable[[], LoadedModel], db_path: Path, parent: QObject | None = None, *,
-                 cloud: Callable[[], CloudAccess] = CloudAccess,
-                 prefetcher: Callable[[], Prefetcher] = Prefetcher) -> None:
+    def __init__(
+        self,
+        load: Callable[[], LoadedModel],
+        db_path: Path,
+        parent: QObject | None = None,
+        *,
+        cloud: Callable[[], CloudAccess] = CloudAccess,
+        prefetcher: Callable[[], Prefetcher] = Prefetcher,
+    ) -> None:
         super().__init__(parent)
         self.db_path = db_path
         self.cloud = cloud
@@ -51,8 +57,7 @@ class EngineBridge(QObject):
     def reload(self, load: Callable[[], LoadedModel]) -> None:
         """Another model: stop the current worker (its queue is dropped) and start loading `load` instead."""
         self.runner.stop()
-        self.runner = Runner(load=load, db_path=self.db_path, events=self, cloud=self.cloud,
-                             prefetcher=self.prefetcher)
+        self.runner = Runner(load=load, db_path=self.db_path, events=self, cloud=self.cloud, prefetcher=self.prefetcher)
         self.runner.start()
 
     def submit(self, paths: Sequence[str], task: Task, *, fresh: bool = False) -> Batch:
@@ -88,8 +93,9 @@ class EngineBridge(QObject):
     def item_started(self, batch: int, index: int) -> None:
         self.itemStarted.emit(batch, index)
 
-    def item_finished(self, batch: int, index: int, result_id: int, result: Result, cached: bool,
-                      steps: list[dict[str, object]]) -> None:
+    def item_finished(
+        self, batch: int, index: int, result_id: int, result: Result, cached: bool, steps: list[dict[str, object]]
+    ) -> None:
         self.itemFinished.emit(batch, index, result_id, result, cached, steps)
 
     def item_canceled(self, batch: int, index: int) -> None:

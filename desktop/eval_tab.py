@@ -21,8 +21,13 @@ def reports_root() -> Path:
     return user_data_path("loupe", appauthor=False) / "eval"
 
 
-def eval_tab(db_path: Path, task: Callable[[], Task], model: Callable[[], str], make_loader: MakeLoader | None,
-             out_root: Path | None = None) -> EvalView:
+def eval_tab(
+    db_path: Path,
+    task: Callable[[], Task],
+    model: Callable[[], str],
+    make_loader: MakeLoader | None,
+    out_root: Path | None = None,
+) -> EvalView:
     """An EvalView that evaluates the picked task with the picked model (loaded apart from the analysis worker)."""
     if make_loader is None:  # no way to load a model by name (a window built without a model store)
         return EvalView(None)

@@ -49,27 +49,41 @@ _BANNER = "padding: 6px; border-radius: 4px; color: white; background: {};"
 
 def ask_to_stop(parent: QWidget, unfinished: int) -> bool:
     """Ask whether to stop with images still in the queue."""
-    answer = QMessageBox.question(parent, "Stop analyzing?",
-                                  f"{unfinished} image(s) are not analyzed yet. Stop and quit? "
-                                  "Finished results are already saved.")
+    answer = QMessageBox.question(
+        parent,
+        "Stop analyzing?",
+        f"{unfinished} image(s) are not analyzed yet. Stop and quit? Finished results are already saved.",
+    )
     return answer == QMessageBox.StandardButton.Yes
 
 
 class MainWindow(QMainWindow):
     """Owns no engine logic: it forwards drops to the bridge and shows what the bridge reports."""
 
-    def __init__(self, bridge: EngineBridge, store: Store, *, default_task: str | None = None,
-                 confirm_stop: Callable[[QWidget, int], bool] = ask_to_stop, settings: QSettings | None = None,
-                 model_store: ModelStore | None = None, make_loader: MakeLoader | None = None,
-                 model_name: str = "", ring: KeyringLike | None = None) -> None:
+    def __init__(
+        self,
+        bridge: EngineBridge,
+        store: Store,
+        *,
+        default_task: str | None = None,
+        confirm_stop: Callable[[QWidget, int], bool] = ask_to_stop,
+        settings: QSettings | None = None,
+        model_store: ModelStore | None = None,
+        make_loader: MakeLoader | None = None,
+        model_name: str = "",
+        ring: KeyringLike | None = None,
+    ) -> None:
         super().__init__()
         self.settings = settings  # window geometry, last task and model, settings persist here (None: nothing kept)
         self.app_settings = load_settings(settings) if settings is not None else AppSettings()
         self.ring = ring  # None: the OS keyring (tests pass a fake)
         self.make_loader = make_loader
         if default_task is None:
-            default_task = str(settings.value("task", self.app_settings.default_task)) if settings is not None \
+            default_task = (
+                str(settings.value("task", self.app_settings.default_task))
+                if settings is not None
                 else self.app_settings.default_task
+            )
         self.setWindowTitle("Loupe")
         self.resize(1200, 760)
         self.bridge, self.store, self.confirm_stop = bridge, store, confirm_stop
@@ -180,8 +194,10 @@ class MainWindow(QMainWindow):
         if self.settings is not None:
             save_settings(self.settings, new)
         self._update_privacy()
-        self.statusBar().showMessage("Settings saved" + (" (threads and model directory apply when a model is "
-                                                         "next loaded)" if reload else ""), 5000)
+        self.statusBar().showMessage(
+            "Settings saved" + (" (threads and model directory apply when a model is next loaded)" if reload else ""),
+            5000,
+        )
 
     def switch_model(self, name: str) -> bool:
         """Load another model (refused while images are waiting or running); True when it started loading."""
@@ -205,8 +221,10 @@ class MainWindow(QMainWindow):
             base_url, model = cloud.config().resolved()
             self.privacy.setText(f"May send images to {base_url}" + (f" ({model})" if model else ""))
             self.privacy.setStyleSheet(_BANNER.format("#b26a00"))
-            self.privacy.setToolTip("This task's escalation ladder has a cloud step and the cloud is enabled in "
-                                    "Settings: doubtful images may leave this machine (every request is audited).")
+            self.privacy.setToolTip(
+                "This task's escalation ladder has a cloud step and the cloud is enabled in "
+                "Settings: doubtful images may leave this machine (every request is audited)."
+            )
         else:
             self.privacy.setText(LOCAL_ONLY)
             self.privacy.setStyleSheet(_BANNER.format("#2e7d32"))
@@ -284,9 +302,12 @@ class MainWindow(QMainWindow):
         self.recent_menu = menu.addMenu("Recent")
         self._fill_recent()
         menu.addSeparator()
-        choices = (("jsonl", "Export results as JSONL…", "JSON lines (*.jsonl)"),
-                   ("csv", "Export results as CSV…", "CSV (*.csv)"), ("overlays", "Export overlay images…", ""),
-                   ("labelled", "Export the labelled set…", ""))
+        choices = (
+            ("jsonl", "Export results as JSONL…", "JSON lines (*.jsonl)"),
+            ("csv", "Export results as CSV…", "CSV (*.csv)"),
+            ("overlays", "Export overlay images…", ""),
+            ("labelled", "Export the labelled set…", ""),
+        )
         for kind, title, pattern in choices:
             menu.addAction(title, lambda k=kind, t=title, f=pattern: self._ask_export(k, t, f))
         menu.addSeparator()
@@ -323,8 +344,11 @@ class MainWindow(QMainWindow):
             self.models.set_current(name)
         self.statusBar().showMessage(f"{name} loaded", 5000)
         if synthetic:
-            self._show_banner(f"{name} is a synthetic model with random weights: its output is meaningless. "
-                              "Install a real one with `loupe models pull smolvlm-256m`.", "#b26a00")
+            self._show_banner(
+                f"{name} is a synthetic model with random weights: its output is meaningless. "
+                "Install a real one with `loupe models pull smolvlm-256m`.",
+                "#b26a00",
+            )
 
     def _model_name(self) -> str:
         """The model picked now (the evaluation loads its own copy)."""
@@ -336,8 +360,9 @@ class MainWindow(QMainWindow):
         self.drop.setEnabled(False)  # nothing could analyze what is dropped now
         self._show_banner(f"The model could not be loaded: {message}", "#c62828")
 
-    def _item_finished(self, batch: int, index: int, result_id: int, result: Result, cached: bool,
-                       steps: list[dict[str, object]]) -> None:
+    def _item_finished(
+        self, batch: int, index: int, result_id: int, result: Result, cached: bool, steps: list[dict[str, object]]
+    ) -> None:
         threshold = self._tasks[batch].options.review_threshold
         self.queue.mark_finished(batch, index, result, threshold, cached, steps)
         QTimer.singleShot(0, lambda: self._add_for_review(result_id))  # its own event-loop turn: no long stall

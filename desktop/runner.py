@@ -60,8 +60,9 @@ class RunnerEvents(Protocol):
     def model_loaded(self, name: str, synthetic: bool) -> None: ...
     def model_failed(self, message: str) -> None: ...
     def item_started(self, batch: int, index: int) -> None: ...
-    def item_finished(self, batch: int, index: int, result_id: int, result: Result, cached: bool,
-                      steps: list[dict[str, Any]]) -> None: ...
+    def item_finished(
+        self, batch: int, index: int, result_id: int, result: Result, cached: bool, steps: list[dict[str, Any]]
+    ) -> None: ...
     def item_canceled(self, batch: int, index: int) -> None: ...
     def batch_done(self, batch: int, job_id: int) -> None: ...
     def batch_failed(self, batch: int, message: str) -> None: ...
@@ -170,8 +171,14 @@ class Runner:
         from loupe.escalate import Escalator
 
         access = self.cloud()
-        return Escalator(taskfile.parse(task).policy, lambda: model.engine, access.config, api_key=access.api_key,
-                         store=store, job_id=job_id)
+        return Escalator(
+            taskfile.parse(task).policy,
+            lambda: model.engine,
+            access.config,
+            api_key=access.api_key,
+            store=store,
+            job_id=job_id,
+        )
 
     def _run(self, store: Store, model: LoadedModel, batch: Batch, prefetch: Prefetcher) -> None:
         settings: dict[str, Any] = {"source": "desktop"}
@@ -179,9 +186,14 @@ class Runner:
             from loupe.escalate import settings_key
 
             settings.update(settings_key(batch.task, taskfile.parse(batch.task).policy, self.cloud().config))
-        job = store.create_job(key=f"{job_key(batch.paths, batch.task, model.name, settings)}:{uuid.uuid4().hex}",
-                               task=batch.task, model=model.name, settings=settings,
-                               launch={"app": "loupe-app", "batch": batch.id}, paths=batch.paths)
+        job = store.create_job(
+            key=f"{job_key(batch.paths, batch.task, model.name, settings)}:{uuid.uuid4().hex}",
+            task=batch.task,
+            model=model.name,
+            settings=settings,
+            launch={"app": "loupe-app", "batch": batch.id},
+            paths=batch.paths,
+        )
         ladder = self._ladder(store, model, batch.task, job.id)
         try:
             items = store.items(job.id)
@@ -198,8 +210,9 @@ class Runner:
                     self._item_cancel.clear()
                 self.events.item_started(batch.id, index)
                 with self._lock:
-                    ahead = next((items[j].path for j in range(index + 1, len(items))
-                                  if (batch.id, j) not in self._skip), None)  # the next one not canceled
+                    ahead = next(
+                        (items[j].path for j in range(index + 1, len(items)) if (batch.id, j) not in self._skip), None
+                    )  # the next one not canceled
                 self._one(store, model, batch, index, item, job, ladder, prefetch, ahead)
                 with self._lock:
                     self._current = None
@@ -220,15 +233,26 @@ class Runner:
             return Escalation(ladder.local().analyze(AnalyzeRequest((path,), task), cancel=self._item_cancel), ())
         return escalate(task, images, ladder.policy, ladder.runners, ladder.ledger, cancel=self._item_cancel)
 
-    def _one(self, store: Store, model: LoadedModel, batch: Batch, index: int, item: Any, job: Any,
-             ladder: Any, prefetch: Prefetcher, ahead: str | None) -> None:
+    def _one(
+        self,
+        store: Store,
+        model: LoadedModel,
+        batch: Batch,
+        index: int,
+        item: Any,
+        job: Any,
+        ladder: Any,
+        prefetch: Prefetcher,
+        ahead: str | None,
+    ) -> None:
         got: Read = prefetch.take(item.path)  # read ahead while the previous image ran, else only its identity
         ident = got.identity
         key = None if ident is None else cache_key(ident[0], job.task_key, job.model, job.settings_key)
         source = None if key is None or batch.fresh else store.cached_result_id(key)
         if ident is not None and key is not None and source is not None:
-            rid, result = store.copy_result(item.id, source, path=item.path, sha256=ident[0], size=ident[1],
-                                            cache_key=key)
+            rid, result = store.copy_result(
+                item.id, source, path=item.path, sha256=ident[0], size=ident[1], cache_key=key
+            )
             self.events.item_finished(batch.id, index, rid, result, True, list(store.result(rid).escalation))
             return
         if ahead is not None:
@@ -245,6 +269,12 @@ class Runner:
             return
         if result.status is Status.ERROR:
             key = None  # errors are never answered from the cache
-        rid = store.save_result(item.id, result, sha256=ident[0] if ident else None,
-                                size=ident[1] if ident else None, cache_key=key, escalation=steps)
+        rid = store.save_result(
+            item.id,
+            result,
+            sha256=ident[0] if ident else None,
+            size=ident[1] if ident else None,
+            cache_key=key,
+            escalation=steps,
+        )
         self.events.item_finished(batch.id, index, rid, result, False, steps)

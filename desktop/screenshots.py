@@ -23,8 +23,9 @@ def _panels(folder: Path) -> list[Path]:
 
     folder.mkdir(parents=True, exist_ok=True)
     out = []
-    for i, (shade, line) in enumerate([(190, (40, 60, 260, 140)), (150, (300, 50, 120, 220)),
-                                       (205, (60, 200, 330, 190))]):
+    for i, (shade, line) in enumerate(
+        [(190, (40, 60, 260, 140)), (150, (300, 50, 120, 220)), (205, (60, 200, 330, 190))]
+    ):
         img = Image.new("RGB", (400, 280), (shade, shade + 5, shade + 12))
         draw = ImageDraw.Draw(img)
         draw.rectangle((10, 10, 389, 269), outline=(90, 90, 100), width=4)
@@ -95,9 +96,11 @@ def _labelled_set(folder: Path, images: list[Path]) -> Path:
     import shutil
 
     (folder / "images").mkdir(parents=True, exist_ok=True)
-    labels = [{"caption": "a grey panel with one scratch", "tags": ["panel", "scratch"]},
-              {"caption": "a dark panel with a long scratch", "tags": ["panel", "scratch"]},
-              {"caption": "a light panel, scratched near the bottom", "tags": ["panel"]}]
+    labels = [
+        {"caption": "a grey panel with one scratch", "tags": ["panel", "scratch"]},
+        {"caption": "a dark panel with a long scratch", "tags": ["panel", "scratch"]},
+        {"caption": "a light panel, scratched near the bottom", "tags": ["panel"]},
+    ]
     lines = []
     for image, data in zip(images, labels, strict=False):
         shutil.copy(image, folder / "images" / image.name)
@@ -135,9 +138,14 @@ def main(argv: list[str] | None = None) -> int:
 
     store = Store(work / "loupe.db")
     bridge = EngineBridge(load, work / "loupe.db")
-    window = MainWindow(bridge, store, settings=QSettings(str(work / "loupe.ini"), QSettings.Format.IniFormat),
-                        model_store=ModelStore(work / "store"), make_loader=lambda _n: load,
-                        model_name="tiny-smolvlm")
+    window = MainWindow(
+        bridge,
+        store,
+        settings=QSettings(str(work / "loupe.ini"), QSettings.Format.IniFormat),
+        model_store=ModelStore(work / "store"),
+        make_loader=lambda _n: load,
+        model_name="tiny-smolvlm",
+    )
     window.resize(1320, 820)
     window.show()
     bridge.start()
@@ -234,8 +242,9 @@ def _models(window: Any, work: Path, out: Path) -> None:
         publish_dir(hub, work / "hub")
         catalog = work / "catalog.toml"
         catalog.write_text(DEFAULT_CATALOG_PATH.read_text() + ENTRY)
-        window.models.set_store(ModelStore(work / "store", catalog=load_catalog(catalog), endpoint=hub.endpoint,
-                                           token=False))
+        window.models.set_store(
+            ModelStore(work / "store", catalog=load_catalog(catalog), endpoint=hub.endpoint, token=False)
+        )
         models = window.models.open_dialog()
         models.select("tiny-onnx")
         models.start_download()

@@ -37,10 +37,17 @@ class CloudSettings:
 
     def config(self) -> CloudConfig:
         """The engine's cloud configuration (prices per 1k tokens become the engine's per million)."""
-        return CloudConfig(preset=self.preset, base_url=self.base_url, model=self.model, enabled=self.enabled,
-                           timeout_s=self.timeout_s, max_retries=self.max_retries, max_side=self.max_side,
-                           price_in_per_mtok=self.price_in_per_1k * 1000,
-                           price_out_per_mtok=self.price_out_per_1k * 1000)
+        return CloudConfig(
+            preset=self.preset,
+            base_url=self.base_url,
+            model=self.model,
+            enabled=self.enabled,
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+            max_side=self.max_side,
+            price_in_per_mtok=self.price_in_per_1k * 1000,
+            price_out_per_mtok=self.price_out_per_1k * 1000,
+        )
 
     def key_env(self) -> str:
         """The environment variable the key falls back to."""
@@ -74,8 +81,17 @@ class AppSettings:
 
 
 _SCALARS = {"threads": int, "model_dir": str, "default_task": str, "review_threshold": float, "model": str}
-_CLOUD = {"enabled": bool, "preset": str, "base_url": str, "model": str, "timeout_s": float, "max_retries": int,
-          "max_side": int, "price_in_per_1k": float, "price_out_per_1k": float}
+_CLOUD = {
+    "enabled": bool,
+    "preset": str,
+    "base_url": str,
+    "model": str,
+    "timeout_s": float,
+    "max_retries": int,
+    "max_side": int,
+    "price_in_per_1k": float,
+    "price_out_per_1k": float,
+}
 _CLOUD_MIN = {"timeout_s": 1.0, "max_retries": 0, "max_side": 64, "price_in_per_1k": 0.0, "price_out_per_1k": 0.0}
 
 
@@ -101,8 +117,7 @@ def load_settings(store: SettingsLike) -> AppSettings:
             cloud[key] = getattr(base.cloud, key)
     recent = store.value("recent_files", [])
     recent = [recent] if isinstance(recent, str) else list(recent or [])
-    return AppSettings(**values, recent_files=tuple(str(p) for p in recent)[:MAX_RECENT],
-                       cloud=CloudSettings(**cloud))
+    return AppSettings(**values, recent_files=tuple(str(p) for p in recent)[:MAX_RECENT], cloud=CloudSettings(**cloud))
 
 
 def save_settings(store: SettingsLike, settings: AppSettings) -> None:

@@ -48,8 +48,14 @@ class BatchSummary:
 
     def to_dict(self) -> dict[str, int]:
         """The `--json` summary line."""
-        return {"job": self.job, "items": self.items, "done": self.done, "cached": self.cached,
-                "errors": self.errors, "review": self.review}
+        return {
+            "job": self.job,
+            "items": self.items,
+            "done": self.done,
+            "cached": self.cached,
+            "errors": self.errors,
+            "review": self.review,
+        }
 
 
 def job_key(inputs: Sequence[str], task: Task, model: str, settings: dict[str, Any]) -> str:
@@ -57,8 +63,16 @@ def job_key(inputs: Sequence[str], task: Task, model: str, settings: dict[str, A
     return digest(dumps(list(inputs)), task_key(task), model, dumps(settings))
 
 
-def open_job(store: Store, *, inputs: Sequence[str], paths: Sequence[str], task: Task, model: str,
-             settings: dict[str, Any], launch: dict[str, Any]) -> tuple[JobRecord, bool]:
+def open_job(
+    store: Store,
+    *,
+    inputs: Sequence[str],
+    paths: Sequence[str],
+    task: Task,
+    model: str,
+    settings: dict[str, Any],
+    launch: dict[str, Any],
+) -> tuple[JobRecord, bool]:
     """The unfinished job launched the same way (given any new paths), or a new one; (job, resumed)."""
     key = job_key(inputs, task, model, settings)
     job = store.unfinished_job(key)
@@ -99,8 +113,9 @@ class BatchRunner:
         self.analyze = analyze
         self.prefetch = prefetch  # reads the next item while the model works on this one (the caller closes it)
 
-    def run(self, job_id: int, *, stop: threading.Event | None = None,
-            on_item: Callable[[ItemOutcome], None] | None = None) -> BatchSummary:
+    def run(
+        self, job_id: int, *, stop: threading.Event | None = None, on_item: Callable[[ItemOutcome], None] | None = None
+    ) -> BatchSummary:
         """Work until every item has a result or `stop` is set (checked between items)."""
         job = self.store.job(job_id)
         self.store.set_state(job_id, "running")
@@ -117,8 +132,7 @@ class BatchRunner:
         finally:
             counts = self.store.counts(job_id)
             self.store.set_state(job_id, "done" if counts["done"] == counts["items"] else "interrupted")
-        return BatchSummary(job=job_id, review=len(ReviewQueue(self.store).pending(job_id)), stopped=stopped,
-                            **counts)
+        return BatchSummary(job=job_id, review=len(ReviewQueue(self.store).pending(job_id)), stopped=stopped, **counts)
 
     def _one(self, job: JobRecord, item: ItemRecord, next_path: str | None) -> ItemOutcome:
         got = self.prefetch.take(item.path) if self.prefetch is not None else None
@@ -128,8 +142,9 @@ class BatchRunner:
             key = cache_key(sha, job.task_key, job.model, job.settings_key)
             source = self.store.cached_result_id(key)
             if source is not None:
-                rid, result = self.store.copy_result(item.id, source, path=item.path, sha256=sha, size=size,
-                                                     cache_key=key)
+                rid, result = self.store.copy_result(
+                    item.id, source, path=item.path, sha256=sha, size=size, cache_key=key
+                )
                 return ItemOutcome(item, rid, result, cached=True)
         if self.prefetch is not None and next_path is not None:
             self.prefetch.ahead(next_path)  # only on a miss: a run of cache hits never decodes images
@@ -143,10 +158,19 @@ class BatchRunner:
         seen = result.images[0].sha256 if result.images and result.images[0].sha256 else None
         if seen is not None and (ident is None or seen != ident[0]):  # the file changed under us: trust the engine
             ident = (seen, ident[1] if ident else 0)
-        key_ = None if ident is None or result.status is Status.ERROR else cache_key(
-            ident[0], job.task_key, job.model, job.settings_key)
-        rid = self.store.save_result(item.id, result, sha256=ident[0] if ident else None,
-                                     size=ident[1] if ident else None, cache_key=key_, escalation=steps)
+        key_ = (
+            None
+            if ident is None or result.status is Status.ERROR
+            else cache_key(ident[0], job.task_key, job.model, job.settings_key)
+        )
+        rid = self.store.save_result(
+            item.id,
+            result,
+            sha256=ident[0] if ident else None,
+            size=ident[1] if ident else None,
+            cache_key=key_,
+            escalation=steps,
+        )
         return ItemOutcome(item, rid, result, cached=False)
 
 

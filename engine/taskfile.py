@@ -47,8 +47,11 @@ def _policy(task: Task, raw: dict[str, Any] | None) -> Policy:
     for key in policy.thresholds.fields:
         problem = pointer_problem(task.schema, key)
         if problem:
-            raise TaskError(task.source, f"threshold key {key!r}: {problem}",
-                            "/thresholds/fields/" + key.replace("~", "~0").replace("/", "~1"))
+            raise TaskError(
+                task.source,
+                f"threshold key {key!r}: {problem}",
+                "/thresholds/fields/" + key.replace("~", "~0").replace("/", "~1"),
+            )
     return policy
 
 

@@ -133,8 +133,9 @@ def load_catalog(path: Path | None = None) -> Catalog:
     default = data.get("default", "")
     if default not in entries:
         raise CatalogError(f"{path}: default = {default!r} is not one of {', '.join(entries)}")
-    return Catalog(entries=MappingProxyType(entries), default=default, path=path,
-                   other_formats=MappingProxyType(others))
+    return Catalog(
+        entries=MappingProxyType(entries), default=default, path=path, other_formats=MappingProxyType(others)
+    )
 
 
 def _parse_entry(path: Path, name: str, table: Any) -> CatalogEntry:

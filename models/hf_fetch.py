@@ -27,8 +27,14 @@ def model_dir(entry: CatalogEntry, root: Path) -> Path:
     return root / entry.name
 
 
-def fetch(entry: CatalogEntry, root: Path, *, offline: bool, fetcher: Fetcher | None = None,
-          progress: ProgressFn | None = None) -> Path:
+def fetch(
+    entry: CatalogEntry,
+    root: Path,
+    *,
+    offline: bool,
+    fetcher: Fetcher | None = None,
+    progress: ProgressFn | None = None,
+) -> Path:
     """The local directory of `entry`, downloading what it lacks unless `offline` (then it must be there)."""
     target = model_dir(entry, root)
     problems = dir_problems(target)
@@ -37,8 +43,10 @@ def fetch(entry: CatalogEntry, root: Path, *, offline: bool, fetcher: Fetcher | 
     if offline:
         rel, problem = problems[0]
         what = "is not downloaded" if rel == MANIFEST else f"is incomplete ({rel} {problem})"
-        raise ModelError(f"model {entry.name!r} {what} and Loupe is offline "
-                         f"(unset LOUPE_OFFLINE/HF_HUB_OFFLINE, or pass --model-path DIR)")
+        raise ModelError(
+            f"model {entry.name!r} {what} and Loupe is offline "
+            f"(unset LOUPE_OFFLINE/HF_HUB_OFFLINE, or pass --model-path DIR)"
+        )
     return pull_dir(fetcher or Fetcher(), entry, root, progress)
 
 
@@ -48,22 +56,39 @@ def pull_dir(fetcher: Fetcher, entry: CatalogEntry, root: Path, progress: Progre
     old = pinned_files(target)
     commit, names = fetcher.list_files(entry.repo_id, entry.revision, list(entry.files))
     if not names:
-        raise ModelError(f"{entry.repo_id}@{entry.revision} has no files matching {', '.join(entry.files)} "
-                         "(catalog error)")
+        raise ModelError(
+            f"{entry.repo_id}@{entry.revision} has no files matching {', '.join(entry.files)} (catalog error)"
+        )
     unsafe = [n for n in names if Path(n).is_absolute() or ".." in Path(n).parts]
     if unsafe:
         raise ModelError(f"{entry.repo_id} lists files outside its directory ({', '.join(unsafe)}); refusing them")
     files = {rel: _pull_file(fetcher, entry, commit, target, rel, old.get(rel), progress) for rel in names}
-    write_json_atomic(target / MANIFEST, {
-        "version": 1, "name": entry.name, "format": entry.format, "repo_id": entry.repo_id,
-        "revision": entry.revision, "patterns": list(entry.files), "commit": commit, "files": files,
-        "sha256": {rel: f["sha256"] for rel, f in files.items()},
-    })
+    write_json_atomic(
+        target / MANIFEST,
+        {
+            "version": 1,
+            "name": entry.name,
+            "format": entry.format,
+            "repo_id": entry.repo_id,
+            "revision": entry.revision,
+            "patterns": list(entry.files),
+            "commit": commit,
+            "files": files,
+            "sha256": {rel: f["sha256"] for rel, f in files.items()},
+        },
+    )
     return target
 
 
-def _pull_file(fetcher: Fetcher, entry: CatalogEntry, commit: str, target: Path, rel: str,
-               recorded: dict[str, Any] | None, progress: ProgressFn | None) -> dict[str, Any]:
+def _pull_file(
+    fetcher: Fetcher,
+    entry: CatalogEntry,
+    commit: str,
+    target: Path,
+    rel: str,
+    recorded: dict[str, Any] | None,
+    progress: ProgressFn | None,
+) -> dict[str, Any]:
     """One file in place and checked; returns its manifest record."""
     final = target / rel
     if recorded and _fast_problem(final, recorded.get("size")) == "":
@@ -83,8 +108,10 @@ def _pull_file(fetcher: Fetcher, entry: CatalogEntry, commit: str, target: Path,
     actual = sha256_file(part)
     if expected is not None and actual != expected:
         bad = move_aside(part)
-        raise ModelFileCorrupt(f"{rel}: sha256 {actual} does not match the expected {expected} ({source}); the "
-                               f"download was moved to {bad}. Fix: run `loupe models pull {entry.name}` again")
+        raise ModelFileCorrupt(
+            f"{rel}: sha256 {actual} does not match the expected {expected} ({source}); the "
+            f"download was moved to {bad}. Fix: run `loupe models pull {entry.name}` again"
+        )
     os.replace(part, final)
     return _record(final, actual, source or "first-download", info)
 
@@ -99,8 +126,14 @@ def _expected(info: RemoteInfo, recorded: dict[str, Any] | None) -> tuple[str | 
 
 
 def _record(path: Path, sha256: str, source: str, info: RemoteInfo) -> dict[str, Any]:
-    return {"size": path.stat().st_size, "sha256": sha256, "sha256_source": source, "etag": info.etag,
-            "commit": info.commit, "downloaded_at": now_iso()}
+    return {
+        "size": path.stat().st_size,
+        "sha256": sha256,
+        "sha256_source": source,
+        "etag": info.etag,
+        "commit": info.commit,
+        "downloaded_at": now_iso(),
+    }
 
 
 def pinned_files(directory: Path) -> dict[str, dict[str, Any]]:
@@ -113,14 +146,16 @@ def pinned_files(directory: Path) -> dict[str, dict[str, Any]]:
 
 def pin(directory: Path) -> dict[str, str]:
     """Record the sha256 of every file in `directory` (a directory made elsewhere); returns path -> sha256."""
-    digests = {p.relative_to(directory).as_posix(): sha256_file(p) for p in sorted(directory.rglob("*"))
-               if p.is_file() and p.name != MANIFEST and ".cache" not in p.parts}
+    digests = {
+        p.relative_to(directory).as_posix(): sha256_file(p)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.name != MANIFEST and ".cache" not in p.parts
+    }
     write_json_atomic(directory / MANIFEST, {"version": 1, "sha256": digests})
     return digests
 
 
-def dir_problems(directory: Path, *, full: bool = False, progress: ProgressFn | None = None
-                 ) -> list[tuple[str, str]]:
+def dir_problems(directory: Path, *, full: bool = False, progress: ProgressFn | None = None) -> list[tuple[str, str]]:
     """(file, problem) for each pinned file that is missing or the wrong size, or with `full` whose sha256
     differs; empty when all is well. A directory without a manifest is one problem."""
     pins = pinned_files(directory)

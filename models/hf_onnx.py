@@ -40,13 +40,23 @@ def export_smolvlm(model: Any, processor: Any, out: Path) -> list[Path]:
             return inner.text_model.embed_tokens(input_ids)
 
     class Decoder(torch.nn.Module):
-        def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                    *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        def forward(
+            self,
+            inputs_embeds: torch.Tensor,
+            attention_mask: torch.Tensor,
+            position_ids: torch.Tensor,
+            *past: torch.Tensor,
+        ) -> tuple[torch.Tensor, ...]:
             cache = DynamicCache(config=text_cfg)
             for i in range(n_layers):
                 cache.update(past[2 * i], past[2 * i + 1], i)
-            hidden = inner.text_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                      position_ids=position_ids, past_key_values=cache, use_cache=True)
+            hidden = inner.text_model(
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=cache,
+                use_cache=True,
+            )
             logits = model.lm_head(hidden.last_hidden_state)
             presents = []
             for layer in cache.layers:
@@ -57,11 +67,20 @@ def export_smolvlm(model: Any, processor: Any, out: Path) -> list[Path]:
     n_img, h = Dim("num_images", min=1, max=64), Dim.AUTO
     pix = torch.randn(2, 3, size, size)
     pmask = torch.ones(2, size, size, dtype=torch.bool)
-    _export(Vision(), (pix, pmask), out / "vision_encoder.onnx", ["pixel_values", "pixel_attention_mask"],
-            ["image_features"], ({0: n_img, 2: h, 3: h}, {0: n_img, 1: h, 2: h}))
+    _export(
+        Vision(),
+        (pix, pmask),
+        out / "vision_encoder.onnx",
+        ["pixel_values", "pixel_attention_mask"],
+        ["image_features"],
+        ({0: n_img, 2: h, 3: h}, {0: n_img, 1: h, 2: h}),
+    )
 
-    batch, seq, past_len = Dim("batch", min=1, max=8), Dim("sequence_length", min=1, max=4096), Dim(
-        "past_sequence_length", min=1, max=8192)
+    batch, seq, past_len = (
+        Dim("batch", min=1, max=8),
+        Dim("sequence_length", min=1, max=4096),
+        Dim("past_sequence_length", min=1, max=8192),
+    )
     ids = torch.tensor([[1, 2, 3]], dtype=torch.long)
     _export(Embed(), (ids,), out / "embed_tokens.onnx", ["input_ids"], ["inputs_embeds"], ({0: batch, 1: seq},))
 
@@ -75,15 +94,31 @@ def export_smolvlm(model: Any, processor: Any, out: Path) -> list[Path]:
     total = Dim("total_sequence_length", min=2, max=12288)
     past_shapes = tuple({0: batch, 2: past_len} for _ in past)
     shapes = ({0: batch, 1: seq}, {0: batch, 1: total}, {0: batch, 1: seq}, past_shapes)
-    _export(Decoder(), (embeds, mask, pos, *past), out / "decoder_model_merged.onnx",
-            ["inputs_embeds", "attention_mask", "position_ids", *past_names], ["logits", *present_names], shapes)
+    _export(
+        Decoder(),
+        (embeds, mask, pos, *past),
+        out / "decoder_model_merged.onnx",
+        ["inputs_embeds", "attention_mask", "position_ids", *past_names],
+        ["logits", *present_names],
+        shapes,
+    )
     return [out / n for n in ("vision_encoder.onnx", "embed_tokens.onnx", "decoder_model_merged.onnx")]
 
 
-def _export(module: Any, args: tuple[Any, ...], path: Path, inputs: list[str], outputs: list[str],
-            shapes: tuple[Any, ...]) -> None:
+def _export(
+    module: Any, args: tuple[Any, ...], path: Path, inputs: list[str], outputs: list[str], shapes: tuple[Any, ...]
+) -> None:
     import torch
 
-    program = torch.onnx.export(module.eval(), args, dynamo=True, input_names=inputs, output_names=outputs,
-                                dynamic_shapes=shapes, external_data=False, optimize=True, verbose=False)
+    program = torch.onnx.export(
+        module.eval(),
+        args,
+        dynamo=True,
+        input_names=inputs,
+        output_names=outputs,
+        dynamic_shapes=shapes,
+        external_data=False,
+        optimize=True,
+        verbose=False,
+    )
     program.save(str(path), external_data=False)

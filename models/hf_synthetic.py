@@ -29,13 +29,29 @@ _CORPUS = [
     '{"defects":[{"label":"scratch","box_2d":[10,20,30,40],"severity":"minor"}],"ok":false}',
     '{"label":"dent","confidence":0.9,"notes":null,"count":3,"items":["a","b"],"text":"hello world"}',
     "Describe the defects in this image as JSON. Return the product, the price and the date.",
-    "User: Assistant: true false null 0123456789 , : { } [ ] \" REFUSE: no image",
+    'User: Assistant: true false null 0123456789 , : { } [ ] " REFUSE: no image',
 ]
-SMOLVLM_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<end_of_utterance>", "<image>",
-                    "<fake_token_around_image>", "<global-img>",
-                    *[f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]]
-GEMMA3_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>",
-                   "<end_of_image>", "<image_soft_token>"]
+SMOLVLM_SPECIALS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<end_of_utterance>",
+    "<image>",
+    "<fake_token_around_image>",
+    "<global-img>",
+    *[f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)],
+]
+GEMMA3_SPECIALS = [
+    "<pad>",
+    "<eos>",
+    "<bos>",
+    "<unk>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<start_of_image>",
+    "<end_of_image>",
+    "<image_soft_token>",
+]
 GEMMA3_CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant'"
     " else message['role']) + '\n' }}{% if message['content'] is string %}{{ message['content'] }}{% else %}"
@@ -61,8 +77,12 @@ def _tokenizer(specials: list[str]) -> Any:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=specials,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
     return tok
 
@@ -76,12 +96,29 @@ def _seed() -> None:
 
 # HuggingFaceTB/SmolVLM-256M-Instruct's dimensions (as loupe.models.synthetic's "smolvlm-256m" GGUF), for bench/
 SMOLVLM_256M = {
-    "vision": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
-               "image_size": 512, "patch_size": 16, "initializer_range": 0.02},
-    "text": {"vocab_size": 49280, "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
-             "num_attention_heads": 9, "num_key_value_heads": 3, "initializer_range": 0.02,
-             "max_position_embeddings": 8192},
-    "scale_factor": 4, "image_seq_len": 64, "longest_edge": 2048, "tile": 512,
+    "vision": {
+        "hidden_size": 768,
+        "intermediate_size": 3072,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "image_size": 512,
+        "patch_size": 16,
+        "initializer_range": 0.02,
+    },
+    "text": {
+        "vocab_size": 49280,
+        "hidden_size": 576,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "initializer_range": 0.02,
+        "max_position_embeddings": 8192,
+    },
+    "scale_factor": 4,
+    "image_seq_len": 64,
+    "longest_edge": 2048,
+    "tile": 512,
 }
 
 
@@ -99,26 +136,60 @@ def build_smolvlm(out: Path, dims: dict[str, Any] | None = None) -> Any:
 
     _seed()
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=_tokenizer(SMOLVLM_SPECIALS), bos_token="<|im_start|>", eos_token="<end_of_utterance>",
-        pad_token="<|endoftext|>", unk_token="<|endoftext|>",
+        tokenizer_object=_tokenizer(SMOLVLM_SPECIALS),
+        bos_token="<|im_start|>",
+        eos_token="<end_of_utterance>",
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
     )
     ids = {t: tok.convert_tokens_to_ids(t) for t in ("<image>", "<end_of_utterance>", "<|endoftext|>")}
     dims = dims or {}
-    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-              "image_size": 32, "patch_size": 8, "initializer_range": 0.2, **dims.get("vision", {})}
-    text = {"model_type": "llama", "vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 128,
-            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-            "max_position_embeddings": 2048, "rope_theta": 100000.0, "rms_norm_eps": 1e-5,
-            "initializer_range": 0.2, "tie_word_embeddings": False, "bos_token_id": 1,
-            "eos_token_id": ids["<end_of_utterance>"], "pad_token_id": ids["<|endoftext|>"], **dims.get("text", {})}
-    config = Idefics3Config(image_token_id=ids["<image>"], scale_factor=dims.get("scale_factor", 2),
-                            tie_word_embeddings=False, vision_config=vision, text_config=text,
-                            pad_token_id=ids["<|endoftext|>"])
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": 32,
+        "patch_size": 8,
+        "initializer_range": 0.2,
+        **dims.get("vision", {}),
+    }
+    text = {
+        "model_type": "llama",
+        "vocab_size": len(tok),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 2048,
+        "rope_theta": 100000.0,
+        "rms_norm_eps": 1e-5,
+        "initializer_range": 0.2,
+        "tie_word_embeddings": False,
+        "bos_token_id": 1,
+        "eos_token_id": ids["<end_of_utterance>"],
+        "pad_token_id": ids["<|endoftext|>"],
+        **dims.get("text", {}),
+    }
+    config = Idefics3Config(
+        image_token_id=ids["<image>"],
+        scale_factor=dims.get("scale_factor", 2),
+        tie_word_embeddings=False,
+        vision_config=vision,
+        text_config=text,
+        pad_token_id=ids["<|endoftext|>"],
+    )
     model = Idefics3ForConditionalGeneration(config).eval()
-    image_processor = Idefics3ImageProcessorPil(size={"longest_edge": dims.get("longest_edge", 64)},
-                                                max_image_size={"longest_edge": dims.get("tile", 32)})
-    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tok,
-                                  image_seq_len=dims.get("image_seq_len", 4), chat_template=SMOLVLM_CHAT_TEMPLATE)
+    image_processor = Idefics3ImageProcessorPil(
+        size={"longest_edge": dims.get("longest_edge", 64)}, max_image_size={"longest_edge": dims.get("tile", 32)}
+    )
+    processor = Idefics3Processor(
+        image_processor=image_processor,
+        tokenizer=tok,
+        image_seq_len=dims.get("image_seq_len", 4),
+        chat_template=SMOLVLM_CHAT_TEMPLATE,
+    )
     _save(out, model, processor)
     return model, processor
 
@@ -136,32 +207,67 @@ def build_gemma3(out: Path) -> Any:
 
     _seed()
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=_tokenizer(GEMMA3_SPECIALS), bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+        tokenizer_object=_tokenizer(GEMMA3_SPECIALS),
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
         unk_token="<unk>",
-        extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
-                              "image_token": "<image_soft_token>"},
+        extra_special_tokens={
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+            "image_token": "<image_soft_token>",
+        },
     )
     ids = {t: tok.convert_tokens_to_ids(t) for t in GEMMA3_SPECIALS}
     config = Gemma3Config(
-        image_token_index=ids["<image_soft_token>"], boi_token_index=ids["<start_of_image>"],
-        eoi_token_index=ids["<end_of_image>"], mm_tokens_per_image=4, tie_word_embeddings=True,
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-                       "image_size": 32, "patch_size": 4, "vision_use_head": False},
-        text_config={"vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                     "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
-                     "max_position_embeddings": 2048, "sliding_window": 512, "sliding_window_pattern": 2,
-                     "layer_types": ["sliding_attention", "full_attention"], "rope_theta": 1000000.0,
-                     "rope_local_base_freq": 10000.0, "initializer_range": 0.2, "query_pre_attn_scalar": 16,
-                     "bos_token_id": ids["<bos>"], "eos_token_id": ids["<eos>"], "pad_token_id": ids["<pad>"]},
-        initializer_range=0.2, pad_token_id=ids["<pad>"], bos_token_id=ids["<bos>"], eos_token_id=ids["<eos>"],
+        image_token_index=ids["<image_soft_token>"],
+        boi_token_index=ids["<start_of_image>"],
+        eoi_token_index=ids["<end_of_image>"],
+        mm_tokens_per_image=4,
+        tie_word_embeddings=True,
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 4,
+            "vision_use_head": False,
+        },
+        text_config={
+            "vocab_size": len(tok),
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "max_position_embeddings": 2048,
+            "sliding_window": 512,
+            "sliding_window_pattern": 2,
+            "layer_types": ["sliding_attention", "full_attention"],
+            "rope_theta": 1000000.0,
+            "rope_local_base_freq": 10000.0,
+            "initializer_range": 0.2,
+            "query_pre_attn_scalar": 16,
+            "bos_token_id": ids["<bos>"],
+            "eos_token_id": ids["<eos>"],
+            "pad_token_id": ids["<pad>"],
+        },
+        initializer_range=0.2,
+        pad_token_id=ids["<pad>"],
+        bos_token_id=ids["<bos>"],
+        eos_token_id=ids["<eos>"],
     )
     model = Gemma3ForConditionalGeneration(config).eval()
     with torch.no_grad():  # zero-initialized upstream: the model would ignore images
         proj = model.model.multi_modal_projector.mm_input_projection_weight
         proj.copy_(torch.randn(proj.shape) * 0.2)
     processor = Gemma3Processor(
-        image_processor=Gemma3ImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tok,
-        image_seq_length=4, chat_template=GEMMA3_CHAT_TEMPLATE,
+        image_processor=Gemma3ImageProcessorPil(size={"height": 32, "width": 32}),
+        tokenizer=tok,
+        image_seq_length=4,
+        chat_template=GEMMA3_CHAT_TEMPLATE,
     )
     _save(out, model, processor)
     return model, processor
@@ -182,8 +288,9 @@ def _hub_weight_names(path: Path) -> None:
     from safetensors.numpy import load_file, save_file
 
     weights = load_file(path)
-    renamed = {re.sub(r"^((?:model\.)?vision_tower\.)(?!vision_model\.)", r"\1vision_model.", k): v
-               for k, v in weights.items()}
+    renamed = {
+        re.sub(r"^((?:model\.)?vision_tower\.)(?!vision_model\.)", r"\1vision_model.", k): v for k, v in weights.items()
+    }
     if renamed != weights:
         save_file(renamed, path, metadata={"format": "pt"})
 
@@ -227,8 +334,14 @@ def golden(out: Path, model: Any, processor: Any) -> None:
     with torch.no_grad():
         text_logits = model(**text_inputs).logits[0, -1].float().numpy()
     np.save(out / "golden_text_logits.npy", text_logits.astype(np.float32))
-    info = {"text": GOLDEN_TEXT, "prompt": prompt, "input_ids": ids, "image_tokens": ids.count(image_id),
-            "argmax": int(np.argmax(logits)), "pixel_values_shape": list(inputs["pixel_values"].shape)}
+    info = {
+        "text": GOLDEN_TEXT,
+        "prompt": prompt,
+        "input_ids": ids,
+        "image_tokens": ids.count(image_id),
+        "argmax": int(np.argmax(logits)),
+        "pixel_values_shape": list(inputs["pixel_values"].shape),
+    }
     (out / "golden.json").write_text(json.dumps(info, indent=1) + "\n")
 
 

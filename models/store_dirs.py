@@ -49,9 +49,18 @@ class DirectoryModels:
             detail = "; ".join(f"{rel} {problem}" for rel, problem in problems) + f"; `loupe models pull {name}`"
         size = sum((directory / rel).stat().st_size for rel in pinned_files(directory) if (directory / rel).is_file())
         return InstalledModel(
-            name=name, kind="catalog", state=state, family=entry.family, text_path=None, mmproj_path=None,
-            size_bytes=size if state != "missing" else 0, detail=detail, is_default=False, format=entry.format,
-            license=entry.license, path=directory if state != "missing" else None,
+            name=name,
+            kind="catalog",
+            state=state,
+            family=entry.family,
+            text_path=None,
+            mmproj_path=None,
+            size_bytes=size if state != "missing" else 0,
+            detail=detail,
+            is_default=False,
+            format=entry.format,
+            license=entry.license,
+            path=directory if state != "missing" else None,
         )
 
     def pull(self, name: str, progress: ProgressFn | None = None) -> Path:
@@ -68,14 +77,32 @@ class DirectoryModels:
         directory = model_dir(self.entry(name), self.root)
         problems = dict(dir_problems(directory, full=True, progress=progress))
         if MANIFEST in problems:
-            return [VerifyReport(name, MANIFEST, directory / MANIFEST, False,
-                                 f"{directory} is not downloaded. Fix: run `loupe models pull {name}`", None, None)]
+            return [
+                VerifyReport(
+                    name,
+                    MANIFEST,
+                    directory / MANIFEST,
+                    False,
+                    f"{directory} is not downloaded. Fix: run `loupe models pull {name}`",
+                    None,
+                    None,
+                )
+            ]
         reports = []
         for rel, pin in pinned_files(directory).items():
             problem = problems.get(rel, "")
             move = "" if problem == "is missing" else "move it away and "
-            text = (f"{directory / rel} {problem}. Fix: {move}run `loupe models pull {name}` "
-                    "(only the files that fail are fetched again)") if problem else ""
-            reports.append(VerifyReport(name, rel, directory / rel, not problem, text, pin["sha256"],
-                                        None if problem else pin["sha256"]))
+            text = (
+                (
+                    f"{directory / rel} {problem}. Fix: {move}run `loupe models pull {name}` "
+                    "(only the files that fail are fetched again)"
+                )
+                if problem
+                else ""
+            )
+            reports.append(
+                VerifyReport(
+                    name, rel, directory / rel, not problem, text, pin["sha256"], None if problem else pin["sha256"]
+                )
+            )
         return reports

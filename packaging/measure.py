@@ -36,8 +36,9 @@ def _serve(bundle: Path, model: list[str], env: dict[str, str]) -> tuple[float, 
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t0 = time.perf_counter()
-    proc = subprocess.Popen([str(bundle / "loupe"), "serve", "--port", str(port), *model], env=env,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(bundle / "loupe"), "serve", "--port", str(port), *model], env=env, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stderr is not None
         for line in proc.stderr:
@@ -46,8 +47,9 @@ def _serve(bundle: Path, model: list[str], env: dict[str, str]) -> tuple[float, 
         ready = time.perf_counter() - t0
         image = "data:image/jpeg;base64," + base64.b64encode(SAMPLE.read_bytes()).decode()
         body = json.dumps({"image": image, "task": "describe", "options": {"max_tokens": 64}}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/analyze", data=body,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/analyze", data=body, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=600) as resp:
             json.load(resp)
         return ready, time.perf_counter() - t0
@@ -69,19 +71,34 @@ def main() -> None:
         m = build("tiny-smolvlm", Path(tmp))
         model = ["--model-path", str(m.text_path), "--mmproj", str(m.mmproj_path)]
         env = {**os.environ, "LOUPE_OFFLINE": "1", "LOUPE_DB": f"{tmp}/loupe.db", "LOUPE_MODEL_DIR": f"{tmp}/models"}
-        analyze = [str(bundle / "loupe"), "analyze", str(SAMPLE), "--json", "--task", "describe", "--max-tokens", "64",
-                   *model]
+        analyze = [
+            str(bundle / "loupe"),
+            "analyze",
+            str(SAMPLE),
+            "--json",
+            "--task",
+            "describe",
+            "--max-tokens",
+            "64",
+            *model,
+        ]
         start = [_timed([str(bundle / "loupe"), "--help"], env) for _ in range(args.runs)]
         first = [_timed(analyze, env) for _ in range(args.runs)]
         serve = [_serve(bundle, model, env) for _ in range(args.runs)]
-    print(json.dumps({
-        "bundle": str(bundle), "size_mb": round(_size(bundle) / 2**20, 1),
-        "cli_start_s": round(statistics.median(start), 2),
-        "cli_analyze_first_result_s": round(statistics.median(first), 2),
-        "serve_ready_s": round(statistics.median(s[0] for s in serve), 2),
-        "serve_first_result_s": round(statistics.median(s[1] for s in serve), 2),
-        "runs": args.runs, "model": "tiny synthetic smolvlm (random weights)",
-    }))
+    print(
+        json.dumps(
+            {
+                "bundle": str(bundle),
+                "size_mb": round(_size(bundle) / 2**20, 1),
+                "cli_start_s": round(statistics.median(start), 2),
+                "cli_analyze_first_result_s": round(statistics.median(first), 2),
+                "serve_ready_s": round(statistics.median(s[0] for s in serve), 2),
+                "serve_first_result_s": round(statistics.median(s[1] for s in serve), 2),
+                "runs": args.runs,
+                "model": "tiny synthetic smolvlm (random weights)",
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

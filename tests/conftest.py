@@ -42,9 +42,13 @@ def defects_request(backend: Any, path: Path, max_tokens: int = 24) -> Any:
     task = builtin_task("defects").with_options(max_tokens=max_tokens)
     prepared, _ = prepare([load_image(path)], task.options.detail)
     return GenerationRequest(
-        text=user_text(task.instructions, task.schema, 1, allow_refusal=False), images=tuple(prepared),
-        constraint=backend.compile(task.schema, allow_refusal=False), schema=task.schema, max_tokens=max_tokens,
-        temperature=0.0, image_max_tokens=image_tokens_for(task.options.detail),
+        text=user_text(task.instructions, task.schema, 1, allow_refusal=False),
+        images=tuple(prepared),
+        constraint=backend.compile(task.schema, allow_refusal=False),
+        schema=task.schema,
+        max_tokens=max_tokens,
+        temperature=0.0,
+        image_max_tokens=image_tokens_for(task.options.detail),
     )
 
 

@@ -2,7 +2,8 @@
 
 pyproject.toml maps engine/ to `loupe`, desktop/ to `loupe.desktop` and models/ to `loupe.models`. Imports
 resolve through that mapping, but import-linter and mypy walk one folder per package, so they get a copy laid out
-as a wheel installs it: `python -m tests.layout DEST` (or `stage(dest)`) writes DEST/loupe/... .
+as a wheel installs it: `python -m tests.layout DEST` (or `stage(dest)`) writes DEST/loupe/...; PyInstaller
+builds from it too.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ def package_dirs(root: Path = ROOT) -> dict[str, Path]:
 
 
 def stage(dest: Path, root: Path = ROOT) -> Path:
-    """Copy every .py file of the mapped folders to DEST in the installed layout; returns DEST/loupe."""
+    """Copy the mapped folders' files (code and package data) to DEST in the installed layout; returns
+    DEST/loupe."""
     if dest.exists():
         shutil.rmtree(dest)
     for name, folder in package_dirs(root).items():
         target = dest.joinpath(*name.split("."))
-        for src in folder.rglob("*.py"):
-            if "__pycache__" in src.parts:
+        for src in folder.rglob("*"):
+            if "__pycache__" in src.parts or not src.is_file() or src.suffix in (".pyc", ".so"):
                 continue
             out = target / src.relative_to(folder)
             out.parent.mkdir(parents=True, exist_ok=True)

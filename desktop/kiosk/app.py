@@ -36,8 +36,9 @@ def build(values: Mapping[str, Any], bridge: LineBridge) -> tuple[KioskWindow, L
     settings = options.line_settings(values, options.task_of(values))
     spec = options.model_spec(values)
     # a share that is not mounted yet is waited for (shown in place), not refused
-    line, delivery = build_line(settings, lambda: open_model(spec), options.model_name(spec),
-                                LineEventsAdapter(bridge), allow_missing=True)
+    line, delivery = build_line(
+        settings, lambda: open_model(spec), options.model_name(spec), LineEventsAdapter(bridge), allow_missing=True
+    )
     store = Store(settings.db)
     job = line.open_job(store)
     began = shift_start(datetime.now(UTC), values["shift_hours"]).astimezone(UTC).isoformat(timespec="milliseconds")
@@ -49,10 +50,18 @@ def build(values: Mapping[str, Any], bridge: LineBridge) -> tuple[KioskWindow, L
             delivery.stop()
 
     pin = values.get("pin") or os.environ.get("LOUPE_KIOSK_PIN") or DEFAULT_PIN
-    window = KioskWindow(bridge, task=line.task.name, pin=pin, history=history, counts=counts,
-                         last_n=values["last"], shift_hours=values["shift_hours"],
-                         outputs_health=lambda: outputs_text(delivery, store), on_leave=leave,
-                         on_trigger=getattr(line.source, "trigger", None))
+    window = KioskWindow(
+        bridge,
+        task=line.task.name,
+        pin=pin,
+        history=history,
+        counts=counts,
+        last_n=values["last"],
+        shift_hours=values["shift_hours"],
+        outputs_health=lambda: outputs_text(delivery, store),
+        on_leave=leave,
+        on_trigger=getattr(line.source, "trigger", None),
+    )
     return window, line, delivery, store
 
 
@@ -72,9 +81,18 @@ def run(values: Mapping[str, Any]) -> int:
     else:
         window.showFullScreen()
     if screenshot:
+
         def grab(*_: object) -> None:
-            QTimer.singleShot(1500, lambda: (window.refresh_outputs(), window.grab().save(screenshot),
-                                             setattr(window, "unlocked", True), window.close()))
+            QTimer.singleShot(
+                1500,
+                lambda: (
+                    window.refresh_outputs(),
+                    window.grab().save(screenshot),
+                    setattr(window, "unlocked", True),
+                    window.close(),
+                ),
+            )
+
         bridge.outcome.connect(grab)
     if delivery is not None:
         delivery.start()

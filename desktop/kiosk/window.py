@@ -25,8 +25,15 @@ from PySide6.QtWidgets import (
 )
 
 COLORS = {"PASS": "#1b8a3a", "FAIL": "#c62828", "REVIEW": "#e0a800", "": "#455a64"}
-HEALTH = {"ok": "#43a047", "ready": "#43a047", "waiting": "#9e9e9e", "loading": "#e0a800",
-          "reconnecting": "#e53935", "failed": "#e53935", "ended": "#9e9e9e"}
+HEALTH = {
+    "ok": "#43a047",
+    "ready": "#43a047",
+    "waiting": "#9e9e9e",
+    "loading": "#e0a800",
+    "reconnecting": "#e53935",
+    "failed": "#e53935",
+    "ended": "#9e9e9e",
+}
 Health = Callable[[], str]  # a one-line outputs status, read every few seconds
 
 
@@ -49,10 +56,21 @@ def _font(size: int, bold: bool = False) -> QFont:
 class KioskWindow(QWidget):
     """Shows what the line reports through `bridge`; nothing here blocks, nothing opens a dialog."""
 
-    def __init__(self, bridge: LineBridge, *, task: str, pin: str, history: list[LineOutcome] | None = None,
-                 counts: dict[str, int] | None = None, last_n: int = 8, shift_hours: float = 8.0,
-                 outputs_health: Health | None = None, on_leave: Callable[[], None] | None = None,
-                 on_trigger: Callable[[], None] | None = None, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        bridge: LineBridge,
+        *,
+        task: str,
+        pin: str,
+        history: list[LineOutcome] | None = None,
+        counts: dict[str, int] | None = None,
+        last_n: int = 8,
+        shift_hours: float = 8.0,
+        outputs_health: Health | None = None,
+        on_leave: Callable[[], None] | None = None,
+        on_trigger: Callable[[], None] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Loupe kiosk — {task}")
         self.setStyleSheet("background: #101418; color: #eceff1;")

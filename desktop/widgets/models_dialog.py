@@ -74,13 +74,15 @@ class ModelsDialog(QDialog):
             size = f"{m.size_bytes / 1e6:.1f} MB" if m.size_bytes else ""
             problem = format_problem(self.store, m.name)  # e.g. an ONNX model without onnxruntime: how to get it
             note = f"{problem}. {m.detail}" if problem else m.detail
-            row = QTreeWidgetItem([m.name + (" (default)" if m.is_default else ""), m.format, m.kind, m.state, size,
-                                   note])
+            row = QTreeWidgetItem(
+                [m.name + (" (default)" if m.is_default else ""), m.format, m.kind, m.state, size, note]
+            )
             row.setData(0, 256, m.name)
             row.setToolTip(5, note)
             self.tree.addTopLevelItem(row)
-            if m.name == keep or (keep is None and self.tree.currentItem() is None and m.kind == "catalog"
-                                  and m.state != "installed"):
+            if m.name == keep or (
+                keep is None and self.tree.currentItem() is None and m.kind == "catalog" and m.state != "installed"
+            ):
                 self.tree.setCurrentItem(row)  # the selection kept, else the first model one can download
         self._update_buttons()
 
@@ -101,8 +103,9 @@ class ModelsDialog(QDialog):
     def _update_buttons(self) -> None:
         model = self._model(self.selected())
         busy = self.download is not None
-        self.download_button.setEnabled(not busy and model is not None and model.kind == "catalog"
-                                        and model.state != "installed")
+        self.download_button.setEnabled(
+            not busy and model is not None and model.kind == "catalog" and model.state != "installed"
+        )
         self.cancel_button.setEnabled(busy)
 
     # -- download ----------------------------------------------------------------------------------------
@@ -115,8 +118,11 @@ class ModelsDialog(QDialog):
         self.download.progress.connect(self._progress)
         self.download.finished.connect(lambda n: self._ended(f"{n} is installed.", error=False))
         self.download.failed.connect(lambda text: self._ended(f"Download failed: {text}", error=True))
-        self.download.canceled.connect(lambda: self._ended("Download canceled; what arrived is kept and a "
-                                                            "later download resumes from there.", error=False))
+        self.download.canceled.connect(
+            lambda: self._ended(
+                "Download canceled; what arrived is kept and a later download resumes from there.", error=False
+            )
+        )
         self.bar.setRange(0, 0)
         self.bar.show()
         self._say(f"Downloading {name}…")

@@ -130,8 +130,15 @@ class QueueView(QWidget):
             self._first_start = time.monotonic()
         self._set_state(self._rows[(batch, index)], RUNNING)
 
-    def mark_finished(self, batch: int, index: int, result: Result, threshold: float, cached: bool,
-                      steps: list[dict[str, object]] | None = None) -> str:
+    def mark_finished(
+        self,
+        batch: int,
+        index: int,
+        result: Result,
+        threshold: float,
+        cached: bool,
+        steps: list[dict[str, object]] | None = None,
+    ) -> str:
         """The image's result is in (and stored); returns the state shown."""
         row = self._rows[(batch, index)]
         state = state_of(result, threshold, steps)

@@ -75,8 +75,11 @@ class ImageCanvas(QGraphicsView):
             label.setBrush(QBrush(QColor("white")))
             text = label.boundingRect()
             # a filled tag above the box's top-left corner, readable on any image
-            tag = scene.addRect(QRectF(0, -text.height() - 2, text.width() + 6, text.height() + 2),
-                                QPen(Qt.PenStyle.NoPen), QBrush(color))
+            tag = scene.addRect(
+                QRectF(0, -text.height() - 2, text.width() + 6, text.height() + 2),
+                QPen(Qt.PenStyle.NoPen),
+                QBrush(color),
+            )
             tag.setFlag(tag.GraphicsItemFlag.ItemIgnoresTransformations)  # same size on screen at any zoom
             tag.setPos(x0, y0)
             label.setParentItem(tag)
@@ -114,12 +117,25 @@ class JsonTree(QTreeWidget):
     def show_data(self, data: Any, confidence: dict[str, float], threshold: float) -> None:
         """Fill the tree (cleared first)."""
         self.clear()
-        self._add(self.invisibleRootItem(), "(root)" if not isinstance(data, dict | list) else "", data, "",
-                  confidence, threshold)
+        self._add(
+            self.invisibleRootItem(),
+            "(root)" if not isinstance(data, dict | list) else "",
+            data,
+            "",
+            confidence,
+            threshold,
+        )
         self.expandAll()
 
-    def _add(self, parent: QTreeWidgetItem, key: str, value: Any, pointer: str, confidence: dict[str, float],
-             threshold: float) -> None:
+    def _add(
+        self,
+        parent: QTreeWidgetItem,
+        key: str,
+        value: Any,
+        pointer: str,
+        confidence: dict[str, float],
+        threshold: float,
+    ) -> None:
         children: list[tuple[str, Any]]
         inline = isinstance(value, list) and bool(value) and not any(isinstance(v, dict | list) for v in value)
         if isinstance(value, dict):
@@ -165,9 +181,16 @@ class StepsTable(QTreeWidget):
         self.setRootIsDecorated(False)
         self.setWordWrap(True)
         header = self.header()
-        for col, mode in enumerate((QHeaderView.ResizeMode.ResizeToContents, QHeaderView.ResizeMode.ResizeToContents,
-                                    QHeaderView.ResizeMode.Stretch, QHeaderView.ResizeMode.Stretch,
-                                    QHeaderView.ResizeMode.ResizeToContents, QHeaderView.ResizeMode.ResizeToContents)):
+        for col, mode in enumerate(
+            (
+                QHeaderView.ResizeMode.ResizeToContents,
+                QHeaderView.ResizeMode.ResizeToContents,
+                QHeaderView.ResizeMode.Stretch,
+                QHeaderView.ResizeMode.Stretch,
+                QHeaderView.ResizeMode.ResizeToContents,
+                QHeaderView.ResizeMode.ResizeToContents,
+            )
+        ):
             header.setSectionResizeMode(col, mode)
         header.setStretchLastSection(False)
 
@@ -176,15 +199,23 @@ class StepsTable(QTreeWidget):
         self.clear()
         for s in steps:
             if s.get("step") == "review":
-                row = QTreeWidgetItem(["review", "a person", str(s.get("why") or ""), "sent to the review queue", "",
-                                       ""])
+                row = QTreeWidgetItem(
+                    ["review", "a person", str(s.get("why") or ""), "sent to the review queue", "", ""]
+                )
             else:
                 outcome = str(s.get("outcome", ""))
                 if s.get("note"):
                     outcome += f": {s['note']}"
-                row = QTreeWidgetItem([str(s.get("step", "")), str(s.get("model", "")), str(s.get("why", "")),
-                                       outcome, f"${float(s.get('cost_usd') or 0):.4f}",
-                                       f"{float(s.get('ms') or 0) / 1000:.1f} s"])
+                row = QTreeWidgetItem(
+                    [
+                        str(s.get("step", "")),
+                        str(s.get("model", "")),
+                        str(s.get("why", "")),
+                        outcome,
+                        f"${float(s.get('cost_usd') or 0):.4f}",
+                        f"{float(s.get('ms') or 0) / 1000:.1f} s",
+                    ]
+                )
             for col in range(6):
                 row.setToolTip(col, row.text(col))
             self.addTopLevelItem(row)
@@ -235,8 +266,9 @@ class ResultView(QWidget):
         self.path = ""
         self.threshold = 0.5
 
-    def show_result(self, path: str, result: Result, threshold: float,
-                    steps: list[dict[str, Any]] | None = None) -> None:
+    def show_result(
+        self, path: str, result: Result, threshold: float, steps: list[dict[str, Any]] | None = None
+    ) -> None:
         """Show a result at once (boxes on a blank canvas); `set_image` adds the picture once decoded."""
         self.result, self.path, self.threshold = result, path, threshold
         self.steps.show_steps(steps or [])

@@ -123,8 +123,11 @@ class ReviewPanel(QWidget):
         """One new stored result: inserted in order if it needs a person (nothing else is re-read); True if so."""
         stored = self.store.result(result_id)
         threshold = self.store.job(stored.job_id).task.options.review_threshold
-        if stored.review is not None or not needs_review(stored, threshold) or any(s.id == result_id
-                                                                                   for s in self.items):
+        if (
+            stored.review is not None
+            or not needs_review(stored, threshold)
+            or any(s.id == result_id for s in self.items)
+        ):
             return False
         at = bisect.bisect([order(s) for s in self.items], order(stored))
         self.items.insert(at, stored)
@@ -206,8 +209,11 @@ class ReviewPanel(QWidget):
         reason = f": {r.error}" if r.error else ""
         low = "" if r.min_confidence is None else f" · lowest confidence {r.min_confidence:.2f}"
         last = stored.escalation[-1] if stored.escalation else None
-        handed = f"\nsent to review by the ladder: {last.get('why')}" if isinstance(last, dict) and \
-            last.get("step") == "review" else ""
+        handed = (
+            f"\nsent to review by the ladder: {last.get('why')}"
+            if isinstance(last, dict) and last.get("step") == "review"
+            else ""
+        )
         self.detail.setText(f"{stored.path}\nstatus {r.status.value}{reason}{low} · {r.model}{handed}")
         self.editor.setPlainText("" if r.data is None else json.dumps(r.data, indent=2, ensure_ascii=False))
         self.accept_button.setEnabled(r.data is not None)

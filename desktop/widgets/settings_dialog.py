@@ -38,8 +38,14 @@ Spin = TypeVar("Spin", QSpinBox, QDoubleSpinBox)
 class SettingsDialog(QDialog):
     """Edits a copy of AppSettings; `settings()` is the result once accepted. The key is stored on Save."""
 
-    def __init__(self, current: AppSettings, *, ring: KeyringLike | None = None, parent: QWidget | None = None,
-                 db_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        current: AppSettings,
+        *,
+        ring: KeyringLike | None = None,
+        parent: QWidget | None = None,
+        db_path: Path | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Loupe settings")
         self.ring = ring
@@ -134,8 +140,11 @@ class SettingsDialog(QDialog):
         self.api_key.clear()
         known = get_api_key(preset, entry.key_env, ring=self.ring) if entry.key_env or self.ring else None
         where = f" (or ${entry.key_env})" if entry.key_env else ""
-        self.key_state.setText("a key is stored; type a new one to replace it" if known
-                               else f"no key stored{where}; local servers usually need none")
+        self.key_state.setText(
+            "a key is stored; type a new one to replace it"
+            if known
+            else f"no key stored{where}; local servers usually need none"
+        )
         self.api_key.setPlaceholderText("kept in the OS keyring, never in a settings file")
 
     def _choose_dir(self) -> None:
@@ -145,18 +154,29 @@ class SettingsDialog(QDialog):
 
     def cloud_settings(self) -> CloudSettings:
         """The cloud settings as edited now (saved or not)."""
-        return CloudSettings(enabled=self.cloud_enabled.isChecked(), preset=self.preset.currentText(),
-                             base_url=self.base_url.text().strip(), model=self.cloud_model.text().strip(),
-                             timeout_s=self.timeout.value(), max_retries=self.retries.value(),
-                             max_side=self.max_side.value(), price_in_per_1k=self.price_in.value(),
-                             price_out_per_1k=self.price_out.value())
+        return CloudSettings(
+            enabled=self.cloud_enabled.isChecked(),
+            preset=self.preset.currentText(),
+            base_url=self.base_url.text().strip(),
+            model=self.cloud_model.text().strip(),
+            timeout_s=self.timeout.value(),
+            max_retries=self.retries.value(),
+            max_side=self.max_side.value(),
+            price_in_per_1k=self.price_in.value(),
+            price_out_per_1k=self.price_out.value(),
+        )
 
     def settings(self) -> AppSettings:
         """The edited settings (the key is not part of them)."""
         cloud = self.cloud_settings()
-        return replace(self._current, threads=self.threads.value(), model_dir=self.model_dir.text().strip(),
-                       default_task=self.default_task.currentText(), review_threshold=self.threshold.value(),
-                       cloud=cloud)
+        return replace(
+            self._current,
+            threads=self.threads.value(),
+            model_dir=self.model_dir.text().strip(),
+            default_task=self.default_task.currentText(),
+            review_threshold=self.threshold.value(),
+            cloud=cloud,
+        )
 
     # -- connection test ---------------------------------------------------------------------------------
     def test_connection(self) -> Background | None:
@@ -201,8 +221,9 @@ class SettingsDialog(QDialog):
                 set_api_key(self.preset.currentText(), key, ring=self.ring)
             except Exception as exc:  # no usable keyring backend: tell the user plainly
                 env = PRESETS[self.preset.currentText()].key_env
-                self.error.setText(f"The key could not be stored in the OS keyring ({exc}). "
-                                   + (f"Set ${env} instead." if env else ""))
+                self.error.setText(
+                    f"The key could not be stored in the OS keyring ({exc}). " + (f"Set ${env} instead." if env else "")
+                )
                 return
             self.api_key.clear()
         super().accept()

@@ -33,12 +33,21 @@ from PySide6.QtWidgets import (
 
 _BAD = "border: 1px solid #c62828;"
 FIELDS = ("name", "instructions", "schema", "escalation")
-STARTER_SCHEMA = {"type": "object", "properties": {"label": {"type": "string"}}, "required": ["label"],
-                  "additionalProperties": False}
+STARTER_SCHEMA = {
+    "type": "object",
+    "properties": {"label": {"type": "string"}},
+    "required": ["label"],
+    "additionalProperties": False,
+}
 
 
-def draft_problems(name: str, instructions: str, schema_text: str, escalation: dict[str, Any] | None = None,
-                   options: dict[str, Any] | None = None) -> tuple[dict[str, str], Task | None]:
+def draft_problems(
+    name: str,
+    instructions: str,
+    schema_text: str,
+    escalation: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+) -> tuple[dict[str, str], Task | None]:
     """Problems by field (one of FIELDS) and the task when there are none."""
     try:
         schema: Any = json.loads(schema_text)
@@ -54,7 +63,7 @@ def draft_problems(name: str, instructions: str, schema_text: str, escalation: d
     except TaskError as exc:
         top = exc.pointer.split("/")[1] if exc.pointer.count("/") else "schema"
         field = top if top in FIELDS else "schema"
-        inner = exc.pointer[len("/" + field):] if exc.pointer.startswith("/" + field) else ""
+        inner = exc.pointer[len("/" + field) :] if exc.pointer.startswith("/" + field) else ""
         return {field: exc.problem + (f" (at {inner})" if inner and field == "schema" else "")}, None
 
 
@@ -102,8 +111,12 @@ class EscalationFields(QGroupBox):
             else:
                 budget.pop(key, None)
         thresholds = {**(self.start.get("thresholds") or {}), "overall": self.threshold.value()}
-        table: dict[str, Any] = {**self.start, "ladder": steps, "thresholds": thresholds,
-                                 "cloud": self.cloud.isChecked()}
+        table: dict[str, Any] = {
+            **self.start,
+            "ladder": steps,
+            "thresholds": thresholds,
+            "cloud": self.cloud.isChecked(),
+        }
         table.pop("budget", None)
         if budget:
             table["budget"] = budget
@@ -138,8 +151,11 @@ class TaskEditor(QDialog):
             label.setStyleSheet("color: #c62828;")
             label.setWordWrap(True)
         form = QFormLayout()
-        for key, widget, title in (("name", self.name, "Name"), ("instructions", self.instructions, "Instructions"),
-                                   ("schema", self.schema, "JSON Schema")):
+        for key, widget, title in (
+            ("name", self.name, "Name"),
+            ("instructions", self.instructions, "Instructions"),
+            ("schema", self.schema, "JSON Schema"),
+        ):
             form.addRow(title, widget)
             form.addRow("", self.errors[key])
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
@@ -159,10 +175,19 @@ class TaskEditor(QDialog):
 
     def check(self) -> dict[str, str]:
         """Validate the draft now; problems are shown under their fields and Save is enabled only without any."""
-        problems, self.task = draft_problems(self.name.text(), self.instructions.toPlainText(),
-                                             self.schema.toPlainText(), self.escalation.table(), self.options)
-        widgets: dict[str, QWidget] = {"name": self.name, "instructions": self.instructions, "schema": self.schema,
-                                       "escalation": self.escalation.ladder}
+        problems, self.task = draft_problems(
+            self.name.text(),
+            self.instructions.toPlainText(),
+            self.schema.toPlainText(),
+            self.escalation.table(),
+            self.options,
+        )
+        widgets: dict[str, QWidget] = {
+            "name": self.name,
+            "instructions": self.instructions,
+            "schema": self.schema,
+            "escalation": self.escalation.ladder,
+        }
         for key, label in self.errors.items():
             label.setText(problems.get(key, ""))
             label.setVisible(key in problems)
@@ -174,8 +199,11 @@ class TaskEditor(QDialog):
         """Write the task file (YAML, or JSON for a .json name) and close; raises ValueError while invalid."""
         if self.task is None:
             raise ValueError("the task has problems; fix them first")
-        doc: dict[str, Any] = {"name": self.task.name, "instructions": self.task.instructions,
-                               "schema": self.task.schema}
+        doc: dict[str, Any] = {
+            "name": self.task.name,
+            "instructions": self.task.instructions,
+            "schema": self.task.schema,
+        }
         if self.options:
             doc["options"] = self.options
         if self.task.escalation is not None:
@@ -189,7 +217,8 @@ class TaskEditor(QDialog):
     def _ask_save(self) -> None:
         if self.task is None:
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Save task file", f"{self.task.name}.yaml",
-                                              "Task files (*.yaml *.json)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save task file", f"{self.task.name}.yaml", "Task files (*.yaml *.json)"
+        )
         if path:
             self.save_to(Path(path))

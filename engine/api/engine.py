@@ -23,6 +23,7 @@ ImageInput = str | Path | LoadedImage
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class AnalyzeRequest:
     """Images analyzed together in one request (ids img_01, img_02, ... in order) with one task."""
@@ -72,8 +73,9 @@ class Engine:
             result = replace(result, timings=replace(result.timings, load_ms=round(self.backend.load_ms, 2)))
         return result
 
-    def submit(self, request: AnalyzeRequest, *, cancel: threading.Event | None = None,
-               on_event: Event | None = None) -> Future[Result]:
+    def submit(
+        self, request: AnalyzeRequest, *, cancel: threading.Event | None = None, on_event: Event | None = None
+    ) -> Future[Result]:
         """Queue a request on the engine's worker thread; the Future never raises for bad input."""
         return self._pool.submit(self.analyze, request, cancel=cancel, on_event=on_event)
 

@@ -99,8 +99,9 @@ def _directory(spec: ModelSpec, store: ModelStore, fetch: Fetch | None) -> Opene
         return None
     if entry is not None:
         if entry.format != backend:
-            raise BackendChoiceError(f"model {entry.name!r} is in {entry.format} format; it needs --backend "
-                                     f"{FORMAT_BACKEND[entry.format]}")
+            raise BackendChoiceError(
+                f"model {entry.name!r} is in {entry.format} format; it needs --backend {FORMAT_BACKEND[entry.format]}"
+            )
         problem = missing(backend)
         if problem is not None:
             raise LoupeError(problem)
@@ -109,8 +110,10 @@ def _directory(spec: ModelSpec, store: ModelStore, fetch: Fetch | None) -> Opene
         else:
             status = store.directories.status(entry.name)
             if status.state != "installed" or status.path is None:
-                raise ModelNotInstalled(f"model {entry.name!r} is not ready ({status.detail}). Fix: download it "
-                                        f"in Models… (or run `loupe models pull {entry.name}`)")
+                raise ModelNotInstalled(
+                    f"model {entry.name!r} is not ready ({status.detail}). Fix: download it "
+                    f"in Models… (or run `loupe models pull {entry.name}`)"
+                )
             path = status.path
     if path is None:
         raise BackendChoiceError(f"--backend {backend} needs --model-path DIR or an {backend} catalog model")
@@ -137,8 +140,14 @@ def open_backend(spec: ModelSpec, *, store: ModelStore | None = None, fetch: Fet
     if spec.path or spec.mmproj:
         if not (spec.path and spec.mmproj):
             raise BackendChoiceError("--model-path and --mmproj go together")
-        backend = llama(spec.path, spec.mmproj, model_id=spec.label, n_threads=spec.threads,
-                        constraint_engine=spec.constraint, **caches)
+        backend = llama(
+            spec.path,
+            spec.mmproj,
+            model_id=spec.label,
+            n_threads=spec.threads,
+            constraint_engine=spec.constraint,
+            **caches,
+        )
         return Opened(backend, spec.label)
     name = spec.model or store.catalog.default
     try:
@@ -148,8 +157,14 @@ def open_backend(spec: ModelSpec, *, store: ModelStore | None = None, fetch: Fet
             raise
         name = SYNTHETIC_FALLBACK
         resolved = store.resolve(name)
-    backend = llama(resolved.text_path, resolved.mmproj_path, model_id=name, n_threads=spec.threads,
-                    constraint_engine=spec.constraint, **caches)
+    backend = llama(
+        resolved.text_path,
+        resolved.mmproj_path,
+        model_id=name,
+        n_threads=spec.threads,
+        constraint_engine=spec.constraint,
+        **caches,
+    )
     return Opened(backend, name, resolved.synthetic)
 
 

@@ -91,8 +91,9 @@ def run(
     t0 = time.perf_counter()
     opts = task.options
     prepared, infos = prepare(images, opts.detail)
-    text = user_text(task.instructions, task.schema, len(prepared), allow_refusal=opts.allow_refusal,
-                     layout=opts.layout)
+    text = user_text(
+        task.instructions, task.schema, len(prepared), allow_refusal=opts.allow_refusal, layout=opts.layout
+    )
     attempt: Attempt | None = None
     limits = Limits.for_task(task.schema, opts.max_tokens) if opts.runaway_guard else None
     refusal = opts.allow_refusal

@@ -19,8 +19,10 @@ def template_source(embedded: str | None, model_path: Path, projector: str) -> t
     fallback = BY_PROJECTOR.get(projector)
     if fallback is None:
         known = ", ".join(sorted(BY_PROJECTOR))
-        raise ModelLoadError(f"{model_path} has no embedded chat template (tokenizer.chat_template), and its projector "
-                             f"{projector or '(unknown)'} names no family whose template Loupe has ({known})")
+        raise ModelLoadError(
+            f"{model_path} has no embedded chat template (tokenizer.chat_template), and its projector "
+            f"{projector or '(unknown)'} names no family whose template Loupe has ({known})"
+        )
     note = f"{model_path.name} has no chat template: using the {projector} family's (models/chat_templates.py)"
     return fallback, note
 

@@ -47,10 +47,19 @@ class CallRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (for the audit table)."""
-        return {"host": self.host, "model": self.model, "status": self.status, "bytes_out": self.bytes_out,
-                "bytes_in": self.bytes_in, "image_sha256": list(self.image_sha256),
-                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "cost_usd": self.cost_usd, "ms": self.ms, "fields": list(self.fields)}
+        return {
+            "host": self.host,
+            "model": self.model,
+            "status": self.status,
+            "bytes_out": self.bytes_out,
+            "bytes_in": self.bytes_in,
+            "image_sha256": list(self.image_sha256),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_usd": self.cost_usd,
+            "ms": self.ms,
+            "fields": list(self.fields),
+        }
 
 
 class _SchemaOnly:
@@ -94,16 +103,19 @@ def build_messages(request: GenerationRequest, encoded: list[bytes], fmt: str) -
     return [{"role": "user", "content": content}]
 
 
-def response_format(schema: dict[str, Any] | bool, name: str = "loupe_result",
-                    style: str = "json_schema") -> dict[str, Any] | None:
+def response_format(
+    schema: dict[str, Any] | bool, name: str = "loupe_result", style: str = "json_schema"
+) -> dict[str, Any] | None:
     """The response_format for `style`: OpenAI's strict json_schema, llama-cpp-python's json_object + schema, or
     None (the server ignores it; the schema is in the prompt and the reply is validated)."""
     return RESPONSE_FORMATS[style](schema, name)
 
 
 RESPONSE_FORMATS: dict[str, Callable[[dict[str, Any] | bool, str], dict[str, Any] | None]] = {
-    "json_schema": lambda schema, name: {"type": "json_schema",
-                                         "json_schema": {"name": name, "schema": schema, "strict": True}},
+    "json_schema": lambda schema, name: {
+        "type": "json_schema",
+        "json_schema": {"name": name, "schema": schema, "strict": True},
+    },
     "json_object": lambda schema, _name: {"type": "json_object", "schema": schema},
     "none": lambda _schema, _name: None,
 }
@@ -123,8 +135,10 @@ def parse_completion(body: bytes) -> tuple[str, str, dict[str, int]]:
         message = choice["message"]
         finish = choice.get("finish_reason") or "stop"
         usage = payload.get("usage") or {}
-        tokens = {"prompt": int(usage.get("prompt_tokens") or 0),
-                  "completion": int(usage.get("completion_tokens") or 0)}
+        tokens = {
+            "prompt": int(usage.get("prompt_tokens") or 0),
+            "completion": int(usage.get("completion_tokens") or 0),
+        }
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         excerpt = body[:120].decode("utf-8", "replace")
         raise BackendError(f"cloud: the reply is not a chat completion ({type(exc).__name__}): {excerpt!r}") from None
@@ -259,16 +273,19 @@ class CloudBackend:
         Retry-After)."""
         import openai
 
-        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key or "not-needed",
-                                  timeout=self.config.timeout_s, max_retries=0)
+        return openai.AsyncOpenAI(
+            base_url=self.base_url, api_key=self.api_key or "not-needed", timeout=self.config.timeout_s, max_retries=0
+        )
 
-    def send(self, body: dict[str, Any], *, images: tuple[str, ...] = (),
-             cancel: threading.Event | None = None) -> Sent:
+    def send(
+        self, body: dict[str, Any], *, images: tuple[str, ...] = (), cancel: threading.Event | None = None
+    ) -> Sent:
         """One audited HTTP request of a chat-completions `body` (`images`: the sha256s of those inside)."""
         return _run(self._send_with_own_client(body, images, cancel))
 
-    async def _send_with_own_client(self, body: dict[str, Any], shas: tuple[str, ...],
-                                    cancel: threading.Event | None) -> Sent:
+    async def _send_with_own_client(
+        self, body: dict[str, Any], shas: tuple[str, ...], cancel: threading.Event | None
+    ) -> Sent:
         client = self._client()
         try:
             return await self._send(client, body, shas, cancel)
@@ -283,9 +300,13 @@ class CloudBackend:
         fmt = self.config.image_format
         encoded = [encode_image(p.image, self.config.max_side, fmt) for p in request.images]
         shas = tuple(hashlib.sha256(b).hexdigest() for b in encoded)
-        body: dict[str, Any] = {"model": self.model_id, "messages": build_messages(request, encoded, fmt),
-                                "max_tokens": request.max_tokens, "temperature": request.temperature,
-                                "seed": request.seed}
+        body: dict[str, Any] = {
+            "model": self.model_id,
+            "messages": build_messages(request, encoded, fmt),
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "seed": request.seed,
+        }
         fmt_body = response_format(request.schema, style=self.config.schema_style())
         if fmt_body is not None:
             body["response_format"] = fmt_body
@@ -296,8 +317,12 @@ class CloudBackend:
             raise BackendError(sent.problem)
         text, stop, tokens = parse_completion(sent.reply)
         ms = (time.perf_counter() - t0) * 1000
-        return Generation(text=text, stop=stop, prompt_tokens=tokens["prompt"],  # type: ignore[arg-type]
-                          timings={"decode_ms": ms})
+        return Generation(
+            text=text,
+            stop=stop,
+            prompt_tokens=tokens["prompt"],  # type: ignore[arg-type]
+            timings={"decode_ms": ms},
+        )
 
     async def _attempts(self, body: dict[str, Any], shas: tuple[str, ...], cancel: threading.Event | None) -> Sent:
         """Attempts until a reply, a final error (its `problem` says why) or a cancel, on one client."""
@@ -312,14 +337,20 @@ class CloudBackend:
                 if not sent.retryable:
                     return Sent(sent.status, problem=f"cloud: {self.host} answered {sent.problem}")
                 if sent.wait is not None and sent.wait > self.config.backoff_max_s:
-                    return Sent(sent.status, problem=(
-                        f"cloud: {self.host} answered {sent.problem} and asks to wait {sent.wait:g} s "
-                        f"(more than backoff_max_s={self.config.backoff_max_s:g}); try again later"))
+                    return Sent(
+                        sent.status,
+                        problem=(
+                            f"cloud: {self.host} answered {sent.problem} and asks to wait {sent.wait:g} s "
+                            f"(more than backoff_max_s={self.config.backoff_max_s:g}); try again later"
+                        ),
+                    )
                 if attempt < self.config.max_retries:
                     backoff = min(self.config.backoff_max_s, self.config.backoff_s * 2**attempt)
                     self._pause(sent.wait if sent.wait is not None else backoff * (1.0 + self.rand()), cancel)
-            return Sent(sent.status, problem=f"cloud: {self.host} failed after {self.config.max_retries + 1} "
-                                             f"attempts: {sent.problem}")
+            return Sent(
+                sent.status,
+                problem=f"cloud: {self.host} failed after {self.config.max_retries + 1} attempts: {sent.problem}",
+            )
         finally:
             await client.close()
 
@@ -330,8 +361,9 @@ class CloudBackend:
         else:
             self.sleep(seconds)
 
-    async def _send(self, client: Any, body: dict[str, Any], shas: tuple[str, ...],
-                    cancel: threading.Event | None) -> Sent:
+    async def _send(
+        self, client: Any, body: dict[str, Any], shas: tuple[str, ...], cancel: threading.Event | None
+    ) -> Sent:
         """One HTTP request, recorded through `audit` whatever its outcome (a canceled one too)."""
         import openai
 
@@ -360,10 +392,29 @@ class CloudBackend:
         self._record(raw.status_code, _body_len(raw.http_request, bytes_out), len(reply), shas, t, tokens, fields)
         return Sent(raw.status_code, reply=reply)
 
-    def _record(self, status: int | str, bytes_out: int, bytes_in: int, shas: tuple[str, ...], t: float,
-                tokens: tuple[int, int] = (0, 0), fields: tuple[str, ...] = ()) -> None:
-        call = CallRecord(self.host, self.model_id, status, bytes_out, bytes_in, shas, tokens[0], tokens[1],
-                          round(self.config.cost(*tokens), 8), round((time.perf_counter() - t) * 1000, 2), fields)
+    def _record(
+        self,
+        status: int | str,
+        bytes_out: int,
+        bytes_in: int,
+        shas: tuple[str, ...],
+        t: float,
+        tokens: tuple[int, int] = (0, 0),
+        fields: tuple[str, ...] = (),
+    ) -> None:
+        call = CallRecord(
+            self.host,
+            self.model_id,
+            status,
+            bytes_out,
+            bytes_in,
+            shas,
+            tokens[0],
+            tokens[1],
+            round(self.config.cost(*tokens), 8),
+            round((time.perf_counter() - t) * 1000, 2),
+            fields,
+        )
         self.calls.append(call)
         if self.audit is not None:
             self.audit(call.to_dict())

@@ -89,8 +89,9 @@ def decode(
         if not steps and not request.allow_refusal:  # the constraint may still hold the branch: never take it
             among = among[vocab.tables.first_bytes[among] != REFUSAL_PREFIX.encode()[0]]
             among = among if among.size else allowed
-        token, prob, mass = choose(logits, allowed, request.temperature, rng, vocab.piece, gate_refusal_now=gate,
-                                   among=among, weights=weights)
+        token, prob, mass = choose(
+            logits, allowed, request.temperature, rng, vocab.piece, gate_refusal_now=gate, among=among, weights=weights
+        )
         if not matcher.consume(token):
             raise BackendError(f"constraint rejected its own token {token}: {matcher.error()}")
         if token in vocab.eog:
@@ -99,8 +100,16 @@ def decode(
         if guard is not None and guard.ended_by_guard and among.size < allowed.size:
             guard.doubt(prob)
         batch = [token]
-        _append(out, steps, vocab.piece(token), prob, forced=allowed.size == 1, on_token=request.on_token, mass=mass,
-                guard=guard)
+        _append(
+            out,
+            steps,
+            vocab.piece(token),
+            prob,
+            forced=allowed.size == 1,
+            on_token=request.on_token,
+            mass=mass,
+            guard=guard,
+        )
         if gate and out.startswith(REFUSAL_PREFIX.encode()[:1]):
             # a refusal must be meant: the model itself, unconstrained, must go on spelling what the grammar forces
             logits, n_past, meant = _confirm_refusal(matcher, vocab, feed, batch, n_past, out, steps, request)
@@ -148,15 +157,24 @@ def prefill_and_decode(
     timings: dict[str, float] = {}
     first, cache, n_prompt, n_image = first_logits(request, timings)
     t1 = time.perf_counter()
-    gen = decode(request, vocab, first, feeder(cache, n_prompt), n_past=n_prompt, n_ctx=n_ctx, timings=timings,
-                 cancel=cancel)
+    gen = decode(
+        request, vocab, first, feeder(cache, n_prompt), n_past=n_prompt, n_ctx=n_ctx, timings=timings, cancel=cancel
+    )
     timings["decode_ms"] = (time.perf_counter() - t1) * 1000
     gen.prompt_tokens, gen.image_tokens, gen.timings = n_prompt, n_image, timings
     return gen
 
 
-def _confirm_refusal(matcher: Any, vocab: TokenVocab, feed: Feed, batch: list[int], n_past: int, out: bytearray,
-                     steps: list[TokenStep], request: GenerationRequest) -> tuple[np.ndarray, int, float]:
+def _confirm_refusal(
+    matcher: Any,
+    vocab: TokenVocab,
+    feed: Feed,
+    batch: list[int],
+    n_past: int,
+    out: bytearray,
+    steps: list[TokenStep],
+    request: GenerationRequest,
+) -> tuple[np.ndarray, int, float]:
     """Feed the refusal prefix the grammar forces one token at a time, multiplying the model's own (unconstrained)
     probability of each; stops below REFUSAL_CONFIRM. Returns the logits after what was fed, n_past, and that
     product. A random-weight model gives its forced tokens about 1/vocabulary each; a model told to refuse, most."""
@@ -177,8 +195,17 @@ def _confirm_refusal(matcher: Any, vocab: TokenVocab, feed: Feed, batch: list[in
     return logits, n_past, meant
 
 
-def _append(out: bytearray, steps: list[TokenStep], piece: bytes, prob: float, *, forced: bool,
-            on_token: OnToken | None, mass: float = 1.0, guard: Guard | None = None) -> None:
+def _append(
+    out: bytearray,
+    steps: list[TokenStep],
+    piece: bytes,
+    prob: float,
+    *,
+    forced: bool,
+    on_token: OnToken | None,
+    mass: float = 1.0,
+    guard: Guard | None = None,
+) -> None:
     step = TokenStep(len(out), len(out) + len(piece), prob, forced, mass)
     steps.append(step)
     out += piece

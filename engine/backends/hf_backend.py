@@ -45,5 +45,6 @@ class HfBackend:
     def generate(self, request: GenerationRequest, *, cancel: threading.Event | None = None) -> Generation:
         """Prefill prompt + images, then decode under the constraint (one request at a time)."""
         with self._lock:
-            return prefill_and_decode(request, self.vocab, self.first_logits, self._feeder, n_ctx=self.n_ctx,
-                                      cancel=cancel)
+            return prefill_and_decode(
+                request, self.vocab, self.first_logits, self._feeder, n_ctx=self.n_ctx, cancel=cancel
+            )

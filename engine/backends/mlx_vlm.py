@@ -50,8 +50,9 @@ class MlxVlmBackend(HfBackend):
         """Whether mlx and mlx-vlm are installed."""
         return all(importlib.util.find_spec(m) is not None for m in ("mlx", "mlx_vlm", "transformers"))
 
-    def first_logits(self, request: GenerationRequest, timings: dict[str, float] | None = None
-                     ) -> tuple[np.ndarray, list[Any], int, int]:
+    def first_logits(
+        self, request: GenerationRequest, timings: dict[str, float] | None = None
+    ) -> tuple[np.ndarray, list[Any], int, int]:
         """Prefill: (logits for the first output token, the KV cache, prompt tokens, image tokens)."""
         timings = {} if timings is None else timings
         inputs = hf_inputs.prepare(self.processor, request, timings)

@@ -30,8 +30,13 @@ EXECUTION_PROVIDERS: dict[str, str] = {
     "coreml": "CoreMLExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
-PROVIDER_PACKAGES = {"qnn": "onnxruntime-qnn", "openvino": "onnxruntime-openvino", "dml": "onnxruntime-directml",
-                     "coreml": "onnxruntime (macOS build)", "cpu": "onnxruntime"}
+PROVIDER_PACKAGES = {
+    "qnn": "onnxruntime-qnn",
+    "openvino": "onnxruntime-openvino",
+    "dml": "onnxruntime-directml",
+    "coreml": "onnxruntime (macOS build)",
+    "cpu": "onnxruntime",
+}
 QUANT_SUFFIX = {"fp32": "", "fp16": "_fp16", "q4": "_q4", "q8": "_quantized"}
 PIECES = ("vision_encoder", "embed_tokens", "decoder_model_merged")
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
@@ -88,8 +93,10 @@ class OnnxBackend(HfBackend):
                 ort.InferenceSession(str(p), options, providers=[self.provider]) for p in paths
             )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ModelLoadError(f"ONNX Runtime cannot load {self.model_dir} ({exc.__class__.__name__}: {exc}); "
-                                 "a file may be truncated or corrupt") from None
+            raise ModelLoadError(
+                f"ONNX Runtime cannot load {self.model_dir} ({exc.__class__.__name__}: {exc}); "
+                "a file may be truncated or corrupt"
+            ) from None
         self._past = [(i.name, i.shape, i.type) for i in self._decoder.get_inputs() if i.name.startswith("past_")]
         self._float = _DTYPES.get(self._decoder.get_inputs()[0].type, np.float32)
         self._decoder_inputs = {i.name for i in self._decoder.get_inputs()}
@@ -106,8 +113,11 @@ class OnnxBackend(HfBackend):
         flat = pixel_values.reshape(-1, *pixel_values.shape[-3:])
         real = ~np.all(flat == 0, axis=(1, 2, 3))
         flat = flat[real].astype(_DTYPES.get(self._vision.get_inputs()[0].type, np.float32))
-        mask = (np.ones((flat.shape[0], *flat.shape[-2:]), dtype=bool) if pixel_mask is None
-                else pixel_mask.reshape(-1, *pixel_mask.shape[-2:])[real].astype(bool))
+        mask = (
+            np.ones((flat.shape[0], *flat.shape[-2:]), dtype=bool)
+            if pixel_mask is None
+            else pixel_mask.reshape(-1, *pixel_mask.shape[-2:])[real].astype(bool)
+        )
         if len(self._vision.get_inputs()[0].shape) == 5:  # the published exports take [batch, images, ...]
             flat, mask = flat[None], mask[None]
         feeds = {self._vision.get_inputs()[0].name: flat}
@@ -129,15 +139,20 @@ class OnnxBackend(HfBackend):
 
     def _run_decoder(self, embeds: np.ndarray, past: dict[str, np.ndarray], n_past: int) -> np.ndarray:
         n = embeds.shape[1]
-        feeds = {"inputs_embeds": embeds.astype(self._float), "attention_mask": np.ones((1, n_past + n), np.int64),
-                 "position_ids": np.arange(n_past, n_past + n, dtype=np.int64)[None], **past}
+        feeds = {
+            "inputs_embeds": embeds.astype(self._float),
+            "attention_mask": np.ones((1, n_past + n), np.int64),
+            "position_ids": np.arange(n_past, n_past + n, dtype=np.int64)[None],
+            **past,
+        }
         outputs = self._decoder.run(None, {k: v for k, v in feeds.items() if k in self._decoder_inputs})
         for (name, _, _), value in zip(self._past, outputs[1:], strict=True):
             past[name] = value
         return outputs[0][0, -1].astype(np.float32)
 
-    def first_logits(self, request: GenerationRequest, timings: dict[str, float] | None = None
-                     ) -> tuple[np.ndarray, dict[str, np.ndarray], int, int]:
+    def first_logits(
+        self, request: GenerationRequest, timings: dict[str, float] | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray], int, int]:
         """Prefill: (logits for the first output token, the KV cache, prompt tokens, image tokens)."""
         timings = {} if timings is None else timings
         inputs = hf_inputs.prepare(self.processor, request, timings)
@@ -149,8 +164,9 @@ class OnnxBackend(HfBackend):
             features = self.image_features(inputs["pixel_values"], inputs.get("pixel_attention_mask"))
             timings["encode_ms"] = (time.perf_counter() - t1) * 1000
             if features.shape[0] != int(is_image.sum()):
-                raise BackendError(f"the vision encoder gave {features.shape[0]} image tokens for "
-                                   f"{int(is_image.sum())} placeholders")
+                raise BackendError(
+                    f"the vision encoder gave {features.shape[0]} image tokens for {int(is_image.sum())} placeholders"
+                )
             embeds[0, is_image] = features.astype(embeds.dtype)
         if ids.shape[1] >= self.n_ctx:
             raise BackendError(f"prompt needs more than the context of {self.n_ctx} tokens; lower the image detail")

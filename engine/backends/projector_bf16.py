@@ -127,8 +127,9 @@ def convert(source: Path, target: Path) -> None:
             converted = _converted(int(t.tensor_type), len(t.shape))
             if converted:
                 rows = tuple(int(n) for n in reversed(t.shape))  # numpy order; BF16 is 2 bytes per value
-                writer.add_tensor_info(t.name, (*rows[:-1], rows[-1] * 2), np.dtype(np.uint8),
-                                       2 * int(np.prod(rows)), raw_dtype=bf16)
+                writer.add_tensor_info(
+                    t.name, (*rows[:-1], rows[-1] * 2), np.dtype(np.uint8), 2 * int(np.prod(rows)), raw_dtype=bf16
+                )
             else:
                 writer.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
             plan.append((t, converted))

@@ -51,8 +51,12 @@ class ThreadTuner:
 
     def next_threads(self) -> int:
         """The thread count for the next single-token step."""
-        if self._trial is None and self.max_threads > 1 and len(self._times.get(self.current, [])) >= self.window \
-                and self._since_trial >= self._gap:
+        if (
+            self._trial is None
+            and self.max_threads > 1
+            and len(self._times.get(self.current, [])) >= self.window
+            and self._since_trial >= self._gap
+        ):
             self._trial = self._neighbour()
             self._times[self._trial] = []
         return self._trial if self._trial is not None else self.current

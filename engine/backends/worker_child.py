@@ -36,7 +36,6 @@ FAULT_ENV = "LOUPE_WORKER_FAULT"
 MARK_ENV = "LOUPE_WORKER_FAULT_MARK"
 
 
-
 def _llama_cpp() -> type:
     from loupe.backends.llama_cpp import LlamaCppBackend
 
@@ -53,6 +52,7 @@ def _backend_class(module: str, cls: str) -> type:
     if load is None:
         raise BackendError(f"the model process cannot load {module}.{cls}")
     return load()
+
 
 def main(conn: Connection) -> None:
     """Serve until "close" or until the parent is gone."""

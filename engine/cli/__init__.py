@@ -88,8 +88,11 @@ def short(result: Result) -> str:
 
 def pretty(result: Result) -> str:
     """A readable report of one result (what `loupe demo` shows)."""
-    lines = [f"image   {', '.join(f'{i.path} ({i.width}x{i.height})' for i in result.images)}",
-             f"model   {result.model} ({result.backend})", f"status  {result.status.value}"]
+    lines = [
+        f"image   {', '.join(f'{i.path} ({i.width}x{i.height})' for i in result.images)}",
+        f"model   {result.model} ({result.backend})",
+        f"status  {result.status.value}",
+    ]
     if result.error:
         lines.append(f"reason  {result.error}")
     if result.data is not None:
@@ -196,8 +199,19 @@ def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 file=err,
             )
     ns = argparse.Namespace(
-        inputs=[str(SAMPLE)], task=args.task, task_file=None, model=model, model_path=None, mmproj=None,
-        out=None, json=args.json, together=False, max_tokens=None, detail=None, threads=args.threads, pretty=True,
+        inputs=[str(SAMPLE)],
+        task=args.task,
+        task_file=None,
+        model=model,
+        model_path=None,
+        mmproj=None,
+        out=None,
+        json=args.json,
+        together=False,
+        max_tokens=None,
+        detail=None,
+        threads=args.threads,
+        pretty=True,
         escalate=False,
     )
     return cmd_analyze(ns, out, err)
@@ -207,8 +221,12 @@ def cmd_tasks(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """List built-in tasks or show one (schema, instructions, options)."""
     if args.action == "show":
         task = load_task_file(args.name) if Path(args.name).suffix else builtin_task(args.name)
-        doc = {"name": task.name, "instructions": task.instructions, "options": vars(task.options),
-               "schema": task.schema}
+        doc = {
+            "name": task.name,
+            "instructions": task.instructions,
+            "options": vars(task.options),
+            "schema": task.schema,
+        }
         out.write(json.dumps(doc, indent=2) + "\n")
         return 0
     tasks = [builtin_task(n) for n in builtin_names()]
@@ -283,8 +301,12 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--model", default=None, help="catalog or imported model name (see `loupe models list`)")
         sp.add_argument("--model-path", help="a text-model GGUF file (with --mmproj)")
         sp.add_argument("--mmproj", help="the matching mmproj GGUF file")
-        sp.add_argument("--threads", type=int, default=None,
-                        help="CPU threads, fixed (default: one per physical core, fewer while others keep cores busy)")
+        sp.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="CPU threads, fixed (default: one per physical core, fewer while others keep cores busy)",
+        )
         add_backend_args(sp)
 
     a = sub.add_parser("analyze", help="analyze images or folders")
@@ -298,8 +320,12 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--max-tokens", type=int, help="override the task's max tokens")
     a.add_argument("--detail", help="image detail: low, high or a longest edge in pixels")
     a.add_argument("--json", action="store_true", help="machine-readable output only")
-    a.add_argument("--constraint", choices=["llguidance", "gbnf"], default="llguidance",
-                   help="decoding constraint engine (gbnf: llama.cpp's own, for comparison; slower, less exact)")
+    a.add_argument(
+        "--constraint",
+        choices=["llguidance", "gbnf"],
+        default="llguidance",
+        help="decoding constraint engine (gbnf: llama.cpp's own, for comparison; slower, less exact)",
+    )
     from loupe.cli.hybrid import add_escalate_args
 
     add_escalate_args(a, db=True)

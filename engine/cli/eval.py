@@ -23,19 +23,34 @@ class EvalUsageError(InputError):
 def add_parsers(sub: Any) -> None:
     """Register `eval` on the `loupe` parser (loupe.cli imports this module at start-up: keep its imports light)."""
     e = sub.add_parser("eval", help="score models or ladders on your labelled images; calibration and thresholds")
-    e.add_argument("labelled", metavar="LABELLED_SET",
-                   help="a folder from `loupe export --labelled`, a .jsonl of {image, data}, or a COCO .json")
+    e.add_argument(
+        "labelled",
+        metavar="LABELLED_SET",
+        help="a folder from `loupe export --labelled`, a .jsonl of {image, data}, or a COCO .json",
+    )
     g = e.add_mutually_exclusive_group()
     g.add_argument("--task", default=None, help="built-in task (default: the one the set was labelled with)")
     g.add_argument("--task-file", help="a task file (.json, .yaml, .toml)")
     e.add_argument("--model-path", help="a text-model GGUF file to evaluate (with --mmproj)")
     e.add_argument("--mmproj", help="the matching mmproj GGUF file")
     e.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores, up to 8)")
-    e.add_argument("--model", dest="models", action="append", default=[], metavar="M",
-                   help="a model to evaluate (repeat for several; default: the catalog's default)")
-    e.add_argument("--ladder", dest="ladders", action="append", default=[], metavar="L",
-                   help="a ladder to evaluate, rungs `model@detail` joined by commas (`local` is the first --model);"
-                        " the task's escalation thresholds decide when it climbs; nothing is sent to a cloud")
+    e.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        default=[],
+        metavar="M",
+        help="a model to evaluate (repeat for several; default: the catalog's default)",
+    )
+    e.add_argument(
+        "--ladder",
+        dest="ladders",
+        action="append",
+        default=[],
+        metavar="L",
+        help="a ladder to evaluate, rungs `model@detail` joined by commas (`local` is the first --model);"
+        " the task's escalation thresholds decide when it climbs; nothing is sent to a cloud",
+    )
     e.add_argument("--out", default="loupe-eval", help="report folder (default: ./loupe-eval)")
     e.add_argument("--kind", choices=["loupe", "jsonl", "coco"], help="the labelled set's kind (default: guessed)")
     e.add_argument("--normalise-strings", action="store_true", help="strings match ignoring case, accents, punctuation")
@@ -44,9 +59,12 @@ def add_parsers(sub: Any) -> None:
     e.add_argument("--iou", type=float, default=0.5, help="IoU for a predicted box to match a labelled one")
     e.add_argument("--fit-thresholds", action="store_true", help="propose per-field confidence thresholds")
     e.add_argument("--target-accuracy", type=float, default=0.98, help="accuracy the thresholds aim for")
-    e.add_argument("--write-task", action="store_true",
-                   help="write the fitted thresholds (of the first system) into --task-file's escalation table;"
-                        " list fields as `*` patterns (/defects/*/severity), covering every item")
+    e.add_argument(
+        "--write-task",
+        action="store_true",
+        help="write the fitted thresholds (of the first system) into --task-file's escalation table;"
+        " list fields as `*` patterns (/defects/*/severity), covering every item",
+    )
     e.add_argument("--db", help="the results store whose cache is used (default: $LOUPE_DB, else loupe.db)")
     e.add_argument("--json", action="store_true", help="machine-readable output only")
 
@@ -85,8 +103,13 @@ def _systems(args: argparse.Namespace) -> list[System]:
 
 def _model_ns(args: argparse.Namespace, name: str) -> argparse.Namespace:
     files = args.model_path and Path(args.model_path).stem == name
-    return argparse.Namespace(model=name, model_path=args.model_path if files else None,
-                              mmproj=args.mmproj if files else None, threads=args.threads, pretty=True)
+    return argparse.Namespace(
+        model=name,
+        model_path=args.model_path if files else None,
+        mmproj=args.mmproj if files else None,
+        threads=args.threads,
+        pretty=True,
+    )
 
 
 def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -124,9 +147,18 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     say = (lambda text: None) if args.json else (lambda text: print(text, file=err))
     try:
         with _db(args) as store:
-            result = evaluate(store, labelled, task, systems, pool, settings_of, Path(args.out), scoring=scoring,
-                              target=args.target_accuracy if args.fit_thresholds else None,
-                              on_system=lambda name: say(f"evaluating {name} on {len(labelled.items)} images"))
+            result = evaluate(
+                store,
+                labelled,
+                task,
+                systems,
+                pool,
+                settings_of,
+                Path(args.out),
+                scoring=scoring,
+                target=args.target_accuracy if args.fit_thresholds else None,
+                on_system=lambda name: say(f"evaluating {name} on {len(labelled.items)} images"),
+            )
     finally:
         pool.close()
     doc = result.doc
@@ -136,16 +168,27 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         replaced = write_thresholds(args.task_file, fitted)
         written = args.task_file
     if args.json:
-        out.write(json.dumps({"report": str(result.paths["html"]), "json": str(result.paths["json"]),
-                              "task_written": written, "keys_replaced": replaced,
-                              "systems": [_brief(s) for s in doc["systems"]]}) + "\n")
+        out.write(
+            json.dumps(
+                {
+                    "report": str(result.paths["html"]),
+                    "json": str(result.paths["json"]),
+                    "task_written": written,
+                    "keys_replaced": replaced,
+                    "systems": [_brief(s) for s in doc["systems"]],
+                }
+            )
+            + "\n"
+        )
         return 0
     for s in doc["systems"]:
         out.write(_line(s) + "\n")
     say(f"report: {result.paths['html']} (numbers in {result.paths['json']})")
     if written:
-        say(f"wrote {len(doc['systems'][0]['fit']['pointers'])} field thresholds into {written}" + (
-            f"; dropped the concrete keys their patterns now cover: {', '.join(replaced)}" if replaced else ""))
+        say(
+            f"wrote {len(doc['systems'][0]['fit']['pointers'])} field thresholds into {written}"
+            + (f"; dropped the concrete keys their patterns now cover: {', '.join(replaced)}" if replaced else "")
+        )
     return 0
 
 
@@ -160,18 +203,27 @@ def _brief(s: dict[str, Any]) -> dict[str, Any]:
 def _line(s: dict[str, Any]) -> str:
     acc = s["record_accuracy"]
     mean = s["latency_ms"]["mean"]
-    text = (f"{s['system']}: whole-record accuracy {'-' if acc is None else f'{acc:.1%}'} on {s['images']} images"
-            f" ({s['cached']} from the store), {'-' if mean is None else f'{mean:.0f}'} ms/image")
+    text = (
+        f"{s['system']}: whole-record accuracy {'-' if acc is None else f'{acc:.1%}'} on {s['images']} images"
+        f" ({s['cached']} from the store), {'-' if mean is None else f'{mean:.0f}'} ms/image"
+    )
     worst = sorted((f for f in s["fields"] if f["accuracy"] is not None), key=lambda f: f["accuracy"])[:3]
     if worst:
         text += "; weakest " + ", ".join(f"{f['field']} {f['accuracy']:.0%}" for f in worst)
     for f in s["fields"]:
         if f["kind"] == "boxes":
             p, r, m = (f[k] for k in ("precision", "recall", "mean_iou"))
-            text += (f"; {f['field']} precision {'-' if p is None else f'{p:.0%}'} recall "
-                     f"{'-' if r is None else f'{r:.0%}'} mean IoU {'-' if m is None else f'{m:.2f}'}")
+            text += (
+                f"; {f['field']} precision {'-' if p is None else f'{p:.0%}'} recall "
+                f"{'-' if r is None else f'{r:.0%}'} mean IoU {'-' if m is None else f'{m:.2f}'}"
+            )
     if "fit" in s:
-        text += "\n  thresholds: " + ", ".join(
-            f"{f['field']} {f['threshold']:.2f}" + ("" if f["reached"] else " (target not reached)")
-            for f in s["fit"]["fields"]) + f"; escalation rate {s['fit']['escalation_rate']:.0%}"
+        text += (
+            "\n  thresholds: "
+            + ", ".join(
+                f"{f['field']} {f['threshold']:.2f}" + ("" if f["reached"] else " (target not reached)")
+                for f in s["fit"]["fields"]
+            )
+            + f"; escalation rate {s['fit']['escalation_rate']:.0%}"
+        )
     return text

@@ -30,8 +30,9 @@ def line_args(sp: argparse.ArgumentParser, model_args: Callable[[argparse.Argume
 def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None]) -> None:
     """Register watch, kiosk and outbox on the `loupe` parser."""
     w = sub.add_parser("watch", help="judge images as they arrive in a folder or from a camera (PASS/FAIL/REVIEW)")
-    w.add_argument("source", metavar="DIR|CAMERA", help="a folder, a USB camera index, an rtsp:// or http:// URL, "
-                                                         "or a video file")
+    w.add_argument(
+        "source", metavar="DIR|CAMERA", help="a folder, a USB camera index, an rtsp:// or http:// URL, or a video file"
+    )
     line_args(w, model_args)
     w.add_argument("--max", type=int, metavar="N", help="stop after N images (default: run until Ctrl-C)")
     w.add_argument("--json", action="store_true", help="one JSON line per image")
@@ -50,14 +51,16 @@ def kiosk_args(sp: argparse.ArgumentParser) -> None:
     """The kiosk's own arguments (loupe.wiring.options.KIOSK)."""
     options.add(sp, options.KIOSK)
 
+
 def run_floor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Run one of the floor commands."""
     return _COMMANDS[args.command](args, out, err)
 
 
 # -- building a line ---------------------------------------------------------------------------------
-def build_line(args: argparse.Namespace, err: TextIO, events: LineEvents, *, retry_model: bool = True,
-               allow_missing: bool = False) -> tuple[Line, Delivery | None]:
+def build_line(
+    args: argparse.Namespace, err: TextIO, events: LineEvents, *, retry_model: bool = True, allow_missing: bool = False
+) -> tuple[Line, Delivery | None]:
     """The Line (and its output delivery, if the task has outputs) that `watch` runs."""
     from loupe.api import Engine
 
@@ -86,9 +89,19 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     def show(outcome: LineOutcome) -> None:
         seen.append(outcome)
         if args.json:
-            out.write(json.dumps({"verdict": outcome.judgement.verdict.value, "reason": outcome.judgement.reason,
-                                  "image": outcome.image, "result_id": outcome.result_id,
-                                  "status": outcome.result.status.value, "cached": outcome.cached}) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "verdict": outcome.judgement.verdict.value,
+                        "reason": outcome.judgement.reason,
+                        "image": outcome.image,
+                        "result_id": outcome.result_id,
+                        "status": outcome.result.status.value,
+                        "cached": outcome.cached,
+                    }
+                )
+                + "\n"
+            )
         else:
             out.write(f"{outcome.judgement.verdict.value:6} {outcome.image}  ({outcome.judgement.reason})\n")
         out.flush()
@@ -145,9 +158,24 @@ def cmd_outbox(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         counts = outbox.counts()
         pending = outbox.entries(state="pending")
     if args.json:
-        out.write(json.dumps({"sinks": counts, "pending": [
-            {"id": e.id, "sink": e.sink, "destination": e.destination, "attempts": e.attempts,
-             "last_error": e.last_error} for e in pending]}) + "\n")
+        out.write(
+            json.dumps(
+                {
+                    "sinks": counts,
+                    "pending": [
+                        {
+                            "id": e.id,
+                            "sink": e.sink,
+                            "destination": e.destination,
+                            "attempts": e.attempts,
+                            "last_error": e.last_error,
+                        }
+                        for e in pending
+                    ],
+                }
+            )
+            + "\n"
+        )
         return 0
     if not counts:
         out.write("nothing queued\n")

@@ -29,7 +29,6 @@ def run_gui(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         from loupe.desktop.app import main
     except ImportError as exc:
-        print(f"error: the desktop app is not installed ({exc}); install with `pip install -e '.[desktop]'`",
-              file=err)
+        print(f"error: the desktop app is not installed ({exc}); install with `pip install -e '.[desktop]'`", file=err)
         return 2
     return int(main(app_argv(args)))

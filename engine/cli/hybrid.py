@@ -30,8 +30,21 @@ if TYPE_CHECKING:  # the ladder pulls in the whole engine; loaded only with --es
 CLOUD_CONFIG_ENV = "LOUPE_CLOUD_CONFIG"
 Ladder = Callable[[list[str]], tuple[Result, list[dict[str, Any]] | None]]
 
-AUDIT_COLUMNS = ("id", "at", "job_id", "destination", "model", "status", "bytes_out", "bytes_in", "prompt_tokens",
-                 "completion_tokens", "cost_usd", "image_sha256", "source_sha256")
+AUDIT_COLUMNS = (
+    "id",
+    "at",
+    "job_id",
+    "destination",
+    "model",
+    "status",
+    "bytes_out",
+    "bytes_in",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "image_sha256",
+    "source_sha256",
+)
 
 
 def add_parsers(sub: Any) -> None:
@@ -50,24 +63,34 @@ def add_parsers(sub: Any) -> None:
     ck.add_argument("provider", choices=sorted(PRESETS))
     ck.add_argument("--json", action="store_true")
     ct = csub.add_parser("test", help="send one short text request (no image) to the configured endpoint; audited")
-    ct.add_argument("--cloud-config", metavar="FILE",
-                    help=f"cloud settings (default: ${CLOUD_CONFIG_ENV}); the cloud must be enabled there")
-    ct.add_argument("--db", help="where the request is audited (default: $LOUPE_DB, else loupe.db in the user "
-                                 "data dir)")
+    ct.add_argument(
+        "--cloud-config",
+        metavar="FILE",
+        help=f"cloud settings (default: ${CLOUD_CONFIG_ENV}); the cloud must be enabled there",
+    )
+    ct.add_argument(
+        "--db", help="where the request is audited (default: $LOUPE_DB, else loupe.db in the user data dir)"
+    )
     ct.add_argument("--json", action="store_true")
 
 
 def add_escalate_args(sp: argparse.ArgumentParser, *, db: bool = False) -> None:
     """`--escalate` and `--cloud-config` (and `--db`, where the command has none, for the audit trail)."""
-    sp.add_argument("--escalate", action="store_true",
-                    help="climb the task file's `escalation` ladder for doubtful results (local rungs only unless "
-                         "both the task and the cloud settings enable the cloud)")
-    sp.add_argument("--cloud-config", metavar="FILE",
-                    help=f"cloud settings (.toml, .json, .yaml; default: ${CLOUD_CONFIG_ENV}); keys stay in the "
-                         "keyring")
+    sp.add_argument(
+        "--escalate",
+        action="store_true",
+        help="climb the task file's `escalation` ladder for doubtful results (local rungs only unless "
+        "both the task and the cloud settings enable the cloud)",
+    )
+    sp.add_argument(
+        "--cloud-config",
+        metavar="FILE",
+        help=f"cloud settings (.toml, .json, .yaml; default: ${CLOUD_CONFIG_ENV}); keys stay in the keyring",
+    )
     if db:
-        sp.add_argument("--db", help="where cloud requests are audited (default: $LOUPE_DB, else loupe.db in the user "
-                                     "data dir)")
+        sp.add_argument(
+            "--db", help="where cloud requests are audited (default: $LOUPE_DB, else loupe.db in the user data dir)"
+        )
 
 
 def load_cloud_config(path: str | None) -> CloudConfig | None:
@@ -81,11 +104,15 @@ def load_cloud_config(path: str | None) -> CloudConfig | None:
     except OSError as exc:
         raise TaskError(str(p), f"cannot read cloud settings ({exc.strerror or exc})") from None
     try:
-        raw = tomllib.loads(text) if p.suffix.lower() == ".toml" else (
-            json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text))
+        raw = (
+            tomllib.loads(text)
+            if p.suffix.lower() == ".toml"
+            else (json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text))
+        )
     except (ValueError, yaml.YAMLError) as exc:
-        raise TaskError(str(p), f"cannot parse cloud settings: {str(exc).splitlines()[0] if str(exc) else exc}") \
-            from None
+        raise TaskError(
+            str(p), f"cannot parse cloud settings: {str(exc).splitlines()[0] if str(exc) else exc}"
+        ) from None
     if isinstance(raw, dict) and isinstance(raw.get("cloud"), dict):
         raw = raw["cloud"]
     return cloud_config_from_dict(raw, str(p))
@@ -100,8 +127,15 @@ def escalation_settings(args: argparse.Namespace, job: TaskFile) -> dict[str, An
     return settings_key(job.task, job.policy, load_cloud_config(args.cloud_config))
 
 
-def escalator(args: argparse.Namespace, job: TaskFile, local: Callable[[], Engine], err: TextIO, *,
-              store: Store | None = None, job_id: int | None = None) -> Escalator:
+def escalator(
+    args: argparse.Namespace,
+    job: TaskFile,
+    local: Callable[[], Engine],
+    err: TextIO,
+    *,
+    store: Store | None = None,
+    job_id: int | None = None,
+) -> Escalator:
     """The ladder for --escalate: the API key from the keyring (env fallback), a note on where data may go."""
     from loupe.escalate.hybrid import Escalator, cloud_allowed, offline_veto
 
@@ -120,8 +154,10 @@ def escalator(args: argparse.Namespace, job: TaskFile, local: Callable[[], Engin
     key = get_api_key(cloud.preset, env)
     if key is None and env:
         raise BackendError(f"cloud: no API key for {cloud.preset}; run `loupe cloud key {cloud.preset}` or set ${env}")
-    print(f"note: doubtful results may be sent to {base_url} ({model}); every request is audited "
-          "(`loupe audit`)", file=err)
+    print(
+        f"note: doubtful results may be sent to {base_url} ({model}); every request is audited (`loupe audit`)",
+        file=err,
+    )
     return Escalator(job.policy, local, cloud, api_key=key, store=store, job_id=job_id, threads=threads)
 
 
@@ -141,6 +177,7 @@ def ladder_for(args: argparse.Namespace, job: TaskFile, engine: Engine, err: Tex
         ladder = escalator(args, job, lambda: engine, err, store=store)
         task = job.task
         try:
+
             def run(paths: list[str]) -> tuple[Result, list[dict[str, Any]] | None]:
                 esc = ladder(paths, task)
                 return esc.result, esc.records()
@@ -157,8 +194,10 @@ def ladder_text(steps: list[dict[str, Any]] | None) -> str:
     """One `ladder` line for `--pretty` output (empty without escalation)."""
     if not steps:
         return ""
-    parts = [f"{s['step']} {s.get('outcome', '')}".strip() + (f" ({s['why']})" if s["step"] == "review" else "")
-             for s in steps]
+    parts = [
+        f"{s['step']} {s.get('outcome', '')}".strip() + (f" ({s['why']})" if s["step"] == "review" else "")
+        for s in steps
+    ]
     return "ladder  " + " -> ".join(parts) + "\n"
 
 
@@ -176,11 +215,16 @@ def _audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(json.dumps({"totals": totals(rows), "requests": [] if args.out else rows}) + "\n")
         return 0
     for r in [] if args.out else rows:
-        out.write(f"{r['at']}  {r['destination']}  {r.get('model', '')}  {r.get('status')}  "
-                  f"out {r.get('bytes_out', 0)} B  in {r.get('bytes_in', 0)} B  ${r.get('cost_usd', 0):.6f}\n")
+        out.write(
+            f"{r['at']}  {r['destination']}  {r.get('model', '')}  {r.get('status')}  "
+            f"out {r.get('bytes_out', 0)} B  in {r.get('bytes_in', 0)} B  ${r.get('cost_usd', 0):.6f}\n"
+        )
     t = totals(rows)
-    print(f"{t['requests']} request(s), {t['bytes_out']} B out, {t['bytes_in']} B in, ~${t['cost_usd']:.6f}"
-          + (f"; written to {args.out}" if args.out else ""), file=err)
+    print(
+        f"{t['requests']} request(s), {t['bytes_out']} B out, {t['bytes_in']} B in, ~${t['cost_usd']:.6f}"
+        + (f"; written to {args.out}" if args.out else ""),
+        file=err,
+    )
     return 0
 
 

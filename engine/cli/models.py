@@ -24,8 +24,14 @@ def progress_bar(err: TextIO, enabled: bool) -> Callable[[str, int, int | None],
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    bar = Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                   console=Console(file=err), transient=True)
+    bar = Progress(
+        "{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(file=err),
+        transient=True,
+    )
     jobs: dict[str, Any] = {}
 
     def update(label: str, done: int, total: int | None) -> None:
@@ -52,8 +58,10 @@ def models_list(store: ModelStore, args: argparse.Namespace, out: TextIO, err: T
         mark = "*" if r.is_default else " "
         size = f"{r.size_bytes / 1e6:8.1f} MB" if r.size_bytes else "        -  "
         note = "  ".join(str(x) for x in (r.detail, r.path) if x)
-        out.write(f"{mark} {r.name:24} {r.format:5} {r.kind:10} {r.state:10} {size}  {r.license or '-':11} {note}"
-                  .rstrip() + "\n")
+        out.write(
+            f"{mark} {r.name:24} {r.format:5} {r.kind:10} {r.state:10} {size}  {r.license or '-':11} {note}".rstrip()
+            + "\n"
+        )
     return 0
 
 
@@ -83,8 +91,12 @@ def models_pull(store: ModelStore, args: argparse.Namespace, out: TextIO, err: T
     else:
         resolved = store.pull(args.name, progress=progress)
         try_load(resolved.text_path, resolved.mmproj_path)
-        doc = {"name": resolved.name, "format": "gguf", "text": str(resolved.text_path),
-               "mmproj": str(resolved.mmproj_path)}
+        doc = {
+            "name": resolved.name,
+            "format": "gguf",
+            "text": str(resolved.text_path),
+            "mmproj": str(resolved.mmproj_path),
+        }
     out.write((json.dumps(doc) if args.json else f"{doc['name']}: installed and verified") + "\n")
     return 0
 
@@ -93,8 +105,12 @@ def models_import(store: ModelStore, args: argparse.Namespace, out: TextIO, err:
     """Register local GGUF files (for machines with no network), once a model process has loaded them."""
     try_load(Path(args.text), Path(args.mmproj))
     resolved = store.import_local(Path(args.text), Path(args.mmproj), name=args.name, copy=args.copy)
-    doc = {"name": resolved.name, "family": resolved.family, "text": str(resolved.text_path),
-           "mmproj": str(resolved.mmproj_path)}
+    doc = {
+        "name": resolved.name,
+        "family": resolved.family,
+        "text": str(resolved.text_path),
+        "mmproj": str(resolved.mmproj_path),
+    }
     out.write((json.dumps(doc) if args.json else f"imported {resolved.name} ({resolved.family})") + "\n")
     return 0
 

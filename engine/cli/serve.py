@@ -20,18 +20,36 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
     sp = sub.add_parser("serve", help="the local API: OpenAI-compatible chat completions, /v1/analyze, /v1/results")
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
     sp.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 picks a free one)")
-    sp.add_argument("--allow-remote", action="store_true",
-                    help="allow a non-loopback --host (needs an API token: $LOUPE_API_TOKEN or the keyring)")
-    sp.add_argument("--allow-path", action="append", default=[], metavar="DIR",
-                    help="/v1/analyze may read image and task files under DIR (repeatable; none by default)")
-    sp.add_argument("--allow-host", action="append", default=[], metavar="NAME",
-                    help="answer to this Host name too (besides localhost and the bound address)")
-    sp.add_argument("--max-body-mb", type=int, default=24,
-                    help="largest request body in MiB (default 24: a photo as a data URL); larger gets 413")
+    sp.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host (needs an API token: $LOUPE_API_TOKEN or the keyring)",
+    )
+    sp.add_argument(
+        "--allow-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="/v1/analyze may read image and task files under DIR (repeatable; none by default)",
+    )
+    sp.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="answer to this Host name too (besides localhost and the bound address)",
+    )
+    sp.add_argument(
+        "--max-body-mb",
+        type=int,
+        default=24,
+        help="largest request body in MiB (default 24: a photo as a data URL); larger gets 413",
+    )
     model_args(sp)
     sp.add_argument("--db", help="the results store (default: $LOUPE_DB, else loupe.db in the user data dir)")
-    sp.add_argument("--max-queue", type=int, default=32,
-                    help="model requests that may wait at once; more get 429 (default: 32)")
+    sp.add_argument(
+        "--max-queue", type=int, default=32, help="model requests that may wait at once; more get 429 (default: 32)"
+    )
     sp.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sp.add_argument("--json", action="store_true", help="errors as JSON")
 
@@ -51,9 +69,17 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     missing = [str(r) for r in roots if not r.is_dir()]
     if missing:
         raise ServeUnavailable(f"--allow-path {missing[0]} is not a directory")
-    config = check_config(ServeConfig(host=args.host, port=args.port, token=resolve_token(),
-                                      allow_remote=args.allow_remote, allow_paths=roots,
-                                      allow_hosts=tuple(args.allow_host), max_body=max(1, args.max_body_mb) << 20))
+    config = check_config(
+        ServeConfig(
+            host=args.host,
+            port=args.port,
+            token=resolve_token(),
+            allow_remote=args.allow_remote,
+            allow_paths=roots,
+            allow_hosts=tuple(args.allow_host),
+            max_body=max(1, args.max_body_mb) << 20,
+        )
+    )
     db = Path(args.db).expanduser() if args.db else default_db_path()
     backend, name = open_backend(args, err)
     workers = Workers(Engine(backend, model=name), db, max_queue=max(1, args.max_queue))

@@ -53,8 +53,11 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
     rl = rsub.add_parser("list", help="the review queue of a job (default: the latest), lowest confidence first")
     rl.add_argument("job", nargs="?", type=int)
     common(rl)
-    for action, text in (("accept", "the answer is right"), ("edit", "store corrected data (checked against the "
-                         "task's schema)"), ("reject", "the answer is wrong")):
+    for action, text in (
+        ("accept", "the answer is right"),
+        ("edit", "store corrected data (checked against the task's schema)"),
+        ("reject", "the answer is wrong"),
+    ):
         ra = rsub.add_parser(action, help=text)
         ra.add_argument("result", type=int, metavar="RESULT")
         if action == "edit":
@@ -68,8 +71,11 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
     e.add_argument("--format", choices=sorted(FORMATS), help="default: from --out's suffix, else jsonl")
     e.add_argument("--overlays", metavar="DIR", help="also write PNGs with the boxes drawn, label and confidence")
     e.add_argument("--select", choices=sorted(SELECTIONS), default="all", help="which results (default: all)")
-    e.add_argument("--labelled", action="store_true",
-                   help="accepted and edited results (of JOB, else of every job) as images/ + labels.jsonl in --out")
+    e.add_argument(
+        "--labelled",
+        action="store_true",
+        help="accepted and edited results (of JOB, else of every job) as images/ + labels.jsonl in --out",
+    )
     common(e)
 
 
@@ -108,8 +114,16 @@ def _start(store: Store, args: argparse.Namespace) -> tuple[int, argparse.Namesp
     from loupe.batch import open_job
 
     if args.resume is not None:
-        given = (args.inputs, args.task, args.task_file, args.model, args.model_path, args.mmproj, args.max_tokens,
-                 args.detail)
+        given = (
+            args.inputs,
+            args.task,
+            args.task_file,
+            args.model,
+            args.model_path,
+            args.mmproj,
+            args.max_tokens,
+            args.detail,
+        )
         if any(given) or args.escalate or args.cloud_config:
             raise CliError("--resume JOB runs the job's own inputs, task and model; give only --db, --threads, --json")
         job = store.job(args.resume)
@@ -117,10 +131,14 @@ def _start(store: Store, args: argparse.Namespace) -> tuple[int, argparse.Namesp
         if "inputs" not in launch:
             raise CliError(f"job {job.id} was not started by `loupe batch`; resume it where it was started")
         store.add_items(job.id, [os.path.abspath(p) for p in expand(launch["inputs"])])
-        return job.id, argparse.Namespace(model=launch.get("model"), model_path=launch.get("model_path"),
-                                          mmproj=launch.get("mmproj"), threads=args.threads,
-                                          escalate=launch.get("escalate", False),
-                                          cloud_config=launch.get("cloud_config"))
+        return job.id, argparse.Namespace(
+            model=launch.get("model"),
+            model_path=launch.get("model_path"),
+            mmproj=launch.get("mmproj"),
+            threads=args.threads,
+            escalate=launch.get("escalate", False),
+            cloud_config=launch.get("cloud_config"),
+        )
     if not args.inputs:
         raise CliError("give images or folders to analyze, or --resume JOB")
     args.task = args.task or "defects"
@@ -133,11 +151,17 @@ def _start(store: Store, args: argparse.Namespace) -> tuple[int, argparse.Namesp
     name, files = _model_files(args)
     from loupe.cli.hybrid import escalation_settings
 
-    settings = {"backend": "llama_cpp", "model_files": [[f.name, f.stat().st_size] for f in files],
-                **escalation_settings(args, job)}
-    launch = {"inputs": inputs, "model": args.model,
-              "model_path": str(files[0]) if args.model_path else None,
-              "mmproj": str(files[1]) if args.model_path else None}
+    settings = {
+        "backend": "llama_cpp",
+        "model_files": [[f.name, f.stat().st_size] for f in files],
+        **escalation_settings(args, job),
+    }
+    launch = {
+        "inputs": inputs,
+        "model": args.model,
+        "model_path": str(files[0]) if args.model_path else None,
+        "mmproj": str(files[1]) if args.model_path else None,
+    }
     if args.escalate:
         launch.update(escalate=True, cloud_config=args.cloud_config and os.path.abspath(args.cloud_config))
     job, _ = open_job(store, inputs=inputs, paths=paths, task=task, model=name, settings=settings, launch=launch)
@@ -145,9 +169,11 @@ def _start(store: Store, args: argparse.Namespace) -> tuple[int, argparse.Namesp
 
 
 @contextmanager
-def _progress(store: Store, job_id: int, err: TextIO, bar_on: bool, quiet: bool) -> Iterator[Callable[[ItemOutcome],
-                                                                                                       None]]:
+def _progress(
+    store: Store, job_id: int, err: TextIO, bar_on: bool, quiet: bool
+) -> Iterator[Callable[[ItemOutcome], None]]:
     """A per-item callback: a rich bar (rate + ETA) on a terminal, and a line per failed image unless quiet."""
+
     def report(outcome: ItemOutcome, say: Callable[[str], None]) -> None:
         if not quiet and outcome.result.status is Status.ERROR:
             say(f"error: {outcome.result.error}")
@@ -164,8 +190,7 @@ def _progress(store: Store, job_id: int, err: TextIO, bar_on: bool, quiet: bool)
             return Text(f"{task.speed:.1f} img/s" if task.speed else "… img/s")
 
     counts = store.counts(job_id)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-               TimeRemainingColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(file=err)) as bar:
         tid = bar.add_task(f"job {job_id}", total=counts["items"], completed=counts["done"])
 
@@ -205,8 +230,10 @@ def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print("stopping after the current image (Ctrl-C again to stop now)", file=err)
 
         try:
-            with stop_on_sigint(stop, notice), \
-                    _progress(store, job_id, err, not args.json and err.isatty(), args.json) as on_item:
+            with (
+                stop_on_sigint(stop, notice),
+                _progress(store, job_id, err, not args.json and err.isatty(), args.json) as on_item,
+            ):
                 summary = BatchRunner(store, analyze, prefetch=prefetch).run(job_id, stop=stop, on_item=on_item)
         finally:
             if prefetch is not None:
@@ -224,8 +251,10 @@ def _report(s: BatchSummary, store: Store, args: argparse.Namespace, out: TextIO
     if args.json:
         out.write(json.dumps(s.to_dict()) + "\n")
     else:
-        out.write(f"job {s.job}: {s.items} images, {s.done} done ({s.cached} from the store), {s.errors} errors, "
-                  f"{s.review} to review; results in {store.path}\n")
+        out.write(
+            f"job {s.job}: {s.items} images, {s.done} done ({s.cached} from the store), {s.errors} errors, "
+            f"{s.review} to review; results in {store.path}\n"
+        )
     if s.stopped:
         print(f"stopped; continue with `loupe batch --resume {s.job}` (or run the same command again)", file=err)
 
@@ -233,8 +262,16 @@ def _report(s: BatchSummary, store: Store, args: argparse.Namespace, out: TextIO
 # -- review ---------------------------------------------------------------------------------------
 def _queue_line(s: StoredResult) -> dict[str, Any]:
     low = min(s.result.confidence.items(), key=lambda kv: kv[1], default=(None, None))
-    return {"result": s.id, "job": s.job_id, "path": s.path, "status": s.result.status.value,
-            "min_confidence": low[1], "lowest": low[0], "error": s.result.error, "data": s.result.data}
+    return {
+        "result": s.id,
+        "job": s.job_id,
+        "path": s.path,
+        "status": s.result.status.value,
+        "min_confidence": low[1],
+        "lowest": low[0],
+        "error": s.result.error,
+        "data": s.result.data,
+    }
 
 
 def cmd_review(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -24,8 +24,9 @@ PRESETS: dict[str, Preset] = {
     "openai": Preset("https://api.openai.com/v1", "OPENAI_API_KEY", "gpt-4o-mini"),
     "gemini": Preset("https://generativelanguage.googleapis.com/v1beta/openai/", "GEMINI_API_KEY", "gemini-2.0-flash"),
     # Anthropic's compatibility layer ignores response_format: the schema rides in the prompt, replies are validated
-    "anthropic": Preset("https://api.anthropic.com/v1/", "ANTHROPIC_API_KEY", "claude-3-5-haiku-latest",
-                        response_format="none"),
+    "anthropic": Preset(
+        "https://api.anthropic.com/v1/", "ANTHROPIC_API_KEY", "claude-3-5-haiku-latest", response_format="none"
+    ),
     "ollama": Preset("http://127.0.0.1:11434/v1"),
     "lmstudio": Preset("http://127.0.0.1:1234/v1"),
     "vllm": Preset("http://127.0.0.1:8000/v1"),

@@ -16,7 +16,11 @@ def image_id(index: int) -> str:
 
 
 def user_text(
-    instructions: str, schema: dict[str, Any] | bool, n_images: int, *, allow_refusal: bool = True,
+    instructions: str,
+    schema: dict[str, Any] | bool,
+    n_images: int,
+    *,
+    allow_refusal: bool = True,
     layout: str = DEFAULT_LAYOUT,
 ) -> str:
     """One user message: the instructions and the contract first, then each image tagged with its id.

@@ -25,8 +25,9 @@ def _default_keyring() -> Any:
     return keyring
 
 
-def get_api_key(provider: str, env_var: str = "", *, ring: KeyringLike | None = None,
-                environ: Mapping[str, str] | None = None) -> str | None:
+def get_api_key(
+    provider: str, env_var: str = "", *, ring: KeyringLike | None = None, environ: Mapping[str, str] | None = None
+) -> str | None:
     """The key for `provider`: `env_var` when set (an explicit setting wins over a stored, possibly stale one), else
     the keyring's; None when neither has one."""
     env = os.environ if environ is None else environ

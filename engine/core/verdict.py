@@ -21,7 +21,12 @@ class Verdict(enum.StrEnum):
 
 
 OPS: dict[str, Callable[[Any, Any], bool]] = {
-    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq, "!=": operator.ne,
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
 }
 
 
@@ -116,8 +121,11 @@ def _count(rule: Rule, result: Result, threshold: float) -> Match | None:
 
 
 def _status_not_ok(rule: Rule, result: Result, threshold: float) -> Match | None:
-    return None if result.status is Status.OK else Match(f"status {result.status.value}" + (
-        f": {result.error}" if result.error else ""))
+    return (
+        None
+        if result.status is Status.OK
+        else Match(f"status {result.status.value}" + (f": {result.error}" if result.error else ""))
+    )
 
 
 def _confidence_below(rule: Rule, result: Result, threshold: float) -> Match | None:
@@ -200,8 +208,11 @@ def _rule(item: Any, source: str, at: str) -> Rule:
     value = item.get("value")
     if kind in NEEDS_POINTER and value is None:
         raise TaskError(source, "a value to compare with is needed", f"{at}/value")
-    if kind in ("count", "confidence_below") and value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | float)):
+    if (
+        kind in ("count", "confidence_below")
+        and value is not None
+        and (isinstance(value, bool) or not isinstance(value, int | float))
+    ):
         raise TaskError(source, "value must be a number", f"{at}/value")
     reason = item.get("reason", "")
     if not isinstance(reason, str):

@@ -4,5 +4,19 @@ from loupe.escalate.connection import ConnectionCheck, check_connection
 from loupe.escalate.hybrid import Escalator, cloud_allowed, offline_veto, settings_key
 from loupe.escalate.policy import Budget, Escalation, Ledger, Policy, Step, StepRecord, Thresholds, escalate
 
-__all__ = ["Budget", "ConnectionCheck", "Escalation", "Escalator", "Ledger", "Policy", "Step", "StepRecord",
-           "Thresholds", "check_connection", "cloud_allowed", "escalate", "offline_veto", "settings_key"]
+__all__ = [
+    "Budget",
+    "ConnectionCheck",
+    "Escalation",
+    "Escalator",
+    "Ledger",
+    "Policy",
+    "Step",
+    "StepRecord",
+    "Thresholds",
+    "check_connection",
+    "cloud_allowed",
+    "escalate",
+    "offline_veto",
+    "settings_key",
+]

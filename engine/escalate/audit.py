@@ -38,8 +38,16 @@ def audit_rows(store: Store, *, job_id: int | None = None) -> list[dict[str, Any
         sql += " AND job_id = ?"
         args.append(job_id)
     rows = store.conn.execute(sql + " ORDER BY id", args).fetchall()
-    return [{"id": r["id"], "at": r["at"], "job_id": r["job_id"], "destination": r["destination"],
-             **json.loads(r["detail"])} for r in rows]
+    return [
+        {
+            "id": r["id"],
+            "at": r["at"],
+            "job_id": r["job_id"],
+            "destination": r["destination"],
+            **json.loads(r["detail"]),
+        }
+        for r in rows
+    ]
 
 
 def spend_history(store: Store, *, since: float = 0.0) -> list[tuple[float, float]]:
@@ -54,6 +62,9 @@ def spend_history(store: Store, *, since: float = 0.0) -> list[tuple[float, floa
 
 def totals(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Requests, bytes out/in and estimated spend over some audit rows."""
-    return {"requests": len(rows), "bytes_out": sum(int(r.get("bytes_out") or 0) for r in rows),
-            "bytes_in": sum(int(r.get("bytes_in") or 0) for r in rows),
-            "cost_usd": round(sum(float(r.get("cost_usd") or 0.0) for r in rows), 8)}
+    return {
+        "requests": len(rows),
+        "bytes_out": sum(int(r.get("bytes_out") or 0) for r in rows),
+        "bytes_in": sum(int(r.get("bytes_in") or 0) for r in rows),
+        "cost_usd": round(sum(float(r.get("cost_usd") or 0.0) for r in rows), 8),
+    }

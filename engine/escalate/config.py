@@ -44,8 +44,12 @@ def policy_from_dict(raw: Any, source: str = "<escalation>") -> Policy:
     for i, text in enumerate(ladder):
         name = Step.parse(text).runner
         if name not in BUILTIN_RUNNERS and name not in models:
-            raise TaskError(source, f"unknown runner {name!r}: use local, cloud or a name from `models` "
-                            f"({', '.join(models) or 'none given'})", f"/ladder/{i}")
+            raise TaskError(
+                source,
+                f"unknown runner {name!r}: use local, cloud or a name from `models` "
+                f"({', '.join(models) or 'none given'})",
+                f"/ladder/{i}",
+            )
     th = _table(raw.get("thresholds"), source, "/thresholds")
     _unknown(th, {"overall", "fields", "always"}, source, "/thresholds")
     overall = th.get("overall", 0.5)
@@ -55,16 +59,21 @@ def policy_from_dict(raw: Any, source: str = "<escalation>") -> Policy:
     for ptr, value in per_field.items():
         where = "/thresholds/fields/" + ptr.replace("~", "~0").replace("/", "~1")
         if not POINTER.fullmatch(ptr):
-            raise TaskError(source, f"fields maps JSON Pointers ('/label', '/defects/*/severity') to numbers: "
-                            f"{ptr!r} is not one ('~' only as ~0 or ~1)", where)
+            raise TaskError(
+                source,
+                f"fields maps JSON Pointers ('/label', '/defects/*/severity') to numbers: "
+                f"{ptr!r} is not one ('~' only as ~0 or ~1)",
+                where,
+            )
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
             raise TaskError(source, f"threshold for {ptr!r} must be a number in [0, 1]", where)
     always = th.get("always", [s.value for s in ALWAYS_ESCALATE])
     try:
         statuses = frozenset(Status(s) for s in always)
     except (ValueError, TypeError):
-        raise TaskError(source, f"always lists statuses ({', '.join(s.value for s in Status)})",
-                        "/thresholds/always") from None
+        raise TaskError(
+            source, f"always lists statuses ({', '.join(s.value for s in Status)})", "/thresholds/always"
+        ) from None
     b = _table(raw.get("budget"), source, "/budget")
     known_budget = {f.name for f in fields(Budget)}
     _unknown(b, known_budget, source, "/budget")
@@ -74,10 +83,13 @@ def policy_from_dict(raw: Any, source: str = "<escalation>") -> Policy:
     cloud = raw.get("cloud", False)
     if not isinstance(cloud, bool):
         raise TaskError(source, "cloud must be true or false", "/cloud")
-    return Policy(tuple(Step.parse(s) for s in ladder),
-                  Thresholds(None if overall is None else float(overall), {k: float(v) for k, v in per_field.items()},
-                             statuses),
-                  Budget(**b), cloud_enabled=cloud, models=models)
+    return Policy(
+        tuple(Step.parse(s) for s in ladder),
+        Thresholds(None if overall is None else float(overall), {k: float(v) for k, v in per_field.items()}, statuses),
+        Budget(**b),
+        cloud_enabled=cloud,
+        models=models,
+    )
 
 
 def _models(raw: Any, source: str) -> dict[str, ModelSpec]:
@@ -102,8 +114,9 @@ def cloud_config_from_dict(raw: Any, source: str = "<cloud>") -> CloudConfig:
     raw = _table(raw, source, "")
     for key in raw:
         if key.lower() in SECRET_NAMES:
-            raise TaskError(source, "API keys do not belong in settings files; run `loupe cloud key PROVIDER`",
-                            f"/{key}")
+            raise TaskError(
+                source, "API keys do not belong in settings files; run `loupe cloud key PROVIDER`", f"/{key}"
+            )
     _unknown(raw, {f.name for f in fields(CloudConfig)}, source, "")
     if raw.get("preset", "openai") not in PRESETS:
         raise TaskError(source, f"unknown preset (known: {', '.join(PRESETS)})", "/preset")

@@ -39,8 +39,9 @@ def _judge(sent: Sent, host: str, model: str) -> ConnectionCheck:
     if sent.status in (401, 403):
         return ConnectionCheck("bad key", f"{host} refused the API key ({sent.problem})")
     if sent.status == 404 or (sent.status in (400, 422) and "model" in sent.problem.lower()):
-        return ConnectionCheck("wrong model", f"{host} does not serve model {model!r} (or the base URL is wrong): "
-                                              f"{sent.problem}")
+        return ConnectionCheck(
+            "wrong model", f"{host} does not serve model {model!r} (or the base URL is wrong): {sent.problem}"
+        )
     return ConnectionCheck("failed", f"{host} answered {sent.problem}")
 
 

@@ -55,8 +55,13 @@ def regions(previous: Result, images: Sequence[LoadedImage]) -> list[Region]:
         if key in seen:
             continue
         seen.add(key)
-        crop = LoadedImage(f"{src.path}#crop{n}", cut(src.image, win), src.sha256, src.format,
-                           (*src.transforms, f"crop {win.x0},{win.y0},{win.x1},{win.y1}"))
+        crop = LoadedImage(
+            f"{src.path}#crop{n}",
+            cut(src.image, win),
+            src.sha256,
+            src.format,
+            (*src.transforms, f"crop {win.x0},{win.y0},{win.x1},{win.y1}"),
+        )
         out.append(Region(win, crop, src.size))
     return out
 
@@ -66,8 +71,11 @@ def _remap(value: Any, region: Region) -> Any:
     if isinstance(value, dict):
         out = {k: _remap(v, region) for k, v in value.items()}
         box = out.get(BOX_KEY)
-        if isinstance(box, list) and len(box) == 4 and all(
-                isinstance(v, int | float) and not isinstance(v, bool) for v in box):
+        if (
+            isinstance(box, list)
+            and len(box) == 4
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in box)
+        ):
             out[BOX_KEY] = region.window.box_to_image(box, region.source_size)
         if "image_id" in out:
             out["image_id"] = region.window.image_id
@@ -94,7 +102,7 @@ def _merge(answers: list[tuple[Any, dict[str, float]]]) -> tuple[Any, dict[str, 
             merged[key] = [*merged[key], *value]
             for ptr, c in other_conf.items():
                 if ptr.startswith(prefix):
-                    index, _, rest = ptr[len(prefix):].partition("/")
+                    index, _, rest = ptr[len(prefix) :].partition("/")
                     if index.isdigit():
                         confidence[f"{prefix}{int(index) + base}" + (f"/{rest}" if rest else "")] = c
     return merged, confidence
@@ -115,8 +123,10 @@ def _cap(data: Any, confidence: dict[str, float], schema: Any) -> tuple[Any, dic
             continue
         prefix = f"/{key}/"
 
-        scores = [min((c for p, c in confidence.items() if p == f"{prefix}{i}" or p.startswith(f"{prefix}{i}/")),
-                      default=1.0) for i in range(len(value))]
+        scores = [
+            min((c for p, c in confidence.items() if p == f"{prefix}{i}" or p.startswith(f"{prefix}{i}/")), default=1.0)
+            for i in range(len(value))
+        ]
         keep = sorted(sorted(range(len(value)), key=lambda i: -scores[i])[:limit])
         data[key] = [value[i] for i in keep]
         moved = {}
@@ -124,15 +134,16 @@ def _cap(data: Any, confidence: dict[str, float], schema: Any) -> tuple[Any, dic
             if not ptr.startswith(prefix):
                 moved[ptr] = c
                 continue
-            index, _, rest = ptr[len(prefix):].partition("/")
+            index, _, rest = ptr[len(prefix) :].partition("/")
             if index.isdigit() and int(index) in keep:
                 moved[f"{prefix}{keep.index(int(index))}" + (f"/{rest}" if rest else "")] = c
         confidence = moved
     return data, confidence
 
 
-def run_crops(runner: StepRunner, task: Task, previous: Result, found: Sequence[Region], *,
-              cancel: threading.Event | None = None) -> tuple[Result, float, int]:
+def run_crops(
+    runner: StepRunner, task: Task, previous: Result, found: Sequence[Region], *, cancel: threading.Event | None = None
+) -> tuple[Result, float, int]:
     """Run `runner` once per region and merge: (result in whole-image coordinates, USD spent, requests sent)."""
     cost, calls, answers, failed = 0.0, 0, [], None
     first: Result | None = None
@@ -158,6 +169,18 @@ def run_crops(runner: StepRunner, task: Task, previous: Result, found: Sequence[
         region, bad = failed
         status, error = bad.status, f"region {region.window.source}: {bad.error or bad.status.value}"
     sizes = {info.id: (info.width, info.height) for info in previous.images}
-    return replace(first, status=status, images=previous.images, data=data, raw=json.dumps(data),
-                   confidence=confidence, boxes=find_boxes(data, sizes, confidence), attempts=len(found),
-                   error=error), cost, calls
+    return (
+        replace(
+            first,
+            status=status,
+            images=previous.images,
+            data=data,
+            raw=json.dumps(data),
+            confidence=confidence,
+            boxes=find_boxes(data, sizes, confidence),
+            attempts=len(found),
+            error=error,
+        ),
+        cost,
+        calls,
+    )

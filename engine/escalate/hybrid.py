@@ -36,8 +36,9 @@ class DisabledCloud:
     model: str = ""
     cloud: bool = True
 
-    def run(self, task: Task, images: Sequence[LoadedImage], *,
-            cancel: threading.Event | None = None) -> tuple[Result, float, int]:
+    def run(
+        self, task: Task, images: Sequence[LoadedImage], *, cancel: threading.Event | None = None
+    ) -> tuple[Result, float, int]:
         """Never called: a disabled cloud rung is skipped by the policy."""
         raise BackendError("cloud: disabled; nothing is sent")
 
@@ -58,8 +59,9 @@ class LocalRunner:
         """The local model's name."""
         return self.engine_of().model
 
-    def run(self, task: Task, images: Sequence[LoadedImage], *,
-            cancel: threading.Event | None = None) -> tuple[Result, float, int]:
+    def run(
+        self, task: Task, images: Sequence[LoadedImage], *, cancel: threading.Event | None = None
+    ) -> tuple[Result, float, int]:
         """Analyze locally: no spend, no requests."""
         return EngineRunner(self.engine_of()).run(task, images, cancel=cancel)
 
@@ -93,10 +95,19 @@ def settings_key(task: Task, policy: Policy, cloud: CloudConfig | None) -> dict[
 class Escalator:
     """Runs the task's ladder per request. With the cloud off no cloud backend (nor `openai`) is even made."""
 
-    def __init__(self, policy: Policy, local: Callable[[], Engine], cloud: CloudConfig | None = None, *,
-                 api_key: str | None = None, store: Store | None = None, job_id: int | None = None,
-                 sleep: Callable[[float], None] = time.sleep, threads: int | None = None,
-                 model_backend: BackendFactory | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        local: Callable[[], Engine],
+        cloud: CloudConfig | None = None,
+        *,
+        api_key: str | None = None,
+        store: Store | None = None,
+        job_id: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        threads: int | None = None,
+        model_backend: BackendFactory | None = None,
+    ) -> None:
         switches = cloud_allowed(policy, cloud)
         self.veto = offline_veto(cloud) if switches else None
         self.cloud_on = switches and self.veto is None

@@ -42,8 +42,9 @@ class ModelRunner:
         """The model's name (known without loading it)."""
         return self.spec.label
 
-    def run(self, task: Task, images: Sequence[LoadedImage], *,
-            cancel: threading.Event | None = None) -> tuple[Result, float, int]:
+    def run(
+        self, task: Task, images: Sequence[LoadedImage], *, cancel: threading.Event | None = None
+    ) -> tuple[Result, float, int]:
         """Analyze on this model; a model that cannot be loaded gives an `error` result (the ladder goes on)."""
         if self._engine is None and self._failed is None:
             try:
@@ -52,8 +53,11 @@ class ModelRunner:
             except Exception as exc:  # missing file, not installed, bad GGUF: said once, never retried per image
                 self._failed = f"cannot load local model {self.spec.label!r}: {exc}"
         if self._engine is None:
-            return error_result(task, "llama_cpp", self.spec.label, self._failed or "", [i.path for i in images]), \
-                0.0, 0
+            return (
+                error_result(task, "llama_cpp", self.spec.label, self._failed or "", [i.path for i in images]),
+                0.0,
+                0,
+            )
         return EngineRunner(self._engine).run(task, images, cancel=cancel)
 
     def estimate(self, task: Task, images: Sequence[LoadedImage]) -> float:

@@ -102,8 +102,9 @@ class Budget:
 class Ledger:
     """What one job has spent, plus earlier spend (from the audit table) for the hour and day windows."""
 
-    def __init__(self, budget: Budget, *, clock: Callable[[], float] = time.time,
-                 history: Sequence[tuple[float, float]] = ()) -> None:
+    def __init__(
+        self, budget: Budget, *, clock: Callable[[], float] = time.time, history: Sequence[tuple[float, float]] = ()
+    ) -> None:
         self.budget = budget
         self.clock = clock
         self.history: list[tuple[float, float]] = list(history)  # (epoch seconds, USD) per call, earlier jobs
@@ -116,9 +117,11 @@ class Ledger:
     def refusal(self, estimate: float) -> str | None:
         """Why one more call estimated at `estimate` USD is not allowed, or None when it is."""
         b = self.budget
-        windows = (("job", self.job, b.max_calls_per_job, b.max_spend_per_job),
-                   ("hour", self._window(HOUR), b.max_calls_per_hour, b.max_spend_per_hour),
-                   ("day", self._window(DAY), b.max_calls_per_day, b.max_spend_per_day))
+        windows = (
+            ("job", self.job, b.max_calls_per_job, b.max_spend_per_job),
+            ("hour", self._window(HOUR), b.max_calls_per_hour, b.max_spend_per_hour),
+            ("day", self._window(DAY), b.max_calls_per_day, b.max_spend_per_day),
+        )
         for name, calls, max_calls, max_spend in windows:
             if max_calls is not None and len(calls) + 1 > max_calls:
                 return f"at most {max_calls} cloud calls per {name}, {len(calls)} made"
@@ -145,8 +148,9 @@ class StepRunner(Protocol):
     cloud: bool
     model: str
 
-    def run(self, task: Task, images: Sequence[LoadedImage], *,
-            cancel: threading.Event | None = None) -> tuple[Result, float, int]:
+    def run(
+        self, task: Task, images: Sequence[LoadedImage], *, cancel: threading.Event | None = None
+    ) -> tuple[Result, float, int]:
         """(result, USD spent, requests sent) for `task` (its options carry the step's detail)."""
 
     def estimate(self, task: Task, images: Sequence[LoadedImage]) -> float:
@@ -218,9 +222,16 @@ def _skip(step: Step, runner: StepRunner | None, why: str, note: str) -> StepRec
     return StepRecord(step.label, step.runner, runner.model if runner else "", why, "skipped", note=note)
 
 
-def escalate(task: Task, images: Sequence[LoadedImage], policy: Policy, runners: Mapping[str, StepRunner],
-             ledger: Ledger, *, cancel: threading.Event | None = None,
-             clock: Callable[[], float] = time.perf_counter) -> Escalation:
+def escalate(
+    task: Task,
+    images: Sequence[LoadedImage],
+    policy: Policy,
+    runners: Mapping[str, StepRunner],
+    ledger: Ledger,
+    *,
+    cancel: threading.Event | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Escalation:
     """Climb `policy.ladder` until a result is not doubtful; otherwise keep the best one and send it to review.
 
     The kept result is the newest `ok` one, else the first one (a failed cloud call never loses the local
@@ -262,10 +273,22 @@ def escalate(task: Task, images: Sequence[LoadedImage], policy: Policy, runners:
         if runner.cloud:
             ledger.charge(cost, calls)
         doubt = policy.thresholds.doubt(result)
-        records.append(StepRecord(step.label, step.runner, runner.model, why,
-                                  "accepted" if doubt is None else "escalated", result.status.value,
-                                  result.min_confidence, round(cost, 8), calls, round((clock() - t0) * 1000, 2),
-                                  result.error, tuple(r.window.to_dict() for r in found) if found else None))
+        records.append(
+            StepRecord(
+                step.label,
+                step.runner,
+                runner.model,
+                why,
+                "accepted" if doubt is None else "escalated",
+                result.status.value,
+                result.min_confidence,
+                round(cost, 8),
+                calls,
+                round((clock() - t0) * 1000, 2),
+                result.error,
+                tuple(r.window.to_dict() for r in found) if found else None,
+            )
+        )
         last = result
         if kept is None or result.status is Status.OK:
             kept = result

@@ -30,8 +30,9 @@ class EngineRunner:
         """The model this rung runs."""
         return self.engine.model
 
-    def run(self, task: Task, images: Sequence[LoadedImage], *,
-            cancel: threading.Event | None = None) -> tuple[Result, float, int]:
+    def run(
+        self, task: Task, images: Sequence[LoadedImage], *, cancel: threading.Event | None = None
+    ) -> tuple[Result, float, int]:
         """Analyze once; (result, USD spent, requests sent)."""
         calls = getattr(self.engine.backend, "calls", None)
         before = len(calls) if calls is not None else 0

@@ -54,8 +54,11 @@ def ece(samples: Sequence[Sample], bins: int = BINS) -> float | None:
     total = sum(b.count for b in reliability(samples, bins))
     if not total:
         return None
-    return sum(b.count / total * abs(b.accuracy - b.mean_confidence)  # type: ignore[operator]
-               for b in reliability(samples, bins) if b.count)
+    return sum(
+        b.count / total * abs(b.accuracy - b.mean_confidence)  # type: ignore[operator]
+        for b in reliability(samples, bins)
+        if b.count
+    )
 
 
 def coverage_curve(samples: Sequence[Sample]) -> list[CoveragePoint]:

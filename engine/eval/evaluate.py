@@ -26,10 +26,20 @@ class Evaluation:
     predictions: dict[str, list[Prediction]]
 
 
-def evaluate(store: Store, labelled: LabelledSet, task: Task, systems: Sequence[System], pool: ModelPool,
-             settings_of: Callable[[str], dict[str, Any]], out_dir: Path, *, scoring: Scoring | None = None,
-             target: float | None = None, stop: threading.Event | None = None,
-             on_system: Callable[[str], None] | None = None) -> Evaluation:
+def evaluate(
+    store: Store,
+    labelled: LabelledSet,
+    task: Task,
+    systems: Sequence[System],
+    pool: ModelPool,
+    settings_of: Callable[[str], dict[str, Any]],
+    out_dir: Path,
+    *,
+    scoring: Scoring | None = None,
+    target: float | None = None,
+    stop: threading.Event | None = None,
+    on_system: Callable[[str], None] | None = None,
+) -> Evaluation:
     """Run, score and report; `target` also fits per-field thresholds for that accuracy."""
     from loupe.eval.report import write_report  # matplotlib is needed only from here on
 
@@ -39,11 +49,20 @@ def evaluate(store: Store, labelled: LabelledSet, task: Task, systems: Sequence[
         if on_system is not None:
             on_system(system.name)
         predictions[system.name] = run_system(store, labelled, task, system, pool, settings_of, stop=stop)
-    doc = {"task": task.name, "labelled_set": labelled.source, "labelled_kind": labelled.kind,
-           "images": len(labelled.items), "created": now(),
-           "scoring": {"normalise_strings": scoring.normalize_strings, "abs_tol": scoring.abs_tol,
-                       "rel_tol": scoring.rel_tol, "iou": scoring.iou},
-           "systems": [summarize(task, name, preds, scoring, target) for name, preds in predictions.items()]}
+    doc = {
+        "task": task.name,
+        "labelled_set": labelled.source,
+        "labelled_kind": labelled.kind,
+        "images": len(labelled.items),
+        "created": now(),
+        "scoring": {
+            "normalise_strings": scoring.normalize_strings,
+            "abs_tol": scoring.abs_tol,
+            "rel_tol": scoring.rel_tol,
+            "iou": scoring.iou,
+        },
+        "systems": [summarize(task, name, preds, scoring, target) for name, preds in predictions.items()],
+    }
     return Evaluation(doc, write_report(doc, out_dir), predictions)
 
 
@@ -68,8 +87,18 @@ class Launcher:
         pool = ModelPool(self.open_engine)
         try:
             with Store(self.db_path) as store:
-                evaluate(store, labelled, self.task, self.systems, pool, self.settings_of, self.out_dir,
-                         scoring=self.scoring, target=self.target, stop=stop)
+                evaluate(
+                    store,
+                    labelled,
+                    self.task,
+                    self.systems,
+                    pool,
+                    self.settings_of,
+                    self.out_dir,
+                    scoring=self.scoring,
+                    target=self.target,
+                    stop=stop,
+                )
         finally:
             pool.close()
         return self.out_dir

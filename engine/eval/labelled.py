@@ -69,8 +69,10 @@ def _jsonl(path: Path) -> list[tuple[str, dict[str, Any]]]:
 
 def load_jsonl(path: Path) -> LabelledSet:
     """A JSONL file of `{"image": "relative/or/absolute.jpg", "data": {...}}` lines."""
-    items = tuple(LabelledItem(_image(path.parent, row["image"], where), row["data"], row.get("task"))
-                  for where, row in _jsonl(path))
+    items = tuple(
+        LabelledItem(_image(path.parent, row["image"], where), row["data"], row.get("task"))
+        for where, row in _jsonl(path)
+    )
     return LabelledSet(str(path), "jsonl", items)
 
 
@@ -85,8 +87,9 @@ def load_export(folder: Path) -> LabelledSet:
             tasks = tuple(task_from_dict(t) for t in raw.values())
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise LabelledSetError(f"{tasks_file}: not a Loupe tasks file ({exc})") from None
-    items = tuple(LabelledItem(_image(folder, row["image"], where), row["data"], row.get("task"))
-                  for where, row in rows)
+    items = tuple(
+        LabelledItem(_image(folder, row["image"], where), row["data"], row.get("task")) for where, row in rows
+    )
     return LabelledSet(str(folder), "loupe", items, tasks)
 
 
@@ -109,13 +112,17 @@ def load_coco(path: Path, list_key: str = DEFAULT_BOX_LIST) -> LabelledSet:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         data = coco_data(doc, list_key)
-        items = tuple(LabelledItem(_image(path.parent, im["file_name"], f"{path}: image {im['id']}"), data[im["id"]])
-                      for im in doc["images"])
+        items = tuple(
+            LabelledItem(_image(path.parent, im["file_name"], f"{path}: image {im['id']}"), data[im["id"]])
+            for im in doc["images"]
+        )
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise LabelledSetError(f"{path}: cannot read ({exc})") from None
     except (KeyError, TypeError, ZeroDivisionError) as exc:
-        raise LabelledSetError(f"{path}: not a COCO detection file (images need id, file_name, width, height; "
-                               f"annotations image_id and bbox): {exc!r}") from None
+        raise LabelledSetError(
+            f"{path}: not a COCO detection file (images need id, file_name, width, height; "
+            f"annotations image_id and bbox): {exc!r}"
+        ) from None
     return LabelledSet(str(path), "coco", items)
 
 

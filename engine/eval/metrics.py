@@ -57,11 +57,13 @@ def iou(a: tuple[float, ...] | list[float], b: tuple[float, ...] | list[float]) 
     return inter / union
 
 
-def greedy_match(truth: list[list[float]], pred: list[list[float]], threshold: float = IOU_MATCH
-                 ) -> list[tuple[int, int, float]]:
+def greedy_match(
+    truth: list[list[float]], pred: list[list[float]], threshold: float = IOU_MATCH
+) -> list[tuple[int, int, float]]:
     """(truth index, prediction index, IoU) pairs: the highest-IoU pair first, each box used once, IoU >= threshold."""
-    pairs = sorted(((iou(t, p), i, j) for i, t in enumerate(truth) for j, p in enumerate(pred)),
-                   key=lambda x: (-x[0], x[1], x[2]))
+    pairs = sorted(
+        ((iou(t, p), i, j) for i, t in enumerate(truth) for j, p in enumerate(pred)), key=lambda x: (-x[0], x[1], x[2])
+    )
     used_t: set[int] = set()
     used_p: set[int] = set()
     out = []
@@ -163,8 +165,9 @@ class _Scorer:
         self.out.counts.append((box_field, len(matches), len(p_idx) - len(matches), len(t_items) - len(matches)))
         matched = {j: (i, v) for i, j, v in matches}
         for j, pj in enumerate(p_idx):  # every predicted box is one sample: found a labelled box or not
-            self.out.samples.append(Sample(box_field, j in matched, self._conf(f"{pointer}/{pj}/{BOX_KEY}"),
-                                           f"{pointer}/{pj}/{BOX_KEY}"))
+            self.out.samples.append(
+                Sample(box_field, j in matched, self._conf(f"{pointer}/{pj}/{BOX_KEY}"), f"{pointer}/{pj}/{BOX_KEY}")
+            )
         self.all_right &= len(matches) == len(t_items) == len(p_idx)
         for j, (i, v) in matched.items():
             self.out.ious.append((box_field, v))
@@ -177,8 +180,14 @@ class _Scorer:
                 self.value(sub, pred[pj].get(key), f"{pattern}/*/{k}", f"{pointer}/{pj}/{k}", has)
 
 
-def score_item(truth: Any, pred: Any, confidence: dict[str, float] | None = None,
-               scoring: Scoring = Scoring(), *, answered: bool = True) -> ItemScore:
+def score_item(
+    truth: Any,
+    pred: Any,
+    confidence: dict[str, float] | None = None,
+    scoring: Scoring = Scoring(),
+    *,
+    answered: bool = True,
+) -> ItemScore:
     """Score one prediction (None or `answered=False` when the model gave no data) against its label."""
     s = _Scorer(confidence or {}, scoring)
     s.value(truth, pred, "", "", answered and pred is not None)
@@ -233,17 +242,33 @@ def aggregate(items: list[ItemScore], enums: dict[str, list[str]] | None = None)
             tp, fp, fn = counts[f]
             kind = "boxes" if f in ious or f.endswith(f"/{BOX_KEY}") else "list"
             iou_list = ious.get(f, [])
-            out.append(FieldMetrics(f, kind, tp + fn, _ratio(sum(samples[f]), len(samples[f])) if kind == "list"
-                                    else None, precision=_ratio(tp, tp + fp), recall=_ratio(tp, tp + fn),
-                                    mean_iou=_ratio(sum(iou_list), len(iou_list))))
+            out.append(
+                FieldMetrics(
+                    f,
+                    kind,
+                    tp + fn,
+                    _ratio(sum(samples[f]), len(samples[f])) if kind == "list" else None,
+                    precision=_ratio(tp, tp + fp),
+                    recall=_ratio(tp, tp + fn),
+                    mean_iou=_ratio(sum(iou_list), len(iou_list)),
+                )
+            )
             continue
         ok = samples[f]
         errs = errors.get(f, [])
         finite = [r for _, r in errs if math.isfinite(r)]
         conf = {t: dict(c) for t, c in confusion[f].items()} if f in enums else None
-        out.append(FieldMetrics(f, "number" if errs else "value", len(ok), _ratio(sum(ok), len(ok)),
-                                mae=_ratio(sum(e for e, _ in errs), len(errs)),
-                                mean_rel_error=_ratio(sum(finite), len(finite)), confusion=conf))
+        out.append(
+            FieldMetrics(
+                f,
+                "number" if errs else "value",
+                len(ok),
+                _ratio(sum(ok), len(ok)),
+                mae=_ratio(sum(e for e, _ in errs), len(errs)),
+                mean_rel_error=_ratio(sum(finite), len(finite)),
+                confusion=conf,
+            )
+        )
     return out
 
 

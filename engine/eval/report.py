@@ -56,8 +56,13 @@ def coverage_png(system: dict[str, Any]) -> bytes:
             ax.step(*zip(*pts, strict=True), where="post", label=name)
     if "fit" in system:
         ax.axhline(system["fit"]["target"], color="#c62828", linestyle=":", linewidth=1, label="target")
-    ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="coverage (share accepted)", ylabel="accuracy of accepted",
-           title="Accuracy vs coverage")
+    ax.set(
+        xlim=(0, 1.02),
+        ylim=(0, 1.02),
+        xlabel="coverage (share accepted)",
+        ylabel="accuracy of accepted",
+        title="Accuracy vs coverage",
+    )
     ax.legend(fontsize=7, loc="lower left")
     return _png(fig)
 
@@ -141,39 +146,99 @@ def _system_html(i: int, s: dict[str, Any], pngs: dict[str, bytes]) -> str:
     tag = f"{i + 1}-{_slug(s['system'])}"
     e = html.escape
     tokens = ", ".join(f"{k} {_num(v, '{:.0f}')}" for k, v in s["tokens_per_image"].items())
-    parts = [f"<a name='system-{i + 1}'></a><h2>{e(s['system'])}</h2>",
-             f"<p>{s['images']} images ({s['cached']} answered from the store), statuses "
-             f"{e(', '.join(f'{k} {v}' for k, v in s['statuses'].items()))}; whole-record accuracy "
-             f"<b>{_num(s['record_accuracy'])}</b>; latency mean {_num(s['latency_ms']['mean'], '{:.0f}')} ms, "
-             f"p95 {_num(s['latency_ms']['p95'], '{:.0f}')} ms; tokens/image "
-             f"{e(tokens)}; "
-             f"cost ${s['cost_per_image_usd']:.4f}/image</p>"]
+    parts = [
+        f"<a name='system-{i + 1}'></a><h2>{e(s['system'])}</h2>",
+        f"<p>{s['images']} images ({s['cached']} answered from the store), statuses "
+        f"{e(', '.join(f'{k} {v}' for k, v in s['statuses'].items()))}; whole-record accuracy "
+        f"<b>{_num(s['record_accuracy'])}</b>; latency mean {_num(s['latency_ms']['mean'], '{:.0f}')} ms, "
+        f"p95 {_num(s['latency_ms']['p95'], '{:.0f}')} ms; tokens/image "
+        f"{e(tokens)}; "
+        f"cost ${s['cost_per_image_usd']:.4f}/image</p>",
+    ]
     rows = []
     for f in s["fields"]:
         cal = s["calibration"].get(f["field"], {})
-        rows.append([e(f["field"]), f["kind"], str(f["n"]), _num(f["accuracy"]), _num(f["mae"]),
-                     _num(f["mean_rel_error"]), _num(f["precision"]), _num(f["recall"]), _num(f["mean_iou"]),
-                     _num(cal.get("ece"))])
-    parts.append(_table(["field", "kind", "n", "accuracy", "MAE", "rel. error", "precision", "recall", "mean IoU",
-                         "ECE"], rows))
+        rows.append(
+            [
+                e(f["field"]),
+                f["kind"],
+                str(f["n"]),
+                _num(f["accuracy"]),
+                _num(f["mae"]),
+                _num(f["mean_rel_error"]),
+                _num(f["precision"]),
+                _num(f["recall"]),
+                _num(f["mean_iou"]),
+                _num(cal.get("ece")),
+            ]
+        )
+    parts.append(
+        _table(["field", "kind", "n", "accuracy", "MAE", "rel. error", "precision", "recall", "mean IoU", "ECE"], rows)
+    )
     if s["steps"]:
-        parts.append("<h3>Ladder steps</h3>" + _table(
-            ["step", "model", "runs", "accepted", "escalated", "skipped", "mean ms", "p95 ms", "tokens in/out",
-             "$/image"],
-            [[e(st["step"]), e(st["model"]), str(st["runs"]), str(st["accepted"]), str(st["escalated"]),
-              str(st["skipped"]), _num(st["mean_ms"], "{:.0f}"), _num(st["p95_ms"], "{:.0f}"), _tokens(st),
-              f"{st['cost_per_image_usd']:.4f}"] for st in s["steps"]]))
+        parts.append(
+            "<h3>Ladder steps</h3>"
+            + _table(
+                [
+                    "step",
+                    "model",
+                    "runs",
+                    "accepted",
+                    "escalated",
+                    "skipped",
+                    "mean ms",
+                    "p95 ms",
+                    "tokens in/out",
+                    "$/image",
+                ],
+                [
+                    [
+                        e(st["step"]),
+                        e(st["model"]),
+                        str(st["runs"]),
+                        str(st["accepted"]),
+                        str(st["escalated"]),
+                        str(st["skipped"]),
+                        _num(st["mean_ms"], "{:.0f}"),
+                        _num(st["p95_ms"], "{:.0f}"),
+                        _tokens(st),
+                        f"{st['cost_per_image_usd']:.4f}",
+                    ]
+                    for st in s["steps"]
+                ],
+            )
+        )
     if "fit" in s:
         fit = s["fit"]
-        climb = "" if fit.get("escalated_ms_per_image") is None else (
-            f"; the next rung adds ~{fit['escalated_ms_per_image']:.0f} ms"
-            f" and ${fit['escalated_usd_per_image'] or 0:.4f} per image on average")
-        parts.append(f"<h3>Thresholds for {fit['target']:.0%} accuracy</h3><p>escalation rate "
-                     f"<b>{fit['escalation_rate']:.0%}</b>; whole-record accuracy of the rest "
-                     f"{_num(fit['accepted_record_accuracy'])}{climb}</p>")
-        parts.append(_table(["field", "threshold", "reached", "coverage", "accuracy", "n"], [
-            [e(x["field"]), f"{x['threshold']:.3f}", "yes" if x["reached"] else "<b>no</b>", _num(x["coverage"]),
-             _num(x["accuracy"]), str(x["n"])] for x in fit["fields"]]))
+        climb = (
+            ""
+            if fit.get("escalated_ms_per_image") is None
+            else (
+                f"; the next rung adds ~{fit['escalated_ms_per_image']:.0f} ms"
+                f" and ${fit['escalated_usd_per_image'] or 0:.4f} per image on average"
+            )
+        )
+        parts.append(
+            f"<h3>Thresholds for {fit['target']:.0%} accuracy</h3><p>escalation rate "
+            f"<b>{fit['escalation_rate']:.0%}</b>; whole-record accuracy of the rest "
+            f"{_num(fit['accepted_record_accuracy'])}{climb}</p>"
+        )
+        parts.append(
+            _table(
+                ["field", "threshold", "reached", "coverage", "accuracy", "n"],
+                [
+                    [
+                        e(x["field"]),
+                        f"{x['threshold']:.3f}",
+                        "yes" if x["reached"] else "<b>no</b>",
+                        _num(x["coverage"]),
+                        _num(x["accuracy"]),
+                        str(x["n"]),
+                    ]
+                    for x in fit["fields"]
+                ],
+            )
+        )
     parts.append("<h3>Calibration</h3>" + _img(pngs, f"{tag}-reliability.png") + _img(pngs, f"{tag}-coverage.png"))
     confusions = [n for n in pngs if n.startswith(f"{tag}-confusion-")]
     if confusions:
@@ -181,24 +246,31 @@ def _system_html(i: int, s: dict[str, Any], pngs: dict[str, bytes]) -> str:
     return "\n".join(parts)
 
 
-STYLE = ("body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.5em 0}"
-         "td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%;text-align:right}td:first-child{text-align:left}"
-         "th{background:#f0f0f0}h2{border-bottom:2px solid #1976d2}")
+STYLE = (
+    "body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.5em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%;text-align:right}td:first-child{text-align:left}"
+    "th{background:#f0f0f0}h2{border-bottom:2px solid #1976d2}"
+)
 
 
 def render_html(doc: dict[str, Any], pngs: dict[str, bytes]) -> str:
     """One HTML page, images inlined: it can be mailed or archived as a single file."""
     e = html.escape
-    head = (f"<h1>Loupe evaluation: {e(doc['task'])}</h1><p>labelled set {e(doc['labelled_set'])} "
-            f"({doc['images']} images), {e(doc['created'])}</p>")
+    head = (
+        f"<h1>Loupe evaluation: {e(doc['task'])}</h1><p>labelled set {e(doc['labelled_set'])} "
+        f"({doc['images']} images), {e(doc['created'])}</p>"
+    )
     body = [head, "<h2>Latency and cost</h2>", _img(pngs, "cost.png")]
     body += [_system_html(i, s, pngs) for i, s in enumerate(doc["systems"])]
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Loupe evaluation</title>"
-            f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Loupe evaluation</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>"
+    )
 
 
-def write_report(doc: dict[str, Any], out_dir: Path,
-                 make_plots: Callable[[dict[str, Any]], dict[str, bytes]] = plots) -> dict[str, Path]:
+def write_report(
+    doc: dict[str, Any], out_dir: Path, make_plots: Callable[[dict[str, Any]], dict[str, bytes]] = plots
+) -> dict[str, Path]:
     """report.json, plots/*.png and report.html in `out_dir`; returns their paths."""
     pngs = make_plots(doc)
     (out_dir / "plots").mkdir(parents=True, exist_ok=True)

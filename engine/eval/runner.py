@@ -103,8 +103,9 @@ class TokenTap:
         """The wrapped rung's model."""
         return self.inner.model
 
-    def run(self, task: Task, images: Sequence[LoadedImage], *,
-            cancel: threading.Event | None = None) -> tuple[Result, float, int]:
+    def run(
+        self, task: Task, images: Sequence[LoadedImage], *, cancel: threading.Event | None = None
+    ) -> tuple[Result, float, int]:
         """Run the rung and note its tokens."""
         result, cost, calls = self.inner.run(task, images, cancel=cancel)
         self.seen.append(asdict(result.tokens))
@@ -135,8 +136,10 @@ def _ladder_analyze(system: System, task: Task, pool: ModelPool) -> Callable[[st
     raw = dict(task.escalation or {})
     raw.update(ladder=list(system.ladder), cloud=False)  # an evaluation never sends images anywhere
     # rungs name models; the policy knows named local rungs only through its `models` table (runners below)
-    raw["models"] = {**(raw.get("models") or {}),
-                     **{n: {"model": n} for n in system.models() if n not in ("local", "cloud")}}
+    raw["models"] = {
+        **(raw.get("models") or {}),
+        **{n: {"model": n} for n in system.models() if n not in ("local", "cloud")},
+    }
     policy = policy_from_dict(raw, task.source)
     seen: list[dict[str, int]] = []
     runners: dict[str, StepRunner] = {"cloud": DisabledCloud()}
@@ -157,17 +160,28 @@ def _ladder_analyze(system: System, task: Task, pool: ModelPool) -> Callable[[st
     return analyze
 
 
-def run_system(store: Store, labelled: LabelledSet, task: Task, system: System, pool: ModelPool,
-               settings_of: Callable[[str], dict[str, Any]], *, stop: threading.Event | None = None,
-               on_item: Callable[[ItemOutcome], None] | None = None) -> list[Prediction]:
+def run_system(
+    store: Store,
+    labelled: LabelledSet,
+    task: Task,
+    system: System,
+    pool: ModelPool,
+    settings_of: Callable[[str], dict[str, Any]],
+    *,
+    stop: threading.Event | None = None,
+    on_item: Callable[[ItemOutcome], None] | None = None,
+) -> list[Prediction]:
     """Every labelled image through `system`, recorded as a store job; cached results are reused.
 
     `settings_of(model)` is what keys a model's cache (the same as `loupe batch` records, so its runs are reused).
     """
     paths = [str(i.image) for i in labelled.items]
     if system.ladder:
-        settings = {"eval_ladder": list(system.ladder), "models": {m: settings_of(m) for m in system.models()},
-                    "escalation": task.escalation or {}}
+        settings = {
+            "eval_ladder": list(system.ladder),
+            "models": {m: settings_of(m) for m in system.models()},
+            "escalation": task.escalation or {},
+        }
         analyze: Callable[[str, Task], Result | Escalation] = _ladder_analyze(system, task, pool)
     else:
         settings = settings_of(system.model)
@@ -175,8 +189,15 @@ def run_system(store: Store, labelled: LabelledSet, task: Task, system: System, 
         def analyze(path: str, t: Task) -> Result | Escalation:
             return pool.get(system.model).analyze(AnalyzeRequest((path,), t))
 
-    job, _ = open_job(store, inputs=sorted(set(paths)), paths=paths, task=task, model=system.name,
-                      settings=settings, launch={"eval": labelled.source})
+    job, _ = open_job(
+        store,
+        inputs=sorted(set(paths)),
+        paths=paths,
+        task=task,
+        model=system.name,
+        settings=settings,
+        launch={"eval": labelled.source},
+    )
     BatchRunner(store, analyze).run(job.id, stop=stop, on_item=on_item)
     stored = {s.path: s for s in store.results(job.id)}
     out = []
@@ -187,6 +208,7 @@ def run_system(store: Store, labelled: LabelledSet, task: Task, system: System, 
         result = s.result
         if s.cached_from is not None:
             result = replace(result, timings=replace(result.timings, load_ms=0.0))
-        out.append(Prediction(item, result, tuple(x for x in s.escalation if isinstance(x, dict)),
-                              s.cached_from is not None))
+        out.append(
+            Prediction(item, result, tuple(x for x in s.escalation if isinstance(x, dict)), s.cached_from is not None)
+        )
     return out

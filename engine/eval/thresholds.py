@@ -110,8 +110,11 @@ def write_thresholds(task_file: str | Path, thresholds: dict[str, float]) -> lis
     path = Path(task_file)
     load = _LOADERS.get(path.suffix.lower())
     if load is None:
-        raise TaskError(str(path), "thresholds can be written into .json or .yaml task files only; add them by hand: "
-                        + json.dumps({"escalation": {"thresholds": {"fields": thresholds}}}))
+        raise TaskError(
+            str(path),
+            "thresholds can be written into .json or .yaml task files only; add them by hand: "
+            + json.dumps({"escalation": {"thresholds": {"fields": thresholds}}}),
+        )
     try:
         raw: Any = load(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError) as exc:
@@ -129,8 +132,11 @@ def write_thresholds(task_file: str | Path, thresholds: dict[str, float]) -> lis
         raise TaskError(str(path), "fields must be a table/object", "/escalation/thresholds/fields")
     replaced = [k for k in old if k not in thresholds and pattern_of(k) != k and pattern_of(k) in thresholds]
     th["fields"] = {**{k: v for k, v in old.items() if k not in replaced}, **thresholds}
-    text = (json.dumps(raw, indent=2, ensure_ascii=False) + "\n" if path.suffix.lower() == ".json"
-            else yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
+    text = (
+        json.dumps(raw, indent=2, ensure_ascii=False) + "\n"
+        if path.suffix.lower() == ".json"
+        else yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
+    )
     from loupe.core.tasks import task_from_dict
     from loupe.escalate.config import policy_from_dict
 

@@ -33,8 +33,14 @@ def coco(results: list[StoredResult]) -> dict[str, Any]:
         images.append({"id": s.item_id, "file_name": s.path, "width": info.width, "height": info.height})
         for b in _own(final_boxes(s), info):
             x0, y0, x1, y1 = b.pixels
-            ann = {"id": len(annotations) + 1, "image_id": s.item_id, "category_id": category[b.label or DEFAULT_LABEL],
-                   "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0}
+            ann = {
+                "id": len(annotations) + 1,
+                "image_id": s.item_id,
+                "category_id": category[b.label or DEFAULT_LABEL],
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "area": (x1 - x0) * (y1 - y0),
+                "iscrowd": 0,
+            }
             if b.confidence is not None:
                 ann["score"] = b.confidence
             annotations.append(ann)
@@ -52,10 +58,21 @@ def _regions(boxes: list[Box], info: ImageInfo) -> list[dict[str, Any]]:
     for n, b in enumerate(boxes, start=1):
         x0, y0, x1, y1 = b.pixels
         region: dict[str, Any] = {
-            "id": f"r{n}", "type": "rectanglelabels", "from_name": "label", "to_name": "image",
-            "original_width": w, "original_height": h, "image_rotation": 0,
-            "value": {"x": 100 * x0 / w, "y": 100 * y0 / h, "width": 100 * (x1 - x0) / w,
-                      "height": 100 * (y1 - y0) / h, "rotation": 0, "rectanglelabels": [b.label or DEFAULT_LABEL]},
+            "id": f"r{n}",
+            "type": "rectanglelabels",
+            "from_name": "label",
+            "to_name": "image",
+            "original_width": w,
+            "original_height": h,
+            "image_rotation": 0,
+            "value": {
+                "x": 100 * x0 / w,
+                "y": 100 * y0 / h,
+                "width": 100 * (x1 - x0) / w,
+                "height": 100 * (y1 - y0) / h,
+                "rotation": 0,
+                "rectanglelabels": [b.label or DEFAULT_LABEL],
+            },
         }
         if b.confidence is not None:
             region["score"] = b.confidence
@@ -73,8 +90,13 @@ def labelstudio(results: list[StoredResult]) -> list[dict[str, Any]]:
         task: dict[str, Any] = {
             "id": s.item_id,
             "data": {"image": s.path, "loupe_result": s.id, "loupe_status": s.result.status.value},
-            "predictions": [{"model_version": s.result.model, "score": s.result.min_confidence,
-                             "result": _regions(_own(s.result.boxes, info), info)}],
+            "predictions": [
+                {
+                    "model_version": s.result.model,
+                    "score": s.result.min_confidence,
+                    "result": _regions(_own(s.result.boxes, info), info),
+                }
+            ],
         }
         if s.review is not None and s.review.decision != "reject":
             task["annotations"] = [{"result": _regions(_own(final_boxes(s), info), info)}]

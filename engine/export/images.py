@@ -83,10 +83,22 @@ def write_labelled(store: Store, results: list[StoredResult], out_dir: Path) -> 
         except OSError as exc:
             skipped.append(f"{s.path}: {exc.strerror or exc}")
             continue
-        lines.append({"image": f"images/{name}", "source": s.path, "sha256": s.sha256, "task": job.task.name,
-                      "task_key": job.task_key, "data": s.final_data, "decision": s.review.decision,
-                      "who": s.review.who, "at": s.review.at, "note": s.review.note, "job": s.job_id,
-                      "result": s.id})
+        lines.append(
+            {
+                "image": f"images/{name}",
+                "source": s.path,
+                "sha256": s.sha256,
+                "task": job.task.name,
+                "task_key": job.task_key,
+                "data": s.final_data,
+                "decision": s.review.decision,
+                "who": s.review.who,
+                "at": s.review.at,
+                "note": s.review.note,
+                "job": s.job_id,
+                "result": s.id,
+            }
+        )
     with atomic_open(out_dir / "labels.jsonl", encoding="utf-8") as f:
         f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
     with atomic_open(out_dir / "tasks.json", encoding="utf-8") as f:

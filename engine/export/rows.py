@@ -31,9 +31,17 @@ def final_boxes(stored: StoredResult) -> tuple[Box, ...]:
 def record(stored: StoredResult) -> dict[str, Any]:
     """The full JSON record of a stored result (a JSONL line): the Result's fields plus item and review."""
     out = stored.result.to_dict()
-    out.update(job=stored.job_id, item=stored.item_id, result=stored.id, path=stored.path, sha256=stored.sha256,
-               min_confidence=stored.result.min_confidence, cached=stored.cached_from is not None,
-               escalation=list(stored.escalation), review=None if stored.review is None else asdict(stored.review))
+    out.update(
+        job=stored.job_id,
+        item=stored.item_id,
+        result=stored.id,
+        path=stored.path,
+        sha256=stored.sha256,
+        min_confidence=stored.result.min_confidence,
+        cached=stored.cached_from is not None,
+        escalation=list(stored.escalation),
+        review=None if stored.review is None else asdict(stored.review),
+    )
     if stored.review is not None and stored.review.decision == "edit":
         out["model_data"] = out["data"]
         out["data"] = stored.review.data
@@ -59,9 +67,23 @@ def flatten(value: Any, pointer: str = "") -> Iterator[tuple[str, Any]]:
 def flat_row(stored: StoredResult) -> dict[str, Any]:
     """One row for CSV/Parquet: fixed columns, then one column per data leaf (named by its pointer)."""
     r = stored.result
-    row: dict[str, Any] = dict(zip(FIXED_COLUMNS, (
-        stored.job_id, stored.item_id, stored.id, stored.path, stored.sha256, r.status.value, r.min_confidence,
-        r.error, stored.review.decision if stored.review else None), strict=True))
+    row: dict[str, Any] = dict(
+        zip(
+            FIXED_COLUMNS,
+            (
+                stored.job_id,
+                stored.item_id,
+                stored.id,
+                stored.path,
+                stored.sha256,
+                r.status.value,
+                r.min_confidence,
+                r.error,
+                stored.review.decision if stored.review else None,
+            ),
+            strict=True,
+        )
+    )
     row.update(flatten(stored.final_data) if stored.final_data is not None else ())
     return row
 

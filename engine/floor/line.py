@@ -81,20 +81,42 @@ def line_job_key(source: str, task: Task, model: str) -> str:
 def message(task: Task, outcome: LineOutcome) -> dict[str, Any]:
     """The verdict message every line output carries."""
     r = outcome.result
-    return {"verdict": outcome.judgement.verdict.value, "reason": outcome.judgement.reason, "task": task.name,
-            "image": outcome.image, "result_id": outcome.result_id, "status": r.status.value,
-            "min_confidence": r.min_confidence, "data": r.data, "model": r.model, "at": outcome.at,
-            "boxes": [{"label": b.label, "box_2d": list(b.box_2d), "pixels": list(b.pixels),
-                       "confidence": b.confidence} for b in r.boxes]}
+    return {
+        "verdict": outcome.judgement.verdict.value,
+        "reason": outcome.judgement.reason,
+        "task": task.name,
+        "image": outcome.image,
+        "result_id": outcome.result_id,
+        "status": r.status.value,
+        "min_confidence": r.min_confidence,
+        "data": r.data,
+        "model": r.model,
+        "at": outcome.at,
+        "boxes": [
+            {"label": b.label, "box_2d": list(b.box_2d), "pixels": list(b.pixels), "confidence": b.confidence}
+            for b in r.boxes
+        ],
+    }
 
 
 class Line:
     """Source -> engine -> store -> verdict -> outbox -> source.finish, one capture at a time on one thread."""
 
-    def __init__(self, *, source: Source, task: Task, rules: Rules, outputs: OutputsConfig, db_path: str | Path,
-                 load: Callable[[], Engine],
-                 model: str, events: LineEvents, delivery: Delivery | None = None,
-                 settings: dict[str, Any] | None = None, retry_model: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        source: Source,
+        task: Task,
+        rules: Rules,
+        outputs: OutputsConfig,
+        db_path: str | Path,
+        load: Callable[[], Engine],
+        model: str,
+        events: LineEvents,
+        delivery: Delivery | None = None,
+        settings: dict[str, Any] | None = None,
+        retry_model: bool = True,
+    ) -> None:
         self.source, self.task, self.db_path, self.load, self.model = source, task, Path(db_path), load, model
         self.events, self.delivery = events, delivery
         self.settings = settings or {"source": "line"}
@@ -183,8 +205,7 @@ class Line:
             except Exception as exc:  # e.g. the store's disk is full: keep the file, say so, retry
                 delay = backoff.next_delay()
                 log.warning("%s: %s", capture.path, exc)
-                self.events.problem(f"{Path(capture.path).name}: {type(exc).__name__}: {exc}; "
-                                    f"retrying in {delay:g} s")
+                self.events.problem(f"{Path(capture.path).name}: {type(exc).__name__}: {exc}; retrying in {delay:g} s")
                 self.stop_event.wait(delay)
 
     # -- one capture -------------------------------------------------------------------------------------
@@ -193,8 +214,14 @@ class Line:
         key = line_job_key(self.source.name, self.task, self.model)
         job = store.unfinished_job(key)
         if job is None:
-            job = store.create_job(key=key, task=self.task, model=self.model, settings=self.settings,
-                                   launch={"line": self.source.name}, paths=[])
+            job = store.create_job(
+                key=key,
+                task=self.task,
+                model=self.model,
+                settings=self.settings,
+                launch={"line": self.source.name},
+                paths=[],
+            )
         store.set_state(job.id, "running")
         return job.id
 
@@ -218,8 +245,9 @@ class Line:
             item_id = self._item_id(store, item_path)
             source_id = store.cached_result_id(key)
             if source_id is not None:
-                result_id, result = store.copy_result(item_id, source_id, path=capture.path, sha256=sha, size=size,
-                                                      cache_key=key)
+                result_id, result = store.copy_result(
+                    item_id, source_id, path=capture.path, sha256=sha, size=size, cache_key=key
+                )
             else:
                 cached = False
                 # stopping the station stops the model too (llama.cpp between graph nodes, or at the next token)
@@ -233,8 +261,9 @@ class Line:
         outbox = Outbox(store, max_pending=self.outputs.max_pending)
         if self.delivery is not None and judgement.verdict in self.outputs.on and not outbox.has_result(result_id):
             payload = message(self.task, outcome)
-            dropped = outbox.put([Message(s.name, s.destination, payload) for s in self.delivery.sinks.values()],
-                                 result_id=result_id)
+            dropped = outbox.put(
+                [Message(s.name, s.destination, payload) for s in self.delivery.sinks.values()], result_id=result_id
+            )
             if dropped:
                 self.events.problem(f"the output queue is full: {dropped} oldest message(s) dropped")
         final = self.source.finish(capture)
@@ -248,7 +277,9 @@ class Line:
         """The item path for these bytes, and the result id when this very file was judged already."""
         row = store.conn.execute(
             "SELECT i.sha256, r.id FROM items i LEFT JOIN results r ON r.item_id = i.id WHERE i.job_id = ? AND"
-            " i.path = ?", (self.job_id, path)).fetchone()
+            " i.path = ?",
+            (self.job_id, path),
+        ).fetchone()
         if row is None or row[1] is None:
             return path, None
         if row[0] == sha:
@@ -256,12 +287,14 @@ class Line:
         return f"{path}#{sha[:12]}", None  # a new file under a name used before
 
     def _item_id(self, store: Store, path: str) -> int:
-        return int(store.conn.execute("SELECT id FROM items WHERE job_id = ? AND path = ?",
-                                      (self.job_id, path)).fetchone()[0])
+        return int(
+            store.conn.execute("SELECT id FROM items WHERE job_id = ? AND path = ?", (self.job_id, path)).fetchone()[0]
+        )
 
 
-def recent(store: Store, job_id: int, task: Task, rules: Rules, *, limit: int = 12, since: str = "") -> tuple[
-        list[LineOutcome], dict[str, int]]:
+def recent(
+    store: Store, job_id: int, task: Task, rules: Rules, *, limit: int = 12, since: str = ""
+) -> tuple[list[LineOutcome], dict[str, int]]:
     """What the kiosk shows after a restart: the last `limit` outcomes (newest first) and verdict counts since
     `since` (an ISO timestamp: the shift's start)."""
     counts = {"PASS": 0, "FAIL": 0, "REVIEW": 0}
@@ -273,4 +306,3 @@ def recent(store: Store, job_id: int, task: Task, rules: Rules, *, limit: int = 
         image = where_now(stored.path.split("#")[0])
         last.append(LineOutcome(image, stored.id, stored.result, j, stored.cached_from is not None, stored.created))
     return last[::-1][:limit], counts
-

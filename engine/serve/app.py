@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from loupe.serve import analyze, chat, streaming
 from loupe.serve import schemas as s
 from loupe.serve.config import ServeConfig
-from loupe.serve.errors import ApiError
+from loupe.serve.errors import ApiError, bad_request
 from loupe.serve.images import read_image
 from loupe.serve.worker import LaneFull, Workers
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -127,7 +127,17 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail))
 
-    guarded = [Depends(authorise)] if config.token else []  # the spec declares bearer auth only when it is required
+    async def known_query(request: Request) -> None:
+        """A query parameter this endpoint does not take is a mistake (`?limt=5`), said rather than ignored."""
+        route = request.scope.get("route")
+        known = _query_names(route.dependant) if route is not None else set()
+        unknown = sorted(set(request.query_params) - known)
+        if unknown:
+            takes = f" (it takes: {', '.join(sorted(known))})" if known else " (it takes none)"
+            raise bad_request(f"unknown query parameter {unknown[0][:64]!r}{takes}", param=unknown[0][:64])
+
+    # the spec declares bearer auth only when it is required
+    guarded = [Depends(authorise), Depends(known_query)] if config.token else [Depends(known_query)]
 
     @app.get("/v1/models", response_model=s.ModelList, responses=ERRORS, dependencies=guarded)
     async def models() -> s.ModelList:
@@ -144,8 +154,9 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
         t0 = time.perf_counter()
         held: list[int] = []  # decoded pixels this request holds until its generation ends
         try:
-            plan = await workers.decode_lane.call(chat.plan, body, model_id, config.max_tokens_cap, workers.pixels,
-                                                  held)
+            plan = await workers.decode_lane.call(
+                chat.plan, body, model_id, config.max_tokens_cap, workers.pixels, held
+            )
             job = streaming.start(workers, plan, stream=bool(body.stream))
         except BaseException:
             workers.pixels.give_back(sum(held))
@@ -185,6 +196,14 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
     started = time.time()
     _document_400_not_422(app)
     return app
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters an endpoint declares, its dependencies' included (FastAPI's Dependant tree)."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
 
 
 def _document_400_not_422(app: FastAPI) -> None:

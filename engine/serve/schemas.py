@@ -201,8 +201,9 @@ class AnalyzeBody(BaseModel):
     task: str | None = Field(default=None, description="a built-in task name (see `loupe tasks`)")
     task_file: str | None = Field(default=None, description="path of a task file on the server's machine")
     schema_: dict[str, Any] | None = Field(default=None, alias="schema", description="a JSON Schema (object)")
-    instructions: str | None = Field(default=None, max_length=MAX_TEXT,
-                                     description="instructions that go with `schema`")
+    instructions: str | None = Field(
+        default=None, max_length=MAX_TEXT, description="instructions that go with `schema`"
+    )
     options: dict[str, Any] | None = Field(default=None, description="task option overrides (max_tokens, ...)")
 
 

@@ -6,6 +6,17 @@ from loupe.store.review import ReviewError, ReviewQueue, for_review, needs_revie
 from loupe.store.sqlite import Store, StoreError, default_db_path
 
 __all__ = [
-    "SCHEMA_VERSION", "ItemRecord", "JobRecord", "ReviewError", "ReviewQueue", "ReviewRecord", "Store", "StoreError",
-    "StoredResult", "cache_key", "default_db_path", "for_review", "needs_review",
+    "SCHEMA_VERSION",
+    "ItemRecord",
+    "JobRecord",
+    "ReviewError",
+    "ReviewQueue",
+    "ReviewRecord",
+    "Store",
+    "StoreError",
+    "StoredResult",
+    "cache_key",
+    "default_db_path",
+    "for_review",
+    "needs_review",
 ]

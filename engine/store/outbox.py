@@ -51,34 +51,48 @@ class Outbox:
         dropped = 0
         with self.store._tx() as c:
             for m in messages:
-                c.execute("INSERT INTO outbox (sink, destination, result_id, payload, created) VALUES (?, ?, ?, ?, ?)",
-                          (m.sink, m.destination, result_id, dumps(m.payload), now()))
-                over = c.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND sink = ?",
-                                 (m.sink,)).fetchone()[0] - self.max_pending
+                c.execute(
+                    "INSERT INTO outbox (sink, destination, result_id, payload, created) VALUES (?, ?, ?, ?, ?)",
+                    (m.sink, m.destination, result_id, dumps(m.payload), now()),
+                )
+                over = (
+                    c.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND sink = ?", (m.sink,)).fetchone()[
+                        0
+                    ]
+                    - self.max_pending
+                )
                 if over > 0:
                     cur = c.execute(
                         "UPDATE outbox SET state = 'dropped', done_at = ? WHERE id IN (SELECT id FROM outbox"
-                        " WHERE state = 'pending' AND sink = ? ORDER BY id LIMIT ?)", (now(), m.sink, over))
+                        " WHERE state = 'pending' AND sink = ? ORDER BY id LIMIT ?)",
+                        (now(), m.sink, over),
+                    )
                     dropped += cur.rowcount
         return dropped
 
     def head(self, sink: str) -> OutboxEntry | None:
         """The oldest pending message of a sink (messages go out in order)."""
-        row = self.store.conn.execute("SELECT * FROM outbox WHERE state = 'pending' AND sink = ? ORDER BY id LIMIT 1",
-                                      (sink,)).fetchone()
+        row = self.store.conn.execute(
+            "SELECT * FROM outbox WHERE state = 'pending' AND sink = ? ORDER BY id LIMIT 1", (sink,)
+        ).fetchone()
         return None if row is None else _entry(row)
 
     def mark_sent(self, entry_id: int) -> None:
         """The sink took it."""
         with self.store._tx() as c:
-            c.execute("UPDATE outbox SET state = 'sent', attempts = attempts + 1, last_error = NULL, done_at = ?"
-                      " WHERE id = ?", (now(), entry_id))
+            c.execute(
+                "UPDATE outbox SET state = 'sent', attempts = attempts + 1, last_error = NULL, done_at = ?"
+                " WHERE id = ?",
+                (now(), entry_id),
+            )
 
     def mark_failed(self, entry_id: int, error: str, retry_in: float) -> None:
         """The sink refused or was unreachable: try again after `retry_in` seconds."""
         with self.store._tx() as c:
-            c.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ? WHERE id = ?",
-                      (error, time.time() + retry_in, entry_id))
+            c.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ? WHERE id = ?",
+                (error, time.time() + retry_in, entry_id),
+            )
 
     def counts(self) -> dict[str, dict[str, int]]:
         """{sink: {pending, sent, dropped}}."""
@@ -89,8 +103,10 @@ class Outbox:
 
     def has_result(self, result_id: int) -> bool:
         """True when messages for this result were queued already (so a restart does not queue them twice)."""
-        return self.store.conn.execute("SELECT 1 FROM outbox WHERE result_id = ? LIMIT 1",
-                                       (result_id,)).fetchone() is not None
+        return (
+            self.store.conn.execute("SELECT 1 FROM outbox WHERE result_id = ? LIMIT 1", (result_id,)).fetchone()
+            is not None
+        )
 
     def entries(self, *, state: str | None = None) -> list[OutboxEntry]:
         """Every message (of a state), oldest first."""
@@ -99,6 +115,14 @@ class Outbox:
 
 
 def _entry(row: Any) -> OutboxEntry:
-    return OutboxEntry(id=row["id"], sink=row["sink"], destination=row["destination"], result_id=row["result_id"],
-                       payload=json.loads(row["payload"]), attempts=row["attempts"], next_at=row["next_at"],
-                       last_error=row["last_error"], state=row["state"])
+    return OutboxEntry(
+        id=row["id"],
+        sink=row["sink"],
+        destination=row["destination"],
+        result_id=row["result_id"],
+        payload=json.loads(row["payload"]),
+        attempts=row["attempts"],
+        next_at=row["next_at"],
+        last_error=row["last_error"],
+        state=row["state"],
+    )

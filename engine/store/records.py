@@ -32,18 +32,34 @@ def digest(*parts: str) -> str:
 
 def task_to_dict(task: Task) -> dict[str, Any]:
     """Everything a stored job needs to rebuild its task."""
-    return {"name": task.name, "description": task.description, "source": task.source, "schema": task.schema,
-            "instructions": task.instructions, "options": asdict(task.options), "escalation": task.escalation,
-            "verdict": task.verdict, "outputs": task.outputs}
+    return {
+        "name": task.name,
+        "description": task.description,
+        "source": task.source,
+        "schema": task.schema,
+        "instructions": task.instructions,
+        "options": asdict(task.options),
+        "escalation": task.escalation,
+        "verdict": task.verdict,
+        "outputs": task.outputs,
+    }
 
 
 def task_from_dict(raw: dict[str, Any]) -> Task:
     """The task a job was recorded with (already checked when the job was made)."""
     known = {f.name for f in fields(TaskOptions)}
     options = TaskOptions(**{k: v for k, v in raw.get("options", {}).items() if k in known})
-    return Task(name=raw["name"], schema=raw["schema"], instructions=raw["instructions"], options=options,
-                description=raw.get("description", ""), source=raw.get("source", "<stored>"),
-                escalation=raw.get("escalation"), verdict=raw.get("verdict"), outputs=raw.get("outputs"))
+    return Task(
+        name=raw["name"],
+        schema=raw["schema"],
+        instructions=raw["instructions"],
+        options=options,
+        description=raw.get("description", ""),
+        source=raw.get("source", "<stored>"),
+        escalation=raw.get("escalation"),
+        verdict=raw.get("verdict"),
+        outputs=raw.get("outputs"),
+    )
 
 
 def task_key(task: Task) -> str:
@@ -126,17 +142,43 @@ class StoredResult:
         return self.result.data
 
 
-RESULT_COLUMNS = ("status", "data", "confidence", "min_confidence", "boxes", "images", "raw", "timings", "tokens",
-                  "attempts", "error", "model", "backend", "model_confidence")
+RESULT_COLUMNS = (
+    "status",
+    "data",
+    "confidence",
+    "min_confidence",
+    "boxes",
+    "images",
+    "raw",
+    "timings",
+    "tokens",
+    "attempts",
+    "error",
+    "model",
+    "backend",
+    "model_confidence",
+)
 
 
 def result_columns(result: Result) -> tuple[Any, ...]:
     """A Result as values for RESULT_COLUMNS."""
     d = result.to_dict()
-    return (d["status"], None if result.data is None else dumps(result.data), dumps(d["confidence"]),
-            result.min_confidence, dumps(d["boxes"]), dumps(d["images"]), result.raw, dumps(d["timings"]),
-            dumps(d["tokens"]), result.attempts, result.error, result.model, result.backend,
-            dumps(d["model_confidence"]))
+    return (
+        d["status"],
+        None if result.data is None else dumps(result.data),
+        dumps(d["confidence"]),
+        result.min_confidence,
+        dumps(d["boxes"]),
+        dumps(d["images"]),
+        result.raw,
+        dumps(d["timings"]),
+        dumps(d["tokens"]),
+        result.attempts,
+        result.error,
+        result.model,
+        result.backend,
+        dumps(d["model_confidence"]),
+    )
 
 
 def result_from_row(row: Any, task_name: str) -> Result:
@@ -146,9 +188,18 @@ def result_from_row(row: Any, task_name: str) -> Result:
         Box(**{**b, "box_2d": tuple(b["box_2d"]), "pixels": tuple(b["pixels"])}) for b in json.loads(row["boxes"])
     )
     return Result(
-        status=Status(row["status"]), task=task_name, model=row["model"], backend=row["backend"], images=images,
-        data=None if row["data"] is None else json.loads(row["data"]), raw=row["raw"],
-        confidence=json.loads(row["confidence"]), boxes=boxes, timings=Timings(**json.loads(row["timings"])),
-        tokens=Tokens(**json.loads(row["tokens"])), attempts=row["attempts"], error=row["error"],
+        status=Status(row["status"]),
+        task=task_name,
+        model=row["model"],
+        backend=row["backend"],
+        images=images,
+        data=None if row["data"] is None else json.loads(row["data"]),
+        raw=row["raw"],
+        confidence=json.loads(row["confidence"]),
+        boxes=boxes,
+        timings=Timings(**json.loads(row["timings"])),
+        tokens=Tokens(**json.loads(row["tokens"])),
+        attempts=row["attempts"],
+        error=row["error"],
         model_confidence=json.loads(row["model_confidence"]),
     )

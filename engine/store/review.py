@@ -20,8 +20,11 @@ class ReviewError(StoreError):
 def needs_review(stored: StoredResult, threshold: float) -> bool:
     """Not ok, some field's confidence under the task's review threshold, or escalated to a person."""
     low = stored.result.min_confidence
-    sent_to_review = bool(stored.escalation) and isinstance(stored.escalation[-1], dict) \
-        and stored.escalation[-1].get("step") == "review"  # the ladder (e.g. budget spent) handed it to a person
+    sent_to_review = (
+        bool(stored.escalation)
+        and isinstance(stored.escalation[-1], dict)
+        and stored.escalation[-1].get("step") == "review"
+    )  # the ladder (e.g. budget spent) handed it to a person
     return stored.result.status is not Status.OK or (low is not None and low < threshold) or sent_to_review
 
 
@@ -67,8 +70,10 @@ class ReviewQueue:
         """The model's answer is right as it is."""
         stored = self.store.result(result_id)
         if stored.result.data is None:
-            raise ReviewError(f"result {result_id} has no data to accept ({stored.result.status.value}); "
-                              "edit it with the right data or reject it")
+            raise ReviewError(
+                f"result {result_id} has no data to accept ({stored.result.status.value}); "
+                "edit it with the right data or reject it"
+            )
         return self.store.add_review(result_id, "accept", note=note, who=who or current_user())
 
     def edit(self, result_id: int, data: Any, *, note: str = "", who: str | None = None) -> ReviewRecord:

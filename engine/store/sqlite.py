@@ -144,16 +144,33 @@ class Store:
         return "; ".join(str(r[0]) for r in self.conn.execute("PRAGMA integrity_check"))
 
     # -- jobs --------------------------------------------------------------------------------------
-    def create_job(self, *, key: str, task: Task, model: str, settings: dict[str, Any], launch: dict[str, Any],
-                   paths: Sequence[str]) -> JobRecord:
+    def create_job(
+        self,
+        *,
+        key: str,
+        task: Task,
+        model: str,
+        settings: dict[str, Any],
+        launch: dict[str, Any],
+        paths: Sequence[str],
+    ) -> JobRecord:
         """Record a job and all its items in one transaction, before any work starts."""
         stamp = now()
         with self._tx() as c:
             cur = c.execute(
                 "INSERT INTO jobs (key, task_name, task_key, task, model, settings, launch, created, updated, state)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')",
-                (key, task.name, task_key(task), dumps(task_to_dict(task)), model, dumps(settings), dumps(launch),
-                 stamp, stamp),
+                (
+                    key,
+                    task.name,
+                    task_key(task),
+                    dumps(task_to_dict(task)),
+                    model,
+                    dumps(settings),
+                    dumps(launch),
+                    stamp,
+                    stamp,
+                ),
             )
             job_id = int(cur.lastrowid or 0)
             self._insert_items(c, job_id, paths)
@@ -168,8 +185,10 @@ class Store:
     def _insert_items(c: sqlite3.Connection, job_id: int, paths: Sequence[str]) -> int:
         start = c.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM items WHERE job_id = ?", (job_id,)).fetchone()[0]
         before = c.total_changes
-        c.executemany("INSERT OR IGNORE INTO items (job_id, seq, path) VALUES (?, ?, ?)",
-                      [(job_id, start + i, p) for i, p in enumerate(paths)])
+        c.executemany(
+            "INSERT OR IGNORE INTO items (job_id, seq, path) VALUES (?, ?, ?)",
+            [(job_id, start + i, p) for i, p in enumerate(paths)],
+        )
         return c.total_changes - before
 
     def job(self, job_id: int) -> JobRecord:
@@ -192,8 +211,9 @@ class Store:
 
     def unfinished_job(self, key: str) -> JobRecord | None:
         """The latest job launched the same way that has not finished, if any."""
-        row = self.conn.execute("SELECT * FROM jobs WHERE key = ? AND state != 'done' ORDER BY id DESC LIMIT 1",
-                                (key,)).fetchone()
+        row = self.conn.execute(
+            "SELECT * FROM jobs WHERE key = ? AND state != 'done' ORDER BY id DESC LIMIT 1", (key,)
+        ).fetchone()
         return None if row is None else _job(row)
 
     def set_state(self, job_id: int, state: str) -> None:
@@ -208,17 +228,26 @@ class Store:
         """A job's items in order (only those without a result when pending_only)."""
         where = " AND state = 'pending'" if pending_only else ""
         rows = self.conn.execute(f"SELECT * FROM items WHERE job_id = ?{where} ORDER BY seq", (job_id,))
-        return [ItemRecord(r["id"], r["job_id"], r["seq"], r["path"], r["sha256"], r["size"], r["state"])
-                for r in rows]
+        return [ItemRecord(r["id"], r["job_id"], r["seq"], r["path"], r["sha256"], r["size"], r["state"]) for r in rows]
 
     def cached_result_id(self, key: str) -> int | None:
         """The first stored result with this cache key (errors are never cached)."""
-        row = self.conn.execute("SELECT id FROM results WHERE cache_key = ? AND status != 'error' ORDER BY id LIMIT 1",
-                                (key,)).fetchone()
+        row = self.conn.execute(
+            "SELECT id FROM results WHERE cache_key = ? AND status != 'error' ORDER BY id LIMIT 1", (key,)
+        ).fetchone()
         return None if row is None else int(row[0])
 
-    def save_result(self, item_id: int, result: Result, *, sha256: str | None, size: int | None,
-                    cache_key: str | None, cached_from: int | None = None, escalation: Sequence[Any] = ()) -> int:
+    def save_result(
+        self,
+        item_id: int,
+        result: Result,
+        *,
+        sha256: str | None,
+        size: int | None,
+        cache_key: str | None,
+        cached_from: int | None = None,
+        escalation: Sequence[Any] = (),
+    ) -> int:
         """Commit one finished result and mark its item done, atomically; returns the result id."""
         cols = ", ".join(RESULT_COLUMNS)
         marks = ", ".join("?" for _ in RESULT_COLUMNS)
@@ -229,27 +258,38 @@ class Store:
                     f" VALUES (?, ?, ?, ?, ?, {marks})",
                     (item_id, cache_key, cached_from, dumps(list(escalation)), now(), *result_columns(result)),
                 )
-                c.execute("UPDATE items SET state = 'done', sha256 = ?, size = ? WHERE id = ?",
-                          (sha256, size, item_id))
+                c.execute("UPDATE items SET state = 'done', sha256 = ?, size = ? WHERE id = ?", (sha256, size, item_id))
         except sqlite3.IntegrityError as exc:
             if "UNIQUE" not in str(exc):
                 raise
-            raise DuplicateResultError(f"item {item_id} already has a result (is another `loupe batch` running "
-                                       "this job?); the stored one is kept") from None
+            raise DuplicateResultError(
+                f"item {item_id} already has a result (is another `loupe batch` running "
+                "this job?); the stored one is kept"
+            ) from None
         return int(cur.lastrowid or 0)
 
-    def copy_result(self, item_id: int, source_id: int, *, path: str, sha256: str, size: int,
-                    cache_key: str) -> tuple[int, Result]:
+    def copy_result(
+        self, item_id: int, source_id: int, *, path: str, sha256: str, size: int, cache_key: str
+    ) -> tuple[int, Result]:
         """Answer an item from a stored result (a cache hit): same answer, this item's path; (id, result)."""
         source = self.result(source_id)
         images = tuple(replace(info, path=path) if i == 0 else info for i, info in enumerate(source.result.images))
         result = replace(source.result, images=images)
-        rid = self.save_result(item_id, result, sha256=sha256, size=size, cache_key=cache_key, cached_from=source_id,
-                               escalation=source.escalation)
+        rid = self.save_result(
+            item_id,
+            result,
+            sha256=sha256,
+            size=size,
+            cache_key=cache_key,
+            cached_from=source_id,
+            escalation=source.escalation,
+        )
         return rid, result
 
-    _RESULTS_SQL = ("SELECT r.*, i.job_id, i.path, i.sha256 AS item_sha256, j.task_name FROM results r"
-                    " JOIN items i ON i.id = r.item_id JOIN jobs j ON j.id = i.job_id")
+    _RESULTS_SQL = (
+        "SELECT r.*, i.job_id, i.path, i.sha256 AS item_sha256, j.task_name FROM results r"
+        " JOIN items i ON i.id = r.item_id JOIN jobs j ON j.id = i.job_id"
+    )
 
     def results(self, job_id: int | None = None) -> list[StoredResult]:
         """A job's results in item order (every job's when None), each with its latest review."""
@@ -263,8 +303,9 @@ class Store:
         row = self.conn.execute(f"{self._RESULTS_SQL} WHERE r.id = ?", (result_id,)).fetchone()
         if row is None:
             raise StoreError(f"no result {result_id} in {self.path}")
-        review = self.conn.execute("SELECT * FROM reviews WHERE result_id = ? ORDER BY id DESC LIMIT 1",
-                                   (result_id,)).fetchone()
+        review = self.conn.execute(
+            "SELECT * FROM reviews WHERE result_id = ? ORDER BY id DESC LIMIT 1", (result_id,)
+        ).fetchone()
         return _stored(row, None if review is None else _review(review))
 
     def _latest_reviews(self, job_id: int | None) -> dict[int, ReviewRecord]:
@@ -281,7 +322,9 @@ class Store:
         row = self.conn.execute(
             "SELECT COUNT(*) AS items, COUNT(r.id) AS done, COUNT(r.cached_from) AS cached,"
             " COALESCE(SUM(r.status = 'error'), 0) AS errors"
-            " FROM items i LEFT JOIN results r ON r.item_id = i.id WHERE i.job_id = ?", (job_id,)).fetchone()
+            " FROM items i LEFT JOIN results r ON r.item_id = i.id WHERE i.job_id = ?",
+            (job_id,),
+        ).fetchone()
         return {k: int(row[k]) for k in ("items", "done", "cached", "errors")}
 
     # -- reviews and audit -------------------------------------------------------------------------
@@ -292,25 +335,38 @@ class Store:
         self.result(result_id)  # a clear error for an unknown id
         stored = None if decision != "edit" else dumps(data)
         with self._tx() as c:
-            cur = c.execute("INSERT INTO reviews (result_id, decision, data, note, who, at) VALUES (?, ?, ?, ?, ?, ?)",
-                            (result_id, decision, stored, note, who, now()))
+            cur = c.execute(
+                "INSERT INTO reviews (result_id, decision, data, note, who, at) VALUES (?, ?, ?, ?, ?, ?)",
+                (result_id, decision, stored, note, who, now()),
+            )
         row = self.conn.execute("SELECT * FROM reviews WHERE id = ?", (cur.lastrowid,)).fetchone()
         return _review(row)
 
-    def record_audit(self, kind: str, *, destination: str = "", detail: dict[str, Any] | None = None,
-                     job_id: int | None = None) -> int:
+    def record_audit(
+        self, kind: str, *, destination: str = "", detail: dict[str, Any] | None = None, job_id: int | None = None
+    ) -> int:
         """Note something that left (or was about to leave) the machine."""
         with self._tx() as c:
-            cur = c.execute("INSERT INTO audit (at, job_id, kind, destination, detail) VALUES (?, ?, ?, ?, ?)",
-                            (now(), job_id, kind, destination, dumps(detail or {})))
+            cur = c.execute(
+                "INSERT INTO audit (at, job_id, kind, destination, detail) VALUES (?, ?, ?, ?, ?)",
+                (now(), job_id, kind, destination, dumps(detail or {})),
+            )
         return int(cur.lastrowid or 0)
 
 
 def _job(row: sqlite3.Row) -> JobRecord:
-    return JobRecord(id=row["id"], key=row["key"], task=task_from_dict(json.loads(row["task"])),
-                     task_key=row["task_key"], model=row["model"], settings=json.loads(row["settings"]),
-                     launch=json.loads(row["launch"]), created=row["created"], updated=row["updated"],
-                     state=row["state"])
+    return JobRecord(
+        id=row["id"],
+        key=row["key"],
+        task=task_from_dict(json.loads(row["task"])),
+        task_key=row["task_key"],
+        model=row["model"],
+        settings=json.loads(row["settings"]),
+        launch=json.loads(row["launch"]),
+        created=row["created"],
+        updated=row["updated"],
+        state=row["state"],
+    )
 
 
 def _review(row: sqlite3.Row) -> ReviewRecord:
@@ -319,10 +375,18 @@ def _review(row: sqlite3.Row) -> ReviewRecord:
 
 
 def _stored(row: sqlite3.Row, review: ReviewRecord | None) -> StoredResult:
-    return StoredResult(id=row["id"], job_id=row["job_id"], item_id=row["item_id"], path=row["path"],
-                        sha256=row["item_sha256"], result=result_from_row(row, row["task_name"]),
-                        cached_from=row["cached_from"], escalation=tuple(json.loads(row["escalation"])),
-                        created=row["created"], review=review)
+    return StoredResult(
+        id=row["id"],
+        job_id=row["job_id"],
+        item_id=row["item_id"],
+        path=row["path"],
+        sha256=row["item_sha256"],
+        result=result_from_row(row, row["task_name"]),
+        cached_from=row["cached_from"],
+        escalation=tuple(json.loads(row["escalation"])),
+        created=row["created"],
+        review=review,
+    )
 
 
 __all__ = ["SCHEMA_VERSION", "DuplicateResultError", "Store", "StoreError", "default_db_path"]

@@ -58,17 +58,41 @@ def with_outputs(job: TaskFile, *, mqtt: str | None = None, webhook: str | None 
     return replace(job, task=replace(job.task, outputs=raw), outputs=config)
 
 
-def build_line(settings: LineSettings, load: Callable[[], Engine], model: str, events: LineEvents, *,
-               retry_model: bool = True, allow_missing: bool = False) -> tuple[Line, Delivery | None]:
+def build_line(
+    settings: LineSettings,
+    load: Callable[[], Engine],
+    model: str,
+    events: LineEvents,
+    *,
+    retry_model: bool = True,
+    allow_missing: bool = False,
+) -> tuple[Line, Delivery | None]:
     """The Line (and its output delivery, if the task has outputs); neither is started."""
     frames = settings.frames or settings.db.parent / "frames"
-    source = open_source(settings.source, frames_dir=frames, after=settings.after, settle_s=settings.settle_s,
-                         poll=settings.poll, interval_s=settings.interval_s, trigger=settings.trigger,
-                         allow_missing=allow_missing)
+    source = open_source(
+        settings.source,
+        frames_dir=frames,
+        after=settings.after,
+        settle_s=settings.settle_s,
+        poll=settings.poll,
+        interval_s=settings.interval_s,
+        trigger=settings.trigger,
+        allow_missing=allow_missing,
+    )
     job = settings.job
     delivery = None
     if job.outputs.sinks:
         delivery = Delivery(settings.db, build_sinks(job.outputs), max_backoff_s=job.outputs.max_backoff_s)
-    line = Line(source=source, task=job.task, rules=job.rules, outputs=job.outputs, db_path=settings.db, load=load,
-                model=model, events=events, delivery=delivery, retry_model=retry_model)
+    line = Line(
+        source=source,
+        task=job.task,
+        rules=job.rules,
+        outputs=job.outputs,
+        db_path=settings.db,
+        load=load,
+        model=model,
+        events=events,
+        delivery=delivery,
+        retry_model=retry_model,
+    )
     return line, delivery

@@ -29,13 +29,21 @@ MODEL: tuple[Option, ...] = (
     ("--model", {"default": None, "help": "catalog or imported model name (see `loupe models list`)"}),
     ("--model-path", {"help": "a text-model GGUF file (with --mmproj)"}),
     ("--mmproj", {"help": "the matching mmproj GGUF file"}),
-    ("--threads", {"type": int, "default": None,
-                   "help": "CPU threads, fixed (default: one per physical core, fewer while others keep cores busy)"}),
+    (
+        "--threads",
+        {
+            "type": int,
+            "default": None,
+            "help": "CPU threads, fixed (default: one per physical core, fewer while others keep cores busy)",
+        },
+    ),
 )
 
 GUI: tuple[Option, ...] = (
-    ("--model", {"help": "installed model name (default: the last one used, else the catalog default, else "
-                         "synthetic)"}),
+    (
+        "--model",
+        {"help": "installed model name (default: the last one used, else the catalog default, else synthetic)"},
+    ),
     ("--model-path", {"help": "text model GGUF (with --mmproj)"}),
     ("--mmproj", {"help": "vision projector GGUF (with --model-path)"}),
     ("--threads", {"type": int, "default": None, "help": "CPU threads for the model"}),
@@ -47,15 +55,33 @@ GUI: tuple[Option, ...] = (
 
 LINE: tuple[Option, ...] = (
     ("--db", {"help": "the results store (default: $LOUPE_DB, else loupe.db in the user data dir)"}),
-    ("--after", {"choices": ["move", "mark"], "default": "move",
-                 "help": "what happens to a judged file in a watched folder: move it to processed/ (default) or "
-                         "leave it and write a hidden .NAME.loupe-done marker"}),
-    ("--settle", {"type": float, "default": 1.0, "metavar": "S",
-                  "help": "a file found without a close event is ready once unchanged this long (default 1 s)"}),
+    (
+        "--after",
+        {
+            "choices": ["move", "mark"],
+            "default": "move",
+            "help": "what happens to a judged file in a watched folder: move it to processed/ (default) or "
+            "leave it and write a hidden .NAME.loupe-done marker",
+        },
+    ),
+    (
+        "--settle",
+        {
+            "type": float,
+            "default": 1.0,
+            "metavar": "S",
+            "help": "a file found without a close event is ready once unchanged this long (default 1 s)",
+        },
+    ),
     ("--poll", {"action": "store_true", "help": "poll the folder instead of inotify (network shares)"}),
     ("--interval", {"type": float, "default": 1.0, "metavar": "S", "help": "camera: seconds between grabs"}),
-    ("--trigger", {"action": "store_true",
-                   "help": "camera: grab a frame only when triggered (in the kiosk: the space bar or a foot pedal)"}),
+    (
+        "--trigger",
+        {
+            "action": "store_true",
+            "help": "camera: grab a frame only when triggered (in the kiosk: the space bar or a foot pedal)",
+        },
+    ),
     ("--frames", {"metavar": "DIR", "help": "camera: where grabbed frames are saved (default: beside the db)"}),
     ("--mqtt", {"metavar": "URL", "help": "publish verdicts: mqtt://host[:port]/topic (adds to the task's)"}),
     ("--webhook", {"metavar": "URL", "help": "POST verdicts as JSON to this URL (adds to the task's)"}),
@@ -65,8 +91,7 @@ LINE: tuple[Option, ...] = (
 KIOSK: tuple[Option, ...] = (
     ("--pin", {"default": None, "help": "operator PIN to leave (default: $LOUPE_KIOSK_PIN, else 0000)"}),
     ("--last", {"type": int, "default": 8, "metavar": "N", "help": "how many recent results to list"}),
-    ("--shift-hours", {"type": float, "default": 8.0,
-                       "help": "shift length; counts reset each shift (from 06:00)"}),
+    ("--shift-hours", {"type": float, "default": 8.0, "help": "shift length; counts reset each shift (from 06:00)"}),
     ("--windowed", {"action": "store_true", "help": "a normal window instead of fullscreen"}),
     ("--screenshot", {"metavar": "PNG", "help": "save the window after the first result, then quit"}),
 )
@@ -90,10 +115,16 @@ def argv_of(values: Mapping[str, Any], options: Iterable[Option]) -> list[str]:
 
 def model_spec(values: Mapping[str, Any]) -> ModelSpec:
     """The model options (--model, --model-path/--mmproj, --backend, ...) as a ModelSpec."""
-    return ModelSpec(model=values.get("model") or "", path=values.get("model_path") or "",
-                     mmproj=values.get("mmproj") or "", backend=values.get("backend") or "auto",
-                     threads=values.get("threads"), ep=values.get("ep"), quant=values.get("quant"),
-                     constraint=values.get("constraint") or "llguidance")
+    return ModelSpec(
+        model=values.get("model") or "",
+        path=values.get("model_path") or "",
+        mmproj=values.get("mmproj") or "",
+        backend=values.get("backend") or "auto",
+        threads=values.get("threads"),
+        ep=values.get("ep"),
+        quant=values.get("quant"),
+        constraint=values.get("constraint") or "llguidance",
+    )
 
 
 def task_of(values: Mapping[str, Any]) -> TaskFile:
@@ -106,11 +137,17 @@ def task_of(values: Mapping[str, Any]) -> TaskFile:
 def line_settings(values: Mapping[str, Any], job: TaskFile) -> LineSettings:
     """The LINE options (and the source) as LineSettings, the outputs given on the command line added."""
     job = with_outputs(job, mqtt=values.get("mqtt"), webhook=values.get("webhook"), drop=bool(values.get("drop")))
-    return LineSettings(source=str(values["source"]), job=job, db=Path(values.get("db") or default_db_path()),
-                        frames=Path(values["frames"]) if values.get("frames") else None,
-                        after=values.get("after") or "move", settle_s=float(values.get("settle", 1.0)),
-                        poll=bool(values.get("poll")), interval_s=float(values.get("interval", 1.0)),
-                        trigger=bool(values.get("trigger")))
+    return LineSettings(
+        source=str(values["source"]),
+        job=job,
+        db=Path(values.get("db") or default_db_path()),
+        frames=Path(values["frames"]) if values.get("frames") else None,
+        after=values.get("after") or "move",
+        settle_s=float(values.get("settle", 1.0)),
+        poll=bool(values.get("poll")),
+        interval_s=float(values.get("interval", 1.0)),
+        trigger=bool(values.get("trigger")),
+    )
 
 
 def model_name(spec: ModelSpec) -> str:

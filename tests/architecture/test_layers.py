@@ -20,8 +20,14 @@ def _lint(tree: Path) -> subprocess.CompletedProcess[str]:
     """lint-imports with the repository's contracts over a staged tree (its `loupe` first on the path)."""
     (tree / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    return subprocess.run([str(LINT), "--no-cache", "--config", str(tree / "pyproject.toml")], cwd=tree, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(LINT), "--no-cache", "--config", str(tree / "pyproject.toml")],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +45,21 @@ def test_the_contracts_hold(staged: Path) -> None:
     assert "0 broken" in run.stdout
 
 
-@pytest.mark.parametrize(("module", "source", "reported"), [
-    # the core reaching up to the facade from inside a function (the kind of import that hid the old cycle)
-    ("core/upward.py", "def f():\n    from loupe.api import Engine\n    return Engine\n",
-     "loupe.core.upward -> loupe.api"),
-    # two features that the contract keeps apart
-    ("export/sideways.py", "import loupe.escalate.policy\n", "loupe.export.sideways -> loupe.escalate.policy"),
-    # the desktop reaching for the CLI
-    ("desktop/launch.py", "from loupe.cli import main\n", "loupe.desktop.launch -> loupe.cli"),
-])
+@pytest.mark.parametrize(
+    ("module", "source", "reported"),
+    [
+        # the core reaching up to the facade from inside a function (the kind of import that hid the old cycle)
+        (
+            "core/upward.py",
+            "def f():\n    from loupe.api import Engine\n    return Engine\n",
+            "loupe.core.upward -> loupe.api",
+        ),
+        # two features that the contract keeps apart
+        ("export/sideways.py", "import loupe.escalate.policy\n", "loupe.export.sideways -> loupe.escalate.policy"),
+        # the desktop reaching for the CLI
+        ("desktop/launch.py", "from loupe.cli import main\n", "loupe.desktop.launch -> loupe.cli"),
+    ],
+)
 def test_an_import_against_the_layers_is_reported(tmp_path: Path, module: str, source: str, reported: str) -> None:
     if not LINT.exists():
         pytest.skip("import-linter is not installed (it comes with .[dev])")
@@ -66,8 +78,11 @@ def _layered() -> set[str]:
 
 def test_every_part_of_loupe_is_in_a_layer() -> None:
     engine = package_dirs()["loupe"]
-    parts = {f"loupe.{p.stem}" for p in engine.iterdir()
-             if (p.suffix == ".py" or (p / "__init__.py").exists()) and p.stem not in ("__init__", "__main__")}
+    parts = {
+        f"loupe.{p.stem}"
+        for p in engine.iterdir()
+        if (p.suffix == ".py" or (p / "__init__.py").exists()) and p.stem not in ("__init__", "__main__")
+    }
     parts |= {"loupe.desktop", "loupe.models"}
     assert parts - _layered() == set()
 
@@ -88,8 +103,19 @@ def test_nothing_is_imported_by_a_name_computed_at_run_time() -> None:
 # The desktop reaches features through their package's face (its __init__), never a module inside one; the core
 # (plain data: Task, Result, errors, images) is everyone's vocabulary. screenshots.py is a developer's tool that
 # builds a synthetic model for the README's pictures.
-FACES = {"loupe", "loupe.api", "loupe.wiring", "loupe.taskfile", "loupe.store", "loupe.batch", "loupe.escalate",
-         "loupe.eval", "loupe.export", "loupe.floor", "loupe.models"}
+FACES = {
+    "loupe",
+    "loupe.api",
+    "loupe.wiring",
+    "loupe.taskfile",
+    "loupe.store",
+    "loupe.batch",
+    "loupe.escalate",
+    "loupe.eval",
+    "loupe.export",
+    "loupe.floor",
+    "loupe.models",
+}
 EXCEPTIONS = {("screenshots.py", "loupe.models.synthetic")}
 
 
@@ -98,8 +124,13 @@ def test_the_desktop_uses_the_facade_the_wiring_and_package_faces_only() -> None
     reached = []
     for path in desktop.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
-                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
             for name in names:
                 if not name.startswith("loupe") or name.startswith(("loupe.desktop", "loupe.core")):
                     continue

@@ -23,17 +23,22 @@ def test_packaged_catalog_has_onnx_and_mlx_entries_beside_the_gguf_ones():
     assert catalog.get_any("smolvlm-256m").format == "gguf"
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    ('format = "safetensors"\nfiles = ["*"]\n', "format 'safetensors' is not one of gguf, mlx, onnx"),
-    ('format = "onnx"\nquantization = "q4"\n', "needs `files = \\[...\\]`"),
-    ('format = "onnx"\nquantization = "int3"\nfiles = ["*"]\n', "quantization must be one of"),
-    ('format = "mlx"\nfiles = ["*"]\ntext_file = "t.gguf"\n', "text_file/mmproj_file are for gguf entries"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('format = "safetensors"\nfiles = ["*"]\n', "format 'safetensors' is not one of gguf, mlx, onnx"),
+        ('format = "onnx"\nquantization = "q4"\n', "needs `files = \\[...\\]`"),
+        ('format = "onnx"\nquantization = "int3"\nfiles = ["*"]\n', "quantization must be one of"),
+        ('format = "mlx"\nfiles = ["*"]\ntext_file = "t.gguf"\n', "text_file/mmproj_file are for gguf entries"),
+    ],
+)
 def test_bad_directory_entries_are_refused(tmp_path: Path, extra: str, message: str):
     path = tmp_path / "catalog.toml"
-    path.write_text('default = "g"\n[models.g]\ndisplay_name = "G"\nfamily = "smolvlm"\nsource = "synthetic"\n'
-                    'synthetic = "tiny-smolvlm"\n[models.x]\ndisplay_name = "X"\nfamily = "smolvlm"\n'
-                    'source = "huggingface"\nrepo_id = "a/b"\n' + extra)
+    path.write_text(
+        'default = "g"\n[models.g]\ndisplay_name = "G"\nfamily = "smolvlm"\nsource = "synthetic"\n'
+        'synthetic = "tiny-smolvlm"\n[models.x]\ndisplay_name = "X"\nfamily = "smolvlm"\n'
+        'source = "huggingface"\nrepo_id = "a/b"\n' + extra
+    )
     with pytest.raises(CatalogError, match=message):
         load_catalog(path)
 

@@ -21,8 +21,18 @@ def _run(*argv: str) -> tuple[int, str, str]:
 @pytest.mark.parametrize(("backend", "module"), [("onnx", "onnxruntime"), ("mlx", "mlx_vlm"), ("auto", "onnxruntime")])
 def test_analyze_a_model_directory(images, backend, module):
     pytest.importorskip(module)
-    rc, out, err = _run("analyze", str(images["jpeg"]), "--task", "describe", "--model-path", SMOL, "--backend",
-                        backend, "--ep" if backend == "onnx" else "--threads", "cpu" if backend == "onnx" else "1")
+    rc, out, err = _run(
+        "analyze",
+        str(images["jpeg"]),
+        "--task",
+        "describe",
+        "--model-path",
+        SMOL,
+        "--backend",
+        backend,
+        "--ep" if backend == "onnx" else "--threads",
+        "cpu" if backend == "onnx" else "1",
+    )
     assert rc == 0, err
     result = json.loads(out)
     assert result["status"] == "ok" and result["backend"] == ("onnx" if backend == "auto" else backend)

@@ -15,8 +15,12 @@ from tests.backends.conftest import TINY
 
 pytest.importorskip("transformers")
 
-SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
-          "additionalProperties": False}
+SCHEMA = {
+    "type": "object",
+    "properties": {"ok": {"type": "boolean"}},
+    "required": ["ok"],
+    "additionalProperties": False,
+}
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +92,27 @@ def test_on_token_sees_every_token_as_it_is_decoded_and_can_stop_the_loop(tok):
     constraint = compiler.compile(SCHEMA, allow_refusal=False)
     rng = np.random.default_rng(3)
     seen: list[tuple[bytes, object]] = []
-    gen = decode(_request(constraint, on_token=lambda piece, step: seen.append((piece, step))), vocab,
-                 rng.normal(0, 2, vocab.n_vocab), lambda t: rng.normal(0, 2, vocab.n_vocab), n_past=0, n_ctx=1000,
-                 timings={})
+    gen = decode(
+        _request(constraint, on_token=lambda piece, step: seen.append((piece, step))),
+        vocab,
+        rng.normal(0, 2, vocab.n_vocab),
+        lambda t: rng.normal(0, 2, vocab.n_vocab),
+        n_past=0,
+        n_ctx=1000,
+        timings={},
+    )
     assert b"".join(p for p, _ in seen).decode() == gen.text and [s for _, s in seen] == gen.steps
     assert any(s.forced for _, s in seen) and len(seen) > 2  # fast-forwarded tokens are reported too
     cancel = threading.Event()
     flat = np.zeros(vocab.n_vocab, dtype=np.float32)
-    gen = decode(_request(constraint, on_token=lambda piece, step: cancel.set()), vocab, flat, lambda t: flat,
-                 n_past=0, n_ctx=1000, timings={}, cancel=cancel)
+    gen = decode(
+        _request(constraint, on_token=lambda piece, step: cancel.set()),
+        vocab,
+        flat,
+        lambda t: flat,
+        n_past=0,
+        n_ctx=1000,
+        timings={},
+        cancel=cancel,
+    )
     assert gen.stop == "cancelled" and 0 < len(gen.steps) < 10  # stopped right after the batch that set it

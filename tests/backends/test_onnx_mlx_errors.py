@@ -66,9 +66,14 @@ def test_kv_cache_matches_a_full_recompute():
     from tests.backends.conftest import golden_request
 
     b = OnnxBackend(TINY / "smolvlm" / "hf", n_threads=1)
-    ids = np.asarray(b.processor(text=b.processor.apply_chat_template(
-        [{"role": "user", "content": [{"type": "text", "text": "a b c"}]}], add_generation_prompt=True),
-        return_tensors="np")["input_ids"])  # np.asarray: with mlx-vlm imported, processors may hand back mx arrays
+    ids = np.asarray(
+        b.processor(
+            text=b.processor.apply_chat_template(
+                [{"role": "user", "content": [{"type": "text", "text": "a b c"}]}], add_generation_prompt=True
+            ),
+            return_tensors="np",
+        )["input_ids"]
+    )  # np.asarray: with mlx-vlm imported, processors may hand back mx arrays
     past = b._empty_past()
     b._run_decoder(b.embed(ids), past, 0)
     stepped = b._run_decoder(b.embed(np.array([[5, 6]])), past, ids.shape[1])

@@ -63,11 +63,19 @@ def test_image_token_count_follows_the_processor_for_other_sizes():
     try:
         counts = []
         for size in ((120, 20), (64, 40), (20, 20)):
-            req = GenerationRequest(text=MEDIA + "x", images=(PreparedImage("img_01", Image.new("RGB", size)),),
-                                    constraint=None, schema={})
-            ids = np.asarray(b.processor(text=b.processor.apply_chat_template(
-                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "x"}]}],
-                add_generation_prompt=True), images=[req.images[0].image], return_tensors="np")["input_ids"])
+            req = GenerationRequest(
+                text=MEDIA + "x", images=(PreparedImage("img_01", Image.new("RGB", size)),), constraint=None, schema={}
+            )
+            ids = np.asarray(
+                b.processor(
+                    text=b.processor.apply_chat_template(
+                        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "x"}]}],
+                        add_generation_prompt=True,
+                    ),
+                    images=[req.images[0].image],
+                    return_tensors="np",
+                )["input_ids"]
+            )
             expected = int((ids[0] == b.config["image_token_id"]).sum())
             assert b.first_logits(req)[3] == expected
             counts.append(expected)

@@ -15,12 +15,39 @@ from bench.hf_side import available
 def test_quick_run_on_the_tiny_model_writes_every_ratio(tmp_path):
     out = tmp_path / "e2e.json"
     # an F16 projector, so that a CPU with a BF16 dot product gets the BF16 copy and the projector section runs
-    report = e2e.main(["--quick", "--model", "tiny-smolvlm", "--model-dir", str(tmp_path / "models"), "--runs", "1",
-                       "--mmproj-type", "f16", "--warmup", "0", "--threads", "1", "--max-tokens", "16",
-                       "--skip", "transformers,coldstart,vocab", "--json", str(out)])
+    report = e2e.main(
+        [
+            "--quick",
+            "--model",
+            "tiny-smolvlm",
+            "--model-dir",
+            str(tmp_path / "models"),
+            "--runs",
+            "1",
+            "--mmproj-type",
+            "f16",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--max-tokens",
+            "16",
+            "--skip",
+            "transformers,coldstart,vocab",
+            "--json",
+            str(out),
+        ]
+    )
     saved = json.loads(out.read_text())
-    for key in ("loupe_vs_llamacpp", "constraint_confidence_share", "low_vs_high", "batch_second_vs_first",
-                "repeat_vs_first", "roofline_fraction", "encode_prefill_matmul_fraction"):
+    for key in (
+        "loupe_vs_llamacpp",
+        "constraint_confidence_share",
+        "low_vs_high",
+        "batch_second_vs_first",
+        "repeat_vs_first",
+        "roofline_fraction",
+        "encode_prefill_matmul_fraction",
+    ):
         assert isinstance(saved[key], float) and saved[key] > 0, key
     prefill = report["reuse"]["prefill_tokens"]
     assert prefill["second"] < prefill["first"] and prefill["repeat"] == 1  # the shared prefix, then everything
@@ -80,8 +107,9 @@ def test_busy_core_scenario_compares_adaptive_and_fixed_threads(tmp_path):
 
     model = build("tiny-smolvlm", tmp_path)
     Image.new("RGB", (64, 48), (90, 120, 30)).save(tmp_path / "img.png")
-    side = LoupeSide(model.text_path, model.mmproj_path, 2, bench_task("defects", max_tokens=24, detail="low"),
-                     tmp_path / "img.png")
+    side = LoupeSide(
+        model.text_path, model.mmproj_path, 2, bench_task("defects", max_tokens=24, detail="low"), tmp_path / "img.png"
+    )
     try:
         out = scenarios.busy_core(side, tmp_path / "img.png", runs=1)
     finally:

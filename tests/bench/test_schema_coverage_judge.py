@@ -25,8 +25,12 @@ def case(schema: Any, *tests: tuple[bool, Any]) -> Case:
 
 
 def test_bounds_enforced_by_the_grammar(vocab, llguidance):
-    out = judge(case({"type": "integer", "minimum": 0, "maximum": 10}, (True, 5), (False, 11), (False, "a")),
-                "llguidance", llguidance, vocab)
+    out = judge(
+        case({"type": "integer", "minimum": 0, "maximum": 10}, (True, 5), (False, 11), (False, "a")),
+        "llguidance",
+        llguidance,
+        vocab,
+    )
     assert out.compiled and out.passing and not out.relaxed
     assert out.invalid_accepted_grammar == 0 and out.valid_rejected == 0 and out.mask_us
 
@@ -89,8 +93,12 @@ def test_min_properties_with_optional_properties_is_widened_never_narrowed(vocab
     demand an unlisted key instead, refusing {"a": 1}. The bound is now dropped from the grammar (a widening) and
     enforced after decoding."""
     schema = {"type": "object", "minProperties": 1, "properties": {"a": {"type": "integer"}, "b": {"type": "boolean"}}}
-    out = judge(case(schema, (True, {"a": 1}), (True, {"a": 1, "b": True}), (True, {"c": 0}), (False, {})),
-                "llguidance", llguidance, vocab)
+    out = judge(
+        case(schema, (True, {"a": 1}), (True, {"a": 1, "b": True}), (True, {"c": 0}), (False, {})),
+        "llguidance",
+        llguidance,
+        vocab,
+    )
     assert out.valid_rejected == 0 and out.invalid_reaching_user == 0 and out.passing
     from loupe.core.constrain.llguidance import relaxation_notes
 

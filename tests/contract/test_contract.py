@@ -72,8 +72,9 @@ def test_deterministic_by_default(contract_backend, images):
 def test_cancel_is_a_value(contract_backend, images):
     cancel = threading.Event()
     cancel.set()
-    result = Engine(contract_backend).analyze(AnalyzeRequest((images["jpeg"],), builtin_task("describe")),
-                                              cancel=cancel)
+    result = Engine(contract_backend).analyze(
+        AnalyzeRequest((images["jpeg"],), builtin_task("describe")), cancel=cancel
+    )
     assert result.status is Status.ERROR and result.error == "cancelled"
 
 

@@ -22,6 +22,7 @@ from loupe.desktop.runner import LoadedModel
 from loupe.models.synthetic import SyntheticModel
 from loupe.store import Store
 
+from tests.engine.fake_hub import hub  # noqa: F401  (a fixture for the Models dialog tests)
 from tests.noise import write_noise_pngs
 
 

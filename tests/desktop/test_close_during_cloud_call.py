@@ -28,7 +28,8 @@ def hanging() -> Iterator[StubCloud]:
 
 
 def test_closing_during_a_hanging_cloud_call_is_prompt_and_keeps_the_local_result(
-        app_window: Harness, hanging: StubCloud, tmp_path: Path, qtbot) -> None:
+    app_window: Harness, hanging: StubCloud, tmp_path: Path, qtbot
+) -> None:
     w = app_window.window
     task_file = tmp_path / "panel.yaml"
     task_file.write_text(CLOUD_LADDER)

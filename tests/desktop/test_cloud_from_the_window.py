@@ -35,8 +35,9 @@ def stub() -> Iterator[StubCloud]:
     server.close()
 
 
-def test_doubtful_result_goes_to_the_configured_cloud_with_the_keyring_key(app_window: Harness, stub: StubCloud,
-                                                                           tmp_path: Path, qtbot) -> None:
+def test_doubtful_result_goes_to_the_configured_cloud_with_the_keyring_key(
+    app_window: Harness, stub: StubCloud, tmp_path: Path, qtbot
+) -> None:
     w = app_window.window
     ring = MemoryRing()
     ring.set_password("loupe", "llama_cpp_server", KEY)
@@ -62,8 +63,9 @@ def test_doubtful_result_goes_to_the_configured_cloud_with_the_keyring_key(app_w
     assert KEY not in json.dumps(audited)
 
 
-def test_with_the_cloud_off_in_settings_nothing_is_sent(app_window: Harness, stub: StubCloud, tmp_path: Path,
-                                                        qtbot) -> None:
+def test_with_the_cloud_off_in_settings_nothing_is_sent(
+    app_window: Harness, stub: StubCloud, tmp_path: Path, qtbot
+) -> None:
     w = app_window.window
     w.ring = MemoryRing()
     task_file = tmp_path / "panel.yaml"
@@ -75,7 +77,10 @@ def test_with_the_cloud_off_in_settings_nothing_is_sent(app_window: Harness, stu
     qtbot.waitUntil(lambda: w.queue.unfinished() == 0, timeout=20000)
     w.queue.tree.setCurrentItem(w.queue.tree.topLevelItem(0))
     steps = w.result_view.steps
-    cloud_row = [steps.topLevelItem(i).text(3) for i in range(steps.topLevelItemCount())
-                 if steps.topLevelItem(i).text(0).startswith("cloud")]
+    cloud_row = [
+        steps.topLevelItem(i).text(3)
+        for i in range(steps.topLevelItemCount())
+        if steps.topLevelItem(i).text(0).startswith("cloud")
+    ]
     assert cloud_row == ["skipped: the cloud is not enabled for this task"]
     assert stub.received == [] and audit_rows(app_window.store) == []

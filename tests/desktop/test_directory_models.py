@@ -24,16 +24,23 @@ from loupe.models.synthetic import SyntheticModel
 from loupe.store import Store
 
 from tests.desktop.conftest import tiny_loader, write_images
-from tests.engine.fake_hub import FakeHub, hub  # noqa: F401  (hub is a fixture)
+from tests.engine.fake_hub import FakeHub
 from tests.engine.test_models_dirs import publish_dir
 
 
-def _open_window(qtbot, store: ModelStore, tiny: SyntheticModel, db: Path,
-                 prefetcher=Prefetcher) -> tuple[MainWindow, EngineBridge]:
+def _open_window(
+    qtbot, store: ModelStore, tiny: SyntheticModel, db: Path, prefetcher=Prefetcher
+) -> tuple[MainWindow, EngineBridge]:
     """The window on the tiny GGUF model first; models picked in it load from `store` with one thread."""
     bridge = EngineBridge(tiny_loader(tiny), db, prefetcher=prefetcher)
-    window = MainWindow(bridge, Store(db), model_store=store, make_loader=lambda name: store_loader(store, name, 1),
-                        model_name="tiny-smolvlm", confirm_stop=lambda *_: True)
+    window = MainWindow(
+        bridge,
+        Store(db),
+        model_store=store,
+        make_loader=lambda name: store_loader(store, name, 1),
+        model_name="tiny-smolvlm",
+        confirm_stop=lambda *_: True,
+    )
     qtbot.addWidget(window)
     window.show()
     with qtbot.waitSignal(bridge.modelLoaded, timeout=15000):
@@ -58,7 +65,11 @@ def _choose(qtbot, window: MainWindow, name: str) -> None:
 
 
 def test_pull_choose_and_run_an_onnx_model_with_the_next_image_read_ahead(
-        qtbot, hub: FakeHub, tiny_models: dict[str, SyntheticModel], tmp_path: Path) -> None:  # noqa: F811
+    qtbot,
+    hub: FakeHub,
+    tiny_models: dict[str, SyntheticModel],
+    tmp_path: Path,
+) -> None:
     pytest.importorskip("onnxruntime")
     store, _wanted = publish_dir(hub, tmp_path)
     decoded: list[tuple[str, str, float]] = []  # (file, thread, when) of every image the prefetcher decoded
@@ -67,14 +78,17 @@ def test_pull_choose_and_run_an_onnx_model_with_the_next_image_read_ahead(
         decoded.append((Path(path).name, threading.current_thread().name, time.monotonic()))
         return load_image(path)
 
-    window, bridge = _open_window(qtbot, store, tiny_models["smolvlm"], tmp_path / "loupe.db",
-                                  prefetcher=lambda: Prefetcher(load))
+    window, bridge = _open_window(
+        qtbot, store, tiny_models["smolvlm"], tmp_path / "loupe.db", prefetcher=lambda: Prefetcher(load)
+    )
     assert _combo(window)["tiny-onnx"] == ("tiny-onnx (onnx, not downloaded)", False)  # listed, not yet usable
 
     assert window.models is not None
     dialog = window.models.open_dialog()
-    rows = {dialog.tree.topLevelItem(i).data(0, 256): dialog.tree.topLevelItem(i)
-            for i in range(dialog.tree.topLevelItemCount())}
+    rows = {
+        dialog.tree.topLevelItem(i).data(0, 256): dialog.tree.topLevelItem(i)
+        for i in range(dialog.tree.topLevelItemCount())
+    }
     assert [rows["tiny-onnx"].text(c) for c in (1, 2, 3)] == ["onnx", "catalog", "missing"]
     assert rows["tiny"].text(1) == "gguf"
     dialog.select("tiny-onnx")
@@ -124,8 +138,12 @@ def test_pull_choose_and_run_an_onnx_model_with_the_next_image_read_ahead(
 
 
 def test_a_directory_model_whose_extra_is_missing_says_how_to_install_it(
-        qtbot, hub: FakeHub, tiny_models: dict[str, SyntheticModel], tmp_path: Path,  # noqa: F811
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    qtbot,
+    hub: FakeHub,
+    tiny_models: dict[str, SyntheticModel],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as on a machine without the `onnx` extra
     store, _wanted = publish_dir(hub, tmp_path)
     store.directories.pull("tiny-onnx")  # pulling needs no extra; running does
@@ -154,7 +172,7 @@ def test_a_directory_model_whose_extra_is_missing_says_how_to_install_it(
     window.store.close()
 
 
-def test_a_directory_download_can_be_canceled_then_done(qtbot, hub: FakeHub, tmp_path: Path) -> None:  # noqa: F811
+def test_a_directory_download_can_be_canceled_then_done(qtbot, hub: FakeHub, tmp_path: Path) -> None:
     from loupe.desktop.widgets.models_dialog import ModelsDialog
 
     store, wanted = publish_dir(hub, tmp_path)
@@ -190,7 +208,7 @@ note = "tiny"
 """
 
 
-def test_an_mlx_entry_loads_through_the_mlx_backend(hub: FakeHub, tmp_path: Path) -> None:  # noqa: F811
+def test_an_mlx_entry_loads_through_the_mlx_backend(hub: FakeHub, tmp_path: Path) -> None:
     pytest.importorskip("mlx_vlm")
     from loupe.api import AnalyzeRequest
     from loupe.core.tasks import builtin_task
@@ -200,8 +218,14 @@ def test_an_mlx_entry_loads_through_the_mlx_backend(hub: FakeHub, tmp_path: Path
     onnx_store, _wanted = publish_dir(hub, tmp_path)  # the same tiny model's files, safetensors included
     catalog = tmp_path / "catalog-mlx.toml"
     catalog.write_text((tmp_path / "catalog.toml").read_text() + MLX_ENTRY)
-    store = ModelStore(onnx_store.root, catalog=load_catalog(catalog), endpoint=hub.endpoint, token=False,
-                       download_retries=0, retry_wait_s=0.0)
+    store = ModelStore(
+        onnx_store.root,
+        catalog=load_catalog(catalog),
+        endpoint=hub.endpoint,
+        token=False,
+        download_retries=0,
+        retry_wait_s=0.0,
+    )
     store.directories.pull("tiny-mlx")
     loaded = load_from_store(store, "tiny-mlx", 1)
     try:

@@ -8,16 +8,23 @@ from pathlib import Path
 from loupe.core.tasks import load_task_file, task_from_dict
 from loupe.desktop.widgets.task_editor import TaskEditor
 
-SCHEMA = {"type": "object", "properties": {"parts": {"type": "array", "items": {
-    "type": "object", "properties": {"v": {"type": "integer"}}}}}, "required": ["parts"]}
-ESCALATION = {"ladder": ["local@low", "local@high"], "models": {},
-              "thresholds": {"overall": 0.4, "fields": {"/parts/*/v": 0.8, "/parts/0/v": 0.3}},
-              "budget": {"max_calls_per_hour": 7}}
+SCHEMA = {
+    "type": "object",
+    "properties": {"parts": {"type": "array", "items": {"type": "object", "properties": {"v": {"type": "integer"}}}}},
+    "required": ["parts"],
+}
+ESCALATION = {
+    "ladder": ["local@low", "local@high"],
+    "models": {},
+    "thresholds": {"overall": 0.4, "fields": {"/parts/*/v": 0.8, "/parts/0/v": 0.3}},
+    "budget": {"max_calls_per_hour": 7},
+}
 
 
 def test_editing_a_task_keeps_its_field_thresholds(qtbot, tmp_path: Path) -> None:
-    start = task_from_dict({"name": "parts", "instructions": "List the parts.", "schema": SCHEMA,
-                            "escalation": ESCALATION}, "parts.json")
+    start = task_from_dict(
+        {"name": "parts", "instructions": "List the parts.", "schema": SCHEMA, "escalation": ESCALATION}, "parts.json"
+    )
     editor = TaskEditor(start)
     qtbot.addWidget(editor)
     editor.instructions.setPlainText("List every part.")
@@ -30,8 +37,9 @@ def test_editing_a_task_keeps_its_field_thresholds(qtbot, tmp_path: Path) -> Non
 
 
 def test_a_wildcard_the_new_schema_cannot_hold_is_shown_at_the_escalation_field(qtbot) -> None:
-    start = task_from_dict({"name": "parts", "instructions": "List the parts.", "schema": SCHEMA,
-                            "escalation": ESCALATION}, "parts.json")
+    start = task_from_dict(
+        {"name": "parts", "instructions": "List the parts.", "schema": SCHEMA, "escalation": ESCALATION}, "parts.json"
+    )
     editor = TaskEditor(start)
     qtbot.addWidget(editor)
     editor.schema.setPlainText(json.dumps({"type": "object", "properties": {"parts": {"type": "string"}}}))

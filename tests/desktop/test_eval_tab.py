@@ -19,8 +19,9 @@ def test_window_has_an_evaluate_tab(app_window) -> None:
     assert app_window.window.evaluate.run_button.isEnabled() is False  # the fixture's window has no model loader
 
 
-def test_evaluate_tab_runs_the_picked_task_and_model(qtbot, tiny_models: dict[str, SyntheticModel],
-                                                     tmp_path: Path) -> None:
+def test_evaluate_tab_runs_the_picked_task_and_model(
+    qtbot, tiny_models: dict[str, SyntheticModel], tmp_path: Path
+) -> None:
     images = write_images(tmp_path / "set" / "images", 2, seed=3)
     labels = tmp_path / "set" / "labels.jsonl"
     label = {"caption": "a photo", "tags": ["photo"]}
@@ -32,8 +33,9 @@ def test_evaluate_tab_runs_the_picked_task_and_model(qtbot, tiny_models: dict[st
         asked.append(name)
         return tiny_loader(tiny_models["smolvlm"])
 
-    view = eval_tab(tmp_path / "loupe.db", lambda: task, lambda: "tiny-smolvlm", make_loader,
-                    out_root=tmp_path / "reports")
+    view = eval_tab(
+        tmp_path / "loupe.db", lambda: task, lambda: "tiny-smolvlm", make_loader, out_root=tmp_path / "reports"
+    )
     qtbot.addWidget(view)
     view.path.setText(str(labels))
     with qtbot.waitSignal(view.reportShown, timeout=60_000) as shown:

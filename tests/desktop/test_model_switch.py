@@ -32,16 +32,22 @@ def loader(model: SyntheticModel) -> Callable[[], LoadedModel]:
     return load
 
 
-def test_switching_models_reloads_the_worker_and_is_remembered(qtbot, tiny_models: dict[str, SyntheticModel],
-                                                               tmp_path: Path) -> None:
+def test_switching_models_reloads_the_worker_and_is_remembered(
+    qtbot, tiny_models: dict[str, SyntheticModel], tmp_path: Path
+) -> None:
     by_name = {m.name: m for m in tiny_models.values()}
     ini = tmp_path / "loupe.ini"
     with Store(tmp_path / "loupe.db") as store:
         bridge = EngineBridge(loader(tiny_models["smolvlm"]), tmp_path / "loupe.db")
-        window = MainWindow(bridge, store, settings=QSettings(str(ini), QSettings.Format.IniFormat),
-                            model_store=ModelStore(tmp_path / "models"),
-                            make_loader=lambda name: loader(by_name[name]), model_name="tiny-smolvlm",
-                            confirm_stop=lambda *_: True)
+        window = MainWindow(
+            bridge,
+            store,
+            settings=QSettings(str(ini), QSettings.Format.IniFormat),
+            model_store=ModelStore(tmp_path / "models"),
+            make_loader=lambda name: loader(by_name[name]),
+            model_name="tiny-smolvlm",
+            confirm_stop=lambda *_: True,
+        )
         qtbot.addWidget(window)
         window.show()
         with qtbot.waitSignal(bridge.modelLoaded, timeout=10000):

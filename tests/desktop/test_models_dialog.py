@@ -10,10 +10,10 @@ from pathlib import Path
 from loupe.desktop.widgets.models_dialog import ModelPicker, ModelsDialog
 from loupe.models.synthetic import SyntheticModel
 
-from tests.engine.fake_hub import FakeHub, hub, hub_store, publish  # noqa: F401  (hub is a fixture)
+from tests.engine.fake_hub import FakeHub, hub_store, publish
 
 
-def test_download_shows_progress_and_installs_the_model(qtbot, hub: FakeHub, tmp_path: Path) -> None:  # noqa: F811
+def test_download_shows_progress_and_installs_the_model(qtbot, hub: FakeHub, tmp_path: Path) -> None:
     remote = publish(hub, tmp_path, text_sha=None, mmproj_sha=None)
     store = hub_store(hub, remote, tmp_path)
     dialog = ModelsDialog(store)
@@ -28,14 +28,19 @@ def test_download_shows_progress_and_installs_the_model(qtbot, hub: FakeHub, tmp
         pass
     assert "tiny is installed" in dialog.message.text()
     assert (remote.text_file, len(remote.text), len(remote.text)) in seen  # the last progress of the text file
-    states = {dialog.tree.topLevelItem(i).data(0, 256): dialog.tree.topLevelItem(i).text(3)
-              for i in range(dialog.tree.topLevelItemCount())}
+    states = {
+        dialog.tree.topLevelItem(i).data(0, 256): dialog.tree.topLevelItem(i).text(3)
+        for i in range(dialog.tree.topLevelItemCount())
+    }
     assert states["tiny"] == "installed"
     assert store.resolve("tiny").text_path.read_bytes() == remote.text
 
 
-def test_canceled_download_keeps_nothing_broken_and_a_failing_one_says_why(qtbot, hub: FakeHub,  # noqa: F811
-                                                                           tmp_path: Path) -> None:
+def test_canceled_download_keeps_nothing_broken_and_a_failing_one_says_why(
+    qtbot,
+    hub: FakeHub,
+    tmp_path: Path,
+) -> None:
     remote = publish(hub, tmp_path)
     store = hub_store(hub, remote, tmp_path)
     dialog = ModelsDialog(store)
@@ -59,8 +64,9 @@ def test_canceled_download_keeps_nothing_broken_and_a_failing_one_says_why(qtbot
     assert dialog.download is None and dialog.download_button.isEnabled()  # the user can try again
 
 
-def test_import_local_files_and_refuse_a_non_gguf(qtbot, tiny_models: dict[str, SyntheticModel],
-                                                  tmp_path: Path) -> None:
+def test_import_local_files_and_refuse_a_non_gguf(
+    qtbot, tiny_models: dict[str, SyntheticModel], tmp_path: Path
+) -> None:
     from loupe.models.store import ModelStore
 
     store = ModelStore(tmp_path / "models")

@@ -59,8 +59,9 @@ class Steer:
         self.model_failed(message)
 
 
-def test_next_image_is_read_ahead_and_pause_and_cancel_still_hold(tiny_models: dict[str, SyntheticModel],
-                                                                  tmp_path: Path) -> None:
+def test_next_image_is_read_ahead_and_pause_and_cancel_still_hold(
+    tiny_models: dict[str, SyntheticModel], tmp_path: Path
+) -> None:
     decoded: list[tuple[str, str]] = []
 
     def load(path: str) -> LoadedImage:
@@ -68,8 +69,12 @@ def test_next_image_is_read_ahead_and_pause_and_cancel_still_hold(tiny_models: d
         return load_image(path)
 
     events = Steer()
-    runner = Runner(load=tiny_loader(tiny_models["smolvlm"]), db_path=tmp_path / "loupe.db", events=events,
-                    prefetcher=lambda: Prefetcher(load))
+    runner = Runner(
+        load=tiny_loader(tiny_models["smolvlm"]),
+        db_path=tmp_path / "loupe.db",
+        events=events,
+        prefetcher=lambda: Prefetcher(load),
+    )
     events.runner = runner
     images = write_images(tmp_path / "in", 3, seed=60)
     try:

@@ -95,17 +95,44 @@ def test_escalation_steps_are_shown_with_the_result(app_window: Harness, tmp_pat
     assert "sent to review by the ladder: still doubtful" in w.review.detail.text()
 
 
-def test_loupe_gui_opens_the_window_with_the_images_queued(tiny_models: dict[str, SyntheticModel],
-                                                           tmp_path: Path) -> None:
+def test_loupe_gui_opens_the_window_with_the_images_queued(
+    tiny_models: dict[str, SyntheticModel], tmp_path: Path
+) -> None:
     image = write_images(tmp_path, 1, seed=10)[0]
     shot = tmp_path / "shot.png"
     tiny = tiny_models["smolvlm"]
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "LOUPE_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
-           "LOUPE_MODEL_DIR": str(tmp_path / "models")}
-    run = subprocess.run([sys.executable, "-m", "loupe.cli", "gui", "--model-path", str(tiny.text_path),
-                          "--mmproj", str(tiny.mmproj_path), "--threads", "1", "--db", str(tmp_path / "l.db"),
-                          "--settings", str(tmp_path / "s.ini"), "--screenshot", str(shot), str(image)],
-                         capture_output=True, text=True, timeout=120, env=env)
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "LOUPE_OFFLINE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "LOUPE_MODEL_DIR": str(tmp_path / "models"),
+    }
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loupe.cli",
+            "gui",
+            "--model-path",
+            str(tiny.text_path),
+            "--mmproj",
+            str(tiny.mmproj_path),
+            "--threads",
+            "1",
+            "--db",
+            str(tmp_path / "l.db"),
+            "--settings",
+            str(tmp_path / "s.ini"),
+            "--screenshot",
+            str(shot),
+            str(image),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert run.returncode == 0, run.stderr
     with Image.open(shot) as grabbed:
         assert grabbed.width >= 800 and grabbed.height >= 500
@@ -122,8 +149,10 @@ def test_thumbnails_are_upright_and_bad_files_get_none(qtbot, images: dict[str, 
     decoder = ImageDecoder()
     got: dict[int, object] = {}
     decoder.decoded.connect(lambda token, image: got.__setitem__(token, image))
-    tokens = {name: decoder.request(str(images[name]), THUMB_SIDE)
-              for name in ("exif6", "jpeg", "truncated_png", "bomb", "text_as_jpg", "missing")}
+    tokens = {
+        name: decoder.request(str(images[name]), THUMB_SIDE)
+        for name in ("exif6", "jpeg", "truncated_png", "bomb", "text_as_jpg", "missing")
+    }
     qtbot.waitUntil(lambda: len(got) == len(tokens), timeout=10000)
     upright = got[tokens["exif6"]]
     assert (upright.width(), upright.height()) == (THUMB_SIDE // 2, THUMB_SIDE)  # stored landscape, shown portrait

@@ -51,16 +51,22 @@ def test_an_empty_folder_is_remembered_and_said_to_hold_no_images(app_window: Ha
 
 
 def test_changing_the_model_directory_refreshes_the_picker_and_the_models_dialog(
-        qtbot, tiny_models: dict[str, SyntheticModel], tmp_path: Path) -> None:
+    qtbot, tiny_models: dict[str, SyntheticModel], tmp_path: Path
+) -> None:
     tiny = tiny_models["smolvlm"]
     other = tmp_path / "other-models"
     ModelStore(other).import_local(tiny.text_path, tiny.mmproj_path, name="my-tiny")
     ini = tmp_path / "loupe.ini"
     with Store(tmp_path / "loupe.db") as store:
         bridge = EngineBridge(tiny_loader(tiny), tmp_path / "loupe.db")  # never started: no model is needed here
-        window = MainWindow(bridge, store, settings=QSettings(str(ini), QSettings.Format.IniFormat),
-                            model_store=ModelStore(tmp_path / "models"), model_name="tiny-smolvlm",
-                            confirm_stop=lambda *_: True)
+        window = MainWindow(
+            bridge,
+            store,
+            settings=QSettings(str(ini), QSettings.Format.IniFormat),
+            model_store=ModelStore(tmp_path / "models"),
+            model_name="tiny-smolvlm",
+            confirm_stop=lambda *_: True,
+        )
         qtbot.addWidget(window)
         window.show()
         assert window.models is not None and "my-tiny" not in _names(window.models.combo)

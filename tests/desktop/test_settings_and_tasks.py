@@ -55,8 +55,16 @@ def test_settings_dialog_stores_the_key_in_the_keyring_and_never_in_the_settings
     store.sync()
     assert SECRET not in ini.read_text()
     again = load_settings(QSettings(str(ini), QSettings.Format.IniFormat))
-    assert again == chosen == AppSettings(threads=3, default_task="receipt", review_threshold=0.7,
-                                          cloud=CloudSettings(True, "ollama", "http://127.0.0.1:9/v1", "qwen"))
+    assert (
+        again
+        == chosen
+        == AppSettings(
+            threads=3,
+            default_task="receipt",
+            review_threshold=0.7,
+            cloud=CloudSettings(True, "ollama", "http://127.0.0.1:9/v1", "qwen"),
+        )
+    )
     reopened = SettingsDialog(again, ring=ring)
     qtbot.addWidget(reopened)
     assert "a key is stored" in reopened.key_state.text() and reopened.api_key.text() == ""
@@ -72,8 +80,11 @@ def test_a_broken_keyring_is_reported_and_the_dialog_stays_open(qtbot) -> None:
     dialog.show()
     dialog.api_key.setText(SECRET)
     dialog.accept()
-    assert dialog.isVisible() and "the keyring is locked" in dialog.error.text() and "$OPENAI_API_KEY" in \
-        dialog.error.text()
+    assert (
+        dialog.isVisible()
+        and "the keyring is locked" in dialog.error.text()
+        and "$OPENAI_API_KEY" in dialog.error.text()
+    )
 
 
 def test_privacy_indicator_follows_the_task_and_the_settings(qtbot, tmp_path: Path) -> None:
@@ -84,8 +95,12 @@ def test_privacy_indicator_follows_the_task_and_the_settings(qtbot, tmp_path: Pa
     task_file = tmp_path / "gauge.yaml"
     task_file.write_text(CLOUD_TASK)
     with Store(tmp_path / "x.db") as store:
-        window = MainWindow(EngineBridge(lambda: None, tmp_path / "x.db"), store,  # type: ignore[arg-type]
-                            settings=QSettings(str(tmp_path / "w.ini"), QSettings.Format.IniFormat), ring=MemoryRing())
+        window = MainWindow(
+            EngineBridge(lambda: None, tmp_path / "x.db"),
+            store,  # type: ignore[arg-type]
+            settings=QSettings(str(tmp_path / "w.ini"), QSettings.Format.IniFormat),
+            ring=MemoryRing(),
+        )
         qtbot.addWidget(window)
         assert window.privacy.text() == LOCAL_ONLY
         assert window.tasks.add_file(str(task_file))
@@ -125,8 +140,12 @@ def test_task_editor_shows_problems_at_their_field_and_saves_a_task_file(qtbot, 
     editor.save_to(tmp_path / "bolts.yaml")
     assert picker.task.name == "bolts" and picker.task.schema["required"] == ["n"]
     assert picker.task.options.max_tokens == builtin_task("defects").options.max_tokens  # options kept
-    assert picker.task.escalation == {"ladder": ["local@low", "cloud@high"], "thresholds": {"overall": 0.5},
-                                      "cloud": True, "budget": {"max_calls_per_job": 20}}
+    assert picker.task.escalation == {
+        "ladder": ["local@low", "cloud@high"],
+        "thresholds": {"overall": 0.5},
+        "cloud": True,
+        "budget": {"max_calls_per_job": 20},
+    }
     assert "Count the bolts." in (tmp_path / "bolts.yaml").read_text()
 
 

@@ -32,8 +32,15 @@ def stub() -> Iterator[StubCloud]:
     server.close()
 
 
-def _dialog(qtbot, db: Path | None, base_url: str, *, enabled: bool = True, ring: MemoryRing | None = None,
-            preset: str = "llama_cpp_server") -> SettingsDialog:
+def _dialog(
+    qtbot,
+    db: Path | None,
+    base_url: str,
+    *,
+    enabled: bool = True,
+    ring: MemoryRing | None = None,
+    preset: str = "llama_cpp_server",
+) -> SettingsDialog:
     dialog = SettingsDialog(AppSettings(), ring=ring or MemoryRing(), db_path=db)
     qtbot.addWidget(dialog)
     dialog.show()
@@ -44,8 +51,9 @@ def _dialog(qtbot, db: Path | None, base_url: str, *, enabled: bool = True, ring
     return dialog
 
 
-def test_cloud_limits_and_prices_persist_and_reach_the_engine_config(qtbot, app_window: Harness,
-                                                                    tmp_path: Path) -> None:
+def test_cloud_limits_and_prices_persist_and_reach_the_engine_config(
+    qtbot, app_window: Harness, tmp_path: Path
+) -> None:
     ring = MemoryRing()
     dialog = _dialog(qtbot, None, "http://127.0.0.1:9/v1", ring=ring)
     dialog.timeout.setValue(12.5)
@@ -61,8 +69,9 @@ def test_cloud_limits_and_prices_persist_and_reach_the_engine_config(qtbot, app_
     QSettings(str(ini), QSettings.Format.IniFormat).sync()
     again = load_settings(QSettings(str(ini), QSettings.Format.IniFormat))
     assert again == chosen and KEY not in ini.read_text() and ring.saved == {("loupe", "llama_cpp_server"): KEY}
-    assert again.cloud == CloudSettings(True, "llama_cpp_server", "http://127.0.0.1:9/v1", "stub-model", 12.5, 5, 768,
-                                        0.00015, 0.0006)
+    assert again.cloud == CloudSettings(
+        True, "llama_cpp_server", "http://127.0.0.1:9/v1", "stub-model", 12.5, 5, 768, 0.00015, 0.0006
+    )
 
     w = app_window.window
     w.ring = ring
@@ -77,21 +86,29 @@ def test_cloud_limits_and_prices_persist_and_reach_the_engine_config(qtbot, app_
 
 def test_nonsense_numbers_in_a_hand_edited_settings_file_fall_back_to_the_defaults(tmp_path: Path) -> None:
     ini = QSettings(str(tmp_path / "loupe.ini"), QSettings.Format.IniFormat)
-    for key, value in (("cloud/timeout_s", "-3"), ("cloud/max_retries", "many"), ("cloud/max_side", "2"),
-                       ("cloud/price_in_per_1k", "0.002")):
+    for key, value in (
+        ("cloud/timeout_s", "-3"),
+        ("cloud/max_retries", "many"),
+        ("cloud/max_side", "2"),
+        ("cloud/price_in_per_1k", "0.002"),
+    ):
         ini.setValue(key, value)
     cloud = load_settings(ini).cloud
     assert (cloud.timeout_s, cloud.max_retries, cloud.max_side, cloud.price_in_per_1k) == (60.0, 3, 1024, 0.002)
 
 
-@pytest.mark.parametrize(("reply", "verdict", "words"), [
-    (completion("OK", prompt_tokens=9, completion_tokens=1), "Connection OK", "answered with model stub-model"),
-    (error(401), "Bad key", "refused the API key"),
-    (error(404), "Wrong model", "does not serve model 'stub-model'"),
-    (garbage(), "Failed", "not as an OpenAI-compatible server"),
-])
-def test_test_connection_says_what_happened_and_is_audited(qtbot, stub: StubCloud, tmp_path: Path, reply: Reply,
-                                                           verdict: str, words: str) -> None:
+@pytest.mark.parametrize(
+    ("reply", "verdict", "words"),
+    [
+        (completion("OK", prompt_tokens=9, completion_tokens=1), "Connection OK", "answered with model stub-model"),
+        (error(401), "Bad key", "refused the API key"),
+        (error(404), "Wrong model", "does not serve model 'stub-model'"),
+        (garbage(), "Failed", "not as an OpenAI-compatible server"),
+    ],
+)
+def test_test_connection_says_what_happened_and_is_audited(
+    qtbot, stub: StubCloud, tmp_path: Path, reply: Reply, verdict: str, words: str
+) -> None:
     stub.script = [reply]
     ring = MemoryRing()
     ring.set_password("loupe", "llama_cpp_server", KEY)
@@ -129,9 +146,9 @@ def test_test_connection_to_a_closed_port_says_unreachable(qtbot, tmp_path: Path
         assert [r["status"] for r in audit_rows(store)] == ["connection"]  # an attempt to send is on record too
 
 
-def test_test_connection_is_refused_when_the_cloud_is_off_or_offline_forbids_it(qtbot, stub: StubCloud,
-                                                                               tmp_path: Path,
-                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_test_connection_is_refused_when_the_cloud_is_off_or_offline_forbids_it(
+    qtbot, stub: StubCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     db = tmp_path / "loupe.db"
     Store(db).close()
     off = _dialog(qtbot, db, stub.base_url, enabled=False)

@@ -24,12 +24,14 @@ def drop(widget, paths: list[Path]) -> None:
     mime = _mime(paths)
     with warnings.catch_warnings():  # PySide6 marks the only QDragEnterEvent constructor deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
-        enter = QDragEnterEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                                Qt.KeyboardModifier.NoModifier)
+        enter = QDragEnterEvent(
+            QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+        )
     QApplication.sendEvent(widget, enter)
     assert enter.isAccepted()
-    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                       Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     QApplication.sendEvent(widget, event)
 
 
@@ -38,8 +40,9 @@ def rows(harness: Harness) -> list[tuple[str, str]]:
     return [(tree.topLevelItem(i).text(0), tree.topLevelItem(i).text(1)) for i in range(tree.topLevelItemCount())]
 
 
-def test_drop_files_and_folder_analyzed_with_boxes_drawn(app_window: Harness, tmp_path: Path, qtbot,
-                                                         monkeypatch) -> None:
+def test_drop_files_and_folder_analyzed_with_boxes_drawn(
+    app_window: Harness, tmp_path: Path, qtbot, monkeypatch
+) -> None:
     w = app_window.window
     reloads: list[int] = []
     monkeypatch.setattr(w.review, "refresh", lambda: reloads.append(1))  # the review queue is never re-read whole
@@ -75,8 +78,10 @@ def test_drop_files_and_folder_analyzed_with_boxes_drawn(app_window: Harness, tm
     # ready thread waiting that long, so the budget grows with the measured load (both are printed).
     load = os.getloadavg()[0] / (os.cpu_count() or 1)
     budget = 0.1 * max(1.0, load)
-    print(f"\nworst GUI event-loop gap while analyzing: {worst * 1000:.0f} ms over {len(gaps)} ticks "
-          f"(load {load:.1f} per core, budget {budget * 1000:.0f} ms)")
+    print(
+        f"\nworst GUI event-loop gap while analyzing: {worst * 1000:.0f} ms over {len(gaps)} ticks "
+        f"(load {load:.1f} per core, budget {budget * 1000:.0f} ms)"
+    )
     assert worst < budget, f"GUI event loop stalled for {worst * 1000:.0f} ms"
 
     w.queue.tree.setCurrentItem(w.queue.tree.topLevelItem(0))
@@ -142,7 +147,8 @@ def test_drop_files_and_folder_analyzed_with_boxes_drawn(app_window: Harness, tm
 
 
 def test_pasted_files_are_queued_and_review_tab_refuses_invalid_edit_stores_valid_one_accepts_with_a(
-        app_window: Harness, tmp_path: Path, qtbot) -> None:
+    app_window: Harness, tmp_path: Path, qtbot
+) -> None:
     w = app_window.window
     QApplication.clipboard().setMimeData(_mime(write_images(tmp_path, 2, seed=3)))
     w.paste()
@@ -260,8 +266,11 @@ def test_last_task_and_geometry_persist_between_runs(qtbot, tmp_path: Path) -> N
         first.resize(first.minimumSizeHint().width() + 137, first.minimumSizeHint().height() + 91)
         expected = (first.width(), first.height())  # what the window really took (fonts vary by machine)
         first.close()
-        again = MainWindow(EngineBridge(never, tmp_path / "x.db"), store,  # type: ignore[arg-type]
-                           settings=QSettings(str(tmp_path / "loupe.ini"), QSettings.Format.IniFormat))
+        again = MainWindow(
+            EngineBridge(never, tmp_path / "x.db"),
+            store,  # type: ignore[arg-type]
+            settings=QSettings(str(tmp_path / "loupe.ini"), QSettings.Format.IniFormat),
+        )
         qtbot.addWidget(again)
         assert again.tasks.task.name == "receipt"
         assert (again.width(), again.height()) == expected

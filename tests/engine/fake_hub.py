@@ -89,7 +89,7 @@ class _HubHandler(BaseHTTPRequestHandler):
             return self._send_file(key, head, {}) if key else self._reply(404, b"", head, {})
         listing = re.fullmatch(r"/api/models/(?P<repo>[^/]+/[^/]+)/revision/(?P<rev>[^/]+)", path)
         if listing:  # HfApi.model_info: the repo's commit and its files
-            names = [k[len(listing["repo"]) + 1:] for k in hub.files if k.startswith(listing["repo"] + "/")]
+            names = [k[len(listing["repo"]) + 1 :] for k in hub.files if k.startswith(listing["repo"] + "/")]
             if not names:
                 return self._reply(404, b"", head, {"X-Error-Code": "RepoNotFound"})
             info = {"id": listing["repo"], "sha": COMMIT, "siblings": [{"rfilename": n} for n in names]}

@@ -98,8 +98,10 @@ def test_unsupported_parts_are_loosened_and_reported(compiler):
 def test_relax_finds_the_deepest_culprit():
     from loupe.core.constrain.relax import relax
 
-    schema = {"type": "object", "properties": {"ok": {"type": "integer"},
-                                               "bad": {"type": "array", "items": {"x-unsupported": 1}}}}
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "integer"}, "bad": {"type": "array", "items": {"x-unsupported": 1}}},
+    }
     fixed, pointers = relax(schema, lambda s: "x-unsupported" not in json.dumps(s))
     assert pointers == ["/properties/bad/items/x-unsupported"]
     assert fixed["properties"]["ok"] == {"type": "integer"} and fixed["properties"]["bad"]["type"] == "array"
@@ -109,7 +111,12 @@ def test_leaf_spans_cover_every_leaf():
     text = '{"a":[1,"x",{"b":null}],"c":{},"d":[],"e~/f":true}'
     spans = leaf_spans(text.encode())
     assert {p: text[a:b] for p, (a, b) in spans.items()} == {
-        "/a/0": "1", "/a/1": '"x"', "/a/2/b": "null", "/c": "{}", "/d": "[]", "/e~0~1f": "true",
+        "/a/0": "1",
+        "/a/1": '"x"',
+        "/a/2/b": "null",
+        "/c": "{}",
+        "/d": "[]",
+        "/e~0~1f": "true",
     }
 
 
@@ -197,8 +204,10 @@ def test_submit_runs_on_the_engine_thread_and_close_stops_it():
     backend = FakeBackend(['{"caption":"x","tags":[]}'])
     engine = Engine(backend)
     seen: list[str] = []
-    future = engine.submit(AnalyzeRequest((_image(),), builtin_task("describe")),
-                           on_event=lambda kind, info: seen.append(threading.current_thread().name))
+    future = engine.submit(
+        AnalyzeRequest((_image(),), builtin_task("describe")),
+        on_event=lambda kind, info: seen.append(threading.current_thread().name),
+    )
     assert future.result(timeout=10).status is Status.OK
     assert seen and seen[0].startswith("loupe-engine")
     engine.close()

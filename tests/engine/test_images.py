@@ -89,8 +89,12 @@ def test_box_conversion_orders_and_clamps():
 
 
 def test_find_boxes_uses_label_image_id_and_confidence():
-    data = {"defects": [{"label": "scratch", "box_2d": [0, 0, 500, 500]},
-                        {"label": "dent", "box_2d": [0, 0, 1000, 1000], "image_id": "img_02"}]}
+    data = {
+        "defects": [
+            {"label": "scratch", "box_2d": [0, 0, 500, 500]},
+            {"label": "dent", "box_2d": [0, 0, 1000, 1000], "image_id": "img_02"},
+        ]
+    }
     conf = {"/defects/0/box_2d/0": 0.9, "/defects/0/box_2d/3": 0.4}
     boxes = find_boxes(data, {"img_01": (200, 100), "img_02": (50, 50)}, conf)
     assert [b.label for b in boxes] == ["scratch", "dent"]

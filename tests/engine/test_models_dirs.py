@@ -59,8 +59,14 @@ def publish_dir(hub: FakeHub, tmp_path: Path) -> tuple[ModelStore, dict[str, byt
             wanted[rel] = data
     catalog = tmp_path / "catalog.toml"
     catalog.write_text(catalog_toml("test-org/Tiny-GGUF", "t.gguf", "m.gguf") + ENTRY)
-    store = ModelStore(tmp_path / "store", catalog=load_catalog(catalog), endpoint=hub.endpoint, token=False,
-                       download_retries=0, retry_wait_s=0.0)
+    store = ModelStore(
+        tmp_path / "store",
+        catalog=load_catalog(catalog),
+        endpoint=hub.endpoint,
+        token=False,
+        download_retries=0,
+        retry_wait_s=0.0,
+    )
     return store, wanted
 
 
@@ -83,8 +89,11 @@ def _file_gets(hub: FakeHub, since: int) -> dict[str, Seen]:
 
 
 def _files(path: Path) -> dict[str, bytes]:
-    return {p.relative_to(path).as_posix(): p.read_bytes() for p in path.rglob("*")
-            if p.is_file() and p.name != "manifest.json"}
+    return {
+        p.relative_to(path).as_posix(): p.read_bytes()
+        for p in path.rglob("*")
+        if p.is_file() and p.name != "manifest.json"
+    }
 
 
 def test_pull_lists_and_verifies_a_directory_model(hub: FakeHub, tmp_path: Path, monkeypatch) -> None:
@@ -93,8 +102,14 @@ def test_pull_lists_and_verifies_a_directory_model(hub: FakeHub, tmp_path: Path,
     store, wanted = publish_dir(hub, tmp_path)
     before = _listed(store)
     assert before["tiny-onnx"] | {"detail": ""} == before["tiny-onnx"] | {
-        "format": "onnx", "state": "missing", "kind": "catalog", "license": "Apache-2.0", "path": None,
-        "size_bytes": 0, "detail": ""}
+        "format": "onnx",
+        "state": "missing",
+        "kind": "catalog",
+        "license": "Apache-2.0",
+        "path": None,
+        "size_bytes": 0,
+        "detail": "",
+    }
     assert before["tiny"]["format"] == "gguf" and before["tiny"]["license"] == "Apache-2.0"
 
     progress: list[tuple[str, int, int | None]] = []
@@ -123,8 +138,9 @@ def test_pull_lists_and_verifies_a_directory_model(hub: FakeHub, tmp_path: Path,
 
     catalog = tmp_path / "catalog.toml"  # the catalog entry now wants one more file: only that one is fetched
     catalog.write_text(catalog.read_text().replace('"onnx/*_q4.onnx"]', '"onnx/*_q4.onnx", "*.safetensors"]'))
-    wider = ModelStore(store.root, catalog=load_catalog(catalog), endpoint=hub.endpoint, token=False,
-                       download_retries=0)
+    wider = ModelStore(
+        store.root, catalog=load_catalog(catalog), endpoint=hub.endpoint, token=False, download_retries=0
+    )
     seen = len(hub.seen)
     wider.directories.pull("tiny-onnx")
     assert set(_file_gets(hub, seen)) == {"model.safetensors"} and (path / "model.safetensors").is_file()
@@ -229,11 +245,16 @@ def test_an_mlx_entry_pulls_its_safetensors_directory(hub: FakeHub, tmp_path: Pa
         hub.files[f"test-org/Tiny-MLX/{path.name}"] = path.read_bytes()
     hub.files["test-org/Tiny-MLX/README.md"] = b"not wanted"
     catalog = tmp_path / "catalog.toml"
-    catalog.write_text(catalog_toml("test-org/Tiny-GGUF", "t.gguf", "m.gguf") + ENTRY.replace("tiny-onnx", "tiny-mlx")
-                       .replace('"onnx"', '"mlx"').replace(REPO, "test-org/Tiny-MLX")
-                       .replace('"onnx/*_q4.onnx"', '"*.safetensors"'))
-    store = ModelStore(tmp_path / "store", catalog=load_catalog(catalog), endpoint=hub.endpoint, token=False,
-                       download_retries=0)
+    catalog.write_text(
+        catalog_toml("test-org/Tiny-GGUF", "t.gguf", "m.gguf")
+        + ENTRY.replace("tiny-onnx", "tiny-mlx")
+        .replace('"onnx"', '"mlx"')
+        .replace(REPO, "test-org/Tiny-MLX")
+        .replace('"onnx/*_q4.onnx"', '"*.safetensors"')
+    )
+    store = ModelStore(
+        tmp_path / "store", catalog=load_catalog(catalog), endpoint=hub.endpoint, token=False, download_retries=0
+    )
     path = store.directories.pull("tiny-mlx")
     assert sorted(_files(path)) == sorted(p.name for p in gemma.iterdir() if p.is_file())
     row = _listed(store)["tiny-mlx"]

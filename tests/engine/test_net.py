@@ -11,7 +11,22 @@ def test_this_machine(host: str) -> None:
     assert is_loopback(host)
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "::2", "10.0.0.1", "192.168.1.20", "128.0.0.1", "app.localhost",
-                                  "localhost.evil.com", "example.local", "", "not a host", "[::1]"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "0.0.0.0",
+        "::",
+        "::2",
+        "10.0.0.1",
+        "192.168.1.20",
+        "128.0.0.1",
+        "app.localhost",
+        "localhost.evil.com",
+        "example.local",
+        "",
+        "not a host",
+        "[::1]",
+    ],
+)
 def test_anything_else(host: str) -> None:
     assert not is_loopback(host)

@@ -34,10 +34,16 @@ SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required
     ("suffix", "text"),
     [
         (".json", json.dumps({"schema": SCHEMA, "instructions": "Is it ok?", "options": {"max_tokens": 64}})),
-        (".yaml", "instructions: Is it ok?\noptions: {max_tokens: 64}\nschema:\n  type: object\n"
-                  "  properties: {ok: {type: boolean}}\n  required: [ok]\n"),
-        (".toml", 'instructions = "Is it ok?"\n[options]\nmax_tokens = 64\n[schema]\ntype = "object"\n'
-                  'required = ["ok"]\n[schema.properties.ok]\ntype = "boolean"\n'),
+        (
+            ".yaml",
+            "instructions: Is it ok?\noptions: {max_tokens: 64}\nschema:\n  type: object\n"
+            "  properties: {ok: {type: boolean}}\n  required: [ok]\n",
+        ),
+        (
+            ".toml",
+            'instructions = "Is it ok?"\n[options]\nmax_tokens = 64\n[schema]\ntype = "object"\n'
+            'required = ["ok"]\n[schema.properties.ok]\ntype = "boolean"\n',
+        ),
     ],
 )
 def test_user_task_files(tmp_path, suffix, text):
@@ -51,8 +57,9 @@ def test_user_task_files(tmp_path, suffix, text):
 
 def test_invalid_schema_is_refused_with_json_pointer(tmp_path):
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps({"schema": {"type": "object", "properties": {"n": {"type": "integr"}}},
-                                "instructions": "x"}))
+    path.write_text(
+        json.dumps({"schema": {"type": "object", "properties": {"n": {"type": "integr"}}}, "instructions": "x"})
+    )
     with pytest.raises(TaskError) as info:
         load_task_file(path)
     assert info.value.pointer == "/schema/properties/n/type"
@@ -92,8 +99,14 @@ def test_unreadable_task_files(tmp_path):
 
 def test_external_ref_is_refused_at_load_with_pointer(tmp_path):
     path = tmp_path / "remote.json"
-    path.write_text(json.dumps({"schema": {"type": "object", "properties": {
-        "a": {"$ref": "https://example.com/schemas/a.json"}}}, "instructions": "x"}))
+    path.write_text(
+        json.dumps(
+            {
+                "schema": {"type": "object", "properties": {"a": {"$ref": "https://example.com/schemas/a.json"}}},
+                "instructions": "x",
+            }
+        )
+    )
     with pytest.raises(TaskError) as info:
         load_task_file(path)
     assert info.value.pointer == "/schema/properties/a/$ref" and "never fetches" in str(info.value)
@@ -101,8 +114,7 @@ def test_external_ref_is_refused_at_load_with_pointer(tmp_path):
 
 def test_parts_only_checked_after_decoding_are_reported_at_load(tmp_path):
     path = tmp_path / "serial.yaml"
-    path.write_text("instructions: Read the serial number.\nschema:\n  type: string\n"
-                    "  pattern: '(?<=SN)[0-9]+'\n")
+    path.write_text("instructions: Read the serial number.\nschema:\n  type: string\n  pattern: '(?<=SN)[0-9]+'\n")
     task = load_task_file(path)
     assert any("/pattern" in n for n in task.notes) and any("look-around" in n for n in task.notes)
     assert builtin_task("defects").notes == ()

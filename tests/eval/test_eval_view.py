@@ -32,12 +32,20 @@ def _launcher(tiny_models: dict[str, SyntheticModel], task_file: Path, tmp_path:
 
         return Engine(LlamaCppBackend(model.text_path, model.mmproj_path, model_id=name, n_threads=1), model=name)
 
-    return Launcher(tmp_path / "loupe.db", load_task_file(task_file), [System.of_model("tiny")], open_engine,
-                    lambda name: {"backend": "llama_cpp", "model": name}, tmp_path / "report", target=0.9)
+    return Launcher(
+        tmp_path / "loupe.db",
+        load_task_file(task_file),
+        [System.of_model("tiny")],
+        open_engine,
+        lambda name: {"backend": "llama_cpp", "model": name},
+        tmp_path / "report",
+        target=0.9,
+    )
 
 
-def test_evaluate_runs_off_the_gui_thread_and_shows_the_report(qtbot, tiny_models, digit_task_file, digit_set,
-                                                                 tmp_path):
+def test_evaluate_runs_off_the_gui_thread_and_shows_the_report(
+    qtbot, tiny_models, digit_task_file, digit_set, tmp_path
+):
     launcher = _launcher(tiny_models, digit_task_file, tmp_path)
     threads: list[threading.Thread] = []
 

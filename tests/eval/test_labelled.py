@@ -62,9 +62,11 @@ def test_jsonl_paths_are_relative_to_the_file_and_mistakes_name_the_line(tmp_pat
 
 def test_coco_boxes_become_normalized_box_2d(tmp_path: Path):
     make_images(tmp_path, 1)
-    doc = {"images": [{"id": 7, "file_name": "000.png", "width": 200, "height": 100}],
-           "annotations": [{"id": 1, "image_id": 7, "category_id": 2, "bbox": [20, 10, 100, 50]}],
-           "categories": [{"id": 2, "name": "scratch"}]}
+    doc = {
+        "images": [{"id": 7, "file_name": "000.png", "width": 200, "height": 100}],
+        "annotations": [{"id": 1, "image_id": 7, "category_id": 2, "bbox": [20, 10, 100, 50]}],
+        "categories": [{"id": 2, "name": "scratch"}],
+    }
     # x 20..120 of 200 px -> 100..600; y 10..60 of 100 px -> 100..600; order [ymin, xmin, ymax, xmax]
     assert coco_data(doc, "defects") == {7: {"defects": [{"label": "scratch", "box_2d": [100, 100, 600, 600]}]}}
     path = tmp_path / "coco.json"

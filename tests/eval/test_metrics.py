@@ -21,20 +21,44 @@ from loupe.eval.thresholds import fit, fit_field
 SCHEMA = {
     "type": "object",
     "properties": {
-        "defects": {"type": "array", "items": {"type": "object", "properties": {
-            "label": {"enum": ["scratch", "crack", "stain", "dent"]}, "box_2d": {"type": "array"},
-            "severity": {"type": "integer"}}}},
-        "ok": {"type": "boolean"}, "vendor": {"type": "string"}, "total": {"type": "number"},
+        "defects": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "label": {"enum": ["scratch", "crack", "stain", "dent"]},
+                    "box_2d": {"type": "array"},
+                    "severity": {"type": "integer"},
+                },
+            },
+        },
+        "ok": {"type": "boolean"},
+        "vendor": {"type": "string"},
+        "total": {"type": "number"},
         "tags": {"type": "array", "items": {"type": "string"}},
     },
 }
-TRUTH = {"defects": [{"label": "scratch", "box_2d": [0, 0, 100, 100], "severity": 2},
-                     {"label": "dent", "box_2d": [0, 100, 100, 200], "severity": 4}],
-         "ok": False, "vendor": "ACME Corp.", "total": 10.0, "tags": ["a", "b", "c"]}
-PRED = {"defects": [{"label": "scratch", "box_2d": [0, 0, 100, 90], "severity": 3},  # IoU 0.9 with the scratch
-                    {"label": "crack", "box_2d": [0, 110, 100, 200], "severity": 4},  # IoU 0.9 with the dent
-                    {"label": "stain", "box_2d": [500, 500, 600, 600], "severity": 1}],  # matches nothing
-        "ok": False, "vendor": "acme corp", "total": 11.0, "tags": ["a", "c", "d"]}
+TRUTH = {
+    "defects": [
+        {"label": "scratch", "box_2d": [0, 0, 100, 100], "severity": 2},
+        {"label": "dent", "box_2d": [0, 100, 100, 200], "severity": 4},
+    ],
+    "ok": False,
+    "vendor": "ACME Corp.",
+    "total": 10.0,
+    "tags": ["a", "b", "c"],
+}
+PRED = {
+    "defects": [
+        {"label": "scratch", "box_2d": [0, 0, 100, 90], "severity": 3},  # IoU 0.9 with the scratch
+        {"label": "crack", "box_2d": [0, 110, 100, 200], "severity": 4},  # IoU 0.9 with the dent
+        {"label": "stain", "box_2d": [500, 500, 600, 600], "severity": 1},
+    ],  # matches nothing
+    "ok": False,
+    "vendor": "acme corp",
+    "total": 11.0,
+    "tags": ["a", "c", "d"],
+}
 
 
 def test_iou_by_hand():
@@ -58,8 +82,16 @@ def test_greedy_matching_takes_the_best_pair_first_and_uses_each_box_once():
 
 
 def test_every_field_kind_scored_by_hand():
-    conf = {"/defects/0/label": 0.9, "/defects/1/label": 0.4, "/ok": 0.99, "/vendor": 0.7, "/total": 0.8,
-            "/defects/0/box_2d/0": 0.95, "/defects/0/box_2d/1": 0.85, "/defects/2/box_2d/0": 0.2}
+    conf = {
+        "/defects/0/label": 0.9,
+        "/defects/1/label": 0.4,
+        "/ok": 0.99,
+        "/vendor": 0.7,
+        "/total": 0.8,
+        "/defects/0/box_2d/0": 0.95,
+        "/defects/0/box_2d/1": 0.85,
+        "/defects/2/box_2d/0": 0.2,
+    }
     item = score_item(TRUTH, PRED, conf, Scoring(rel_tol=0.1))
     m = {f.field: f for f in aggregate([item], schema_enums(SCHEMA))}
     boxes = m["/defects/*/box_2d"]
@@ -104,8 +136,7 @@ def _samples(pairs: list[tuple[float | None, bool]], field: str = "/f") -> list[
 
 
 def test_ece_reliability_and_coverage_by_hand():
-    s = _samples([(0.95, True), (0.95, True), (0.95, False), (0.95, True), (0.25, False), (0.25, True),
-                  (None, False)])
+    s = _samples([(0.95, True), (0.95, True), (0.95, False), (0.95, True), (0.25, False), (0.25, True), (None, False)])
     # bin 9: mean 0.95, accuracy 0.75 (4 samples); bin 2: mean 0.25, accuracy 0.5 (2); the unscored one is left out
     assert ece(s) == pytest.approx(4 / 6 * 0.2 + 2 / 6 * 0.25)
     bins = reliability(s)
@@ -114,23 +145,35 @@ def test_ece_reliability_and_coverage_by_hand():
     assert reliability(_samples([(1.0, True), (0.0, False)]))[9].count == 1  # 1.0 falls in the last bin
     curve = coverage_curve(s)  # ties accepted together; coverage counts the unscored sample too
     assert [(p.threshold, p.coverage, p.accuracy) for p in curve] == [
-        (0.95, pytest.approx(4 / 7), 0.75), (0.25, pytest.approx(6 / 7), pytest.approx(4 / 6))]
+        (0.95, pytest.approx(4 / 7), 0.75),
+        (0.25, pytest.approx(6 / 7), pytest.approx(4 / 6)),
+    ]
     assert ece([]) is None
 
 
 def test_fitted_thresholds_are_the_known_right_ones():
     # field /a: confidence 0.9 ... 0.2, right, right, right, right, wrong, right, wrong, wrong
-    a = _samples(list(zip([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2],
-                          [True, True, True, True, False, True, False, False], strict=True)), "/a")
+    a = _samples(
+        list(
+            zip(
+                [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2],
+                [True, True, True, True, False, True, False, False],
+                strict=True,
+            )
+        ),
+        "/a",
+    )
     assert fit_field("/a", a, 0.98).threshold == 0.6  # 4/4 right at >= 0.6; 4/5 at >= 0.5
     assert fit_field("/a", a, 0.8).threshold == 0.4  # 5/6 = 0.83 at >= 0.4; 5/7 = 0.71 at >= 0.3
     assert fit_field("/a", a, 0.8).coverage == 0.75
     never = fit_field("/c", _samples([(0.9, False), (0.5, False)], "/c"), 0.5)
     assert (never.reached, never.threshold) == (False, 1.0)
     # three images, two fields: /a 0.9 & /b 0.3 | /a 0.5 & /b 0.8 | /a 0.7 & /b 0.9
-    items = [ItemScore([Sample("/a", True, 0.9, "/a"), Sample("/b", True, 0.3, "/b")], record_correct=True),
-             ItemScore([Sample("/a", False, 0.5, "/a"), Sample("/b", True, 0.8, "/b")], record_correct=False),
-             ItemScore([Sample("/a", True, 0.7, "/a"), Sample("/b", True, 0.9, "/b")], record_correct=True)]
+    items = [
+        ItemScore([Sample("/a", True, 0.9, "/a"), Sample("/b", True, 0.3, "/b")], record_correct=True),
+        ItemScore([Sample("/a", False, 0.5, "/a"), Sample("/b", True, 0.8, "/b")], record_correct=False),
+        ItemScore([Sample("/a", True, 0.7, "/a"), Sample("/b", True, 0.9, "/b")], record_correct=True),
+    ]
     result = fit(items, 0.98)
     assert {f.field: f.threshold for f in result.fields} == {"/a": 0.7, "/b": 0.3}  # /b always right: lowest
     assert result.escalation_rate == pytest.approx(1 / 3)  # only the second image (/a 0.5 < 0.7) climbs
@@ -141,6 +184,8 @@ def test_fitted_thresholds_are_the_known_right_ones():
 
 
 def test_schema_enums_follow_refs_and_items():
-    schema = {"$defs": {"kind": {"enum": ["a", "b"]}},
-              "properties": {"k": {"$ref": "#/$defs/kind"}, "xs": {"items": {"properties": {"c": {"enum": ["x"]}}}}}}
+    schema = {
+        "$defs": {"kind": {"enum": ["a", "b"]}},
+        "properties": {"k": {"$ref": "#/$defs/kind"}, "xs": {"items": {"properties": {"c": {"enum": ["x"]}}}}},
+    }
     assert schema_enums(schema) == {"/k": ["a", "b"], "/xs/*/c": ["x"]}

@@ -23,11 +23,29 @@ def _eval(*args: str) -> tuple[int, str, str]:
 
 
 def test_ladder_report_reads_back_plots_open_cache_is_used_and_thresholds_written(
-        model_dir: Path, digit_task_file: Path, digit_set: Path, tmp_path: Path):
+    model_dir: Path, digit_task_file: Path, digit_set: Path, tmp_path: Path
+):
     out_dir, db = tmp_path / "report", tmp_path / "loupe.db"
-    args = [str(digit_set), "--task-file", str(digit_task_file), "--model", "tiny-a", "--ladder",
-            "tiny-a@low,tiny-b@low", "--out", str(out_dir), "--db", str(db), "--threads", "1", "--fit-thresholds",
-            "--target-accuracy", "0.9", "--write-task", "--json"]
+    args = [
+        str(digit_set),
+        "--task-file",
+        str(digit_task_file),
+        "--model",
+        "tiny-a",
+        "--ladder",
+        "tiny-a@low,tiny-b@low",
+        "--out",
+        str(out_dir),
+        "--db",
+        str(db),
+        "--threads",
+        "1",
+        "--fit-thresholds",
+        "--target-accuracy",
+        "0.9",
+        "--write-task",
+        "--json",
+    ]
     code, out, err = _eval(*args)
     assert code == 0, err
     brief = json.loads(out)
@@ -50,8 +68,12 @@ def test_ladder_report_reads_back_plots_open_cache_is_used_and_thresholds_writte
     assert fit["escalated_ms_per_image"] == pytest.approx(fit["escalation_rate"] * steps["tiny-b@low"]["mean_ms"])
     # every plot is a real PNG, and the HTML carries them inline
     pngs = sorted((out_dir / "plots").glob("*.png"))
-    assert {p.name for p in pngs} >= {"cost.png", "1-tiny-a-reliability.png", "1-tiny-a-coverage.png",
-                                      "2-ladder-tiny-a-low-tiny-b-low-coverage.png"}
+    assert {p.name for p in pngs} >= {
+        "cost.png",
+        "1-tiny-a-reliability.png",
+        "1-tiny-a-coverage.png",
+        "2-ladder-tiny-a-low-tiny-b-low-coverage.png",
+    }
     for p in pngs:
         with Image.open(p) as im:
             im.verify()
@@ -84,14 +106,42 @@ def test_usage_mistakes_are_one_line(model_dir: Path, digit_task_file: Path, dig
     assert code == 2 and "(0, 1]" in err
 
 
-def test_images_batched_before_are_answered_from_the_store(model_dir: Path, digit_task_file: Path, digit_set: Path,
-                                                           tmp_path: Path):
+def test_images_batched_before_are_answered_from_the_store(
+    model_dir: Path, digit_task_file: Path, digit_set: Path, tmp_path: Path
+):
     db = str(tmp_path / "loupe.db")
     out, err = io.StringIO(), io.StringIO()
-    assert main(["batch", str(digit_set.parent / "images"), "--task-file", str(digit_task_file), "--model", "tiny-a",
-                 "--threads", "1", "--db", db, "--json"], out, err) == 0, err.getvalue()
-    code, out_text, err_text = _eval(str(digit_set), "--task-file", str(digit_task_file), "--model", "tiny-a",
-                                     "--out", str(tmp_path / "r"), "--db", db)
+    assert (
+        main(
+            [
+                "batch",
+                str(digit_set.parent / "images"),
+                "--task-file",
+                str(digit_task_file),
+                "--model",
+                "tiny-a",
+                "--threads",
+                "1",
+                "--db",
+                db,
+                "--json",
+            ],
+            out,
+            err,
+        )
+        == 0
+    ), err.getvalue()
+    code, out_text, err_text = _eval(
+        str(digit_set),
+        "--task-file",
+        str(digit_task_file),
+        "--model",
+        "tiny-a",
+        "--out",
+        str(tmp_path / "r"),
+        "--db",
+        db,
+    )
     assert code == 0, err_text
     assert "tiny-a: whole-record accuracy" in out_text and "(3 from the store)" in out_text
     assert "report:" in err_text and (tmp_path / "r" / "report.html").is_file()

@@ -16,13 +16,23 @@ from tests.eval.conftest import DIGIT_TASK
 
 def test_yaml_task_gets_the_fields_and_keeps_its_other_settings(tmp_path: Path):
     path = tmp_path / "digit.yaml"
-    path.write_text(yaml.safe_dump({**DIGIT_TASK, "escalation": {"ladder": ["local@low", "local@high"],
-                                                                  "thresholds": {"overall": 0.4,
-                                                                                 "fields": {"/old": 0.2}}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                **DIGIT_TASK,
+                "escalation": {
+                    "ladder": ["local@low", "local@high"],
+                    "thresholds": {"overall": 0.4, "fields": {"/old": 0.2}},
+                },
+            }
+        )
+    )
     write_thresholds(path, {"/n": 0.73})
     task = load_task_file(path)
-    assert task.escalation == {"ladder": ["local@low", "local@high"],
-                               "thresholds": {"overall": 0.4, "fields": {"/old": 0.2, "/n": 0.73}}}
+    assert task.escalation == {
+        "ladder": ["local@low", "local@high"],
+        "thresholds": {"overall": 0.4, "fields": {"/old": 0.2, "/n": 0.73}},
+    }
     assert task.schema == DIGIT_TASK["schema"]
 
 

@@ -25,8 +25,14 @@ DEFECTS = builtin_task("defects")
 
 def defects_json(*severities: int) -> str:
     """What the fake backend answers for the defects task: one scratch per severity."""
-    return json.dumps({"defects": [{"label": "scratch", "box_2d": [100, 100, 400, 500], "severity": s,
-                                    "reason": "a visible scratch"} for s in severities]})
+    return json.dumps(
+        {
+            "defects": [
+                {"label": "scratch", "box_2d": [100, 100, 400, 500], "severity": s, "reason": "a visible scratch"}
+                for s in severities
+            ]
+        }
+    )
 
 
 def fake_engine(*answers: str, prob: float = 0.95) -> Engine:

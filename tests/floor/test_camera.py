@@ -71,8 +71,13 @@ class MjpegCamera:
                     ok, jpg = cv2.imencode(".jpg", np.full((48, 64, 3), (i * 30) % 255, dtype=np.uint8))
                     assert ok
                     try:
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                         + str(len(jpg)).encode() + b"\r\n\r\n" + jpg.tobytes() + b"\r\n")
+                        self.wfile.write(
+                            b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                            + str(len(jpg)).encode()
+                            + b"\r\n\r\n"
+                            + jpg.tobytes()
+                            + b"\r\n"
+                        )
                     except OSError:
                         return
                     i += 1

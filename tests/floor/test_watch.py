@@ -33,7 +33,7 @@ class SlowWriter(threading.Thread):
         step = -(-len(self.data) // self.chunks)
         with open(self.path, "wb") as f:
             for i in range(0, len(self.data), step):
-                f.write(self.data[i:i + step])
+                f.write(self.data[i : i + step])
                 f.flush()
                 self.wrote.set()
                 assert self.go.wait(20)
@@ -71,7 +71,7 @@ def test_polling_waits_until_the_file_is_quiet(tmp_path: Path) -> None:
         target = tmp_path / "slow.png"
         with open(target, "wb") as f:
             for i in range(0, len(data), len(data) // 3 + 1):
-                f.write(data[i:i + len(data) // 3 + 1])
+                f.write(data[i : i + len(data) // 3 + 1])
                 f.flush()
                 assert source.next(0.2) is None  # still changing
         got = source.next(10)

@@ -21,8 +21,12 @@ KEY = "sk-test-SECRET-do-not-leak-0123456789"
 TASK = Task(
     name="digit",
     instructions="Give one digit.",
-    schema={"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}},
-            "required": ["n"], "additionalProperties": False},
+    schema={
+        "type": "object",
+        "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}},
+        "required": ["n"],
+        "additionalProperties": False,
+    },
 ).with_options(max_tokens=16, review_threshold=0.8, retries=1)
 
 
@@ -72,9 +76,20 @@ def make_cloud(stub: StubCloud, store: Store, sleeps: list[float]) -> Iterator[C
     made: list[CloudBackend] = []
 
     def make(**overrides: object) -> CloudBackend:
-        config = CloudConfig(**{"preset": "llama_cpp_server", "base_url": stub.base_url, "model": "stub-model",
-                                "enabled": True, "max_side": 64, "timeout_s": 5.0, "max_retries": 3,
-                                "price_in_per_mtok": 1.0, "price_out_per_mtok": 4.0, **overrides})
+        config = CloudConfig(
+            **{
+                "preset": "llama_cpp_server",
+                "base_url": stub.base_url,
+                "model": "stub-model",
+                "enabled": True,
+                "max_side": 64,
+                "timeout_s": 5.0,
+                "max_retries": 3,
+                "price_in_per_mtok": 1.0,
+                "price_out_per_mtok": 4.0,
+                **overrides,
+            }
+        )
         backend = CloudBackend(config, api_key=KEY, audit=StoreAudit(store), sleep=sleeps.append, rand=lambda: 0.0)
         made.append(backend)
         return backend

@@ -38,9 +38,29 @@ class LlamaServer:
 
     def __post_init__(self) -> None:
         self.port = free_port()
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--clip_model_path",
-               str(self.mmproj), "--chat_format", "mtmd", "--model_alias", self.alias, "--host", "127.0.0.1",
-               "--port", str(self.port), "--n_ctx", "4096", "--n_threads", "1", "--verbose", "False"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(self.model),
+            "--clip_model_path",
+            str(self.mmproj),
+            "--chat_format",
+            "mtmd",
+            "--model_alias",
+            self.alias,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            "4096",
+            "--n_threads",
+            "1",
+            "--verbose",
+            "False",
+        ]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "LOUPE_OFFLINE": "1"}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self._ready = threading.Event()

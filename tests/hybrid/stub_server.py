@@ -29,14 +29,28 @@ class Reply:
     hang: bool = False
 
 
-def completion(content: str | None, *, finish: str = "stop", refusal: str | None = None,
-               prompt_tokens: int = 1000, completion_tokens: int = 20) -> Reply:
+def completion(
+    content: str | None,
+    *,
+    finish: str = "stop",
+    refusal: str | None = None,
+    prompt_tokens: int = 1000,
+    completion_tokens: int = 20,
+) -> Reply:
     """A well-formed chat completion."""
     message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": refusal}
-    body = {"id": "chatcmpl-stub", "object": "chat.completion", "created": 0, "model": "stub-model",
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens}}
+    body = {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "stub-model",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
     return Reply(200, json.dumps(body).encode(), (("Content-Type", "application/json"),))
 
 
@@ -90,8 +104,16 @@ def inspect_images(body: bytes) -> list[SeenImage]:
             head, _, data = url.partition(",")
             raw = base64.b64decode(data)
             img = Image.open(io.BytesIO(raw))
-            seen.append(SeenImage(head[5:].split(";")[0], img.format, img.size, len(img.getexif()),
-                                  tuple(sorted(img.info)), b"Exif" in raw))
+            seen.append(
+                SeenImage(
+                    head[5:].split(";")[0],
+                    img.format,
+                    img.size,
+                    len(img.getexif()),
+                    tuple(sorted(img.info)),
+                    b"Exif" in raw,
+                )
+            )
     return seen
 
 
@@ -127,8 +149,9 @@ class StubCloud:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 seen = inspect_images(body)
                 with stub._lock:
-                    stub.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body,
-                                                  seen))
+                    stub.received.append(
+                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, seen)
+                    )
                     n = len(stub.received)
                     reply = stub.script[min(n, len(stub.script)) - 1] if stub.script else error(500)
                 if reply.hang:
@@ -146,8 +169,7 @@ class StubCloud:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name="stub-cloud",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name="stub-cloud", daemon=True)
         self._thread.start()
 
     @property

@@ -66,8 +66,9 @@ def _waited(thread: threading.Thread, box: dict[str, float]) -> float:
     return now - box["at"]
 
 
-def test_cancel_interrupts_a_hanging_request_and_audits_it(make_cloud: Callable[..., CloudBackend], stub: StubCloud,
-                                                           store: Store, tmp_path: Path) -> None:
+def test_cancel_interrupts_a_hanging_request_and_audits_it(
+    make_cloud: Callable[..., CloudBackend], stub: StubCloud, store: Store, tmp_path: Path
+) -> None:
     stub.script = [HANG]
     path = tmp_path / "in.png"
     Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)).save(path)
@@ -96,13 +97,21 @@ def local(tiny_models: dict[str, SyntheticModel]) -> Iterator[Engine]:
         yield engine
 
 
-def test_cancel_during_the_cloud_rung_keeps_the_local_result(local: Engine, stub: StubCloud, store: Store,
-                                                             tmp_path: Path) -> None:
+def test_cancel_during_the_cloud_rung_keeps_the_local_result(
+    local: Engine, stub: StubCloud, store: Store, tmp_path: Path
+) -> None:
     stub.script = [HANG]
     path = tmp_path / "pet.png"
     Image.fromarray(np.random.default_rng(7).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(path)
-    config = CloudConfig(preset="openai", base_url=stub.base_url, model="stub-model", enabled=True, max_side=64,
-                         timeout_s=30.0, max_retries=2)
+    config = CloudConfig(
+        preset="openai",
+        base_url=stub.base_url,
+        model="stub-model",
+        enabled=True,
+        max_side=64,
+        timeout_s=30.0,
+        max_retries=2,
+    )
     ladder = Escalator(taskfile.parse(PET).policy, lambda: local, config, api_key=KEY, store=store)
     cancel = threading.Event()
     thread, box = _cancel_on_arrival(stub, cancel)

@@ -30,10 +30,18 @@ def _no_real_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _task_file(tmp_path: Path, *, cloud: bool, **escalation: Any) -> Path:
-    raw = {"name": "digit", "instructions": TASK.instructions, "schema": TASK.schema,
-           "options": {"max_tokens": 16, "review_threshold": 0.8, "retries": 1},
-           "escalation": {"ladder": ["local@low", "cloud@high"], "thresholds": {"overall": 0.999}, "cloud": cloud,
-                          **escalation}}
+    raw = {
+        "name": "digit",
+        "instructions": TASK.instructions,
+        "schema": TASK.schema,
+        "options": {"max_tokens": 16, "review_threshold": 0.8, "retries": 1},
+        "escalation": {
+            "ladder": ["local@low", "cloud@high"],
+            "thresholds": {"overall": 0.999},
+            "cloud": cloud,
+            **escalation,
+        },
+    }
     path = tmp_path / "digit.json"
     path.write_text(json.dumps(raw))
     return path
@@ -42,9 +50,11 @@ def _task_file(tmp_path: Path, *, cloud: bool, **escalation: Any) -> Path:
 def _cloud_file(tmp_path: Path, stub: StubCloud | None, *, enabled: bool = True) -> Path:
     base = stub.base_url if stub is not None else "http://127.0.0.1:9/v1"
     path = tmp_path / "cloud.toml"
-    path.write_text(f'[cloud]\npreset = "openai"\nbase_url = "{base}"\nmodel = "stub-model"\nenabled = '
-                    f'{str(enabled).lower()}\nmax_side = 64\ntimeout_s = 5.0\nmax_retries = 0\n'
-                    'price_in_per_mtok = 1.0\nprice_out_per_mtok = 4.0\n')
+    path.write_text(
+        f'[cloud]\npreset = "openai"\nbase_url = "{base}"\nmodel = "stub-model"\nenabled = '
+        f"{str(enabled).lower()}\nmax_side = 64\ntimeout_s = 5.0\nmax_retries = 0\n"
+        "price_in_per_mtok = 1.0\nprice_out_per_mtok = 4.0\n"
+    )
     return path
 
 
@@ -72,13 +82,25 @@ def _run(argv: list[str]) -> tuple[int, str, str]:
 
 
 def test_analyze_escalates_a_doubtful_tiny_model_result_to_the_cloud(
-        tiny_models: dict[str, SyntheticModel], stub: StubCloud, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_models: dict[str, SyntheticModel], stub: StubCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _keyed_stub(stub, monkeypatch, '{"n": 5}')
     folder, db = _images(tmp_path, 1), tmp_path / "loupe.db"
-    code, out, err = _run(["analyze", str(folder), "--task-file", str(_task_file(tmp_path, cloud=True)),
-                           *_model(tiny_models), "--escalate", "--cloud-config", str(_cloud_file(tmp_path, stub)),
-                           "--db", str(db), "--json"])
+    code, out, err = _run(
+        [
+            "analyze",
+            str(folder),
+            "--task-file",
+            str(_task_file(tmp_path, cloud=True)),
+            *_model(tiny_models),
+            "--escalate",
+            "--cloud-config",
+            str(_cloud_file(tmp_path, stub)),
+            "--db",
+            str(db),
+            "--json",
+        ]
+    )
     assert code == 0, err
     (line,) = [json.loads(x) for x in out.splitlines()]
     assert line["backend"] == "cloud" and line["data"] == {"n": 5}
@@ -91,23 +113,47 @@ def test_analyze_escalates_a_doubtful_tiny_model_result_to_the_cloud(
     assert KEY not in out + err and KEY.encode() not in db.read_bytes()
 
 
-def test_analyze_without_escalate_is_unchanged(tiny_models: dict[str, SyntheticModel], stub: StubCloud,
-                                               tmp_path: Path) -> None:
+def test_analyze_without_escalate_is_unchanged(
+    tiny_models: dict[str, SyntheticModel], stub: StubCloud, tmp_path: Path
+) -> None:
     folder = _images(tmp_path, 1)
-    _, out, _ = _run(["analyze", str(folder), "--task-file", str(_task_file(tmp_path, cloud=True)),
-                      *_model(tiny_models), "--cloud-config", str(_cloud_file(tmp_path, stub)), "--json"])
+    _, out, _ = _run(
+        [
+            "analyze",
+            str(folder),
+            "--task-file",
+            str(_task_file(tmp_path, cloud=True)),
+            *_model(tiny_models),
+            "--cloud-config",
+            str(_cloud_file(tmp_path, stub)),
+            "--json",
+        ]
+    )
     (line,) = [json.loads(x) for x in out.splitlines()]
     assert "escalation" not in line and line["backend"] != "cloud" and stub.received == []
 
 
 def test_batch_escalate_stores_the_ladder_and_the_audit_rows(
-        tiny_models: dict[str, SyntheticModel], stub: StubCloud, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_models: dict[str, SyntheticModel], stub: StubCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _keyed_stub(stub, monkeypatch, '{"n": 7}')
     folder, db = _images(tmp_path, 3), tmp_path / "loupe.db"
     task = _task_file(tmp_path, cloud=True, budget={"max_calls_per_job": 2})
-    code, out, err = _run(["batch", str(folder), "--task-file", str(task), *_model(tiny_models), "--escalate",
-                           "--cloud-config", str(_cloud_file(tmp_path, stub)), "--db", str(db), "--json"])
+    code, out, err = _run(
+        [
+            "batch",
+            str(folder),
+            "--task-file",
+            str(task),
+            *_model(tiny_models),
+            "--escalate",
+            "--cloud-config",
+            str(_cloud_file(tmp_path, stub)),
+            "--db",
+            str(db),
+            "--json",
+        ]
+    )
     assert code == 0, err
     summary = json.loads(out)
     assert summary["done"] == 3 and len(stub.received) == 2
@@ -124,7 +170,8 @@ def test_batch_escalate_stores_the_ladder_and_the_audit_rows(
 
 
 def test_escalate_with_the_cloud_disabled_opens_no_socket(
-        tiny_models: dict[str, SyntheticModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_models: dict[str, SyntheticModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     opened = refuse_sockets(monkeypatch)
     folder = _images(tmp_path, 2)
@@ -132,8 +179,21 @@ def test_escalate_with_the_cloud_disabled_opens_no_socket(
     for task_cloud, settings_on in ((True, False), (False, True)):  # either switch off keeps everything local
         cloud = _cloud_file(tmp_path, None, enabled=settings_on)
         task = _task_file(tmp_path, cloud=task_cloud)
-        code, out, err = _run(["analyze", str(folder), "--task-file", str(task), *_model(tiny_models), "--escalate",
-                               "--cloud-config", str(cloud), "--db", str(db), "--json"])
+        code, out, err = _run(
+            [
+                "analyze",
+                str(folder),
+                "--task-file",
+                str(task),
+                *_model(tiny_models),
+                "--escalate",
+                "--cloud-config",
+                str(cloud),
+                "--db",
+                str(db),
+                "--json",
+            ]
+        )
         lines = [json.loads(x) for x in out.splitlines()]
         assert len(lines) == 2 and all(x["backend"] != "cloud" for x in lines)
         for x in lines:
@@ -142,8 +202,19 @@ def test_escalate_with_the_cloud_disabled_opens_no_socket(
         assert "this machine only" in err
         assert not db.exists()  # nothing to audit: not even the store was opened
         monkeypatch.setenv("LOUPE_CLOUD_CONFIG", str(cloud))  # batch reads the env var instead of the flag
-        code, out, err = _run(["batch", str(folder), "--task-file", str(task), *_model(tiny_models), "--escalate",
-                               "--db", str(tmp_path / f"b{int(task_cloud)}.db"), "--json"])
+        code, out, err = _run(
+            [
+                "batch",
+                str(folder),
+                "--task-file",
+                str(task),
+                *_model(tiny_models),
+                "--escalate",
+                "--db",
+                str(tmp_path / f"b{int(task_cloud)}.db"),
+                "--json",
+            ]
+        )
         assert code == 0, err
         monkeypatch.delenv("LOUPE_CLOUD_CONFIG")
         with Store(tmp_path / f"b{int(task_cloud)}.db") as store:
@@ -154,40 +225,66 @@ def test_escalate_with_the_cloud_disabled_opens_no_socket(
 def test_task_file_escalation_errors_point_into_the_table(tmp_path: Path) -> None:
     task = taskfile.load(_task_file(tmp_path, cloud=False)).task
     assert task.escalation is not None and task.escalation["ladder"] == ["local@low", "cloud@high"]
-    for bad, pointer in (({"thresholds": {"overall": "high"}}, "/escalation/thresholds/overall"),
-                         ({"budget": {"max_calls_per_job": -1}}, "/escalation/budget/max_calls_per_job"),
-                         ({"ladder": ["local@low", "cloud@huge"]}, "/escalation/ladder/1"),
-                         ({"colud": True}, "/escalation/colud")):
+    for bad, pointer in (
+        ({"thresholds": {"overall": "high"}}, "/escalation/thresholds/overall"),
+        ({"budget": {"max_calls_per_job": -1}}, "/escalation/budget/max_calls_per_job"),
+        ({"ladder": ["local@low", "cloud@huge"]}, "/escalation/ladder/1"),
+        ({"colud": True}, "/escalation/colud"),
+    ):
         with pytest.raises(TaskError) as info:
             taskfile.load(_task_file(tmp_path, cloud=False, **bad))
         assert info.value.pointer == pointer
 
 
-def test_a_key_in_the_cloud_settings_file_is_refused(tiny_models: dict[str, SyntheticModel],
-                                                    tmp_path: Path) -> None:
+def test_a_key_in_the_cloud_settings_file_is_refused(tiny_models: dict[str, SyntheticModel], tmp_path: Path) -> None:
     cloud = tmp_path / "cloud.json"
     cloud.write_text(json.dumps({"preset": "openai", "enabled": True, "api_key": KEY}))
-    code, out, err = _run(["analyze", str(_images(tmp_path, 1)), "--task-file", str(_task_file(tmp_path, cloud=True)),
-                           *_model(tiny_models), "--escalate", "--cloud-config", str(cloud), "--json"])
+    code, out, err = _run(
+        [
+            "analyze",
+            str(_images(tmp_path, 1)),
+            "--task-file",
+            str(_task_file(tmp_path, cloud=True)),
+            *_model(tiny_models),
+            "--escalate",
+            "--cloud-config",
+            str(cloud),
+            "--json",
+        ]
+    )
     assert code == 2 and "loupe cloud key" in err and KEY not in out + err
 
 
 def test_an_enabled_cloud_without_a_key_stops_before_anything_runs(
-        tiny_models: dict[str, SyntheticModel], stub: StubCloud, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_models: dict[str, SyntheticModel], stub: StubCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    code, _out, err = _run(["analyze", str(_images(tmp_path, 1)), "--task-file", str(_task_file(tmp_path, cloud=True)),
-                           *_model(tiny_models), "--escalate", "--cloud-config", str(_cloud_file(tmp_path, stub)),
-                           "--db", str(tmp_path / "loupe.db"), "--json"])
+    code, _out, err = _run(
+        [
+            "analyze",
+            str(_images(tmp_path, 1)),
+            "--task-file",
+            str(_task_file(tmp_path, cloud=True)),
+            *_model(tiny_models),
+            "--escalate",
+            "--cloud-config",
+            str(_cloud_file(tmp_path, stub)),
+            "--db",
+            str(tmp_path / "loupe.db"),
+            "--json",
+        ]
+    )
     assert code == 2 and "loupe cloud key openai" in err and "OPENAI_API_KEY" in err and stub.received == []
 
 
-def test_cloud_test_sends_one_text_probe_audited_and_says_what_it_found(stub: StubCloud, tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cloud_test_sends_one_text_probe_audited_and_says_what_it_found(
+    stub: StubCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _keyed_stub(stub, monkeypatch, "OK")
     db = tmp_path / "loupe.db"
-    code, out, _ = _run(["cloud", "test", "--cloud-config", str(_cloud_file(tmp_path, stub)), "--db", str(db),
-                         "--json"])
+    code, out, _ = _run(
+        ["cloud", "test", "--cloud-config", str(_cloud_file(tmp_path, stub)), "--db", str(db), "--json"]
+    )
     assert code == 0 and json.loads(out)["verdict"] == "ok"
     assert len(stub.received) == 1 and stub.received[0].images == []  # text only, nothing of the user's
     assert stub.received[0].headers["authorization"] == f"Bearer {KEY}"
@@ -196,8 +293,9 @@ def test_cloud_test_sends_one_text_probe_audited_and_says_what_it_found(stub: St
     assert len(rows) == 1 and rows[0]["bytes_out"] == len(stub.received[0].body)
     assert KEY not in json.dumps(rows) and KEY not in out and KEY.encode() not in db.read_bytes()
 
-    code, out, _ = _run(["cloud", "test", "--cloud-config", str(_cloud_file(tmp_path, stub, enabled=False)),
-                         "--db", str(db)])
+    code, out, _ = _run(
+        ["cloud", "test", "--cloud-config", str(_cloud_file(tmp_path, stub, enabled=False)), "--db", str(db)]
+    )
     assert code == 1 and out.startswith("refused: The cloud is switched off") and len(stub.received) == 1
     code, out, _ = _run(["cloud", "test", "--db", str(db)])
     assert code == 1 and "no cloud settings" in out

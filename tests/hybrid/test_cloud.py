@@ -41,8 +41,9 @@ def _sent_images(body: dict) -> list[bytes]:
     return [base64.b64decode(u.split(",", 1)[1]) for u in urls]
 
 
-def test_structured_answer_is_ok_and_audited(stub: StubCloud, make_cloud: Callable[..., CloudBackend],
-                                              store: Store, tmp_path: Path) -> None:
+def test_structured_answer_is_ok_and_audited(
+    stub: StubCloud, make_cloud: Callable[..., CloudBackend], store: Store, tmp_path: Path
+) -> None:
     stub.script = [completion('{"n": 7}', prompt_tokens=1000, completion_tokens=10)]
     img = _image(tmp_path)
     result = _run(make_cloud(), img)
@@ -50,8 +51,10 @@ def test_structured_answer_is_ok_and_audited(stub: StubCloud, make_cloud: Callab
     (req,) = stub.received
     body = req.json
     assert req.path == "/v1/chat/completions" and body["model"] == "stub-model"
-    assert body["response_format"] == {"type": "json_schema", "json_schema": {
-        "name": "loupe_result", "schema": TASK.schema, "strict": True}}
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "loupe_result", "schema": TASK.schema, "strict": True},
+    }
     assert req.headers["authorization"] == f"Bearer {KEY}"
     texts = [p["text"] for p in body["messages"][0]["content"] if p["type"] == "text"]
     assert "img_01: " in texts[0] and "<__media__>" not in "".join(texts)
@@ -65,49 +68,53 @@ def test_structured_answer_is_ok_and_audited(stub: StubCloud, make_cloud: Callab
     assert totals([row])["requests"] == 1 and row["fields"] == ["n"]
 
 
-def test_preset_without_json_schema_sends_no_response_format(stub: StubCloud, tmp_path: Path,
-                                                              make_cloud: Callable[..., CloudBackend]) -> None:
+def test_preset_without_json_schema_sends_no_response_format(
+    stub: StubCloud, tmp_path: Path, make_cloud: Callable[..., CloudBackend]
+) -> None:
     stub.script = [completion('{"n": 8}')]
     result = _run(make_cloud(preset="anthropic"), _image(tmp_path))
     assert result.status is Status.OK and "response_format" not in stub.received[0].json
 
 
-def test_429_with_retry_after_then_success(stub: StubCloud, make_cloud: Callable[..., CloudBackend],
-                                           sleeps: list[float], store: Store, tmp_path: Path) -> None:
+def test_429_with_retry_after_then_success(
+    stub: StubCloud, make_cloud: Callable[..., CloudBackend], sleeps: list[float], store: Store, tmp_path: Path
+) -> None:
     stub.script = [error(429, retry_after="7"), completion('{"n": 1}')]
     result = _run(make_cloud(), _image(tmp_path))
     assert result.status is Status.OK and sleeps == [7.0]
     assert [r["status"] for r in audit_rows(store)] == [429, 200]
 
 
-def test_retry_after_longer_than_allowed_gives_up_at_once(stub: StubCloud, sleeps: list[float],
-                                                           make_cloud: Callable[..., CloudBackend],
-                                                           tmp_path: Path) -> None:
+def test_retry_after_longer_than_allowed_gives_up_at_once(
+    stub: StubCloud, sleeps: list[float], make_cloud: Callable[..., CloudBackend], tmp_path: Path
+) -> None:
     stub.script = [error(429, retry_after="3600")]
     result = _run(make_cloud(backoff_max_s=30), _image(tmp_path))
     assert result.status is Status.ERROR and "asks to wait 3600 s" in (result.error or "")
     assert sleeps == [] and len(stub.received) == 1
 
 
-def test_500s_exhaust_retries_with_backoff_into_an_error_result(stub: StubCloud, sleeps: list[float],
-                                                                make_cloud: Callable[..., CloudBackend],
-                                                                tmp_path: Path) -> None:
+def test_500s_exhaust_retries_with_backoff_into_an_error_result(
+    stub: StubCloud, sleeps: list[float], make_cloud: Callable[..., CloudBackend], tmp_path: Path
+) -> None:
     stub.script = [error(500)]
     result = _run(make_cloud(max_retries=3, backoff_s=0.5), _image(tmp_path))
     assert result.status is Status.ERROR and "failed after 4 attempts: HTTP 500" in (result.error or "")
     assert len(stub.received) == 4 and sleeps == [0.5, 1.0, 2.0]  # exponential (jitter injected as 0)
 
 
-def test_non_retryable_4xx_fails_at_once(stub: StubCloud, make_cloud: Callable[..., CloudBackend],
-                                         tmp_path: Path) -> None:
+def test_non_retryable_4xx_fails_at_once(
+    stub: StubCloud, make_cloud: Callable[..., CloudBackend], tmp_path: Path
+) -> None:
     stub.script = [error(401)]
     result = _run(make_cloud(), _image(tmp_path))
     assert result.status is Status.ERROR and "HTTP 401" in (result.error or "") and len(stub.received) == 1
     assert KEY not in (result.error or "")
 
 
-def test_timeout_is_a_clean_error(stub: StubCloud, make_cloud: Callable[..., CloudBackend], store: Store,
-                                  tmp_path: Path) -> None:
+def test_timeout_is_a_clean_error(
+    stub: StubCloud, make_cloud: Callable[..., CloudBackend], store: Store, tmp_path: Path
+) -> None:
     stub.script = [Reply(hang=True)]
     result = _run(make_cloud(timeout_s=0.3, max_retries=1), _image(tmp_path))
     assert result.status is Status.ERROR and "timed out" in (result.error or "")
@@ -115,8 +122,9 @@ def test_timeout_is_a_clean_error(stub: StubCloud, make_cloud: Callable[..., Clo
 
 
 @pytest.mark.parametrize("body", [b"<html>oops</html>", b'{"choices": []}', b'{"no": "choices"}', b"\xff\xfe"])
-def test_garbage_body_is_a_backend_error_not_a_crash(stub: StubCloud, make_cloud: Callable[..., CloudBackend],
-                                                     tmp_path: Path, body: bytes) -> None:
+def test_garbage_body_is_a_backend_error_not_a_crash(
+    stub: StubCloud, make_cloud: Callable[..., CloudBackend], tmp_path: Path, body: bytes
+) -> None:
     stub.script = [Reply(200, body, (("Content-Type", "application/json"),))]
     result = _run(make_cloud(), _image(tmp_path))
     assert result.status is Status.ERROR and "not a chat completion" in (result.error or "")
@@ -136,15 +144,17 @@ def test_length_maps_to_truncated(stub: StubCloud, make_cloud: Callable[..., Clo
     assert result.status is Status.TRUNCATED
 
 
-def test_schema_violating_reply_is_retried_once_then_invalid(stub: StubCloud, tmp_path: Path,
-                                                             make_cloud: Callable[..., CloudBackend]) -> None:
+def test_schema_violating_reply_is_retried_once_then_invalid(
+    stub: StubCloud, tmp_path: Path, make_cloud: Callable[..., CloudBackend]
+) -> None:
     stub.script = [completion('{"n": 42}')]
     result = _run(make_cloud(), _image(tmp_path))
     assert result.status is Status.INVALID and result.attempts == 2 and len(stub.received) == 2
 
 
-def test_exif_and_gps_never_leave_and_images_are_downscaled(stub: StubCloud, tmp_path: Path,
-                                                            make_cloud: Callable[..., CloudBackend]) -> None:
+def test_exif_and_gps_never_leave_and_images_are_downscaled(
+    stub: StubCloud, tmp_path: Path, make_cloud: Callable[..., CloudBackend]
+) -> None:
     exif = Image.Exif()
     exif[0x010F] = "SecretCam"  # Make
     exif[0x8825] = {1: "N", 2: (51.0, 30.0, 0.0), 3: "W", 4: (0.0, 7.0, 0.0)}  # GPS IFD
@@ -173,15 +183,21 @@ def test_encode_image_keeps_pixels_only() -> None:
     assert out.size == (10, 5) and out.mode == "RGB" and "exif" not in out.info
 
 
-def test_disabled_cloud_sends_nothing(stub: StubCloud, make_cloud: Callable[..., CloudBackend], store: Store,
-                                      tmp_path: Path) -> None:
+def test_disabled_cloud_sends_nothing(
+    stub: StubCloud, make_cloud: Callable[..., CloudBackend], store: Store, tmp_path: Path
+) -> None:
     result = _run(make_cloud(enabled=False), _image(tmp_path))
     assert result.status is Status.ERROR and "disabled" in (result.error or "")
     assert stub.received == [] and audit_rows(store) == []
 
 
-def test_key_never_reaches_store_or_logs(stub: StubCloud, make_cloud: Callable[..., CloudBackend], store: Store,
-                                         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_key_never_reaches_store_or_logs(
+    stub: StubCloud,
+    make_cloud: Callable[..., CloudBackend],
+    store: Store,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level("DEBUG")
     stub.script = [error(429, retry_after="0"), completion('{"n": 2}')]
     assert _run(make_cloud(), _image(tmp_path)).status is Status.OK
@@ -200,8 +216,9 @@ def test_presets_resolve() -> None:
         CloudConfig(preset="nope").resolved()
 
 
-def test_llama_cpp_python_preset_sends_json_object_with_the_schema(stub: StubCloud, tmp_path: Path,
-                                                                   make_cloud: Callable[..., CloudBackend]) -> None:
+def test_llama_cpp_python_preset_sends_json_object_with_the_schema(
+    stub: StubCloud, tmp_path: Path, make_cloud: Callable[..., CloudBackend]
+) -> None:
     stub.script = [completion('{"n": 8}')]
     assert _run(make_cloud(preset="llama_cpp_python"), _image(tmp_path)).status is Status.OK
     assert stub.received[0].json["response_format"] == {"type": "json_object", "schema": TASK.schema}

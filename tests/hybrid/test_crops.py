@@ -28,13 +28,34 @@ from PIL import Image
 from tests.hybrid.stub_server import StubCloud, completion
 from tests.noise import noise_image
 
-BOXES = Task(name="marks", instructions="Box every mark.", schema={
-    "type": "object", "required": ["marks"], "additionalProperties": False,
-    "properties": {"marks": {"type": "array", "maxItems": 3, "items": {
-        "type": "object", "required": ["label", "box_2d"], "additionalProperties": False,
-        "properties": {"label": {"enum": ["scratch", "dent"]},
-                       "box_2d": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 1000},
-                                  "minItems": 4, "maxItems": 4}}}}}},
+BOXES = Task(
+    name="marks",
+    instructions="Box every mark.",
+    schema={
+        "type": "object",
+        "required": ["marks"],
+        "additionalProperties": False,
+        "properties": {
+            "marks": {
+                "type": "array",
+                "maxItems": 3,
+                "items": {
+                    "type": "object",
+                    "required": ["label", "box_2d"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "label": {"enum": ["scratch", "dent"]},
+                        "box_2d": {
+                            "type": "array",
+                            "items": {"type": "integer", "minimum": 0, "maximum": 1000},
+                            "minItems": 4,
+                            "maxItems": 4,
+                        },
+                    },
+                },
+            }
+        },
+    },
 ).with_options(max_tokens=256, retries=1)
 CROP_LADDER = (Step("local", "low"), Step.parse("local@crop"))
 
@@ -52,8 +73,13 @@ def _photo(tmp_path: Path, size: tuple[int, int] = (1000, 500)) -> Path:
 def test_window_adds_the_margin_around_the_box() -> None:
     win = window((100, 100, 200, 160), (1000, 800), source="/marks/0/box_2d")
     assert (win.x0, win.y0, win.x1, win.y1) == (75, 85, 225, 175) and win.size == (150, 90)
-    assert win.to_dict() == {"image_id": "img_01", "box": "/marks/0/box_2d", "window_px": [75, 85, 225, 175],
-                             "offset_px": [75, 85], "size_px": [150, 90]}
+    assert win.to_dict() == {
+        "image_id": "img_01",
+        "box": "/marks/0/box_2d",
+        "window_px": [75, 85, 225, 175],
+        "offset_px": [75, 85],
+        "size_px": [150, 90],
+    }
 
 
 def test_window_is_shifted_inside_the_image_and_never_larger() -> None:
@@ -78,8 +104,9 @@ def test_a_box_maps_from_the_crop_back_to_the_image(pixels: tuple[int, int, int,
     in_crop = [round(v) for v in to_normalized(inside, w, h)]
     back = win.box_to_image(in_crop, size)
     assert back == pytest.approx([round(v) for v in to_normalized(pixels, *size)], abs=1.5)
-    assert win.box_to_image([0, 0, 1000, 1000], size) == [round(v) for v in to_normalized(
-        (win.x0, win.y0, win.x1, win.y1), *size)]
+    assert win.box_to_image([0, 0, 1000, 1000], size) == [
+        round(v) for v in to_normalized((win.x0, win.y0, win.x1, win.y1), *size)
+    ]
 
 
 def test_cut_gives_the_window_pixels() -> None:
@@ -92,9 +119,14 @@ def test_cut_gives_the_window_pixels() -> None:
 
 def test_crop_rung_looks_at_each_box_and_maps_its_answers_back(tmp_path: Path) -> None:
     img = load_image(_photo(tmp_path))
-    backend = FakeBackend([_marks(("scratch", [100, 200, 300, 400]), ("dent", [500, 500, 1000, 1000])),
-                           _marks(("scratch", [0, 0, 1000, 1000])),
-                           _marks(("dent", [250, 250, 750, 750]))], prob=0.6)
+    backend = FakeBackend(
+        [
+            _marks(("scratch", [100, 200, 300, 400]), ("dent", [500, 500, 1000, 1000])),
+            _marks(("scratch", [0, 0, 1000, 1000])),
+            _marks(("dent", [250, 250, 750, 750])),
+        ],
+        prob=0.6,
+    )
     runners = {"local": EngineRunner(Engine(backend))}
     esc = escalate(BOXES, [img], Policy(CROP_LADDER, Thresholds(overall=0.9)), runners, Ledger(Budget()))
     low, crop = esc.steps
@@ -109,8 +141,11 @@ def test_crop_rung_looks_at_each_box_and_maps_its_answers_back(tmp_path: Path) -
     y1, x1 = (125 + 0.75 * 375) / 500 * 1000, (250 + 0.75 * 750) / 1000 * 1000
     assert merged[1]["box_2d"] == [round(y0), round(x0), round(y1), round(x1)]
     assert [b.pixels for b in esc.result.boxes] == [(150, 25, 450, 175), (438, 219, 812, 406)]
-    assert set(esc.result.confidence) == {"/marks/0/label", "/marks/1/label", *(
-        f"/marks/{i}/box_2d/{j}" for i in range(2) for j in range(4))}
+    assert set(esc.result.confidence) == {
+        "/marks/0/label",
+        "/marks/1/label",
+        *(f"/marks/{i}/box_2d/{j}" for i in range(2) for j in range(4)),
+    }
     assert esc.records()[1]["crops"][0]["size_px"] == [300, 150] and "crops" not in esc.records()[0]
 
 
@@ -127,8 +162,13 @@ def test_crop_rung_without_boxes_is_skipped_and_a_bad_merge_is_invalid(tmp_path:
     schema = json.loads(json.dumps(BOXES.schema))  # the same limit behind a $ref is not cut back: the check catches it
     schema["$defs"] = {"marks": schema["properties"]["marks"]}
     schema["properties"]["marks"] = {"$ref": "#/$defs/marks"}
-    esc = escalate(replace(BOXES, schema=schema), [img], ladder,
-                   {"local": EngineRunner(Engine(FakeBackend([two, two, two], prob=0.6)))}, Ledger(Budget()))
+    esc = escalate(
+        replace(BOXES, schema=schema),
+        [img],
+        ladder,
+        {"local": EngineRunner(Engine(FakeBackend([two, two, two], prob=0.6)))},
+        Ledger(Budget()),
+    )
     assert esc.steps[1].status == "invalid" and "merged regions break the schema" in (esc.steps[1].note or "")
     assert esc.result.status is Status.OK and len(esc.result.data["marks"]) == 2  # the low pass is kept
 
@@ -139,8 +179,13 @@ def test_crop_rung_on_the_real_tiny_model(tiny_models: dict[str, SyntheticModel]
     m = tiny_models["smolvlm"]
     img = load_image(_photo(tmp_path, (320, 240)))
     with Engine(LlamaCppBackend(m.text_path, m.mmproj_path, n_threads=1, n_ctx=4096)) as local:
-        esc = escalate(BOXES, [img], Policy(CROP_LADDER, Thresholds(overall=0.999)), {"local": EngineRunner(local)},
-                       Ledger(Budget()))
+        esc = escalate(
+            BOXES,
+            [img],
+            Policy(CROP_LADDER, Thresholds(overall=0.999)),
+            {"local": EngineRunner(local)},
+            Ledger(Budget()),
+        )
     low, crop = esc.steps
     assert low.status == "ok" and low.outcome == "escalated" and esc.review  # random weights: never sure enough
     assert crop.step == "local@crop" and crop.status == "ok" and crop.crops
@@ -148,18 +193,22 @@ def test_crop_rung_on_the_real_tiny_model(tiny_models: dict[str, SyntheticModel]
     assert len(windows) == len({tuple(w) for w in windows})  # one look per distinct region
     assert esc.result.images[0].width == 320 and esc.result.boxes  # kept: the merged crop answer, in image pixels
     for box in esc.result.boxes:  # every box the crops found lies inside the window it was found in
-        assert any(x0 - 1 <= min(box.pixels[0], box.pixels[2]) and max(box.pixels[0], box.pixels[2]) <= x1 + 1
-                   and y0 - 1 <= min(box.pixels[1], box.pixels[3]) and max(box.pixels[1], box.pixels[3]) <= y1 + 1
-                   for x0, y0, x1, y1 in windows)
+        assert any(
+            x0 - 1 <= min(box.pixels[0], box.pixels[2])
+            and max(box.pixels[0], box.pixels[2]) <= x1 + 1
+            and y0 - 1 <= min(box.pixels[1], box.pixels[3])
+            and max(box.pixels[1], box.pixels[3]) <= y1 + 1
+            for x0, y0, x1, y1 in windows
+        )
 
 
-def test_cloud_crop_rung_sends_only_the_regions(stub: StubCloud, make_cloud: Callable[..., CloudBackend],
-                                                store: Store, tmp_path: Path) -> None:
+def test_cloud_crop_rung_sends_only_the_regions(
+    stub: StubCloud, make_cloud: Callable[..., CloudBackend], store: Store, tmp_path: Path
+) -> None:
     """A cloud@crop rung: each region leaves the machine on its own (seen by the server), audited per request."""
     img = load_image(_photo(tmp_path))
     stub.script = [completion(_marks(("dent", [0, 0, 1000, 1000])))]
-    local = Engine(FakeBackend([_marks(("scratch", [100, 200, 300, 400]), ("dent", [500, 500, 1000, 1000]))],
-                               prob=0.6))
+    local = Engine(FakeBackend([_marks(("scratch", [100, 200, 300, 400]), ("dent", [500, 500, 1000, 1000]))], prob=0.6))
     cloud = make_cloud(max_side=2048)
     runners = {"local": EngineRunner(local), "cloud": EngineRunner(Engine(cloud), cloud=True, audit=cloud.audit)}
     policy = Policy((Step("local", "low"), Step.parse("cloud@crop")), Thresholds(overall=0.9), cloud_enabled=True)
@@ -176,12 +225,20 @@ def test_merged_regions_keep_the_most_confident_items_within_max_items() -> None
     """Three regions each finding two marks make six; the schema allows three: the three surest are kept, in order."""
     from loupe.escalate.crop import _cap, _merge
 
-    answers = [({"marks": [{"label": "dent", "box_2d": [0, 0, 1, 1]}, {"label": "scratch", "box_2d": [0, 0, 2, 2]}]},
-                {"/marks/0/label": 0.9, "/marks/1/label": 0.2, "/marks/1/box_2d/0": 0.8}),
-               ({"marks": [{"label": "dent", "box_2d": [0, 0, 3, 3]}, {"label": "dent", "box_2d": [0, 0, 4, 4]}]},
-                {"/marks/0/label": 0.3, "/marks/1/label": 0.95}),
-               ({"marks": [{"label": "scratch", "box_2d": [0, 0, 5, 5]}, {"label": "dent", "box_2d": [0, 0, 6, 6]}]},
-                {"/marks/0/label": 0.7, "/marks/1/box_2d/3": 0.1})]
+    answers = [
+        (
+            {"marks": [{"label": "dent", "box_2d": [0, 0, 1, 1]}, {"label": "scratch", "box_2d": [0, 0, 2, 2]}]},
+            {"/marks/0/label": 0.9, "/marks/1/label": 0.2, "/marks/1/box_2d/0": 0.8},
+        ),
+        (
+            {"marks": [{"label": "dent", "box_2d": [0, 0, 3, 3]}, {"label": "dent", "box_2d": [0, 0, 4, 4]}]},
+            {"/marks/0/label": 0.3, "/marks/1/label": 0.95},
+        ),
+        (
+            {"marks": [{"label": "scratch", "box_2d": [0, 0, 5, 5]}, {"label": "dent", "box_2d": [0, 0, 6, 6]}]},
+            {"/marks/0/label": 0.7, "/marks/1/box_2d/3": 0.1},
+        ),
+    ]
     data, conf = _cap(*_merge(answers), BOXES.schema)
     assert [m["box_2d"][3] for m in data["marks"]] == [1, 4, 5]  # confidences 0.9, 0.95, 0.7 beat 0.2, 0.3, 0.1
     assert conf == {"/marks/0/label": 0.9, "/marks/1/label": 0.95, "/marks/2/label": 0.7}

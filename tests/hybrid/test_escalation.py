@@ -40,13 +40,16 @@ def _runners(local: Engine, cloud: CloudBackend | None) -> dict[str, Any]:
 def _save(store: Store, img: LoadedImage, esc: Any) -> int:
     job = store.create_job(key="k", task=TASK, model="m", settings={}, launch={}, paths=[img.path])
     (item,) = store.items(job.id)
-    return store.save_result(item.id, esc.result, sha256=img.sha256, size=1, cache_key=None,
-                             escalation=esc.records())
+    return store.save_result(item.id, esc.result, sha256=img.sha256, size=1, cache_key=None, escalation=esc.records())
 
 
-def test_low_confidence_tiny_model_escalates_to_cloud(tiny_models: dict[str, SyntheticModel], stub: StubCloud,
-                                                      make_cloud: Callable[..., CloudBackend], store: Store,
-                                                      tmp_path: Path) -> None:
+def test_low_confidence_tiny_model_escalates_to_cloud(
+    tiny_models: dict[str, SyntheticModel],
+    stub: StubCloud,
+    make_cloud: Callable[..., CloudBackend],
+    store: Store,
+    tmp_path: Path,
+) -> None:
     from loupe.backends.llama_cpp import LlamaCppBackend
 
     m = tiny_models["smolvlm"]
@@ -67,8 +70,9 @@ def test_low_confidence_tiny_model_escalates_to_cloud(tiny_models: dict[str, Syn
     assert row["source_sha256"] == [img.sha256] and row["bytes_out"] == len(stub.received[0].body)
 
 
-def test_confident_local_result_does_not_escalate(stub: StubCloud, make_cloud: Callable[..., CloudBackend],
-                                                  store: Store, tmp_path: Path) -> None:
+def test_confident_local_result_does_not_escalate(
+    stub: StubCloud, make_cloud: Callable[..., CloudBackend], store: Store, tmp_path: Path
+) -> None:
     (img,) = _images(tmp_path, 1)
     local = Engine(FakeBackend(['{"n": 4}'], prob=0.99))
     policy = Policy(LADDER, Thresholds(overall=0.9, fields={"/n": 0.95}), cloud_enabled=True)
@@ -77,8 +81,9 @@ def test_confident_local_result_does_not_escalate(stub: StubCloud, make_cloud: C
     assert stub.received == [] and audit_rows(store) == []
 
 
-def test_per_field_threshold_escalates(stub: StubCloud, make_cloud: Callable[..., CloudBackend],
-                                       tmp_path: Path) -> None:
+def test_per_field_threshold_escalates(
+    stub: StubCloud, make_cloud: Callable[..., CloudBackend], tmp_path: Path
+) -> None:
     stub.script = [completion('{"n": 6}')]
     (img,) = _images(tmp_path, 1)
     local = Engine(FakeBackend(['{"n": 4}'], prob=0.9))
@@ -87,8 +92,9 @@ def test_per_field_threshold_escalates(stub: StubCloud, make_cloud: Callable[...
     assert esc.steps[1].why == "/n confidence 0.90 < 0.95" and esc.result.data == {"n": 6}
 
 
-def test_budget_exhaustion_sends_cases_to_review(stub: StubCloud, make_cloud: Callable[..., CloudBackend],
-                                                 store: Store, tmp_path: Path) -> None:
+def test_budget_exhaustion_sends_cases_to_review(
+    stub: StubCloud, make_cloud: Callable[..., CloudBackend], store: Store, tmp_path: Path
+) -> None:
     stub.script = [completion('{"n": 1}')]
     imgs = _images(tmp_path, 3)
     local = Engine(FakeBackend(['{"n": 4}'], prob=0.6))  # under the review threshold (0.8) too
@@ -107,8 +113,11 @@ def test_budget_exhaustion_sends_cases_to_review(stub: StubCloud, make_cloud: Ca
 
 def test_spend_cap_and_hour_window_with_an_injected_clock() -> None:
     now = [10_000.0]
-    ledger = Ledger(Budget(max_spend_per_hour=0.01, max_calls_per_day=3), clock=lambda: now[0],
-                    history=[(now[0] - 7200, 0.009), (now[0] - 60, 0.008)])
+    ledger = Ledger(
+        Budget(max_spend_per_hour=0.01, max_calls_per_day=3),
+        clock=lambda: now[0],
+        history=[(now[0] - 7200, 0.009), (now[0] - 60, 0.008)],
+    )
     assert ledger.refusal(0.001) is None
     assert "per hour" in (ledger.refusal(0.003) or "")
     now[0] += 3600  # the recent call leaves the hour window
@@ -117,8 +126,9 @@ def test_spend_cap_and_hour_window_with_an_injected_clock() -> None:
     assert "3 cloud calls per day" in (ledger.refusal(0.0) or "")
 
 
-def test_cloud_failure_keeps_the_local_result(stub: StubCloud, make_cloud: Callable[..., CloudBackend],
-                                              sleeps: list[float], tmp_path: Path) -> None:
+def test_cloud_failure_keeps_the_local_result(
+    stub: StubCloud, make_cloud: Callable[..., CloudBackend], sleeps: list[float], tmp_path: Path
+) -> None:
     stub.script = [error(503)]
     (img,) = _images(tmp_path, 1)
     local = Engine(FakeBackend(['{"n": 4}'], prob=0.6))
@@ -129,8 +139,9 @@ def test_cloud_failure_keeps_the_local_result(stub: StubCloud, make_cloud: Calla
     assert "still doubtful" in (esc.review_reason or "") and len(sleeps) == 1
 
 
-def test_cloud_disabled_opens_no_socket(make_cloud: Callable[..., CloudBackend], tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cloud_disabled_opens_no_socket(
+    make_cloud: Callable[..., CloudBackend], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cloud = make_cloud()  # built before the trap: the stub server's own socket is already open
     opened = refuse_sockets(monkeypatch)
     (img,) = _images(tmp_path, 1)

@@ -26,11 +26,17 @@ from tests.hybrid.conftest import KEY
 from tests.hybrid.stub_server import HANG, Reply, StubCloud, completion, error, garbage, refusal
 from tests.noise import noise_image
 
-PET = Task(name="pet", instructions="Which animal is this?",
-           schema={"type": "object", "properties": {"label": {"enum": ["cat", "dog"]}}, "required": ["label"],
-                   "additionalProperties": False},
-           escalation={"ladder": ["local@low", "cloud@high"], "thresholds": {"overall": 0.999}, "cloud": True},
-           ).with_options(max_tokens=32, review_threshold=0.5, retries=1)
+PET = Task(
+    name="pet",
+    instructions="Which animal is this?",
+    schema={
+        "type": "object",
+        "properties": {"label": {"enum": ["cat", "dog"]}},
+        "required": ["label"],
+        "additionalProperties": False,
+    },
+    escalation={"ladder": ["local@low", "cloud@high"], "thresholds": {"overall": 0.999}, "cloud": True},
+).with_options(max_tokens=32, review_threshold=0.5, retries=1)
 
 # fault -> (script, cloud step status, words in its error, requests the server sees, backoffs asked for)
 FAULTS: dict[str, tuple[list[Reply], str, str, int, list[float]]] = {
@@ -66,11 +72,21 @@ def _gps_photo(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_cloud_fault_keeps_the_local_result_and_sends_the_case_to_review(
-        fault: str, local: Engine, stub: StubCloud, store: Store, tmp_path: Path) -> None:
+    fault: str, local: Engine, stub: StubCloud, store: Store, tmp_path: Path
+) -> None:
     script, status, words, requests, backoffs = FAULTS[fault]
     stub.script = script
-    config = CloudConfig(preset="openai", base_url=stub.base_url, model="stub-model", enabled=True, max_side=64,
-                         timeout_s=0.3, max_retries=1, backoff_s=0.5, price_in_per_mtok=1.0)
+    config = CloudConfig(
+        preset="openai",
+        base_url=stub.base_url,
+        model="stub-model",
+        enabled=True,
+        max_side=64,
+        timeout_s=0.3,
+        max_retries=1,
+        backoff_s=0.5,
+        price_in_per_mtok=1.0,
+    )
     sleeps: list[float] = []
     ladder = Escalator(taskfile.parse(PET).policy, lambda: local, config, api_key=KEY, store=store, sleep=sleeps.append)
     ladder.runners["cloud"].engine.backend.rand = lambda: 0.0  # type: ignore[union-attr]  # no jitter
@@ -91,8 +107,9 @@ def test_cloud_fault_keeps_the_local_result_and_sends_the_case_to_review(
         assert seen.format == "PNG" and max(seen.size) == 64
     job = store.create_job(key=fault, task=PET, model="m", settings={}, launch={}, paths=[esc.result.images[0].path])
     (item,) = store.items(job.id)
-    rid = store.save_result(item.id, esc.result, sha256=esc.result.images[0].sha256, size=1, cache_key=None,
-                            escalation=esc.records())
+    rid = store.save_result(
+        item.id, esc.result, sha256=esc.result.images[0].sha256, size=1, cache_key=None, escalation=esc.records()
+    )
     assert [s.id for s in ReviewQueue(store).pending(job.id)] == [rid]
     assert store.result(rid).result.data == esc.result.data
 

@@ -27,8 +27,12 @@ from PIL import Image
 from tests.hybrid.llama_server import LlamaServer
 from tests.noise import noise_image
 
-TWO = {"type": "object", "properties": {"label": {"enum": ["cat", "dog"]}}, "required": ["label"],
-       "additionalProperties": False}
+TWO = {
+    "type": "object",
+    "properties": {"label": {"enum": ["cat", "dog"]}},
+    "required": ["label"],
+    "additionalProperties": False,
+}
 ONE = {**TWO, "properties": {"label": {"enum": ["cat"]}}}  # one answer: the tiny model is sure of it (1.0)
 
 
@@ -40,37 +44,67 @@ def _no_real_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _files(tmp_path: Path, server: LlamaServer, schema: dict[str, Any]) -> tuple[Path, Path, Path]:
     task = tmp_path / "pet.json"
-    task.write_text(json.dumps({
-        "name": "pet", "instructions": "Which animal is this?", "schema": schema,
-        "options": {"max_tokens": 64, "review_threshold": 0.5, "retries": 1},
-        "escalation": {"ladder": ["local@low", "cloud@high"], "thresholds": {"overall": 0.9}, "cloud": True}}))
+    task.write_text(
+        json.dumps(
+            {
+                "name": "pet",
+                "instructions": "Which animal is this?",
+                "schema": schema,
+                "options": {"max_tokens": 64, "review_threshold": 0.5, "retries": 1},
+                "escalation": {"ladder": ["local@low", "cloud@high"], "thresholds": {"overall": 0.9}, "cloud": True},
+            }
+        )
+    )
     cloud = tmp_path / "cloud.toml"
-    cloud.write_text(f'preset = "llama_cpp_python"\nbase_url = "{server.base_url}"\nmodel = "{server.alias}"\n'
-                     'enabled = true\nmax_side = 64\ntimeout_s = 60.0\nmax_retries = 0\n'
-                     'price_in_per_mtok = 1.0\nprice_out_per_mtok = 2.0\n')
+    cloud.write_text(
+        f'preset = "llama_cpp_python"\nbase_url = "{server.base_url}"\nmodel = "{server.alias}"\n'
+        "enabled = true\nmax_side = 64\ntimeout_s = 60.0\nmax_retries = 0\n"
+        "price_in_per_mtok = 1.0\nprice_out_per_mtok = 2.0\n"
+    )
     folder = tmp_path / "imgs"
     folder.mkdir()
     noise_image((32, 24), 5).save(folder / "a.png")
     return task, cloud, folder
 
 
-def _batch(tiny_models: dict[str, SyntheticModel], server: LlamaServer, tmp_path: Path,
-           schema: dict[str, Any]) -> tuple[dict, Path]:
+def _batch(
+    tiny_models: dict[str, SyntheticModel], server: LlamaServer, tmp_path: Path, schema: dict[str, Any]
+) -> tuple[dict, Path]:
     """`loupe batch --escalate` over one image with the task for `schema`: (the JSON summary, the database)."""
     task, cloud, folder = _files(tmp_path, server, schema)
     db = tmp_path / "loupe.db"
     m = tiny_models["smolvlm"]
     out, err = io.StringIO(), io.StringIO()
-    code = main(["batch", str(folder), "--task-file", str(task), "--model-path", str(m.text_path), "--mmproj",
-                 str(m.mmproj_path), "--threads", "1", "--escalate", "--cloud-config", str(cloud), "--db", str(db),
-                 "--json"], out, err)
+    code = main(
+        [
+            "batch",
+            str(folder),
+            "--task-file",
+            str(task),
+            "--model-path",
+            str(m.text_path),
+            "--mmproj",
+            str(m.mmproj_path),
+            "--threads",
+            "1",
+            "--escalate",
+            "--cloud-config",
+            str(cloud),
+            "--db",
+            str(db),
+            "--json",
+        ],
+        out,
+        err,
+    )
     assert code == 0, err.getvalue()
     assert f"may be sent to {server.base_url}" in err.getvalue()
     return json.loads(out.getvalue()), db
 
 
 def test_low_confidence_result_escalates_to_llama_cpp_server_and_is_audited(
-        llama_server: LlamaServer, tiny_models: dict[str, SyntheticModel], tmp_path: Path) -> None:
+    llama_server: LlamaServer, tiny_models: dict[str, SyntheticModel], tmp_path: Path
+) -> None:
     before = llama_server.chat_requests()
     summary, db = _batch(tiny_models, llama_server, tmp_path, TWO)
     assert llama_server.wait_chat_requests(before + 1) == before + 1
@@ -89,7 +123,8 @@ def test_low_confidence_result_escalates_to_llama_cpp_server_and_is_audited(
 
 
 def test_confident_result_stays_local_and_nothing_reaches_the_server(
-        llama_server: LlamaServer, tiny_models: dict[str, SyntheticModel], tmp_path: Path) -> None:
+    llama_server: LlamaServer, tiny_models: dict[str, SyntheticModel], tmp_path: Path
+) -> None:
     before = llama_server.chat_requests()
     summary, db = _batch(tiny_models, llama_server, tmp_path, ONE)
     with Store(db) as store:
@@ -100,13 +135,17 @@ def test_confident_result_stays_local_and_nothing_reaches_the_server(
     assert llama_server.chat_requests() == before
 
 
-def test_llama_cpp_server_refuses_openai_json_schema_so_the_preset_sends_json_object(
-        llama_server: LlamaServer) -> None:
+def test_llama_cpp_server_refuses_openai_json_schema_so_the_preset_sends_json_object(llama_server: LlamaServer) -> None:
     """Why the `llama_cpp_python` preset exists: this server answers type json_schema with an HTTP 500."""
-    body = {"model": llama_server.alias, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4,
-            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": TWO}}}
-    req = urllib.request.Request(llama_server.base_url + "/chat/completions", json.dumps(body).encode(),
-                                 {"Content-Type": "application/json"})
+    body = {
+        "model": llama_server.alias,
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 4,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": TWO}},
+    }
+    req = urllib.request.Request(
+        llama_server.base_url + "/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(req, timeout=30)
     assert info.value.code == 500 and b"json_object" in info.value.read()
@@ -120,8 +159,9 @@ def test_the_server_really_decodes_the_image(llama_server: LlamaServer) -> None:
 
     def prompt_tokens(content: list[dict[str, Any]]) -> int:
         body = {"model": llama_server.alias, "messages": [{"role": "user", "content": content}], "max_tokens": 1}
-        req = urllib.request.Request(llama_server.base_url + "/chat/completions", json.dumps(body).encode(),
-                                     {"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            llama_server.base_url + "/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=30) as resp:
             return int(json.loads(resp.read())["usage"]["prompt_tokens"])
 

@@ -37,7 +37,8 @@ def _image(tmp_path: Path) -> str:
 
 
 def test_offline_vetoes_a_remote_endpoint_and_the_case_goes_to_review(
-        no_sockets: list[Any], store: Store, tmp_path: Path) -> None:
+    no_sockets: list[Any], store: Store, tmp_path: Path
+) -> None:
     local = Engine(FakeBackend(['{"n": 4}'], prob=0.6))
     ladder = Escalator(taskfile.parse(TASK_E).policy, lambda: local, REMOTE, api_key=KEY, store=store)
     esc = ladder([_image(tmp_path)], TASK_E)
@@ -62,12 +63,24 @@ def test_loopback_endpoints_stay_allowed_offline(stub: StubCloud, store: Store, 
 
 def test_loopback_is_judged_without_dns() -> None:
     offline = {"LOUPE_OFFLINE": "1"}
-    for url in ("http://127.0.0.1:8080/v1", "http://127.8.9.10/v1", "http://[::1]:1234/v1", "http://localhost/v1",
-                "http://LOCALHOST:11434"):
+    for url in (
+        "http://127.0.0.1:8080/v1",
+        "http://127.8.9.10/v1",
+        "http://[::1]:1234/v1",
+        "http://localhost/v1",
+        "http://LOCALHOST:11434",
+    ):
         assert offline_veto(replace(REMOTE, base_url=url), offline) is None, url
     # a subdomain of localhost resolves through the system's resolver, which may ask the network (loupe.core.net)
-    for url in ("https://api.openai.com/v1", "http://192.168.1.20:11434/v1", "http://10.0.0.1/v1",
-                "http://localhost.evil.com/v1", "http://[::2]/v1", "http://app.localhost/v1", "not a url"):
+    for url in (
+        "https://api.openai.com/v1",
+        "http://192.168.1.20:11434/v1",
+        "http://10.0.0.1/v1",
+        "http://localhost.evil.com/v1",
+        "http://[::2]/v1",
+        "http://app.localhost/v1",
+        "not a url",
+    ):
         assert offline_veto(replace(REMOTE, base_url=url), offline) is not None, url
     assert offline_veto(REMOTE, {"LOUPE_OFFLINE": "1"}) is not None
     assert offline_veto(REMOTE, {}) is None and offline_veto(REMOTE, {"LOUPE_OFFLINE": "0"}) is None
@@ -75,21 +88,49 @@ def test_loopback_is_judged_without_dns() -> None:
 
 
 def test_cli_says_why_nothing_leaves_and_needs_no_key(
-        no_sockets: list[Any], tiny_models: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    no_sockets: list[Any], tiny_models: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(loupe.core.secrets, "_default_keyring", lambda: None)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     task = tmp_path / "digit.json"
-    task.write_text(json.dumps({"name": "digit", "instructions": TASK.instructions, "schema": TASK.schema,
-                                "options": {"max_tokens": 16, "retries": 1},
-                                "escalation": {**ESCALATING, "thresholds": {"overall": 0.999}}}))
+    task.write_text(
+        json.dumps(
+            {
+                "name": "digit",
+                "instructions": TASK.instructions,
+                "schema": TASK.schema,
+                "options": {"max_tokens": 16, "retries": 1},
+                "escalation": {**ESCALATING, "thresholds": {"overall": 0.999}},
+            }
+        )
+    )
     cloud = tmp_path / "cloud.toml"
     cloud.write_text('preset = "openai"\nenabled = true\n')
     m = tiny_models["smolvlm"]
     out, err = io.StringIO(), io.StringIO()
     db = tmp_path / "loupe.db"
-    code = main(["analyze", _image(tmp_path), "--task-file", str(task), "--model-path", str(m.text_path), "--mmproj",
-                 str(m.mmproj_path), "--threads", "1", "--escalate", "--cloud-config", str(cloud), "--db", str(db),
-                 "--json"], out, err)
+    code = main(
+        [
+            "analyze",
+            _image(tmp_path),
+            "--task-file",
+            str(task),
+            "--model-path",
+            str(m.text_path),
+            "--mmproj",
+            str(m.mmproj_path),
+            "--threads",
+            "1",
+            "--escalate",
+            "--cloud-config",
+            str(cloud),
+            "--db",
+            str(db),
+            "--json",
+        ],
+        out,
+        err,
+    )
     assert code == 0, err.getvalue()
     assert "LOUPE_OFFLINE=1 forbids sending to api.openai.com" in err.getvalue()
     (line,) = [json.loads(x) for x in out.getvalue().splitlines()]

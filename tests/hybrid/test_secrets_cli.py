@@ -46,8 +46,17 @@ def test_environment_first_then_keyring() -> None:
 def test_loupe_audit_lists_and_exports(tmp_path: Path) -> None:
     db = tmp_path / "a.db"
     with Store(db) as store:
-        StoreAudit(store, sources=("src",))({"host": "127.0.0.1:9", "model": "m", "status": 200, "bytes_out": 100,
-                                             "bytes_in": 20, "image_sha256": ["s1"], "cost_usd": 0.5})
+        StoreAudit(store, sources=("src",))(
+            {
+                "host": "127.0.0.1:9",
+                "model": "m",
+                "status": 200,
+                "bytes_out": 100,
+                "bytes_in": 20,
+                "image_sha256": ["s1"],
+                "cost_usd": 0.5,
+            }
+        )
     out, err = io.StringIO(), io.StringIO()
     assert main(["audit", "--db", str(db), "--json"], out, err) == 0
     payload = json.loads(out.getvalue())

@@ -30,8 +30,9 @@ def test_batch_with_bad_inputs_reports_each_and_processes_the_rest(images, model
     assert [r["status"] for r in lines] == ["ok"] + ["error"] * len(bad) + ["ok"]
     errors = err.strip().splitlines()
     assert len(errors) == len(bad) and all(e.startswith("error: ") for e in errors)
-    for name, expected in zip(bad, ["not an image", "truncated", "empty file", "decompression bomb", "no such file"],
-                              strict=True):
+    for name, expected in zip(
+        bad, ["not an image", "truncated", "empty file", "decompression bomb", "no such file"], strict=True
+    ):
         line = next(e for e in errors if str(images[name]) in e)
         assert expected in line
     assert "Traceback" not in err
@@ -53,8 +54,9 @@ def test_folder_is_walked_and_results_appended_to_out(tmp_path, images, model_ar
 
 
 def test_together_sends_one_request(images, model_args):
-    code, out, _ = run("analyze", str(images["jpeg"]), str(images["png"]), "--together", "--task", "describe",
-                       "--json", *model_args)
+    code, out, _ = run(
+        "analyze", str(images["jpeg"]), str(images["png"]), "--together", "--task", "describe", "--json", *model_args
+    )
     (record,) = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [i["id"] for i in record["images"]] == ["img_01", "img_02"]
 
@@ -64,14 +66,17 @@ def test_invalid_schema_in_task_file_is_one_line_with_pointer(tmp_path, images, 
     task.write_text("instructions: x\nschema:\n  type: object\n  properties:\n    n: {type: integr}\n")
     code, out, err = run("analyze", str(images["jpeg"]), "--task-file", str(task), *model_args)
     assert code == 2 and out == ""
-    assert err.strip() == f"error: {task}: invalid JSON Schema: 'integr' is not valid under any of the given " \
-                          "schemas at /schema/properties/n/type"
+    assert (
+        err.strip() == f"error: {task}: invalid JSON Schema: 'integr' is not valid under any of the given "
+        "schemas at /schema/properties/n/type"
+    )
 
 
 def test_missing_mmproj_is_one_line(images, tiny_models, tmp_path):
     m = tiny_models["smolvlm"]
-    code, _, err = run("analyze", str(images["jpeg"]), "--model-path", str(m.text_path),
-                       "--mmproj", str(tmp_path / "gone.gguf"))
+    code, _, err = run(
+        "analyze", str(images["jpeg"]), "--model-path", str(m.text_path), "--mmproj", str(tmp_path / "gone.gguf")
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1 and "not found" in err
 
 

@@ -53,8 +53,14 @@ def test_sampled_public_schemas_give_ok_or_a_clean_status(tiny_models):
     try:
         for sid, schema in schemas:
             try:
-                task = task_from_dict({"schema": schema, "instructions": "Fill in the JSON for this image.",
-                                       "options": {"max_tokens": 384, "retries": 1}}, sid)
+                task = task_from_dict(
+                    {
+                        "schema": schema,
+                        "instructions": "Fill in the JSON for this image.",
+                        "options": {"max_tokens": 384, "retries": 1},
+                    },
+                    sid,
+                )
             except TaskError:
                 outcomes["refused at load"] += 1  # a clean, named refusal (e.g. a remote $ref)
                 continue

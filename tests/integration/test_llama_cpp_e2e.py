@@ -26,8 +26,9 @@ from loupe.core.types import Status
 def leaves(value: Any, pointer: str = "") -> set[str]:
     """JSON Pointers of every scalar and empty container in `value`."""
     if isinstance(value, dict) and value:
-        return set().union(*(leaves(v, f"{pointer}/{k.replace('~', '~0').replace('/', '~1')}")
-                             for k, v in value.items()))
+        return set().union(
+            *(leaves(v, f"{pointer}/{k.replace('~', '~0').replace('/', '~1')}") for k, v in value.items())
+        )
     if isinstance(value, list) and value:
         return set().union(*(leaves(v, f"{pointer}/{i}") for i, v in enumerate(value)))
     return {pointer}

@@ -38,8 +38,14 @@ def bundle(request: pytest.FixtureRequest) -> Path:
 
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "VIRTUAL_ENV"}
-    env.update(LOUPE_OFFLINE="1", HF_HUB_OFFLINE="1", LOUPE_DB=str(tmp_path / "loupe.db"),
-               LOUPE_MODEL_DIR=str(tmp_path / "models"), QT_QPA_PLATFORM="offscreen", HOME=str(tmp_path))
+    env.update(
+        LOUPE_OFFLINE="1",
+        HF_HUB_OFFLINE="1",
+        LOUPE_DB=str(tmp_path / "loupe.db"),
+        LOUPE_MODEL_DIR=str(tmp_path / "models"),
+        QT_QPA_PLATFORM="offscreen",
+        HOME=str(tmp_path),
+    )
     return env
 
 
@@ -50,15 +56,30 @@ def _model_args(tiny_models: dict) -> list[str]:
 
 def test_frozen_cli_analyses_an_image(bundle: Path, tiny_models: dict, tmp_path: Path) -> None:
     t0 = time.perf_counter()
-    helped = subprocess.run([str(bundle / "loupe"), "tasks", "--json"], env=_env(tmp_path), capture_output=True,
-                            text=True, timeout=120)
+    helped = subprocess.run(
+        [str(bundle / "loupe"), "tasks", "--json"], env=_env(tmp_path), capture_output=True, text=True, timeout=120
+    )
     start_s = time.perf_counter() - t0
     assert helped.returncode == 0, helped.stderr
     assert "defects" in {t["name"] for t in json.loads(helped.stdout)}  # the task files were bundled
     t0 = time.perf_counter()
-    run = subprocess.run([str(bundle / "loupe"), "analyze", str(SAMPLE), "--json", "--max-tokens", "64",
-                          "--task-file", str(_gauge(tmp_path)), *_model_args(tiny_models)],
-                         env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            str(bundle / "loupe"),
+            "analyze",
+            str(SAMPLE),
+            "--json",
+            "--max-tokens",
+            "64",
+            "--task-file",
+            str(_gauge(tmp_path)),
+            *_model_args(tiny_models),
+        ],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     first_s = time.perf_counter() - t0
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.splitlines()[-1])
@@ -71,9 +92,23 @@ def test_frozen_cli_runs_the_model_in_its_own_process(bundle: Path, tiny_models:
     """The bundle's executable starts itself as the model process (packaging/entry.py): a segfault there (the
     test-only fault hook) is an error line for that image, and the frozen CLI exits normally."""
     env = {**_env(tmp_path), "LOUPE_WORKER_FAULT": "decode:SIGSEGV"}
-    run = subprocess.run([str(bundle / "loupe"), "analyze", str(SAMPLE), "--json", "--max-tokens", "16",
-                          "--task-file", str(_gauge(tmp_path)), *_model_args(tiny_models)],
-                         env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            str(bundle / "loupe"),
+            "analyze",
+            str(SAMPLE),
+            "--json",
+            "--max-tokens",
+            "16",
+            "--task-file",
+            str(_gauge(tmp_path)),
+            *_model_args(tiny_models),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode in (0, 1), run.stderr
     result = json.loads(run.stdout.splitlines()[-1])
     assert result["status"] == "error" and "the model process crashed (SIGSEGV)" in result["error"]
@@ -84,8 +119,12 @@ def test_frozen_serve_answers_analyze(bundle: Path, tiny_models: dict, tmp_path:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([str(bundle / "loupe"), "serve", "--port", str(port), "--log-level", "info",
-                             *_model_args(tiny_models)], env=_env(tmp_path), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(bundle / "loupe"), "serve", "--port", str(port), "--log-level", "info", *_model_args(tiny_models)],
+        env=_env(tmp_path),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stderr is not None
         for line in proc.stderr:  # blocks until uvicorn says it is listening (or the process dies)
@@ -95,8 +134,9 @@ def test_frozen_serve_answers_analyze(bundle: Path, tiny_models: dict, tmp_path:
             pytest.fail(f"frozen server exited with {proc.wait()}")
         image = "data:image/jpeg;base64," + base64.b64encode(SAMPLE.read_bytes()).decode()
         body = json.dumps({"image": image, "task": "defects", "options": {"max_tokens": 48}}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/analyze", data=body,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/analyze", data=body, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=120) as resp:
             result = json.load(resp)
         assert result["status"] in ("ok", "truncated") and result["id"] == 1
@@ -108,17 +148,30 @@ def test_frozen_serve_answers_analyze(bundle: Path, tiny_models: dict, tmp_path:
 
 def test_frozen_gui_opens_and_shows_a_result(bundle: Path, tiny_models: dict, tmp_path: Path) -> None:
     shot = tmp_path / "window.png"
-    run = subprocess.run([str(bundle / "loupe-app"), "--screenshot", str(shot), *_model_args(tiny_models),
-                          str(SAMPLE)], env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [str(bundle / "loupe-app"), "--screenshot", str(shot), *_model_args(tiny_models), str(SAMPLE)],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _gauge(tmp_path: Path) -> Path:
     path = tmp_path / "gauge.json"
-    path.write_text(json.dumps({
-        "instructions": "Read the gauge.",
-        "schema": {"type": "object", "properties": {"value": {"type": "integer", "minimum": 0, "maximum": 10}},
-                   "required": ["value"], "additionalProperties": False},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "instructions": "Read the gauge.",
+                "schema": {
+                    "type": "object",
+                    "properties": {"value": {"type": "integer", "minimum": 0, "maximum": 10}},
+                    "required": ["value"],
+                    "additionalProperties": False,
+                },
+            }
+        )
+    )
     return path

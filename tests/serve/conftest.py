@@ -43,8 +43,9 @@ def start_server(tiny_models: dict, tmp_path_factory: pytest.TempPathFactory) ->
         backend = LlamaCppBackend(m.text_path, m.mmproj_path, model_id=MODEL, n_threads=2, n_ctx=4096)
         db = db or tmp_path_factory.mktemp("serve-db") / "loupe.db"
         config.setdefault("allow_paths", roots(tmp_path_factory))
-        return serve_in_thread(Workers(Engine(backend, model=MODEL), db),
-                               ServeConfig(host="127.0.0.1", port=0, **config))  # type: ignore[arg-type]
+        return serve_in_thread(
+            Workers(Engine(backend, model=MODEL), db), ServeConfig(host="127.0.0.1", port=0, **config)
+        )  # type: ignore[arg-type]
 
     return start
 

@@ -14,8 +14,12 @@ from tests.serve.conftest import LONG, LONG_MAX, Canceled
 from tests.serve.test_analyze_results import GAUGE, call
 from tests.serve.test_streaming import long_body
 
-LONG_ANALYSIS = {"image": str(SAMPLE), "schema": LONG, "instructions": "Describe the image at length.",
-                 "options": {"max_tokens": LONG_MAX}}
+LONG_ANALYSIS = {
+    "image": str(SAMPLE),
+    "schema": LONG,
+    "instructions": "Describe the image at length.",
+    "options": {"max_tokens": LONG_MAX},
+}
 
 
 def _analyze_then_give_up(server: Running) -> None:
@@ -30,8 +34,9 @@ def _stored(server: Running, record: logging.LogRecord) -> dict[str, Any]:
     return next(r for r in page["data"] if r["id"] == record.result_id)  # type: ignore[attr-defined]
 
 
-def test_a_client_that_times_out_cancels_the_analysis_and_the_store_says_so(long_server: Running,
-                                                                            canceled: Canceled) -> None:
+def test_a_client_that_times_out_cancels_the_analysis_and_the_store_says_so(
+    long_server: Running, canceled: Canceled
+) -> None:
     _analyze_then_give_up(long_server)
     [record] = canceled.wait()
     assert record.stop == "cancelled" and record.completion_tokens < LONG_MAX  # type: ignore[attr-defined]
@@ -40,15 +45,19 @@ def test_a_client_that_times_out_cancels_the_analysis_and_the_store_says_so(long
     assert row["status"] == "error" and row["error"] == "cancelled" and row["data"] is None
     assert row["tokens"]["completion"] == record.completion_tokens < LONG_MAX  # type: ignore[attr-defined]
     assert row["job_id"] == record.job_id and row["images"][0]["path"] == str(SAMPLE)  # type: ignore[attr-defined]
-    status, r = call(long_server, "/v1/analyze", {"image": str(SAMPLE), "schema": GAUGE, "instructions": "Read.",
-                                                  "options": {"max_tokens": 64}})
+    status, r = call(
+        long_server,
+        "/v1/analyze",
+        {"image": str(SAMPLE), "schema": GAUGE, "instructions": "Read.", "options": {"max_tokens": 64}},
+    )
     assert status == 200 and r["status"] == "ok", r  # the next request is served normally
     assert r["id"] > record.result_id  # type: ignore[attr-defined]
     assert len(canceled.records) == 1  # and a request that completes is not logged as canceled
 
 
-def test_an_analysis_whose_client_left_while_it_waited_never_reaches_the_model(long_server: Running,
-                                                                               canceled: Canceled) -> None:
+def test_an_analysis_whose_client_left_while_it_waited_never_reaches_the_model(
+    long_server: Running, canceled: Canceled
+) -> None:
     url = long_server.url + "/v1/chat/completions"
     with httpx2.Client(timeout=60) as http, http.stream("POST", url, json=long_body(stream=True)) as busy:
         lines = busy.iter_lines()  # kept: dropping a half-read iterator closes the connection

@@ -16,9 +16,12 @@ from loupe.store import Store
 
 from tests.serve.conftest import MODEL, data_url
 
-GAUGE = {"type": "object", "properties": {"value": {"type": "integer", "minimum": 0, "maximum": 10},
-                                          "in_green": {"type": "boolean"}},
-         "required": ["value", "in_green"], "additionalProperties": False}
+GAUGE = {
+    "type": "object",
+    "properties": {"value": {"type": "integer", "minimum": 0, "maximum": 10}, "in_green": {"type": "boolean"}},
+    "required": ["value", "in_green"],
+    "additionalProperties": False,
+}
 
 
 def call(server: Running, path: str, body: dict | None = None) -> tuple[int, Any]:
@@ -32,8 +35,11 @@ def call(server: Running, path: str, body: dict | None = None) -> tuple[int, Any
 
 
 def test_analyze_a_data_url_with_schema_and_instructions(server: Running) -> None:
-    status, r = call(server, "/v1/analyze", {"image": data_url(SAMPLE), "schema": GAUGE,
-                                             "instructions": "Read the gauge.", "options": {"max_tokens": 64}})
+    status, r = call(
+        server,
+        "/v1/analyze",
+        {"image": data_url(SAMPLE), "schema": GAUGE, "instructions": "Read the gauge.", "options": {"max_tokens": 64}},
+    )
     assert status == 200, r
     assert r["status"] == "ok" and r["model"] == MODEL
     jsonschema.validate(r["data"], GAUGE)
@@ -100,3 +106,12 @@ def test_openapi_is_published(server: Running) -> None:
     assert status == 200
     assert {"/v1/chat/completions", "/v1/models", "/v1/analyze", "/v1/results"} <= set(spec["paths"])
     assert "securitySchemes" not in spec.get("components", {})  # no token on this server: no auth declared
+
+
+def test_an_unknown_query_parameter_is_400_naming_it(server: Running) -> None:
+    status, body = call(server, "/v1/results?limt=5")
+    assert status == 400 and body["error"]["param"] == "limt"
+    assert "unknown query parameter 'limt' (it takes: limit, offset, status)" in body["error"]["message"]
+    status, body = call(server, "/v1/models?verbose=1")
+    assert status == 400 and "(it takes none)" in body["error"]["message"]
+    assert call(server, "/v1/results?limit=2&offset=0")[0] == 200

@@ -33,14 +33,22 @@ def client(server: Running, key: str = "unused") -> openai.OpenAI:
 
 
 def image_message(text: str) -> list[dict]:
-    return [{"role": "system", "content": "You inspect panels."},
-            {"role": "user", "content": [{"type": "text", "text": text},
-                                         {"type": "image_url", "image_url": {"url": data_url(SAMPLE)}}]}]
+    return [
+        {"role": "system", "content": "You inspect panels."},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": data_url(SAMPLE)}}],
+        },
+    ]
 
 
 def test_chat_with_image_and_json_schema_is_schema_valid_with_logprobs(server: Running) -> None:
     r = client(server).chat.completions.create(
-        model=MODEL, messages=image_message("Count the scratches."), max_tokens=200, seed=1, temperature=0.0,
+        model=MODEL,
+        messages=image_message("Count the scratches."),
+        max_tokens=200,
+        seed=1,
+        temperature=0.0,
         response_format={"type": "json_schema", "json_schema": {"name": "panel", "schema": SCHEMA, "strict": True}},
         logprobs=True,
     )
@@ -58,7 +66,9 @@ def test_chat_with_image_and_json_schema_is_schema_valid_with_logprobs(server: R
 
 def test_max_tokens_truncates_with_finish_reason_length(server: Running) -> None:
     r = client(server).chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Describe."}], max_tokens=3,
+        model=MODEL,
+        messages=[{"role": "user", "content": "Describe."}],
+        max_tokens=3,
         response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": SCHEMA}},
     )
     assert r.choices[0].finish_reason == "length"
@@ -80,16 +90,22 @@ def test_bad_schema_unknown_model_and_bad_image_are_openai_errors(server: Runnin
         c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], response_format=bad_schema)
     assert info.value.code == "invalid_schema" and info.value.param == "response_format.json_schema.schema"
     with pytest.raises(openai.NotFoundError) as nf:
-        c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}],
-                                  response_format={"type": "json_object"})
+        c.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}], response_format={"type": "json_object"}
+        )
     assert nf.value.code == "model_not_found"
     broken = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]
     with pytest.raises(openai.BadRequestError) as img:
         c.chat.completions.create(model=MODEL, messages=broken, response_format={"type": "json_object"})
     assert img.value.code == "invalid_image" and img.value.param == "messages[0].content[0].image_url.url"
     with pytest.raises(openai.BadRequestError) as url:
-        c.chat.completions.create(model=MODEL, response_format={"type": "json_object"}, messages=[
-            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}])
+        c.chat.completions.create(
+            model=MODEL,
+            response_format={"type": "json_object"},
+            messages=[
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}
+            ],
+        )
     assert url.value.code is None and "data URL" in url.value.message  # refused without fetching anything
 
 
@@ -105,8 +121,11 @@ def test_the_event_loop_answers_while_the_model_works(server: Running) -> None:
 
     def slow() -> None:
         out["r"] = c.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": "write"}], max_tokens=150,
-            response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": long}})
+            model=MODEL,
+            messages=[{"role": "user", "content": "write"}],
+            max_tokens=150,
+            response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": long}},
+        )
         done.set()
 
     worker = threading.Thread(target=slow)
@@ -134,9 +153,14 @@ def test_auth_refuses_a_request_without_the_token(start_server, tmp_path: Path) 
 def test_a_prompt_over_the_context_is_a_400_and_the_server_goes_on(server: Running) -> None:
     c = client(server)
     with pytest.raises(openai.BadRequestError) as info:
-        c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "panel " * 6000}],
-                                  response_format={"type": "json_object"}, max_tokens=4)
+        c.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "panel " * 6000}],
+            response_format={"type": "json_object"},
+            max_tokens=4,
+        )
     assert info.value.code == "context_length_exceeded"
-    r = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "ok"}], max_tokens=4,
-                                  response_format={"type": "json_object"})
+    r = c.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "ok"}], max_tokens=4, response_format={"type": "json_object"}
+    )
     assert r.choices[0].finish_reason in ("stop", "length")

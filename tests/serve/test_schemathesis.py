@@ -37,17 +37,19 @@ def test_api_conforms_to_its_openapi(capped_server: Running, label: str, mode: s
     seen: list[int] = []
 
     @given(case=operation.as_strategy(generation_mode=schemathesis.GenerationMode(mode)))
-    @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
-              database=None)
+    @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
     def check(case) -> None:
         if mode == "positive" and isinstance(case.body, dict) and "model" in case.body:
             case.body["model"] = MODEL  # reach the model, not only the 404 for a name this server does not serve
             case.body["response_format"] = {"type": "json_object"}
         # a schema-valid body can still be refused on meaning (an `image` string that is no image, a model
         # name this server does not serve): those 400/404s are right, so positive_data_acceptance is left out
-        response = case.call_and_validate(base_url=capped_server.url, timeout=60,
-                                          headers={"Authorization": f"Bearer {TOKEN}"},
-                                          excluded_checks=[schemathesis.checks.positive_data_acceptance])
+        response = case.call_and_validate(
+            base_url=capped_server.url,
+            timeout=60,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            excluded_checks=[schemathesis.checks.positive_data_acceptance],
+        )
         seen.append(response.status_code)
 
     check()

@@ -85,7 +85,6 @@ def test_paths_outside_the_allowed_roots_get_one_answer_whatever_is_there(start_
         assert status == 400 and r["error"]["code"] == "path_not_allowed"
 
 
-
 def test_a_50_mb_body_is_refused_with_413_before_it_is_read(server: Running) -> None:
     """The server runs in this process: its RSS is ours. Declared or chunked, 50 MB never gets in."""
     port = int(server.url.rsplit(":", 1)[1])
@@ -114,7 +113,6 @@ def test_a_50_mb_body_is_refused_with_413_before_it_is_read(server: Running) -> 
     conn.close()
     grown = rss_bytes() / 2**20 - before
     assert grown < 64, f"RSS grew {grown:.0f} MiB"  # at most the 24 MiB limit of one body, plus the allocator's slack
-
 
 
 def test_sixteen_huge_pictures_at_once_stay_within_the_pixel_budget(server: Running) -> None:
@@ -151,7 +149,10 @@ def test_a_text_field_past_its_limit_is_a_400_naming_it(server: Running) -> None
 
     from tests.serve.conftest import MODEL
 
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "x" * (MAX_TEXT + 1)}],
-            "response_format": {"type": "json_object"}}
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "x" * (MAX_TEXT + 1)}],
+        "response_format": {"type": "json_object"},
+    }
     status, r = call(server, "/v1/chat/completions", body)
     assert status == 400 and "messages" in r["error"]["message"] and "at most" in r["error"]["message"], r

@@ -28,21 +28,35 @@ def server(long_server: Running) -> Running:
 
 
 def _panel(**extra: object) -> dict:
-    return dict(model=MODEL, messages=image_message("Count the scratches."), seed=1, temperature=0.0,
-                response_format={"type": "json_schema", "json_schema": {"name": "panel", "schema": SCHEMA}}, **extra)
+    return dict(
+        model=MODEL,
+        messages=image_message("Count the scratches."),
+        seed=1,
+        temperature=0.0,
+        response_format={"type": "json_schema", "json_schema": {"name": "panel", "schema": SCHEMA}},
+        **extra,
+    )
 
 
 def long_body(stream: bool) -> dict:
     """A chat request whose answer takes LONG_MAX tokens."""
-    return {"model": MODEL, "messages": [{"role": "user", "content": "write"}], "max_tokens": LONG_MAX,
-            "stream": stream, "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": LONG}}}
+    return {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "write"}],
+        "max_tokens": LONG_MAX,
+        "stream": stream,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": LONG}},
+    }
 
 
 def test_stream_joins_to_the_non_stream_content_with_logprobs_and_usage(server: Running) -> None:
     c = client(server)
     whole = c.chat.completions.create(**_panel(max_tokens=200, logprobs=True))
-    chunks = list(c.chat.completions.create(**_panel(max_tokens=200, logprobs=True), stream=True,
-                                            stream_options={"include_usage": True}))
+    chunks = list(
+        c.chat.completions.create(
+            **_panel(max_tokens=200, logprobs=True), stream=True, stream_options={"include_usage": True}
+        )
+    )
     assert chunks[0].object == "chat.completion.chunk" and chunks[0].choices[0].delta.role == "assistant"
     assert len({ch.id for ch in chunks}) == 1
     *body, usage = chunks
@@ -72,14 +86,17 @@ def test_stream_truncated_by_max_tokens_ends_with_length(server: Running) -> Non
 def test_stream_errors_before_the_first_byte_are_json_errors(server: Running) -> None:
     bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strin"}}}
     with pytest.raises(openai.BadRequestError) as info:
-        client(server).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}],
-                                               response_format=bad, stream=True)
+        client(server).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "x"}], response_format=bad, stream=True
+        )
     assert info.value.code == "invalid_schema"
 
 
 def test_a_stream_closed_after_its_first_chunk_cancels_the_generation(server: Running, canceled: Canceled) -> None:
-    with httpx2.Client(timeout=60) as http, \
-            http.stream("POST", server.url + "/v1/chat/completions", json=long_body(stream=True)) as r:
+    with (
+        httpx2.Client(timeout=60) as http,
+        http.stream("POST", server.url + "/v1/chat/completions", json=long_body(stream=True)) as r,
+    ):
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         first = next(line for line in r.iter_lines() if line.startswith("data: "))
         assert json.loads(first[6:])["choices"][0]["delta"]["role"] == "assistant"
@@ -99,8 +116,9 @@ def test_a_non_stream_client_that_times_out_cancels_the_generation(server: Runni
     assert r2.choices[0].finish_reason == "stop"
 
 
-def test_a_request_whose_client_left_while_it_waited_never_reaches_the_model(server: Running,
-                                                                             canceled: Canceled) -> None:
+def test_a_request_whose_client_left_while_it_waited_never_reaches_the_model(
+    server: Running, canceled: Canceled
+) -> None:
     url = server.url + "/v1/chat/completions"
     with httpx2.Client(timeout=60) as http, http.stream("POST", url, json=long_body(stream=True)) as busy:
         lines = busy.iter_lines()  # kept: dropping a half-read iterator closes the connection

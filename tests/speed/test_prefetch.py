@@ -22,8 +22,15 @@ CAPTION = '{"caption": "noise", "tags": ["noise"]}'
 def _job(store: Store, folder):
     inputs = [os.path.abspath(folder)]
     paths = [os.path.abspath(p) for p in expand(inputs)]
-    job, _ = open_job(store, inputs=inputs, paths=paths, task=builtin_task("describe"), model="fake",
-                      settings={"backend": "fake"}, launch={"inputs": inputs})
+    job, _ = open_job(
+        store,
+        inputs=inputs,
+        paths=paths,
+        task=builtin_task("describe"),
+        model="fake",
+        settings={"backend": "fake"},
+        launch={"inputs": inputs},
+    )
     return job
 
 

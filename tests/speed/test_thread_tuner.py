@@ -38,7 +38,7 @@ def test_on_a_quiet_machine_it_stays_and_tries_again_less_and_less_often():
     # each lost trial doubles the gap from 20: 40, then 60 (the cap), 60: trials at tokens 48, 112, 176
     trials = [i for i in range(8, 200) if used[i] == 1 and used[i - 1] == 2]
     assert trials == [48, 112, 176]
-    assert all(used[i:i + 4] == [1] * 4 for i in trials) and used.count(1) == 16
+    assert all(used[i : i + 4] == [1] * 4 for i in trials) and used.count(1) == 16
 
 
 def test_when_the_load_goes_away_it_goes_back_up():

@@ -21,12 +21,18 @@ REPO = Path(__file__).resolve().parents[2]
 DIGIT_TASK = {
     "name": "digit",
     "instructions": "Give one digit.",
-    "schema": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}},
-               "required": ["n"], "additionalProperties": False},
+    "schema": {
+        "type": "object",
+        "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}},
+        "required": ["n"],
+        "additionalProperties": False,
+    },
     "options": {"max_tokens": 16, "review_threshold": 0.5},
 }
-DEFECTS_OUT = ('{"defects": [{"label": "scratch", "box_2d": [100, 200, 500, 600], "severity": 2, "reason": "line"},'
-               ' {"label": "dent", "box_2d": [600, 100, 900, 400], "severity": 4, "reason": "bump"}]}')
+DEFECTS_OUT = (
+    '{"defects": [{"label": "scratch", "box_2d": [100, 200, 500, 600], "severity": 2, "reason": "line"},'
+    ' {"label": "dent", "box_2d": [600, 100, 900, 400], "severity": 4, "reason": "bump"}]}'
+)
 
 
 @pytest.fixture(autouse=True)

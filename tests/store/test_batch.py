@@ -22,8 +22,15 @@ SETTINGS = {"backend": "fake"}
 def _open(store: Store, folder, task=None, model="fake"):
     inputs = [os.path.abspath(folder)]
     paths = [os.path.abspath(p) for p in expand(inputs)]
-    return open_job(store, inputs=inputs, paths=paths, task=task or builtin_task("describe"), model=model,
-                    settings=SETTINGS, launch={"inputs": inputs})
+    return open_job(
+        store,
+        inputs=inputs,
+        paths=paths,
+        task=task or builtin_task("describe"),
+        model=model,
+        settings=SETTINGS,
+        launch={"inputs": inputs},
+    )
 
 
 def test_identical_image_task_model_and_settings_is_answered_from_the_store(tmp_path):

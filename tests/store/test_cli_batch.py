@@ -33,8 +33,12 @@ def test_batch_then_rerun_is_answered_from_the_store(tmp_path, model_args, digit
 
     code, out, _ = run(*argv)  # the same command again: a new job, every image from the store
     assert code == 0 and out.startswith("job 2: 5 images, 5 done (5 from the store), 0 errors")
-    first, second = (conn.execute("SELECT data, raw FROM results r JOIN items i ON i.id = r.item_id "
-                                  "WHERE i.job_id = ? ORDER BY i.seq", (j,)).fetchall() for j in (1, 2))
+    first, second = (
+        conn.execute(
+            "SELECT data, raw FROM results r JOIN items i ON i.id = r.item_id WHERE i.job_id = ? ORDER BY i.seq", (j,)
+        ).fetchall()
+        for j in (1, 2)
+    )
     assert first == second
 
     code, out, _ = run("batch", "--resume", "1", "--json")  # a finished job: nothing left to do
@@ -61,8 +65,16 @@ def test_usage_mistakes_are_one_line(tmp_path, model_args, digit_task):
     code, _, err = run("batch", str(tmp_path), "--task-file", str(digit_task), *model_args, "--db", db)
     assert code == 2 and "no images found" in err
     make_images(tmp_path / "imgs", 1)
-    code, _, err = run("batch", str(tmp_path / "imgs"), "--model-path", str(tmp_path / "gone.gguf"),
-                       "--mmproj", str(tmp_path / "gone-mmproj.gguf"), "--db", db)
+    code, _, err = run(
+        "batch",
+        str(tmp_path / "imgs"),
+        "--model-path",
+        str(tmp_path / "gone.gguf"),
+        "--mmproj",
+        str(tmp_path / "gone-mmproj.gguf"),
+        "--db",
+        db,
+    )
     assert code == 2 and "model file not found" in err
 
 
@@ -84,8 +96,9 @@ def test_a_file_that_crashes_the_model_every_time_is_skipped_and_the_rest_finish
     assert json.loads(out.splitlines()[-1])["items"] == 4
     assert {k: json.loads(out.splitlines()[-1])[k] for k in ("done", "errors")} == {"done": 4, "errors": 1}
     conn = sqlite3.connect(db)
-    rows = conn.execute("SELECT i.path, r.status, r.error FROM items i JOIN results r ON r.item_id = i.id "
-                        "ORDER BY i.seq").fetchall()
+    rows = conn.execute(
+        "SELECT i.path, r.status, r.error FROM items i JOIN results r ON r.item_id = i.id ORDER BY i.seq"
+    ).fetchall()
     poison = [r for r in rows if r[0].endswith("poison.png")]
     assert len(poison) == 1 and poison[0][1] == "error"
     assert "the model process crashed (SIGSEGV)" in poison[0][2] and "crashed twice on this file" in poison[0][2]

@@ -58,8 +58,11 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(tmp_path, model_arg
     while kills < N_KILLS:
         job = _job_id(db)
         # restart either as a plain re-run of the same command or with --resume JOB
-        cmd = batch_command("--resume", str(job), "--db", str(db), "--json", "--threads", "1") \
-            if job is not None and kills % 2 else fresh
+        cmd = (
+            batch_command("--resume", str(job), "--db", str(db), "--json", "--threads", "1")
+            if job is not None and kills % 2
+            else fresh
+        )
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         seen = len(committed)
         _wait_for_results(proc, db, seen + rng.randint(0, 8))  # 0: killed while starting or planning

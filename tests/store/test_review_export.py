@@ -47,8 +47,7 @@ def job_db(tmp_path: Path, defects: Task) -> tuple[Path, dict[str, int]]:
     db = tmp_path / "s.db"
     with Store(db) as store:
         paths = sorted(str(p) for p in folder.iterdir())
-        job, _ = open_job(store, inputs=[str(folder)], paths=paths, task=defects, model="fake", settings={},
-                          launch={})
+        job, _ = open_job(store, inputs=[str(folder)], paths=paths, task=defects, model="fake", settings={}, launch={})
         BatchRunner(store, analyze).run(job.id)
         ids = {Path(s.path).name: s.id for s in store.results(job.id)}
     return db, ids
@@ -105,8 +104,12 @@ def test_jsonl_and_csv_exports_read_back(job_db, tmp_path):
     db, ids = job_db
     _review_some(db, ids)
     code, out, _ = run("export", "--db", str(db), "--out", str(tmp_path / "r.jsonl"), "--json")
-    assert code == 0 and json.loads(out) == {"job": 1, "format": "jsonl", "out": str(tmp_path / "r.jsonl"),
-                                             "written": 4}
+    assert code == 0 and json.loads(out) == {
+        "job": 1,
+        "format": "jsonl",
+        "out": str(tmp_path / "r.jsonl"),
+        "written": 4,
+    }
     records = {Path(r["path"]).name: r for r in map(json.loads, (tmp_path / "r.jsonl").read_text().splitlines())}
     assert records["000.png"]["data"] == json.loads(DEFECTS_OUT) and records["000.png"]["review"] is None
     edited = records["001.png"]
@@ -117,8 +120,17 @@ def test_jsonl_and_csv_exports_read_back(job_db, tmp_path):
     assert run("export", "--db", str(db), "--out", str(tmp_path / "r.csv"))[0] == 0  # format from the suffix
     with open(tmp_path / "r.csv", newline="") as f:
         rows = {Path(r["path"]).name: r for r in csv.DictReader(f)}
-    assert list(rows["000.png"])[:9] == ["job", "item", "result", "path", "sha256", "status", "min_confidence",
-                                         "error", "review"]
+    assert list(rows["000.png"])[:9] == [
+        "job",
+        "item",
+        "result",
+        "path",
+        "sha256",
+        "status",
+        "min_confidence",
+        "error",
+        "review",
+    ]
     assert json.loads(rows["000.png"]["/defects"]) == json.loads(DEFECTS_OUT)["defects"]  # a list, as JSON text
     assert json.loads(rows["001.png"]["/defects"])[0]["label"] == "crack" and rows["001.png"]["review"] == "edit"
     assert float(rows["000.png"]["min_confidence"]) == pytest.approx(0.9) and rows["broken.png"]["/defects"] == ""
@@ -126,8 +138,13 @@ def test_jsonl_and_csv_exports_read_back(job_db, tmp_path):
 
 def test_flatten_names_nested_fields_by_pointer():
     data = {"merchant": {"name": "Café", "a/b": True}, "items": [{"x": 1}], "total": 9.5, "empty": {}}
-    assert list(flatten(data)) == [("/merchant/name", "Café"), ("/merchant/a~1b", True),
-                                   ("/items", '[{"x": 1}]'), ("/total", 9.5), ("/empty", "{}")]
+    assert list(flatten(data)) == [
+        ("/merchant/name", "Café"),
+        ("/merchant/a~1b", True),
+        ("/items", '[{"x": 1}]'),
+        ("/total", 9.5),
+        ("/empty", "{}"),
+    ]
     assert list(flatten([1, 2])) == [("/", "[1, 2]")]
 
 
@@ -161,8 +178,10 @@ def test_coco_export_has_pixel_xywh_boxes_and_label_categories(job_db, tmp_path)
     for ann, box in zip(anns, expected, strict=True):
         x0, y0, x1, y1 = box.pixels
         assert ann["bbox"] == [x0, y0, x1 - x0, y1 - y0] and ann["area"] == (x1 - x0) * (y1 - y0)
-    counts = {os.path.basename(i["file_name"]): sum(a["image_id"] == i["id"] for a in doc["annotations"])
-              for i in doc["images"]}
+    counts = {
+        os.path.basename(i["file_name"]): sum(a["image_id"] == i["id"] for a in doc["annotations"])
+        for i in doc["images"]
+    }
     assert counts == {"000.png": 2, "001.png": 1, "002.png": 0}  # edited: the person's box; rejected: none
     assert len({a["id"] for a in doc["annotations"]}) == len(doc["annotations"])
 

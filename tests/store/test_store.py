@@ -16,12 +16,19 @@ from loupe.store.sqlite import DuplicateResultError
 from tests.store.make_fixture import FIXTURE, V1_RESULT
 
 RESULT = Result(
-    status=Status.OK, task="defects", model="m", backend="fake",
+    status=Status.OK,
+    task="defects",
+    model="m",
+    backend="fake",
     images=(ImageInfo("img_01", "/x/a.jpg", "cd" * 32, 640, 480, 512, 384, ("downscaled 640x480 -> 512x384",)),),
     data={"defects": [{"label": "dent", "box_2d": [10, 20, 30, 40], "severity": 3, "reason": "r"}]},
-    raw="{...}", confidence={"/defects/0/label": 0.25, "/defects/0/box_2d/0": 0.5},
+    raw="{...}",
+    confidence={"/defects/0/label": 0.25, "/defects/0/box_2d/0": 0.5},
     boxes=(Box("/defects/0/box_2d", "dent", (10.0, 20.0, 30.0, 40.0), (13, 5, 26, 14), "img_01", 0.5),),
-    timings=Timings(encode_ms=1.5, total_ms=9.25), tokens=Tokens(3, 4, 5), attempts=2, error=None,
+    timings=Timings(encode_ms=1.5, total_ms=9.25),
+    tokens=Tokens(3, 4, 5),
+    attempts=2,
+    error=None,
 )
 
 
@@ -61,8 +68,9 @@ def test_errors_are_never_answered_from_the_cache(tmp_path):
     with Store(tmp_path / "s.db") as store:
         job = _job(store, ["/x/a.jpg"])
         (item,) = store.items(job)
-        store.save_result(item.id, Result(Status.ERROR, "defects", "m", "fake", error="boom"), sha256="s", size=1,
-                          cache_key="key")
+        store.save_result(
+            item.id, Result(Status.ERROR, "defects", "m", "fake", error="boom"), sha256="s", size=1, cache_key="key"
+        )
         assert store.cached_result_id("key") is None
 
 
@@ -74,8 +82,10 @@ def test_v1_store_is_migrated_on_open_keeping_its_rows(tmp_path):
         assert store.migrated_from == 1 and store.version == SCHEMA_VERSION == 4
         job = store.job(1)
         assert job.task.name == "describe" and job.state == "interrupted" and job.launch["inputs"] == ["/photos"]
-        assert [(i.path, i.state) for i in store.items(1)] == [("/photos/panel.jpg", "done"),
-                                                               ("/photos/other.jpg", "pending")]
+        assert [(i.path, i.state) for i in store.items(1)] == [
+            ("/photos/panel.jpg", "done"),
+            ("/photos/other.jpg", "pending"),
+        ]
         (stored,) = store.results(1)
         assert stored.result == V1_RESULT and stored.escalation == ()  # the v2 column, defaulted
         assert stored.review is not None and stored.review.who == "ana" and stored.final_data["tags"] == ["metal"]

@@ -97,8 +97,9 @@ def _problem(source: str, tokenizer: LLTokenizer | None) -> str | None:
     return _first_lines(messages[0] if messages else "") if is_error else None
 
 
-def plan(schema: dict[str, Any] | bool, tokenizer: LLTokenizer | None = None, *, allow_refusal: bool = True
-         ) -> tuple[str, tuple[str, ...]]:
+def plan(
+    schema: dict[str, Any] | bool, tokenizer: LLTokenizer | None = None, *, allow_refusal: bool = True
+) -> tuple[str, tuple[str, ...]]:
     """The grammar to decode with, and what it leaves to post-validation.
 
     Strict first. If LLGuidance refuses, retry with its `lenient` option (unimplemented keywords such as

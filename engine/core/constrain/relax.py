@@ -11,8 +11,19 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 # keywords whose value is one subschema / a map of subschemas / a list of subschemas
-_ONE = ("additionalProperties", "items", "contains", "propertyNames", "unevaluatedItems", "unevaluatedProperties",
-        "additionalItems", "not", "if", "then", "else")
+_ONE = (
+    "additionalProperties",
+    "items",
+    "contains",
+    "propertyNames",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+    "additionalItems",
+    "not",
+    "if",
+    "then",
+    "else",
+)
 _MAP = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 _LIST = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
 

@@ -46,9 +46,7 @@ def _walk(value: Any, pointer: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
 
 def _is_box(v: Any) -> TypeGuard[list[float]]:
     return (
-        isinstance(v, list)
-        and len(v) == 4
-        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+        isinstance(v, list) and len(v) == 4 and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
     )
 
 

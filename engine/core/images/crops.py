@@ -33,13 +33,22 @@ class CropWindow:
         w, h = self.size
         iw, ih = image_size
         y0, x0, y1, x1 = (min(1000.0, max(0.0, float(v))) for v in box_2d)
-        return [round((self.y0 + y0 / 1000 * h) / ih * 1000), round((self.x0 + x0 / 1000 * w) / iw * 1000),
-                round((self.y0 + y1 / 1000 * h) / ih * 1000), round((self.x0 + x1 / 1000 * w) / iw * 1000)]
+        return [
+            round((self.y0 + y0 / 1000 * h) / ih * 1000),
+            round((self.x0 + x0 / 1000 * w) / iw * 1000),
+            round((self.y0 + y1 / 1000 * h) / ih * 1000),
+            round((self.x0 + x1 / 1000 * w) / iw * 1000),
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """The transform as recorded in a step: x_image = x0 + x_crop/1000 * width (likewise y)."""
-        return {"image_id": self.image_id, "box": self.source, "window_px": [self.x0, self.y0, self.x1, self.y1],
-                "offset_px": [self.x0, self.y0], "size_px": list(self.size)}
+        return {
+            "image_id": self.image_id,
+            "box": self.source,
+            "window_px": [self.x0, self.y0, self.x1, self.y1],
+            "offset_px": [self.x0, self.y0],
+            "size_px": list(self.size),
+        }
 
 
 def _span(lo: int, hi: int, limit: int, margin: float, min_side: int) -> tuple[int, int]:
@@ -51,8 +60,15 @@ def _span(lo: int, hi: int, limit: int, margin: float, min_side: int) -> tuple[i
     return start, start + want
 
 
-def window(pixels: Sequence[int], image_size: tuple[int, int], *, image_id: str = "img_01", source: str = "",
-           margin: float = MARGIN, min_side: int = MIN_SIDE) -> CropWindow:
+def window(
+    pixels: Sequence[int],
+    image_size: tuple[int, int],
+    *,
+    image_id: str = "img_01",
+    source: str = "",
+    margin: float = MARGIN,
+    min_side: int = MIN_SIDE,
+) -> CropWindow:
     """The crop around `(x0, y0, x1, y1)` pixels with `margin` of context, kept inside the image."""
     if margin < 0 or min_side < 1:
         raise ValueError("margin must be >= 0 and min_side >= 1")

@@ -8,7 +8,19 @@ from pathlib import Path
 
 # the names of the formats loupe.core.images.load decodes (FORMATS); a folder's other files are not picked up
 IMAGE_EXTENSIONS = {
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".heic", ".heif",
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".png",
+    ".webp",
+    ".bmp",
+    ".dib",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".heic",
+    ".heif",
     ".avif",
 }
 

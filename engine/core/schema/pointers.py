@@ -44,8 +44,18 @@ def _alternatives(root: Any, node: Any, seen: frozenset[int] = frozenset()) -> I
             yield from _alternatives(root, sub, seen)
 
 
-_STRUCTURE = ("type", "items", "prefixItems", "properties", "patternProperties", "additionalProperties", "$ref",
-              "enum", "const", *_BRANCHES)
+_STRUCTURE = (
+    "type",
+    "items",
+    "prefixItems",
+    "properties",
+    "patternProperties",
+    "additionalProperties",
+    "$ref",
+    "enum",
+    "const",
+    *_BRANCHES,
+)
 
 
 def _open(node: Any) -> bool:
@@ -106,7 +116,7 @@ def pointer_problem(schema: Any, pointer: str) -> str | None:
             nxt = [s for alt in options for s in _member(alt, key)]
             if key.isdigit():
                 nxt += [s for alt in options for s in _items(alt)]
-            if not nxt and "*" not in segments[i + 1:]:
+            if not nxt and "*" not in segments[i + 1 :]:
                 return None  # a concrete key the schema does not know never matches: refused only with a `*`
             if not nxt:
                 return f"'*' stands for a list item, but the schema has nothing at {walked}/{raw}"

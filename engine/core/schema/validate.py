@@ -62,8 +62,10 @@ def schema_problem(schema: Any) -> tuple[str, str] | None:
     except js_exc._RefResolutionError as err:
         return (f"unresolvable $ref: {err}", "")
     except Unresolvable as err:
-        return (f"$ref {err.ref!r} does not resolve inside the schema; Loupe never fetches schemas "
-                "(inline it under $defs)", "")
+        return (
+            f"$ref {err.ref!r} does not resolve inside the schema; Loupe never fetches schemas (inline it under $defs)",
+            "",
+        )
     except RecursionError:
         return ("the schema refers to itself without end (a $ref cycle that consumes no input)", "")
     return None
@@ -128,8 +130,9 @@ def _pattern(validator: Any, patrn: str, instance: Any, schema: Any) -> Iterator
         yield js_exc.ValidationError(f"{instance!r} does not match {patrn!r}")
 
 
-def _pattern_properties(validator: Any, pp: dict[str, Any], instance: Any, schema: Any
-                        ) -> Iterator[js_exc.ValidationError]:
+def _pattern_properties(
+    validator: Any, pp: dict[str, Any], instance: Any, schema: Any
+) -> Iterator[js_exc.ValidationError]:
     if not validator.is_type(instance, "object"):
         return
     for pattern, subschema in pp.items():
@@ -143,8 +146,7 @@ def _additional_properties(validator: Any, ap: Any, instance: Any, schema: Any) 
     if not validator.is_type(instance, "object"):
         return
     properties, patterns = schema.get("properties", {}), schema.get("patternProperties", {})
-    extras = sorted((k for k in instance if k not in properties and not any(_search(p, k) for p in patterns)),
-                    key=str)
+    extras = sorted((k for k in instance if k not in properties and not any(_search(p, k) for p in patterns)), key=str)
     if validator.is_type(ap, "object"):
         for extra in extras:
             yield from validator.descend(instance[extra], ap, path=extra)
@@ -152,21 +154,26 @@ def _additional_properties(validator: Any, ap: Any, instance: Any, schema: Any) 
         if patterns:
             joined = ", ".join(repr(e) for e in extras)
             listed = ", ".join(repr(p) for p in sorted(patterns))
-            yield js_exc.ValidationError(f"{joined} {'does' if len(extras) == 1 else 'do'} not match any of the "
-                                         f"regexes: {listed}")
+            yield js_exc.ValidationError(
+                f"{joined} {'does' if len(extras) == 1 else 'do'} not match any of the regexes: {listed}"
+            )
         else:
             were = "was" if len(extras) == 1 else "were"
-            yield js_exc.ValidationError(f"Additional properties are not allowed "
-                                         f"({', '.join(repr(e) for e in extras)} {were} unexpected)")
+            yield js_exc.ValidationError(
+                f"Additional properties are not allowed ({', '.join(repr(e) for e in extras)} {were} unexpected)"
+            )
 
 
 @functools.cache
 def _exact_class(cls: type) -> Any:
     """`cls` with exact multipleOf, the legacy `dependencies` keyword, and regexes that cannot hang (built once per
     draft)."""
-    keywords: dict[str, Any] = {"multipleOf": _exact_multiple_of, "pattern": _pattern,
-                                "patternProperties": _pattern_properties,
-                                "additionalProperties": _additional_properties}
+    keywords: dict[str, Any] = {
+        "multipleOf": _exact_multiple_of,
+        "pattern": _pattern,
+        "patternProperties": _pattern_properties,
+        "additionalProperties": _additional_properties,
+    }
     if "dependencies" not in cls.VALIDATORS:  # type: ignore[attr-defined]  # 2019-09+ split it in two
         keywords["dependencies"] = _legacy_keywords.dependencies_draft4_draft6_draft7
     return jsonschema.validators.extend(cls, keywords)
@@ -202,8 +209,11 @@ def _unresolvable_ref(schema: dict[str, Any], cls: Any) -> tuple[str, str] | Non
             resolver.lookup(ref)
         except Unresolvable:
             if ref.startswith("#") or not nested_ids:
-                return (f"$ref {ref!r} does not resolve inside the schema; Loupe never fetches schemas "
-                        "(inline it under $defs)", pointer)
+                return (
+                    f"$ref {ref!r} does not resolve inside the schema; Loupe never fetches schemas "
+                    "(inline it under $defs)",
+                    pointer,
+                )
         except Exception as err:  # a malformed pointer or URI
             return (f"unresolvable $ref {ref!r}: {type(err).__name__}", pointer)
     return None
@@ -212,7 +222,8 @@ def _unresolvable_ref(schema: dict[str, Any], cls: Any) -> tuple[str, str] | Non
 def _has_ids(node: Any) -> bool:
     if isinstance(node, dict):
         return any(k in ("$id", "id") and isinstance(v, str) for k, v in node.items()) or any(
-            _has_ids(v) for v in node.values())
+            _has_ids(v) for v in node.values()
+        )
     return isinstance(node, list) and any(_has_ids(v) for v in node)
 
 
@@ -224,8 +235,10 @@ def validation_errors(schema: Any, instance: Any, limit: int = 5) -> list[str]:
     except Unresolvable as err:  # a $ref that points outside the document: never fetched, so never satisfied
         return [f"/: $ref {err.ref!r} does not resolve inside the schema (never fetched)"]
     except PatternTimeout as err:
-        return [f"/: the pattern {err.pattern!r} took over {PATTERN_TIMEOUT_S} s on this value, so it is not "
-                "accepted (simplify the pattern)"]
+        return [
+            f"/: the pattern {err.pattern!r} took over {PATTERN_TIMEOUT_S} s on this value, so it is not "
+            "accepted (simplify the pattern)"
+        ]
     except RecursionError:
         return ["/: the schema refers to itself without end ($ref cycle) or nests too deeply"]
     return [f"{pointer_of(e.absolute_path) or '/'}: {e.message}" for e in errors[:limit]]

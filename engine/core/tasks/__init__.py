@@ -108,8 +108,16 @@ def task_from_dict(raw: Any, source: str, default_name: str = "task") -> Task:
     too_big = document_problem(raw)
     if too_big:
         raise TaskError(source, too_big[0], too_big[1])
-    unknown = set(raw) - {"name", "description", "schema", "instructions", "options", "escalation", "verdict",
-                         "outputs"}
+    unknown = set(raw) - {
+        "name",
+        "description",
+        "schema",
+        "instructions",
+        "options",
+        "escalation",
+        "verdict",
+        "outputs",
+    }
     if unknown:
         key = sorted(unknown)[0]
         raise TaskError(source, f"unknown key {key!r}", f"/{key}")
@@ -180,7 +188,6 @@ _PARSERS = {
 MAX_TASK_FILE_BYTES = 4 << 20  # a task with a long enum is ~1 MB; more is a mistake or an attack
 
 
-
 def load_task_file(path: str | Path) -> Task:
     """Read a user task file (JSON, YAML or TOML)."""
     p = Path(path)
@@ -189,8 +196,10 @@ def load_task_file(path: str | Path) -> Task:
         raise TaskError(str(p), f"unknown task file type {p.suffix!r}; use .json, .yaml/.yml or .toml")
     try:
         if p.stat().st_size > MAX_TASK_FILE_BYTES:
-            raise TaskError(str(p), f"task file is {p.stat().st_size / 2**20:.1f} MiB, over the "
-                            f"{MAX_TASK_FILE_BYTES >> 20} MiB limit")
+            raise TaskError(
+                str(p),
+                f"task file is {p.stat().st_size / 2**20:.1f} MiB, over the {MAX_TASK_FILE_BYTES >> 20} MiB limit",
+            )
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise TaskError(str(p), "no such task file") from None

@@ -14,8 +14,15 @@ from loupe.floor.outputs.base import Sink
 from loupe.store.outbox import DEFAULT_MAX_PENDING
 
 SINK_SETTINGS: dict[str, dict[str, tuple[type, ...]]] = {
-    "mqtt": {"url": (str,), "topic": (str,), "qos": (int,), "retain": (bool,), "client_id": (str,),
-             "timeout_s": (int, float), "password": (dict,)},
+    "mqtt": {
+        "url": (str,),
+        "topic": (str,),
+        "qos": (int,),
+        "retain": (bool,),
+        "client_id": (str,),
+        "timeout_s": (int, float),
+        "password": (dict,),
+    },
     "webhook": {"url": (str,), "timeout_s": (int, float), "headers": (dict,)},
     "file": {"suffix": (str,)},
 }
@@ -54,8 +61,9 @@ def outputs_from_dict(raw: Any, source: str = "<outputs>") -> OutputsConfig:
             raise TaskError(source, "must be a table/object", f"/{name}")
         for key, value in table.items():
             if key not in settings:
-                raise TaskError(source, f"unknown setting {key!r} (known: {', '.join(sorted(settings))})",
-                                f"/{name}/{key}")
+                raise TaskError(
+                    source, f"unknown setting {key!r} (known: {', '.join(sorted(settings))})", f"/{name}/{key}"
+                )
             types = settings[key]
             if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
                 raise TaskError(source, f"{key} has the wrong type ({type(value).__name__})", f"/{name}/{key}")
@@ -72,12 +80,17 @@ def outputs_from_dict(raw: Any, source: str = "<outputs>") -> OutputsConfig:
 
 # header names whose values are credentials: never written in a task file (it is stored with every job)
 SECRET_HEADER = re.compile(r"auth|token|key|secret|passw|cookie|session|signature", re.IGNORECASE)
-SECRET_REF = "a secret is named, not written: {env = \"NAME\"} (an environment variable) or {keyring = \"NAME\"}"
+SECRET_REF = 'a secret is named, not written: {env = "NAME"} (an environment variable) or {keyring = "NAME"}'
 
 
 def _check_secret_ref(value: Any, source: str, pointer: str) -> None:
-    if not (isinstance(value, dict) and len(value) == 1 and set(value) <= {"env", "keyring"}
-            and isinstance(next(iter(value.values())), str) and next(iter(value.values()))):
+    if not (
+        isinstance(value, dict)
+        and len(value) == 1
+        and set(value) <= {"env", "keyring"}
+        and isinstance(next(iter(value.values())), str)
+        and next(iter(value.values()))
+    ):
         raise TaskError(source, SECRET_REF, pointer)
 
 
@@ -102,9 +115,12 @@ def _check_sink(name: str, table: dict[str, Any], source: str) -> None:
         if not url or urlsplit(url).scheme not in schemes or not urlsplit(url).hostname:
             raise TaskError(source, f"url must look like {schemes[0]}://host[:port]...", f"/{name}/url")
         if urlsplit(url).password is not None:
-            raise TaskError(source, "the url holds a password, which would be stored with every job: keep the "
-                            "user in the url and give `password` as {env = \"NAME\"} or {keyring = \"NAME\"}",
-                            f"/{name}/url")
+            raise TaskError(
+                source,
+                "the url holds a password, which would be stored with every job: keep the "
+                'user in the url and give `password` as {env = "NAME"} or {keyring = "NAME"}',
+                f"/{name}/url",
+            )
     if name == "mqtt" and "password" in table:
         _check_secret_ref(table["password"], source, "/mqtt/password")
     if name == "webhook":
@@ -150,8 +166,10 @@ def _mqtt(settings: dict[str, Any]) -> Sink:
 def _webhook(settings: dict[str, Any]) -> Sink:
     from loupe.floor.outputs.webhook import WebhookSink
 
-    headers = {k: resolve_secret(v, f"webhook header {k}") if isinstance(v, dict) else v
-               for k, v in (settings.get("headers") or {}).items()}
+    headers = {
+        k: resolve_secret(v, f"webhook header {k}") if isinstance(v, dict) else v
+        for k, v in (settings.get("headers") or {}).items()
+    }
     return WebhookSink(**{**settings, "headers": headers})
 
 

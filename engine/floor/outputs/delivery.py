@@ -31,8 +31,9 @@ class SinkHealth:
 class Delivery:
     """`deliver_once()` sends what is due; `start()` runs it on a thread, woken by `wake()` or the next retry time."""
 
-    def __init__(self, db_path: str | Path, sinks: Sequence[Sink], *, max_backoff_s: float = 30.0,
-                 base_backoff_s: float = 0.5) -> None:
+    def __init__(
+        self, db_path: str | Path, sinks: Sequence[Sink], *, max_backoff_s: float = 30.0, base_backoff_s: float = 0.5
+    ) -> None:
         self.db_path = Path(db_path)
         self.sinks = {s.name: s for s in sinks}
         self.max_backoff_s, self.base_backoff_s = max_backoff_s, base_backoff_s
@@ -60,11 +61,15 @@ class Delivery:
                         except Exception as exc:  # a sink's own bug or a library error: this sink's failure alone
                             raise OutputError(f"{name}: {type(exc).__name__}: {exc}") from None
                     except OutputError as exc:
-                        delay = min(self.max_backoff_s, self.base_backoff_s * 2 ** entry.attempts)
+                        delay = min(self.max_backoff_s, self.base_backoff_s * 2**entry.attempts)
                         outbox.mark_failed(entry.id, str(exc), delay)
                         if self.errors.get(name) != str(exc):
-                            log.warning("%s; %d message(s) kept, retrying in %.1f s", exc,
-                                        outbox.counts().get(name, {}).get("pending", 0), delay)
+                            log.warning(
+                                "%s; %d message(s) kept, retrying in %.1f s",
+                                exc,
+                                outbox.counts().get(name, {}).get("pending", 0),
+                                delay,
+                            )
                         self.errors[name] = str(exc)
                         break
                     outbox.mark_sent(entry.id)
@@ -81,8 +86,15 @@ class Delivery:
     def health(self, store: Store) -> list[SinkHealth]:
         """Per sink: pending / sent / dropped counts and the last error."""
         counts = Outbox(store).counts()
-        return [SinkHealth(n, s.destination, **counts.get(n, {"pending": 0, "sent": 0, "dropped": 0}),
-                           last_error=self.errors.get(n)) for n, s in self.sinks.items()]
+        return [
+            SinkHealth(
+                n,
+                s.destination,
+                **counts.get(n, {"pending": 0, "sent": 0, "dropped": 0}),
+                last_error=self.errors.get(n),
+            )
+            for n, s in self.sinks.items()
+        ]
 
     # -- the background thread ----------------------------------------------------------------------
     def start(self) -> None:

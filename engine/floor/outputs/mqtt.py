@@ -17,8 +17,16 @@ class MqttSink:
 
     name = "mqtt"
 
-    def __init__(self, url: str, topic: str = "loupe/{task}/verdict", qos: int = 1, retain: bool = False,
-                 client_id: str = "", timeout_s: float = 5.0, password: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        topic: str = "loupe/{task}/verdict",
+        qos: int = 1,
+        retain: bool = False,
+        client_id: str = "",
+        timeout_s: float = 5.0,
+        password: str | None = None,
+    ) -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 1883
         self.username, self.password = parts.username, password if password is not None else parts.password

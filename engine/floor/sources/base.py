@@ -62,7 +62,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         """The wait before the next try (and count this failure)."""
-        delay = min(self.cap, self.first * 2 ** self.failures)
+        delay = min(self.cap, self.first * 2**self.failures)
         self.failures += 1
         return delay
 

@@ -23,8 +23,16 @@ class CameraSource:
     """Frames from one camera. `interval_s` > 0 grabs one frame that often; `trigger=True` grabs one per `trigger()`
     (a PLC input, a button). A video file ends at its last frame; a live camera that stops is reopened."""
 
-    def __init__(self, target: str | int, out_dir: str | Path, *, interval_s: float = 1.0, trigger: bool = False,
-                 backoff: Backoff | None = None, quality: int = 92) -> None:
+    def __init__(
+        self,
+        target: str | int,
+        out_dir: str | Path,
+        *,
+        interval_s: float = 1.0,
+        trigger: bool = False,
+        backoff: Backoff | None = None,
+        quality: int = 92,
+    ) -> None:
         self.target = int(target) if isinstance(target, str) and target.isdigit() else target
         self.name = f"camera {self.target}"
         self.out_dir = Path(out_dir)

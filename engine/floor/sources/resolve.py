@@ -10,9 +10,17 @@ from loupe.floor.sources.base import Source
 CAMERA_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://")
 
 
-def open_source(spec: str, *, frames_dir: str | Path, after: str = "move", settle_s: float = 1.0,
-                poll: bool = False, interval_s: float = 1.0, trigger: bool = False,
-                allow_missing: bool = False) -> Source:
+def open_source(
+    spec: str,
+    *,
+    frames_dir: str | Path,
+    after: str = "move",
+    settle_s: float = 1.0,
+    poll: bool = False,
+    interval_s: float = 1.0,
+    trigger: bool = False,
+    allow_missing: bool = False,
+) -> Source:
     """DIR -> a watched folder; a USB index (`0`), a stream URL or a video file -> a camera whose frames are saved
     under `frames_dir`. A path that does not exist and is not a URL is refused (a typo should not wait forever),
     unless `allow_missing` (the kiosk at boot, before the share is mounted): then it is a folder to wait for."""

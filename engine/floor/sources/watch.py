@@ -59,8 +59,12 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory:
             return
-        kinds = {FileCreatedEvent: "created", FileModifiedEvent: "modified", FileClosedEvent: "closed",
-                 FileDeletedEvent: "deleted"}
+        kinds = {
+            FileCreatedEvent: "created",
+            FileModifiedEvent: "modified",
+            FileClosedEvent: "closed",
+            FileDeletedEvent: "deleted",
+        }
         if isinstance(event, FileMovedEvent):
             self.events.put(("deleted", os.fsdecode(event.src_path)))
             self.events.put(("moved", os.fsdecode(event.dest_path)))
@@ -76,8 +80,16 @@ class WatchSource:
     closes it; otherwise (polling, files found by a scan) when its size and mtime have not changed for `settle_s`.
     After judging, `move` puts the file in `processed/`; `mark` leaves it and writes a hidden `.NAME.loupe-done`."""
 
-    def __init__(self, folder: str | Path, *, after: str = "move", settle_s: float = 1.0, poll: bool = False,
-                 rescan_s: float = 10.0, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        after: str = "move",
+        settle_s: float = 1.0,
+        poll: bool = False,
+        rescan_s: float = 10.0,
+        backoff: Backoff | None = None,
+    ) -> None:
         if after not in AFTER:
             raise ValueError(f"after must be one of {AFTER}")
         self.folder = Path(folder).absolute()
@@ -175,8 +187,9 @@ class WatchSource:
         except OSError as exc:
             delay = self.backoff.next_delay()
             self._retry_at = now + delay
-            self._health = SourceHealth("reconnecting", f"{exc}; retrying in {delay:g} s "
-                                                       f"(attempt {self.backoff.failures})")
+            self._health = SourceHealth(
+                "reconnecting", f"{exc}; retrying in {delay:g} s (attempt {self.backoff.failures})"
+            )
             if self.backoff.failures == 1:
                 log.warning("%s", self._health.detail)
             return False
@@ -231,8 +244,13 @@ class WatchSource:
 
     def _wanted(self, path: str) -> bool:
         p = Path(path)
-        return (p.parent == self.folder and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
-                and path not in self._handed and not (self.after == "mark" and _marker(p).exists()))
+        return (
+            p.parent == self.folder
+            and not p.name.startswith(".")
+            and p.suffix.lower() in IMAGE_EXTENSIONS
+            and path not in self._handed
+            and not (self.after == "mark" and _marker(p).exists())
+        )
 
     def _track(self, path: str, *, wait: str) -> None:
         try:
