@@ -70,7 +70,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def _task(args: argparse.Namespace, labelled: LabelledSet) -> Task:
-    from loupe.cli import pick_task
+    from loupe.cli.common import pick_task
 
     if args.task_file or args.task:
         return pick_task(args).task
@@ -115,8 +115,7 @@ def _model_ns(args: argparse.Namespace, name: str) -> argparse.Namespace:
 def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Run `loupe eval`."""
     from loupe.api import Engine
-    from loupe.cli import open_backend, pick_task
-    from loupe.cli.store import _db, _model_files
+    from loupe.cli.common import model_files, open_backend, open_store, pick_task
     from loupe.eval.evaluate import evaluate
     from loupe.eval.labelled import box_list_key, load_labelled
     from loupe.eval.metrics import Scoring
@@ -139,14 +138,14 @@ def run_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return Engine(backend, model=model)
 
     def settings_of(name: str) -> dict[str, Any]:  # what `loupe batch` records, so its results are reused
-        _, files = _model_files(_model_ns(args, name))
+        _, files = model_files(_model_ns(args, name))
         return {"backend": "llama_cpp", "model_files": [[f.name, f.stat().st_size] for f in files]}
 
     scoring = Scoring(args.normalise_strings, args.abs_tol, args.rel_tol, args.iou)
     pool = ModelPool(open_engine)
     say = (lambda text: None) if args.json else (lambda text: print(text, file=err))
     try:
-        with _db(args) as store:
+        with open_store(args) as store:
             result = evaluate(
                 store,
                 labelled,

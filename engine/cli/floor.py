@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from loupe.cli import CliError, open_backend, pick_task
+from loupe.cli.common import CliError, open_backend, pick_task
 from loupe.core.tasks import builtin_names
 from loupe.floor.line import Line, LineEvents, LineOutcome, RecordingEvents
 from loupe.floor.outputs.delivery import Delivery

@@ -4,48 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
+from loupe.cli.common import progress_bar
 from loupe.models.store import ModelStore, default_model_root
 
 
 def _jsonable(obj: Any) -> Any:
     data = asdict(obj)
     return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
-
-
-def progress_bar(err: TextIO, enabled: bool) -> Callable[[str, int, int | None], None] | None:
-    """A rich progress bar per file, on stderr, when it is a terminal."""
-    if not enabled or not err.isatty():
-        return None
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    bar = Progress(
-        "{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=Console(file=err),
-        transient=True,
-    )
-    jobs: dict[str, Any] = {}
-
-    def update(label: str, done: int, total: int | None) -> None:
-        if not bar.live.is_started:
-            bar.start()
-        if label not in jobs:
-            jobs[label] = bar.add_task(label, total=total)
-        bar.update(jobs[label], completed=done, total=total)
-        if total is not None and done >= total:
-            bar.refresh()
-            if bar.finished:  # every file so far is done: clear the bars, so what is printed next starts clean
-                bar.stop()
-
-    return update
 
 
 def models_list(store: ModelStore, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -134,3 +103,23 @@ ACTIONS = {"list": models_list, "pull": models_pull, "import": models_import, "v
 def run_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Dispatch a `loupe models` action."""
     return ACTIONS[args.action](ModelStore(default_model_root()), args, out, err)
+
+
+def add_parsers(sub: Any) -> None:
+    """Register `models` (list, pull, import, verify) on the `loupe` parser."""
+    m = sub.add_parser("models", help="list, pull, import or verify models")
+    msub = m.add_subparsers(dest="action", required=True)
+    ml = msub.add_parser("list")
+    ml.add_argument("--json", action="store_true")
+    mp = msub.add_parser("pull")
+    mp.add_argument("name")
+    mp.add_argument("--json", action="store_true")
+    mi = msub.add_parser("import")
+    mi.add_argument("text", metavar="TEXT.gguf")
+    mi.add_argument("--mmproj", required=True, metavar="MMPROJ.gguf")
+    mi.add_argument("--name")
+    mi.add_argument("--copy", action="store_true", help="copy the files into Loupe's model folder")
+    mi.add_argument("--json", action="store_true")
+    mv = msub.add_parser("verify")
+    mv.add_argument("name", nargs="?")
+    mv.add_argument("--json", action="store_true")

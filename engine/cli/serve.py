@@ -59,7 +59,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not all(importlib.util.find_spec(m) for m in ("fastapi", "uvicorn")):
         raise ServeUnavailable("`loupe serve` needs the serve extra: pip install 'loupe[serve]'")
     from loupe.api import Engine
-    from loupe.cli import open_backend
+    from loupe.cli.common import open_backend
     from loupe.serve.config import ServeConfig, check_config, resolve_token
     from loupe.serve.server import serve_forever
     from loupe.serve.worker import Workers

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from loupe import taskfile
-from loupe.cli import CliError, expand, open_backend, pick_task
+from loupe.cli.common import CliError, expand, model_files, open_backend, open_store, pick_task
 from loupe.core.types import Status
 from loupe.export import FORMATS, SUFFIXES, write_labelled, write_overlays
-from loupe.store import ReviewQueue, Store, StoredResult, default_db_path
+from loupe.store import ReviewQueue, Store, StoredResult
 
 if TYPE_CHECKING:  # the batch runner pulls in the whole engine; loaded when a batch runs
     from loupe.batch import BatchSummary, ItemOutcome
@@ -44,7 +44,7 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
     b.add_argument("--detail", help="image detail: low, high or a longest edge in pixels")
     b.add_argument("--resume", type=int, metavar="JOB", help="continue a stopped job with its own inputs and model")
     common(b)
-    from loupe.cli.hybrid import add_escalate_args
+    from loupe.cli.escalation import add_escalate_args
 
     add_escalate_args(b)
 
@@ -84,29 +84,7 @@ def run_store(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return _COMMANDS[args.command](args, out, err)
 
 
-def _db(args: argparse.Namespace) -> Store:
-    return Store(Path(args.db).expanduser() if args.db else default_db_path())
-
-
 # -- batch ----------------------------------------------------------------------------------------
-def _model_files(args: argparse.Namespace) -> tuple[str, list[Path]]:
-    """The model's name and files, found without loading it (its file names and sizes key the cache)."""
-    if args.model_path or args.mmproj:
-        if not (args.model_path and args.mmproj):
-            raise CliError("--model-path and --mmproj go together")
-        files = [Path(args.model_path).resolve(), Path(args.mmproj).resolve()]
-        name = files[0].stem
-    else:
-        from loupe.models.catalog import load_catalog
-        from loupe.models.store import ModelStore, default_model_root
-
-        name = args.model or load_catalog().default
-        resolved = ModelStore(default_model_root()).resolve(name)
-        files = [resolved.text_path, resolved.mmproj_path]
-    for f in files:
-        if not f.is_file():
-            raise CliError(f"model file not found: {f}")
-    return name, files
 
 
 def _start(store: Store, args: argparse.Namespace) -> tuple[int, argparse.Namespace]:
@@ -148,8 +126,8 @@ def _start(store: Store, args: argparse.Namespace) -> tuple[int, argparse.Namesp
     paths = [os.path.abspath(p) for p in expand(inputs)]
     if not paths:
         raise CliError("no images found in " + " ".join(args.inputs))
-    name, files = _model_files(args)
-    from loupe.cli.hybrid import escalation_settings
+    name, files = model_files(args)
+    from loupe.cli.escalation import escalation_settings
 
     settings = {
         "backend": "llama_cpp",
@@ -207,7 +185,7 @@ def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from loupe.batch import BatchRunner, LazyEngine, stop_on_sigint
     from loupe.core.prefetch import Prefetcher
 
-    with _db(args) as store:
+    with open_store(args) as store:
         job_id, model_ns = _start(store, args)
 
         def load() -> Engine:
@@ -218,7 +196,7 @@ def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         analyze: Any = lazy.analyze
         ladder = None
         if model_ns.escalate:
-            from loupe.cli.hybrid import escalator
+            from loupe.cli.escalation import escalator
 
             stored = taskfile.parse(store.job(job_id).task)  # the job's task as stored, its tables parsed once here
             ladder = escalator(model_ns, stored, lazy.get, err, store=store, job_id=job_id)
@@ -276,7 +254,7 @@ def _queue_line(s: StoredResult) -> dict[str, Any]:
 
 def cmd_review(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """List the review queue, or record a decision on one result."""
-    with _db(args) as store:
+    with open_store(args) as store:
         queue = ReviewQueue(store)
         if args.action == "list":
             for s in queue.pending(args.job):
@@ -304,7 +282,7 @@ def cmd_review(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Write results in a format other tools read, overlay images, or the labelled set."""
     report: dict[str, Any] = {}
-    with _db(args) as store:
+    with open_store(args) as store:
         if args.labelled:
             if not args.out or args.format or args.overlays or args.select != "all":
                 raise CliError("--labelled takes --out DIR only (it writes images/, labels.jsonl and tasks.json)")

@@ -1,0 +1,202 @@
+"""What every `loupe` verb shares: the task and model options turned into objects, one-line errors, printing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TextIO
+
+from loupe import taskfile
+from loupe.api.models import BACKENDS, ModelSpec
+from loupe.core.errors import LoupeError
+from loupe.core.images.files import expand
+from loupe.core.types import Result, Status
+from loupe.store import Store, default_db_path
+from loupe.taskfile import TaskFile
+from loupe.wiring import options
+
+SAMPLE = Path(__file__).parent.parent / "samples" / "scratched-panel.jpg"
+BACKEND_CHOICES = BACKENDS
+
+__all__ = [
+    "SAMPLE",
+    "CliError",
+    "expand",
+    "model_args",
+    "model_files",
+    "offline",
+    "open_backend",
+    "open_store",
+    "pick_task",
+    "pretty",
+    "progress_bar",
+    "short",
+]
+
+
+def offline() -> bool:
+    """True when the user (or a test run) asked Loupe never to touch the network."""
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("LOUPE_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+class CliError(LoupeError):
+    """A usage problem reported as one line."""
+
+
+def pick_task(args: argparse.Namespace) -> TaskFile:
+    """The task from --task-file or --task (default: defects), every section parsed, with CLI option overrides."""
+    job = taskfile.load(args.task_file) if getattr(args, "task_file", None) else taskfile.builtin(args.task)
+    changes: dict[str, Any] = {}
+    if getattr(args, "max_tokens", None):
+        changes["max_tokens"] = args.max_tokens
+    if getattr(args, "detail", None):
+        changes["detail"] = int(args.detail) if args.detail.isdigit() else args.detail
+    return replace(job, task=job.task.with_options(**changes)) if changes else job
+
+
+def model_spec(args: argparse.Namespace) -> ModelSpec:
+    """The model options of a command (--model, --model-path/--mmproj, --backend, ...) as a ModelSpec."""
+    return options.model_spec(vars(args))
+
+
+def open_backend(args: argparse.Namespace, err: TextIO) -> tuple[Any, str]:
+    """Load the model the command's options name (loupe.api.open_backend); directory models are downloaded here
+    when missing (unless offline), with a progress bar."""
+    from loupe.api.models import open_backend as open_spec
+
+    def fetch(entry: Any, root: Path) -> Path:
+        from loupe.models.hf_fetch import fetch as hf_fetch
+
+        return hf_fetch(entry, root, offline=offline(), progress=progress_bar(err, True))
+
+    opened = open_spec(model_spec(args), fetch=fetch)
+    if opened.synthetic and not getattr(args, "pretty", False):  # the demo has said so already
+        print(f"note: {opened.name} is a synthetic model with random weights: its output is meaningless", file=err)
+    for note in opened.notes:
+        print(f"note: {note}", file=err)
+    return opened.backend, opened.name
+
+
+def short(result: Result) -> str:
+    """One human line for a result."""
+    path = ", ".join(i.path for i in result.images)
+    if result.status is Status.OK:
+        conf = result.min_confidence
+        lowest = f", lowest confidence {conf:.2f}" if conf is not None else ""
+        return f"{path}: ok ({result.timings.total_ms / 1000:.1f} s{lowest})"
+    return f"{path}: {result.status.value}: {result.error}"
+
+
+def pretty(result: Result) -> str:
+    """A readable report of one result (what `loupe demo` shows)."""
+    lines = [
+        f"image   {', '.join(f'{i.path} ({i.width}x{i.height})' for i in result.images)}",
+        f"model   {result.model} ({result.backend})",
+        f"status  {result.status.value}",
+    ]
+    if result.error:
+        lines.append(f"reason  {result.error}")
+    if result.data is not None:
+        text = json.dumps(result.data, indent=2, ensure_ascii=False)
+        text = re.sub(r"\[\s+([-0-9.,\s]+?)\s+\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text)
+        lines.append("data    " + text.replace("\n", "\n        "))
+    if result.confidence:
+        low = sorted(result.confidence.items(), key=lambda kv: kv[1])[:5]
+        lines.append("lowest confidence  " + ", ".join(f"{p} {c:.2f}" for p, c in low))
+    for b in result.boxes:
+        lines.append(f"box     {b.label or '?'} {list(b.box_2d)} -> pixels {list(b.pixels)}")
+    t = result.timings
+    lines.append(
+        f"time    {t.total_ms / 1000:.2f} s (load {t.load_ms:.0f} ms, image encode {t.encode_ms:.0f} ms, "
+        f"prefill {t.prefill_ms:.0f} ms, decode {t.decode_ms:.0f} ms for {result.tokens.completion} tokens)"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def progress_bar(err: TextIO, enabled: bool) -> Callable[[str, int, int | None], None] | None:
+    """A rich progress bar per file, on stderr, when it is a terminal."""
+    if not enabled or not err.isatty():
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    bar = Progress(
+        "{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(file=err),
+        transient=True,
+    )
+    jobs: dict[str, Any] = {}
+
+    def update(label: str, done: int, total: int | None) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        if label not in jobs:
+            jobs[label] = bar.add_task(label, total=total)
+        bar.update(jobs[label], completed=done, total=total)
+        if total is not None and done >= total:
+            bar.refresh()
+            if bar.finished:  # every file so far is done: clear the bars, so what is printed next starts clean
+                bar.stop()
+
+    return update
+
+
+def add_backend_args(sp: argparse.ArgumentParser) -> None:
+    """The options every model-loading command takes for the non-llama.cpp backends."""
+    sp.add_argument(
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default="auto",
+        help="auto: from the catalog entry's format, or from --model-path (a GGUF file: llama_cpp; a "
+        "directory: onnx if it has onnx/, else mlx)",
+    )
+    sp.add_argument(
+        "--ep",
+        choices=["cpu", "openvino", "qnn", "dml", "coreml"],
+        default=None,
+        help="ONNX Runtime execution provider (default: the best available)",
+    )
+    sp.add_argument(
+        "--quant",
+        choices=["fp32", "fp16", "q4", "q8"],
+        default=None,
+        help="which ONNX files of a --model-path directory to load (default fp32)",
+    )
+
+
+def model_args(sp: argparse.ArgumentParser) -> None:
+    """The model options every model-loading command takes (loupe.wiring.options.MODEL, then the backends')."""
+    options.add(sp, options.MODEL)
+    add_backend_args(sp)
+
+
+def open_store(args: argparse.Namespace) -> Store:
+    return Store(Path(args.db).expanduser() if args.db else default_db_path())
+
+
+def model_files(args: argparse.Namespace) -> tuple[str, list[Path]]:
+    """The model's name and files, found without loading it (its file names and sizes key the cache)."""
+    if args.model_path or args.mmproj:
+        if not (args.model_path and args.mmproj):
+            raise CliError("--model-path and --mmproj go together")
+        files = [Path(args.model_path).resolve(), Path(args.mmproj).resolve()]
+        name = files[0].stem
+    else:
+        from loupe.models.catalog import load_catalog
+        from loupe.models.store import ModelStore, default_model_root
+
+        name = args.model or load_catalog().default
+        resolved = ModelStore(default_model_root()).resolve(name)
+        files = [resolved.text_path, resolved.mmproj_path]
+    for f in files:
+        if not f.is_file():
+            raise CliError(f"model file not found: {f}")
+    return name, files
