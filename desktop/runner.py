@@ -24,6 +24,7 @@ from loupe.core.images.load import LoadedImage, load_image
 from loupe.core.prefetch import Prefetcher, Read
 from loupe.core.tasks import Task
 from loupe.core.types import Result, Status
+from loupe.escalate import Policy
 from loupe.store import Store, cache_key
 
 
@@ -44,6 +45,7 @@ class Batch:
     paths: tuple[str, ...]
     task: Task
     fresh: bool = False  # a retry: never answered from the cache
+    policy: Policy | None = None  # the task's `escalation` table, parsed once when the batch is queued
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,8 @@ class Runner:
         """Queue images; they run after the model has loaded and earlier batches are done."""
         self._next_id += 1
         unique = tuple(dict.fromkeys(str(Path(p).absolute()) for p in paths))  # the store keeps one item per path
-        batch = Batch(self._next_id, unique, task, fresh)
+        policy = taskfile.parse(task).policy if task.escalation is not None else None
+        batch = Batch(self._next_id, unique, task, fresh, policy)
         self._queue.put(batch)
         return batch
 
@@ -164,15 +167,15 @@ class Runner:
             store.close()
             self.model.engine.close()
 
-    def _ladder(self, store: Store, model: LoadedModel, task: Task, job_id: int) -> Any:
+    def _ladder(self, store: Store, model: LoadedModel, policy: Policy | None, job_id: int) -> Any:
         """The task's escalation ladder (cloud rungs only when the settings and the task allow), or None."""
-        if task.escalation is None:
+        if policy is None:
             return None
         from loupe.escalate import Escalator
 
         access = self.cloud()
         return Escalator(
-            taskfile.parse(task).policy,
+            policy,
             lambda: model.engine,
             access.config,
             api_key=access.api_key,
@@ -182,10 +185,10 @@ class Runner:
 
     def _run(self, store: Store, model: LoadedModel, batch: Batch, prefetch: Prefetcher) -> None:
         settings: dict[str, Any] = {"source": "desktop"}
-        if batch.task.escalation is not None:
+        if batch.policy is not None:
             from loupe.escalate import settings_key
 
-            settings.update(settings_key(batch.task, taskfile.parse(batch.task).policy, self.cloud().config))
+            settings.update(settings_key(batch.task, batch.policy, self.cloud().config))
         job = store.create_job(
             key=f"{job_key(batch.paths, batch.task, model.name, settings)}:{uuid.uuid4().hex}",
             task=batch.task,
@@ -194,7 +197,7 @@ class Runner:
             launch={"app": "loupe-app", "batch": batch.id},
             paths=batch.paths,
         )
-        ladder = self._ladder(store, model, batch.task, job.id)
+        ladder = self._ladder(store, model, batch.policy, job.id)
         try:
             items = store.items(job.id)
             for index, item in enumerate(items):
