@@ -11,6 +11,8 @@ from typing import Any, TextIO, TypeVar
 from loupe.cli.common import (
     SAMPLE,
     CliError,
+    declare,
+    examples,
     expand,
     model_args,
     offline,
@@ -23,13 +25,20 @@ from loupe.cli.common import (
 from loupe.cli.escalation import add_escalate_args, ladder_for, ladder_text
 from loupe.core.tasks import builtin_names, builtin_task, load_task_file
 from loupe.core.types import Status
+from loupe.wiring import options
 
 T = TypeVar("T")
 
 
 def add_parsers(sub: Any) -> None:
     """Register analyze, demo and tasks on the `loupe` parser."""
-    a = sub.add_parser("analyze", help="analyze images or folders")
+    a = examples(
+        sub.add_parser("analyze", help="analyze images or folders", description="Images in, one JSON line out each."),
+        "loupe analyze photo.jpg",
+        "loupe analyze photos/ --task receipt --out receipts.jsonl",
+        "loupe analyze front.jpg back.jpg --together --task-file my-task.yaml",
+        "loupe analyze photo.jpg --model smolvlm-500m --threads 4 --json",
+    )
     a.add_argument("inputs", nargs="+", metavar="IMAGE|DIR")
     g = a.add_mutually_exclusive_group()
     g.add_argument("--task", default="defects", help=f"built-in task ({', '.join(builtin_names())})")
@@ -47,17 +56,31 @@ def add_parsers(sub: Any) -> None:
         help="decoding constraint engine (gbnf: llama.cpp's own, for comparison; slower, less exact)",
     )
     add_escalate_args(a, db=True)
+    declare(a, outputs={"out": "file"}, store="write")
 
-    d = sub.add_parser("demo", help="run the main job on a bundled sample image")
-    d.add_argument("--task", default="defects")
-    d.add_argument("--model", default=None)
-    d.add_argument("--threads", type=int, default=None)
-    d.add_argument("--json", action="store_true")
+    d = examples(
+        sub.add_parser("demo", help="run the main job on a bundled sample image"),
+        "loupe demo",
+        "loupe demo --task describe --model smolvlm-500m",
+        "loupe demo --json",
+    )
+    d.add_argument("--task", default="defects", help=f"built-in task ({', '.join(builtin_names())}; default: defects)")
+    model = next(kw for flag, kw in options.MODEL if flag == "--model")
+    d.add_argument("--model", default=None, help=model["help"] + "; default: the catalog default, else synthetic")
+    d.add_argument("--threads", type=int, default=None, metavar="N", help=options.THREADS_HELP)
+    d.add_argument("--json", action="store_true", help="the result as one JSON line instead of the report")
+    declare(d)
 
-    t = sub.add_parser("tasks", help="list or show tasks")
-    t.add_argument("action", nargs="?", choices=["list", "show"], default="list")
-    t.add_argument("name", nargs="?", default="defects")
-    t.add_argument("--json", action="store_true")
+    t = examples(
+        sub.add_parser("tasks", help="list or show tasks"),
+        "loupe tasks",
+        "loupe tasks show receipt",
+        "loupe tasks show my-task.yaml",
+    )
+    t.add_argument("action", nargs="?", choices=["list", "show"], default="list", help="list (default) or show one")
+    t.add_argument("name", nargs="?", default="defects", help="show: a built-in task or a task file (default: defects)")
+    t.add_argument("--json", action="store_true", help="list: machine-readable output (show always prints JSON)")
+    declare(t)
 
 
 def cmd_analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -26,6 +26,8 @@ BACKEND_CHOICES = BACKENDS
 __all__ = [
     "SAMPLE",
     "CliError",
+    "declare",
+    "examples",
     "expand",
     "model_args",
     "model_files",
@@ -33,6 +35,7 @@ __all__ = [
     "open_backend",
     "open_store",
     "pick_task",
+    "preflight",
     "pretty",
     "progress_bar",
     "short",
@@ -178,8 +181,104 @@ def model_args(sp: argparse.ArgumentParser) -> None:
     add_backend_args(sp)
 
 
+def store_path(args: argparse.Namespace) -> Path:
+    """The results store a command's --db names (default: $LOUPE_DB, else loupe.db in the user data dir)."""
+    return Path(args.db).expanduser() if getattr(args, "db", None) else default_db_path()
+
+
 def open_store(args: argparse.Namespace) -> Store:
-    return Store(Path(args.db).expanduser() if args.db else default_db_path())
+    return Store(store_path(args))
+
+
+# -- help and checks before a command runs ---------------------------------------------------------
+
+OutputKind = str | Callable[[argparse.Namespace], str]
+
+
+def examples(sp: argparse.ArgumentParser, *lines: str) -> argparse.ArgumentParser:
+    """Give a command's --help an `examples:` section (kept as written)."""
+    sp.formatter_class = argparse.RawDescriptionHelpFormatter
+    sp.epilog = "examples:\n" + "\n".join(f"  {line}" for line in lines)
+    return sp
+
+
+def declare(
+    sp: argparse.ArgumentParser, *, outputs: dict[str, OutputKind] | None = None, store: str | None = None
+) -> None:
+    """Say what a command writes and whether it needs an existing results store, for `preflight`: `outputs` maps an
+    option's dest to "file" or "dir" (or a function of the parsed arguments giving one); `store` is "read" (the store
+    must exist already) or "write" (it is created, so its folder must be writable)."""
+    sp.set_defaults(loupe_outputs=outputs or {}, loupe_store=store)
+
+
+def _probe(folder: Path, option: str, value: str) -> None:
+    """Raise a one-line CliError unless a file can be created in `folder` (read-only mounts included)."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".loupe-probe-"):
+            pass
+    except OSError as exc:
+        raise CliError(f"{option} {value}: cannot write in {folder} ({exc.strerror or exc})") from None
+
+
+def check_output(value: str | Path, option: str, kind: str) -> None:
+    """An output path, checked before any work (so before a model loads): a file's folder must exist and be writable;
+    a folder is created if missing, so its nearest existing parent must be a writable folder."""
+    path = Path(value).expanduser()
+    if kind == "file":
+        if path.is_dir():
+            raise CliError(f"{option} {value}: is a folder; give a file name")
+        if not path.parent.is_dir():
+            raise CliError(f"{option} {value}: the folder {path.parent} does not exist")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise CliError(f"{option} {value}: the file is read-only")
+        _probe(path.parent, option, str(value))
+        return
+    if path.exists() and not path.is_dir():
+        raise CliError(f"{option} {value}: is a file, not a folder")
+    existing = path if path.exists() else next((p for p in path.absolute().parents if p.exists()), Path("/"))
+    if not existing.is_dir():
+        raise CliError(f"{option} {value}: {existing} is a file, not a folder")
+    _probe(existing, option, str(value))
+
+
+def check_model_name(args: argparse.Namespace) -> None:
+    """A model named on the command line that Loupe does not know is a one-line error before anything runs."""
+    names = [getattr(args, "model", None), *(getattr(args, "models", None) or [])]
+    names = [n for n in names if isinstance(n, str) and n]
+    if not names or getattr(args, "model_path", None) or getattr(args, "mmproj", None):
+        return
+    from loupe.models.catalog import UnknownModelError
+    from loupe.models.store import ModelStore, default_model_root
+
+    store = ModelStore(default_model_root())
+    for name in names:
+        if name not in store.names() and name not in store.directories:
+            raise UnknownModelError(name, store.names() + store.directories.names())
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """What can be checked before a command runs, so that a typo fails in a line and before a model loads: output
+    paths (`declare`), the results store, the task, the model name and model files."""
+    for dest, kind in getattr(args, "loupe_outputs", {}).items():
+        value = getattr(args, dest, None)
+        if value:
+            check_output(value, "--" + dest.replace("_", "-"), kind(args) if callable(kind) else kind)
+    need = getattr(args, "loupe_store", None)
+    if need == "read" and not store_path(args).is_file():
+        raise CliError(f"no results store at {store_path(args)} (check --db or $LOUPE_DB; `loupe batch` creates one)")
+    if need == "write" and getattr(args, "db", None):
+        check_output(args.db, "--db", "dir" if not Path(args.db).expanduser().parent.exists() else "file")
+    if getattr(args, "task_file", None):
+        taskfile.load(args.task_file)
+    elif isinstance(getattr(args, "task", None), str):
+        taskfile.builtin(args.task)
+    for option in ("model_path", "mmproj"):
+        value = getattr(args, option, None)
+        if value and not Path(value).expanduser().is_file():
+            raise CliError(f"--{option.replace('_', '-')} {value}: no such file")
+    check_model_name(args)
 
 
 def model_files(args: argparse.Namespace) -> tuple[str, list[Path]]:

@@ -15,7 +15,14 @@ from loupe.core.hardware import default_threads, physical_cores
 
 
 def add_parsers(sub: Any) -> None:
-    d = sub.add_parser("doctor", help="the CPU features and weight buffers llama.cpp uses here, and why")
+    from loupe.cli.common import declare, examples
+
+    d = examples(
+        sub.add_parser("doctor", help="the CPU features and weight buffers llama.cpp uses here, and why"),
+        "loupe doctor",
+        "loupe doctor --json > doctor.json           # attach to a bug report",
+    )
+    declare(d)
     d.add_argument("--json", action="store_true", help="machine-readable output only")
 
 

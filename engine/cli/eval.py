@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from loupe.core.errors import InputError
 from loupe.core.tasks import Task
+from loupe.wiring import options
 
 if TYPE_CHECKING:
     from loupe.api import Engine
@@ -22,7 +23,15 @@ class EvalUsageError(InputError):
 
 def add_parsers(sub: Any) -> None:
     """Register `eval` on the `loupe` parser (loupe.cli imports this module at start-up: keep its imports light)."""
-    e = sub.add_parser("eval", help="score models or ladders on your labelled images; calibration and thresholds")
+    from loupe.cli.common import declare, examples
+
+    e = examples(
+        sub.add_parser("eval", help="score models or ladders on your labelled images; calibration and thresholds"),
+        "loupe eval labelled/                         # a folder from `loupe export --labelled`",
+        "loupe eval labels.jsonl --model smolvlm-256m --model smolvlm-500m --out report/",
+        "loupe eval coco.json --task-file my-task.yaml --fit-thresholds --write-task",
+        "loupe eval labelled/ --ladder local@low,local@high --json",
+    )
     e.add_argument(
         "labelled",
         metavar="LABELLED_SET",
@@ -33,7 +42,7 @@ def add_parsers(sub: Any) -> None:
     g.add_argument("--task-file", help="a task file (.json, .yaml, .toml)")
     e.add_argument("--model-path", help="a text-model GGUF file to evaluate (with --mmproj)")
     e.add_argument("--mmproj", help="the matching mmproj GGUF file")
-    e.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores, up to 8)")
+    e.add_argument("--threads", type=int, default=None, metavar="N", help=options.THREADS_HELP)
     e.add_argument(
         "--model",
         dest="models",
@@ -67,6 +76,7 @@ def add_parsers(sub: Any) -> None:
     )
     e.add_argument("--db", help="the results store whose cache is used (default: $LOUPE_DB, else loupe.db)")
     e.add_argument("--json", action="store_true", help="machine-readable output only")
+    declare(e, outputs={"out": "dir"}, store="write")
 
 
 def _task(args: argparse.Namespace, labelled: LabelledSet) -> Task:

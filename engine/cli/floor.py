@@ -7,11 +7,11 @@ import json
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from loupe.cli.common import CliError, open_backend, pick_task
+from loupe.cli.common import CliError, declare, examples, open_backend, pick_task, store_path
 from loupe.core.tasks import builtin_names
 from loupe.floor.line import Line, LineEvents, LineOutcome, RecordingEvents
 from loupe.floor.outputs.delivery import Delivery
-from loupe.store import Store, default_db_path
+from loupe.store import Store
 from loupe.store.outbox import Outbox
 from loupe.wiring import options
 from loupe.wiring.line import LineSettingsError
@@ -29,22 +29,44 @@ def line_args(sp: argparse.ArgumentParser, model_args: Callable[[argparse.Argume
 
 def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None]) -> None:
     """Register watch, kiosk and outbox on the `loupe` parser."""
-    w = sub.add_parser("watch", help="judge images as they arrive in a folder or from a camera (PASS/FAIL/REVIEW)")
+    w = examples(
+        sub.add_parser("watch", help="judge images as they arrive in a folder or from a camera (PASS/FAIL/REVIEW)"),
+        "loupe watch incoming/ --task-file line1.yaml",
+        "loupe watch 0 --trigger --mqtt mqtt://broker/line1     # USB camera 0, a frame per trigger",
+        "loupe watch rtsp://cam.local/stream --interval 2 --json",
+        "loupe watch incoming/ --after mark --max 10",
+    )
     w.add_argument(
         "source", metavar="DIR|CAMERA", help="a folder, a USB camera index, an rtsp:// or http:// URL, or a video file"
     )
     line_args(w, model_args)
     w.add_argument("--max", type=int, metavar="N", help="stop after N images (default: run until Ctrl-C)")
     w.add_argument("--json", action="store_true", help="one JSON line per image")
+    declare(w, outputs={"frames": "dir"}, store="write")
 
-    k = sub.add_parser("kiosk", help="the fullscreen PASS/FAIL/REVIEW screen for a line (needs the desktop extra)")
-    k.add_argument("--source", required=True, metavar="DIR|CAMERA")
+    k = examples(
+        sub.add_parser("kiosk", help="the fullscreen PASS/FAIL/REVIEW screen for a line (needs the desktop extra)"),
+        "loupe kiosk --source incoming/ --task-file line1.yaml --pin 4711",
+        "loupe kiosk --source 0 --trigger --windowed",
+    )
+    k.add_argument(
+        "--source",
+        required=True,
+        metavar="DIR|CAMERA",
+        help="a folder, a USB camera index, an rtsp:// or http:// URL, or a video file",
+    )
     line_args(k, model_args)
     kiosk_args(k)
+    declare(k, outputs={"frames": "dir", "screenshot": "file"}, store="write")
 
-    o = sub.add_parser("outbox", help="line outputs still owed (and sent, dropped) per sink")
-    o.add_argument("--db", help="the results store")
-    o.add_argument("--json", action="store_true")
+    o = examples(
+        sub.add_parser("outbox", help="line outputs still owed (and sent, dropped) per sink"),
+        "loupe outbox",
+        "loupe outbox --db line1.db --json",
+    )
+    o.add_argument("--db", help="the results store (default: $LOUPE_DB, else loupe.db in the user data dir)")
+    o.add_argument("--json", action="store_true", help="machine-readable output only")
+    declare(o, store="read")
 
 
 def kiosk_args(sp: argparse.ArgumentParser) -> None:
@@ -153,7 +175,7 @@ def cmd_kiosk(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_outbox(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """What the line outputs still owe, per sink."""
-    with Store(args.db or default_db_path()) as store:
+    with Store(store_path(args)) as store:
         outbox = Outbox(store)
         counts = outbox.counts()
         pending = outbox.entries(state="pending")

@@ -16,7 +16,16 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 def add_parsers(sub: Any) -> None:
     """Register `gui` on the `loupe` parser."""
-    add_options(sub.add_parser("gui", help="open the desktop app (images or folders given are queued)"))
+    from loupe.cli.common import declare, examples
+
+    g = examples(
+        sub.add_parser("gui", help="open the desktop app (images or folders given are queued)"),
+        "loupe gui",
+        "loupe gui photos/ --task receipt",
+        "loupe gui --model-path text.gguf --mmproj mmproj.gguf --db line1.db",
+    )
+    add_options(g)
+    declare(g, outputs={"screenshot": "file"}, store="write")
 
 
 def app_argv(args: argparse.Namespace) -> list[str]:

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from loupe.backends.cloud import PRESETS
+from loupe.cli.common import declare, examples, store_path
 from loupe.cli.escalation import CLOUD_CONFIG_ENV, load_cloud_config
 from loupe.core.secrets import get_api_key, set_api_key
 from loupe.escalate.audit import audit_rows, totals
-from loupe.store import Store, default_db_path
+from loupe.store import Store
 
 if TYPE_CHECKING:  # the ladder pulls in the whole engine; loaded only with --escalate
     pass
@@ -39,20 +40,44 @@ AUDIT_COLUMNS = (
 
 def add_parsers(sub: Any) -> None:
     """Register `audit` and `cloud` on the `loupe` parser."""
-    a = sub.add_parser("audit", help="every request that left the machine: when, where, bytes, images, cost")
+    a = examples(
+        sub.add_parser("audit", help="every request that left the machine: when, where, bytes, images, cost"),
+        "loupe audit",
+        "loupe audit --job 3 --out audit.csv",
+        "loupe audit --db line1.db --json",
+    )
     a.add_argument("--job", type=int, help="only this job's requests")
     a.add_argument("--out", help="write them to a .csv or .jsonl file")
     a.add_argument("--db", help="the results store (default: $LOUPE_DB, else loupe.db in the user data dir)")
     a.add_argument("--json", action="store_true", help="machine-readable output only")
+    declare(a, outputs={"out": "file"}, store="read")
 
-    c = sub.add_parser("cloud", help="cloud presets; store a provider's API key in the OS keyring")
+    c = examples(
+        sub.add_parser("cloud", help="cloud presets; store a provider's API key in the OS keyring"),
+        "loupe cloud presets",
+        "loupe cloud key openai",
+        "loupe cloud test --cloud-config cloud.toml",
+    )
+    declare(c)
     csub = c.add_subparsers(dest="action", required=True)
-    cp = csub.add_parser("presets", help="the known providers and their endpoints")
-    cp.add_argument("--json", action="store_true")
-    ck = csub.add_parser("key", help="read an API key from stdin (or a prompt) into the OS keyring")
-    ck.add_argument("provider", choices=sorted(PRESETS))
-    ck.add_argument("--json", action="store_true")
-    ct = csub.add_parser("test", help="send one short text request (no image) to the configured endpoint; audited")
+    json_help = "machine-readable output only"
+    cp = examples(
+        csub.add_parser("presets", help="the known providers and their endpoints"),
+        "loupe cloud presets --json",
+    )
+    cp.add_argument("--json", action="store_true", help=json_help)
+    declare(cp)
+    ck = examples(
+        csub.add_parser("key", help="read an API key from stdin (or a prompt) into the OS keyring"),
+        "loupe cloud key gemini     # then paste the key; it goes to the OS keyring",
+    )
+    ck.add_argument("provider", choices=sorted(PRESETS), help="the provider the key is for")
+    ck.add_argument("--json", action="store_true", help=json_help)
+    declare(ck)
+    ct = examples(
+        csub.add_parser("test", help="send one short text request (no image) to the configured endpoint; audited"),
+        "loupe cloud test --cloud-config cloud.toml",
+    )
     ct.add_argument(
         "--cloud-config",
         metavar="FILE",
@@ -61,7 +86,8 @@ def add_parsers(sub: Any) -> None:
     ct.add_argument(
         "--db", help="where the request is audited (default: $LOUPE_DB, else loupe.db in the user data dir)"
     )
-    ct.add_argument("--json", action="store_true")
+    ct.add_argument("--json", action="store_true", help=json_help)
+    declare(ct, store="write")
 
 
 def run_hybrid(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -70,7 +96,9 @@ def run_hybrid(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _audit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    with Store(Path(args.db).expanduser() if args.db else default_db_path()) as store:
+    with Store(store_path(args)) as store:
+        if args.job is not None:
+            store.job(args.job)  # one line naming the store when there is no such job
         rows = audit_rows(store, job_id=args.job)
     if args.out:
         _write(Path(args.out), rows)
@@ -111,7 +139,7 @@ def _cloud_test(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         check = ConnectionCheck("refused", f"no cloud settings: pass --cloud-config FILE or set ${CLOUD_CONFIG_ENV}")
     else:
         env = PRESETS[cloud.preset].key_env
-        with Store(Path(args.db).expanduser() if args.db else default_db_path()) as store:
+        with Store(store_path(args)) as store:
             check = check_connection(cloud, get_api_key(cloud.preset, env), store)
     if args.json:
         out.write(json.dumps({"verdict": check.verdict, "message": check.message}) + "\n")

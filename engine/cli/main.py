@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from loupe.cli import analyze, gui
 from loupe.cli import eval as cli_eval
-from loupe.cli.common import model_args
+from loupe.cli.common import examples, model_args, preflight
 from loupe.cli.serve import cmd_serve
 from loupe.core.errors import LoupeError
 
@@ -71,7 +72,13 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
-    p = argparse.ArgumentParser(prog="loupe", description="Images in, schema-valid JSON out, on your machine.")
+    p = examples(
+        argparse.ArgumentParser(prog="loupe", description="Images in, schema-valid JSON out, on your machine."),
+        "loupe demo                                  # the main job on a bundled sample image",
+        "loupe analyze photo.jpg --out results.jsonl",
+        "loupe batch photos/ && loupe review list && loupe export --out results.csv",
+        "loupe COMMAND --help                        # each command's options and examples",
+    )
     p.add_argument("--version", action="version", version=f"loupe {importlib.metadata.version('loupe')}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -99,20 +106,64 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+DEBUG_ENV = "LOUPE_DEBUG"
+
+
+def leaf(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)command parser that `args` came through: `loupe review list` -> review's `list` parser."""
+    while True:
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, subs[0].dest, None) if subs else None
+        if name is None:
+            return p
+        p = subs[0].choices[name]
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: an OSError names its file and the system's reason."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Entry point of the `loupe` console script; returns the exit code."""
+    """Entry point of the `loupe` console script; returns the exit code. Every failure is one line on stderr (exit
+    2: the command could not do what was asked; 1: an internal error); $LOUPE_DEBUG=1 shows the traceback too."""
     out = out or sys.stdout
     err = err or sys.stderr
-    args = parser().parse_args(argv)
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    if extra:  # rejected by the command's own parser, with its own usage
+        leaf(p, args).error(f"unrecognized arguments: {' '.join(extra)}")
     from loupe.models.store import ModelError
 
+    code, problem = 2, None
     try:
+        preflight(args)
         return COMMANDS[args.command](args, out, err)
     except (LoupeError, ModelError) as exc:
-        if getattr(args, "json", False):
-            out.write(json.dumps({"error": str(exc), "kind": type(exc).__name__}) + "\n")
-        print(f"error: {exc}", file=err)
-        return 2
+        problem = exc
     except KeyboardInterrupt:
         print("interrupted", file=err)
         return 130
+    except BrokenPipeError:  # `loupe ... | head`: the reader has gone; nothing to say
+        if out is sys.stdout:  # no second error when Python flushes stdout at exit (the `signal` docs' recipe)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:  # the file system said no (a full disk, a permission): the user can act on it
+        if os.environ.get(DEBUG_ENV):
+            raise
+        problem = exc
+    except Exception as exc:  # a bug: one line, and how to see more
+        if os.environ.get(DEBUG_ENV):
+            raise
+        code, problem = 1, exc
+    text = one_line(problem)
+    if getattr(args, "json", False):
+        out.write(json.dumps({"error": text, "kind": type(problem).__name__}) + "\n")
+    if code == 1:
+        text = f"internal error ({type(problem).__name__}): {text} (run with {DEBUG_ENV}=1 for the traceback)"
+    print(f"error: {text}", file=err)
+    return code

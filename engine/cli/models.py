@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from loupe.cli.common import progress_bar
+from loupe.cli.common import declare, examples, progress_bar
 from loupe.models.store import ModelStore, default_model_root
 
 
@@ -23,6 +23,7 @@ def models_list(store: ModelStore, args: argparse.Namespace, out: TextIO, err: T
     if args.json:
         out.write(json.dumps([_jsonable(r) for r in rows]) + "\n")
         return 0
+    out.write(f"  {'NAME':24} {'TYPE':5} {'KIND':10} {'STATE':10} {'SIZE':>11}  {'LICENSE':11} NOTE\n")
     for r in rows:
         mark = "*" if r.is_default else " "
         size = f"{r.size_bytes / 1e6:8.1f} MB" if r.size_bytes else "        -  "
@@ -31,6 +32,7 @@ def models_list(store: ModelStore, args: argparse.Namespace, out: TextIO, err: T
             f"{mark} {r.name:24} {r.format:5} {r.kind:10} {r.state:10} {size}  {r.license or '-':11} {note}".rstrip()
             + "\n"
         )
+    out.write("(* the default model)\n")
     return 0
 
 
@@ -107,19 +109,44 @@ def run_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def add_parsers(sub: Any) -> None:
     """Register `models` (list, pull, import, verify) on the `loupe` parser."""
-    m = sub.add_parser("models", help="list, pull, import or verify models")
+    m = examples(
+        sub.add_parser("models", help="list, pull, import or verify models"),
+        "loupe models list",
+        "loupe models pull smolvlm-256m",
+        "loupe models import text.gguf --mmproj mmproj.gguf --name my-model",
+        "loupe models verify",
+    )
     msub = m.add_subparsers(dest="action", required=True)
-    ml = msub.add_parser("list")
-    ml.add_argument("--json", action="store_true")
-    mp = msub.add_parser("pull")
-    mp.add_argument("name")
-    mp.add_argument("--json", action="store_true")
-    mi = msub.add_parser("import")
-    mi.add_argument("text", metavar="TEXT.gguf")
-    mi.add_argument("--mmproj", required=True, metavar="MMPROJ.gguf")
-    mi.add_argument("--name")
+    json_help = "machine-readable output only"
+    ml = examples(
+        msub.add_parser("list", help="every known model, its state, size and licence"),
+        "loupe models list",
+        "loupe models list --json",
+    )
+    ml.add_argument("--json", action="store_true", help=json_help)
+    mp = examples(
+        msub.add_parser("pull", help="download a catalog model and verify it"),
+        "loupe models pull smolvlm-256m",
+        "loupe models pull smolvlm-256m-onnx-q4 --json",
+    )
+    mp.add_argument("name", help="a catalog name (see `loupe models list`)")
+    mp.add_argument("--json", action="store_true", help=json_help)
+    mi = examples(
+        msub.add_parser("import", help="register local GGUF files (no network needed)"),
+        "loupe models import SmolVLM-256M-Q8_0.gguf --mmproj mmproj-SmolVLM-256M-Q8_0.gguf",
+        "loupe models import text.gguf --mmproj mmproj.gguf --name my-model --copy",
+    )
+    mi.add_argument("text", metavar="TEXT.gguf", help="the text model's GGUF file")
+    mi.add_argument("--mmproj", required=True, metavar="MMPROJ.gguf", help="the matching vision projector GGUF file")
+    mi.add_argument("--name", help="the name to use it by (default: from the file name)")
     mi.add_argument("--copy", action="store_true", help="copy the files into Loupe's model folder")
-    mi.add_argument("--json", action="store_true")
-    mv = msub.add_parser("verify")
-    mv.add_argument("name", nargs="?")
-    mv.add_argument("--json", action="store_true")
+    mi.add_argument("--json", action="store_true", help=json_help)
+    mv = examples(
+        msub.add_parser("verify", help="check model files against their sha256 (non-zero exit on a mismatch)"),
+        "loupe models verify",
+        "loupe models verify smolvlm-256m --json",
+    )
+    mv.add_argument("name", nargs="?", help="one model (default: every model with files on disk)")
+    mv.add_argument("--json", action="store_true", help=json_help)
+    for sp in (m, ml, mp, mi, mv):
+        declare(sp)

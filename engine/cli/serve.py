@@ -17,7 +17,14 @@ class ServeUnavailable(LoupeError):
 
 def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None]) -> None:
     """Register `loupe serve` on the `loupe` parser."""
-    sp = sub.add_parser("serve", help="the local API: OpenAI-compatible chat completions, /v1/analyze, /v1/results")
+    from loupe.cli.common import declare, examples
+
+    sp = examples(
+        sub.add_parser("serve", help="the local API: OpenAI-compatible chat completions, /v1/analyze, /v1/results"),
+        "loupe serve                                  # http://127.0.0.1:8765/docs",
+        "loupe serve --model smolvlm-500m --port 9000 --allow-path ~/photos",
+        "LOUPE_API_TOKEN=secret loupe serve --host 0.0.0.0 --allow-remote",
+    )
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
     sp.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 picks a free one)")
     sp.add_argument(
@@ -50,8 +57,11 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
     sp.add_argument(
         "--max-queue", type=int, default=32, help="model requests that may wait at once; more get 429 (default: 32)"
     )
-    sp.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sp.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="server log (default: info)"
+    )
     sp.add_argument("--json", action="store_true", help="errors as JSON")
+    declare(sp, store="write")
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

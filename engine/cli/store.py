@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from loupe import taskfile
-from loupe.cli.common import CliError, expand, model_files, open_backend, open_store, pick_task
+from loupe.cli.common import CliError, declare, examples, expand, model_files, open_backend, open_store, pick_task
 from loupe.core.types import Status
 from loupe.export import FORMATS, SUFFIXES, write_labelled, write_overlays
 from loupe.store import ReviewQueue, Store, StoredResult
@@ -34,7 +34,13 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
         sp.add_argument("--db", help="the results store (default: $LOUPE_DB, else loupe.db in the user data dir)")
         sp.add_argument("--json", action="store_true", help="machine-readable output only")
 
-    b = sub.add_parser("batch", help="analyze images or folders into the results store (resumable)")
+    b = examples(
+        sub.add_parser("batch", help="analyze images or folders into the results store (resumable)"),
+        "loupe batch photos/",
+        "loupe batch photos/ --task-file my-task.yaml --db line1.db",
+        "loupe batch --resume 3            # continue job 3 after Ctrl-C",
+        "loupe batch photos/ --escalate --cloud-config cloud.toml",
+    )
     b.add_argument("inputs", nargs="*", metavar="IMAGE|DIR")
     g = b.add_mutually_exclusive_group()
     g.add_argument("--task", default=None, help="built-in task (default: defects)")
@@ -47,25 +53,49 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
     from loupe.cli.escalation import add_escalate_args
 
     add_escalate_args(b)
+    declare(b, store="write")
 
-    r = sub.add_parser("review", help="results that need a person: list, accept, edit, reject")
+    r = examples(
+        sub.add_parser("review", help="results that need a person: list, accept, edit, reject"),
+        "loupe review list",
+        "loupe review accept 42",
+        "loupe review edit 42 '{\"defects\": []}' --note 'no defect, glare'",
+        "loupe review reject 43 --note 'wrong part'",
+    )
+    declare(r, store="read")
     rsub = r.add_subparsers(dest="action", required=True)
-    rl = rsub.add_parser("list", help="the review queue of a job (default: the latest), lowest confidence first")
-    rl.add_argument("job", nargs="?", type=int)
+    rl = examples(
+        rsub.add_parser("list", help="the review queue of a job (default: the latest), lowest confidence first"),
+        "loupe review list",
+        "loupe review list 3 --db line1.db --json",
+    )
+    rl.add_argument("job", nargs="?", type=int, help="a job id (default: the latest job)")
     common(rl)
-    for action, text in (
-        ("accept", "the answer is right"),
-        ("edit", "store corrected data (checked against the task's schema)"),
-        ("reject", "the answer is wrong"),
+    declare(rl, store="read")
+    for action, text, example in (
+        ("accept", "the answer is right", "loupe review accept 42"),
+        (
+            "edit",
+            "store corrected data (checked against the task's schema)",
+            "loupe review edit 42 @fixed.json --note 'two scratches, not one'",
+        ),
+        ("reject", "the answer is wrong", "loupe review reject 43 --note 'wrong part'"),
     ):
-        ra = rsub.add_parser(action, help=text)
-        ra.add_argument("result", type=int, metavar="RESULT")
+        ra = examples(rsub.add_parser(action, help=text), example)
+        ra.add_argument("result", type=int, metavar="RESULT", help="a result id (from `loupe review list`)")
         if action == "edit":
             ra.add_argument("data", metavar="JSON|@FILE", help="the corrected data, or @file.json")
-        ra.add_argument("--note", default="")
+        ra.add_argument("--note", default="", help="why, kept with the decision (default: none)")
         common(ra)
+        declare(ra, store="read")
 
-    e = sub.add_parser("export", help="write a job's results (default: the latest job) for other tools")
+    e = examples(
+        sub.add_parser("export", help="write a job's results (default: the latest job) for other tools"),
+        "loupe export --out results.csv",
+        "loupe export 3 --out results.parquet --select review",
+        "loupe export --overlays boxes/",
+        "loupe export --labelled --out labelled/",
+    )
     e.add_argument("job", nargs="?", type=int)
     e.add_argument("--out", help="output file (or folder with --labelled)")
     e.add_argument("--format", choices=sorted(FORMATS), help="default: from --out's suffix, else jsonl")
@@ -77,6 +107,7 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
         help="accepted and edited results (of JOB, else of every job) as images/ + labels.jsonl in --out",
     )
     common(e)
+    declare(e, outputs={"out": lambda a: "dir" if a.labelled else "file", "overlays": "dir"}, store="read")
 
 
 def run_store(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -257,6 +288,8 @@ def cmd_review(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with open_store(args) as store:
         queue = ReviewQueue(store)
         if args.action == "list":
+            if args.job is not None:
+                store.job(args.job)  # one line naming the store when there is no such job
             for s in queue.pending(args.job):
                 line = _queue_line(s)
                 if args.json:

@@ -25,18 +25,13 @@ class Parser(Protocol):
     def add_argument(self, *flags: str, **kwargs: Any) -> Any: ...
 
 
+THREADS_HELP = "CPU threads, fixed (default: one per physical core, fewer while others keep cores busy)"
+
 MODEL: tuple[Option, ...] = (
     ("--model", {"default": None, "help": "catalog or imported model name (see `loupe models list`)"}),
     ("--model-path", {"help": "a text-model GGUF file (with --mmproj)"}),
     ("--mmproj", {"help": "the matching mmproj GGUF file"}),
-    (
-        "--threads",
-        {
-            "type": int,
-            "default": None,
-            "help": "CPU threads, fixed (default: one per physical core, fewer while others keep cores busy)",
-        },
-    ),
+    ("--threads", {"type": int, "default": None, "metavar": "N", "help": THREADS_HELP}),
 )
 
 GUI: tuple[Option, ...] = (
@@ -46,7 +41,7 @@ GUI: tuple[Option, ...] = (
     ),
     ("--model-path", {"help": "text model GGUF (with --mmproj)"}),
     ("--mmproj", {"help": "vision projector GGUF (with --model-path)"}),
-    ("--threads", {"type": int, "default": None, "help": "CPU threads for the model"}),
+    ("--threads", {"type": int, "default": None, "metavar": "N", "help": THREADS_HELP}),
     ("--db", {"help": "results store (default: $LOUPE_DB or the user data directory)"}),
     ("--task", {"help": "task selected at start (a built-in name; default: the last one used)"}),
     ("--settings", {"metavar": "INI", "help": "settings file (default: the platform's place for Loupe)"}),
