@@ -39,7 +39,7 @@ def add_parsers(sub: Any) -> None:
         "loupe analyze front.jpg back.jpg --together --task-file my-task.yaml",
         "loupe analyze photo.jpg --model smolvlm-500m --threads 4 --json",
     )
-    a.add_argument("inputs", nargs="+", metavar="IMAGE|DIR")
+    a.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="image files, or folders of them")
     g = a.add_mutually_exclusive_group()
     g.add_argument("--task", default="defects", help=f"built-in task ({', '.join(builtin_names())})")
     g.add_argument("--task-file", help="a task file (.json, .yaml, .toml) with schema and instructions")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from loupe.backends.cloud import PRESETS
-from loupe.cli.common import declare, examples, store_path
+from loupe.cli.common import CliError, declare, examples, store_path
 from loupe.cli.escalation import CLOUD_CONFIG_ENV, load_cloud_config
 from loupe.core.secrets import get_api_key, set_api_key
 from loupe.escalate.audit import audit_rows, totals
@@ -71,7 +71,7 @@ def add_parsers(sub: Any) -> None:
         csub.add_parser("key", help="read an API key from stdin (or a prompt) into the OS keyring"),
         "loupe cloud key gemini     # then paste the key; it goes to the OS keyring",
     )
-    ck.add_argument("provider", choices=sorted(PRESETS), help="the provider the key is for")
+    ck.add_argument("provider", metavar="PROVIDER", help=f"the provider the key is for ({', '.join(sorted(PRESETS))})")
     ck.add_argument("--json", action="store_true", help=json_help)
     declare(ck)
     ct = examples(
@@ -159,6 +159,8 @@ def _cloud(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             for name, p in table.items():
                 out.write(f"{name:18} {p['base_url']}  {p['model'] or '-'}  {p['key_env'] or '(no key)'}\n")
         return 0
+    if args.provider not in PRESETS:
+        raise CliError(f"unknown provider {args.provider!r} (known: {', '.join(sorted(PRESETS))})")
     key = getpass.getpass(f"{args.provider} API key: ")
     set_api_key(args.provider, key.strip())
     print(f"stored the {args.provider} key in the OS keyring", file=err)

@@ -41,7 +41,7 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
         "loupe batch --resume 3            # continue job 3 after Ctrl-C",
         "loupe batch photos/ --escalate --cloud-config cloud.toml",
     )
-    b.add_argument("inputs", nargs="*", metavar="IMAGE|DIR")
+    b.add_argument("inputs", nargs="*", metavar="IMAGE|DIR", help="image files, or folders of them (not with --resume)")
     g = b.add_mutually_exclusive_group()
     g.add_argument("--task", default=None, help="built-in task (default: defects)")
     g.add_argument("--task-file", help="a task file (.json, .yaml, .toml) with schema and instructions")
@@ -96,7 +96,7 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
         "loupe export --overlays boxes/",
         "loupe export --labelled --out labelled/",
     )
-    e.add_argument("job", nargs="?", type=int)
+    e.add_argument("job", nargs="?", type=int, help="a job id (default: the latest job)")
     e.add_argument("--out", help="output file (or folder with --labelled)")
     e.add_argument("--format", choices=sorted(FORMATS), help="default: from --out's suffix, else jsonl")
     e.add_argument("--overlays", metavar="DIR", help="also write PNGs with the boxes drawn, label and confidence")
