@@ -267,7 +267,10 @@ def preflight(args: argparse.Namespace) -> None:
             check_output(value, "--" + dest.replace("_", "-"), kind(args) if callable(kind) else kind)
     need = getattr(args, "loupe_store", None)
     if need == "read" and not store_path(args).is_file():
-        raise CliError(f"no results store at {store_path(args)} (check --db or $LOUPE_DB; `loupe batch` creates one)")
+        path = store_path(args)
+        raise CliError(
+            f"no jobs in {path}: there is no results store there (check --db or $LOUPE_DB; `loupe batch` creates one)"
+        )
     if need == "write" and getattr(args, "db", None):
         check_output(args.db, "--db", "dir" if not Path(args.db).expanduser().parent.exists() else "file")
     if getattr(args, "task_file", None):
@@ -277,7 +280,7 @@ def preflight(args: argparse.Namespace) -> None:
     for option in ("model_path", "mmproj"):
         value = getattr(args, option, None)
         if value and not Path(value).expanduser().is_file():
-            raise CliError(f"--{option.replace('_', '-')} {value}: no such file")
+            raise CliError(f"the model cannot be loaded: --{option.replace('_', '-')} {value}: model file not found")
     check_model_name(args)
 
 

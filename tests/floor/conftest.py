@@ -1,8 +1,11 @@
-"""Real parts for the factory-floor tests: a mosquitto broker and an HTTP receiver on 127.0.0.1, image writers."""
+"""Real parts for the factory-floor tests: an MQTT broker (mosquitto, else amqtt) and an HTTP receiver on 127.0.0.1,
+image writers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -109,13 +112,52 @@ class Broker:
             self.proc = None
 
 
+class PyBroker:
+    """amqtt, a pure-Python MQTT broker from PyPI (in the dev extra), on 127.0.0.1:port in its own event loop thread:
+    what the tests use where Debian's mosquitto is not installed. Started and restarted on the same port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._running: tuple[asyncio.AbstractEventLoop, threading.Thread, Any] | None = None
+
+    def start(self) -> None:
+        """Start it and return once it listens."""
+        from amqtt.broker import Broker as Amqtt
+
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="amqtt", daemon=True)
+        thread.start()
+
+        async def boot() -> Any:
+            broker = Amqtt(config)
+            await broker.start()
+            return broker
+
+        self._running = (loop, thread, asyncio.run_coroutine_threadsafe(boot(), loop).result(10))
+
+    def stop(self) -> None:
+        """Stop it (a broker outage): the port is closed and every client is dropped."""
+        if self._running is not None:
+            loop, thread, broker = self._running
+            asyncio.run_coroutine_threadsafe(broker.shutdown(), loop).result(10)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+            loop.close()
+            self._running = None
+
+
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    """A running mosquitto on a free port (skipped where mosquitto is not installed: `apt-get install mosquitto`)."""
+def broker(tmp_path: Path) -> Iterator[Broker | PyBroker]:
+    """A running MQTT broker on a free port: Debian's mosquitto where it is installed, else amqtt from PyPI."""
     exe = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
-    if exe is None:
-        pytest.skip("mosquitto is not installed (apt-get install -y mosquitto)")
-    b = Broker(tmp_path, exe)
+    if exe is None or os.environ.get("LOUPE_TEST_BROKER") == "amqtt":
+        b: Broker | PyBroker = PyBroker()
+    else:
+        b = Broker(tmp_path, exe)
     b.start()
     yield b
     b.stop()
