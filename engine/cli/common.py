@@ -279,7 +279,11 @@ def preflight(args: argparse.Namespace) -> None:
         taskfile.builtin(args.task)
     for option in ("model_path", "mmproj"):
         value = getattr(args, option, None)
-        if value and not Path(value).expanduser().is_file():
+        if not value or (option == "mmproj" and Path(getattr(args, "model_path", None) or "").expanduser().is_dir()):
+            continue  # (a model directory takes no --mmproj: its backend says so)
+        path = Path(value).expanduser()
+        found = path.exists() if option == "model_path" else path.is_file()  # --model-path: a GGUF or a directory
+        if not found:
             raise CliError(f"the model cannot be loaded: --{option.replace('_', '-')} {value}: model file not found")
     check_model_name(args)
 
