@@ -57,6 +57,7 @@ def coco(results: list[StoredResult], options: ExportOptions | None = None) -> d
                 "category_id": category[b.label or DEFAULT_LABEL],
                 "bbox": [x0, y0, x1 - x0, y1 - y0],
                 "area": (x1 - x0) * (y1 - y0),
+                "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],  # the box as a polygon (pycocotools' masks)
                 "iscrowd": 0,
             }
             if b.confidence is not None:

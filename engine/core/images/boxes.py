@@ -75,9 +75,7 @@ def invalid_boxes(data: Any, sizes: Mapping[str, tuple[int, int]]) -> tuple[Box,
     return tuple(b for b in all_boxes(data, sizes) if degenerate(b.pixels))
 
 
-def flag_invalid(
-    confidence: Mapping[str, float], data: Any, sizes: Mapping[str, tuple[int, int]]
-) -> dict[str, float]:
+def flag_invalid(confidence: Mapping[str, float], data: Any, sizes: Mapping[str, tuple[int, int]]) -> dict[str, float]:
     """`confidence` with every number of a degenerate `box_2d` at 0: the field reads as unsure and the result goes
     to review (its lowest confidence is 0), while `find_boxes` keeps the box itself out of every drawing and
     export."""
