@@ -14,6 +14,7 @@ from loupe.core.tasks import Task
 from loupe.core.types import Result
 from loupe.desktop.bridge import Background, EngineBridge, ImageDecoder
 from loupe.desktop.eval_tab import eval_tab
+from loupe.desktop.exporting import CHOICES as EXPORTS
 from loupe.desktop.exporting import export
 from loupe.desktop.runner import CloudAccess, LoadedModel
 from loupe.desktop.settings import AppSettings, load_settings, save_settings
@@ -302,14 +303,8 @@ class MainWindow(QMainWindow):
         self.recent_menu = menu.addMenu("Recent")
         self._fill_recent()
         menu.addSeparator()
-        choices = (
-            ("jsonl", "Export results as JSONL…", "JSON lines (*.jsonl)"),
-            ("csv", "Export results as CSV…", "CSV (*.csv)"),
-            ("overlays", "Export overlay images…", ""),
-            ("labelled", "Export the labelled set…", ""),
-        )
-        for kind, title, pattern in choices:
-            menu.addAction(title, lambda k=kind, t=title, f=pattern: self._ask_export(k, t, f))
+        for kind, title, pattern, name in EXPORTS:  # every format the CLI writes, overlays, the labelled set
+            menu.addAction(title, lambda k=kind, t=title, f=pattern, n=name: self._ask_export(k, t, f, n))
         menu.addSeparator()
         menu.addAction("Settings…", QKeySequence.StandardKey.Preferences, self.open_settings)
         if self.models is not None:
@@ -317,9 +312,9 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         menu.addAction("Quit", QKeySequence.StandardKey.Quit, self.close)
 
-    def _ask_export(self, kind: str, title: str, pattern: str) -> None:
+    def _ask_export(self, kind: str, title: str, pattern: str, name: str) -> None:
         if pattern:
-            path, _ = QFileDialog.getSaveFileName(self, title.rstrip("…"), f"loupe-results.{kind}", pattern)
+            path, _ = QFileDialog.getSaveFileName(self, title.rstrip("…"), name, pattern)
         else:
             path = QFileDialog.getExistingDirectory(self, title.rstrip("…"))
         if path:

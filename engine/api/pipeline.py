@@ -13,7 +13,7 @@ from loupe.core.confidence import capped, field_confidence
 from loupe.core.constrain.base import REFUSAL_PREFIX, Constraint
 from loupe.core.constrain.runaway import Limits
 from loupe.core.errors import LoupeError
-from loupe.core.images.boxes import find_boxes
+from loupe.core.images.boxes import find_boxes, flag_invalid
 from loupe.core.images.load import LoadedImage
 from loupe.core.images.resize import fit, image_tokens_for, max_side_for
 from loupe.core.prompt import image_id, user_text
@@ -157,6 +157,7 @@ def _result(
         confidence = capped(field_confidence(gen.steps, spans), spans, gen.doubts)
         model_confidence = capped(field_confidence(gen.steps, spans, unconstrained=True), spans, gen.doubts)
         sizes = {info.id: (info.width, info.height) for info in infos}
+        confidence = flag_invalid(confidence, attempt.data, sizes)  # a box with no area: unsure, to review
         boxes = find_boxes(attempt.data, sizes, confidence)
     if gen.image_steps:
         infos = [replace(i, transforms=i.transforms + gen.image_steps.get(i.id, ())) for i in infos]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from loupe import taskfile
 from loupe.cli.common import CliError, declare, examples, expand, model_files, open_backend, open_store, pick_task
 from loupe.core.types import Status
-from loupe.export import FORMATS, SUFFIXES, write_labelled, write_overlays
+from loupe.export import FORMATS, LOCAL_FILES, config_path, format_for, options_for, write_labelled, write_overlays
 from loupe.store import ReviewQueue, Store, StoredResult
 
 if TYPE_CHECKING:  # the batch runner pulls in the whole engine; loaded when a batch runs
@@ -98,7 +98,21 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
     )
     e.add_argument("job", nargs="?", type=int, help="a job id (default: the latest job)")
     e.add_argument("--out", help="output file (or folder with --labelled)")
-    e.add_argument("--format", choices=sorted(FORMATS), help="default: from --out's suffix, else jsonl")
+    e.add_argument(
+        "--format",
+        choices=sorted(FORMATS),
+        help="default: from --out's name (.jsonl, .csv, .parquet, .coco.json, .labelstudio.json); else an error",
+    )
+    e.add_argument(
+        "--image-root",
+        metavar="DIR",
+        help="COCO file_name and Label Studio paths are relative to DIR (default: the images' common folder)",
+    )
+    e.add_argument(
+        "--image-url-prefix",
+        metavar="PREFIX",
+        help=f"Label Studio image URLs: PREFIX + path under --image-root (default {LOCAL_FILES!r}: local files)",
+    )
     e.add_argument("--overlays", metavar="DIR", help="also write PNGs with the boxes drawn, label and confidence")
     e.add_argument("--select", choices=sorted(SELECTIONS), default="all", help="which results (default: all)")
     e.add_argument(
@@ -324,12 +338,17 @@ def cmd_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         else:
             if not args.out and not args.overlays:
                 raise CliError("give --out PATH (and --format), --overlays DIR, or both")
+            fmt = format_for(args.out, args.format) if args.out else None
             job = store.job(args.job) if args.job is not None else store.latest_job()
             results = SELECTIONS[args.select](store, job.id)
             report["job"] = job.id
-            if args.out:
-                fmt = args.format or SUFFIXES.get(Path(args.out).suffix.lower(), "jsonl")
-                report.update(format=fmt, out=args.out, written=FORMATS[fmt](results, Path(args.out)))
+            if args.out and fmt:
+                opts = options_for(store, [job.id], results, image_root=args.image_root, prefix=args.image_url_prefix)
+                report.update(format=fmt, out=args.out, written=FORMATS[fmt](results, Path(args.out), opts))
+                if fmt in ("coco", "labelstudio"):
+                    report["image_root"] = str(opts.image_root)
+                if fmt == "labelstudio":
+                    report.update(image_url_prefix=opts.image_url_prefix, config=str(config_path(Path(args.out))))
             if args.overlays:
                 written = write_overlays(results, Path(args.overlays))
                 report.update(overlays=written.written, overlays_dir=args.overlays, skipped=list(written.skipped))

@@ -8,6 +8,8 @@ import time
 import warnings
 from pathlib import Path
 
+from loupe.core.images.boxes import invalid_boxes
+from loupe.core.types import Box
 from loupe.desktop.widgets.queue_view import DONE, ERROR, REVIEW, WAITING
 from loupe.desktop.widgets.result_view import LOW_MARK
 from loupe.desktop.widgets.task_picker import TaskPicker
@@ -98,11 +100,24 @@ def test_drop_files_and_folder_analyzed_with_boxes_drawn(
     box_row = tree_rows["/defects/0/box_2d"]  # a box is one row: its four numbers and their lowest confidence
     assert json.loads(box_row.text(1)) == result.data["defects"][0]["box_2d"]
     assert box_row.text(2).endswith(f"{min(result.confidence[f'/defects/0/box_2d/{i}'] for i in range(4)):.2f}")
-    assert result.boxes and len(view.canvas.box_items) == len(result.boxes)
-    for item, box in zip(view.canvas.box_items, result.boxes, strict=True):
+    # the tiny random model answers box_2d [7, 0, 0, 0]: no area in pixels, so no box is drawn (no invisible box
+    # with a floating label) and its numbers read confidence 0; the boxes that have an area are drawn where they are
+    sizes = {i.id: (i.width, i.height) for i in result.images}
+    flat = invalid_boxes(result.data, sizes)
+    assert flat and len(flat) + len(result.boxes) == len(result.data["defects"])
+    assert all(result.confidence[f"{b.pointer}/{i}"] == 0.0 for b in flat for i in range(4))
+    assert len(view.canvas.box_items) == len(result.boxes)
+    qtbot.waitUntil(lambda: any(i.type() == 7 for i in view.canvas.scene().items()), timeout=5000)  # the picture
+    (w_, h_) = next(iter(sizes.values()))
+    drawn = (
+        *result.boxes,
+        Box("/d/0/box_2d", "dent", (100, 200, 500, 600), (w_ // 5, h_ // 10, w_ // 2, h_ // 2), "x"),
+    )
+    view.canvas.show_boxes(drawn, None)
+    assert len(view.canvas.box_items) == len(drawn)
+    for item, box in zip(view.canvas.box_items, drawn, strict=True):
         r = item.rect()
         assert (r.left(), r.top(), r.right(), r.bottom()) == tuple(float(v) for v in box.pixels)
-    qtbot.waitUntil(lambda: any(i.type() == 7 for i in view.canvas.scene().items()), timeout=5000)  # the picture
     view.raw_button.click()
     assert view.raw.isVisible() and view.raw.toPlainText() == result.raw
 
@@ -164,7 +179,8 @@ def test_pasted_files_are_queued_and_review_tab_refuses_invalid_edit_stores_vali
 
     first = panel.current
     assert first is not None
-    assert len(panel.canvas.box_items) == len(first.result.boxes) > 0  # the picture with its boxes, beside the data
+    assert len(panel.canvas.box_items) == len(first.result.boxes)  # the picture with its boxes, beside the data
+    assert first.result.min_confidence == 0.0 and first.result.data["defects"]  # [7, 0, 0, 0]: flagged, not drawn
     qtbot.waitUntil(lambda: any(i.type() == 7 for i in panel.canvas.scene().items()), timeout=5000)
     panel.editor.setPlainText('{"defects": "none"}')
     assert "/defects" in panel.message.text()  # checked as you type

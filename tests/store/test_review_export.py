@@ -131,9 +131,20 @@ def test_jsonl_and_csv_exports_read_back(job_db, tmp_path):
         "error",
         "review",
     ]
-    assert json.loads(rows["000.png"]["/defects"]) == json.loads(DEFECTS_OUT)["defects"]  # a list, as JSON text
-    assert json.loads(rows["001.png"]["/defects"])[0]["label"] == "crack" and rows["001.png"]["review"] == "edit"
-    assert float(rows["000.png"]["min_confidence"]) == pytest.approx(0.9) and rows["broken.png"]["/defects"] == ""
+    data_columns = list(rows["000.png"])[9:]
+    # one column per leaf, named by its JSON Pointer, arrays indexed
+    leaves = {"/label", "/severity", "/reason", *(f"/box_2d/{k}" for k in range(4))}
+    assert {c.removeprefix("/defects/0") for c in data_columns[:7]} == leaves  # item 0's leaves, then item 1's
+    assert {c.removeprefix("/defects/1") for c in data_columns[7:]} == leaves and len(data_columns) == 14
+    model = json.loads(DEFECTS_OUT)["defects"]
+    for i, defect in enumerate(model):
+        assert rows["000.png"][f"/defects/{i}/label"] == defect["label"]
+        assert [int(rows["000.png"][f"/defects/{i}/box_2d/{k}"]) for k in range(4)] == defect["box_2d"]
+        assert int(rows["000.png"][f"/defects/{i}/severity"]) == defect["severity"]
+    assert rows["001.png"]["/defects/0/label"] == "crack" and rows["001.png"]["review"] == "edit"
+    assert rows["001.png"]["/defects/1/label"] == ""  # the edit has one defect
+    assert float(rows["000.png"]["min_confidence"]) == pytest.approx(0.9)
+    assert all(rows["broken.png"][c] == "" for c in data_columns)
 
 
 def test_flatten_names_nested_fields_by_pointer():
@@ -141,15 +152,17 @@ def test_flatten_names_nested_fields_by_pointer():
     assert list(flatten(data)) == [
         ("/merchant/name", "Café"),
         ("/merchant/a~1b", True),
-        ("/items", '[{"x": 1}]'),
+        ("/items/0/x", 1),
         ("/total", 9.5),
         ("/empty", "{}"),
     ]
-    assert list(flatten([1, 2])) == [("/", "[1, 2]")]
+    assert list(flatten([1, [2, {}]])) == [("/0", 1), ("/1/0", 2), ("/1/1", "{}")]
+    assert list(flatten([])) == [("/", "[]")] and list(flatten(3)) == [("/", 3)]
 
 
 def test_parquet_export_reads_back_with_pyarrow(job_db, tmp_path):
     pq = pytest.importorskip("pyarrow.parquet")
+    pa = pytest.importorskip("pyarrow")
     db, ids = job_db
     _review_some(db, ids)
     assert run("export", "1", "--db", str(db), "--out", str(tmp_path / "r.parquet"), "--format", "parquet")[0] == 0
@@ -157,7 +170,12 @@ def test_parquet_export_reads_back_with_pyarrow(job_db, tmp_path):
     assert str(table.schema.field("job").type) == "int64" and str(table.schema.field("min_confidence").type) == "double"
     rows = {Path(r["path"]).name: r for r in table.to_pylist()}
     assert rows["002.png"]["review"] == "reject" and rows["broken.png"]["min_confidence"] is None
-    assert json.loads(rows["001.png"]["/defects"])[0]["severity"] == 5
+    assert rows["001.png"]["/defects"][0]["severity"] == 5 and rows["001.png"]["/defects"][0]["label"] == "crack"
+    kind = table.schema.field("/defects").type  # nested types: a list of structs, not JSON text
+    assert pa.types.is_list(kind.value_type.field("box_2d").type)
+    assert str(kind.value_type.field("box_2d").type.value_type) == "int64"
+    assert str(kind.value_type.field("severity").type) == "int64"
+    assert rows["000.png"]["/defects"] == json.loads(DEFECTS_OUT)["defects"] and rows["broken.png"]["/defects"] is None
 
 
 def test_coco_export_has_pixel_xywh_boxes_and_label_categories(job_db, tmp_path):
@@ -167,8 +185,9 @@ def test_coco_export_has_pixel_xywh_boxes_and_label_categories(job_db, tmp_path)
     doc = json.loads((tmp_path / "coco.json").read_text())
     assert set(doc) >= {"images", "annotations", "categories"}
     cats = {c["id"]: c["name"] for c in doc["categories"]}
-    assert sorted(cats.values()) == ["crack", "dent", "scratch"]
-    assert sorted(os.path.basename(i["file_name"]) for i in doc["images"]) == ["000.png", "001.png", "002.png"]
+    assert cats == {1: "scratch", 2: "crack", 3: "stain", 4: "dent", 5: "other"}  # the schema's enum, in its order
+    assert sorted(i["file_name"] for i in doc["images"]) == ["000.png", "001.png", "002.png"]  # relative to the root
+    assert doc["info"]["image_root"] == (tmp_path / "imgs").resolve().as_posix()
     assert all((i["width"], i["height"]) == (104, 96) for i in doc["images"])
     with Store(db) as store:
         expected = store.result(ids["000.png"]).result.boxes
@@ -190,8 +209,9 @@ def test_labelstudio_export_has_percent_rectangles(job_db, tmp_path):
     db, ids = job_db
     _review_some(db, ids)
     assert run("export", "--db", str(db), "--out", str(tmp_path / "ls.json"), "--format", "labelstudio")[0] == 0
-    tasks = {os.path.basename(t["data"]["image"]): t for t in json.loads((tmp_path / "ls.json").read_text())}
+    tasks = {os.path.basename(t["data"]["loupe_path"]): t for t in json.loads((tmp_path / "ls.json").read_text())}
     assert set(tasks) == {"000.png", "001.png", "002.png"}
+    assert tasks["000.png"]["data"]["image"] == "/data/local-files/?d=000.png"  # Label Studio's local files
     (prediction,) = tasks["000.png"]["predictions"]
     region = prediction["result"][0]
     assert region["type"] == "rectanglelabels" and region["value"]["rectanglelabels"] == ["scratch"]

@@ -24,6 +24,12 @@ def to_pixels(box_2d: list[float] | tuple[float, ...], width: int, height: int) 
     )
 
 
+def degenerate(pixels: tuple[int, int, int, int]) -> bool:
+    """No area in pixels (zero or negative width or height once ordered): nothing a person or a tool could see."""
+    x0, y0, x1, y1 = pixels
+    return x1 <= x0 or y1 <= y0
+
+
 def to_normalized(pixels: tuple[int, int, int, int], width: int, height: int) -> tuple[float, ...]:
     """`(x0, y0, x1, y1)` pixels -> `[ymin, xmin, ymax, xmax]` in 0–1000 (for crops and tests)."""
     x0, y0, x1, y1 = pixels
@@ -55,11 +61,37 @@ def find_boxes(
     sizes: Mapping[str, tuple[int, int]],
     confidence: Mapping[str, float] | None = None,
 ) -> tuple[Box, ...]:
-    """Every object holding a 4-number `box_2d`, converted to pixels of its image.
+    """Every object holding a 4-number `box_2d`, converted to pixels of its image; degenerate ones left out.
 
     `sizes` maps image id -> (width, height) of the upright image; an object may name its image
-    with an `image_id` key, otherwise the first image is meant.
+    with an `image_id` key, otherwise the first image is meant. A box with no area in pixels (see
+    `degenerate`) is never a box: not drawn, not exported; `invalid_boxes` names them.
     """
+    return tuple(b for b in all_boxes(data, sizes, confidence) if not degenerate(b.pixels))
+
+
+def invalid_boxes(data: Any, sizes: Mapping[str, tuple[int, int]]) -> tuple[Box, ...]:
+    """The `box_2d` values `find_boxes` leaves out: no area once converted to pixels."""
+    return tuple(b for b in all_boxes(data, sizes) if degenerate(b.pixels))
+
+
+def flag_invalid(confidence: Mapping[str, float], data: Any, sizes: Mapping[str, tuple[int, int]]) -> dict[str, float]:
+    """`confidence` with every number of a degenerate `box_2d` at 0: the field reads as unsure and the result goes
+    to review (its lowest confidence is 0), while `find_boxes` keeps the box itself out of every drawing and
+    export."""
+    out = dict(confidence)
+    for box in invalid_boxes(data, sizes):
+        for i in range(4):
+            out[f"{box.pointer}/{i}"] = 0.0
+    return out
+
+
+def all_boxes(
+    data: Any,
+    sizes: Mapping[str, tuple[int, int]],
+    confidence: Mapping[str, float] | None = None,
+) -> tuple[Box, ...]:
+    """Every object holding a 4-number `box_2d`, degenerate or not (see `find_boxes`)."""
     if not sizes:
         return ()
     first = next(iter(sizes))
