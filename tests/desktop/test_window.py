@@ -8,6 +8,7 @@ import time
 import warnings
 from pathlib import Path
 
+from loupe.core.confidence import format_confidence
 from loupe.desktop.widgets.queue_view import DONE, ERROR, REVIEW, WAITING
 from loupe.desktop.widgets.result_view import LOW_MARK
 from loupe.desktop.widgets.task_picker import TaskPicker
@@ -97,7 +98,9 @@ def test_drop_files_and_folder_analyzed_with_boxes_drawn(
     assert tree_rows[low_pointer].text(2).startswith(LOW_MARK)  # the synthetic model is never sure
     box_row = tree_rows["/defects/0/box_2d"]  # a box is one row: its four numbers and their lowest confidence
     assert json.loads(box_row.text(1)) == result.data["defects"][0]["box_2d"]
-    assert box_row.text(2).endswith(f"{min(result.confidence[f'/defects/0/box_2d/{i}'] for i in range(4)):.2f}")
+    assert box_row.text(2).endswith(
+        format_confidence(min(result.confidence[f"/defects/0/box_2d/{i}"] for i in range(4)))
+    )
     assert result.boxes and len(view.canvas.box_items) == len(result.boxes)
     for item, box in zip(view.canvas.box_items, result.boxes, strict=True):
         r = item.rect()
