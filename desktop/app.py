@@ -80,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     args = parse_args(argv)
+    if QApplication.instance() is None:  # Qt's X11 plugin aborts with its own words when libraries are missing
+        from loupe.desktop.qt_libs import check_or_exit
+
+        check_or_exit("loupe gui")
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Loupe")
     qsettings = QSettings(args.settings, QSettings.Format.IniFormat) if args.settings else QSettings("Loupe", "Loupe")

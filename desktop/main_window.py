@@ -18,6 +18,7 @@ from loupe.desktop.exporting import CHOICES as EXPORTS
 from loupe.desktop.exporting import export
 from loupe.desktop.runner import CloudAccess, LoadedModel
 from loupe.desktop.settings import AppSettings, load_settings, save_settings
+from loupe.desktop.widgets.about import AboutDialog
 from loupe.desktop.widgets.drop_zone import DropZone
 from loupe.desktop.widgets.models_dialog import ModelPicker
 from loupe.desktop.widgets.queue_view import QueueView
@@ -138,6 +139,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
         self._build_menu()
+        self._build_help_menu()
         if settings is not None and settings.contains("geometry"):
             self.restoreGeometry(settings.value("geometry"))
 
@@ -300,6 +302,7 @@ class MainWindow(QMainWindow):
         menu.addAction("Open folder…", self.drop.open_folder)
         menu.addAction("Open task file…", self.tasks.open_file)
         menu.addAction("New task…", self.tasks.open_editor)
+        menu.addAction("Copy task…", self.tasks.copy_task)
         self.recent_menu = menu.addMenu("Recent")
         self._fill_recent()
         menu.addSeparator()
@@ -311,6 +314,16 @@ class MainWindow(QMainWindow):
             menu.addAction("Models…", self.models.open_dialog)
         menu.addSeparator()
         menu.addAction("Quit", QKeySequence.StandardKey.Quit, self.close)
+
+    def _build_help_menu(self) -> None:
+        menu = self.menuBar().addMenu("&Help")
+        menu.addAction("About Loupe…", self.open_about)
+
+    def open_about(self) -> AboutDialog:
+        """Help → About: version, license, documentation."""
+        dialog = AboutDialog(self)
+        dialog.show()
+        return dialog
 
     def _ask_export(self, kind: str, title: str, pattern: str, name: str) -> None:
         if pattern:

@@ -32,11 +32,11 @@ class CloudSettings:
     timeout_s: float = CloudConfig.timeout_s
     max_retries: int = CloudConfig.max_retries
     max_side: int = CloudConfig.max_side  # longest image edge sent, in pixels
-    price_in_per_1k: float = 0.0  # USD per 1,000 prompt tokens, as price lists show it
-    price_out_per_1k: float = 0.0  # USD per 1,000 completion tokens
+    price_in_per_mtok: float = 0.0  # USD per million prompt tokens, as price lists and cloud.toml give it
+    price_out_per_mtok: float = 0.0  # USD per million completion tokens
 
     def config(self) -> CloudConfig:
-        """The engine's cloud configuration (prices per 1k tokens become the engine's per million)."""
+        """The engine's cloud configuration (the same prices, per million tokens)."""
         return CloudConfig(
             preset=self.preset,
             base_url=self.base_url,
@@ -45,8 +45,8 @@ class CloudSettings:
             timeout_s=self.timeout_s,
             max_retries=self.max_retries,
             max_side=self.max_side,
-            price_in_per_mtok=self.price_in_per_1k * 1000,
-            price_out_per_mtok=self.price_out_per_1k * 1000,
+            price_in_per_mtok=self.price_in_per_mtok,
+            price_out_per_mtok=self.price_out_per_mtok,
         )
 
     def key_env(self) -> str:
@@ -89,10 +89,11 @@ _CLOUD = {
     "timeout_s": float,
     "max_retries": int,
     "max_side": int,
-    "price_in_per_1k": float,
-    "price_out_per_1k": float,
+    "price_in_per_mtok": float,
+    "price_out_per_mtok": float,
 }
-_CLOUD_MIN = {"timeout_s": 1.0, "max_retries": 0, "max_side": 64, "price_in_per_1k": 0.0, "price_out_per_1k": 0.0}
+_CLOUD_MIN = {"timeout_s": 1.0, "max_retries": 0, "max_side": 64, "price_in_per_mtok": 0.0, "price_out_per_mtok": 0.0}
+_CLOUD_PER_1K = {"price_in_per_mtok": "price_in_per_1k", "price_out_per_mtok": "price_out_per_1k"}  # before 0.x
 
 
 def _read(store: SettingsLike, key: str, kind: type, default: Any) -> Any:
@@ -110,6 +111,9 @@ def load_settings(store: SettingsLike) -> AppSettings:
     base = AppSettings()
     values = {k: _read(store, k, kind, getattr(base, k)) for k, kind in _SCALARS.items()}
     cloud = {k: _read(store, f"cloud/{k}", kind, getattr(base.cloud, k)) for k, kind in _CLOUD.items()}
+    for key, old in _CLOUD_PER_1K.items():  # a settings file from when prices were typed per 1k tokens
+        if store.value(f"cloud/{key}") is None and store.value(f"cloud/{old}") is not None:
+            cloud[key] = _read(store, f"cloud/{old}", float, 0.0) * 1000
     if cloud["preset"] not in PRESETS:
         cloud["preset"] = base.cloud.preset
     for key, least in _CLOUD_MIN.items():  # a hand-edited file with a nonsense number gets the default back

@@ -13,6 +13,7 @@ class LineBridge(QObject):
     sourceState = Signal(object)  # SourceHealth
     outcome = Signal(object)  # LineOutcome
     problem = Signal(str)
+    synthetic = Signal(str)  # the model's name: it has random weights (a synthetic test model)
 
     def model_state(self, state: str, detail: str) -> None:
         self.modelState.emit(state, detail)
@@ -25,6 +26,9 @@ class LineBridge(QObject):
 
     def problem_seen(self, message: str) -> None:
         self.problem.emit(message)
+
+    def synthetic_model(self, name: str) -> None:
+        self.synthetic.emit(name)
 
 
 class LineEventsAdapter:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from loupe.desktop.bridge import ImageDecoder
 from loupe.desktop.kiosk.bridge import LineBridge
+from loupe.desktop.kiosk.words import operator_reason
 from loupe.desktop.widgets.result_view import ImageCanvas
 from loupe.floor import LineOutcome, SourceHealth
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QCloseEvent, QColor, QFont, QImage, QKeyEvent
+from PySide6.QtGui import QCloseEvent, QColor, QFont, QFontMetrics, QImage, QKeyEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
@@ -20,6 +22,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -53,6 +56,52 @@ def _font(size: int, bold: bool = False) -> QFont:
     return font
 
 
+class VerdictLabel(QLabel):
+    """The huge verdict: its font shrinks to fit the label, so "WAITING" or "REVIEW" is never clipped."""
+
+    LONGEST = ("WAITING", "REVIEW")
+    MAX_POINTS = 96
+    MIN_POINTS = 12
+
+    def __init__(self, text: str, parent: QWidget | None = None) -> None:
+        super().__init__(text, parent)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setFont(_font(self.MAX_POINTS, bold=True))
+        self.setMinimumSize(120, 80)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+    def fits(self) -> bool:
+        """Whether the longest verdict fits the label as it is now (what the tests check)."""
+        metrics = QFontMetrics(self.font())
+        widest = max(metrics.horizontalAdvance(t) for t in (*self.LONGEST, self.text()))
+        return widest <= self.contentsRect().width() and metrics.height() <= self.contentsRect().height()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        self._fit()
+        super().resizeEvent(event)
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self._fit()
+
+    def _fit(self) -> None:
+        room = self.contentsRect().adjusted(8, 4, -8, -4)
+        points = self.MAX_POINTS
+        while points > self.MIN_POINTS:
+            metrics = QFontMetrics(_font(points, bold=True))
+            widest = max(metrics.horizontalAdvance(t) for t in (*self.LONGEST, self.text()))
+            if widest <= room.width() and metrics.height() <= room.height():
+                break
+            points -= 4
+        if self.font().pointSize() != points:
+            self.setFont(_font(points, bold=True))
+
+
+SYNTHETIC_WARNING = (
+    "⚠ TEST MODEL — {name} has random weights: these verdicts mean nothing. Do not use them on the line."
+)
+
+
 class KioskWindow(QWidget):
     """Shows what the line reports through `bridge`; nothing here blocks, nothing opens a dialog."""
 
@@ -69,6 +118,8 @@ class KioskWindow(QWidget):
         outputs_health: Health | None = None,
         on_leave: Callable[[], None] | None = None,
         on_trigger: Callable[[], None] | None = None,
+        schema: dict[str, Any] | None = None,
+        synthetic: str = "",
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -77,6 +128,7 @@ class KioskWindow(QWidget):
         self.pin, self.last_n, self.shift_hours = pin, last_n, shift_hours
         self.on_leave, self.outputs_health, self.on_trigger = on_leave, outputs_health, on_trigger
         self.unlocked = False
+        self.schema = schema  # the task's JSON Schema: its titles name the fields in the reasons
         self.counts = {"PASS": 0, "FAIL": 0, "REVIEW": 0, **(counts or {})}
         self.shift_began = shift_start(datetime.now(UTC), shift_hours)
         self.shown: LineOutcome | None = None
@@ -87,6 +139,9 @@ class KioskWindow(QWidget):
         bridge.sourceState.connect(self._source_state)
         bridge.outcome.connect(self.show_outcome)
         bridge.problem.connect(self.show_problem)
+        bridge.synthetic.connect(self.show_synthetic)
+        if synthetic:
+            self.show_synthetic(synthetic)
         self.decoder.decoded.connect(self._decoded)
         for outcome in reversed(history or []):
             self._add_recent(outcome)
@@ -102,10 +157,8 @@ class KioskWindow(QWidget):
     def _build(self, task: str) -> None:
         self.canvas = ImageCanvas(self)
         self.canvas.setStyleSheet("background: #000; border: none;")
-        self.verdict = QLabel("WAITING", self)
-        self.verdict.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.verdict.setFont(_font(96, bold=True))
-        self.verdict.setMinimumHeight(220)
+        self.verdict = VerdictLabel("WAITING", self)
+        self.verdict.setMinimumHeight(160)
         self.reason = QLabel("", self)
         self.reason.setFont(_font(20))
         self.reason.setWordWrap(True)
@@ -132,6 +185,12 @@ class KioskWindow(QWidget):
         self.problem.setWordWrap(True)
         self.problem.setStyleSheet("background: #b71c1c; color: white; padding: 8px;")
         self.problem.hide()
+        self.synthetic_banner = QLabel("", self)
+        self.synthetic_banner.setFont(_font(20, bold=True))
+        self.synthetic_banner.setWordWrap(True)
+        self.synthetic_banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.synthetic_banner.setStyleSheet("background: #ffd600; color: #000; padding: 8px;")
+        self.synthetic_banner.hide()
         self.source_health = QLabel("source: starting", self)
         self.model_health = QLabel("model: starting", self)
         self.outputs_label = QLabel("", self)
@@ -148,6 +207,7 @@ class KioskWindow(QWidget):
         self.pin_box.setPlaceholderText("operator PIN, then Enter")
         self.pin_box.setFont(_font(20))
         self.pin_box.setStyleSheet("background: #fff; color: #000;")
+        self.pin_box.setMaximumWidth(360)
         self.pin_box.returnPressed.connect(self._check_pin)
         self.pin_box.hide()
         self.pin_note = QLabel("", self)
@@ -172,6 +232,7 @@ class KioskWindow(QWidget):
         status.addWidget(self.pin_note)
         status.addWidget(self.leave)
         root = QVBoxLayout(self)
+        root.addWidget(self.synthetic_banner)
         root.addWidget(self.problem)
         root.addLayout(main, 1)
         root.addLayout(status)
@@ -196,12 +257,21 @@ class KioskWindow(QWidget):
         self.problem.setText(f"⚠ {message}")
         self.problem.show()
 
+    def show_synthetic(self, name: str) -> None:
+        """The model has random weights (a synthetic test model): a yellow banner that stays."""
+        self.synthetic_banner.setText(SYNTHETIC_WARNING.format(name=name or "the model"))
+        self.synthetic_banner.show()
+
+    def reason_text(self, outcome: LineOutcome) -> str:
+        """The outcome's reason in the operator's words (the schema's titles, not JSON Pointers)."""
+        return operator_reason(outcome.judgement.reason, self.schema)
+
     def _show_verdict(self, outcome: LineOutcome) -> None:
         self.shown = outcome
         name = outcome.judgement.verdict.value
         self.verdict.setText(name)
         self.verdict.setStyleSheet(f"background: {COLORS[name]}; color: white; border-radius: 12px;")
-        self.reason.setText(f"{Path(outcome.image).name}\n{outcome.judgement.reason}")
+        self.reason.setText(f"{Path(outcome.image).name}\n{self.reason_text(outcome)}")
         self._token = self.decoder.request(outcome.image)
         self.canvas.show_boxes(outcome.result.boxes, None)
 
@@ -217,7 +287,7 @@ class KioskWindow(QWidget):
             at = outcome.at
         item = QListWidgetItem(f"{at}  {name:6}  {Path(outcome.image).name}")
         item.setForeground(QColor(COLORS[name]))
-        item.setToolTip(outcome.judgement.reason)
+        item.setToolTip(self.reason_text(outcome))
         self.recent.insertItem(0, item)
         while self.recent.count() > self.last_n:
             self.recent.takeItem(self.recent.count() - 1)

@@ -188,6 +188,7 @@ class QueueView(QWidget):
         self.pause_button.setText("Resume" if paused else "Pause")
         self.pauseToggled.emit(paused)
         self._update_progress()
+        self._update_buttons()
 
     def _selected_key(self) -> tuple[tuple[int, int], QTreeWidgetItem] | None:
         rows = self.tree.selectedItems()
@@ -209,6 +210,8 @@ class QueueView(QWidget):
         self.cancel_button.setEnabled(state in (WAITING, RUNNING))
         self.retry_button.setEnabled(state in FINISHED)
         self.cancel_all_button.setEnabled(self.unfinished() > 0)
+        # held before the first drop, or while images wait; a finished batch (10 / 10) has nothing to pause
+        self.pause_button.setEnabled(not self._rows or self.unfinished() > 0 or self.pause_button.isChecked())
 
     def _thumbnail(self, token: int, image: QImage) -> None:
         row = self._thumbs.pop(token, None)

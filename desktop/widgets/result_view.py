@@ -6,6 +6,7 @@ import html
 import json
 from typing import Any
 
+from loupe.core.confidence import format_confidence
 from loupe.core.types import Box, Result, Status
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen, QPixmap, QWheelEvent
@@ -69,7 +70,7 @@ class ImageCanvas(QGraphicsView):
             pen = QPen(color, 2)
             pen.setCosmetic(True)  # stays 2 px wide at any zoom
             rect = scene.addRect(QRectF(x0, y0, x1 - x0, y1 - y0), pen)
-            conf = "" if box.confidence is None else f" {box.confidence:.2f}"
+            conf = "" if box.confidence is None else f" {format_confidence(box.confidence)}"
             label = QGraphicsSimpleTextItem(f"{box.label or '?'}{conf}")
             label.setFont(self.label_font)
             label.setBrush(QBrush(QColor("white")))
@@ -112,11 +113,16 @@ class JsonTree(QTreeWidget):
         super().__init__(parent)
         self.setHeaderLabels(["Field", "Value", "Confidence"])
         self.setColumnWidth(0, 130)
-        self.setColumnWidth(1, 150)
+        header = self.header()  # the value takes what is left; the confidence column is never clipped
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
 
     def show_data(self, data: Any, confidence: dict[str, float], threshold: float) -> None:
-        """Fill the tree (cleared first)."""
+        """Fill the tree (cleared first); a result without data (an error) leaves it empty."""
         self.clear()
+        if data is None:
+            return
         self._add(
             self.invisibleRootItem(),
             "(root)" if not isinstance(data, dict | list) else "",
@@ -153,10 +159,10 @@ class JsonTree(QTreeWidget):
             conf = min(inner) if inner else confidence.get(pointer)
             if conf is not None:
                 low = conf < threshold
-                target.setText(2, f"{LOW_MARK if low else ''}{conf:.2f}")
+                target.setText(2, f"{LOW_MARK if low else ''}{format_confidence(conf)}")
                 target.setForeground(2, confidence_color(conf))
                 if low:
-                    target.setToolTip(2, f"below the review threshold {threshold:.2f}")
+                    target.setToolTip(2, f"below the review threshold {format_confidence(threshold)}")
         for child_key, child in children:
             raw_key = child_key[1:-1] if isinstance(value, list) else child_key
             self._add(target, child_key, child, f"{pointer}/{_escape(raw_key)}", confidence, threshold)
@@ -290,7 +296,7 @@ class ResultView(QWidget):
             text += f": {html.escape(result.error)}"
         low = result.min_confidence
         if low is not None:
-            text += f" · lowest confidence {low:.2f}"
+            text += f" · lowest confidence {format_confidence(low)}"
         ms = sum(float(s.get("ms") or 0) for s in steps) if steps else result.timings.total_ms  # the whole ladder
         text += f" · {ms / 1000:.1f} s · {result.model}"
         if steps and steps[-1].get("step") == "review":

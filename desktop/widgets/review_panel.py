@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from loupe.core.confidence import format_confidence
 from loupe.core.schema.validate import validation_errors
 from loupe.desktop.widgets.result_view import ImageCanvas
 from loupe.store import ReviewError, ReviewQueue, Store, StoredResult, for_review, needs_review
@@ -143,7 +144,7 @@ class ReviewPanel(QWidget):
     @staticmethod
     def _row(s: StoredResult) -> QListWidgetItem:
         low = s.result.min_confidence
-        conf = "—" if low is None else f"{low:.2f}"
+        conf = "—" if low is None else format_confidence(low)
         item = QListWidgetItem(f"{conf}  {Path(s.path).name}  ({s.result.status.value})")
         item.setData(Qt.ItemDataRole.UserRole, s.id)
         return item
@@ -207,7 +208,7 @@ class ReviewPanel(QWidget):
             return
         r = stored.result
         reason = f": {r.error}" if r.error else ""
-        low = "" if r.min_confidence is None else f" · lowest confidence {r.min_confidence:.2f}"
+        low = "" if r.min_confidence is None else f" · lowest confidence {format_confidence(r.min_confidence)}"
         last = stored.escalation[-1] if stored.escalation else None
         handed = (
             f"\nsent to review by the ladder: {last.get('why')}"

@@ -94,8 +94,8 @@ class SettingsDialog(QDialog):
         self.retries = _spin(QSpinBox(), 0, 10, c.max_retries, "")
         self.max_side = _spin(QSpinBox(), 64, 8192, c.max_side, " px")
         self.max_side.setSingleStep(64)
-        self.price_in = _price(c.price_in_per_1k)
-        self.price_out = _price(c.price_out_per_1k)
+        self.price_in = _price(c.price_in_per_mtok)
+        self.price_out = _price(c.price_out_per_mtok)
         self.test_button = QPushButton("Test connection")
         self.test_button.setToolTip("Sends one short text request (no image); it is recorded in the audit log")
         self.test_button.clicked.connect(self.test_connection)
@@ -116,8 +116,8 @@ class SettingsDialog(QDialog):
         cloud_form.addRow("Timeout per request", self.timeout)
         cloud_form.addRow("Retries (429, 5xx, timeouts)", self.retries)
         cloud_form.addRow("Longest image side sent", self.max_side)
-        cloud_form.addRow("Price per 1k input tokens", self.price_in)
-        cloud_form.addRow("Price per 1k output tokens", self.price_out)
+        cloud_form.addRow("Price per million input tokens", self.price_in)
+        cloud_form.addRow("Price per million output tokens", self.price_out)
         cloud_form.addRow(test_row)
         self.error = QLabel()
         self.error.setStyleSheet("color: #c62828;")
@@ -162,8 +162,8 @@ class SettingsDialog(QDialog):
             timeout_s=self.timeout.value(),
             max_retries=self.retries.value(),
             max_side=self.max_side.value(),
-            price_in_per_1k=self.price_in.value(),
-            price_out_per_1k=self.price_out.value(),
+            price_in_per_mtok=self.price_in.value(),
+            price_out_per_mtok=self.price_out.value(),
         )
 
     def settings(self) -> AppSettings:
@@ -246,9 +246,9 @@ def _spin(box: Spin, low: float, high: float, value: float, suffix: str) -> Spin
 
 def _price(value: float) -> QDoubleSpinBox:
     box = QDoubleSpinBox()
-    box.setDecimals(5)
-    box.setRange(0.0, 100.0)
-    box.setSingleStep(0.0001)
+    box.setDecimals(4)
+    box.setRange(0.0, 100_000.0)
+    box.setSingleStep(0.05)
     box.setPrefix("$ ")
     box.setValue(value)
     return box

@@ -141,7 +141,8 @@ class TaskEditor(QDialog):
         self.setWindowTitle("Task editor")
         self.resize(660, 720)
         self.options = asdict(start.options) if start else {}
-        self.name = QLineEdit(start.name if start else "my-task")
+        self.name = QLineEdit(f"{start.name}-copy" if start else "")  # a new task starts blank
+        self.name.setPlaceholderText("a name for the task, e.g. bolts")
         self.instructions = QPlainTextEdit(start.instructions if start else "")
         self.instructions.setPlaceholderText("What to extract from each image, in plain words")
         self.schema = QPlainTextEdit(json.dumps(start.schema if start else STARTER_SCHEMA, indent=2))

@@ -61,8 +61,15 @@ class TaskPicker(QWidget):
             self.add_file(path)
 
     def open_editor(self) -> TaskEditor:
-        """The task editor, starting from the selected task; a saved task file is loaded and selected."""
-        self.editor = TaskEditor(self.task, self)
+        """The task editor on a blank task; a saved task file is loaded and selected."""
+        return self._edit(None)
+
+    def copy_task(self) -> TaskEditor:
+        """The task editor starting from the selected task (named NAME-copy, its options kept; File → Copy task…)."""
+        return self._edit(self.task)
+
+    def _edit(self, start: Task | None) -> TaskEditor:
+        self.editor = TaskEditor(start, self)
         self.editor.saved.connect(self.add_file)
         self.editor.show()
         return self.editor

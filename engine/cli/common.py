@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from loupe import taskfile
 from loupe.api.models import BACKENDS, ModelSpec
+from loupe.core.confidence import format_confidence
 from loupe.core.errors import LoupeError
 from loupe.core.images.files import expand
 from loupe.core.types import Result, Status
@@ -90,7 +91,7 @@ def short(result: Result) -> str:
     path = ", ".join(i.path for i in result.images)
     if result.status is Status.OK:
         conf = result.min_confidence
-        lowest = f", lowest confidence {conf:.2f}" if conf is not None else ""
+        lowest = f", lowest confidence {format_confidence(conf)}" if conf is not None else ""
         return f"{path}: ok ({result.timings.total_ms / 1000:.1f} s{lowest})"
     return f"{path}: {result.status.value}: {result.error}"
 
@@ -110,7 +111,7 @@ def pretty(result: Result) -> str:
         lines.append("data    " + text.replace("\n", "\n        "))
     if result.confidence:
         low = sorted(result.confidence.items(), key=lambda kv: kv[1])[:5]
-        lines.append("lowest confidence  " + ", ".join(f"{p} {c:.2f}" for p, c in low))
+        lines.append("lowest confidence  " + ", ".join(f"{p} {format_confidence(c)}" for p, c in low))
     for b in result.boxes:
         lines.append(f"box     {b.label or '?'} {list(b.box_2d)} -> pixels {list(b.pixels)}")
     t = result.timings

@@ -12,6 +12,7 @@ the model wanted (bench.real_text compares both).
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -60,3 +61,20 @@ def capped(
             if start <= a and b <= end and pointer in out:
                 out[pointer] = round(min(out[pointer], prob), 6)
     return out
+
+
+def format_confidence(value: float) -> str:
+    """A confidence for people to read, to 2 significant digits, trailing zeros kept: 0.0023 -> "0.0023",
+    0.004 -> "0.0040", 0.5 -> "0.50", 0.999 -> "1.0", 1.0 -> "1.0", 0.0 -> "0". Small values stay apart (0.0023 and
+    0.004 do not both read "0.00"), so a list ordered by confidence reads in order."""
+    if math.isnan(value):
+        return "nan"
+    if value <= 0:
+        return "0"
+    if value >= 1:
+        return "1.0"
+    rounded = float(f"{value:.2g}")  # 2 significant digits (0.0995 -> 0.1, which then shows as 0.10)
+    if rounded >= 1:
+        return "1.0"
+    decimals = 1 - math.floor(math.log10(rounded))
+    return f"{rounded:.{decimals}f}"

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from loupe.core.confidence import format_confidence
 from loupe.core.errors import TaskError
 from loupe.core.types import Result, Status
 
@@ -111,7 +112,10 @@ def _any(rule: Rule, result: Result, threshold: float) -> Match | None:
     why = f"{rule.pointer} {rule.op} {rule.value} ({value!r})"
     if sure:
         return Match(why)
-    return Match(f"{why}, read with confidence {result.confidence[at]:.2f} < {threshold:.2f}", sure=False)
+    return Match(
+        f"{why}, read with confidence {format_confidence(result.confidence[at])} < {format_confidence(threshold)}",
+        sure=False,
+    )
 
 
 def _count(rule: Rule, result: Result, threshold: float) -> Match | None:
@@ -131,7 +135,11 @@ def _status_not_ok(rule: Rule, result: Result, threshold: float) -> Match | None
 def _confidence_below(rule: Rule, result: Result, threshold: float) -> Match | None:
     limit = threshold if rule.value is None else float(rule.value)
     low = result.min_confidence
-    return Match(f"confidence {low:.2f} < {limit:.2f}") if low is not None and low < limit else None
+    return (
+        Match(f"confidence {format_confidence(low)} < {format_confidence(limit)}")
+        if low is not None and low < limit
+        else None
+    )
 
 
 RULE_KINDS: dict[str, Callable[[Rule, Result, float], Match | None]] = {

@@ -84,7 +84,10 @@ LINE: tuple[Option, ...] = (
 )
 
 KIOSK: tuple[Option, ...] = (
-    ("--pin", {"default": None, "help": "operator PIN to leave (default: $LOUPE_KIOSK_PIN, else 0000)"}),
+    (
+        "--pin",
+        {"default": None, "help": "operator PIN to leave (required: this or $LOUPE_KIOSK_PIN; there is no default)"},
+    ),
     ("--last", {"type": int, "default": 8, "metavar": "N", "help": "how many recent results to list"}),
     ("--shift-hours", {"type": float, "default": 8.0, "help": "shift length; counts reset each shift (from 06:00)"}),
     ("--windowed", {"action": "store_true", "help": "a normal window instead of fullscreen"}),

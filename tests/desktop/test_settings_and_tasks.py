@@ -117,9 +117,10 @@ def test_privacy_indicator_follows_the_task_and_the_settings(qtbot, tmp_path: Pa
 def test_task_editor_shows_problems_at_their_field_and_saves_a_task_file(qtbot, tmp_path: Path) -> None:
     picker = TaskPicker("defects")
     qtbot.addWidget(picker)
-    editor = picker.open_editor()
+    editor = picker.copy_task()
     save = editor.buttons.button(editor.buttons.StandardButton.Save)
     assert editor.task is not None and save.isEnabled()  # starts from the selected task
+    assert editor.name.text() == "defects-copy"
     editor.schema.setPlainText('{"type": "object", "properties": {"n": {"type": "nmber"}}}')
     assert "at /properties/n/type" in editor.errors["schema"].text() and not save.isEnabled()
     assert editor.errors["instructions"].isHidden()

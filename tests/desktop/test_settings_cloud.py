@@ -59,8 +59,8 @@ def test_cloud_limits_and_prices_persist_and_reach_the_engine_config(
     dialog.timeout.setValue(12.5)
     dialog.retries.setValue(5)
     dialog.max_side.setValue(768)
-    dialog.price_in.setValue(0.00015)
-    dialog.price_out.setValue(0.0006)
+    dialog.price_in.setValue(0.15)  # per million tokens, as cloud.toml and price lists give them
+    dialog.price_out.setValue(0.6)
     dialog.api_key.setText(KEY)
     dialog.accept()
     chosen = dialog.settings()
@@ -70,7 +70,7 @@ def test_cloud_limits_and_prices_persist_and_reach_the_engine_config(
     again = load_settings(QSettings(str(ini), QSettings.Format.IniFormat))
     assert again == chosen and KEY not in ini.read_text() and ring.saved == {("loupe", "llama_cpp_server"): KEY}
     assert again.cloud == CloudSettings(
-        True, "llama_cpp_server", "http://127.0.0.1:9/v1", "stub-model", 12.5, 5, 768, 0.00015, 0.0006
+        True, "llama_cpp_server", "http://127.0.0.1:9/v1", "stub-model", 12.5, 5, 768, 0.15, 0.6
     )
 
     w = app_window.window
@@ -81,7 +81,7 @@ def test_cloud_limits_and_prices_persist_and_reach_the_engine_config(
     c = access.config
     assert (c.timeout_s, c.max_retries, c.max_side, c.enabled) == (12.5, 5, 768, True)
     assert c.price_in_per_mtok == pytest.approx(0.15) and c.price_out_per_mtok == pytest.approx(0.6)
-    assert c.cost(1000, 1000) == pytest.approx(0.00075)  # 1k in + 1k out at the prices typed per 1k
+    assert c.cost(1000, 1000) == pytest.approx(0.00075)  # 1k in + 1k out at the prices typed per million
 
 
 def test_nonsense_numbers_in_a_hand_edited_settings_file_fall_back_to_the_defaults(tmp_path: Path) -> None:
@@ -90,11 +90,21 @@ def test_nonsense_numbers_in_a_hand_edited_settings_file_fall_back_to_the_defaul
         ("cloud/timeout_s", "-3"),
         ("cloud/max_retries", "many"),
         ("cloud/max_side", "2"),
-        ("cloud/price_in_per_1k", "0.002"),
+        ("cloud/price_in_per_mtok", "2.5"),
+        ("cloud/price_out_per_mtok", "-1"),
     ):
         ini.setValue(key, value)
     cloud = load_settings(ini).cloud
-    assert (cloud.timeout_s, cloud.max_retries, cloud.max_side, cloud.price_in_per_1k) == (60.0, 3, 1024, 0.002)
+    assert (cloud.timeout_s, cloud.max_retries, cloud.max_side) == (60.0, 3, 1024)
+    assert (cloud.price_in_per_mtok, cloud.price_out_per_mtok) == (2.5, 0.0)
+
+
+def test_prices_saved_per_1k_tokens_by_an_older_version_read_per_million(tmp_path: Path) -> None:
+    ini = QSettings(str(tmp_path / "loupe.ini"), QSettings.Format.IniFormat)
+    ini.setValue("cloud/price_in_per_1k", "0.002")
+    ini.setValue("cloud/price_out_per_1k", "0.008")
+    cloud = load_settings(ini).cloud
+    assert cloud.price_in_per_mtok == pytest.approx(2.0) and cloud.price_out_per_mtok == pytest.approx(8.0)
 
 
 @pytest.mark.parametrize(

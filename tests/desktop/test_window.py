@@ -8,6 +8,7 @@ import time
 import warnings
 from pathlib import Path
 
+from loupe.core.confidence import format_confidence
 from loupe.core.images.boxes import invalid_boxes
 from loupe.core.types import Box
 from loupe.desktop.widgets.queue_view import DONE, ERROR, REVIEW, WAITING
@@ -99,7 +100,9 @@ def test_drop_files_and_folder_analyzed_with_boxes_drawn(
     assert tree_rows[low_pointer].text(2).startswith(LOW_MARK)  # the synthetic model is never sure
     box_row = tree_rows["/defects/0/box_2d"]  # a box is one row: its four numbers and their lowest confidence
     assert json.loads(box_row.text(1)) == result.data["defects"][0]["box_2d"]
-    assert box_row.text(2).endswith(f"{min(result.confidence[f'/defects/0/box_2d/{i}'] for i in range(4)):.2f}")
+    assert box_row.text(2).endswith(
+        format_confidence(min(result.confidence[f"/defects/0/box_2d/{i}"] for i in range(4)))
+    )
     # the tiny random model answers box_2d [7, 0, 0, 0]: no area in pixels, so no box is drawn (no invisible box
     # with a floating label) and its numbers read confidence 0; the boxes that have an area are drawn where they are
     sizes = {i.id: (i.width, i.height) for i in result.images}
