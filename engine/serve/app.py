@@ -144,11 +144,25 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
         """The one model this server has loaded."""
         return s.ModelList(data=[s.ModelCard(id=model_id, created=int(started))])
 
+    @app.get("/v1/models/{model}", response_model=s.ModelCard, responses=ERRORS, dependencies=guarded)
+    async def model_card(model: str) -> s.ModelCard:
+        """The served model, by its id (404 for any other)."""
+        if model != model_id:
+            raise ApiError(
+                404,
+                f"model {model!r} is not served here; this server serves {model_id!r}",
+                type_="invalid_request_error",
+                param="model",
+                code="model_not_found",
+            )
+        return s.ModelCard(id=model_id, created=int(started))
+
     @app.post(
         "/v1/chat/completions", response_model=s.ChatCompletion, responses={**ERRORS, **STREAM}, dependencies=guarded
     )
     async def chat_completions(body: s.ChatRequest, request: Request) -> Any:
         """OpenAI-compatible: images as data URLs, response_format json_schema enforced, logprobs per token;
+        `tools` answered as one tool call whose arguments are decoded under the function's parameters;
         `stream: true` sends chat.completion.chunk events as tokens are decoded. A client that disconnects
         cancels its generation."""
         t0 = time.perf_counter()

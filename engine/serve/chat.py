@@ -9,6 +9,7 @@ image where its content part stands.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import threading
@@ -16,12 +17,12 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from loupe.api import Engine
 from loupe.api.pipeline import prepare
 from loupe.backends.base import Generation, GenerationRequest, OnToken
-from loupe.core.confidence import field_confidence
+from loupe.core.confidence import TokenStep, field_confidence
 from loupe.core.constrain.llguidance import relaxation_notes
 from loupe.core.errors import BackendError, ConstraintError
 from loupe.core.images.load import LoadedImage
@@ -31,11 +32,24 @@ from loupe.core.schema.spans import leaf_spans
 from loupe.core.schema.validate import schema_problem, validation_errors
 from loupe.core.tasks import Task, TaskOptions
 from loupe.serve import schemas as s
+from loupe.serve import tools
 from loupe.serve.errors import ApiError, bad_request
 from loupe.serve.images import decode_data_url
 from loupe.serve.limits import PixelBudget
 
 DEFAULT_MAX_TOKENS = 1024
+
+
+def _fingerprint() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"fp_loupe_{version('loupe')}"
+    except Exception:  # not installed (a source checkout on sys.path)
+        return "fp_loupe"
+
+
+FINGERPRINT = _fingerprint()  # OpenAI's system_fingerprint: this build of Loupe
 
 
 @dataclass(frozen=True)
@@ -49,43 +63,72 @@ class ChatPlan:
     max_tokens: int
     temperature: float
     seed: int
+    tool: tools.ToolPlan | None = None  # the answer is a call of one of these functions
+    stop: tuple[str, ...] = ()  # stop sequences (content answers only)
+    notes: tuple[str, ...] = ()  # what Loupe did to the request, said in the reply's `loupe.notes`
+    param: str = "response_format.json_schema.schema"  # the request field the schema came from
 
 
-def schema_of(req: s.ChatRequest) -> dict[str, Any] | bool:
-    """The schema decoding is constrained to, or a 400 explaining what response_format must be."""
+@dataclass
+class ChatGeneration(Generation):
+    """A generation, cut before a stop sequence when it reached one."""
+
+    stop_sequence: str | None = None
+
+
+def _no_schema(tools_given: bool) -> ApiError:
+    return bad_request(
+        'Loupe decodes only under a JSON Schema: set response_format to {"type": "json_schema", '
+        '"json_schema": {"name": ..., "schema": {...}}} or {"type": "json_object"}, or give tools with '
+        f"tool_choice 'auto', 'required' or a function{' (tool_choice is none)' if tools_given else ''}; plain "
+        "text generation is not offered",
+        param="response_format",
+        code="response_format_required",
+    )
+
+
+def checked(schema: Any, param: str) -> Any:
+    """`schema` when it is a JSON Schema the constraint can enforce, else a 400 naming `param`."""
+    problem = schema_problem(schema)
+    if problem:
+        message, pointer = problem
+        raise bad_request(f"invalid JSON Schema at {pointer or '/'}: {message}", param=param, code="invalid_schema")
+    try:
+        relaxation_notes(schema)
+    except ConstraintError as exc:
+        raise bad_request(
+            f"the decoding constraint cannot enforce this schema: {exc}", param=param, code="unsupported_schema"
+        ) from None
+    return schema
+
+
+def schema_of(req: s.ChatRequest, texts: Sequence[str] = ()) -> tuple[dict[str, Any] | bool, list[str]]:
+    """The schema a content answer is constrained to, with notes, or a 400 explaining what response_format must
+    be. Without a response_format, a JSON Schema written out in the system/developer text `texts` (as instructor's
+    MD_JSON mode sends it) is used."""
     fmt = req.response_format
     if fmt is None or fmt.type == "text":
-        raise bad_request(
-            'Loupe decodes only under a JSON Schema: set response_format to {"type": "json_schema", '
-            '"json_schema": {"name": ..., "schema": {...}}} or {"type": "json_object"}; plain text '
-            "generation is not offered",
-            param="response_format",
-            code="response_format_required",
-        )
+        for i, text in enumerate(texts):
+            found = tools.schema_in(text)
+            if found is not None and schema_problem(found) is None:
+                return checked(found, "messages"), [
+                    "no response_format: decoded under the JSON Schema written in the system message"
+                    + (f" {i + 1}" if len(texts) > 1 else "")
+                ]
+        raise _no_schema(bool(req.tools))
     if fmt.type == "json_object":
-        return {"type": "object"}
+        return {"type": "object"}, []
     if fmt.json_schema is None:
         raise bad_request(
             "response_format.json_schema is required when type is json_schema", param="response_format.json_schema"
         )
     schema = fmt.json_schema.schema_
-    problem = schema_problem(schema)
-    if problem:
-        message, pointer = problem
-        raise bad_request(
-            f"invalid JSON Schema at {pointer or '/'}: {message}",
-            param="response_format.json_schema.schema",
-            code="invalid_schema",
-        )
-    try:
-        relaxation_notes(schema)
-    except ConstraintError as exc:
-        raise bad_request(
-            f"the decoding constraint cannot enforce this schema: {exc}",
-            param="response_format.json_schema.schema",
-            code="unsupported_schema",
-        ) from None
-    return schema
+    notes = []
+    if fmt.json_schema.strict:
+        schema, changed = tools.close_strict(schema, "response_format.json_schema.schema")
+        if changed:
+            notes.append(tools.strict_note("response_format.json_schema.schema", changed))
+    return checked(schema, "response_format.json_schema.schema"), notes
 
 
 def _content(
@@ -96,8 +139,9 @@ def _content(
     budget: PixelBudget | None = None,
     held: list[int] | None = None,
 ) -> str:
+    calls = [f"called {c.function.name}({c.function.arguments})" for c in message.tool_calls or []]
     if message.content is None or isinstance(message.content, str):
-        return message.content or ""
+        return "\n".join([message.content or "", *calls]).strip("\n")
     out = []
     for j, part in enumerate(message.content):
         if isinstance(part, s.TextPart):
@@ -108,7 +152,7 @@ def _content(
             )
             details.append(part.image_url.detail or "auto")
             out.append(MEDIA)
-    return "\n".join(out)
+    return "\n".join([*out, *calls])
 
 
 def plan(
@@ -127,31 +171,71 @@ def plan(
             param="model",
             code="model_not_found",
         )
-    schema = schema_of(req)
+    tools.refuse_unsupported(req)
+    stop = tools.stops(req)
     asked = req.max_completion_tokens or req.max_tokens
     if asked is not None and asked > max_tokens_cap:
         raise bad_request(f"max_tokens={asked} is over this server's limit of {max_tokens_cap}", param="max_tokens")
+    called = tools.tool_request(req)
     images: list[LoadedImage] = []
     details: list[str] = []
     system, turns = [], []
-    chat = any(m.role == "assistant" for m in req.messages)
+    chat = any(m.role in ("assistant", "tool") for m in req.messages)
     for i, m in enumerate(req.messages):
         text = _content(m, i, images, details, budget, held)
         if m.role in ("system", "developer"):
             system.append(text)
         else:
             turns.append(f"{m.role.capitalize()}: {text}" if chat else text)
-    compact = json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
-    text = "\n".join([*system, *turns, f"Answer with one JSON object that matches this JSON Schema: {compact}"])
+    tool_plan, param = None, "response_format.json_schema.schema"
+    if called is None:
+        schema, notes = schema_of(req, system)
+        compact = json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
+        ask = f"Answer with one JSON object that matches this JSON Schema: {compact}"
+    else:
+        chosen, why = called
+        index = {t.function.name: i for i, t in enumerate(req.tools or [])}
+        params, notes = [], [why]
+        for t in chosen:
+            p, n = tools.parameters_of(t, index[t.function.name])
+            params.append(p)
+            notes += n
+        param = f"tools[{index[chosen[0].function.name]}].function.parameters" if len(chosen) == 1 else "tools"
+        if req.response_format is not None and req.response_format.type != "text":
+            notes.append("response_format applies to content answers; the answer is a tool call")
+        schema = checked(params[0] if len(chosen) == 1 else tools.envelope(chosen, params), param)
+        tool_plan = tools.ToolPlan(tuple(t.function.name for t in chosen))
+        ask = tools.tool_prompt(chosen, schema)
+        stop = ()  # stop sequences end content, never a call's arguments
+    schema, opened = tools.close_unsaid(schema)
+    if opened:
+        notes.append(
+            f"decoded without keys the schema does not name (no additionalProperties given) at {', '.join(opened[:8])}"
+        )
     return ChatPlan(
-        text=text,
+        text="\n".join([*system, *turns, ask]),
         images=tuple(images),
         schema=schema,
         detail="high" if "high" in details else "low",
         max_tokens=asked or min(DEFAULT_MAX_TOKENS, max_tokens_cap),
         temperature=req.temperature if req.temperature is not None else 0.0,
         seed=req.seed or 0,
+        tool=tool_plan,
+        stop=stop,
+        notes=tuple(notes),
+        param=param,
     )
+
+
+class _Either(threading.Event):
+    """Set when any of its events is (the backend polls `is_set`)."""
+
+    def __init__(self, *events: threading.Event | None) -> None:
+        super().__init__()
+        self.events = [e for e in events if e is not None]
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
 
 
 def generate(
@@ -167,10 +251,20 @@ def generate(
         constraint = engine.constraint_for(task)
     except ConstraintError as exc:
         raise bad_request(
-            f"the decoding constraint cannot enforce this schema: {exc}",
-            param="response_format.json_schema.schema",
-            code="unsupported_schema",
+            f"the decoding constraint cannot enforce this schema: {exc}", param=p.param, code="unsupported_schema"
         ) from None
+    halt, watch = threading.Event(), on_token
+    if p.stop:  # stop the model once the text holds a stop sequence
+        scanner, utf8 = tools.StopScanner(p.stop), tools.utf8_decoder()
+
+        def watch(piece: bytes, step: TokenStep) -> None:
+            if not scanner.hit:
+                scanner.feed(utf8.decode(piece))
+                if scanner.hit:
+                    halt.set()
+            if on_token is not None:
+                on_token(piece, step)
+
     prepared, _ = prepare(p.images, p.detail)
     request = GenerationRequest(
         text=p.text,
@@ -182,14 +276,32 @@ def generate(
         seed=p.seed,
         allow_refusal=False,
         image_max_tokens=image_tokens_for(p.detail),
-        on_token=on_token,
+        on_token=watch,
     )
     try:
-        return engine.backend.generate(request, cancel=cancel)
+        gen = engine.backend.generate(request, cancel=_Either(cancel, halt) if p.stop else cancel)
     except BackendError as exc:
         if "context" in str(exc):
             raise bad_request(str(exc), param="messages", code="context_length_exceeded") from None
         raise ApiError(500, f"the model failed: {exc}", type_="server_error", code="model_error") from None
+    return _cut(gen, p.stop, client_left=cancel is not None and cancel.is_set())
+
+
+def _cut(gen: Generation, stop: tuple[str, ...], *, client_left: bool) -> Generation:
+    """The generation ended before its first stop sequence (OpenAI's `stop`: the sequence itself is left out)."""
+    at = tools.cut_at_stop(gen.text, stop) if stop else None
+    if at is None:
+        return gen
+    text = gen.text[:at]
+    n = len(text.encode())
+    fields = {f.name: getattr(gen, f.name) for f in dataclasses.fields(gen)}
+    fields.update(
+        text=text,
+        steps=[st for st in gen.steps if st.start < n],
+        stop="cancelled" if client_left else "eos",
+        stop_sequence=next(x for x in stop if gen.text.find(x) == at),
+    )
+    return ChatGeneration(**fields)
 
 
 def token_logprob(piece: bytes, prob: float) -> s.TokenLogprob:
@@ -206,19 +318,35 @@ def _logprobs(gen: Generation) -> list[s.TokenLogprob]:
     return [token_logprob(raw[step.start : step.end], step.prob) for step in gen.steps]
 
 
-def finish_reason(gen: Generation) -> Literal["stop", "length"]:
-    """OpenAI's finish_reason for how the generation stopped (the chat path never offers refusal)."""
-    return "length" if gen.stop == "max_tokens" else "stop"
+def call_id(completion_id: str) -> str:
+    """The id of a completion's tool call (the same in its stream and in its reply)."""
+    return "call_" + completion_id.rpartition("-")[2][:24]
+
+
+def message(p: ChatPlan, gen: Generation, completion_id: str) -> s.AssistantMessage:
+    """The reply's message: the content, or the tool call the content is the arguments of."""
+    call = tools.call_of(gen.text, p.tool) if p.tool is not None else None
+    if call is None:
+        return s.AssistantMessage(content=gen.text)
+    name, arguments = call
+    return s.AssistantMessage(
+        content=None,
+        tool_calls=[s.ToolCall(id=call_id(completion_id), function=s.FunctionCall(name=name, arguments=arguments))],
+    )
 
 
 def completion(
     req: s.ChatRequest, p: ChatPlan, gen: Generation, model_id: str, took_ms: float, completion_id: str | None = None
 ) -> s.ChatCompletion:
     """The chat.completion object for one generation (with Loupe's validity and confidence added)."""
+    completion_id = completion_id or f"chatcmpl-{uuid.uuid4().hex}"
     errors: Sequence[str] = []
     confidence: dict[str, float] = {}
+    stopped = getattr(gen, "stop_sequence", None)
     if gen.stop == "max_tokens":
         errors = [f"output reached max_tokens={p.max_tokens} before the JSON ended"]
+    elif stopped is not None:
+        errors = [f"output ended before the stop sequence {stopped!r}"]
     else:
         try:
             data = json.loads(gen.text)
@@ -230,14 +358,16 @@ def completion(
             lead = len(raw) - len(raw.lstrip())
             confidence = field_confidence(gen.steps, leaf_spans(raw[lead:].rstrip(), offset=lead))
     n_completion = len(gen.steps)
+    msg = message(p, gen, completion_id)
     return s.ChatCompletion(
-        id=completion_id or f"chatcmpl-{uuid.uuid4().hex}",
+        id=completion_id,
         created=int(time.time()),
         model=model_id,
+        system_fingerprint=FINGERPRINT,
         choices=[
             s.Choice(
-                message=s.AssistantMessage(content=gen.text),
-                finish_reason=finish_reason(gen),
+                message=msg,
+                finish_reason="length" if gen.stop == "max_tokens" else ("tool_calls" if msg.tool_calls else "stop"),
                 logprobs=s.ChoiceLogprobs(content=_logprobs(gen)) if req.logprobs else None,
             )
         ],
@@ -251,5 +381,6 @@ def completion(
             errors=list(errors),
             confidence=confidence,
             timings={**{k: round(v, 2) for k, v in gen.timings.items()}, "total_ms": round(took_ms, 2)},
+            notes=list(p.notes),
         ),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 MAX_TOKENS_LIMIT = 8192
 MAX_TEXT = 256 * 1024  # characters of one text field: far past any prompt a small model's context holds
@@ -25,18 +25,40 @@ class TextPart(BaseModel):
 
 
 class ImagePart(BaseModel):
-    """An image content part."""
+    """An image content part; `image_url` may also be the URL itself (a bare string, as some clients send it)."""
 
     type: Literal["image_url"]
     image_url: ImageUrl
+
+    @field_validator("image_url", mode="before")
+    @classmethod
+    def _bare_url(cls, value: Any) -> Any:
+        return {"url": value} if isinstance(value, str) else value
+
+
+class FunctionCall(BaseModel):
+    """A function call the assistant made: its name and its arguments as a JSON string."""
+
+    name: str
+    arguments: str
+
+
+class ToolCall(BaseModel):
+    """One entry of an assistant message's `tool_calls`."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
 
 
 class Message(BaseModel):
     """One chat message; content is a string or a list of text and image parts."""
 
     model_config = ConfigDict(extra="allow")
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Annotated[str, Field(max_length=MAX_TEXT)] | list[TextPart | ImagePart] | None = None
+    tool_calls: list[ToolCall] | None = Field(default=None, max_length=64)
+    tool_call_id: str | None = None
 
 
 class JsonSchemaFormat(BaseModel):
@@ -56,6 +78,35 @@ class ResponseFormat(BaseModel):
     json_schema: JsonSchemaFormat | None = None
 
 
+class FunctionDef(BaseModel):
+    """A function the model may call: its arguments are decoded under `parameters` (a JSON Schema)."""
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = Field(default=None, max_length=MAX_TEXT)
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(BaseModel):
+    """One entry of `tools` (function tools only)."""
+
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class ToolChoiceFunction(BaseModel):
+    """The function a named tool_choice forces."""
+
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    """`tool_choice` naming the function to call."""
+
+    type: Literal["function"]
+    function: ToolChoiceFunction
+
+
 class StreamOptions(BaseModel):
     """`stream_options`: `include_usage` adds a last chunk with the token counts."""
 
@@ -63,7 +114,9 @@ class StreamOptions(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    """The subset of OpenAI's chat completion request Loupe honours (other fields are accepted and ignored)."""
+    """The subset of OpenAI's chat completion request Loupe honours; any other field is a 400 naming it
+    (`user`, `metadata`, `store`, `service_tier`, `prompt_cache_key`, `safety_identifier` are taken: they do not
+    change the answer)."""
 
     model_config = ConfigDict(extra="allow")
     model: str
@@ -78,6 +131,18 @@ class ChatRequest(BaseModel):
     n: int | None = Field(default=None, ge=1, le=1)
     stream: bool | None = None
     stream_options: StreamOptions | None = None
+    tools: list[Tool] | None = Field(default=None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    stop: (
+        Annotated[str, Field(min_length=1, max_length=256)]
+        | list[Annotated[str, Field(min_length=1, max_length=256)]]
+        | None
+    ) = Field(default=None, description="up to 4 strings; the answer ends before the first one it contains")
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
 
 
 class TopLogprob(BaseModel):
@@ -102,11 +167,20 @@ class ChoiceLogprobs(BaseModel):
 
 
 class AssistantMessage(BaseModel):
-    """The generated message."""
+    """The generated message: `content` (under response_format), or `tool_calls` (one call, under its function's
+    parameters)."""
 
     role: Literal["assistant"] = "assistant"
     content: str | None
     refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_calls(self, handler: Any):
+        body = handler(self)
+        if body.get("tool_calls") is None:  # OpenAI's spec: an array when present, never null
+            body.pop("tool_calls", None)
+        return body
 
 
 class Choice(BaseModel):
@@ -114,7 +188,7 @@ class Choice(BaseModel):
 
     index: int = 0
     message: AssistantMessage
-    finish_reason: Literal["stop", "length"]
+    finish_reason: Literal["stop", "length", "tool_calls"]
     logprobs: ChoiceLogprobs | None = None
 
 
@@ -133,6 +207,7 @@ class LoupeExtras(BaseModel):
     errors: list[str] = []
     confidence: dict[str, float] = {}
     timings: dict[str, float] = {}
+    notes: list[str] = Field(default=[], description="what Loupe did to the request, e.g. a strict schema closed")
 
 
 class ChatCompletion(BaseModel):
@@ -144,8 +219,24 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[Choice]
     usage: Usage
-    system_fingerprint: str | None = None
+    system_fingerprint: str
     loupe: LoupeExtras
+
+
+class FunctionCallDelta(BaseModel):
+    """A streamed piece of a function call: the name in the first piece, then pieces of the arguments."""
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(BaseModel):
+    """A streamed piece of a tool call (`id` and `type` in its first piece)."""
+
+    index: int = 0
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta | None = None
 
 
 class Delta(BaseModel):
@@ -153,6 +244,7 @@ class Delta(BaseModel):
 
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChunkChoice(BaseModel):
@@ -161,7 +253,7 @@ class ChunkChoice(BaseModel):
     index: int = 0
     delta: Delta
     logprobs: ChoiceLogprobs | None = None
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: Literal["stop", "length", "tool_calls"] | None = None
 
 
 class ChatCompletionChunk(BaseModel):
@@ -171,7 +263,7 @@ class ChatCompletionChunk(BaseModel):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int
     model: str
-    system_fingerprint: str | None = None
+    system_fingerprint: str
     choices: list[ChunkChoice]
     usage: Usage | None = None
     loupe: LoupeExtras | None = None

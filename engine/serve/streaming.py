@@ -4,7 +4,6 @@ client goes away (streaming or not), and each canceled request recorded in the s
 from __future__ import annotations
 
 import asyncio
-import codecs
 import json
 import logging
 import threading
@@ -16,7 +15,7 @@ from typing import Any, TypeVar
 
 from loupe.backends.base import Generation
 from loupe.core.confidence import TokenStep
-from loupe.serve import chat
+from loupe.serve import chat, tools
 from loupe.serve import schemas as s
 from loupe.serve.errors import ApiError
 from loupe.serve.worker import Workers
@@ -150,13 +149,27 @@ def _chunk(
     job: Job, model_id: str, created: int, *, usage: bool, loupe: s.LoupeExtras | None = None, **choice: Any
 ) -> dict[str, Any]:
     chunk = s.ChatCompletionChunk(
-        id=job.id, created=created, model=model_id, choices=[s.ChunkChoice(**choice)], loupe=loupe
+        id=job.id,
+        created=created,
+        model=model_id,
+        system_fingerprint=chat.FINGERPRINT,
+        choices=[s.ChunkChoice(**choice)],
+        loupe=loupe,
     )
     leave_out = ({"usage"} if not usage else set()) | ({"loupe"} if loupe is None else set())
     body = chunk.model_dump(mode="json", exclude=leave_out)
     for c in body["choices"]:
-        c["delta"] = {k: v for k, v in c["delta"].items() if v is not None}
+        c["delta"] = chunk.choices[0].delta.model_dump(mode="json", exclude_none=True)
     return body
+
+
+def _call_delta(job: Job, arguments: str, *, first: bool, name: str | None = None) -> s.Delta:
+    """A delta that carries a piece of the tool call's arguments (its id, type and name too when `first`)."""
+    function = s.FunctionCallDelta(name=name, arguments=arguments)
+    if first:
+        call = s.ToolCallDelta(id=chat.call_id(job.id), type="function", function=function)
+        return s.Delta(role="assistant", tool_calls=[call])
+    return s.Delta(tool_calls=[s.ToolCallDelta(function=function)])
 
 
 def _data(body: dict[str, Any]) -> str:
@@ -168,18 +181,36 @@ def _error_event(err: ApiError) -> str:
 
 
 async def events(req: s.ChatRequest, job: Job, first: Token | None, model_id: str, t0: float) -> AsyncIterator[str]:
-    """The SSE body: a role chunk, a chunk per token, the finish chunk, the usage chunk if asked, [DONE]."""
+    """The SSE body: a role chunk (a single-function call: with the call's id and name), a chunk per token (of the
+    content, or of the call's arguments; a call among several functions comes whole at the end), the finish chunk,
+    the usage chunk if asked, [DONE]. Text that may begin a stop sequence is held back until it cannot."""
     created = int(time.time())
     usage = bool(req.stream_options and req.stream_options.include_usage)
-    utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a token may end inside a character
-    yield _data(_chunk(job, model_id, created, usage=usage, delta=s.Delta(role="assistant", content="")))
+    utf8 = tools.utf8_decoder()  # a token may end inside a character
+    plan = job.plan
+    single = plan.tool is not None and not plan.tool.enveloped
+    whole = plan.tool is not None and plan.tool.enveloped  # the function's name is known only at the end
+    scanner = tools.StopScanner(plan.stop) if plan.stop else None
+
+    def piece(text: str, logprobs: s.ChoiceLogprobs | None = None) -> dict[str, Any]:
+        delta = _call_delta(job, text, first=False) if single else s.Delta(content=text)
+        return _chunk(job, model_id, created, usage=usage, delta=delta, logprobs=logprobs)
+
+    if single:
+        assert plan.tool is not None
+        opening = _call_delta(job, "", first=True, name=plan.tool.names[0])
+    else:
+        opening = s.Delta(role="assistant", content=None if whole else "")
+    yield _data(_chunk(job, model_id, created, usage=usage, delta=opening))
     item = first
     while item is not None:
-        piece, step = item
-        text = utf8.decode(piece)
-        logprobs = s.ChoiceLogprobs(content=[chat.token_logprob(piece, step.prob)]) if req.logprobs else None
-        if text or logprobs:
-            yield _data(_chunk(job, model_id, created, usage=usage, delta=s.Delta(content=text), logprobs=logprobs))
+        raw, step = item
+        text = utf8.decode(raw)
+        if scanner is not None:
+            text = scanner.feed(text)
+        logprobs = s.ChoiceLogprobs(content=[chat.token_logprob(raw, step.prob)]) if req.logprobs else None
+        if not whole and (text or logprobs) and not (scanner is not None and scanner.hit and not text):
+            yield _data(piece(text, logprobs))
         await asyncio.sleep(0)  # let a disconnect be noticed even while tokens are already queued
         item = await job.tokens.get()
     try:
@@ -193,14 +224,35 @@ async def events(req: s.ChatRequest, job: Job, first: Token | None, model_id: st
             ApiError(500, f"internal error: {type(exc).__name__}", type_="server_error", code="internal_error")
         )
         return
-    done = chat.completion(req, job.plan, gen, model_id, (time.perf_counter() - t0) * 1000, job.id)
+    done = chat.completion(req, plan, gen, model_id, (time.perf_counter() - t0) * 1000, job.id)
+    rest = utf8.decode(b"", final=True)
+    if scanner is not None:
+        rest = scanner.feed(rest) + scanner.flush()
+    if whole:
+        msg = done.choices[0].message
+        if msg.tool_calls:
+            call = msg.tool_calls[0].function
+            yield _data(
+                _chunk(
+                    job,
+                    model_id,
+                    created,
+                    usage=usage,
+                    delta=_call_delta(job, call.arguments, first=True, name=call.name),
+                )
+            )
+        else:
+            rest = msg.content or ""
+    elif rest and single:
+        yield _data(piece(rest))
+        rest = ""
     yield _data(
         _chunk(
             job,
             model_id,
             created,
             usage=usage,
-            delta=s.Delta(content=utf8.decode(b"", final=True) or None),
+            delta=s.Delta(content=rest or None),
             finish_reason=done.choices[0].finish_reason,
             loupe=done.loupe,
         )
