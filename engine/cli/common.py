@@ -204,12 +204,17 @@ def examples(sp: argparse.ArgumentParser, *lines: str) -> argparse.ArgumentParse
 
 
 def declare(
-    sp: argparse.ArgumentParser, *, outputs: dict[str, OutputKind] | None = None, store: str | None = None
+    sp: argparse.ArgumentParser,
+    *,
+    outputs: dict[str, OutputKind] | None = None,
+    store: str | None = None,
+    check: Callable[[argparse.Namespace], object] | None = None,
 ) -> None:
     """Say what a command writes and whether it needs an existing results store, for `preflight`: `outputs` maps an
     option's dest to "file" or "dir" (or a function of the parsed arguments giving one); `store` is "read" (the store
-    must exist already) or "write" (it is created, so its folder must be writable)."""
-    sp.set_defaults(loupe_outputs=outputs or {}, loupe_store=store)
+    must exist already) or "write" (it is created, so its folder must be writable); `check` runs first, for the
+    command's own settings (e.g. `serve` refusing a remote bind without a token)."""
+    sp.set_defaults(loupe_outputs=outputs or {}, loupe_store=store, loupe_check=check)
 
 
 def _probe(folder: Path, option: str, value: str) -> None:
@@ -262,6 +267,9 @@ def check_model_name(args: argparse.Namespace) -> None:
 def preflight(args: argparse.Namespace) -> None:
     """What can be checked before a command runs, so that a typo fails in a line and before a model loads: output
     paths (`declare`), the results store, the task, the model name and model files."""
+    check = getattr(args, "loupe_check", None)
+    if check is not None:
+        check(args)
     for dest, kind in getattr(args, "loupe_outputs", {}).items():
         value = getattr(args, dest, None)
         if value:

@@ -6,9 +6,12 @@ import argparse
 import importlib.util
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from loupe.core.errors import LoupeError
+
+if TYPE_CHECKING:
+    from loupe.serve.config import ServeConfig
 
 
 class ServeUnavailable(LoupeError):
@@ -61,25 +64,18 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="server log (default: info)"
     )
     sp.add_argument("--json", action="store_true", help="errors as JSON")
-    declare(sp, store="write")
+    declare(sp, store="write", check=serve_config)
 
 
-def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Check the bind, load the model once, then serve until Ctrl-C / SIGTERM."""
-    if not all(importlib.util.find_spec(m) for m in ("fastapi", "uvicorn")):
-        raise ServeUnavailable("`loupe serve` needs the serve extra: pip install 'loupe[serve]'")
-    from loupe.api import Engine
-    from loupe.cli.common import open_backend
+def serve_config(args: argparse.Namespace) -> ServeConfig:
+    """The server's settings from the command line, checked (a remote bind needs a token) before any model loads."""
     from loupe.serve.config import ServeConfig, check_config, resolve_token
-    from loupe.serve.server import serve_forever
-    from loupe.serve.worker import Workers
-    from loupe.store import default_db_path
 
     roots = tuple(Path(d).expanduser().resolve() for d in args.allow_path)
     missing = [str(r) for r in roots if not r.is_dir()]
     if missing:
         raise ServeUnavailable(f"--allow-path {missing[0]} is not a directory")
-    config = check_config(
+    return check_config(
         ServeConfig(
             host=args.host,
             port=args.port,
@@ -90,6 +86,19 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             max_body=max(1, args.max_body_mb) << 20,
         )
     )
+
+
+def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Check the bind, load the model once, then serve until Ctrl-C / SIGTERM."""
+    if not all(importlib.util.find_spec(m) for m in ("fastapi", "uvicorn")):
+        raise ServeUnavailable("`loupe serve` needs the serve extra: pip install 'loupe[serve]'")
+    from loupe.api import Engine
+    from loupe.cli.common import open_backend
+    from loupe.serve.server import serve_forever
+    from loupe.serve.worker import Workers
+    from loupe.store import default_db_path
+
+    config = serve_config(args)
     db = Path(args.db).expanduser() if args.db else default_db_path()
     backend, name = open_backend(args, err)
     workers = Workers(Engine(backend, model=name), db, max_queue=max(1, args.max_queue))

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from loupe.core.images.boxes import BOX_KEY, find_boxes
+from loupe.core.images.boxes import BOX_KEY, find_boxes, flag_invalid
 from loupe.core.images.crops import CropWindow, cut, window
 from loupe.core.images.load import LoadedImage
 from loupe.core.schema.validate import validation_errors
@@ -169,6 +169,7 @@ def run_crops(
         region, bad = failed
         status, error = bad.status, f"region {region.window.source}: {bad.error or bad.status.value}"
     sizes = {info.id: (info.width, info.height) for info in previous.images}
+    confidence = flag_invalid(confidence, data, sizes)  # a merged box with no area reads as unsure, like any
     return (
         replace(
             first,

@@ -36,7 +36,8 @@ def _task(schema: dict) -> Task:
 
 def test_a_non_string_image_id_beside_a_box_is_data_not_a_crash(images):
     out = (
-        '{"found": [{"image_id": [1, 2], "box_2d": [0, 0, 500, 500]}, {"image_id": {"x": 1}, "box_2d": [1, 1, 2, 2]}]}'
+        '{"found": [{"image_id": [1, 2], "box_2d": [0, 0, 500, 500]},'
+        ' {"image_id": {"x": 1}, "box_2d": [100, 100, 600, 600]}]}'
     )
     result = Engine(FakeBackend([out])).analyze(AnalyzeRequest((images["jpeg"],), _task(BOXED)))
     assert result.status is Status.OK and len(result.boxes) == 2

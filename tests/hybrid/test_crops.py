@@ -12,7 +12,7 @@ import pytest
 from loupe.api import Engine
 from loupe.backends.cloud import CloudBackend
 from loupe.backends.fake import FakeBackend
-from loupe.core.images.boxes import to_normalized
+from loupe.core.images.boxes import all_boxes, invalid_boxes, to_normalized
 from loupe.core.images.crops import cut, window
 from loupe.core.images.load import load_image
 from loupe.core.schema.validate import validation_errors
@@ -174,25 +174,32 @@ def test_crop_rung_without_boxes_is_skipped_and_a_bad_merge_is_invalid(tmp_path:
 
 
 def test_crop_rung_on_the_real_tiny_model(tiny_models: dict[str, SyntheticModel], tmp_path: Path) -> None:
+    """The first look is scripted (two marks with an area: the random model's own boxes have none, and a box
+    without an area is no region to crop); the crop rung runs the real tiny model on each region."""
     from loupe.backends.llama_cpp import LlamaCppBackend
 
     m = tiny_models["smolvlm"]
     img = load_image(_photo(tmp_path, (320, 240)))
+    first = Engine(FakeBackend([_marks(("scratch", [100, 100, 400, 300]), ("dent", [500, 600, 800, 900]))]))
+    ladder = (Step("scripted", "low"), Step.parse("local@crop"))
     with Engine(LlamaCppBackend(m.text_path, m.mmproj_path, n_threads=1, n_ctx=4096)) as local:
         esc = escalate(
             BOXES,
             [img],
-            Policy(CROP_LADDER, Thresholds(overall=0.999)),
-            {"local": EngineRunner(local)},
+            Policy(ladder, Thresholds(overall=0.999)),
+            {"scripted": EngineRunner(first), "local": EngineRunner(local)},
             Ledger(Budget()),
         )
     low, crop = esc.steps
-    assert low.status == "ok" and low.outcome == "escalated" and esc.review  # random weights: never sure enough
-    assert crop.step == "local@crop" and crop.status == "ok" and crop.crops
+    assert low.status == "ok" and low.outcome == "escalated"
+    assert crop.step == "local@crop" and crop.status == "ok" and crop.crops and len(crop.crops) == 2
     windows = [c["window_px"] for c in crop.crops]
     assert len(windows) == len({tuple(w) for w in windows})  # one look per distinct region
-    assert esc.result.images[0].width == 320 and esc.result.boxes  # kept: the merged crop answer, in image pixels
-    for box in esc.result.boxes:  # every box the crops found lies inside the window it was found in
+    assert esc.result.images[0].width == 320  # kept: the merged crop answer, in image pixels
+    sizes = {i.id: (i.width, i.height) for i in esc.result.images}
+    answered = all_boxes(esc.result.data, sizes)  # every box_2d the crops answered, in image pixels
+    assert answered
+    for box in answered:  # every box the crops found lies inside the window it was found in
         assert any(
             x0 - 1 <= min(box.pixels[0], box.pixels[2])
             and max(box.pixels[0], box.pixels[2]) <= x1 + 1
@@ -200,6 +207,9 @@ def test_crop_rung_on_the_real_tiny_model(tiny_models: dict[str, SyntheticModel]
             and max(box.pixels[1], box.pixels[3]) <= y1 + 1
             for x0, y0, x1, y1 in windows
         )
+    flat = invalid_boxes(esc.result.data, sizes)  # the random model's flat answers: flagged, not drawn
+    assert len(esc.result.boxes) == len(answered) - len(flat)
+    assert all(esc.result.confidence[f"{b.pointer}/{i}"] == 0.0 for b in flat for i in range(4))
 
 
 def test_cloud_crop_rung_sends_only_the_regions(

@@ -7,8 +7,10 @@ raw text kept, `false` schemas refusing, determinism, cancel as a value) run on 
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +21,7 @@ from loupe.api import AnalyzeRequest, Engine
 from loupe.backends.base import Generation, GenerationRequest
 from loupe.backends.llama_cpp import LlamaCppBackend
 from loupe.core.errors import ModelLoadError
+from loupe.core.images.boxes import invalid_boxes
 from loupe.core.tasks import builtin_names, builtin_task
 from loupe.core.types import Status
 
@@ -79,16 +82,52 @@ def test_each_builtin_task_gives_ok_valid_data_with_full_confidence(backend, ima
         assert 0 <= x0 <= x1 <= 160 and 0 <= y0 <= y1 <= 120
 
 
+# box_2d constrained to have an area ([ymin, xmin] in 0..400, [ymax, xmax] in 600..1000): every box the random
+# model writes is a real box, so each one's conversion to pixels is checked
+AREA = {
+    "type": "array",
+    "prefixItems": [{"type": "integer", "minimum": 0, "maximum": 400}] * 2
+    + [{"type": "integer", "minimum": 600, "maximum": 1000}] * 2,
+    "items": False,
+    "minItems": 4,
+}
+
+
+def test_boxes_with_an_area_are_converted_to_pixels(backend, images):
+    task = builtin_task("defects")
+    schema = copy.deepcopy(task.schema)
+    schema["properties"]["defects"]["items"]["properties"]["box_2d"] = AREA
+    result = Engine(backend).analyze(AnalyzeRequest((images["jpeg"],), replace(task, schema=schema)))
+    assert result.status is Status.OK
+    found = result.data["defects"]
+    assert found and len(result.boxes) == len(found)
+    for box, d in zip(result.boxes, found, strict=True):
+        assert list(box.box_2d) == d["box_2d"] and box.label == d["label"]
+        ymin, xmin, ymax, xmax = d["box_2d"]
+        assert box.pixels == (
+            round(xmin / 1000 * 160),
+            round(ymin / 1000 * 120),
+            round(xmax / 1000 * 160),
+            round(ymax / 1000 * 120),
+        )
+
+
 def test_defects_boxes_are_converted_to_pixels(backend, images):
     task = builtin_task("defects")
     result = Engine(backend).analyze(AnalyzeRequest((images["jpeg"],), task))
     assert result.status is Status.OK
-    found = [d for d in result.data["defects"]]
-    assert len(result.boxes) == len(found)
-    for box, d in zip(result.boxes, found, strict=True):
+    found = result.data["defects"]
+    sizes = {i.id: (i.width, i.height) for i in result.images}
+    flat = {b.pointer for b in invalid_boxes(result.data, sizes)}  # no area in pixels: flagged, never a box
+    drawn = [(i, d) for i, d in enumerate(found) if f"/defects/{i}/box_2d" not in flat]
+    assert len(result.boxes) == len(drawn) and len(flat) + len(drawn) == len(found)
+    assert all(result.confidence[f"{p}/{k}"] == 0.0 for p in flat for k in range(4))
+    for box, (i, d) in zip(result.boxes, drawn, strict=True):
+        assert box.pointer == f"/defects/{i}/box_2d"
         assert list(box.box_2d) == d["box_2d"] and box.label == d["label"]
         _ymin, xmin, _ymax, xmax = d["box_2d"]
         assert box.pixels[0] == round(min(xmin, xmax) / 1000 * 160)
+        assert box.pixels[2] > box.pixels[0] and box.pixels[3] > box.pixels[1]
 
 
 def test_exif_orientation_reaches_the_model_upright(backend, images):

@@ -103,6 +103,7 @@ def test_coco_imports_with_pycocotools_and_keeps_category_ids_across_an_edit(fla
     coco_api = pytest.importorskip("pycocotools.coco")
     db, ids = flat_db
     first, second = tmp_path / "out" / "first.coco.json", tmp_path / "out" / "second.coco.json"
+    first.parent.mkdir()  # the CLI writes into an existing folder (a missing one is a one-line error)
     code, out, _ = run("export", "--db", str(db), "--out", str(first), "--json")  # the format from the name
     assert code == 0 and json.loads(out)["format"] == "coco"
     assert json.loads(out)["image_root"] == str((tmp_path / "my images").resolve())
@@ -152,6 +153,7 @@ def test_labelstudio_export_validates_with_the_sdk_against_its_config(flat_db, t
     with Store(db) as store:
         ReviewQueue(store).accept(ids["001.png"], who="tester")
     out = tmp_path / "ls" / "tasks.json"
+    out.parent.mkdir()  # the CLI writes into an existing folder (a missing one is a one-line error)
     code, report, _ = run("export", "--db", str(db), "--out", str(out), "--format", "labelstudio", "--json")
     assert code == 0
     config = out.with_name("tasks.config.xml")
