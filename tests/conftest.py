@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+# Qt without a screen in every test that opens a window (desktop, kiosk), whatever the shell has set
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 import io
 from pathlib import Path
 from typing import Any
