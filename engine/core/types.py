@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 
@@ -66,6 +66,22 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
+class ImageEmbedding:
+    """One image's pooled vision-encoder output, the vector similar-image search compares (float32, little-endian,
+    `dim` values), with the model and detail that produced it: vectors from different models never compare."""
+
+    image_id: str
+    model: str
+    detail: str
+    vector: bytes
+
+    @property
+    def dim(self) -> int:
+        """How many float32 values the vector holds."""
+        return len(self.vector) // 4
+
+
+@dataclass(frozen=True)
 class Result:
     """Everything one analysis produced; `to_dict()` is the JSON line the CLI prints."""
 
@@ -85,6 +101,8 @@ class Result:
     # per leaf, the smallest probability the model itself gave the value's tokens before the schema's mask
     # (p' x the allowed share): low where the schema forbade what the model wanted (loupe.core.confidence)
     model_confidence: dict[str, float] = field(default_factory=dict)
+    # each image's embedding where the backend gives one (stored for search; not part of the JSON line)
+    embeddings: tuple[ImageEmbedding, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def min_confidence(self) -> float | None:
@@ -93,6 +111,7 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (enums as strings, tuples as lists)."""
-        out = asdict(self)
+        out = asdict(replace(self, embeddings=()))
+        del out["embeddings"]
         out["status"] = self.status.value
         return out
