@@ -20,7 +20,7 @@ from loupe.core.prompt import image_id, user_text
 from loupe.core.schema.spans import leaf_spans
 from loupe.core.schema.validate import validation_errors
 from loupe.core.tasks import Task
-from loupe.core.types import Box, ImageInfo, Result, Status, Timings, Tokens
+from loupe.core.types import Box, ImageEmbedding, ImageInfo, Result, Status, Timings, Tokens
 
 RETRY_TEMPERATURE = 0.7
 Event = Callable[[str, dict], None]
@@ -98,6 +98,7 @@ def run(
     limits = Limits.for_task(task.schema, opts.max_tokens) if opts.runaway_guard else None
     refusal = opts.allow_refusal
     spent: dict[str, float] = {}
+    vectors: dict[str, bytes] = {}  # per image id, from whichever attempt got as far as encoding it
     looped = False
     n = budget = 0
     while n <= opts.retries + budget:
@@ -121,6 +122,7 @@ def run(
         for stage, ms in gen.timings.items():  # the result's timings are the whole analysis's, every attempt's
             spent[stage] = spent.get(stage, 0.0) + ms
         gen.timings = dict(spent)
+        vectors.update(gen.embeddings)
         attempt = judge(gen, task, opts.max_tokens)
         if on_event:
             on_event("attempt", {"n": n, "status": attempt.status.value, "error": attempt.error})
@@ -134,7 +136,11 @@ def run(
         elif attempt.status is not Status.INVALID:
             break
     assert attempt is not None
-    return _result(task, backend, model, infos, attempt, n, (time.perf_counter() - t0) * 1000)
+    embeddings = tuple(
+        ImageEmbedding(info.id, model, str(opts.detail), vectors[info.id]) for info in infos if vectors.get(info.id)
+    )
+    result = _result(task, backend, model, infos, attempt, n, (time.perf_counter() - t0) * 1000)
+    return replace(result, embeddings=embeddings) if embeddings else result
 
 
 def _result(

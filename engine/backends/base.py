@@ -57,6 +57,9 @@ class Generation:
     loop: Loop | None = None  # with stop "loop": which value repeated what
     # (start byte, end byte, p'): spans the runaway guard ended against the model's wish, with its p' of that end
     doubts: list[tuple[int, int, float]] = field(default_factory=list)
+    # per image id: its pooled vision-encoder output (float32 little-endian bytes, one vector per image) where the
+    # backend has one at no extra cost (llama.cpp: the projector output it encoded or kept); empty for the others
+    embeddings: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

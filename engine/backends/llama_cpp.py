@@ -214,13 +214,14 @@ class LlamaCppBackend:
         bitmaps = [self.encoder.bitmap(img.image, img.id, cap) for img in request.images]
         timings["preprocess_ms"] = (time.perf_counter() - t0) * 1000
         steps: dict[str, list[int]] = {}
+        vectors: dict[str, bytes] = {}
         keys = [MtmdEncoder.bitmap_key(bm) for bm in bitmaps]
         # the prompt's text and image embeddings run on the count decoding last found fastest (a busy machine slows
         # wide batches too); the projector's own encode keeps the threads it was made with
         self.model.set_threads(self._tuner.current if self._tuner is not None else self.model.threads)
         try:
             n_past, n_prompt, n_image = self.prefiller.prefill(
-                self.render(request.text), bitmaps, timings, steps, request.max_tokens, cancel
+                self.render(request.text), bitmaps, timings, steps, request.max_tokens, cancel, vectors
             )
         except PrefillCancelled:
             gen = Generation(text="", steps=[], stop="cancelled")
@@ -233,6 +234,7 @@ class LlamaCppBackend:
         timings["decode_ms"] = (time.perf_counter() - t1) * 1000
         gen.prompt_tokens, gen.image_tokens, gen.timings = n_prompt, n_image, timings
         gen.image_steps = self.encoder.describe_tiling(request, keys, steps)
+        gen.embeddings = {img.id: vectors[key] for img, key in zip(request.images, keys, strict=True) if key in vectors}
         return gen
 
     def _decode(

@@ -13,7 +13,17 @@ from typing import Any
 from loupe.backends.llama_model import LlamaModel, PrefillCancelled
 from loupe.backends.llama_mtmd import Chunk, MtmdEncoder, Planned
 from loupe.backends.prefix_store import MIN_TOKENS, PrefixStore
-from loupe.backends.reuse import EmbeddingCache, ImageUnit, Unit, drop_duplicate_view, reusable_prefix, unit_len
+from loupe.backends.reuse import (
+    EmbeddingCache,
+    ImageUnit,
+    PooledCache,
+    Unit,
+    drop_duplicate_view,
+    pool_slice,
+    pooled_vector,
+    reusable_prefix,
+    unit_len,
+)
 from loupe.core.errors import BackendError
 
 __all__ = ["PREFILL_COUNTS", "PrefillCancelled", "Prefiller", "SavedPrefixes"]
@@ -78,7 +88,9 @@ class SavedPrefixes:
 class Prefiller:
     """Evaluates prompts into a model's context through its projector, tracking what the KV cache holds.
 
-    `embeds`: image embeddings kept by content; `saved`: task-prompt KV states on disk (None: none)."""
+    `embeds`: image embeddings kept by content; `saved`: task-prompt KV states on disk (None: none).
+    Each image chunk's projector output is also pooled as it goes by (`pooled`, kept by content like `embeds`), so
+    every prefill can hand back one search vector per image without encoding anything again."""
 
     def __init__(
         self, model: LlamaModel, encoder: MtmdEncoder, embeds: EmbeddingCache, saved: SavedPrefixes | None
@@ -88,12 +100,14 @@ class Prefiller:
         self.embeds = embeds
         self.saved = saved
         self.kv: list[Unit] = []  # what the KV cache holds for sequence 0, in order (prompt units only)
+        self.pooled = PooledCache()
 
     def forget(self) -> None:
         """Drop the reusable prompt prefix and the image embeddings (the next request runs cold)."""
         self.model.clear()
         self.kv = []
         self.embeds.clear()
+        self.pooled.clear()
 
     def prefill(
         self,
@@ -103,11 +117,13 @@ class Prefiller:
         slices: dict[str, list[int]],
         max_tokens: int = 0,
         cancel: threading.Event | None = None,
+        vectors: dict[str, bytes] | None = None,
     ) -> tuple[int, int, int]:
         """Evaluate the prompt, reusing the cached prefix; timings get counts of what was reused and skipped.
         Returns (positions filled, prompt tokens with images, image tokens); `slices` gets each image's chunk sizes.
         A set `cancel` stops llama.cpp between graph nodes (PrefillCancelled); an image being encoded finishes first
-        (mtmd's encoder takes no abort callback)."""
+        (mtmd's encoder takes no abort callback). `vectors` gets each image key's pooled vector (mean of its
+        projector output over all its tokens, L2-normalized, float32 bytes; reuse.pooled_vector)."""
         counts = dict.fromkeys(PREFILL_COUNTS, 0.0)
         n_prompt = n_image = 0
         with self.encoder.tokenize(prompt, bitmaps) as chunks:
@@ -131,6 +147,8 @@ class Prefiller:
                         n_prompt += n
                     if skip >= len(units):
                         skip -= len(units)
+                        if isinstance(units[0], ImageUnit):
+                            self._pool_kept(units[0])
                         continue
                     if n_past + n - skip >= n_ctx:  # n_past already counts the `skip` tokens reused
                         raise BackendError(_too_long(planned, n_ctx, max_tokens))
@@ -145,10 +163,32 @@ class Prefiller:
                         saved.save(stored)
                     skip = 0
                 self.kv = wanted
+                if vectors is not None:
+                    vectors.update(self._vectors(planned))
             finally:
                 self.model.watch(None)
         timings.update(counts)
         return n_past, n_prompt + n_image, n_image
+
+    def _pool_kept(self, unit: ImageUnit) -> None:
+        """An image chunk whose KV state was reused: pool it from the embedding cache if not pooled yet."""
+        if self.pooled.get(unit.key, unit.slice) is None:
+            embd = self.embeds.get(unit.key, unit.slice)
+            if embd is not None:
+                self.pooled.put(unit.key, unit.slice, pool_slice(embd, self.model.n_embd))
+
+    def _vectors(self, planned: Planned) -> dict[str, bytes]:
+        """Each image key's vector from its slices' pooled parts (a key with a part missing gets none)."""
+        slices: dict[str, set[int]] = {}
+        for _, units in planned:
+            if isinstance(units[0], ImageUnit):
+                slices.setdefault(units[0].key, set()).add(units[0].slice)
+        out = {}
+        for key, which in slices.items():
+            parts = [self.pooled.get(key, i) for i in sorted(which)]
+            if all(p is not None for p in parts):
+                out[key] = pooled_vector([p for p in parts if p is not None])
+        return out
 
     def _keep_prefix(self, wanted: list[Unit]) -> tuple[int, int]:
         """Trim the KV cache to the prefix `wanted` shares with it: (positions kept, units kept)."""
@@ -188,6 +228,8 @@ class Prefiller:
             counts["image_chunks_cached"] += 1
         t_enc = time.perf_counter()
         counts["encode_ms"] += (t_enc - t) * 1000
+        if self.pooled.get(unit.key, unit.slice) is None:
+            self.pooled.put(unit.key, unit.slice, pool_slice(embd, self.model.n_embd))
         new_past = self.encoder.decode(chunk, embd, n_past)
         counts["prefill_ms"] += (time.perf_counter() - t_enc) * 1000
         counts["prefill_tokens"] += self.encoder.n_tokens(chunk)

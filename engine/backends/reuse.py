@@ -110,6 +110,57 @@ def image_key(width: int, height: int, rgb: bytes, image_max_tokens: int | None)
     return f"{h.hexdigest()}:{image_max_tokens or 'default'}"
 
 
+def pool_slice(embd: np.ndarray, n_embd: int) -> tuple[np.ndarray, int]:
+    """One image chunk's projector output (n_tokens x n_embd floats, flat) as (sum over its tokens in float64, the
+    token count): slices of a picture add up exactly, whatever order they come in."""
+    rows = np.asarray(embd, dtype=np.float32).reshape(-1, n_embd)
+    return rows.sum(axis=0, dtype=np.float64), rows.shape[0]
+
+
+def pooled_vector(parts: Sequence[tuple[np.ndarray, int]]) -> bytes:
+    """An image's vector from its slices' (sum, count): the mean over all its tokens, L2-normalized, as float32
+    little-endian bytes (b"" for no tokens)."""
+    n = sum(count for _, count in parts)
+    if not parts or n == 0:
+        return b""
+    mean = np.sum([total for total, _ in parts], axis=0) / n
+    norm = float(np.linalg.norm(mean))
+    if norm > 0:
+        mean = mean / norm
+    return mean.astype("<f4").tobytes()
+
+
+class PooledCache:
+    """Pooled projector outputs by (image key, slice): what an image's search vector is made of, kept even when the
+    chunk itself is not evaluated again (its KV state reused) or its full embedding has left the EmbeddingCache.
+    A few KB an entry; the least recently used are dropped past `max_items`."""
+
+    def __init__(self, max_items: int = 4096) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[tuple[str, int], tuple[np.ndarray, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str, slice_: int) -> tuple[np.ndarray, int] | None:
+        """The slice's (sum, count), or None."""
+        item = self._items.get((key, slice_))
+        if item is not None:
+            self._items.move_to_end((key, slice_))
+        return item
+
+    def put(self, key: str, slice_: int, part: tuple[np.ndarray, int]) -> None:
+        """Keep a slice's (sum, count)."""
+        self._items[(key, slice_)] = part
+        self._items.move_to_end((key, slice_))
+        while len(self._items) > self.max_items:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        self._items.clear()
+
+
 class EmbeddingCache:
     """Projector outputs by (image key, slice): a retry or second pass on the same image skips encoding.
 
