@@ -142,7 +142,8 @@ class Filters:
 
     def sql(self) -> tuple[str, list[Any]]:
         """The part SQL can check, as a WHERE clause over results r / items i (always something)."""
-        clauses, args = ["1"], []
+        clauses: list[str] = ["1"]
+        args: list[Any] = []
         if self.status:
             clauses.append(f"r.status IN ({', '.join('?' for _ in self.status)})")
             args.extend(self.status)

@@ -283,7 +283,7 @@ class Store:
     # -- what search reads beside each result (loupe.search) ------------------------------------------
     def _image_hashes(self, result: Result, given: Mapping[str, int | None]) -> list[tuple[str, str, int | None]]:
         """(image id, sha256, signed pHash or None) per image of a result: given, known by its bytes, or read."""
-        rows = []
+        rows: list[tuple[str, str, int | None]] = []
         for info in result.images:
             if info.id in given:
                 value = given[info.id]
@@ -294,7 +294,8 @@ class Store:
                 if known is not None:
                     rows.append((info.id, info.sha256, int(known[0])))
                     continue
-                value = phash_file(info.path)
+                # an image intake refused (no size: unreadable, hostile) is not opened again here
+                value = phash_file(info.path) if info.width and info.height else None
             rows.append((info.id, info.sha256, None if value is None else to_signed(value)))
         return rows
 
