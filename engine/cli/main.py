@@ -52,6 +52,13 @@ def cmd_floor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return run_floor(args, out, err)
 
 
+def cmd_search(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Delegate to `loupe search` / `loupe index` (find stored results again)."""
+    from loupe.cli.search import run_search
+
+    return run_search(args, out, err)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "analyze": analyze.cmd_analyze,
     "demo": analyze.cmd_demo,
@@ -67,6 +74,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "gui": gui.run_gui,
     "serve": cmd_serve,
     "doctor": cmd_doctor,
+    "search": cmd_search,
+    "index": cmd_search,
 }
 
 
@@ -103,6 +112,9 @@ def parser() -> argparse.ArgumentParser:
     from loupe.cli.doctor import add_parsers as add_doctor_parsers
 
     add_doctor_parsers(sub)
+    from loupe.cli.search import add_parsers as add_search_parsers
+
+    add_search_parsers(sub)
     return p
 
 

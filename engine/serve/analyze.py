@@ -21,6 +21,7 @@ from loupe.serve.images import path_not_allowed
 from loupe.serve.streaming import ClientLeft, log, until_disconnect
 from loupe.serve.worker import Workers
 from loupe.store import Store, StoredResult
+from loupe.store.index import phash_image
 from starlette.requests import Request
 
 
@@ -79,7 +80,9 @@ def save(store: Store, task: Task, image: LoadedImage, result: Result) -> Stored
         paths=[image.path],
     )
     item = store.items(job.id)[0]
-    rid = store.save_result(item.id, result, sha256=image.sha256, size=None, cache_key=None)
+    # the request's image may be a data URL with no file to hash later: hash the decoded pixels it still holds
+    phashes = {info.id: phash_image(image.image) for info in result.images[:1]}
+    rid = store.save_result(item.id, result, sha256=image.sha256, size=None, cache_key=None, phashes=phashes)
     store.set_state(job.id, "done")
     stored = store.result(rid)
     return StoredOutcome(rid, job.id, stored.created, result)
@@ -161,3 +164,39 @@ def page(store: Store, *, offset: int, limit: int, status: str | None) -> s.Resu
         limit=limit,
         next_offset=nxt,
     )
+
+
+def search(
+    store: Store, *, like: int | None, dupes: bool, where: str | None, text: str | None, limit: int | None
+) -> s.SearchPage:
+    """GET /v1/search on the store thread: the rows `loupe search` prints for the same query."""
+    from loupe.search import Filters, SearchError
+    from loupe.search import dupes as find_dupes
+    from loupe.search import like as find_like
+    from loupe.search import text as find_text
+    from loupe.search import where as find_where
+    from loupe.search.filters import WhereError
+    from loupe.search.find import DEFAULT_LIMIT
+
+    if like is not None and dupes:
+        raise bad_request("give one of like and dupes", param="like")
+    try:
+        filters = Filters(where=where or "")
+        if like is not None:
+            hits = find_like(store, like, limit or DEFAULT_LIMIT, filters=filters)
+        elif dupes:
+            hits = find_dupes(store, filters=filters, limit=limit)
+        elif text:
+            hits = find_text(store, text, filters=filters, limit=limit)
+        elif where:
+            hits = find_where(store, filters=filters, limit=limit)
+        else:
+            raise bad_request("say what to find: like, dupes, where or text", param="like")
+        if (like is not None or dupes) and text:
+            keep = {h.result_id for h in find_text(store, text, filters=filters)}
+            hits[:] = [h for h in hits if h.result_id in keep]
+    except WhereError as exc:
+        raise bad_request(str(exc), param="where") from None
+    except SearchError as exc:
+        raise bad_request(str(exc), param="text" if text and like is None else "like") from None
+    return s.SearchPage(data=[s.SearchHit(**h.to_dict()) for h in hits], measure=hits.measure, note=hits.note)

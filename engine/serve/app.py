@@ -207,6 +207,24 @@ def create_app(workers: Workers, config: ServeConfig) -> FastAPI:
             lambda: analyze.page(workers.store(), offset=offset, limit=limit, status=status)
         )
 
+    @app.get("/v1/search", response_model=s.SearchPage, responses=ERRORS, dependencies=guarded)
+    async def search(
+        like: Annotated[
+            int | None, Query(ge=1, description="a result id: results whose image looks most like it")
+        ] = None,
+        dupes: Annotated[bool, Query(description="groups of near-duplicate images")] = False,
+        where: Annotated[
+            str | None, Query(max_length=4096, description="POINTER OP VALUE [AND ...], as `loupe search --where`")
+        ] = None,
+        text: Annotated[str | None, Query(max_length=4096, description="words that must all appear")] = None,
+        limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+    ) -> s.SearchPage:
+        """Find stored results again, as `loupe search` does (the same rows): `like` a result, `dupes`, or
+        `where` / `text` (which also narrow `like` and `dupes`)."""
+        return await workers.store_lane.call(
+            lambda: analyze.search(workers.store(), like=like, dupes=dupes, where=where, text=text, limit=limit)
+        )
+
     started = time.time()
     _document_400_not_422(app)
     return app

@@ -326,6 +326,29 @@ class ResultsPage(BaseModel):
     next_offset: int | None
 
 
+class SearchHit(BaseModel):
+    """One stored result a search found (the same row `loupe search --json` prints)."""
+
+    result_id: int
+    job_id: int
+    path: str
+    status: Literal["ok", "refused", "truncated", "invalid", "error"]
+    created: str
+    score: float | None = Field(default=None, description="cosine similarity (like) or bm25 relevance (text)")
+    distance: int | None = Field(default=None, description="Hamming distance of 64-bit perceptual hashes")
+    group: int | None = Field(default=None, description="dupes: which group of near-duplicates")
+    image_id: str | None = None
+
+
+class SearchPage(BaseModel):
+    """GET /v1/search: rows best first."""
+
+    object: Literal["list"] = "list"
+    data: list[SearchHit]
+    measure: str = Field(description="what score/distance measure: cosine, hamming, bm25, or '' (where)")
+    note: str = ""
+
+
 class ErrorDetail(BaseModel):
     """OpenAI's error object."""
 

@@ -95,6 +95,28 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 4: the model's own (unconstrained) per-field confidence, beside the renormalized one
         "ALTER TABLE results ADD COLUMN model_confidence TEXT NOT NULL DEFAULT '{}'",
     ),
+    (  # 5: search (loupe.search): image vectors, perceptual hashes, and full-text search over answers' text
+        """CREATE TABLE image_vectors (
+            result_id INTEGER NOT NULL REFERENCES results (id),
+            image_id TEXT NOT NULL,       -- the result's ImageInfo.id ('img_01')
+            model TEXT NOT NULL,          -- vectors compare only within one model + detail + dim
+            detail TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            vector BLOB NOT NULL,         -- dim float32 values, little-endian
+            PRIMARY KEY (result_id, image_id)
+        )""",
+        "CREATE INDEX image_vectors_by_model ON image_vectors (model, detail, dim)",
+        """CREATE TABLE image_hashes (
+            result_id INTEGER NOT NULL REFERENCES results (id),
+            image_id TEXT NOT NULL,
+            sha256 TEXT,                  -- the image bytes' hash, so identical bytes are hashed once
+            phash INTEGER,                -- 64-bit pHash as a signed integer; NULL: the image could not be read
+            PRIMARY KEY (result_id, image_id)
+        )""",
+        "CREATE INDEX image_hashes_by_sha ON image_hashes (sha256)",
+        # rowid = results.id; body = the string values of the answer (a person's edit, once there is one)
+        "CREATE VIRTUAL TABLE result_text USING fts5 (body, tokenize = 'unicode61 remove_diacritics 2')",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -13,8 +13,9 @@ from typing import Any
 
 from loupe.core.errors import LoupeError
 from loupe.core.tasks import Task
-from loupe.core.types import Result
+from loupe.core.types import ImageEmbedding, Result
 from loupe.models.paths import user_data_file
+from loupe.store.index import phash_file, text_of, to_signed
 from loupe.store.migrations import SCHEMA_VERSION, NewerStoreError, migrate, version
 from loupe.store.records import (
     DECISIONS,
@@ -247,10 +248,14 @@ class Store:
         cache_key: str | None,
         cached_from: int | None = None,
         escalation: Sequence[Any] = (),
+        phashes: Mapping[str, int | None] | None = None,
     ) -> int:
-        """Commit one finished result and mark its item done, atomically; returns the result id."""
+        """Commit one finished result and mark its item done, atomically; returns the result id. In the same
+        transaction: its images' embeddings (`result.embeddings`), their perceptual hashes (`phashes` by image id
+        when the caller has them, else from the image files, read before the transaction) and its text for search."""
         cols = ", ".join(RESULT_COLUMNS)
         marks = ", ".join("?" for _ in RESULT_COLUMNS)
+        hashes = self._image_hashes(result, phashes or {})
         try:
             with self._tx() as c:
                 cur = c.execute(
@@ -258,7 +263,14 @@ class Store:
                     f" VALUES (?, ?, ?, ?, ?, {marks})",
                     (item_id, cache_key, cached_from, dumps(list(escalation)), now(), *result_columns(result)),
                 )
+                rid = int(cur.lastrowid or 0)
                 c.execute("UPDATE items SET state = 'done', sha256 = ?, size = ? WHERE id = ?", (sha256, size, item_id))
+                c.executemany(
+                    "INSERT OR REPLACE INTO image_vectors (result_id, image_id, model, detail, dim, vector)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [(rid, e.image_id, e.model, e.detail, e.dim, e.vector) for e in result.embeddings],
+                )
+                self._write_index(c, rid, hashes, text_of(result.data))
         except sqlite3.IntegrityError as exc:
             if "UNIQUE" not in str(exc):
                 raise
@@ -266,7 +278,62 @@ class Store:
                 f"item {item_id} already has a result (is another `loupe batch` running "
                 "this job?); the stored one is kept"
             ) from None
-        return int(cur.lastrowid or 0)
+        return rid
+
+    # -- what search reads beside each result (loupe.search) ------------------------------------------
+    def _image_hashes(self, result: Result, given: Mapping[str, int | None]) -> list[tuple[str, str, int | None]]:
+        """(image id, sha256, signed pHash or None) per image of a result: given, known by its bytes, or read."""
+        rows: list[tuple[str, str, int | None]] = []
+        for info in result.images:
+            if info.id in given:
+                value = given[info.id]
+            else:
+                known = self.conn.execute(
+                    "SELECT phash FROM image_hashes WHERE sha256 = ? AND phash IS NOT NULL LIMIT 1", (info.sha256,)
+                ).fetchone()
+                if known is not None:
+                    rows.append((info.id, info.sha256, int(known[0])))
+                    continue
+                # an image intake refused (no size: unreadable, hostile) is not opened again here
+                value = phash_file(info.path) if info.width and info.height else None
+            rows.append((info.id, info.sha256, None if value is None else to_signed(value)))
+        return rows
+
+    @staticmethod
+    def _write_index(c: sqlite3.Connection, rid: int, hashes: Sequence[tuple[str, str, int | None]], text: str) -> None:
+        c.executemany(
+            "INSERT OR REPLACE INTO image_hashes (result_id, image_id, sha256, phash) VALUES (?, ?, ?, ?)",
+            [(rid, image_id, sha, value) for image_id, sha, value in hashes],
+        )
+        c.execute("DELETE FROM result_text WHERE rowid = ?", (rid,))
+        c.execute("INSERT INTO result_text (rowid, body) VALUES (?, ?)", (rid, text))
+
+    def embeddings(self, result_id: int) -> tuple[ImageEmbedding, ...]:
+        """The stored embeddings of a result's images (none when its backend gave none)."""
+        rows = self.conn.execute(
+            "SELECT image_id, model, detail, vector FROM image_vectors WHERE result_id = ? ORDER BY image_id",
+            (result_id,),
+        )
+        return tuple(ImageEmbedding(r["image_id"], r["model"], r["detail"], bytes(r["vector"])) for r in rows)
+
+    def unindexed(self) -> list[int]:
+        """Results stored before search existed (no perceptual hash or no text row yet), oldest first."""
+        rows = self.conn.execute(
+            "SELECT r.id FROM results r WHERE r.images != '[]' AND NOT EXISTS"
+            " (SELECT 1 FROM image_hashes h WHERE h.result_id = r.id)"
+            " UNION SELECT r.id FROM results r WHERE NOT EXISTS (SELECT 1 FROM result_text t WHERE t.rowid = r.id)"
+            " ORDER BY 1"
+        )
+        return [int(r[0]) for r in rows]
+
+    def index_result(self, result_id: int) -> int:
+        """Back-fill one stored result's perceptual hashes and text (`loupe index`); returns how many of its
+        images could not be read (moved or deleted files: their hash stays empty)."""
+        stored = self.result(result_id)
+        hashes = self._image_hashes(stored.result, {})
+        with self._tx() as c:
+            self._write_index(c, result_id, hashes, text_of(stored.final_data))
+        return sum(1 for _, _, value in hashes if value is None)
 
     def copy_result(
         self, item_id: int, source_id: int, *, path: str, sha256: str, size: int, cache_key: str
@@ -274,7 +341,7 @@ class Store:
         """Answer an item from a stored result (a cache hit): same answer, this item's path; (id, result)."""
         source = self.result(source_id)
         images = tuple(replace(info, path=path) if i == 0 else info for i, info in enumerate(source.result.images))
-        result = replace(source.result, images=images)
+        result = replace(source.result, images=images, embeddings=self.embeddings(source_id))
         rid = self.save_result(
             item_id,
             result,
@@ -339,6 +406,9 @@ class Store:
                 "INSERT INTO reviews (result_id, decision, data, note, who, at) VALUES (?, ?, ?, ?, ?, ?)",
                 (result_id, decision, stored, note, who, now()),
             )
+            if decision == "edit":  # text search finds what a person corrected it to
+                c.execute("DELETE FROM result_text WHERE rowid = ?", (result_id,))
+                c.execute("INSERT INTO result_text (rowid, body) VALUES (?, ?)", (result_id, text_of(data)))
         row = self.conn.execute("SELECT * FROM reviews WHERE id = ?", (cur.lastrowid,)).fetchone()
         return _review(row)
 

@@ -82,6 +82,15 @@ CASES: dict[str, list[list[str]]] = {
         ["eval", "{labels}", "--db", "{ro}/s.db"],
     ],
     "gui": [["gui", "--task", TASK], ["gui", "--db", "{ro}/s.db"], ["gui", "--screenshot", "{nodir}/g.png"]],
+    "search": [
+        ["search", "--dupes", "--db", "{nostore}"],
+        ["search", "--like", JOB, "--db", "{store}"],
+        ["search", "--like", "{nodir}/x.jpg", "--db", "{store}"],
+        ["search", "--where", "defects label crack", "--db", "{store}"],
+        ["search", "--db", "{store}"],
+        ["search", "--text", "**", "--db", "{store}"],
+    ],
+    "index": [["index", "--db", "{nostore}"]],
     "serve": [
         ["serve", "--model", MODEL],
         ["serve", "--db", "{ro}/s.db"],

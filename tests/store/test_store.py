@@ -79,7 +79,7 @@ def test_v1_store_is_migrated_on_open_keeping_its_rows(tmp_path):
     shutil.copyfile(FIXTURE, db)
     assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 1
     with Store(db) as store:
-        assert store.migrated_from == 1 and store.version == SCHEMA_VERSION == 4
+        assert store.migrated_from == 1 and store.version == SCHEMA_VERSION == 5
         job = store.job(1)
         assert job.task.name == "describe" and job.state == "interrupted" and job.launch["inputs"] == ["/photos"]
         assert [(i.path, i.state) for i in store.items(1)] == [
