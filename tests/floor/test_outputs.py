@@ -140,7 +140,7 @@ def test_a_v2_store_gains_the_outbox_and_keeps_its_rows(tmp_path: Path) -> None:
     conn.execute("INSERT INTO audit (at, kind) VALUES ('2026-01-01', 'upload')")
     conn.close()
     with Store(db) as store:
-        assert store.migrated_from == 2 and store.version == SCHEMA_VERSION == 4
+        assert store.migrated_from == 2 and store.version == SCHEMA_VERSION == 5
         assert store.conn.execute("SELECT kind FROM audit").fetchall()[0][0] == "upload"
         assert Outbox(store).counts() == {}
 
