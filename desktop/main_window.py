@@ -24,6 +24,7 @@ from loupe.desktop.widgets.models_dialog import ModelPicker
 from loupe.desktop.widgets.queue_view import QueueView
 from loupe.desktop.widgets.result_view import ResultView
 from loupe.desktop.widgets.review_panel import ReviewPanel
+from loupe.desktop.widgets.search_view import SearchView
 from loupe.desktop.widgets.settings_dialog import SettingsDialog
 from loupe.desktop.widgets.task_picker import TaskPicker
 from loupe.models import ModelStore, default_model_root
@@ -132,6 +133,9 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.review, "Review")
         self.evaluate = eval_tab(bridge.db_path, lambda: self.tasks.task, self._model_name, make_loader)
         self.tabs.addTab(self.evaluate, "Evaluate")
+        self.search = SearchView(bridge.db_path)
+        self.tabs.addTab(self.search, "Search")
+        self._result_ids: dict[str, int] = {}  # image path -> its latest stored result (Find similar needs the id)
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.addWidget(self.banner)
@@ -159,6 +163,10 @@ class MainWindow(QMainWindow):
         self.decoder.decoded.connect(self._image_decoded)
         self.review.reviewed.connect(lambda *_: self._update_review_tab())
         self.review.showing.connect(self._review_showing)
+        for view in (self.result_view, self.review):
+            view.findSimilar.connect(self.find_similar)
+            view.showDuplicates.connect(self.show_duplicates)
+        self.search.openResult.connect(self.open_stored)
         if self.review.current is not None:  # results left for review by an earlier run
             self._review_showing(self.review.current.path)
         bridge.modelLoaded.connect(self._model_loaded)
@@ -372,6 +380,7 @@ class MainWindow(QMainWindow):
         self, batch: int, index: int, result_id: int, result: Result, cached: bool, steps: list[dict[str, object]]
     ) -> None:
         threshold = self._tasks[batch].options.review_threshold
+        self._result_ids[self.bridge.batches[batch].paths[index]] = result_id  # before the row can be shown
         self.queue.mark_finished(batch, index, result, threshold, cached, steps)
         QTimer.singleShot(0, lambda: self._add_for_review(result_id))  # its own event-loop turn: no long stall
 
@@ -384,8 +393,27 @@ class MainWindow(QMainWindow):
     def _show_result(self, path: str, result: Result, steps: list[dict[str, object]]) -> None:
         task = next((t for t in self._tasks.values() if t.name == result.task), None)
         threshold = task.options.review_threshold if task else 0.5
-        self.result_view.show_result(path, result, threshold, steps)
+        self.result_view.show_result(path, result, threshold, steps, result_id=self._result_ids.get(path))
         self._shown_token = self.decoder.request(path)
+
+    # -- search ------------------------------------------------------------------------------------------
+    def find_similar(self, result_id: int) -> Background:
+        """The Search tab, with the stored results most like this result's picture."""
+        self.tabs.setCurrentWidget(self.search)
+        return self.search.find_similar(result_id)
+
+    def show_duplicates(self, result_id: int | None = None) -> Background:
+        """The Search tab, with the groups of near-duplicates (this result's group first)."""
+        self.tabs.setCurrentWidget(self.search)
+        return self.search.show_duplicates(result_id)
+
+    def open_stored(self, result_id: int) -> None:
+        """Show a stored result (a search row double-clicked) in the Analyze tab's result view."""
+        stored = self.store.result(result_id)
+        steps = [dict(s) for s in stored.escalation if isinstance(s, dict)]
+        self.tabs.setCurrentIndex(0)
+        self.result_view.show_result(stored.path, stored.result, 0.5, steps, result_id=result_id)
+        self._shown_token = self.decoder.request(stored.path)
 
     def _review_showing(self, path: str) -> None:
         self._review_token = self.decoder.request(path)
@@ -424,5 +452,6 @@ class MainWindow(QMainWindow):
         self.queue.thumbnails.wait()
         self._export_pool.waitForDone()
         self.evaluate.shutdown()
+        self.search.shutdown()
         self._closed = True
         event.accept()

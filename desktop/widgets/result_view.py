@@ -8,7 +8,7 @@ from typing import Any
 
 from loupe.core.confidence import format_confidence
 from loupe.core.types import Box, Result, Status
-from PySide6.QtCore import QRectF, Qt
+from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen, QPixmap, QWheelEvent
 from PySide6.QtWidgets import (
     QGraphicsRectItem,
@@ -230,7 +230,11 @@ class StepsTable(QTreeWidget):
 
 class ResultView(QWidget):
     """Status line (with the reason when not ok), the image canvas and the JSON tree side by side, and the
-    escalation steps below when the result climbed a ladder."""
+    escalation steps below when the result climbed a ladder. `findSimilar(id)` / `showDuplicates(id)` when the
+    shown result is stored (its id known) and a user asks for its look-alikes."""
+
+    findSimilar = Signal(int)
+    showDuplicates = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -247,6 +251,10 @@ class ResultView(QWidget):
         self.raw_button.toggled.connect(self.raw.setVisible)
         self.fit_button = QPushButton("Fit")
         self.fit_button.clicked.connect(self.canvas.fit)
+        self.similar_button = QPushButton("Find similar")
+        self.similar_button.clicked.connect(lambda: self._ask(self.findSimilar))
+        self.dupes_button = QPushButton("Show duplicates")
+        self.dupes_button.clicked.connect(lambda: self._ask(self.showDuplicates))
         self.steps = StepsTable()
         self.steps.hide()
         right = QSplitter(Qt.Orientation.Vertical)
@@ -262,8 +270,8 @@ class ResultView(QWidget):
         body.setSizes([520, 150])
         header = QHBoxLayout()
         header.addWidget(self.status, 1)
-        header.addWidget(self.fit_button)
-        header.addWidget(self.raw_button)
+        for b in (self.similar_button, self.dupes_button, self.fit_button, self.raw_button):
+            header.addWidget(b)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(header)
@@ -271,17 +279,35 @@ class ResultView(QWidget):
         self.result: Result | None = None
         self.path = ""
         self.threshold = 0.5
+        self.result_id: int | None = None
+        self._update_search_buttons()
 
     def show_result(
-        self, path: str, result: Result, threshold: float, steps: list[dict[str, Any]] | None = None
+        self,
+        path: str,
+        result: Result,
+        threshold: float,
+        steps: list[dict[str, Any]] | None = None,
+        *,
+        result_id: int | None = None,
     ) -> None:
-        """Show a result at once (boxes on a blank canvas); `set_image` adds the picture once decoded."""
-        self.result, self.path, self.threshold = result, path, threshold
+        """Show a result at once (boxes on a blank canvas); `set_image` adds the picture once decoded. RESULT_ID:
+        its row in the store (Find similar / Show duplicates need it)."""
+        self.result, self.path, self.threshold, self.result_id = result, path, threshold, result_id
+        self._update_search_buttons()
         self.steps.show_steps(steps or [])
         self.status.setText(self._status_text(path, result, steps or []))
         self.canvas.show_boxes(result.boxes, None)
         self.tree.show_data(result.data, result.confidence, threshold)
         self.raw.setPlainText(result.raw)
+
+    def _update_search_buttons(self) -> None:
+        for b in (self.similar_button, self.dupes_button):
+            b.setEnabled(self.result_id is not None)
+
+    def _ask(self, signal: Any) -> None:
+        if self.result_id is not None:
+            signal.emit(self.result_id)
 
     def set_image(self, image: QImage) -> None:
         """The decoded picture of the shown result."""

@@ -47,6 +47,8 @@ class ReviewPanel(QWidget):
 
     reviewed = Signal(int, str)
     showing = Signal(str)  # the path of the result now shown: the window has its picture decoded
+    findSimilar = Signal(int)  # result id: its look-alikes, in the Search tab
+    showDuplicates = Signal(int)
 
     def __init__(self, store: Store, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -75,12 +77,16 @@ class ReviewPanel(QWidget):
         self.accept_button.clicked.connect(self.accept_current)
         self.reject_button.clicked.connect(self.reject_current)
         self.save_button.clicked.connect(self.save_edit)
+        self.similar_button = QPushButton("Find similar")
+        self.similar_button.clicked.connect(lambda: self.current and self.findSimilar.emit(self.current.id))
+        self.dupes_button = QPushButton("Show duplicates")
+        self.dupes_button.clicked.connect(lambda: self.current and self.showDuplicates.emit(self.current.id))
         for key, slot in (("A", self.accept_current), ("R", self.reject_current), ("E", self.editor.setFocus)):
             QShortcut(QKeySequence(key), self.list, slot, context=Qt.ShortcutContext.WidgetShortcut)
         QShortcut(QKeySequence("Ctrl+S"), self, self.save_edit, context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
 
         buttons = QHBoxLayout()
-        for b in (self.accept_button, self.reject_button, self.save_button):
+        for b in (self.accept_button, self.reject_button, self.save_button, self.similar_button, self.dupes_button):
             buttons.addWidget(b)
         right = QWidget()
         right_layout = QVBoxLayout(right)

@@ -2,12 +2,13 @@
 full-text search (`text`), all over one results store (loupe.store), all answering `Hit` rows."""
 
 from loupe.search.filters import Filters, parse_where
-from loupe.search.find import Hit, SearchError, dupes, like, text, where
+from loupe.search.find import Hit, Hits, SearchError, dupes, like, text, where
 from loupe.search.index import IndexSummary, backfill
 
 __all__ = [
     "Filters",
     "Hit",
+    "Hits",
     "IndexSummary",
     "SearchError",
     "backfill",

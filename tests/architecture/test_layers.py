@@ -115,6 +115,7 @@ FACES = {
     "loupe.export",
     "loupe.floor",
     "loupe.models",
+    "loupe.search",
 }
 EXCEPTIONS = {("screenshots.py", "loupe.models.synthetic")}
 
