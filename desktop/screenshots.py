@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     _wait(app, lambda: any(i.type() == 7 for i in window.review.canvas.scene().items()))
     _settle()
     window.grab().save(str(out / "desk-review.png"))
+    _search(window, str(panels[1].absolute()), out)
 
     dialog = window.open_settings()
     _settle()
@@ -301,6 +302,15 @@ def _kiosk(app: Any, store: Any, out: Path) -> None:
     window.grab().save(str(out / "kiosk-fullscreen.png"))
     window.unlocked = True
     window.close()
+
+
+def _search(window: Any, path: str, out: Path) -> None:
+    """The Search tab after "Show duplicates" on a panel photo (it was analysed twice: plain and by the ladder)."""
+    before = window.search.searched
+    window.show_duplicates(window._result_ids.get(path))
+    _wait(None, lambda: window.search.searched > before)
+    _settle(1.0)  # thumbnails
+    window.grab().save(str(out / "desk-search.png"))
 
 
 def _evaluate(window: Any, work: Path, images: list[Path], out: Path) -> None:

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QTreeWidget,
     QTreeWidgetItem,
@@ -257,8 +258,17 @@ class ResultView(QWidget):
         self.dupes_button.clicked.connect(lambda: self._ask(self.showDuplicates))
         self.steps = StepsTable()
         self.steps.hide()
+        data = QWidget()  # the tree, with the look-alike searches below it (not in the header: it sets the width)
+        data_layout = QVBoxLayout(data)
+        data_layout.setContentsMargins(0, 0, 0, 0)
+        data_layout.addWidget(self.tree, 1)
+        look = QHBoxLayout()
+        for b in (self.similar_button, self.dupes_button):
+            b.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)  # never widen the window
+            look.addWidget(b)
+        data_layout.addLayout(look)
         right = QSplitter(Qt.Orientation.Vertical)
-        right.addWidget(self.tree)
+        right.addWidget(data)
         right.addWidget(self.raw)
         split = QSplitter()
         split.addWidget(self.canvas)
@@ -270,8 +280,8 @@ class ResultView(QWidget):
         body.setSizes([520, 150])
         header = QHBoxLayout()
         header.addWidget(self.status, 1)
-        for b in (self.similar_button, self.dupes_button, self.fit_button, self.raw_button):
-            header.addWidget(b)
+        header.addWidget(self.fit_button)
+        header.addWidget(self.raw_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(header)

@@ -86,11 +86,16 @@ class ReviewPanel(QWidget):
         QShortcut(QKeySequence("Ctrl+S"), self, self.save_edit, context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
 
         buttons = QHBoxLayout()
-        for b in (self.accept_button, self.reject_button, self.save_button, self.similar_button, self.dupes_button):
+        for b in (self.accept_button, self.reject_button, self.save_button):
             buttons.addWidget(b)
+        look = QHBoxLayout()  # its own row: the window's minimum width stays what it was
+        look.addStretch(1)
+        for b in (self.similar_button, self.dupes_button):
+            look.addWidget(b)
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.addWidget(self.detail)
+        right_layout.addLayout(look)
         picture_and_data = QSplitter(Qt.Orientation.Vertical)
         picture_and_data.addWidget(self.canvas)
         picture_and_data.addWidget(self.editor)

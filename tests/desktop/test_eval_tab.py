@@ -15,7 +15,7 @@ from tests.desktop.conftest import tiny_loader, write_images
 
 def test_window_has_an_evaluate_tab(app_window) -> None:
     tabs = app_window.window.tabs
-    assert [tabs.tabText(i).split(" (")[0] for i in range(tabs.count())] == ["Analyze", "Review", "Evaluate"]
+    assert [tabs.tabText(i).split(" (")[0] for i in range(tabs.count())] == ["Analyze", "Review", "Evaluate", "Search"]
     assert app_window.window.evaluate.run_button.isEnabled() is False  # the fixture's window has no model loader
 
 
