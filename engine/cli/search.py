@@ -18,6 +18,7 @@ def add_parsers(sub: Any) -> None:
         "loupe search --dupes --max-distance 6          # groups of near-duplicate images",
         "loupe search --where '/defects/*/label = crack AND /defects/*/severity >= 4'",
         "loupe search --where '/total > 100' --text 'acme' --status ok --since 2025-06-01 --json",
+        "loupe search --dupes --out dupes.csv           # the rows found, exported (any `loupe export` format)",
     )
     mode = s.add_mutually_exclusive_group()
     mode.add_argument("--like", metavar="IMAGE|RESULT_ID", help="results whose image looks most like this one")
@@ -43,7 +44,14 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--limit", type=int, default=None, help="at most N rows (default: 20 for --like, else all)")
     s.add_argument("--db", help="the results store (default: $LOUPE_DB, else loupe.db in the user data dir)")
     s.add_argument("--json", action="store_true", help="one JSON object per row")
-    declare(s, store="read")
+    s.add_argument(
+        "--out",
+        metavar="FILE",
+        help="also export the results found, best first (.jsonl, .csv, .parquet, .coco.json, .labelstudio.json)",
+    )
+    s.add_argument("--format", help="the export format when --out's name does not say it")
+    s.add_argument("--image-root", metavar="DIR", help="--out COCO / Label Studio: image paths relative to DIR")
+    declare(s, store="read", outputs={"out": "file"})
 
     i = examples(
         sub.add_parser("index", help="back-fill search data (perceptual hashes, text) for older results"),
@@ -53,6 +61,21 @@ def add_parsers(sub: Any) -> None:
     i.add_argument("--db", help="the results store (default: $LOUPE_DB, else loupe.db in the user data dir)")
     i.add_argument("--json", action="store_true", help="machine-readable output only")
     declare(i, store="read")
+
+
+def _export(store: Any, hits: Any, args: argparse.Namespace, err: TextIO) -> None:
+    """Write the results the search found (each once, best first) with `loupe export`'s writers."""
+    from pathlib import Path
+
+    from loupe.export import FORMATS, format_for, options_for
+
+    fmt = format_for(args.out, args.format)
+    ids = list(dict.fromkeys(h.result_id for h in hits))
+    results = [store.result(i) for i in ids]
+    jobs = sorted({r.job_id for r in results})
+    opts = options_for(store, jobs, results, image_root=args.image_root)
+    written = FORMATS[fmt](results, Path(args.out), opts)
+    print(f"exported {written} result(s) as {fmt} to {args.out}", file=err)
 
 
 def run_search(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -93,6 +116,8 @@ def cmd_search(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if (args.like or args.dupes) and args.text:  # text narrows the others: rows whose result has the words
             keep = {h.result_id for h in text(store, args.text, filters=filters)}
             hits[:] = [h for h in hits if h.result_id in keep]
+        if args.out:
+            _export(store, hits, args, err)
     if hits.note:
         print(f"note: {hits.note}", file=err)
     if args.json:

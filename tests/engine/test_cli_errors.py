@@ -89,6 +89,7 @@ CASES: dict[str, list[list[str]]] = {
         ["search", "--where", "defects label crack", "--db", "{store}"],
         ["search", "--db", "{store}"],
         ["search", "--text", "**", "--db", "{store}"],
+        ["search", "--dupes", "--db", "{store}", "--out", "{nodir}/found.csv"],
     ],
     "index": [["index", "--db", "{nostore}"]],
     "serve": [

@@ -170,3 +170,21 @@ def test_the_cli_prints_the_same_rows(made: Made) -> None:
     assert main(["search", "--where", "/total > 100", "--db", str(made.db)], out=out, err=io.StringIO()) == 0
     assert out.getvalue().splitlines()[0].split()[:3] == ["result", "job", "status"]
     assert len(out.getvalue().splitlines()) == 3
+
+
+def test_a_search_exports_exactly_the_rows_it_found(made: Made, tmp_path: Path) -> None:
+    with Store(made.db) as store:
+        found = [h.result_id for h in text(store, "acme")]
+        dupe_ids = list(dict.fromkeys(h.result_id for h in dupes(store)))
+    assert found and dupe_ids  # the hand-made store has both
+    out, err = io.StringIO(), io.StringIO()
+    jsonl = tmp_path / "acme.jsonl"
+    assert main(["search", "--text", "acme", "--db", str(made.db), "--out", str(jsonl)], out=out, err=err) == 0
+    assert [json.loads(line)["result"] for line in jsonl.read_text().splitlines()] == found  # best first, each once
+    assert f"exported {len(found)} result(s) as jsonl" in err.getvalue()
+    csv_out = tmp_path / "dupes.csv"
+    assert main(["search", "--dupes", "--db", str(made.db), "--out", str(csv_out)], out=out, err=err) == 0
+    assert len(csv_out.read_text().splitlines()) == 1 + len(dupe_ids)  # a header, then one row per result
+    err = io.StringIO()
+    code = main(["search", "--dupes", "--db", str(made.db), "--out", str(tmp_path / "x.xlsx")], out=out, err=err)
+    assert code == 2 and err.getvalue().count("\n") == 1 and not (tmp_path / "x.xlsx").exists()
