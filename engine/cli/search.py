@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any, TextIO
 
-from loupe.cli.common import CliError, declare, examples, open_store
+from loupe.cli.common import CliError, declare, examples, model_args, open_backend, open_store
 
 
 def add_parsers(sub: Any) -> None:
@@ -57,9 +57,16 @@ def add_parsers(sub: Any) -> None:
         sub.add_parser("index", help="back-fill search data (perceptual hashes, text) for older results"),
         "loupe index",
         "loupe index --db line1.db --json",
+        "loupe index --vectors --model smolvlm-256m     # image vectors for results analyzed before they were kept",
     )
     i.add_argument("--db", help="the results store (default: $LOUPE_DB, else loupe.db in the user data dir)")
     i.add_argument("--json", action="store_true", help="machine-readable output only")
+    i.add_argument(
+        "--vectors",
+        action="store_true",
+        help="also encode the images of results stored without image vectors, with the model given (for --like)",
+    )
+    model_args(i)
     declare(i, store="read")
 
 
@@ -76,6 +83,16 @@ def _export(store: Any, hits: Any, args: argparse.Namespace, err: TextIO) -> Non
     opts = options_for(store, jobs, results, image_root=args.image_root)
     written = FORMATS[fmt](results, Path(args.out), opts)
     print(f"exported {written} result(s) as {fmt} to {args.out}", file=err)
+
+
+def _vectors(store: Any, args: argparse.Namespace, err: TextIO) -> tuple[int, int]:
+    """`index --vectors`: load the model the options name and encode the images of results without vectors."""
+    from loupe.api import Engine
+    from loupe.search import backfill_vectors
+
+    backend, name = open_backend(args, err)
+    with Engine(backend, model=name) as engine:
+        return backfill_vectors(store, engine)
 
 
 def run_search(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -152,17 +169,22 @@ def cmd_index(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             with Progress(*columns, console=Console(file=err), transient=True) as bar:
                 tid = bar.add_task("index", total=None)
                 summary = backfill(store, lambda done, total: bar.update(tid, completed=done, total=total))
+        vectors = _vectors(store, args, err) if args.vectors else None
     if args.json:
-        out.write(json.dumps(summary.to_dict()) + "\n")
+        out.write(json.dumps({**summary.to_dict(), **({"vectors_added": vectors[0]} if vectors else {})}) + "\n")
         return 0
+    if vectors is not None:
+        print(
+            f"image vectors for {vectors[0]} result(s)" + (f"; {vectors[1]} gave none" if vectors[1] else ""), file=out
+        )
     print(
         f"indexed {summary.indexed} result(s) of {summary.results}"
         + (f"; {summary.unreadable} image file(s) could not be read (moved?)" if summary.unreadable else ""),
         file=out,
     )
     print(
-        f"{summary.vectors} image vector(s) in the store: vectors come from analyses (loupe batch / analyze / serve)"
-        " with a backend that gives them; older results are found by --dupes, --where, --text and --like by hash",
+        f"{summary.vectors} image vector(s) in the store: they come from analyses with a backend that gives them;"
+        " `loupe index --vectors --model NAME` encodes the images of older results",
         file=out,
     )
     return 0

@@ -3,7 +3,7 @@ full-text search (`text`), all over one results store (loupe.store), all answeri
 
 from loupe.search.filters import Filters, parse_where
 from loupe.search.find import Hit, Hits, SearchError, dupes, like, text, where
-from loupe.search.index import IndexSummary, backfill
+from loupe.search.index import IndexSummary, backfill, backfill_vectors
 
 __all__ = [
     "Filters",
@@ -12,6 +12,7 @@ __all__ = [
     "IndexSummary",
     "SearchError",
     "backfill",
+    "backfill_vectors",
     "dupes",
     "like",
     "parse_where",

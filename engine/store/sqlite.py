@@ -326,6 +326,23 @@ class Store:
         )
         return [int(r[0]) for r in rows]
 
+    def without_vectors(self) -> list[int]:
+        """Results with images but no stored image vector (analyzed before vectors were kept), oldest first."""
+        rows = self.conn.execute(
+            "SELECT r.id FROM results r WHERE r.images != '[]' AND NOT EXISTS"
+            " (SELECT 1 FROM image_vectors v WHERE v.result_id = r.id) ORDER BY r.id"
+        )
+        return [int(r[0]) for r in rows]
+
+    def add_embeddings(self, result_id: int, embeddings: Sequence[ImageEmbedding]) -> None:
+        """Store image vectors for a stored result (`loupe index --vectors`), in one transaction."""
+        with self._tx() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO image_vectors (result_id, image_id, model, detail, dim, vector)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(result_id, e.image_id, e.model, e.detail, e.dim, e.vector) for e in embeddings],
+            )
+
     def index_result(self, result_id: int) -> int:
         """Back-fill one stored result's perceptual hashes and text (`loupe index`); returns how many of its
         images could not be read (moved or deleted files: their hash stays empty)."""

@@ -74,3 +74,26 @@ def test_like_and_dupes_on_vectors_the_real_model_stored(tiny_models: dict[str, 
         groups.setdefault(row.get("group"), set()).add(Path(row["path"]).name)
     assert {"panel.png", "panel-small.jpg"} in groups.values()
     assert all("noise.png" not in g for g in groups.values() if "panel.png" in g)
+
+
+def test_index_vectors_gives_older_results_the_vectors_an_analysis_would(
+    tiny_models: dict[str, SyntheticModel], tmp_path: Path
+):
+    m = tiny_models["smolvlm"]
+    _pictures(tmp_path / "imgs")
+    task = tmp_path / "mark.json"
+    task.write_text(json.dumps(TASK))
+    db = str(tmp_path / "loupe.db")
+    model = ["--model-path", str(m.text_path), "--mmproj", str(m.mmproj_path), "--threads", "1"]
+    assert _run("batch", str(tmp_path / "imgs"), "--task-file", str(task), *model, "--db", db, "--json")[0] == 0
+    with Store(db) as store:
+        ids = [r[0] for r in store.conn.execute("SELECT id FROM results ORDER BY id")]
+        before = {i: store.embeddings(i) for i in ids}
+        store.conn.execute("DELETE FROM image_vectors")  # as if analyzed before vectors were kept
+        assert store.without_vectors() == ids
+    code, out, err = _run("index", "--vectors", *model, "--db", db, "--json")
+    assert code == 0, err
+    assert json.loads(out)["vectors_added"] == 3
+    with Store(db) as store:
+        assert store.without_vectors() == []
+        assert {i: store.embeddings(i) for i in ids} == before  # the same pixels, the same model: the same vectors
