@@ -1,9 +1,9 @@
 """The installed `loupe` tree built from the repository's folders, for tools that read files instead of importing.
 
-pyproject.toml maps engine/ to `loupe`, desktop/ to `loupe.desktop` and models/ to `loupe.models`. Imports
-resolve through that mapping, but import-linter and mypy walk one folder per package, so they get a copy laid out
-as a wheel installs it: `python -m tests.layout DEST` (or `stage(dest)`) writes DEST/loupe/...; PyInstaller
-builds from it too.
+pyproject.toml maps engine/ to `loupe`, and cli/, desktop/ and models/ to `loupe.cli`, `loupe.desktop` and
+`loupe.models`. Imports resolve through that mapping, but import-linter and mypy walk one folder per package, so
+they get a copy laid out as a wheel installs it: `python -m tests.layout DEST` (or `stage(dest)`) writes
+DEST/loupe/...; PyInstaller builds from it too.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from loupe.core.images.boxes import BOX_KEY, find_boxes, flag_invalid
 from loupe.core.images.crops import CropWindow, cut, window
@@ -20,10 +20,7 @@ from loupe.core.images.load import LoadedImage
 from loupe.core.schema.validate import validation_errors
 from loupe.core.tasks import Task
 from loupe.core.types import Result, Status
-
-if TYPE_CHECKING:
-    from loupe.escalate.policy import StepRunner
-
+from loupe.escalate.base import StepRunner
 
 MAX_PROBLEM = 160  # characters of a schema problem quoted in a step's note
 

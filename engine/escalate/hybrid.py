@@ -23,8 +23,9 @@ from loupe.core.net import is_loopback
 from loupe.core.tasks import Task
 from loupe.core.types import Result
 from loupe.escalate.audit import StoreAudit, spend_history
+from loupe.escalate.base import StepRunner
 from loupe.escalate.local import BackendFactory, ModelRunner, registry_backend
-from loupe.escalate.policy import DAY, Escalation, Ledger, Policy, StepRunner, escalate
+from loupe.escalate.policy import DAY, Escalation, Ledger, Policy, escalate
 from loupe.escalate.runner import EngineRunner
 from loupe.store.sqlite import Store
 

@@ -6,12 +6,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from loupe.core.images.load import LoadedImage
 from loupe.core.tasks import Task
 from loupe.core.types import Result, Status
 from loupe.core.verdict import resolve
+from loupe.escalate.base import StepRunner
+from loupe.escalate.crop import regions, run_crops
 
 ALWAYS_ESCALATE = frozenset({Status.INVALID, Status.TRUNCATED, Status.REFUSED, Status.ERROR})
 HOUR, DAY = 3600.0, 86400.0
@@ -142,21 +144,6 @@ class Ledger:
         return sum(c[1] for c in self.job)
 
 
-class StepRunner(Protocol):
-    """Runs one task on one kind of model; `cloud` runners are gated by the policy and the budget."""
-
-    cloud: bool
-    model: str
-
-    def run(
-        self, task: Task, images: Sequence[LoadedImage], *, cancel: threading.Event | None = None
-    ) -> tuple[Result, float, int]:
-        """(result, USD spent, requests sent) for `task` (its options carry the step's detail)."""
-
-    def estimate(self, task: Task, images: Sequence[LoadedImage]) -> float:
-        """USD one run is expected to cost (0 for local runners)."""
-
-
 @dataclass(frozen=True)
 class StepRecord:
     """One rung as taken (or skipped): what, why, with what outcome, at what cost and time."""
@@ -237,8 +224,6 @@ def escalate(
     The kept result is the newest `ok` one, else the first one (a failed cloud call never loses the local
     answer). Cloud rungs are skipped when the cloud is off for the task or the budget refuses them.
     """
-    from loupe.escalate.crop import regions, run_crops  # crop rungs only; it imports this module's types
-
     records: list[StepRecord] = []
     kept: Result | None = None
     last: Result | None = None  # the latest result, whose boxes a crop rung looks at

@@ -13,9 +13,10 @@ from loupe.core.errors import LoupeError
 from loupe.core.images.load import LoadedImage, load_image
 from loupe.core.tasks import Task
 from loupe.core.types import Result
+from loupe.escalate.base import StepRunner
 from loupe.escalate.config import policy_from_dict
 from loupe.escalate.hybrid import DisabledCloud, LocalRunner
-from loupe.escalate.policy import Escalation, Ledger, StepRunner, escalate
+from loupe.escalate.policy import Escalation, Ledger, escalate
 from loupe.eval.labelled import LabelledItem, LabelledSet
 from loupe.store.sqlite import Store
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from loupe import taskfile
 from loupe.api import Engine
 from loupe.backends.fake import FakeBackend
 from loupe.core.tasks import builtin_task
@@ -24,6 +25,7 @@ from loupe.core.tasks import builtin_task
 from tests.noise import noise_image
 
 DEFECTS = builtin_task("defects")
+DEFECTS_FILE = taskfile.parse(DEFECTS)  # its verdict and outputs, parsed once as the task-file loader does
 
 
 def defects_json(*severities: int) -> str:

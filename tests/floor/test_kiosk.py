@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-from loupe import taskfile
-
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
 
 import threading
@@ -24,7 +22,7 @@ from loupe.floor.sources.base import FakeSource, SourceHealth
 from loupe.models.synthetic import SyntheticModel
 from PySide6.QtCore import Qt
 
-from tests.floor.conftest import DEFECTS, defects_json, fake_engine, png_bytes, write_video
+from tests.floor.conftest import DEFECTS, DEFECTS_FILE, defects_json, fake_engine, png_bytes, write_video
 
 
 def no_line_threads() -> bool:
@@ -43,8 +41,8 @@ def test_outcomes_counts_health_problems_and_the_pin(qtbot, tmp_path: Path) -> N
     line = Line(
         source=source,
         task=DEFECTS,
-        rules=taskfile.parse(DEFECTS).rules,
-        outputs=taskfile.parse(DEFECTS).outputs,
+        rules=DEFECTS_FILE.rules,
+        outputs=DEFECTS_FILE.outputs,
         db_path=tmp_path / "loupe.db",
         load=lambda: engine,
         model="fake",

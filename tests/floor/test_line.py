@@ -8,7 +8,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from loupe import taskfile
 from loupe.cli import main
 from loupe.core.verdict import Verdict
 from loupe.floor.line import Line, RecordingEvents, line_job_key, recent
@@ -19,7 +18,7 @@ from loupe.models.synthetic import SyntheticModel
 from loupe.store.outbox import Outbox
 from loupe.store.sqlite import Store
 
-from tests.floor.conftest import DEFECTS, defects_json, fake_engine, png_bytes
+from tests.floor.conftest import DEFECTS, DEFECTS_FILE, defects_json, fake_engine, png_bytes
 
 
 def make_line(tmp_path: Path, source: FakeSource, engine, sink: FakeSink, events: RecordingEvents) -> Line:
@@ -27,8 +26,8 @@ def make_line(tmp_path: Path, source: FakeSource, engine, sink: FakeSink, events
     line = Line(
         source=source,
         task=DEFECTS,
-        rules=taskfile.parse(DEFECTS).rules,
-        outputs=taskfile.parse(DEFECTS).outputs,
+        rules=DEFECTS_FILE.rules,
+        outputs=DEFECTS_FILE.outputs,
         db_path=tmp_path / "loupe.db",
         load=lambda: engine,
         model="fake",
@@ -61,7 +60,7 @@ def test_each_capture_is_judged_stored_and_announced(tmp_path: Path) -> None:
         assert [o.judgement.verdict for o in outcomes if o] == [Verdict.PASS, Verdict.FAIL, Verdict.PASS]
         assert [len(r.result.boxes) for r in store.results(line.job_id)] == [0, 2, 1]
         assert line.delivery is not None and line.delivery.deliver_once(store) == 3
-        history, counts = recent(store, line.job_id, DEFECTS, taskfile.parse(DEFECTS).rules, limit=2)
+        history, counts = recent(store, line.job_id, DEFECTS, DEFECTS_FILE.rules, limit=2)
     assert counts == {"PASS": 2, "FAIL": 1, "REVIEW": 0}
     assert [h.image for h in history] == [paths[2], paths[1]]  # newest first
     assert [m["verdict"] for m in sink.sent] == ["PASS", "FAIL", "PASS"]
@@ -141,8 +140,8 @@ def test_a_model_that_cannot_load_is_reported_and_retried(tmp_path: Path) -> Non
     line = Line(
         source=FakeSource(),
         task=DEFECTS,
-        rules=taskfile.parse(DEFECTS).rules,
-        outputs=taskfile.parse(DEFECTS).outputs,
+        rules=DEFECTS_FILE.rules,
+        outputs=DEFECTS_FILE.outputs,
         db_path=tmp_path / "loupe.db",
         load=load,
         model="m",

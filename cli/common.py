@@ -8,6 +8,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import replace
+from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,7 +22,7 @@ from loupe.store import Store, default_db_path
 from loupe.taskfile import TaskFile
 from loupe.wiring import options
 
-SAMPLE = Path(__file__).parent.parent / "samples" / "scratched-panel.jpg"
+SAMPLE = Path(str(resources.files("loupe") / "samples" / "scratched-panel.jpg"))  # package data of engine/
 BACKEND_CHOICES = BACKENDS
 
 __all__ = [
