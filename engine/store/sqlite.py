@@ -217,6 +217,11 @@ class Store:
         ).fetchone()
         return None if row is None else _job(row)
 
+    def latest_job_with_key(self, key: str) -> JobRecord | None:
+        """The latest job launched the same way, finished or not (`loupe import` adds to it, never a second one)."""
+        row = self.conn.execute("SELECT * FROM jobs WHERE key = ? ORDER BY id DESC LIMIT 1", (key,)).fetchone()
+        return None if row is None else _job(row)
+
     def set_state(self, job_id: int, state: str) -> None:
         """Mark a job running, interrupted or done."""
         if state not in JOB_STATES:
@@ -230,6 +235,20 @@ class Store:
         where = " AND state = 'pending'" if pending_only else ""
         rows = self.conn.execute(f"SELECT * FROM items WHERE job_id = ?{where} ORDER BY seq", (job_id,))
         return [ItemRecord(r["id"], r["job_id"], r["seq"], r["path"], r["sha256"], r["size"], r["state"]) for r in rows]
+
+    def items_by_path(self, job_id: int, paths: Sequence[str]) -> dict[str, ItemRecord]:
+        """The job's items among `paths`, by path (a batch at a time, so a huge job is never loaded whole)."""
+        found: dict[str, ItemRecord] = {}
+        unique = list(dict.fromkeys(paths))
+        for start in range(0, len(unique), 500):  # under SQLite's limit on bound parameters
+            chunk = unique[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self.conn.execute(f"SELECT * FROM items WHERE job_id = ? AND path IN ({marks})", (job_id, *chunk))
+            for r in rows:
+                found[r["path"]] = ItemRecord(
+                    r["id"], r["job_id"], r["seq"], r["path"], r["sha256"], r["size"], r["state"]
+                )
+        return found
 
     def cached_result_id(self, key: str) -> int | None:
         """The first stored result with this cache key (errors are never cached)."""
