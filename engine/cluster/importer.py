@@ -167,20 +167,20 @@ def import_dir(
     for file in files:
         for rows in _batches(file, batch_rows):
             items = store.items_by_path(job.id, [str(r["path"]) for r in rows])
-            for row in rows:
-                item = items.get(str(row["path"]))
-                if item is None:
-                    unknown += 1
-                    continue
-                if item.state == "done":
-                    skipped += 1
-                    continue
-                answer = _answer(row, file)
-                if _save(store, job, item.id, answer):
-                    imported += 1
-                else:
-                    skipped += 1
-                items[item.path] = replace(item, state="done")  # the same path again in this batch: skipped
+            with store.bulk():  # one commit per batch: a crash loses at most this batch, which a re-import brings
+                for row in rows:
+                    item = items.get(str(row["path"]))
+                    if item is None:
+                        unknown += 1
+                        continue
+                    if item.state == "done":
+                        skipped += 1
+                        continue
+                    if _save(store, job, item.id, _answer(row, file)):
+                        imported += 1
+                    else:
+                        skipped += 1
+                    items[item.path] = replace(item, state="done")  # the same path again in this batch: skipped
             if on_rows is not None:
                 on_rows(len(rows))
     counts = store.counts(job.id)

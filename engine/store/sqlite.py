@@ -94,6 +94,7 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open the store ({exc})") from None
         self.conn.row_factory = sqlite3.Row
+        self._bulk = False  # inside bulk(): writes are savepoints of one transaction
         try:
             self.conn.execute("PRAGMA busy_timeout = 30000")
             mode = _enable_wal(self.conn)
@@ -122,8 +123,31 @@ class Store:
         self.close()
 
     @contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Many writes, one commit (one fsync): `loupe import` stores a batch of rows at a time. Each write inside
+        still succeeds or fails alone (a savepoint); a crash loses the whole uncommitted batch, never part of one."""
+        if self._bulk:
+            raise StoreError("bulk writes do not nest")
+        with self._tx():
+            self._bulk = True
+            try:
+                yield
+            finally:
+                self._bulk = False
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: committed (and fsynced) on success, rolled back on any exception."""
+        if self._bulk:  # inside bulk(): a savepoint, committed with the batch
+            self.conn.execute("SAVEPOINT one_write")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK TO one_write")
+                self.conn.execute("RELEASE one_write")
+                raise
+            self.conn.execute("RELEASE one_write")
+            return
         if self.conn.in_transaction:  # left open by an interrupt between BEGIN and the try below
             self.conn.execute("ROLLBACK")
         try:
