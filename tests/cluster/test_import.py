@@ -304,3 +304,26 @@ def test_the_rows_phashes_are_stored_not_recomputed(made: Made, tmp_path: Path) 
     assert code == 0, err
     got = stored(db)
     assert [got[r["path"]]["phashes"] for r in made.rows] == [[(ids[i], 12345 + i)] for i in range(N)]
+
+
+def test_rows_written_by_ray_data_import_the_same(made: Made, tmp_path: Path) -> None:
+    """The files Ray Data's write_parquet makes (its own names, schemas and row groups; a row written twice) import
+    like pyarrow's: what `--out` workers write is what `loupe import` reads."""
+    ray = pytest.importorskip("ray")
+    out = tmp_path / "run1"
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        ds = ray.data.from_items([*made.rows, made.rows[2]]).repartition(3)
+        ds.write_parquet(str(out))
+    finally:
+        ray.shutdown()
+    (out / JOB_FILE).write_text(json.dumps(made.job))
+    assert len(list(out.glob("*.parquet"))) >= 2
+    db = tmp_path / "cluster.db"
+    code, text, err = run("import", str(out), "--db", str(db), "--json")
+    assert code == 0, err
+    assert json.loads(text)["imported"] == N and json.loads(text)["skipped"] == 1
+    mine, theirs = stored(db), stored(made.local_db)
+    for path, got in mine.items():
+        for column in ("status", "data", "confidence", "cache_key", "phashes", "vectors"):
+            assert got[column] == theirs[path][column], (path, column)
