@@ -180,6 +180,12 @@ def test_every_item_once_equal_to_a_local_batch_and_a_second_import_adds_nothing
         assert sorted(s.path for s in ReviewQueue(store).pending(1)) == review
         before = [(s.id, s.created) for s in store.results(1)]
 
+    exported = tmp_path / "results.jsonl"
+    code, _, err = run("export", "--db", str(db), "--out", str(exported))
+    assert code == 0, err
+    lines = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert len(lines) == N and {line["path"] for line in lines} == set(made.job["paths"])
+
     code, text, _ = run("import", str(out), "--db", str(db), "--json")  # again: nothing new
     assert code == 0 and json.loads(text) | {"review": 0} == {**summary, "imported": 0, "skipped": N + 2, "review": 0}
     with Store(db) as store:
