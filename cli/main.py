@@ -59,6 +59,13 @@ def cmd_search(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return run_search(args, out, err)
 
 
+def cmd_import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Delegate to `loupe import` (a cluster run's --out folder into the results store)."""
+    from loupe.cli.importer import run_import
+
+    return run_import(args, out, err)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "analyze": analyze.cmd_analyze,
     "demo": analyze.cmd_demo,
@@ -67,6 +74,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "batch": cmd_store,
     "review": cmd_store,
     "export": cmd_store,
+    "import": cmd_import,
     "audit": cmd_hybrid,
     "cloud": cmd_hybrid,
     **dict.fromkeys(("watch", "kiosk", "outbox"), cmd_floor),
@@ -98,6 +106,9 @@ def parser() -> argparse.ArgumentParser:
     from loupe.cli.store import add_parsers
 
     add_parsers(sub, model_args)
+    from loupe.cli.importer import add_parsers as add_import_parsers
+
+    add_import_parsers(sub)
     from loupe.cli.hybrid import add_parsers as add_hybrid_parsers
 
     add_hybrid_parsers(sub)

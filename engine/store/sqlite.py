@@ -94,6 +94,7 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open the store ({exc})") from None
         self.conn.row_factory = sqlite3.Row
+        self._bulk = False  # inside bulk(): writes are savepoints of one transaction
         try:
             self.conn.execute("PRAGMA busy_timeout = 30000")
             mode = _enable_wal(self.conn)
@@ -122,8 +123,31 @@ class Store:
         self.close()
 
     @contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Many writes, one commit (one fsync): `loupe import` stores a batch of rows at a time. Each write inside
+        still succeeds or fails alone (a savepoint); a crash loses the whole uncommitted batch, never part of one."""
+        if self._bulk:
+            raise StoreError("bulk writes do not nest")
+        with self._tx():
+            self._bulk = True
+            try:
+                yield
+            finally:
+                self._bulk = False
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: committed (and fsynced) on success, rolled back on any exception."""
+        if self._bulk:  # inside bulk(): a savepoint, committed with the batch
+            self.conn.execute("SAVEPOINT one_write")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK TO one_write")
+                self.conn.execute("RELEASE one_write")
+                raise
+            self.conn.execute("RELEASE one_write")
+            return
         if self.conn.in_transaction:  # left open by an interrupt between BEGIN and the try below
             self.conn.execute("ROLLBACK")
         try:
@@ -217,6 +241,11 @@ class Store:
         ).fetchone()
         return None if row is None else _job(row)
 
+    def latest_job_with_key(self, key: str) -> JobRecord | None:
+        """The latest job launched the same way, finished or not (`loupe import` adds to it, never a second one)."""
+        row = self.conn.execute("SELECT * FROM jobs WHERE key = ? ORDER BY id DESC LIMIT 1", (key,)).fetchone()
+        return None if row is None else _job(row)
+
     def set_state(self, job_id: int, state: str) -> None:
         """Mark a job running, interrupted or done."""
         if state not in JOB_STATES:
@@ -230,6 +259,20 @@ class Store:
         where = " AND state = 'pending'" if pending_only else ""
         rows = self.conn.execute(f"SELECT * FROM items WHERE job_id = ?{where} ORDER BY seq", (job_id,))
         return [ItemRecord(r["id"], r["job_id"], r["seq"], r["path"], r["sha256"], r["size"], r["state"]) for r in rows]
+
+    def items_by_path(self, job_id: int, paths: Sequence[str]) -> dict[str, ItemRecord]:
+        """The job's items among `paths`, by path (a batch at a time, so a huge job is never loaded whole)."""
+        found: dict[str, ItemRecord] = {}
+        unique = list(dict.fromkeys(paths))
+        for start in range(0, len(unique), 500):  # under SQLite's limit on bound parameters
+            chunk = unique[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self.conn.execute(f"SELECT * FROM items WHERE job_id = ? AND path IN ({marks})", (job_id, *chunk))
+            for r in rows:
+                found[r["path"]] = ItemRecord(
+                    r["id"], r["job_id"], r["seq"], r["path"], r["sha256"], r["size"], r["state"]
+                )
+        return found
 
     def cached_result_id(self, key: str) -> int | None:
         """The first stored result with this cache key (errors are never cached)."""

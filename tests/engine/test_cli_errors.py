@@ -53,6 +53,11 @@ CASES: dict[str, list[list[str]]] = {
         ["export", "--labelled", "--out", "{ro}/labelled", "--db", "{store}"],
         ["export", JOB, "--out", "{tmp}/x.jsonl", "--db", "{store}"],
     ],
+    "import": [
+        ["import", "{nodir}"],
+        ["import", "{tmp}", "--db", "{nostore}"],  # no job file in it: nothing created
+        ["import", "{tmp}", "--db", "{ro}/s.db"],
+    ],
     "audit": [
         ["audit", "--db", "{nostore}"],
         ["audit", "--out", "{nodir}/a.csv", "--db", "{store}"],

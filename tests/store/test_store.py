@@ -64,6 +64,35 @@ def test_a_second_result_for_an_item_is_refused_and_leaves_the_first(tmp_path):
         assert [s.id for s in store.results(job)] == [first] and not store.conn.in_transaction
 
 
+def test_bulk_writes_commit_together_and_a_refused_one_leaves_the_rest(tmp_path):
+    """`loupe import`'s batches: one commit for many results; a duplicate inside is refused alone; an exception
+    that leaves the batch takes back all of it, and another connection sees nothing until the commit."""
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        job = _job(store, ["/x/a.jpg", "/x/b.jpg", "/x/c.jpg"])
+        a, b, c = store.items(job)
+        assert {p: i.id for p, i in store.items_by_path(job, ["/x/c.jpg", "/x/a.jpg", "/x/z.jpg"]).items()} == {
+            "/x/a.jpg": a.id,
+            "/x/c.jpg": c.id,
+        }
+        assert store.latest_job_with_key("k") == store.job(job) and store.latest_job_with_key("nope") is None
+        with store.bulk():
+            store.save_result(a.id, RESULT, sha256="cd" * 32, size=10, cache_key="key")
+            with pytest.raises(DuplicateResultError):
+                store.save_result(a.id, RESULT, sha256="cd" * 32, size=10, cache_key="key")
+            store.save_result(b.id, RESULT, sha256="cd" * 32, size=10, cache_key="key")
+            with sqlite3.connect(db) as other:  # not committed yet
+                assert other.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 0
+            with pytest.raises(StoreError, match="do not nest"), store.bulk():
+                pass
+        assert store.counts(job)["done"] == 2
+        with pytest.raises(RuntimeError), store.bulk():
+            store.save_result(c.id, RESULT, sha256="cd" * 32, size=10, cache_key="key")
+            raise RuntimeError("the import stopped")
+        assert store.counts(job)["done"] == 2 and [i.path for i in store.items(job, pending_only=True)] == ["/x/c.jpg"]
+        assert store.integrity() == "ok"
+
+
 def test_errors_are_never_answered_from_the_cache(tmp_path):
     with Store(tmp_path / "s.db") as store:
         job = _job(store, ["/x/a.jpg"])
