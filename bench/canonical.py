@@ -89,6 +89,9 @@ def canonical(instance: Any, schema: Any, root: Any | None = None) -> Any:
         return int(instance)  # 0.0 and 0 are the same JSON number; grammars write enum/const values as 0
     if isinstance(instance, list):
         node = schema if isinstance(schema, dict) else {}
+        if "items" not in node and "prefixItems" not in node:  # the items an allOf part or matching branch gives
+            parts = [_resolve(p, root) for p in _branches(node, instance, root)]
+            node = next((p for p in parts if isinstance(p, dict) and ("items" in p or "prefixItems" in p)), node)
         prefix = node.get("prefixItems") or (node.get("items") if isinstance(node.get("items"), list) else [])
         rest = node.get("items") if isinstance(node.get("items"), dict) else node.get("additionalItems", {})
         return [canonical(v, prefix[i] if i < len(prefix) else rest, root) for i, v in enumerate(instance)]
