@@ -189,27 +189,25 @@ def _validator(schema: Any) -> Any:
 def _subschemas(resource: Any, pointer: str) -> Iterator[tuple[Any, str]]:
     """(subresource, its JSON Pointer) for the direct subschemas of `resource`, as its draft defines them (an `enum`
     or `const` value holding a "$ref" key is data, not a reference)."""
+    where: dict[int, str] = {}
+    _index(resource.contents, pointer, where)
     for sub in resource.subresources():
-        found = _locate(resource.contents, sub.contents, pointer)
+        found = where.get(id(sub.contents))
         if found is not None:
             yield sub, found
 
 
-def _locate(node: Any, target: Any, pointer: str, depth: int = 0) -> str | None:
-    """The JSON Pointer of `target` (by identity) inside `node`, a few levels down at most (subschemas sit at most
-    two keys below their parent: `properties/name`, `items`, `prefixItems/0`)."""
-    if depth > 3:
-        return None
+def _index(node: Any, pointer: str, where: dict[int, str], depth: int = 0) -> None:
+    """JSON Pointers of the objects a few levels below `node`, by identity (a subschema sits at most two keys below
+    its parent: `properties/name`, `items`, `prefixItems/0`); one pass, so a node with many properties stays linear."""
+    if depth > 2:
+        return
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
     for key, value in items:
-        p = f"{pointer}/{str(key).replace('~', '~0').replace('/', '~1')}"
-        if value is target:
-            return p
         if isinstance(value, dict | list):
-            found = _locate(value, target, p, depth + 1)
-            if found is not None:
-                return found
-    return None
+            p = f"{pointer}/{str(key).replace('~', '~0').replace('/', '~1')}"
+            where.setdefault(id(value), p)
+            _index(value, p, where, depth + 1)
 
 
 def _unresolvable_ref(schema: dict[str, Any], cls: Any) -> tuple[str, str] | None:
