@@ -25,7 +25,7 @@ JSON_OPTIONS: dict[str, Any] = {
 }
 REFUSAL_MAX_CHARS = 300
 # a number's bounds leave the grammar so that exponent form (1e-06) stays writable: LLGuidance's range regex has none
-EXPONENT_NOTE = "enforced after decoding only, so exponent form such as 1e-06 stays allowed"
+EXPONENT_NOTE = "number bounds enforced after decoding only, so exponent form such as 1e-06 stays allowed"
 
 
 def grammar_for(schema: dict[str, Any] | bool, *, allow_refusal: bool = True) -> str:
@@ -112,7 +112,7 @@ def plan(
     (loupe.core.constrain.prepare); those widenings are listed too.
     """
     schema, bounds = for_grammar(schema)
-    bound_notes = tuple(f"{EXPONENT_NOTE}: {p}" for p in bounds)
+    bound_notes = (f"{EXPONENT_NOTE}: {', '.join(bounds)}",) if bounds else ()  # one note, however many numbers
     source = grammar_for(schema, allow_refusal=allow_refusal)
     strict_problem = _problem(source, tokenizer)
     if strict_problem is None:
