@@ -85,14 +85,24 @@ def canonical(instance: Any, schema: Any, root: Any | None = None) -> Any:
         for k in keys:
             out[k] = canonical(instance[k], _subschema_for(schema, k, subs, root), root)
         return out
-    if isinstance(instance, float) and instance.is_integer() and abs(instance) < 2**53:
-        return int(instance)  # 0.0 and 0 are the same JSON number; grammars write enum/const values as 0
+    if isinstance(instance, float) and instance.is_integer() and (abs(instance) < 2**53 or _integer_typed(schema)):
+        # 0.0 and 0 are the same JSON number; grammars write enum/const values as 0, and an `integer` in digits
+        # (1e308 is exactly the integer int(1e308))
+        return int(instance)
     if isinstance(instance, list):
         node = schema if isinstance(schema, dict) else {}
+        if "items" not in node and "prefixItems" not in node:  # the items an allOf part or matching branch gives
+            parts = [_resolve(p, root) for p in _branches(node, instance, root)]
+            node = next((p for p in parts if isinstance(p, dict) and ("items" in p or "prefixItems" in p)), node)
         prefix = node.get("prefixItems") or (node.get("items") if isinstance(node.get("items"), list) else [])
         rest = node.get("items") if isinstance(node.get("items"), dict) else node.get("additionalItems", {})
         return [canonical(v, prefix[i] if i < len(prefix) else rest, root) for i, v in enumerate(instance)]
     return instance
+
+
+def _integer_typed(schema: Any) -> bool:
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    return kind == "integer" or (isinstance(kind, list) and "integer" in kind and "number" not in kind)
 
 
 def _subschema_for(schema: Any, key: str, subs: dict[str, Any], root: Any) -> Any:

@@ -66,9 +66,9 @@ def load_cases(path: Path) -> Iterator[Case]:
     """MaskBench lines (`.jsonl.gz` / `.jsonl`) or a folder of test-suite files."""
     if path.is_dir():
         for f in sorted(path.rglob("*.json")):
-            kind = "test-suite/optional" if "optional" in f.relative_to(path).parts else "test-suite"
+            rel = f.relative_to(path).with_suffix("").as_posix()  # optional/format/ecmascript-regex: unique
             for i, group in enumerate(json.loads(f.read_text())):
-                yield Case(f"{kind}/{f.stem}", f"{f.stem}#{i}", group["schema"], group.get("tests", []))
+                yield Case(f"test-suite/{rel}", f"{rel}#{i}", group["schema"], group.get("tests", []))
         return
     opener = gzip.open if path.suffix == ".gz" else open
     split = path.name.split(".")[0]
@@ -293,7 +293,7 @@ COLUMNS = [
     ("invalid_accepted_grammar", 7),
     ("invalid_reaching_user", 7),
     ("timeouts", 4),
-    ("crashes", 4),
+    ("crashes", 5),
     ("compile_ms_p99", 8),
     ("mask_us_avg", 8),
     ("mask_us_p99", 8),
@@ -320,13 +320,14 @@ HEADERS = [
 
 def table(report: dict[str, Any], engine: str) -> str:
     """A plain-text table: one row per split, then overall."""
+    rows = [*sorted(report["splits"].items()), ("OVERALL", report["overall"])]
+    width = max(len(name) for name, _ in rows)  # split names whole (test-suite/optional/format/...)
     lines = [
         f"engine: {engine}   (compile in ms, mask in µs per token)",
-        f"{'split':24}" + "".join(f"{h:>{w + 1}}" for h, (_, w) in zip(HEADERS, COLUMNS, strict=True)),
+        f"{'split':{width}}" + "".join(f"{h:>{w + 1}}" for h, (_, w) in zip(HEADERS, COLUMNS, strict=True)),
     ]
-    rows = [*sorted(report["splits"].items()), ("OVERALL", report["overall"])]
     for name, numbers in rows:
-        lines.append(f"{name[:24]:24}" + "".join(f"{numbers[k]:>{w + 1}}" for k, w in COLUMNS))
+        lines.append(f"{name:{width}}" + "".join(f"{numbers[k]:>{w + 1}}" for k, w in COLUMNS))
     return "\n".join(lines)
 
 

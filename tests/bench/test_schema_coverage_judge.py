@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -103,3 +104,142 @@ def test_min_properties_with_optional_properties_is_widened_never_narrowed(vocab
     from loupe.core.constrain.llguidance import relaxation_notes
 
     assert "enforced after decoding only: /minProperties" in relaxation_notes(schema)
+
+
+# -- issue 19: the grammar never refuses what the schema allows ------------------------------------------------------
+DRAFT4 = "http://json-schema.org/draft-04/schema#"
+DRAFT7 = "http://json-schema.org/draft-07/schema#"
+DRAFT2020 = "https://json-schema.org/draft/2020-12/schema"
+
+
+def run(llguidance, vocab, schema: Any, *tests: tuple[bool, Any]):
+    return judge(case(schema, *tests), "llguidance", llguidance, vocab)
+
+
+def test_bounded_number_accepts_exponent_form_and_out_of_bounds_is_caught_after(vocab, llguidance):
+    """LLGuidance's range regex writes bounded numbers as plain decimals: 1e-06 was refused under minimum 0. The
+    bounds now leave the grammar (declared) and validation after decoding enforces them."""
+    schema = {"type": "number", "minimum": 0, "exclusiveMaximum": 10}
+    out = run(llguidance, vocab, schema, (True, 1e-06), (True, 0.000001), (True, 2.5e-3), (False, -1e-06), (False, 1e2))
+    assert out.valid_rejected == 0 and out.passing and out.relaxed
+    assert out.invalid_accepted_grammar == 2 and out.caught_after_decoding == 2 and out.invalid_reaching_user == 0
+    from loupe.core.constrain.llguidance import relaxation_notes
+
+    assert relaxation_notes(schema) == (
+        "number bounds enforced after decoding only, so exponent form such as 1e-06 stays allowed: "
+        "/minimum, /exclusiveMaximum",
+    )
+
+
+def test_bounds_with_multiple_of_stay_in_the_grammar(vocab, llguidance):
+    # LLGuidance writes multipleOf numbers as decimals whatever the bounds: dropping them would widen for nothing
+    schema = {"type": "number", "minimum": 0, "maximum": 10, "multipleOf": 0.5}
+    out = run(llguidance, vocab, schema, (True, 2.5), (False, 10.5), (False, -1))
+    assert out.passing and not out.relaxed and out.invalid_accepted_grammar == 0
+
+
+@pytest.mark.parametrize("draft", [DRAFT4, DRAFT7])
+def test_draft_04_07_ignore_keywords_beside_ref(vocab, llguidance, draft):
+    schema = {
+        "$schema": draft,
+        "type": "string",
+        "$ref": "#/definitions/obj",
+        "definitions": {"obj": {"type": "object", "properties": {"a": {"type": "integer"}}}},
+    }
+    out = run(llguidance, vocab, schema, (True, {"a": 1}), (False, "x"), (False, {"a": "b"}))
+    assert out.passing and not out.relaxed and out.valid_rejected == 0 and out.invalid_accepted_grammar == 0
+
+
+def test_2020_12_applies_keywords_beside_ref_and_draft_07_does_not(vocab, llguidance):
+    schema = {"$schema": DRAFT2020, "maxLength": 2, "$ref": "#/$defs/s", "$defs": {"s": {"type": "string"}}}
+    out = run(llguidance, vocab, schema, (True, "ab"), (False, "abc"), (False, 1))
+    assert out.passing and not out.relaxed and out.invalid_accepted_grammar == 0
+    old = {"$schema": DRAFT7, "maxLength": 2, "$ref": "#/definitions/s", "definitions": {"s": {"type": "string"}}}
+    out = run(llguidance, vocab, old, (True, "ab"), (True, "abc"), (False, 1))
+    assert out.passing and not out.relaxed and out.valid_rejected == 0
+
+
+def test_object_keys_decode_in_the_nodes_own_properties_order_before_its_branches(vocab, llguidance):
+    """Glaiveai2K calculate_area: `oneOf` written before `properties` made LLGuidance put the branch's `shape` first,
+    refusing {"radius": 10, "shape": "circle"} in the order the schema's own properties list."""
+    schema = {
+        "oneOf": [
+            {"properties": {"shape": {"const": "circle"}}, "required": ["radius"]},
+            {"properties": {"shape": {"const": "square"}}, "required": ["side"]},
+        ],
+        "properties": {
+            "radius": {"type": "number"},
+            "shape": {"enum": ["circle", "square"]},
+            "side": {"type": "number"},
+        },
+        "required": ["shape"],
+        "type": "object",
+    }
+    circle, square = {"radius": 10, "shape": "circle"}, {"shape": "square", "side": 2}
+    out = run(llguidance, vocab, schema, (True, circle), (True, square))
+    assert out.valid_rejected == 0 and out.passing
+
+
+def test_unevaluated_properties_beside_ref_accepts_the_refs_properties(vocab, llguidance):
+    # JSON Schema Test Suite draft2020-12 unevaluatedProperties#19
+    schema = {
+        "$schema": DRAFT2020,
+        "$ref": "#/$defs/bar",
+        "properties": {"foo": {"type": "string"}},
+        "unevaluatedProperties": False,
+        "$defs": {"bar": {"properties": {"bar": {"type": "string"}}}},
+    }
+    extra = {"foo": "f", "bar": "b", "baz": "z"}
+    out = run(llguidance, vocab, schema, (True, {"foo": "foo", "bar": "bar"}), (False, extra))
+    assert out.valid_rejected == 0 and out.invalid_reaching_user == 0 and out.passing
+
+
+def test_refs_resolve_against_their_enclosing_id_at_load():
+    from loupe.core.schema.validate import schema_problem
+
+    # ref#15 of the suite: "#/$defs/inner" is relative to the nested $id, so it resolves (was refused at load)
+    nested = {
+        "$schema": DRAFT2020,
+        "$id": "http://example.com/a.json",
+        "properties": {"foo": {"$id": "b.json", "$defs": {"inner": {"type": "string"}}, "$ref": "#/$defs/inner"}},
+        "$ref": "b.json",
+    }
+    assert schema_problem(nested) is None
+    # refRemote#4: folderInteger.json is a file next to the nested base URI, never fetched: refused at load, where
+    # every result would otherwise fail validation
+    remote = {
+        "$schema": DRAFT2020,
+        "$id": "http://localhost:1234/draft2020-12/",
+        "items": {"$id": "baseUriChange/", "items": {"$ref": "folderInteger.json"}},
+    }
+    message, pointer = schema_problem(remote)
+    assert pointer == "/items/items/$ref" and "never fetches" in message
+    # a "$ref" key inside `enum` data is not a reference
+    assert schema_problem({"enum": [{"$ref": "#/nowhere"}]}) is None
+
+
+def test_array_items_in_a_matching_branch_are_canonicalised():
+    item = {"type": "object", "properties": {"type": {"type": "string"}, "children": {"type": "string"}}}
+    schema = {"oneOf": [{"type": "string"}, {"type": "array", "items": item}]}
+    assert [list(o) for o in canonical([{"children": "x", "type": "h1"}], schema)] == [["type", "children"]]
+    assert canonical(1e308, {"type": "integer"}) == int(1e308) and canonical(1e308, {"type": "number"}) == 1e308
+
+
+def test_test_suite_ids_carry_the_relative_path(tmp_path):
+    from bench.schema_coverage import load_cases, table
+
+    group = [{"schema": {}, "tests": [{"data": 1, "valid": True}]}]
+    for rel in ("optional/ecmascript-regex.json", "optional/format/ecmascript-regex.json"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(json.dumps(group))
+    cases = list(load_cases(tmp_path))
+    assert [c.id for c in cases] == ["optional/ecmascript-regex#0", "optional/format/ecmascript-regex#0"]
+    splits = {c.split: summarize([judge_free(c)]) for c in cases}
+    text = table({"splits": splits, "overall": summarize([judge_free(c) for c in cases])}, "llguidance")
+    assert "test-suite/optional/format/ecmascript-regex " in text and "test-suite/optional/ecmascript-regex " in text
+
+
+def judge_free(c: Case):
+    from bench.schema_coverage import Outcome
+
+    return Outcome(c.split, c.id, with_tests=True, compiled=True, passing=True)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import llguidance as llg
 import numpy as np
 from loupe.core.constrain.base import DEFAULT_LAYOUT, LAYOUTS, REFUSAL_PREFIX
+from loupe.core.constrain.prepare import for_grammar
 from loupe.core.constrain.relax import children, relax
 from loupe.core.errors import ConstraintError
 
@@ -23,6 +24,8 @@ JSON_OPTIONS: dict[str, Any] = {
     "key_separator": LAYOUTS[DEFAULT_LAYOUT][1],
 }
 REFUSAL_MAX_CHARS = 300
+# a number's bounds leave the grammar so that exponent form (1e-06) stays writable: LLGuidance's range regex has none
+EXPONENT_NOTE = "number bounds enforced after decoding only, so exponent form such as 1e-06 stays allowed"
 
 
 def grammar_for(schema: dict[str, Any] | bool, *, allow_refusal: bool = True) -> str:
@@ -105,16 +108,20 @@ def plan(
     Strict first. If LLGuidance refuses, retry with its `lenient` option (unimplemented keywords such as
     `not` are ignored) and `coerce_one_of` (oneOf decoded as anyOf); if it still refuses, loosen the
     offending subschemas to `{}` (loupe.core.constrain.relax). Raises ConstraintError only when even that fails.
+    The schema is first read as its draft says and widened where LLGuidance would refuse what it allows
+    (loupe.core.constrain.prepare); those widenings are listed too.
     """
+    schema, bounds = for_grammar(schema)
+    bound_notes = (f"{EXPONENT_NOTE}: {', '.join(bounds)}",) if bounds else ()  # one note, however many numbers
     source = grammar_for(schema, allow_refusal=allow_refusal)
     strict_problem = _problem(source, tokenizer)
     if strict_problem is None:
-        return source, ()
+        return source, bound_notes
     if isinstance(schema, bool):
         raise ConstraintError(f"cannot compile the schema for decoding: {strict_problem}")
     loose, widened = widen_property_counts(schema)
     loose["x-guidance"] = {"lenient": True, "coerce_one_of": True, **(schema.get("x-guidance") or {})}
-    widened_notes = tuple(f"enforced after decoding only: {p}" for p in widened)
+    widened_notes = (*bound_notes, *(f"enforced after decoding only: {p}" for p in widened))
     source = grammar_for(loose, allow_refusal=allow_refusal)
     if _problem(source, tokenizer) is None:
         return source, (f"enforced after decoding only: {strict_problem}", *widened_notes)

@@ -17,6 +17,7 @@ from loupe.core.schema.formats import STRICT, compiled, with_authority
 from loupe.core.schema.limits import document_problem
 from referencing import Registry
 from referencing.exceptions import NoSuchResource, Unresolvable
+from referencing.jsonschema import DRAFT202012, specification_with
 
 
 def _never_fetch(uri: str) -> Any:
@@ -185,46 +186,54 @@ def _validator(schema: Any) -> Any:
     return _exact_class(cls)(schema, format_checker=FORMAT_CHECKER, registry=NO_REMOTE)
 
 
-def _refs(node: Any, pointer: str = "") -> Iterator[tuple[str, str]]:
-    """(JSON Pointer of the `$ref`, its value) everywhere in a schema."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            p = f"{pointer}/{str(k).replace('~', '~0').replace('/', '~1')}"
-            if k == "$ref" and isinstance(v, str):
-                yield p, v
-            else:
-                yield from _refs(v, p)
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _refs(v, f"{pointer}/{i}")
+def _subschemas(resource: Any, pointer: str) -> Iterator[tuple[Any, str]]:
+    """(subresource, its JSON Pointer) for the direct subschemas of `resource`, as its draft defines them (an `enum`
+    or `const` value holding a "$ref" key is data, not a reference)."""
+    where: dict[int, str] = {}
+    _index(resource.contents, pointer, where)
+    for sub in resource.subresources():
+        found = where.get(id(sub.contents))
+        if found is not None:
+            yield sub, found
+
+
+def _index(node: Any, pointer: str, where: dict[int, str], depth: int = 0) -> None:
+    """JSON Pointers of the objects a few levels below `node`, by identity (a subschema sits at most two keys below
+    its parent: `properties/name`, `items`, `prefixItems/0`); one pass, so a node with many properties stays linear."""
+    if depth > 2:
+        return
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        if isinstance(value, dict | list):
+            p = f"{pointer}/{str(key).replace('~', '~0').replace('/', '~1')}"
+            where.setdefault(id(value), p)
+            _index(value, p, where, depth + 1)
 
 
 def _unresolvable_ref(schema: dict[str, Any], cls: Any) -> tuple[str, str] | None:
-    """Every `$ref` must resolve inside the document; remote ones are never fetched, so they are refused. Refs are
-    looked up from the root; one that only resolves against a nested `$id` is checked when validation uses it."""
-    resolver = cls(schema, registry=NO_REMOTE)._resolver
-    nested_ids = _has_ids({k: v for k, v in schema.items() if k not in ("$id", "id")})
-    for pointer, ref in _refs(schema):
-        try:
-            resolver.lookup(ref)
-        except Unresolvable:
-            if ref.startswith("#") or not nested_ids:
+    """Every `$ref` must resolve inside the document, against the base URI its enclosing `$id`s give it (as
+    validation resolves it); remote ones are never fetched, so they are refused."""
+    root = cls(schema, registry=NO_REMOTE)._resolver
+    spec = specification_with(schema.get("$schema", ""), default=DRAFT202012)
+    stack = [(spec.create_resource(schema), root, "")]
+    while stack:
+        resource, resolver, pointer = stack.pop()
+        contents = resource.contents
+        ref = contents.get("$ref") if isinstance(contents, dict) else None
+        if isinstance(ref, str):
+            try:
+                resolver.lookup(ref)
+            except Unresolvable:
                 return (
                     f"$ref {ref!r} does not resolve inside the schema; Loupe never fetches schemas "
                     "(inline it under $defs)",
-                    pointer,
+                    f"{pointer}/$ref",
                 )
-        except Exception as err:  # a malformed pointer or URI
-            return (f"unresolvable $ref {ref!r}: {type(err).__name__}", pointer)
+            except Exception as err:  # a malformed pointer or URI
+                return (f"unresolvable $ref {ref!r}: {type(err).__name__}", f"{pointer}/$ref")
+        for sub, sub_pointer in _subschemas(resource, pointer):
+            stack.append((sub, resolver.in_subresource(sub), sub_pointer))
     return None
-
-
-def _has_ids(node: Any) -> bool:
-    if isinstance(node, dict):
-        return any(k in ("$id", "id") and isinstance(v, str) for k, v in node.items()) or any(
-            _has_ids(v) for v in node.values()
-        )
-    return isinstance(node, list) and any(_has_ids(v) for v in node)
 
 
 def validation_errors(schema: Any, instance: Any, limit: int = 5) -> list[str]:
