@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench.canonical import canonical
-from bench.schema_coverage import Case, Vocab, judge, make_compiler, summarize
+from bench.schema_coverage import Case, Vocab, judge, make_compiler, suite_format_mode, summarize
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,37 @@ def test_property_order_and_integral_floats_are_canonicalised():
     schema = {"type": "object", "properties": {"b": {"type": "number"}, "a": {"enum": [{"x": 0.0}]}}}
     assert list(canonical({"a": {"x": 0.0}, "b": 1.5}, schema)) == ["b", "a"]
     assert canonical({"a": {"x": 0.0}}, schema) == {"a": {"x": 0}}
+
+
+@pytest.mark.parametrize(
+    ("schema", "valid", "invalid"),
+    [
+        ({"const": {"foo": "bar", "baz": "bax"}}, {"baz": "bax", "foo": "bar"}, {"foo": "bar"}),  # by value
+        ({"enum": [{"a": 1, "b": [{"c": 1, "d": 2}]}]}, {"b": [{"d": 2, "c": 1}], "a": 1}, {"a": 1}),
+        ({"const": 9007199254740992}, 9007199254740992.0, 9007199254740991.0),
+        ({"type": "integer", "multipleOf": 0.5}, 1e308, 0.5),  # 1e308 written as its 309 digits
+    ],
+)
+def test_const_and_big_numbers_compare_by_value(vocab, llguidance, schema, valid, invalid):
+    # the grammar writes a const/enum object in the schema's key order, the same value as the instance in another
+    out = judge(case(schema, (True, valid), (False, invalid)), "llguidance", llguidance, vocab)
+    assert out.valid_rejected == 0 and out.invalid_reaching_user == 0 and out.passing
+
+
+def test_the_suites_format_json_runs_with_format_as_annotation(vocab, llguidance):
+    assert suite_format_mode(Path("format.json")) == "annotation"
+    assert suite_format_mode(Path("optional/format/email.json")) == "assertion"
+    assert suite_format_mode(Path("optional/format-assertion.json")) == "assertion"
+    tests = ((True, "nobody"), (True, 12))
+    annotated = judge(
+        Case("s", "format#0", {"format": "email"}, [{"valid": v, "data": d} for v, d in tests], "annotation"),
+        "llguidance",
+        llguidance,
+        vocab,
+    )
+    assert annotated.passing and not annotated.relaxed
+    asserted = judge(case({"format": "email"}, *tests), "llguidance", llguidance, vocab)
+    assert asserted.valid_rejected == 1
 
 
 class AcceptEverything:

@@ -11,6 +11,7 @@ import llguidance as llg
 import numpy as np
 from loupe.core.constrain.base import DEFAULT_LAYOUT, LAYOUTS, REFUSAL_PREFIX
 from loupe.core.constrain.relax import children, relax
+from loupe.core.constrain.standard import for_grammar
 from loupe.core.errors import ConstraintError
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def grammar_for(schema: dict[str, Any] | bool, *, allow_refusal: bool = True) ->
             raise ConstraintError("the schema `false` admits no output at all")
         body = ""
     else:
-        spec = dict(schema)
+        spec = for_grammar(schema)  # ECMA-262 patterns, RFC formats (loupe.core.constrain.standard)
         spec["x-guidance"] = {**JSON_OPTIONS, **(spec.get("x-guidance") or {})}
         body = f"data: %json {json.dumps(spec, separators=(',', ':'))}\n"
     refusal = f'refusal: "{REFUSAL_PREFIX} " REASON\nREASON: /[^\\x00-\\x1f]{{1,{REFUSAL_MAX_CHARS}}}/\n'

@@ -179,10 +179,12 @@ def _exact_class(cls: type) -> Any:
     return jsonschema.validators.extend(cls, keywords)
 
 
-def _validator(schema: Any) -> Any:
+def _validator(schema: Any, formats: str = "assertion") -> Any:
     cls = validator_for(schema, default=jsonschema.Draft202012Validator)
-    # every format this jsonschema knows, whatever the draft: a draft-04 schema saying "iri" means an IRI
-    return _exact_class(cls)(schema, format_checker=FORMAT_CHECKER, registry=NO_REMOTE)
+    # every format this jsonschema knows, whatever the draft: a draft-04 schema saying "iri" means an IRI; none
+    # when `format` is an annotation
+    checker = None if formats == "annotation" else FORMAT_CHECKER
+    return _exact_class(cls)(schema, format_checker=checker, registry=NO_REMOTE)
 
 
 def _refs(node: Any, pointer: str = "") -> Iterator[tuple[str, str]]:
@@ -227,9 +229,10 @@ def _has_ids(node: Any) -> bool:
     return isinstance(node, list) and any(_has_ids(v) for v in node)
 
 
-def validation_errors(schema: Any, instance: Any, limit: int = 5) -> list[str]:
-    """Validator messages (with the JSON Pointer of each bad value), best first; [] when valid."""
-    validator = _validator(schema)
+def validation_errors(schema: Any, instance: Any, limit: int = 5, *, formats: str = "assertion") -> list[str]:
+    """Validator messages (with the JSON Pointer of each bad value), best first; [] when valid. `formats` is the
+    task's `format` option: "assertion" checks `format` values, "annotation" does not."""
+    validator = _validator(schema, formats)
     try:
         errors = sorted(validator.iter_errors(instance), key=js_exc.relevance)
     except Unresolvable as err:  # a $ref that points outside the document: never fetched, so never satisfied
