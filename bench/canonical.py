@@ -34,7 +34,13 @@ def _resolve(schema: Any, root: Any, depth: int = 0) -> Any:
             else:
                 return schema
         rest = {k: v for k, v in schema.items() if k != "$ref"}
-        schema = {**node, **rest} if rest and isinstance(node, dict) else node
+        merged = {**node, **rest} if rest and isinstance(node, dict) else node
+        if merged is not node and isinstance(node.get("properties"), dict) and isinstance(rest.get("properties"), dict):
+            # LLGuidance lists both keywords' properties, in the order the node writes `$ref` and `properties`
+            keys = list(schema)
+            first, then = (node, rest) if keys.index("$ref") < keys.index("properties") else (rest, node)
+            merged["properties"] = {**first["properties"], **then["properties"]}
+        schema = merged
         depth += 1
     return schema
 

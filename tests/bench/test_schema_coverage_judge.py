@@ -85,6 +85,22 @@ def test_the_suites_format_json_runs_with_format_as_annotation(vocab, llguidance
     assert asserted.valid_rejected == 1
 
 
+@pytest.mark.parametrize("ref_first", [True, False])
+def test_properties_beside_a_ref_in_the_order_the_grammar_writes_them(vocab, llguidance, ref_first):
+    # LLGuidance lists the $ref's properties and the node's own in the order the node writes the two keywords
+    defs = {"$defs": {"bar": {"properties": {"bar": {"type": "string"}}}}, "unevaluatedProperties": False}
+    own = {"properties": {"foo": {"type": "string"}}}
+    ref = {"$ref": "#/$defs/bar"}
+    schema = {**ref, **own, **defs} if ref_first else {**own, **ref, **defs}
+    out = judge(
+        case(schema, (True, {"foo": "f", "bar": "b"}), (False, {"foo": "f", "baz": "z"})),
+        "llguidance",
+        llguidance,
+        vocab,
+    )
+    assert out.valid_rejected == 0 and out.invalid_reaching_user == 0 and out.passing
+
+
 class AcceptEverything:
     """An engine that claims a strict compile and lets every token through (a broken engine)."""
 

@@ -233,6 +233,8 @@ def test_the_load_notes_state_the_format_mode():
     assert annotated.notes[0].startswith("format is an annotation") and "email" in annotated.notes[0]
     assert default.with_options(format="annotation").notes == annotated.notes
     assert task_from_dict({**EMAIL_TASK, "schema": {"type": "string"}}, "t").notes == ()  # no format, no note
+    unknown = task_from_dict({**EMAIL_TASK, "schema": {"type": "string", "format": "topic"}}, "t")
+    assert unknown.notes[0].endswith("topic unknown, not checked")  # never said to be checked
     with pytest.raises(TaskError) as err:
         task_from_dict({**EMAIL_TASK, "options": {"format": "loose"}}, "t")
     assert err.value.pointer == "/options/format" and "annotation" in err.value.problem

@@ -93,7 +93,7 @@ def translate(pattern: str, *, nested: bool = False) -> str:
                     out.append(f"[{body}]" if e.islower() else f"[^{body}]")
                 i += 2
                 continue
-            if e == "c" and i + 2 < len(pattern) and pattern[i + 2].isalpha():
+            if e == "c" and i + 2 < len(pattern) and pattern[i + 2].isascii() and pattern[i + 2].isalpha():
                 out.append(f"\\x{ord(pattern[i + 2].upper()) - 64:02x}")
                 i += 3
                 continue
@@ -387,14 +387,3 @@ def without_formats(schema: Any) -> Any:
 def with_formats(schema: Any, mode: str) -> Any:
     """The schema the grammar gets under a task's `format` option (`FORMAT_MODES`)."""
     return without_formats(schema) if mode == "annotation" else schema
-
-
-def format_note(schema: Any, mode: str) -> str | None:
-    """What a task's load notes say of its `format` option, when its schema names a format."""
-    used = formats_used(schema)
-    if not used:
-        return None
-    names = ", ".join(used)
-    if mode == "annotation":
-        return f"format is an annotation (option format: annotation): {names} not checked, while decoding or after"
-    return f"format is an assertion (option format: assertion, the default): {names} checked as the standards define"

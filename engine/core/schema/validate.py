@@ -13,7 +13,7 @@ import regex
 from jsonschema import _legacy_keywords
 from jsonschema import exceptions as js_exc
 from jsonschema.validators import validator_for
-from loupe.core.schema.formats import STRICT, compiled, with_authority
+from loupe.core.schema.formats import STRICT, compiled, formats_used, with_authority
 from loupe.core.schema.limits import document_problem
 from referencing import Registry
 from referencing.exceptions import NoSuchResource, Unresolvable
@@ -102,6 +102,21 @@ def _format_checker() -> jsonschema.FormatChecker:
 _IRI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`\x00-\x1f\x7f]*")
 _IRI_REFERENCE = re.compile(r"[^\s<>\"{}|\\^`\x00-\x1f\x7f]*")
 FORMAT_CHECKER = _format_checker()
+
+
+def format_note(schema: Any, mode: str) -> str | None:
+    """What a task's load notes say of its `format` option (`mode`), when its schema names a format."""
+    used = formats_used(schema)
+    if not used:
+        return None
+    if mode == "annotation":
+        names = ", ".join(used)
+        return f"format is an annotation (option format: annotation): {names} not checked, while decoding or after"
+    known = [f for f in used if f in FORMAT_CHECKER.checkers]
+    unknown = [f for f in used if f not in FORMAT_CHECKER.checkers]
+    said = [f"{', '.join(known)} checked as the standards define" if known else ""]
+    said.append(f"{', '.join(unknown)} unknown, not checked" if unknown else "")
+    return f"format is an assertion (option format: assertion, the default): {'; '.join(filter(None, said))}"
 
 
 PATTERN_TIMEOUT_S = 0.25  # per regex search of a user's value: Python's `re` backtracks without bound

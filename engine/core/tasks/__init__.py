@@ -13,9 +13,9 @@ import yaml
 from loupe.core.constrain.base import DEFAULT_LAYOUT, LAYOUTS
 from loupe.core.constrain.llguidance import relaxation_notes
 from loupe.core.errors import ConstraintError, TaskError
-from loupe.core.schema.formats import FORMAT_MODES, format_note, with_formats
+from loupe.core.schema.formats import FORMAT_MODES, with_formats
 from loupe.core.schema.limits import document_problem
-from loupe.core.schema.validate import schema_problem
+from loupe.core.schema.validate import format_note, schema_problem
 
 DETAILS = ("low", "high")
 
