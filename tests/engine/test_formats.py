@@ -203,6 +203,9 @@ def test_email_format_beside_a_pattern_keeps_both(compiler):
         ("^\\cC$", "\x03", True),
         ("^[[]$", "[", True),  # a literal "[" in a class
         ("^[a&&b]$", "&", True),  # no set operators in ECMA classes
+        ("^.$", "\u00e9", True),
+        ("^abc$", "abc\n", False),  # `$` is the end, not before a final newline
+        ("^[.$]+$", ".$", True),
     ],
 )
 def test_patterns_follow_ecma_262_in_the_grammar_too(compiler, pattern: str, value: str, ok: bool):
@@ -210,6 +213,12 @@ def test_patterns_follow_ecma_262_in_the_grammar_too(compiler, pattern: str, val
     assert (validation_errors(schema, value) == []) is ok
     assert grammar_accepts(compiler, schema, value) is ok
     assert compiler.compile(schema).relaxed == ()
+
+
+@pytest.mark.parametrize("value", ["\r", "\u2028", "\u2029", "\n"])
+def test_ecma_dot_takes_no_line_terminator_after_decoding(value: str):
+    # the grammar's `.` lets \r, U+2028 and U+2029 through (loupe.core.constrain.standard says why); validation not
+    assert validation_errors({"type": "string", "pattern": "^.$"}, value)
 
 
 EMAIL_TASK = {

@@ -72,12 +72,15 @@ _PY_GROUPS = re.compile(r"\(\?(?:P[<=>]|#|[aiLmsux-]+[:)]|>)|(?:[*+?]|\{\d+(?:,\
 # ECMA-262's \s: its WhiteSpace and LineTerminator code points (U+FEFF included, unlike Python's)
 _ECMA_SPACE = "\\t\\n\\v\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
 _CLASS_ESCAPES = {"d": "0-9", "w": "A-Za-z0-9_", "s": _ECMA_SPACE}
+_ECMA_DOT = "[^\\n\\r\\u2028\\u2029]"  # ECMA-262's `.`: anything but a LineTerminator
 
 
-def translate(pattern: str, *, nested: bool = False) -> str:
-    """An ECMA-262 pattern rewritten for the `regex` module: \\d \\w \\s (and negations) as ECMA defines them,
-    `[]`, `[^]`, `\\cX` and `\\k<name>` in regex's spelling. With `nested`, a negated escape inside a class
-    (`[\\D.]`) becomes a nested class (`[[^0-9].]`): what LLGuidance reads, and the `regex` module in its V1 mode."""
+def translate(pattern: str, *, nested: bool = False, grammar: bool = False) -> str:
+    """An ECMA-262 pattern rewritten for the `regex` module: \\d \\w \\s (and negations) as ECMA defines them, `.`
+    short of line terminators, `$` at the very end only, `[]`, `[^]`, `\\cX` and `\\k<name>` in regex's spelling.
+    With `nested`, a negated escape inside a class (`[\\D.]`) becomes a nested class (`[[^0-9].]`), as the `regex`
+    module reads it in its V1 mode; `grammar` is for LLGuidance (nested classes; `.` and `$` its own)."""
+    nested = nested or grammar
     out: list[str] = []
     in_class = False
     i = 0
@@ -112,6 +115,10 @@ def translate(pattern: str, *, nested: bool = False) -> str:
         if not in_class and pattern.startswith("[]", i):
             out.append("(?!)")
             i += 2
+            continue
+        if not in_class and c in ".$" and not grammar:  # Python's `.` takes \r and U+2028, its `$` matches
+            out.append(_ECMA_DOT if c == "." else "\\Z")  # before a final \n (LLGuidance: constrain.standard)
+            i += 1
             continue
         if c == "[" and not in_class:
             in_class = True
