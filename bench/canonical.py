@@ -3,11 +3,14 @@
 Loupe's grammars emit properties in the schema's `properties` order, so a valid instance written
 with another key order is the same value in a form the decoder would produce differently. The
 coverage benchmark canonicalises valid instances this way before feeding them token by token.
+Likewise a `const` or `enum` value is written as the schema writes it (its key order, `1` for `1.0`),
+and an integral number as an integer (`1e308` as its 309 digits).
 """
 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -31,7 +34,12 @@ def _resolve(schema: Any, root: Any, depth: int = 0) -> Any:
             else:
                 return schema
         rest = {k: v for k, v in schema.items() if k != "$ref"}
-        schema = {**node, **rest} if rest and isinstance(node, dict) else node
+        merged = {**node, **rest} if rest and isinstance(node, dict) else node
+        if merged is not node and isinstance(node.get("properties"), dict) and isinstance(rest.get("properties"), dict):
+            # the node's own properties first, then the $ref's: Loupe hands LLGuidance every node with `properties`
+            # before its applicators (loupe.core.constrain.prepare), and LLGuidance lists them in that order
+            merged["properties"] = {**rest["properties"], **node["properties"]}
+        schema = merged
         depth += 1
     return schema
 
@@ -75,6 +83,11 @@ def canonical(instance: Any, schema: Any, root: Any | None = None) -> Any:
     """`instance` with every object's keys in its schema's property order (others after), integral floats as ints."""
     root = schema if root is None else root
     schema = _resolve(schema, root)
+    if isinstance(schema, dict):  # a const/enum value the instance equals: the grammar writes it as the schema does
+        listed = ([schema["const"]] if "const" in schema else []) + list(schema.get("enum") or [])
+        same = next((v for v in listed if _equal(v, instance)), _MISSING)
+        if same is not _MISSING:
+            instance = same  # its key order; numbers still as the grammar writes them (-2.0 as -2)
     if isinstance(instance, dict):
         order = _property_order(schema, instance, root)
         subs: dict[str, Any] = {}
@@ -85,10 +98,8 @@ def canonical(instance: Any, schema: Any, root: Any | None = None) -> Any:
         for k in keys:
             out[k] = canonical(instance[k], _subschema_for(schema, k, subs, root), root)
         return out
-    if isinstance(instance, float) and instance.is_integer() and (abs(instance) < 2**53 or _integer_typed(schema)):
-        # 0.0 and 0 are the same JSON number; grammars write enum/const values as 0, and an `integer` in digits
-        # (1e308 is exactly the integer int(1e308))
-        return int(instance)
+    if isinstance(instance, float) and instance.is_integer():  # 0.0 and 0 are the same JSON number; the
+        return int(Decimal(repr(instance)))  # digits of the number as written (1e308 is 10**308, exactly)
     if isinstance(instance, list):
         node = schema if isinstance(schema, dict) else {}
         if "items" not in node and "prefixItems" not in node:  # the items an allOf part or matching branch gives
@@ -100,9 +111,20 @@ def canonical(instance: Any, schema: Any, root: Any | None = None) -> Any:
     return instance
 
 
-def _integer_typed(schema: Any) -> bool:
-    kind = schema.get("type") if isinstance(schema, dict) else None
-    return kind == "integer" or (isinstance(kind, list) and "integer" in kind and "number" not in kind)
+_MISSING = object()
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """JSON equality: objects by value whatever their key order, 1 == 1.0, but true is no number."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    return type(a) is type(b) and a == b
 
 
 def _subschema_for(schema: Any, key: str, subs: dict[str, Any], root: Any) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gzip
 import json
 import multiprocessing as mp
@@ -38,6 +39,7 @@ class Case:
     id: str
     schema: Any
     tests: list[dict[str, Any]]
+    formats: str = "assertion"  # the task option `format` the case runs under (suite_format_mode)
 
 
 @dataclass
@@ -62,13 +64,21 @@ class Outcome:
 
 
 # -- input -----------------------------------------------------------------------------------------
+def suite_format_mode(relative: Path) -> str:
+    """The `format` semantics the JSON Schema Test Suite specifies for one of its files: its required `format.json`
+    tests format as an annotation (draft 2020-12's default); everything under optional/ (optional/format/*,
+    format-assertion.json) as an assertion, which is Loupe's default."""
+    return "annotation" if relative.parts == ("format.json",) else "assertion"
+
+
 def load_cases(path: Path) -> Iterator[Case]:
     """MaskBench lines (`.jsonl.gz` / `.jsonl`) or a folder of test-suite files."""
     if path.is_dir():
         for f in sorted(path.rglob("*.json")):
             rel = f.relative_to(path).with_suffix("").as_posix()  # optional/format/ecmascript-regex: unique
+            mode = suite_format_mode(f.relative_to(path))
             for i, group in enumerate(json.loads(f.read_text())):
-                yield Case(f"test-suite/{rel}", f"{rel}#{i}", group["schema"], group.get("tests", []))
+                yield Case(f"test-suite/{rel}", f"{rel}#{i}", group["schema"], group.get("tests", []), mode)
         return
     opener = gzip.open if path.suffix == ".gz" else open
     split = path.name.split(".")[0]
@@ -137,11 +147,12 @@ def judge(case: Case, engine: str, compiler: Any, vocab: Vocab, validate: Any = 
     """
     from loupe.core.constrain.base import DEFAULT_LAYOUT, LAYOUTS
     from loupe.core.errors import ConstraintError
+    from loupe.core.schema.formats import with_formats
     from loupe.core.schema.validate import validation_errors
 
     from bench.canonical import canonical
 
-    validate = validate or validation_errors
+    validate = validate or functools.partial(validation_errors, formats=case.formats)
     from loupe.core.schema.validate import schema_problem
 
     out = Outcome(case.split, case.id, with_tests=bool(case.tests))
@@ -151,7 +162,7 @@ def judge(case: Case, engine: str, compiler: Any, vocab: Vocab, validate: Any = 
         return out
     t0 = time.perf_counter()
     try:
-        constraint = compiler.compile(case.schema, allow_refusal=False)
+        constraint = compiler.compile(with_formats(case.schema, case.formats), allow_refusal=False)
     except ConstraintError as exc:
         out.compile_ms = (time.perf_counter() - t0) * 1000
         out.error = str(exc)[:300]

@@ -247,7 +247,8 @@ class ReviewPanel(QWidget):
         except ValueError as exc:
             self._say(f"not JSON: {exc}", error=True)
             return
-        problems = validation_errors(self.store.job(stored.job_id).task.schema, data)
+        task = self.store.job(stored.job_id).task
+        problems = validation_errors(task.schema, data, formats=task.options.format)
         self._say("; ".join(problems) if problems else "valid against the task's schema", error=bool(problems))
 
     def _say(self, text: str, *, error: bool = False) -> None:

@@ -15,6 +15,7 @@ from loupe.backends.base import Backend
 from loupe.core.constrain.base import Constraint, with_layout
 from loupe.core.errors import LoupeError
 from loupe.core.images.load import LoadedImage, load_image
+from loupe.core.schema.formats import with_formats
 from loupe.core.tasks import Task
 from loupe.core.types import Result, Timings
 
@@ -43,11 +44,11 @@ class Engine:
         self._load_reported = False
 
     def constraint_for(self, task: Task) -> Constraint:
-        """The compiled constraint for a task's schema (cached per schema)."""
+        """The compiled constraint for a task's schema (cached per schema and the options the grammar follows)."""
         opts = task.options
-        key = json.dumps([task.schema, opts.allow_refusal, opts.layout], sort_keys=True)
+        key = json.dumps([task.schema, opts.allow_refusal, opts.layout, opts.format], sort_keys=True)
         if key not in self._constraints:
-            schema = with_layout(task.schema, opts.layout)
+            schema = with_layout(with_formats(task.schema, opts.format), opts.layout)
             self._constraints[key] = self.backend.compile(schema, allow_refusal=opts.allow_refusal)
         return self._constraints[key]
 

@@ -68,7 +68,7 @@ def judge(gen: Generation, task: Task, max_tokens: int) -> Attempt:
         data = json.loads(gen.text)
     except ValueError as exc:
         return Attempt(Status.INVALID, gen, error=f"output is not JSON: {exc}")
-    problems = validation_errors(task.schema, data)
+    problems = validation_errors(task.schema, data, formats=task.options.format)
     if problems:
         return Attempt(Status.INVALID, gen, data, "does not match the schema: " + "; ".join(problems), parsed=True)
     return Attempt(Status.OK, gen, data, parsed=True)

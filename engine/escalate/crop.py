@@ -159,7 +159,7 @@ def run_crops(
         return replace(first, images=previous.images, boxes=()), cost, calls
     data, confidence = _cap(*_merge(answers), task.schema)
     status, error = Status.OK, None
-    problems = validation_errors(task.schema, data)
+    problems = validation_errors(task.schema, data, formats=task.options.format)
     if problems:
         status, error = Status.INVALID, f"merged regions break the schema: {problems[0][:MAX_PROBLEM]}"
     elif failed is not None:

@@ -63,8 +63,17 @@ def task_from_dict(raw: dict[str, Any]) -> Task:
 
 
 def task_key(task: Task) -> str:
-    """What makes two tasks give the same answer: schema + instructions + options (not the name)."""
-    return digest(dumps(task.schema), task.instructions, dumps(asdict(task.options)))
+    """What makes two tasks give the same answer: schema + instructions + options (not the name). Options added
+    later count only when set otherwise than their default, so the jobs and cached results stored before keep
+    their keys."""
+    options = asdict(task.options)
+    for name, default in _LATER_OPTIONS.items():
+        if options.get(name) == default:
+            del options[name]
+    return digest(dumps(task.schema), task.instructions, dumps(options))
+
+
+_LATER_OPTIONS = {"format": "assertion"}  # options added after stores held jobs, with their defaults
 
 
 def cache_key(image_sha256: str, task_key_: str, model: str, settings_key: str) -> str:

@@ -79,8 +79,8 @@ class ReviewQueue:
     def edit(self, result_id: int, data: Any, *, note: str = "", who: str | None = None) -> ReviewRecord:
         """Store corrected data, refused unless it matches the job's task schema."""
         stored = self.store.result(result_id)
-        schema = self.store.job(stored.job_id).task.schema
-        problems = validation_errors(schema, data)
+        task = self.store.job(stored.job_id).task
+        problems = validation_errors(task.schema, data, formats=task.options.format)
         if problems:
             raise ReviewError(f"edit of result {result_id} refused: does not match the schema: {'; '.join(problems)}")
         return self.store.add_review(result_id, "edit", data=data, note=note, who=who or current_user())

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench.canonical import canonical
-from bench.schema_coverage import Case, Vocab, judge, make_compiler, summarize
+from bench.schema_coverage import Case, Vocab, judge, make_compiler, suite_format_mode, summarize
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,53 @@ def test_property_order_and_integral_floats_are_canonicalised():
     schema = {"type": "object", "properties": {"b": {"type": "number"}, "a": {"enum": [{"x": 0.0}]}}}
     assert list(canonical({"a": {"x": 0.0}, "b": 1.5}, schema)) == ["b", "a"]
     assert canonical({"a": {"x": 0.0}}, schema) == {"a": {"x": 0}}
+
+
+@pytest.mark.parametrize(
+    ("schema", "valid", "invalid"),
+    [
+        ({"const": {"foo": "bar", "baz": "bax"}}, {"baz": "bax", "foo": "bar"}, {"foo": "bar"}),  # by value
+        ({"enum": [{"a": 1, "b": [{"c": 1, "d": 2}]}]}, {"b": [{"d": 2, "c": 1}], "a": 1}, {"a": 1}),
+        ({"const": 9007199254740992}, 9007199254740992.0, 9007199254740991.0),
+        ({"type": "integer", "multipleOf": 0.5}, 1e308, 0.5),  # 1e308 written as its 309 digits
+    ],
+)
+def test_const_and_big_numbers_compare_by_value(vocab, llguidance, schema, valid, invalid):
+    # the grammar writes a const/enum object in the schema's key order, the same value as the instance in another
+    out = judge(case(schema, (True, valid), (False, invalid)), "llguidance", llguidance, vocab)
+    assert out.valid_rejected == 0 and out.invalid_reaching_user == 0 and out.passing
+
+
+def test_the_suites_format_json_runs_with_format_as_annotation(vocab, llguidance):
+    assert suite_format_mode(Path("format.json")) == "annotation"
+    assert suite_format_mode(Path("optional/format/email.json")) == "assertion"
+    assert suite_format_mode(Path("optional/format-assertion.json")) == "assertion"
+    tests = ((True, "nobody"), (True, 12))
+    annotated = judge(
+        Case("s", "format#0", {"format": "email"}, [{"valid": v, "data": d} for v, d in tests], "annotation"),
+        "llguidance",
+        llguidance,
+        vocab,
+    )
+    assert annotated.passing and not annotated.relaxed
+    asserted = judge(case({"format": "email"}, *tests), "llguidance", llguidance, vocab)
+    assert asserted.valid_rejected == 1
+
+
+@pytest.mark.parametrize("ref_first", [True, False])
+def test_properties_beside_a_ref_in_the_order_the_grammar_writes_them(vocab, llguidance, ref_first):
+    # whichever keyword the node writes first, its own properties decode before the $ref's (constrain.prepare)
+    defs = {"$defs": {"bar": {"properties": {"bar": {"type": "string"}}}}, "unevaluatedProperties": False}
+    own = {"properties": {"foo": {"type": "string"}}}
+    ref = {"$ref": "#/$defs/bar"}
+    schema = {**ref, **own, **defs} if ref_first else {**own, **ref, **defs}
+    out = judge(
+        case(schema, (True, {"foo": "f", "bar": "b"}), (False, {"foo": "f", "baz": "z"})),
+        "llguidance",
+        llguidance,
+        vocab,
+    )
+    assert out.valid_rejected == 0 and out.invalid_reaching_user == 0 and out.passing
 
 
 class AcceptEverything:
@@ -222,7 +270,8 @@ def test_array_items_in_a_matching_branch_are_canonicalised():
     item = {"type": "object", "properties": {"type": {"type": "string"}, "children": {"type": "string"}}}
     schema = {"oneOf": [{"type": "string"}, {"type": "array", "items": item}]}
     assert [list(o) for o in canonical([{"children": "x", "type": "h1"}], schema)] == [["type", "children"]]
-    assert canonical(1e308, {"type": "integer"}) == int(1e308) and canonical(1e308, {"type": "number"}) == 1e308
+    # an integral number in digits, exactly the value written (1e308 is 10**308, not the float's binary value)
+    assert canonical(1e308, {"type": "integer"}) == 10**308 and canonical(1e308, {"type": "number"}) == 10**308
 
 
 def test_test_suite_ids_carry_the_relative_path(tmp_path):

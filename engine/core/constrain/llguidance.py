@@ -12,6 +12,7 @@ import numpy as np
 from loupe.core.constrain.base import DEFAULT_LAYOUT, LAYOUTS, REFUSAL_PREFIX
 from loupe.core.constrain.prepare import for_grammar
 from loupe.core.constrain.relax import children, relax
+from loupe.core.constrain.standard import for_grammar as in_standard_terms
 from loupe.core.errors import ConstraintError
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def grammar_for(schema: dict[str, Any] | bool, *, allow_refusal: bool = True) ->
             raise ConstraintError("the schema `false` admits no output at all")
         body = ""
     else:
-        spec = dict(schema)
+        spec = in_standard_terms(schema)  # ECMA-262 patterns, RFC formats (loupe.core.constrain.standard)
         spec["x-guidance"] = {**JSON_OPTIONS, **(spec.get("x-guidance") or {})}
         body = f"data: %json {json.dumps(spec, separators=(',', ':'))}\n"
     refusal = f'refusal: "{REFUSAL_PREFIX} " REASON\nREASON: /[^\\x00-\\x1f]{{1,{REFUSAL_MAX_CHARS}}}/\n'

@@ -13,7 +13,7 @@ import regex
 from jsonschema import _legacy_keywords
 from jsonschema import exceptions as js_exc
 from jsonschema.validators import validator_for
-from loupe.core.schema.formats import STRICT, compiled, with_authority
+from loupe.core.schema.formats import STRICT, compiled, formats_used, with_authority
 from loupe.core.schema.limits import document_problem
 from referencing import Registry
 from referencing.exceptions import NoSuchResource, Unresolvable
@@ -105,6 +105,21 @@ _IRI_REFERENCE = re.compile(r"[^\s<>\"{}|\\^`\x00-\x1f\x7f]*")
 FORMAT_CHECKER = _format_checker()
 
 
+def format_note(schema: Any, mode: str) -> str | None:
+    """What a task's load notes say of its `format` option (`mode`), when its schema names a format."""
+    used = formats_used(schema)
+    if not used:
+        return None
+    if mode == "annotation":
+        names = ", ".join(used)
+        return f"format is an annotation (option format: annotation): {names} not checked, while decoding or after"
+    known = [f for f in used if f in FORMAT_CHECKER.checkers]
+    unknown = [f for f in used if f not in FORMAT_CHECKER.checkers]
+    said = [f"{', '.join(known)} checked as the standards define" if known else ""]
+    said.append(f"{', '.join(unknown)} unknown, not checked" if unknown else "")
+    return f"format is an assertion (option format: assertion, the default): {'; '.join(filter(None, said))}"
+
+
 PATTERN_TIMEOUT_S = 0.25  # per regex search of a user's value: Python's `re` backtracks without bound
 
 
@@ -180,10 +195,12 @@ def _exact_class(cls: type) -> Any:
     return jsonschema.validators.extend(cls, keywords)
 
 
-def _validator(schema: Any) -> Any:
+def _validator(schema: Any, formats: str = "assertion") -> Any:
     cls = validator_for(schema, default=jsonschema.Draft202012Validator)
-    # every format this jsonschema knows, whatever the draft: a draft-04 schema saying "iri" means an IRI
-    return _exact_class(cls)(schema, format_checker=FORMAT_CHECKER, registry=NO_REMOTE)
+    # every format this jsonschema knows, whatever the draft: a draft-04 schema saying "iri" means an IRI; none
+    # when `format` is an annotation
+    checker = None if formats == "annotation" else FORMAT_CHECKER
+    return _exact_class(cls)(schema, format_checker=checker, registry=NO_REMOTE)
 
 
 def _subschemas(resource: Any, pointer: str) -> Iterator[tuple[Any, str]]:
@@ -236,9 +253,10 @@ def _unresolvable_ref(schema: dict[str, Any], cls: Any) -> tuple[str, str] | Non
     return None
 
 
-def validation_errors(schema: Any, instance: Any, limit: int = 5) -> list[str]:
-    """Validator messages (with the JSON Pointer of each bad value), best first; [] when valid."""
-    validator = _validator(schema)
+def validation_errors(schema: Any, instance: Any, limit: int = 5, *, formats: str = "assertion") -> list[str]:
+    """Validator messages (with the JSON Pointer of each bad value), best first; [] when valid. `formats` is the
+    task's `format` option: "assertion" checks `format` values, "annotation" does not."""
+    validator = _validator(schema, formats)
     try:
         errors = sorted(validator.iter_errors(instance), key=js_exc.relevance)
     except Unresolvable as err:  # a $ref that points outside the document: never fetched, so never satisfied

@@ -13,8 +13,9 @@ import yaml
 from loupe.core.constrain.base import DEFAULT_LAYOUT, LAYOUTS
 from loupe.core.constrain.llguidance import relaxation_notes
 from loupe.core.errors import ConstraintError, TaskError
+from loupe.core.schema.formats import FORMAT_MODES, with_formats
 from loupe.core.schema.limits import document_problem
-from loupe.core.schema.validate import schema_problem
+from loupe.core.schema.validate import format_note, schema_problem
 
 DETAILS = ("low", "high")
 
@@ -32,6 +33,7 @@ class TaskOptions:
     allow_refusal: bool = True  # the model may answer "REFUSE: <reason>" instead of JSON
     runaway_guard: bool = True  # end values that run away or loop (loupe.core.constrain.runaway)
     layout: str = DEFAULT_LAYOUT  # "spaced" or "compact" JSON (loupe.core.constrain.base.LAYOUTS)
+    format: str = "assertion"  # `format` checked ("assertion") or only describing ("annotation"); FORMAT_MODES
 
 
 @dataclass(frozen=True)
@@ -44,15 +46,18 @@ class Task:
     options: TaskOptions = field(default_factory=TaskOptions)
     description: str = ""
     source: str = "<built-in>"
-    notes: tuple[str, ...] = ()  # parts of the schema enforced only by validation after decoding
+    notes: tuple[str, ...] = ()  # what `format` means here, and parts enforced only by validation after decoding
     # the feature tables as written (stored with a job, shown in the editor); loupe.taskfile parses them once
     escalation: dict[str, Any] | None = None  # the ladder (loupe.escalate), used with --escalate
     verdict: dict[str, Any] | None = None  # PASS/FAIL/REVIEW rules (loupe.core.verdict)
     outputs: dict[str, Any] | None = None  # line outputs (loupe.floor.outputs)
 
     def with_options(self, **changes: Any) -> Task:
-        """A copy with some options changed (validated like a task file's)."""
-        return replace(self, options=options_from_dict(self.source, {**_as_dict(self.options), **changes}))
+        """A copy with some options changed (validated like a task file's; the notes follow the `format` option)."""
+        options = options_from_dict(self.source, {**_as_dict(self.options), **changes})
+        if options.format == self.options.format:
+            return replace(self, options=options)
+        return replace(self, options=options, notes=load_notes(self.schema, options, self.source))
 
 
 def _as_dict(opts: TaskOptions) -> dict[str, Any]:
@@ -69,6 +74,7 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "allow_refusal": (bool,),
     "runaway_guard": (bool,),
     "layout": (str,),
+    "format": (str,),
 }
 
 
@@ -94,6 +100,8 @@ def options_from_dict(source: str, raw: Any) -> TaskOptions:
         raise TaskError(source, "detail in pixels must be within 64..8192", "/options/detail")
     if opts.layout not in LAYOUTS:
         raise TaskError(source, f"layout must be one of {', '.join(LAYOUTS)}", "/options/layout")
+    if opts.format not in FORMAT_MODES:
+        raise TaskError(source, f"format must be one of {', '.join(FORMAT_MODES)}", "/options/format")
     if not 0.0 <= opts.review_threshold <= 1.0:
         raise TaskError(source, "review_threshold must be within 0..1", "/options/review_threshold")
     if opts.temperature < 0 or opts.retries < 0:
@@ -131,12 +139,8 @@ def task_from_dict(raw: Any, source: str, default_name: str = "task") -> Task:
     if problem:
         message, pointer = problem
         raise TaskError(source, f"invalid JSON Schema: {message}", "/schema" + pointer)
-    try:
-        notes = relaxation_notes(schema)
-    except ConstraintError as exc:
-        raise TaskError(source, f"the decoding constraint cannot enforce this schema: {exc}", "/schema") from None
-    except RecursionError:
-        raise TaskError(source, "the schema refers to itself without end ($ref cycle)", "/schema") from None
+    options = options_from_dict(source, raw.get("options"))
+    notes = load_notes(schema, options, source)
     name = raw.get("name", default_name)
     if not isinstance(name, str) or not name:
         raise TaskError(source, "`name` must be a non-empty string", "/name")
@@ -144,7 +148,7 @@ def task_from_dict(raw: Any, source: str, default_name: str = "task") -> Task:
         name=name,
         schema=schema,
         instructions=instructions.strip(),
-        options=options_from_dict(source, raw.get("options")),
+        options=options,
         description=str(raw.get("description", "")),
         source=source,
         notes=notes,
@@ -152,6 +156,19 @@ def task_from_dict(raw: Any, source: str, default_name: str = "task") -> Task:
         verdict=_table(source, "verdict", raw.get("verdict")),
         outputs=_table(source, "outputs", raw.get("outputs")),
     )
+
+
+def load_notes(schema: dict[str, Any] | bool, options: TaskOptions, source: str) -> tuple[str, ...]:
+    """What a task says when it loads: what `format` means in it (when its schema names one), then what the grammar
+    leaves to validation after decoding (under that meaning of `format`)."""
+    try:
+        relaxed = relaxation_notes(with_formats(schema, options.format))
+    except ConstraintError as exc:
+        raise TaskError(source, f"the decoding constraint cannot enforce this schema: {exc}", "/schema") from None
+    except RecursionError:
+        raise TaskError(source, "the schema refers to itself without end ($ref cycle)", "/schema") from None
+    note = format_note(schema, options.format)
+    return (note, *relaxed) if note else relaxed
 
 
 def _table(source: str, key: str, raw: Any) -> dict[str, Any] | None:
