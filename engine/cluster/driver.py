@@ -20,7 +20,7 @@ from loupe.cluster.actor import MAX_TASK_RETRIES, WorkOrder, crashed, model_stag
 from loupe.cluster.climb import DriverLadder
 from loupe.cluster.modelref import ModelRef
 from loupe.cluster.plan import Plan, plan
-from loupe.cluster.rows import from_row
+from loupe.cluster.rows import ItemAnswer, from_row
 from loupe.cluster.session import ClusterError
 from loupe.core.errors import LoupeError
 from loupe.core.prefetch import file_identity
@@ -55,6 +55,7 @@ class ClusterSummary:
     wall_s: float
     actors: int = 0
     threads: int = 0
+    workers: dict[str, int] = field(default_factory=dict)  # answers per actor ("node id/pid")
 
     def to_dict(self) -> dict[str, Any]:
         """The `--json` summary line: the batch's keys, then the cluster's."""
@@ -67,6 +68,7 @@ class ClusterSummary:
             "actor_threads": self.threads,
             "driver_ms_per_item": round(self.driver_s_per_item * 1000, 3),
             "wall_s": round(self.wall_s, 3),
+            "nodes": len({w.split("/")[0] for w in self.workers}),
         }
 
 
@@ -99,12 +101,14 @@ class _Run:
     job: JobRecord
     on_item: Callable[[ItemOutcome], None] | None
     ladder: DriverLadder | None
+    on_answer: Callable[[ItemAnswer], None] | None = None
     sent: int = 0
     cached: int = 0
     duplicates: int = 0
     saved: int = 0
     driver_s: float = 0.0
     stopped: bool = False
+    workers: dict[str, int] = field(default_factory=dict)
     held: dict[str, list[tuple[ItemRecord, tuple[str, int]]]] = field(default_factory=dict)
 
     def key(self, sha: str) -> str:
@@ -132,6 +136,9 @@ class _Run:
         """Store one worker's answer (climbing the ladder first when there is one)."""
         t0 = time.perf_counter()
         answer = from_row(row)
+        self.workers[answer.worker] = self.workers.get(answer.worker, 0) + 1
+        if self.on_answer is not None:
+            self.on_answer(answer)
         item = items[answer.item_id]
         result, steps = answer.result, []
         if self.ladder is not None and not crashed(result):
@@ -167,14 +174,17 @@ def run_cluster_job(
     escalation: DriverLadder | None = None,
     on_item: Callable[[ItemOutcome], None] | None = None,
     stop: threading.Event | None = None,
+    on_answer: Callable[[ItemAnswer], None] | None = None,
 ) -> ClusterSummary:
-    """Work on a store job over the connected Ray cluster until every item has a result or `stop` is set."""
+    """Work on a store job over the connected Ray cluster until every item has a result or `stop` is set.
+    `on_item` sees each stored outcome (a progress bar); `on_answer` each worker's answer as it arrives (which actor
+    gave it, before it is stored)."""
     import ray
 
     t0 = time.perf_counter()
     job = store.job(job_id)
     store.set_state(job_id, "running")
-    run = _Run(store, job, on_item, escalation)
+    run = _Run(store, job, on_item, escalation, on_answer)
     layout: Plan | None = None
     try:
         pending = store.items(job_id, pending_only=True)
@@ -210,6 +220,7 @@ def run_cluster_job(
         wall_s=time.perf_counter() - t0,
         actors=layout.actors if layout else 0,
         threads=layout.threads if layout else 0,
+        workers=dict(run.workers),
     )
 
 
