@@ -127,7 +127,8 @@ def model_stage(ds: Any, order: WorkOrder, actors: int, threads: int) -> Any:
         return ds.map_batches(
             bound(order),
             batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=actors),
+            # one item queued per actor: work goes to whichever actor is free, and a lost actor holds only one
+            compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
             num_cpus=threads,
             max_restarts=MAX_RESTARTS,
             max_task_retries=MAX_TASK_RETRIES,

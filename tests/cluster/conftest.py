@@ -37,7 +37,9 @@ def worker_env(base: Path) -> dict[str, str]:
 def run_cli(*argv: str) -> tuple[int, str, str]:
     """`loupe ...` in this process."""
     out, err = io.StringIO(), io.StringIO()
+    t0 = time.monotonic()
     code = main(list(argv), out=out, err=err)
+    print("TIMING", f"{time.monotonic() - t0:.1f}", " ".join(a for a in argv if a.startswith("--r")), out.getvalue()[-200:])
     return code, out.getvalue(), err.getvalue()
 
 
@@ -81,21 +83,25 @@ def _free_port() -> int:
 
 @dataclass
 class TwoNodes:
-    """A head node (2 CPUs) and a second node (1 CPU, resource `node2`), each a process group of ours."""
+    """A head node and a second node (resource `node2`), 1 CPU each (so one actor each), each a process group."""
 
     address: str
     head: subprocess.Popen[bytes]
     node2: subprocess.Popen[bytes]
+    env: dict[str, str]
+    spare: list[subprocess.Popen[bytes]]
 
-    def kill_node2(self) -> None:
-        """The second node is lost: its raylet and workers die at once."""
+    def lose_node2(self) -> None:
+        """The second node is lost (its raylet and workers die at once) and, as an autoscaler would, a new node
+        joins in its place, where Ray restarts the lost actor."""
         os.killpg(self.node2.pid, signal.SIGKILL)
+        self.spare.append(_start([f"--address={self.address}", "--num-cpus=1", '--resources={"node3": 1}'], self.env))
 
 
 def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    ray_cli = str(Path(sys.executable).parent / "ray")
+    ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]  # this interpreter: workers import this checkout's loupe
     return subprocess.Popen(
-        [ray_cli, "start", *args, "--block", "--disable-usage-stats", f"--object-store-memory={STORE_MB * MIB}"],
+        [*ray_cli, "start", *args, "--block", "--disable-usage-stats", f"--object-store-memory={STORE_MB * MIB}"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -117,24 +123,32 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
     import ray
 
     temp = tempfile.mkdtemp(prefix="lr2", dir="/tmp")
+    # no auth token: the test cluster and this driver must not share the user's ~/.ray/auth_token
+    auth = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env = {**os.environ, **worker_env(tmp_path_factory.getbasetemp()), "RAY_BACKEND_LOG_LEVEL": "error"}
     port = _free_port()
     head = _start(
-        ["--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={temp}"], env
+        ["--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false", f"--temp-dir={temp}"], env
     )
     node2 = None
+    spare: list[subprocess.Popen[bytes]] = []
     try:
         wait_for(lambda: _listening(port), "the head node")
         node2 = _start([f"--address=127.0.0.1:{port}", "--num-cpus=1", '--resources={"node2": 1}'], env)
         ray.init(address=f"127.0.0.1:{port}", log_to_driver=False, configure_logging=False)
         wait_for(lambda: sum(1 for n in ray.nodes() if n["Alive"]) == 2, "the second node to join")
-        yield TwoNodes(f"127.0.0.1:{port}", head, node2)
+        yield TwoNodes(f"127.0.0.1:{port}", head, node2, env, spare)
     finally:
         ray.shutdown()
-        for proc in (node2, head):
+        for proc in (*spare, node2, head):
             if proc is not None:
                 _stop(proc)
         shutil.rmtree(temp, ignore_errors=True)
+        if auth is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = auth
 
 
 def _listening(port: int) -> bool:
