@@ -13,8 +13,7 @@ from loupe.cluster.modelref import model_ref
 from loupe.cluster.rows import ItemAnswer
 from loupe.models.synthetic import SyntheticModel
 
-from tests.cluster.conftest import TwoNodes, run_cli
-from tests.cluster.test_local import _job, answers, digit, model, once_each  # noqa: F401 - fixtures
+from tests.cluster.conftest import TwoNodes, answers, new_job, once_each, run_cli
 from tests.store.conftest import make_images
 
 
@@ -57,7 +56,7 @@ def test_losing_a_node_mid_job_stores_every_item_once(
 ):
     folder = make_images(tmp_path / "imgs", 6, seed=12)
     db = tmp_path / "s.db"
-    store, job_id = _job(db, [str(folder), "--task-file", str(digit), *model])
+    store, job_id = new_job(db, [str(folder), "--task-file", str(digit), *model])
     m = tiny_models["smolvlm"]
     ref = model_ref(m.text_path.stem, [m.text_path, m.mmproj_path], catalog=False)
     node2 = _node2_id()
