@@ -34,11 +34,10 @@ class WorkerAnswer:
     fallback: StepRunner
     cloud: bool = False
     used: bool = False
+    model: str = ""  # the local model's name: the worker's result says it (no model is loaded to know it)
 
-    @property
-    def model(self) -> str:
-        """The local model's name (the worker's result says it; no model is loaded to know it)."""
-        return self.result.model
+    def __post_init__(self) -> None:
+        self.model = self.model or self.result.model
 
     def run(
         self, task: Task, images: Sequence[LoadedImage], *, cancel: threading.Event | None = None
@@ -81,7 +80,7 @@ class DriverLadder:
             except (LoupeError, ModelError):  # as the local ladder does: an unreadable image is the local error
                 return Escalation(worker, ())
         local = WorkerAnswer(worker, self.detail, self.escalator.runners["local"])
-        runners = {**self.escalator.runners, "local": local}
+        runners: dict[str, StepRunner] = {**self.escalator.runners, "local": local}
         return escalate(task, images, policy, runners, self.escalator.ledger)
 
     def close(self) -> None:
