@@ -109,6 +109,8 @@ def bound(order: WorkOrder) -> type[ModelActor]:
     the object store, which a restart after a lost node could not read back)."""
 
     class JobActor(ModelActor):
+        """A ModelActor for this job's order."""
+
         def __init__(self) -> None:
             super().__init__(order)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loupe.batch import BatchSummary, ItemOutcome
-from loupe.cluster.actor import MAX_TASK_RETRIES, WorkOrder, crashed, model_stage
+from loupe.cluster.actor import MAX_TASK_RETRIES, WorkOrder, model_stage
 from loupe.cluster.climb import DriverLadder
 from loupe.cluster.modelref import ModelRef
 from loupe.cluster.plan import Plan, plan
@@ -141,7 +141,7 @@ class _Run:
             self.on_answer(answer)
         item = items[answer.item_id]
         result, steps = answer.result, []
-        if self.ladder is not None and not crashed(result):
+        if self.ladder is not None:  # as a local ladder: a crashed (twice) local rung climbs too
             esc = self.ladder.climb(answer.path, result, self.job.task)
             result, steps = esc.result, esc.records()
         ident = (answer.sha256, answer.size or 0) if answer.sha256 else None
