@@ -9,6 +9,7 @@ re-runs only its unfinished items); each row is saved as it arrives, and a secon
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -265,17 +266,31 @@ def _answers(
 
 
 def root_cause(exc: BaseException) -> str:
-    """The first line of the innermost error Ray wrapped (a worker's LoupeError says what to do)."""
+    """What went wrong on a worker, in one line: the message of a Loupe error found anywhere in what Ray wrapped
+    (an actor that could not load its model says why), else the innermost error's last line."""
     seen: set[int] = set()
-    cur: BaseException | None = exc
-    last = exc
-    while cur is not None and id(cur) not in seen:
+    texts: list[str] = []
+    todo: list[BaseException] = [exc]
+    while todo:
+        cur = todo.pop()
+        if id(cur) in seen:
+            continue
         seen.add(id(cur))
-        last = cur
-        cur = getattr(cur, "cause", None) or cur.__cause__
-    text = str(last).strip().splitlines()
-    lines = [t for t in text if t.strip() and not t.startswith((" ", "Traceback"))]
-    return (lines[-1] if lines else type(last).__name__)[:500]
+        texts.append(str(cur))
+        for attr in ("cause", "__cause__", "__context__", "base_exception"):
+            nxt = getattr(cur, attr, None)
+            if isinstance(nxt, BaseException):
+                todo.append(nxt)
+    for text in texts:  # "loupe.cluster.modelref.ModelRefError: model 'x' is not on ..." in a traceback
+        for line in reversed(text.splitlines()):
+            found = _LOUPE_ERROR.match(line.strip())
+            if found:
+                return found.group(1)[:500]
+    lines = [t for t in texts[-1].strip().splitlines() if t.strip() and not t.startswith((" ", "Traceback"))]
+    return (lines[-1] if lines else type(exc).__name__)[:500]
+
+
+_LOUPE_ERROR = re.compile(r"^loupe\.[\w.]+(?:Error|Installed|Corrupt): (.+)$")
 
 
 __all__ = ["ClusterOptions", "ClusterSummary", "identities", "run_cluster_job"]

@@ -30,7 +30,7 @@ def quiet_data() -> None:
 
     for handler in logging.getLogger("ray.data").handlers:  # its console handler only; its log file keeps all
         if type(handler).__name__ != "SessionFileHandler":
-            handler.setLevel(logging.ERROR)
+            handler.setLevel(logging.CRITICAL)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.enable_operator_progress_bars = False
@@ -82,7 +82,8 @@ def connected(address: str | None, *, init_args: Mapping[str, Any] | None = None
 
     if address is not None:
         reachable(address)
-    logging.getLogger("ray").setLevel(logging.ERROR)  # Ray's notes go to its log files, not the user's terminal
+    # Ray's notes and tracebacks go to its log files, not the user's terminal (a failure is one ClusterError line)
+    logging.getLogger("ray").setLevel(logging.CRITICAL)
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # this process's Ray core, which writes to stderr
     if ray.is_initialized():
         quiet_data()

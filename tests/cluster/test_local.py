@@ -190,3 +190,24 @@ def test_the_hybrid_ladder_runs_on_the_driver_with_one_budget(
         assert ladders == [["local", "cloud"], ["local", "cloud"], ["local", "cloud", "review"]]
         assert sorted(str(r.result.data) for r in results).count("{'n': 7}") == 2
         assert len(spend_history(store, since=0)) == 2  # every cloud call audited, by the driver
+
+
+def test_a_model_no_node_has_is_one_line_and_the_items_stay_pending(
+    tmp_path: Path, digit: Path, model: list[str], tiny_models: dict[str, SyntheticModel]
+):
+    from dataclasses import replace
+
+    from loupe.cluster.session import ClusterError
+
+    folder = make_images(tmp_path / "imgs", 2, seed=21)
+    db = tmp_path / "s.db"
+    store, job_id = new_job(db, [str(folder), "--task-file", str(digit), *model])
+    m = tiny_models["smolvlm"]
+    ref = model_ref(m.text_path.stem, [m.text_path, m.mmproj_path], catalog=False)
+    wrong = replace(ref, files=(replace(ref.files[0], sha256="0" * 64), ref.files[1]))  # not the bytes anyone has
+    with store, pytest.raises(ClusterError) as info:
+        run_cluster_job(store, job_id, wrong, ClusterOptions(actors=1, threads=1))
+    message = str(info.value)
+    assert "\n" not in message and "sha256 differs" in message and m.text_path.name in message, message
+    with Store(db) as again:
+        assert again.counts(job_id)["done"] == 0 and again.job(job_id).state == "interrupted"
