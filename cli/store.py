@@ -338,8 +338,10 @@ def _batch_on_ray(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from loupe.batch import LazyEngine, stop_on_sigint
     from loupe.cluster.driver import ClusterOptions, run_cluster_job
     from loupe.cluster.modelref import model_ref
+    from loupe.cluster.plan import check_counts
     from loupe.cluster.session import connected
 
+    check_counts(args.actors, args.actor_threads)  # before a job is recorded or a cluster joined
     address = args.ray or None
     options = ClusterOptions(actors=args.actors, threads=args.actor_threads, models_dir=args.models_dir)
     if args.out:

@@ -47,6 +47,14 @@ def actor_memory(model_bytes: int) -> int:
     return int(model_bytes * WEIGHT_FACTOR) + OVERHEAD_BYTES
 
 
+def check_counts(actors: int | None, threads: int | None) -> None:
+    """--actors and --actor-threads as given (before any cluster is asked): at least 1 each."""
+    if actors is not None and actors < 1:
+        raise PlanError(f"--actors {actors}: give at least 1 actor per node")
+    if threads is not None and threads < 1:
+        raise PlanError(f"--actor-threads {threads}: give at least 1 thread per actor")
+
+
 def plan(
     nodes: Sequence[Mapping[str, object]],
     model_bytes: int,
@@ -57,10 +65,7 @@ def plan(
     """Actors per node and threads per actor. `nodes` are Ray node dicts (`ray.nodes()`: "NodeID", "Alive",
     "Resources" with "CPU" and "memory"); `actors` (per node) and `threads` override the defaults, which are: threads
     = min(4, the smallest node's cores), then as many actors as the node's cores and memory hold (at least one)."""
-    if actors is not None and actors < 1:
-        raise PlanError(f"--actors {actors}: give at least 1 actor per node")
-    if threads is not None and threads < 1:
-        raise PlanError(f"--actor-threads {threads}: give at least 1 thread per actor")
+    check_counts(actors, threads)
     usable = [n for n in nodes if n.get("Alive", True) and _cpus(n) >= 1]
     if not usable:
         raise PlanError("the Ray cluster has no live node with a CPU to run a model on")
