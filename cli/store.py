@@ -8,11 +8,13 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from loupe import taskfile
 from loupe.cli.common import CliError, declare, examples, expand, model_files, open_backend, open_store, pick_task
+from loupe.core.tasks import Task
 from loupe.core.types import Status
 from loupe.export import FORMATS, LOCAL_FILES, config_path, format_for, options_for, write_labelled, write_overlays
 from loupe.store import ReviewQueue, Store, StoredResult
@@ -40,6 +42,9 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
         "loupe batch photos/ --task-file my-task.yaml --db line1.db",
         "loupe batch --resume 3            # continue job 3 after Ctrl-C",
         "loupe batch photos/ --escalate --cloud-config cloud.toml",
+        "loupe batch /archive/scans --ray                 # a Ray cluster in this process (all local cores)",
+        "loupe batch /archive/scans --ray auto --actors 2 # the running Ray cluster, 2 model actors per node",
+        "loupe batch /archive/scans --ray auto --out scans.parquet/   # Parquet from the workers; loupe import",
     )
     b.add_argument("inputs", nargs="*", metavar="IMAGE|DIR", help="image files, or folders of them (not with --resume)")
     g = b.add_mutually_exclusive_group()
@@ -53,7 +58,8 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
     from loupe.cli.escalation import add_escalate_args
 
     add_escalate_args(b)
-    declare(b, store="write")
+    add_ray_args(b)
+    declare(b, outputs={"out": "dir"}, store="write")
 
     r = examples(
         sub.add_parser("review", help="results that need a person: list, accept, edit, reject"),
@@ -124,6 +130,32 @@ def add_parsers(sub: Any, model_args: Callable[[argparse.ArgumentParser], None])
     declare(e, outputs={"out": lambda a: "dir" if a.labelled else "file", "overlays": "dir"}, store="read")
 
 
+def add_ray_args(b: argparse.ArgumentParser) -> None:
+    """`--ray [ADDRESS]` and its options (the cluster side of `loupe batch`, in loupe.cluster)."""
+    r = b.add_argument_group("Ray cluster (pip install 'loupe[ray]')")
+    r.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run over Ray: no ADDRESS starts a local cluster in this process; auto, HOST:PORT or ray://HOST:PORT "
+        "joins a running one (the same job, resume and store as without --ray)",
+    )
+    r.add_argument("--actors", type=int, metavar="N", help="model actors per node (default: from its cores and memory)")
+    r.add_argument("--actor-threads", type=int, metavar="N", help="threads per actor (default: min(4, cores))")
+    r.add_argument(
+        "--models-dir",
+        metavar="DIR",
+        help="where workers find the model (a shared folder; default: each node's user models dir)",
+    )
+    r.add_argument(
+        "--out",
+        metavar="DIR",
+        help="with --ray: workers write the results as Parquet in DIR (for very large jobs), not into the store; "
+        "bring them in with `loupe import DIR`; a rerun into DIR skips what is there",
+    )
+
+
 def run_store(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Run one of the store commands."""
     return _COMMANDS[args.command](args, out, err)
@@ -162,11 +194,37 @@ def _start(store: Store, args: argparse.Namespace) -> tuple[int, argparse.Namesp
             escalate=launch.get("escalate", False),
             cloud_config=launch.get("cloud_config"),
         )
+    new = _describe(args)
+    job, _ = open_job(
+        store,
+        inputs=new.inputs,
+        paths=new.paths,
+        task=new.task,
+        model=new.model,
+        settings=new.settings,
+        launch=new.launch,
+    )
+    return job.id, args
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job as the command line describes it, before any store sees it (its key is `loupe.batch.job_key`)."""
+
+    inputs: list[str]
+    paths: list[str]
+    task: Task
+    model: str
+    settings: dict[str, Any]
+    launch: dict[str, Any]
+
+
+def _describe(args: argparse.Namespace) -> NewJob:
+    """Inputs, task, model and settings of a new `loupe batch` (every path found, the model's files known)."""
     if not args.inputs:
         raise CliError("give images or folders to analyze, or --resume JOB")
     args.task = args.task or "defects"
     job = pick_task(args)
-    task = job.task
     inputs = [os.path.abspath(i) for i in args.inputs]
     paths = [os.path.abspath(p) for p in expand(inputs)]
     if not paths:
@@ -187,8 +245,7 @@ def _start(store: Store, args: argparse.Namespace) -> tuple[int, argparse.Namesp
     }
     if args.escalate:
         launch.update(escalate=True, cloud_config=args.cloud_config and os.path.abspath(args.cloud_config))
-    job, _ = open_job(store, inputs=inputs, paths=paths, task=task, model=name, settings=settings, launch=launch)
-    return job.id, args
+    return NewJob(inputs, paths, job.task, name, settings, launch)
 
 
 @contextmanager
@@ -230,6 +287,10 @@ def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from loupe.batch import BatchRunner, LazyEngine, stop_on_sigint
     from loupe.core.prefetch import Prefetcher
 
+    if args.ray is not None:
+        return _batch_on_ray(args, out, err)
+    if args.out or args.actors or args.actor_threads or args.models_dir:
+        raise CliError("--out, --actors, --actor-threads and --models-dir go with --ray")
     with open_store(args) as store:
         job_id, model_ns = _start(store, args)
 
@@ -268,6 +329,103 @@ def cmd_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if summary.stopped:
         return 130
     return 1 if summary.errors else 0
+
+
+def _batch_on_ray(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`loupe batch --ray`: the same job (key, resume, store) with the items answered by model actors on a Ray
+    cluster, the store written only here; or, with --out, Parquet written by the workers."""
+    from loupe.api import Engine
+    from loupe.batch import LazyEngine, stop_on_sigint
+    from loupe.cluster.driver import ClusterOptions, run_cluster_job
+    from loupe.cluster.modelref import model_ref
+    from loupe.cluster.plan import check_counts
+    from loupe.cluster.session import connected
+
+    check_counts(args.actors, args.actor_threads)  # before a job is recorded or a cluster joined
+    address = args.ray or None
+    options = ClusterOptions(actors=args.actors, threads=args.actor_threads, models_dir=args.models_dir)
+    if args.out:
+        return _ray_to_dir(args, address, options, out, err)
+    with open_store(args) as store:
+        job_id, model_ns = _start(store, args)
+        name, files = model_files(model_ns)
+        ref = model_ref(name, files, catalog=not model_ns.model_path)
+
+        def load() -> Engine:  # the driver's own model: only for a later local rung of the ladder, if one climbs
+            backend, loaded = open_backend(model_ns, err)
+            return Engine(backend, model=loaded)
+
+        lazy = LazyEngine(load)
+        ladder = None
+        stop = threading.Event()
+
+        def notice() -> None:
+            print("stopping after the items in progress (Ctrl-C again to stop now)", file=err)
+
+        try:
+            if model_ns.escalate:
+                from loupe.cli.escalation import escalator
+                from loupe.cluster.climb import DriverLadder
+
+                stored = taskfile.parse(store.job(job_id).task)
+                ladder = DriverLadder(escalator(model_ns, stored, lazy.get, err, store=store, job_id=job_id))
+            with (
+                connected(address),
+                stop_on_sigint(stop, notice),
+                _progress(store, job_id, err, not args.json and err.isatty(), args.json) as on_item,
+            ):
+                summary = run_cluster_job(store, job_id, ref, options, escalation=ladder, on_item=on_item, stop=stop)
+        finally:
+            if ladder is not None:
+                ladder.close()
+            lazy.close()
+        if args.json:
+            out.write(json.dumps(summary.to_dict()) + "\n")
+        else:
+            _report(summary.batch, store, args, out, err)
+            out.write(
+                f"ray: {summary.sent} sent to {summary.actors} actors x {summary.threads} threads, "
+                f"{summary.cached} answered from the store, {summary.wall_s:.1f} s\n"
+            )
+    if summary.batch.stopped:
+        return 130
+    return 1 if summary.batch.errors else 0
+
+
+def _ray_to_dir(args: argparse.Namespace, address: str | None, options: Any, out: TextIO, err: TextIO) -> int:
+    """`loupe batch --ray --out DIR`: workers write Parquet rows, this process only the job file."""
+    from loupe.batch import job_key
+    from loupe.cluster.modelref import model_ref
+    from loupe.cluster.out import run_to_dir
+    from loupe.cluster.session import connected
+    from loupe.store.records import task_to_dict
+
+    if args.resume is not None or args.escalate or args.db:
+        raise CliError(
+            "--out DIR writes Parquet, not a store: it takes no --resume, --escalate or --db (rerun the "
+            "same command to continue; `loupe import DIR` brings the rows into a store)"
+        )
+    new = _describe(args)
+    name, files = model_files(args)
+    job = {
+        "key": job_key(new.inputs, new.task, new.model, new.settings),
+        "task": task_to_dict(new.task),
+        "model": new.model,
+        "settings": new.settings,
+        "launch": new.launch,
+        "inputs": new.inputs,
+        "paths": new.paths,
+    }
+    with connected(address):
+        summary = run_to_dir(Path(args.out), job, model_ref(name, files, catalog=not args.model_path), options)
+    if args.json:
+        out.write(json.dumps(summary.to_dict()) + "\n")
+    else:
+        out.write(
+            f"{summary.items} images: {summary.written} written now, {summary.skipped} already in {args.out}; "
+            f"bring them into a store with `loupe import {args.out}`\n"
+        )
+    return 0
 
 
 def _report(s: BatchSummary, store: Store, args: argparse.Namespace, out: TextIO, err: TextIO) -> None:

@@ -12,7 +12,7 @@ from loupe.core.types import ImageEmbedding, Result
 from loupe.store.records import RESULT_COLUMNS, result_columns, result_from_row
 
 # the row's own columns, then the store's result columns (loupe.store.records.RESULT_COLUMNS)
-ITEM_COLUMNS = ("item_id", "path", "sha256", "size", "escalation", "phashes", "embeddings")
+ITEM_COLUMNS = ("item_id", "path", "sha256", "size", "escalation", "phashes", "embeddings", "worker")
 ROW_COLUMNS = ITEM_COLUMNS + RESULT_COLUMNS
 JOB_FILE = "_loupe_job.json"  # in an --out dir: the job (task, model, settings, inputs) the rows belong to
 
@@ -28,6 +28,7 @@ class ItemAnswer:
     result: Result
     escalation: tuple[dict[str, Any], ...] = ()
     phashes: Mapping[str, int | None] | None = None  # perceptual hash per image id, computed where the image is
+    worker: str = ""  # which actor answered ("node id/pid"): where the work ran, never stored in the results
 
 
 def to_row(answer: ItemAnswer) -> dict[str, Any]:
@@ -44,6 +45,7 @@ def to_row(answer: ItemAnswer) -> dict[str, Any]:
         "escalation": json.dumps(list(answer.escalation)),
         "phashes": None if answer.phashes is None else json.dumps(dict(answer.phashes)),
         "embeddings": json.dumps(embeddings),
+        "worker": answer.worker,
         **dict(zip(RESULT_COLUMNS, result_columns(r), strict=True)),
         "task": r.task,
     }
@@ -65,6 +67,7 @@ def from_row(row: Mapping[str, Any]) -> ItemAnswer:
         result=replace(result, embeddings=vectors),
         escalation=tuple(json.loads(row["escalation"] or "[]")),
         phashes=phashes,
+        worker=str(row.get("worker") or ""),
     )
 
 
