@@ -8,11 +8,9 @@ import copy
 import re
 import shlex
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from loupe.cli.main import parser
 from loupe.models.catalog import load_catalog
@@ -176,33 +174,13 @@ def test_readme_names_every_file_and_its_commands_parse() -> None:
     assert "loupe models pull" in text and "loupe models verify" in text and "loupe models import" in text
 
 
-DEFERRED: list[str] = []  # commands with --ray, in a tree without `loupe batch --ray` yet
-
-
 def assert_parses(command: str) -> None:
     """A `loupe ...` command line the parser accepts (one with --ray is set aside where `loupe batch` has no --ray)."""
     argv = shlex.split(command)
     assert argv[0] == "loupe", command
-    if "--ray" in argv and "--ray" not in batch_options():
-        DEFERRED.append(command)
-        return
     args, extra = parser().parse_known_args(argv[1:])
     assert not extra, f"{command}: unrecognized {extra}"
     assert args.command == argv[1]
-
-
-@pytest.fixture(autouse=True)
-def _deferred() -> Iterator[None]:
-    """A test whose other checks passed, with commands only `loupe batch --ray` can check, is reported skipped."""
-    DEFERRED.clear()
-    yield
-    if DEFERRED:
-        pytest.skip(f"`loupe batch --ray` is not in this tree yet: {DEFERRED} checked once it is")
-
-
-def batch_options() -> set[str]:
-    sub = next(a for a in parser()._actions if a.__class__.__name__ == "_SubParsersAction")
-    return {o for a in sub.choices["batch"]._actions for o in a.option_strings}
 
 
 def image() -> str:
