@@ -116,7 +116,7 @@ def stub() -> Iterator[StubCloud]:
     server.close()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="package", autouse=True)
 def no_ray_auth() -> Iterator[None]:
     """Ray's token auth off for every cluster of these tests: a token lives in the user's ~/.ray, and this process
     keeps the first cluster's auth mode for the next one."""

@@ -312,17 +312,14 @@ def test_the_rows_phashes_are_stored_not_recomputed(made: Made, tmp_path: Path) 
     assert [got[r["path"]]["phashes"] for r in made.rows] == [[(ids[i], 12345 + i)] for i in range(N)]
 
 
-def test_rows_written_by_ray_data_import_the_same(made: Made, tmp_path: Path) -> None:
+def test_rows_written_by_ray_data_import_the_same(made: Made, tmp_path: Path, ray_local: None) -> None:
     """The files Ray Data's write_parquet makes (its own names, schemas and row groups; a row written twice) import
     like pyarrow's: what `--out` workers write is what `loupe import` reads."""
-    ray = pytest.importorskip("ray")
+    import ray
+
     out = tmp_path / "run1"
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    try:
-        ds = ray.data.from_items([*made.rows, made.rows[2]]).repartition(3)
-        ds.write_parquet(str(out))
-    finally:
-        ray.shutdown()
+    ds = ray.data.from_items([*made.rows, made.rows[2]]).repartition(3)
+    ds.write_parquet(str(out))
     (out / JOB_FILE).write_text(json.dumps(made.job))
     assert len(list(out.glob("*.parquet"))) >= 2
     db = tmp_path / "cluster.db"
