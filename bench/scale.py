@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--items", type=int, default=12)
     p.add_argument("--model", default="smolvlm-256m", help="a synthetic model (bench._models; default smolvlm-256m)")
     p.add_argument("--dir", help="where images and stores go (default: a temp dir)")
+    p.add_argument("--models", help="where the synthetic model files go (default: $LOUPE_BENCH_MODELS, else the cache)")
     args = p.parse_args(argv)
     import ray
     from loupe.cluster.session import connected
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench._models import synthetic
 
     root = Path(args.dir or tempfile.mkdtemp(prefix="loupe-scale-"))
-    model = synthetic(args.model)
+    model = synthetic(args.model, Path(args.models)) if args.models else synthetic(args.model)
     folder = _images(root / "imgs", args.items)
     task = root / "digit.json"
     task.write_text(json.dumps(DIGIT))

@@ -179,6 +179,23 @@ def test_bounded_number_accepts_exponent_form_and_out_of_bounds_is_caught_after(
     )
 
 
+def test_formats_the_grammar_only_shapes_are_declared_and_caught_after(vocab, llguidance):
+    """LLGuidance's date regex knows month lengths but not leap years: the load notes say the format is checked in full
+    after decoding, and the checker refuses 29 February 2023."""
+    schema = {"type": "object", "properties": {"d": {"type": "string", "format": "date"}, "n": {"format": "time"}}}
+    out = run(llguidance, vocab, schema, (True, {"d": "2024-02-29"}), (False, {"d": "2023-02-29"}))
+    assert out.passing and out.relaxed and out.valid_rejected == 0
+    assert out.invalid_accepted_grammar == 1 and out.caught_after_decoding == 1 and out.invalid_reaching_user == 0
+    from loupe.core.constrain.llguidance import relaxation_notes
+
+    assert relaxation_notes(schema) == (
+        "format checked in full after decoding only (the grammar admits its shape): "
+        "date at /properties/d, time at /properties/n",
+    )
+    exact = {"type": "object", "properties": {"ip": {"type": "string", "format": "ipv4"}}}
+    assert relaxation_notes({**exact, "examples": [{"format": "date"}]}) == ()  # a format the grammar has exactly
+
+
 def test_bounds_with_multiple_of_stay_in_the_grammar(vocab, llguidance):
     # LLGuidance writes multipleOf numbers as decimals whatever the bounds: dropping them would widen for nothing
     schema = {"type": "number", "minimum": 0, "maximum": 10, "multipleOf": 0.5}

@@ -27,6 +27,11 @@ JSON_OPTIONS: dict[str, Any] = {
 REFUSAL_MAX_CHARS = 300
 # a number's bounds leave the grammar so that exponent form (1e-06) stays writable: LLGuidance's range regex has none
 EXPONENT_NOTE = "number bounds enforced after decoding only, so exponent form such as 1e-06 stays allowed"
+# formats whose LLGuidance regex is a wider shape than the standard (29 February in any year, leap seconds at any
+# minute, labels without Punycode checks): the grammar keeps the shape, the format checker after decoding the rest
+LOOSE_FORMATS = ("date", "date-time", "time", "hostname")
+FORMAT_NOTE = "format checked in full after decoding only (the grammar admits its shape)"
+_VALUES = ("const", "enum", "default", "examples")  # instance values, not subschemas
 
 
 def grammar_for(schema: dict[str, Any] | bool, *, allow_refusal: bool = True) -> str:
@@ -114,6 +119,9 @@ def plan(
     """
     schema, bounds = for_grammar(schema)
     bound_notes = (f"{EXPONENT_NOTE}: {', '.join(bounds)}",) if bounds else ()  # one note, however many numbers
+    loose = [f"{fmt} at {pointer or '/'}" for pointer, fmt in sorted(set(_loose_formats(schema)))]
+    if loose:
+        bound_notes += (f"{FORMAT_NOTE}: {', '.join(loose)}",)
     source = grammar_for(schema, allow_refusal=allow_refusal)
     strict_problem = _problem(source, tokenizer)
     if strict_problem is None:
@@ -135,6 +143,21 @@ def plan(
         raise ConstraintError(f"cannot compile the schema for decoding: {strict_problem}")
     notes = tuple(f"not enforced while decoding (checked after): {p}" for p in pointers)
     return grammar_for(relaxed_schema, allow_refusal=allow_refusal), (f"{strict_problem}", *widened_notes, *notes)
+
+
+def _loose_formats(node: Any, pointer: str = "") -> list[tuple[str, str]]:
+    """(pointer, format) of every subschema whose `format` the grammar only approximates (LOOSE_FORMATS)."""
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        if node.get("format") in LOOSE_FORMATS:
+            found.append((pointer, str(node["format"])))
+        for key, value in node.items():
+            if key not in _VALUES:
+                found += _loose_formats(value, f"{pointer}/{key.replace('~', '~0').replace('/', '~1')}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _loose_formats(value, f"{pointer}/{i}")
+    return found
 
 
 def widen_property_counts(schema: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
