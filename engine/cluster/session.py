@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import logging
 import os
@@ -105,3 +106,4 @@ def connected(address: str | None, *, init_args: Mapping[str, Any] | None = None
         yield
     finally:
         ray.shutdown()
+        gc.collect()  # Ray's handles to the cluster just shut down are freed here, not at some later, deeper frame
