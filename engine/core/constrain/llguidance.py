@@ -118,10 +118,10 @@ def plan(
     (loupe.core.constrain.prepare); those widenings are listed too.
     """
     schema, bounds = for_grammar(schema)
-    bound_notes = (f"{EXPONENT_NOTE}: {', '.join(bounds)}",) if bounds else ()  # one note, however many numbers
-    loose = [f"{fmt} at {pointer or '/'}" for pointer, fmt in sorted(set(_loose_formats(schema)))]
-    if loose:
-        bound_notes += (f"{FORMAT_NOTE}: {', '.join(loose)}",)
+    bound_notes: tuple[str, ...] = (f"{EXPONENT_NOTE}: {', '.join(bounds)}",) if bounds else ()  # one note
+    shaped = [f"{fmt} at {pointer or '/'}" for pointer, fmt in sorted(set(_loose_formats(schema)))]
+    if shaped:
+        bound_notes += (f"{FORMAT_NOTE}: {', '.join(shaped)}",)
     source = grammar_for(schema, allow_refusal=allow_refusal)
     strict_problem = _problem(source, tokenizer)
     if strict_problem is None:
