@@ -27,18 +27,9 @@ from loupe.store.index import phash_file, to_signed
 from loupe.store.records import task_to_dict
 
 from tests.noise import write_noise_pngs
+from tests.store.conftest import DIGIT_TASK
 
-TASK = {
-    "name": "digit",
-    "instructions": "Give one digit.",
-    "schema": {
-        "type": "object",
-        "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}},
-        "required": ["n"],
-        "additionalProperties": False,
-    },
-    "options": {"max_tokens": 16, "review_threshold": 0.5},
-}
+TASK = DIGIT_TASK  # the tiny model's task, as tests/store runs it
 N = 5
 
 

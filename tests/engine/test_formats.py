@@ -22,6 +22,8 @@ from loupe.core.tasks import task_from_dict
 from loupe.core.types import Status
 from PIL import Image
 
+from tests.engine.test_contract_units import ByteTokenizer  # the smallest real LLGuidance tokenizer
+
 SUITE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "jsonschema" / "test-suite" / "draft2020-12"
 FILES = {
     "hostname": "hostname",
@@ -111,17 +113,6 @@ def test_uri_hosts(value: str, ok: bool):
 )
 def test_patterns_follow_ecma_262(pattern: str, value: str, ok: bool):
     assert (validation_errors({"type": "string", "pattern": pattern}, value) == []) is ok
-
-
-class ByteTokenizer:
-    """A 256-byte vocabulary plus EOS: the smallest real tokenizer for LLGuidance (not a mock)."""
-
-    def __init__(self) -> None:
-        self.tokens = [bytes([i]) for i in range(256)] + [b"<eos>"]
-        self.eos_token_id, self.bos_token_id, self.special_token_ids = 256, None, [256]
-
-    def __call__(self, s: bytes) -> list[int]:
-        return list(s)
 
 
 @pytest.fixture(scope="module")

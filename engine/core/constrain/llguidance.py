@@ -14,6 +14,7 @@ from loupe.core.constrain.prepare import for_grammar
 from loupe.core.constrain.relax import children, relax
 from loupe.core.constrain.standard import for_grammar as in_standard_terms
 from loupe.core.errors import ConstraintError
+from loupe.core.schema.formats import rewrite_schemas
 
 if TYPE_CHECKING:
     from llguidance import LLTokenizer
@@ -31,7 +32,6 @@ EXPONENT_NOTE = "number bounds enforced after decoding only, so exponent form su
 # minute, labels without Punycode checks): the grammar keeps the shape, the format checker after decoding the rest
 LOOSE_FORMATS = ("date", "date-time", "time", "hostname")
 FORMAT_NOTE = "format checked in full after decoding only (the grammar admits its shape)"
-_VALUES = ("const", "enum", "default", "examples")  # instance values, not subschemas
 
 
 def grammar_for(schema: dict[str, Any] | bool, *, allow_refusal: bool = True) -> str:
@@ -145,18 +145,16 @@ def plan(
     return grammar_for(relaxed_schema, allow_refusal=allow_refusal), (f"{strict_problem}", *widened_notes, *notes)
 
 
-def _loose_formats(node: Any, pointer: str = "") -> list[tuple[str, str]]:
+def _loose_formats(schema: Any) -> list[tuple[str, str]]:
     """(pointer, format) of every subschema whose `format` the grammar only approximates (LOOSE_FORMATS)."""
     found: list[tuple[str, str]] = []
-    if isinstance(node, dict):
+
+    def note(node: dict[str, Any], pointer: str) -> dict[str, Any]:
         if node.get("format") in LOOSE_FORMATS:
             found.append((pointer, str(node["format"])))
-        for key, value in node.items():
-            if key not in _VALUES:
-                found += _loose_formats(value, f"{pointer}/{key.replace('~', '~0').replace('/', '~1')}")
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            found += _loose_formats(value, f"{pointer}/{i}")
+        return node
+
+    rewrite_schemas(schema, note)
     return found
 
 
